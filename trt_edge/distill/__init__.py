@@ -1,0 +1,1 @@
+"""Knowledge distillation: a teacher's soft labels train a smaller student."""

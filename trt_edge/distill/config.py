@@ -1,0 +1,106 @@
+"""The distill section: teacher, student construction, losses and the training budget."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Literal
+
+from trt_edge.configbase import ConfigBase
+
+
+@dataclass
+class TrainConfig(ConfigBase):
+    """A training budget, shared by teacher fine-tuning, distillation and sparse recovery.
+
+    epochs (int): passes over the training split. Defaults to 2.
+    batch_size (int): examples per step (per process under `accelerate launch`). Defaults to 32.
+    learning_rate (float): peak AdamW learning rate. Defaults to 5e-5.
+    weight_decay (float): AdamW decoupled weight decay (not on biases and LayerNorm). Defaults to 0.01.
+    warmup_ratio (float): share of steps with a linear warm-up; then linear decay to 0. Defaults to 0.1.
+    max_grad_norm (float): gradient clipping norm; 0 turns it off. Defaults to 1.0.
+    early_stop_patience (int): epochs without a better validation accuracy before stopping; 0 is off.
+    max_steps (int | None): stop after this many optimizer steps (for smoke runs). Defaults to None.
+    """
+
+    epochs: int = 2
+    batch_size: int = 32
+    learning_rate: float = 5e-5
+    weight_decay: float = 0.01
+    warmup_ratio: float = 0.1
+    max_grad_norm: float = 1.0
+    early_stop_patience: int = 0
+    max_steps: int | None = None
+
+    def __post_init__(self) -> None:
+        if self.epochs < 1:
+            raise ValueError(f"epochs must be at least 1, got {self.epochs}")
+        if self.batch_size < 1:
+            raise ValueError(f"batch_size must be positive, got {self.batch_size}")
+        if self.learning_rate <= 0:
+            raise ValueError(f"learning_rate must be positive, got {self.learning_rate}")
+        if not 0 <= self.warmup_ratio < 1:
+            raise ValueError(f"warmup_ratio must be in [0, 1), got {self.warmup_ratio}")
+        if self.max_grad_norm < 0 or self.weight_decay < 0 or self.early_stop_patience < 0:
+            raise ValueError("max_grad_norm, weight_decay and early_stop_patience must not be negative")
+        if self.max_steps is not None and self.max_steps < 1:
+            raise ValueError(f"max_steps must be at least 1, got {self.max_steps}")
+
+
+@dataclass
+class StudentConfig(ConfigBase):
+    """How the student is made.
+
+    layers (list[int] | None): teacher layers to keep (0-based). Defaults to every other layer
+        (0, 2, 4, ...), as DistilBERT does. Ignored when `model` is given.
+    model (str | None): a separate, smaller pretrained model folder (`demo:NAME` or a path). Its hidden
+        width may differ from the teacher's: hidden-state losses then go through a learned projection.
+    """
+
+    layers: list[int] | None = None
+    model: str | None = None
+
+
+@dataclass
+class DistillConfig(ConfigBase):
+    """Knowledge distillation from a teacher into a student.
+
+    teacher (str): the teacher model folder, `demo:minilm` or a path. Defaults to `demo:minilm`.
+    teacher_finetune (str): `auto` fine-tunes the teacher when it has no trained head for the task,
+        `always` fine-tunes anyway, `never` refuses an untrained head. Defaults to `auto`.
+    teacher_train (TrainConfig): budget of that fine-tuning.
+    student (StudentConfig): how the student is built.
+    train (TrainConfig): budget of the distillation (and of the hard-label ablation).
+    temperature (float): softening of both logit sets; the KL term is scaled by T². Defaults to 2.0.
+    alpha (float): weight of the KL term; the hard-label cross-entropy gets 1 - alpha. Defaults to 0.5.
+    hidden_weight (float): weight of the hidden-state MSE on mapped layers. Defaults to 0 (off).
+    attention_weight (float): weight of the attention-distribution KL on mapped layers (MiniLM-style;
+        needs equal head counts). Defaults to 0 (off).
+    ablation (bool): also train the same student on hard labels only with the same budget, the figure
+        that shows distillation pays. Defaults to True.
+    cache_dir (str | None): where teacher logits are cached, keyed by model and data hashes. Defaults to
+        `$TRT_EDGE_CACHE` or `~/.cache/trt-edge`.
+    trust_remote_code (bool): let transformers run code shipped with a model folder. Defaults to False.
+    seed (int): seed of initialisation and shuffling. Defaults to 0.
+    """
+
+    teacher: str = "demo:minilm"
+    teacher_finetune: Literal["auto", "always", "never"] = "auto"
+    teacher_train: TrainConfig = field(default_factory=lambda: TrainConfig(epochs=3, learning_rate=5e-5))
+    student: StudentConfig = field(default_factory=StudentConfig)
+    train: TrainConfig = field(default_factory=lambda: TrainConfig(epochs=3, learning_rate=1e-4))
+    temperature: float = 2.0
+    alpha: float = 0.5
+    hidden_weight: float = 0.0
+    attention_weight: float = 0.0
+    ablation: bool = True
+    cache_dir: str | None = None
+    trust_remote_code: bool = False
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        if self.temperature <= 0:
+            raise ValueError(f"temperature must be positive, got {self.temperature}")
+        if not 0 <= self.alpha <= 1:
+            raise ValueError(f"alpha must be in [0, 1], got {self.alpha}")
+        if self.hidden_weight < 0 or self.attention_weight < 0:
+            raise ValueError("hidden_weight and attention_weight must not be negative")

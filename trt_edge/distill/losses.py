@@ -1,0 +1,70 @@
+"""Distillation losses.
+
+The KL term follows Hinton et al.: both logit sets are softened by the temperature T and the KL is
+scaled by T² so its gradients keep their size as T changes. Hidden-state MSE (TinyBERT) and
+attention-distribution KL (MiniLM) are optional and computed only over real (unpadded) tokens.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+
+
+def kd_kl_loss(student_logits: torch.Tensor, teacher_logits: torch.Tensor, temperature: float) -> torch.Tensor:
+    """KL(teacher_T || student_T) * T², averaged over the batch."""
+    t = temperature
+    log_p_s = F.log_softmax(student_logits.float() / t, dim=-1)
+    log_p_t = F.log_softmax(teacher_logits.float() / t, dim=-1)
+    kl = (log_p_t.exp() * (log_p_t - log_p_s)).sum(dim=-1)
+    return kl.mean() * (t * t)
+
+
+def hidden_mse_loss(student_hidden: torch.Tensor, teacher_hidden: torch.Tensor, mask: torch.Tensor,
+                    projection: torch.nn.Module | None = None) -> torch.Tensor:
+    """Mean squared error between hidden states of real tokens ([B, S, H]); `projection` maps the
+    student's width to the teacher's when they differ."""
+    s = projection(student_hidden) if projection is not None else student_hidden
+    m = mask.unsqueeze(-1).to(s.dtype)
+    diff = (s.float() - teacher_hidden.float()) ** 2 * m
+    return diff.sum() / (m.sum() * s.shape[-1]).clamp_min(1.0)
+
+
+def attention_kl_loss(student_attn: torch.Tensor, teacher_attn: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """KL between attention distributions ([B, heads, S, S]) over query rows of real tokens."""
+    eps = 1e-12
+    kl = (teacher_attn * ((teacher_attn + eps).log() - (student_attn + eps).log())).sum(-1)  # [B, H, S]
+    rows = mask[:, None, :].to(kl.dtype).expand_as(kl)
+    return (kl * rows).sum() / rows.sum().clamp_min(1.0)
+
+
+def combined_loss(student_out: Any, labels: torch.Tensor, teacher_logits: torch.Tensor | None, *,
+                  alpha: float, temperature: float, teacher_out: Any = None, mask: torch.Tensor | None = None,
+                  layer_map: list[tuple[int, int]] | None = None, hidden_weight: float = 0.0,
+                  attention_weight: float = 0.0, projection: torch.nn.Module | None = None,
+                  ) -> tuple[torch.Tensor, dict[str, float]]:
+    """(1 - alpha) * CE(hard labels) + alpha * KD + hidden_weight * MSE + attention_weight * attn-KL."""
+    ce = F.cross_entropy(student_out.logits.float(), labels)
+    parts = {"ce": float(ce.detach())}
+    loss = (1 - alpha) * ce
+    if teacher_logits is not None and alpha > 0:
+        kd = kd_kl_loss(student_out.logits, teacher_logits, temperature)
+        parts["kd"] = float(kd.detach())
+        loss = loss + alpha * kd
+    if layer_map and teacher_out is not None and mask is not None:
+        if hidden_weight > 0:
+            mse = torch.stack([
+                hidden_mse_loss(student_out.hidden_states[s + 1], teacher_out.hidden_states[t + 1], mask, projection)
+                for s, t in layer_map
+            ]).mean()
+            parts["hidden"] = float(mse.detach())
+            loss = loss + hidden_weight * mse
+        if attention_weight > 0:
+            att = torch.stack([
+                attention_kl_loss(student_out.attentions[s], teacher_out.attentions[t], mask) for s, t in layer_map
+            ]).mean()
+            parts["attention"] = float(att.detach())
+            loss = loss + attention_weight * att
+    return loss, parts

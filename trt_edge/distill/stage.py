@@ -1,0 +1,285 @@
+"""The distill stage: teacher (fine-tuned when it has no head) -> student -> `stage.json`.
+
+Outputs in the stage folder: `model/` (the student, a Hugging Face folder in safetensors), `teacher/`
+(the teacher actually used, so later stages distill from the same one), `stage.json`. The fine-tuned
+teacher and its training-set logits are cached by content hash, so a rerun skips that work.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from trt_edge.config import RunConfig
+from trt_edge.distill.config import DistillConfig, TrainConfig
+from trt_edge.errors import TrtEdgeError
+from trt_edge.log import get_logger
+from trt_edge.stage import StageRecord, sha256_json, sha256_tree, stage_output
+from trt_edge.tasks.config import TaskConfig
+from trt_edge.tasks.data import TextClassificationData, load_data, resolve_data_source
+from trt_edge.tasks.models import (
+    LoadedClassifier,
+    count_parameters,
+    load_classifier,
+    save_classifier,
+    weight_bytes,
+)
+from trt_edge.tasks.text_classification import Encoded, encode, evaluate, model_inputs, predict_logits
+
+log = get_logger("distill")
+
+
+def cache_root(cfg: DistillConfig) -> Path:
+    root = cfg.cache_dir or os.environ.get("TRT_EDGE_CACHE") or Path.home() / ".cache" / "trt-edge"
+    return Path(root).expanduser()
+
+
+def _eval_fn(encoded: Encoded, labels: list[int], num_labels: int, batch_size: int) -> Any:
+    def run(model: Any) -> dict[str, float]:
+        metrics, _ = evaluate(model, encoded, labels, num_labels, batch_size)
+        return metrics
+    return run
+
+
+def _with_labels(encoded: Encoded, labels: list[int], logits: np.ndarray | None = None) -> list[dict[str, Any]]:
+    import torch
+
+    out = []
+    for i, feature in enumerate(encoded.features):
+        item: dict[str, Any] = {**feature, "labels": torch.tensor(labels[i])}
+        if logits is not None:
+            item["teacher_logits"] = torch.from_numpy(logits[i])
+        out.append(item)
+    return out
+
+
+def finetune_classifier(model: Any, tokenizer: Any, data: TextClassificationData, task: TaskConfig,
+                        train_cfg: TrainConfig, seed: int, desc: str) -> dict[str, Any]:
+    """Plain cross-entropy fine-tuning (teacher heads, and the hard-label ablation)."""
+    import torch.nn.functional as F
+
+    from trt_edge.distill.train import train
+
+    train_enc = encode(tokenizer, data.train.texts, task.max_length)
+    val_enc = encode(tokenizer, data.validation.texts, task.max_length)
+
+    def loss_fn(m: Any, batch: dict[str, Any]) -> Any:
+        out = m(**model_inputs(batch))
+        loss = F.cross_entropy(out.logits.float(), batch["labels"])
+        return loss, {}
+
+    result = train(model, _with_labels(train_enc, data.train.labels), train_enc.pad_token_id, loss_fn, train_cfg,
+                   eval_fn=_eval_fn(val_enc, data.validation.labels, data.num_labels, task.eval_batch_size),
+                   seed=seed, desc=desc)
+    return {"best_epoch": result.best_epoch, "seconds": result.seconds, "steps": result.steps,
+            "validation_accuracy": result.best_metrics["accuracy"]}
+
+
+def prepare_teacher(cfg: DistillConfig, task: TaskConfig, data: TextClassificationData
+                    ) -> tuple[LoadedClassifier, Path, dict[str, Any]]:
+    """Load the teacher; fine-tune it first when it has no trained head (cached by content hash)."""
+    loaded = load_classifier(cfg.teacher, data.label_names, cfg.trust_remote_code)
+    info: dict[str, Any] = {"teacher_head": loaded.head_note, "teacher_finetuned": False}
+    needs = cfg.teacher_finetune == "always" or (cfg.teacher_finetune == "auto" and not loaded.head_trained)
+    if not needs:
+        if not loaded.head_trained:
+            raise TrtEdgeError(f"{cfg.teacher}: {loaded.head_note}; set distill.teacher_finetune to auto")
+        return loaded, loaded.path, info
+    key = sha256_json({
+        "teacher": sha256_tree(loaded.path), "data": data.fingerprint(), "train": cfg.teacher_train.to_dict(),
+        "max_length": task.max_length, "seed": cfg.seed, "labels": data.label_names,
+    })[:24]
+    cached = cache_root(cfg) / "teachers" / key
+    if (cached / "config.json").is_file() and (cached / "finetune.json").is_file():
+        log.info("teacher: reusing the fine-tuned teacher cached at %s", cached)
+        import json
+
+        info.update(json.loads((cached / "finetune.json").read_text()))
+        info["teacher_cache"] = "hit"
+        return load_classifier(cached, data.label_names, cfg.trust_remote_code), cached, info
+    log.info("teacher: %s; fine-tuning it on the task (%d epochs)", loaded.head_note, cfg.teacher_train.epochs)
+    ft = finetune_classifier(loaded.model, loaded.tokenizer, data, task, cfg.teacher_train, cfg.seed,
+                             "teacher fine-tune")
+    info.update({"teacher_finetuned": True, "teacher_finetune": ft, "teacher_cache": "miss"})
+    cached.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{key}.", dir=cached.parent))
+    save_classifier(loaded.model, loaded.tokenizer, tmp)
+    import json
+
+    (tmp / "finetune.json").write_text(json.dumps({"teacher_finetuned": True, "teacher_finetune": ft}))
+    if cached.exists():
+        shutil.rmtree(cached)
+    os.replace(tmp, cached)
+    loaded.head_trained = True
+    return loaded, cached, info
+
+
+def teacher_train_logits(cfg: DistillConfig, teacher: LoadedClassifier, teacher_dir: Path,
+                         encoded: Encoded, batch_size: int) -> tuple[np.ndarray, str]:
+    """Teacher logits on the training split, cached on disk by teacher and data hashes."""
+    key = sha256_json({"teacher": sha256_tree(teacher_dir), "features": encoded.features})[:24]
+    path = cache_root(cfg) / "teacher_logits" / f"{key}.npy"
+    if path.is_file():
+        logits = np.load(path, allow_pickle=False)
+        if logits.shape[0] == len(encoded):
+            return logits, "hit"
+    logits = predict_logits(teacher.model, encoded, batch_size).astype(np.float32)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{key}.", suffix=".npy", dir=path.parent)
+    with os.fdopen(fd, "wb") as handle:
+        np.save(handle, logits, allow_pickle=False)
+    os.replace(tmp, path)
+    return logits, "miss"
+
+
+def build_student(cfg: DistillConfig, teacher: LoadedClassifier, data: TextClassificationData) -> tuple[Any, Any, dict[str, Any]]:
+    """The student model, its tokenizer, and how it was made (for stage.json)."""
+    import torch
+
+    from trt_edge.distill.student import num_layers, student_from_teacher
+
+    torch.manual_seed(cfg.seed)
+    if cfg.student.model:
+        loaded = load_classifier(cfg.student.model, data.label_names, cfg.trust_remote_code)
+        t_vocab = teacher.tokenizer.get_vocab()
+        if loaded.tokenizer.get_vocab() != t_vocab:
+            raise TrtEdgeError(
+                f"{cfg.student.model}: its tokenizer differs from the teacher's; logit distillation needs the "
+                "same tokenization of each example (use a student from the same model family)"
+            )
+        return loaded.model, loaded.tokenizer, {"student_source": str(loaded.path),
+                                                "student_layers": num_layers(loaded.model)}
+    student, keep = student_from_teacher(teacher.model, cfg.student.layers)
+    return student, teacher.tokenizer, {"student_source": "teacher layers", "student_layers": keep}
+
+
+def distill_student(cfg: DistillConfig, task: TaskConfig, data: TextClassificationData, teacher: LoadedClassifier,
+                    student: Any, tokenizer: Any, train_logits: np.ndarray, student_layers: Any) -> dict[str, Any]:
+    """Train `student` in place from teacher logits (+ optional hidden/attention losses)."""
+    import torch
+
+    from trt_edge.distill.losses import combined_loss
+    from trt_edge.distill.student import hidden_size, num_layers, uniform_layer_map
+    from trt_edge.distill.train import train
+
+    train_enc = encode(tokenizer, data.train.texts, task.max_length)
+    val_enc = encode(tokenizer, data.validation.texts, task.max_length)
+    online = cfg.hidden_weight > 0 or cfg.attention_weight > 0
+    layer_map: list[tuple[int, int]] = []
+    projection: torch.nn.Module | None = None
+    if online:
+        if isinstance(student_layers, list):
+            layer_map = list(enumerate(student_layers))
+        else:
+            layer_map = uniform_layer_map(num_layers(student), num_layers(teacher.model))
+        if hidden_size(student) != hidden_size(teacher.model) and cfg.hidden_weight > 0:
+            projection = torch.nn.Linear(hidden_size(student), hidden_size(teacher.model))
+        if cfg.attention_weight > 0 and (student.config.num_attention_heads != teacher.model.config.num_attention_heads):
+            raise TrtEdgeError("distill.attention_weight needs the same number of attention heads in student and teacher")
+        teacher.model.eval()
+        if cfg.attention_weight > 0:
+            for m in (student, teacher.model):
+                m.config._attn_implementation = "eager"  # attention probabilities are needed
+
+    def loss_fn(m: Any, batch: dict[str, Any]) -> Any:
+        inputs = model_inputs(batch)
+        out = m(**inputs, output_hidden_states=cfg.hidden_weight > 0, output_attentions=cfg.attention_weight > 0)
+        teacher_out = None
+        if online:
+            with torch.no_grad():
+                teacher_out = teacher.model(**{k: v.to(next(teacher.model.parameters()).device)
+                                               for k, v in inputs.items()},
+                                            output_hidden_states=cfg.hidden_weight > 0,
+                                            output_attentions=cfg.attention_weight > 0)
+        return combined_loss(out, batch["labels"], batch["teacher_logits"], alpha=cfg.alpha,
+                             temperature=cfg.temperature, teacher_out=teacher_out, mask=inputs["attention_mask"],
+                             layer_map=layer_map, hidden_weight=cfg.hidden_weight,
+                             attention_weight=cfg.attention_weight, projection=projection)
+
+    result = train(student, _with_labels(train_enc, data.train.labels, train_logits), train_enc.pad_token_id,
+                   loss_fn, cfg.train, eval_fn=_eval_fn(val_enc, data.validation.labels, data.num_labels,
+                                                        task.eval_batch_size),
+                   seed=cfg.seed, desc="distill", extra_modules=[projection] if projection is not None else [])
+    if cfg.attention_weight > 0:
+        student.config._attn_implementation = "sdpa"
+    return {"best_epoch": result.best_epoch, "seconds": result.seconds, "steps": result.steps,
+            "examples_per_second": result.examples_per_second,
+            "validation_accuracy": result.best_metrics["accuracy"]}
+
+
+def run(config: RunConfig, out: str | Path) -> StageRecord:
+    """Distill the configured teacher into a student and write the stage folder `out`."""
+    started = time.perf_counter()
+    task: TaskConfig = config.section("task")
+    cfg: DistillConfig = config.section("distill")
+    data = load_data(task.data)
+    teacher, teacher_dir, teacher_info = prepare_teacher(cfg, task, data)
+    test = data.test
+    t_enc = encode(teacher.tokenizer, test.texts, task.max_length)
+    teacher_metrics, teacher_test_logits = evaluate(teacher.model, t_enc, test.labels, data.num_labels,
+                                                    task.eval_batch_size)
+    log.info("teacher test accuracy %.4f, macro-F1 %.4f", teacher_metrics["accuracy"], teacher_metrics["macro_f1"])
+    train_enc = encode(teacher.tokenizer, data.train.texts, task.max_length)
+    logits, logits_cache = teacher_train_logits(cfg, teacher, teacher_dir, train_enc, task.eval_batch_size)
+
+    student, tokenizer, student_info = build_student(cfg, teacher, data)
+    distill_info = distill_student(cfg, task, data, teacher, student, tokenizer, logits,
+                                   student_info["student_layers"])
+    s_enc = encode(tokenizer, test.texts, task.max_length)
+    student_metrics, _ = evaluate(student, s_enc, test.labels, data.num_labels, task.eval_batch_size)
+    log.info("student test accuracy %.4f, macro-F1 %.4f", student_metrics["accuracy"], student_metrics["macro_f1"])
+
+    metrics: dict[str, Any] = {
+        "teacher_accuracy": teacher_metrics["accuracy"],
+        "teacher_macro_f1": teacher_metrics["macro_f1"],
+        "student_accuracy": student_metrics["accuracy"],
+        "student_macro_f1": student_metrics["macro_f1"],
+        "student_vs_teacher": student_metrics["accuracy"] / max(teacher_metrics["accuracy"], 1e-9),
+        "majority_accuracy": data.majority_accuracy("test"),
+        "teacher_params": count_parameters(teacher.model),
+        "student_params": count_parameters(student),
+        "distill": distill_info,
+        "teacher_logits_cache": logits_cache,
+        **teacher_info,
+        **student_info,
+    }
+    if cfg.ablation:
+        hard_student, hard_tok, _ = build_student(cfg, teacher, data)
+        hard_info = finetune_classifier(hard_student, hard_tok, data, task, cfg.train, cfg.seed, "hard-label student")
+        hard_metrics, _ = evaluate(hard_student, encode(hard_tok, test.texts, task.max_length), test.labels,
+                                   data.num_labels, task.eval_batch_size)
+        metrics.update({"student_hard_label_accuracy": hard_metrics["accuracy"],
+                        "student_hard_label_macro_f1": hard_metrics["macro_f1"], "hard_label": hard_info})
+        log.info("hard-label student test accuracy %.4f", hard_metrics["accuracy"])
+        del hard_student
+
+    record = StageRecord(
+        stage="distill",
+        config={"task": task.to_dict(), "distill": cfg.to_dict()},
+        inputs={"data": sha256_tree(resolve_data_source(task.data.source)),
+                "teacher": sha256_tree(resolve_teacher_source(cfg))},
+        artifacts={"model": "model", "teacher": "teacher"},
+    )
+    with stage_output(out) as tmp:
+        save_classifier(student, tokenizer, tmp / "model")
+        save_classifier(teacher.model, teacher.tokenizer, tmp / "teacher")
+        np.save(tmp / "teacher" / "test_logits.npy", teacher_test_logits.astype(np.float32), allow_pickle=False)
+        metrics["student_weight_bytes"] = weight_bytes(tmp / "model")
+        metrics["teacher_weight_bytes"] = weight_bytes(tmp / "teacher")
+        metrics["train_seconds"] = time.perf_counter() - started
+        metrics["data"] = data.fingerprint()
+        record.metrics = metrics
+        record.write(tmp)
+    return record
+
+
+def resolve_teacher_source(cfg: DistillConfig) -> Path:
+    from trt_edge.tasks.models import resolve_model_path
+
+    return resolve_model_path(cfg.teacher)

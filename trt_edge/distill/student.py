@@ -1,0 +1,70 @@
+"""Building a student: a subset of the teacher's layers, or a separate smaller pretrained model."""
+
+from __future__ import annotations
+
+import copy
+from typing import Any
+
+import torch
+
+from trt_edge.errors import TrtEdgeError
+
+
+def num_layers(model: Any) -> int:
+    return int(model.config.num_hidden_layers)
+
+
+def _layer_list(model: Any) -> tuple[torch.nn.Module, str, torch.nn.ModuleList]:
+    """The encoder's ModuleList of transformer blocks, found by shape rather than by architecture name,
+    so BERT, RoBERTa, DistilBERT, MPNet and similar encoders all work."""
+    n = num_layers(model)
+    candidates = []
+    for name, module in model.named_modules():
+        for child_name, child in module.named_children():
+            if isinstance(child, torch.nn.ModuleList) and len(child) == n and n > 0:
+                candidates.append((module, child_name, child, f"{name}.{child_name}".strip(".")))
+    if not candidates:
+        raise TrtEdgeError(f"{type(model).__name__}: cannot find its list of {n} transformer layers")
+    # The outermost list of blocks (shortest path) is the encoder's.
+    module, child_name, child, _ = min(candidates, key=lambda c: c[3].count("."))
+    return module, child_name, child
+
+
+def default_layers(teacher_layers: int) -> list[int]:
+    """Every other layer, starting with the first (DistilBERT's choice)."""
+    return list(range(0, teacher_layers, 2))
+
+
+def student_from_teacher(teacher: Any, layers: list[int] | None) -> tuple[Any, list[int]]:
+    """A copy of the teacher keeping only `layers` (embeddings, pooler and head are copied too)."""
+    n = num_layers(teacher)
+    keep = list(layers) if layers is not None else default_layers(n)
+    if not keep:
+        raise TrtEdgeError("distill.student.layers is empty; keep at least one layer")
+    bad = [i for i in keep if not 0 <= i < n]
+    if bad:
+        raise TrtEdgeError(f"distill.student.layers {bad} out of range: the teacher has layers 0..{n - 1}")
+    if len(set(keep)) != len(keep) or keep != sorted(keep):
+        raise TrtEdgeError(f"distill.student.layers must be increasing and distinct, got {keep}")
+    student = copy.deepcopy(teacher)
+    parent, name, blocks = _layer_list(student)
+    setattr(parent, name, torch.nn.ModuleList([blocks[i] for i in keep]))
+    student.config.num_hidden_layers = len(keep)
+    layer_types = getattr(student.config, "layer_types", None)
+    if isinstance(layer_types, list) and len(layer_types) == n:
+        student.config.layer_types = [layer_types[i] for i in keep]
+    for new_index, block in enumerate(getattr(parent, name)):
+        for module in block.modules():  # attention modules that remember their index (caching)
+            if hasattr(module, "layer_idx"):
+                module.layer_idx = new_index
+    return student, keep
+
+
+def uniform_layer_map(student_layers: int, teacher_layers: int) -> list[tuple[int, int]]:
+    """Student layer i learns from teacher layer ceil((i + 1) * T / S) - 1 (the last maps to the last)."""
+    return [(i, -(-(i + 1) * teacher_layers // student_layers) - 1) for i in range(student_layers)]
+
+
+def hidden_size(model: Any) -> int:
+    config = model.config
+    return int(getattr(config, "hidden_size", None) or getattr(config, "dim"))

@@ -1,0 +1,128 @@
+"""One training loop for teacher fine-tuning, distillation and sparse recovery.
+
+Written on Hugging Face Accelerate, so `accelerate launch -m trt_edge distill ...` runs the same code
+data-parallel on several GPUs or nodes, and a single GPU is used when present. The loss is a callable,
+so every use differs only in what it computes from a batch; `on_step` runs after each optimizer step
+(the sparsity stage re-applies its masks there). The best epoch by validation accuracy is kept.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+
+from trt_edge.distill.config import TrainConfig
+from trt_edge.log import get_logger
+from trt_edge.tasks.text_classification import collate
+
+log = get_logger("train")
+
+LossFn = Callable[[Any, dict[str, Any]], tuple[torch.Tensor, dict[str, float]]]
+EvalFn = Callable[[Any], dict[str, float]]
+
+
+@dataclass
+class TrainResult:
+    best_epoch: int
+    best_metrics: dict[str, float]
+    history: list[dict[str, float]] = field(default_factory=list)
+    steps: int = 0
+    seconds: float = 0.0
+    examples_per_second: float = 0.0
+
+
+def _param_groups(modules: Sequence[torch.nn.Module], weight_decay: float) -> list[dict[str, Any]]:
+    decay, no_decay = [], []
+    for module in modules:
+        for name, param in module.named_parameters():
+            if not param.requires_grad:
+                continue
+            (no_decay if param.ndim < 2 or "norm" in name.lower() else decay).append(param)
+    return [{"params": decay, "weight_decay": weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
+
+
+def train(model: torch.nn.Module, features: Sequence[dict[str, Any]], pad_token_id: int, loss_fn: LossFn,
+          cfg: TrainConfig, *, eval_fn: EvalFn, seed: int, desc: str = "train",
+          extra_modules: Sequence[torch.nn.Module] = (), on_step: Callable[[Any], None] | None = None,
+          show_progress: bool = True) -> TrainResult:
+    """Train `model` in place; on return it holds the weights of the best validation epoch."""
+    from accelerate import Accelerator
+    from tqdm.auto import tqdm
+    from transformers import get_linear_schedule_with_warmup
+
+    torch.manual_seed(seed)
+    accelerator = Accelerator()
+    generator = torch.Generator().manual_seed(seed)
+    loader = torch.utils.data.DataLoader(
+        list(features), batch_size=cfg.batch_size, shuffle=True, generator=generator,
+        collate_fn=lambda batch: collate(batch, pad_token_id),
+    )
+    optimizer = torch.optim.AdamW(_param_groups([model, *extra_modules], cfg.weight_decay), lr=cfg.learning_rate)
+    steps_per_epoch = math.ceil(len(loader) / accelerator.num_processes)
+    total = cfg.epochs * steps_per_epoch
+    if cfg.max_steps is not None:
+        total = min(total, cfg.max_steps)
+    scheduler = get_linear_schedule_with_warmup(optimizer, int(cfg.warmup_ratio * total), total)
+    model, optimizer, loader, scheduler, *extras = accelerator.prepare(
+        model, optimizer, loader, scheduler, *extra_modules
+    )
+    best_state: dict[str, torch.Tensor] | None = None
+    result = TrainResult(best_epoch=-1, best_metrics={"accuracy": -1.0})
+    stale = 0
+    started = time.perf_counter()
+    examples = 0
+    bar = tqdm(total=total, desc=desc, unit="step", disable=not (show_progress and accelerator.is_main_process),
+               dynamic_ncols=True, leave=False)
+    for epoch in range(cfg.epochs):
+        model.train()
+        running = 0.0
+        for batch in loader:
+            loss, parts = loss_fn(model, batch)
+            accelerator.backward(loss)
+            if cfg.max_grad_norm > 0:
+                accelerator.clip_grad_norm_(
+                    [p for g in optimizer.param_groups for p in g["params"]], cfg.max_grad_norm
+                )
+            optimizer.step()
+            scheduler.step()
+            optimizer.zero_grad(set_to_none=True)
+            if on_step is not None:
+                on_step(accelerator.unwrap_model(model))
+            result.steps += 1
+            examples += int(batch["input_ids"].shape[0]) * accelerator.num_processes
+            running = 0.9 * running + 0.1 * float(loss.detach()) if result.steps > 1 else float(loss.detach())
+            rate = examples / max(time.perf_counter() - started, 1e-9)
+            bar.set_postfix(epoch=epoch + 1, loss=f"{running:.4f}", ex_s=f"{rate:.0f}", **{
+                k: f"{v:.3f}" for k, v in parts.items()})
+            bar.update(1)
+            if result.steps >= total:
+                break
+        unwrapped = accelerator.unwrap_model(model)
+        metrics = eval_fn(unwrapped) if accelerator.is_main_process else {"accuracy": 0.0}
+        metrics = {**metrics, "epoch": float(epoch + 1), "train_loss": running}
+        result.history.append(metrics)
+        log.info("%s epoch %d: validation accuracy %.4f, loss %.4f", desc, epoch + 1, metrics["accuracy"], running)
+        if metrics["accuracy"] > result.best_metrics["accuracy"]:
+            result.best_epoch, result.best_metrics, stale = epoch + 1, metrics, 0
+            best_state = {k: v.detach().to("cpu", copy=True) for k, v in unwrapped.state_dict().items()}
+        else:
+            stale += 1
+            if cfg.early_stop_patience and stale >= cfg.early_stop_patience:
+                log.info("%s: early stop after epoch %d (best epoch %d)", desc, epoch + 1, result.best_epoch)
+                break
+        if result.steps >= total:
+            break
+    bar.close()
+    result.seconds = time.perf_counter() - started
+    result.examples_per_second = examples / max(result.seconds, 1e-9)
+    unwrapped = accelerator.unwrap_model(model)
+    if best_state is not None:
+        unwrapped.load_state_dict(best_state)
+    unwrapped.eval()
+    accelerator.free_memory()
+    return result

@@ -1,0 +1,235 @@
+"""What every stage shares: `stage.json`, hashes, atomic writes, resume checks.
+
+A stage is `run(config, inputs, out) -> StageRecord`. It writes everything into a temporary sibling of
+its output folder and renames it into place at the end (`stage_output`), so an interrupted stage leaves
+the previous result untouched and no half-written file a later stage could mistake for a finished one.
+`stage.json` is the contract between stages: later stages find their inputs through its `artifacts`.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import datetime as _dt
+import hashlib
+import json
+import os
+import platform
+import shutil
+import tempfile
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from trt_edge import __version__
+from trt_edge.errors import TrtEdgeError
+
+STAGE_FILE = "stage.json"
+STAGE_SCHEMA = 1
+_CHUNK = 1 << 20
+
+
+def sha256_file(path: str | os.PathLike[str]) -> str:
+    """sha256 of a file's bytes, streamed."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        while chunk := handle.read(_CHUNK):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def sha256_tree(path: str | os.PathLike[str], exclude: tuple[str, ...] = (STAGE_FILE,)) -> str:
+    """sha256 over a folder: every file's relative path and content hash, in sorted order.
+
+    `stage.json` is left out by default: it records times, and a folder's identity is its artifacts.
+    """
+    root = Path(path)
+    if root.is_file():
+        return sha256_file(root)
+    digest = hashlib.sha256()
+    for file in sorted(p for p in root.rglob("*") if p.is_file()):
+        rel = file.relative_to(root).as_posix()
+        if rel in exclude:
+            continue
+        digest.update(rel.encode())
+        digest.update(b"\0")
+        digest.update(sha256_file(file).encode())
+        digest.update(b"\n")
+    return digest.hexdigest()
+
+
+def sha256_json(data: Any) -> str:
+    """sha256 of a JSON-able value in canonical form (sorted keys, no spaces)."""
+    return hashlib.sha256(canonical_json(data).encode()).hexdigest()
+
+
+def canonical_json(data: Any) -> str:
+    return json.dumps(data, sort_keys=True, separators=(",", ":"), default=str)
+
+
+def atomic_write_bytes(path: str | os.PathLike[str], data: bytes) -> Path:
+    """Write a file through a temporary sibling and `os.replace`, so readers never see half a file."""
+    target = Path(path)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
+    try:
+        with os.fdopen(fd, "wb") as handle:
+            handle.write(data)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(tmp, target)
+    except BaseException:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(tmp)
+        raise
+    return target
+
+
+def atomic_write_text(path: str | os.PathLike[str], text: str) -> Path:
+    return atomic_write_bytes(path, text.encode("utf-8"))
+
+
+def atomic_write_json(path: str | os.PathLike[str], data: Any) -> Path:
+    return atomic_write_text(path, json.dumps(data, indent=2, sort_keys=False, default=str) + "\n")
+
+
+@contextlib.contextmanager
+def stage_output(out: str | os.PathLike[str]) -> Iterator[Path]:
+    """Yield a temporary folder to write a stage's output into; rename it to `out` on success.
+
+    On failure the temporary folder is removed and an existing `out` is left exactly as it was.
+    """
+    final = Path(out).resolve()
+    final.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{final.name}.partial-", dir=final.parent))
+    try:
+        yield tmp
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    old: Path | None = None
+    if final.exists():
+        old = final.with_name(f".{final.name}.old-{os.getpid()}")
+        shutil.rmtree(old, ignore_errors=True)
+        os.replace(final, old)
+    os.replace(tmp, final)
+    if old is not None:
+        shutil.rmtree(old, ignore_errors=True)
+
+
+def now() -> str:
+    return _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")
+
+
+def environment() -> dict[str, Any]:
+    """Versions of the libraries that decide a stage's result, for `stage.json`."""
+    from trt_edge.lazy import tensorrt_version
+
+    env: dict[str, Any] = {"python": platform.python_version(), "platform": platform.platform()}
+    for name in ("torch", "transformers", "onnx", "onnxruntime"):
+        try:
+            module = __import__(name)
+            env[name] = str(getattr(module, "__version__", "unknown"))
+        except ImportError:
+            env[name] = None
+    env["tensorrt"] = tensorrt_version()
+    device = "cpu"
+    try:
+        import torch
+
+        if torch.cuda.is_available():
+            device = f"cuda:{torch.cuda.get_device_name(0)}"
+    except ImportError:
+        pass
+    env["device"] = device
+    return env
+
+
+@dataclass
+class StageRecord:
+    """The content of `stage.json`."""
+
+    stage: str
+    config: dict[str, Any]
+    inputs: dict[str, str] = field(default_factory=dict)
+    metrics: dict[str, Any] = field(default_factory=dict)
+    artifacts: dict[str, str] = field(default_factory=dict)
+    started: str = field(default_factory=now)
+    finished: str = ""
+    environment: dict[str, Any] = field(default_factory=environment)
+    trt_edge_version: str = __version__
+    schema: int = STAGE_SCHEMA
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "stage": self.stage,
+            "schema": self.schema,
+            "trt_edge_version": self.trt_edge_version,
+            "config": self.config,
+            "config_sha256": sha256_json(self.config),
+            "inputs": self.inputs,
+            "metrics": self.metrics,
+            "artifacts": self.artifacts,
+            "started": self.started,
+            "finished": self.finished,
+            "environment": self.environment,
+        }
+
+    def write(self, folder: str | os.PathLike[str]) -> Path:
+        """Check that every artifact exists, stamp the finish time and write `stage.json` (last)."""
+        root = Path(folder)
+        for role, rel in self.artifacts.items():
+            if not (root / rel).exists():
+                raise RuntimeError(f"stage {self.stage}: artifact {role!r} -> {rel} was not written")
+        self.finished = now()
+        data = self.to_dict()
+        # The hash of everything the stage wrote: a later run that finds it changed knows the folder
+        # was edited by hand and reruns the stage instead of trusting it.
+        data["outputs_sha256"] = sha256_tree(root)
+        return atomic_write_json(root / STAGE_FILE, data)
+
+
+def read_stage(folder: str | os.PathLike[str], expect: str | None = None) -> dict[str, Any]:
+    """Read a stage folder's `stage.json`, or say clearly why it is not a finished stage."""
+    root = Path(folder)
+    path = root / STAGE_FILE
+    if not root.exists():
+        raise TrtEdgeError(f"{root}: no such folder")
+    if not path.is_file():
+        raise TrtEdgeError(f"{root}: no {STAGE_FILE} here; it is not the output of a finished trt-edge stage")
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, json.JSONDecodeError) as exc:
+        raise TrtEdgeError(f"{path}: unreadable ({exc}); rerun the stage") from exc
+    if not isinstance(data, dict) or "stage" not in data or "artifacts" not in data:
+        raise TrtEdgeError(f"{path}: not a trt-edge stage record; rerun the stage")
+    if expect is not None and data["stage"] != expect:
+        raise TrtEdgeError(f"{root}: holds the output of stage {data['stage']!r}, expected {expect!r}")
+    return data
+
+
+def stage_artifact(folder: str | os.PathLike[str], role: str, expect: str | None = None) -> Path:
+    """Path of the artifact a finished stage recorded under `role` (e.g. 'model', 'onnx')."""
+    data = read_stage(folder, expect)
+    artifacts: Mapping[str, str] = data["artifacts"]
+    if role not in artifacts:
+        raise TrtEdgeError(
+            f"{folder}: stage {data['stage']!r} has no {role!r} artifact (it has: {', '.join(artifacts)})"
+        )
+    path = Path(folder) / artifacts[role]
+    if not path.exists():
+        raise TrtEdgeError(f"{path}: recorded in stage.json but missing; rerun stage {data['stage']!r}")
+    return path
+
+
+def is_up_to_date(folder: str | os.PathLike[str], stage: str, config: Mapping[str, Any],
+                  inputs: Mapping[str, str]) -> bool:
+    """True when `folder` holds a finished `stage` made from this config and these input hashes,
+    and its artifacts were not edited since (their hashes are re-checked)."""
+    try:
+        data = read_stage(folder, stage)
+    except TrtEdgeError:
+        return False
+    if data.get("config_sha256") != sha256_json(dict(config)) or data.get("inputs") != dict(inputs):
+        return False
+    return bool(data.get("outputs_sha256") == sha256_tree(folder))

