@@ -10,40 +10,24 @@ from __future__ import annotations
 import json
 import os
 import sys
-from typing import Any
 
+from trt_edge.distill.commands import DistillCommands
+from trt_edge.engine.commands import EngineCommands
 from trt_edge.errors import TrtEdgeError
+from trt_edge.export.commands import ExportCommands
+from trt_edge.pipeline.commands import PipelineCommands
+from trt_edge.profile.commands import ProfileCommands
+from trt_edge.quantize.commands import CalibrateCommands
+from trt_edge.sparsity.commands import PruneCommands
 
 
-def _summary(record: Any, keys: tuple[str, ...]) -> str:
-    metrics = record.metrics
-    shown = {k: metrics[k] for k in keys if k in metrics}
-    return json.dumps(shown, indent=2, default=str)
-
-
-class TrtEdge:
+class TrtEdge(DistillCommands, PruneCommands, ExportCommands, CalibrateCommands, EngineCommands,
+              ProfileCommands, PipelineCommands):
     """trt-edge: Hugging Face transformer to a small, fast, verified TensorRT engine for Jetson.
 
     Stages: distill, prune, export, calibrate, build, profile; `pipeline` runs them all, `report` shows a
     run. Each stage reads files and writes a folder with `stage.json`. Use `trt-edge COMMAND --help`.
     """
-
-    def distill(self, config: str = "", out: str = "runs/distill", **overrides: Any) -> None:
-        """Distill a teacher into a smaller student (fine-tuning the teacher first if it has no head).
-
-        Args:
-          config: YAML config file (sections `task` and `distill`); empty for the defaults.
-          out: output folder; gets `model/` (the student), `teacher/` and `stage.json`.
-          **overrides: `--distill.temperature=4`, `--task.data.source=data.csv`, or bare distill keys
-            such as `--temperature=4`, `--student.layers=[0,3]`, `--train.epochs=1`.
-        """
-        from trt_edge.config import load_config
-        from trt_edge.distill.stage import run
-
-        record = run(load_config(config or None, overrides, "distill"), out)
-        print(_summary(record, ("teacher_accuracy", "student_accuracy", "student_hard_label_accuracy",
-                                "teacher_params", "student_params", "train_seconds")))
-        print(f"student written to {os.path.join(out, 'model')}", file=sys.stderr)
 
 
 def _fire_argv(argv: list[str]) -> list[str]:

@@ -23,6 +23,12 @@ from trt_edge.errors import TrtEdgeError
 SECTIONS: dict[str, str] = {
     "task": "trt_edge.tasks.config:TaskConfig",
     "distill": "trt_edge.distill.config:DistillConfig",
+    "prune": "trt_edge.sparsity.config:PruneConfig",
+    "export": "trt_edge.export.config:ExportConfig",
+    "calibrate": "trt_edge.quantize.config:CalibrateConfig",
+    "build": "trt_edge.engine.config:BuildConfig",
+    "profile": "trt_edge.profile.config:ProfileConfig",
+    "pipeline": "trt_edge.pipeline.config:PipelineConfig",
 }
 # Top-level keys that are not sections.
 TOP_LEVEL = {"version", "name", "description"}

@@ -74,7 +74,7 @@ def _type_name(tp: Any) -> str:
     return getattr(tp, "__name__", None) or str(tp).replace("typing.", "")
 
 
-def _coerce(value: Any, tp: Any, where: str) -> Any:  # noqa: C901 - one switch over type forms
+def _coerce(value: Any, tp: Any, where: str) -> Any:
     origin = get_origin(tp)
     if tp is Any:
         return value

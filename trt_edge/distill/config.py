@@ -20,6 +20,9 @@ class TrainConfig(ConfigBase):
     max_grad_norm (float): gradient clipping norm; 0 turns it off. Defaults to 1.0.
     early_stop_patience (int): epochs without a better validation accuracy before stopping; 0 is off.
     max_steps (int | None): stop after this many optimizer steps (for smoke runs). Defaults to None.
+    group_by_length (bool): batch examples of similar length together (less padding). Defaults to True.
+    freeze_embeddings (bool): keep the token embedding table fixed (faster, often as accurate on small
+        data sets). Defaults to False.
     """
 
     epochs: int = 2
@@ -30,6 +33,8 @@ class TrainConfig(ConfigBase):
     max_grad_norm: float = 1.0
     early_stop_patience: int = 0
     max_steps: int | None = None
+    group_by_length: bool = True
+    freeze_embeddings: bool = False
 
     def __post_init__(self) -> None:
         if self.epochs < 1:

@@ -67,4 +67,4 @@ def uniform_layer_map(student_layers: int, teacher_layers: int) -> list[tuple[in
 
 def hidden_size(model: Any) -> int:
     config = model.config
-    return int(getattr(config, "hidden_size", None) or getattr(config, "dim"))
+    return int(getattr(config, "hidden_size", None) or config.dim)

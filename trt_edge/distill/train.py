@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import math
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -36,8 +36,48 @@ class TrainResult:
     examples_per_second: float = 0.0
 
 
+class LengthGroupedBatchSampler(torch.utils.data.Sampler[list[int]]):
+    """Shuffled batches of examples of similar length, a new order every epoch.
+
+    Examples are shuffled, cut into windows of 50 batches, sorted by length inside each window, batched,
+    and the batches shuffled again. Padding per batch drops sharply (tweets vary from 5 to 60 tokens)
+    while batches stay random. With `group=False` it is a plain shuffled batching.
+    """
+
+    def __init__(self, lengths: Sequence[int], batch_size: int, seed: int, group: bool = True) -> None:
+        self.lengths = list(lengths)
+        self.batch_size = batch_size
+        self.group = group
+        self.generator = torch.Generator().manual_seed(seed)
+
+    def __len__(self) -> int:
+        return math.ceil(len(self.lengths) / self.batch_size)
+
+    def __iter__(self) -> Iterator[list[int]]:
+        order = torch.randperm(len(self.lengths), generator=self.generator).tolist()
+        if self.group:
+            window = self.batch_size * 50
+            order = [i for w in range(0, len(order), window)
+                     for i in sorted(order[w:w + window], key=lambda j: self.lengths[j])]
+        batches = [order[i:i + self.batch_size] for i in range(0, len(order), self.batch_size)]
+        for b in torch.randperm(len(batches), generator=self.generator).tolist():
+            yield batches[b]
+
+
+def _freeze_word_embeddings(model: torch.nn.Module) -> list[torch.nn.Parameter]:
+    """Freeze the token embedding table: half of a small encoder's parameters, a dense gradient and
+    AdamW state on every step, and little to gain from tuning it on a few thousand examples."""
+    get = getattr(model, "get_input_embeddings", None)
+    embedding = get() if callable(get) else None
+    if embedding is None or not embedding.weight.requires_grad:
+        return []
+    embedding.weight.requires_grad_(False)
+    return [embedding.weight]
+
+
 def _param_groups(modules: Sequence[torch.nn.Module], weight_decay: float) -> list[dict[str, Any]]:
-    decay, no_decay = [], []
+    decay: list[torch.nn.Parameter] = []
+    no_decay: list[torch.nn.Parameter] = []
     for module in modules:
         for name, param in module.named_parameters():
             if not param.requires_grad:
@@ -57,18 +97,23 @@ def train(model: torch.nn.Module, features: Sequence[dict[str, Any]], pad_token_
 
     torch.manual_seed(seed)
     accelerator = Accelerator()
-    generator = torch.Generator().manual_seed(seed)
-    loader = torch.utils.data.DataLoader(
-        list(features), batch_size=cfg.batch_size, shuffle=True, generator=generator,
-        collate_fn=lambda batch: collate(batch, pad_token_id),
+    items = list(features)
+    sampler = LengthGroupedBatchSampler([len(f["input_ids"]) for f in items], cfg.batch_size, seed,
+                                        cfg.group_by_length)
+    loader: torch.utils.data.DataLoader[Any] = torch.utils.data.DataLoader(
+        items,  # type: ignore[arg-type]
+        batch_sampler=sampler, collate_fn=lambda batch: collate(batch, pad_token_id),
     )
+    frozen = _freeze_word_embeddings(model) if cfg.freeze_embeddings else []
     optimizer = torch.optim.AdamW(_param_groups([model, *extra_modules], cfg.weight_decay), lr=cfg.learning_rate)
     steps_per_epoch = math.ceil(len(loader) / accelerator.num_processes)
     total = cfg.epochs * steps_per_epoch
     if cfg.max_steps is not None:
         total = min(total, cfg.max_steps)
-    scheduler = get_linear_schedule_with_warmup(optimizer, int(cfg.warmup_ratio * total), total)
-    model, optimizer, loader, scheduler, *extras = accelerator.prepare(
+    scheduler = get_linear_schedule_with_warmup(  # type: ignore[no-untyped-call]
+        optimizer, int(cfg.warmup_ratio * total), total
+    )
+    model, optimizer, loader, scheduler, *_extras = accelerator.prepare(
         model, optimizer, loader, scheduler, *extra_modules
     )
     best_state: dict[str, torch.Tensor] | None = None
@@ -124,5 +169,7 @@ def train(model: torch.nn.Module, features: Sequence[dict[str, Any]], pad_token_
     if best_state is not None:
         unwrapped.load_state_dict(best_state)
     unwrapped.eval()
+    for param in frozen:
+        param.requires_grad_(True)
     accelerator.free_memory()
     return result

@@ -83,7 +83,7 @@ def load_classifier(ref: str | Path, label_names: list[str], trust_remote_code: 
 
     path = resolve_model_path(str(ref))
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
-    transformers.logging.set_verbosity_error()
+    transformers.logging.set_verbosity_error()  # type: ignore[no-untyped-call]
     try:
         config = transformers.AutoConfig.from_pretrained(path, local_files_only=True,
                                                          trust_remote_code=trust_remote_code)

@@ -1,0 +1,1 @@
+"""ONNX export, graph clean-up, parity checks, TensorRT compatibility lint."""

@@ -1,0 +1,1 @@
+"""The pipeline over all stages, and the run report."""

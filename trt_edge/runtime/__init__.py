@@ -1,0 +1,1 @@
+"""One runner interface over TensorRT and ONNX Runtime."""

@@ -1,0 +1,125 @@
+"""The runner interface every backend implements (after Polygraphy's `BaseRunner`).
+
+Public methods do all the checking (state, input names, shapes against the declared dynamic axes,
+dtypes) and call `*_impl` hooks that a backend overrides. Runners are context managers. Profiling and
+accuracy checks accept any runner, so the same code measures ONNX Runtime on a laptop and TensorRT on a
+Jetson.
+"""
+
+from __future__ import annotations
+
+import time
+from abc import ABC, abstractmethod
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from types import TracebackType
+
+import numpy as np
+
+from trt_edge.errors import TrtEdgeError
+
+
+@dataclass(frozen=True)
+class TensorMeta:
+    """A named I/O tensor: shape with None (or a name string) for dynamic axes, numpy dtype."""
+
+    name: str
+    shape: tuple[int | str | None, ...]
+    dtype: np.dtype
+
+    def check(self, array: np.ndarray) -> list[str]:
+        """Every way `array` does not fit this tensor (empty when it fits)."""
+        problems = []
+        if array.ndim != len(self.shape):
+            problems.append(f"{self.name}: rank {array.ndim}, expected {len(self.shape)} (shape {self.shape})")
+        else:
+            for axis, (got, want) in enumerate(zip(array.shape, self.shape, strict=True)):
+                if isinstance(want, int) and want >= 0 and got != want:
+                    problems.append(f"{self.name}: axis {axis} is {got}, expected {want}")
+        if array.dtype != self.dtype:
+            problems.append(f"{self.name}: dtype {array.dtype}, expected {self.dtype}")
+        return problems
+
+
+class Runner(ABC):
+    """Load a model, run it on named numpy arrays, release it.
+
+    Subclasses implement `activate_impl`, `infer_impl`, `deactivate_impl`, `inputs_impl`, `outputs_impl`.
+    """
+
+    name: str = "runner"
+
+    def __init__(self) -> None:
+        self.is_active = False
+        self.last_inference_ms: float | None = None
+
+    # public API --------------------------------------------------------------------------------
+    def activate(self) -> Runner:
+        if self.is_active:
+            raise RuntimeError(f"{self.name}: already active")
+        self.activate_impl()
+        self.is_active = True
+        return self
+
+    def deactivate(self) -> None:
+        if self.is_active:
+            self.deactivate_impl()
+            self.is_active = False
+
+    close = deactivate
+
+    def inputs(self) -> list[TensorMeta]:
+        self._require_active()
+        return list(self.inputs_impl())
+
+    def outputs(self) -> list[TensorMeta]:
+        self._require_active()
+        return list(self.outputs_impl())
+
+    def infer(self, feed: Mapping[str, np.ndarray], check: bool = True) -> dict[str, np.ndarray]:
+        """Run once. With `check`, every problem with the feed is reported at once, as one error."""
+        self._require_active()
+        if check:
+            problems = self.check_feed(feed)
+            if problems:
+                raise TrtEdgeError(f"{self.name}: bad inputs: " + "; ".join(problems))
+        start = time.perf_counter()
+        out = self.infer_impl(feed)
+        self.last_inference_ms = (time.perf_counter() - start) * 1e3
+        return out
+
+    def check_feed(self, feed: Mapping[str, np.ndarray]) -> list[str]:
+        metas = {m.name: m for m in self.inputs()}
+        problems = [f"unexpected input {n!r} (inputs: {', '.join(metas)})" for n in feed if n not in metas]
+        problems += [f"missing input {n!r}" for n in metas if n not in feed]
+        for name, meta in metas.items():
+            if name in feed:
+                problems += meta.check(np.asarray(feed[name]))
+        return problems
+
+    def __enter__(self) -> Runner:
+        return self.activate()
+
+    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
+                 tb: TracebackType | None) -> None:
+        self.deactivate()
+
+    def _require_active(self) -> None:
+        if not self.is_active:
+            raise RuntimeError(f"{self.name}: not active; use `with runner:` or call activate()")
+
+    # hooks -------------------------------------------------------------------------------------
+    @abstractmethod
+    def activate_impl(self) -> None: ...
+
+    @abstractmethod
+    def deactivate_impl(self) -> None: ...
+
+    @abstractmethod
+    def inputs_impl(self) -> Sequence[TensorMeta]: ...
+
+    @abstractmethod
+    def outputs_impl(self) -> Sequence[TensorMeta]: ...
+
+    @abstractmethod
+    def infer_impl(self, feed: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]: ...
