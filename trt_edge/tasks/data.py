@@ -212,7 +212,7 @@ def stratified_order(labels: list[str], seed: int) -> list[int]:
 
 
 def _size(value: float, total: int) -> int:
-    return int(round(value * total)) if value < 1 else int(value)
+    return round(value * total) if value < 1 else int(value)
 
 
 def load_data(cfg: DataConfig) -> TextClassificationData:
@@ -239,6 +239,8 @@ def load_data(cfg: DataConfig) -> TextClassificationData:
     total = len(order)
     n_test, n_val, n_train = (_size(cfg.test_size, total), _size(cfg.validation_size, total),
                               _size(cfg.train_size, total))
+    if cfg.train_size < 1:  # fractions: rounding must not ask for one example more than there is
+        n_train = min(n_train, total - n_test - n_val)
     if n_test + n_val + n_train > total:
         raise TrtEdgeError(
             f"{cfg.source}: splits ask for {n_train}+{n_val}+{n_test} examples but only {total} remain after filtering"

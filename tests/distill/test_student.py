@@ -1,0 +1,51 @@
+"""Student construction keeps exactly the chosen layers and reloads from disk unchanged."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import torch
+
+from trt_edge.distill.student import default_layers, student_from_teacher, uniform_layer_map
+from trt_edge.errors import TrtEdgeError
+from trt_edge.tasks.models import load_classifier, save_classifier
+
+LABELS = ["negative", "neutral", "positive"]
+
+
+def test_default_is_every_other_layer() -> None:
+    assert default_layers(6) == [0, 2, 4]
+    assert default_layers(12) == [0, 2, 4, 6, 8, 10]
+
+
+def test_student_copies_the_chosen_layers(tiny_bert_dir: Path, tmp_path: Path) -> None:
+    teacher = load_classifier(tiny_bert_dir, LABELS).model
+    student, keep = student_from_teacher(teacher, [1])
+    assert keep == [1]
+    assert student.config.num_hidden_layers == 1
+    t_layer = teacher.bert.encoder.layer[1].state_dict()
+    s_layer = student.bert.encoder.layer[0].state_dict()
+    assert all(torch.equal(t_layer[k], s_layer[k]) for k in t_layer)
+    assert torch.equal(student.bert.embeddings.word_embeddings.weight, teacher.bert.embeddings.word_embeddings.weight)
+    assert torch.equal(student.classifier.weight, teacher.classifier.weight)
+    # The teacher is untouched.
+    assert teacher.config.num_hidden_layers == 2 and len(teacher.bert.encoder.layer) == 2
+    save_classifier(student, load_classifier(tiny_bert_dir, LABELS).tokenizer, tmp_path)
+    again = load_classifier(tmp_path, LABELS)
+    assert again.head_trained
+    x = {"input_ids": torch.tensor([[101, 2000, 2001, 102]]), "attention_mask": torch.ones(1, 4, dtype=torch.long)}
+    with torch.no_grad():
+        assert torch.allclose(student.eval()(**x).logits, again.model(**x).logits, atol=1e-6)
+
+
+@pytest.mark.parametrize(("layers", "message"), [([5], "out of range"), ([], "empty"), ([1, 0], "increasing")])
+def test_bad_layer_lists(tiny_bert_dir: Path, layers: list[int], message: str) -> None:
+    teacher = load_classifier(tiny_bert_dir, LABELS).model
+    with pytest.raises(TrtEdgeError, match=message):
+        student_from_teacher(teacher, layers)
+
+
+def test_uniform_layer_map() -> None:
+    assert uniform_layer_map(3, 6) == [(0, 1), (1, 3), (2, 5)]
+    assert uniform_layer_map(2, 2) == [(0, 0), (1, 1)]

@@ -1,0 +1,114 @@
+"""Data sources and splits: table files, class folders, the demo tweets; stable stratified splits."""
+
+from __future__ import annotations
+
+import json
+from collections import Counter
+from pathlib import Path
+
+import pytest
+
+from trt_edge.errors import TrtEdgeError
+from trt_edge.tasks.config import DataConfig
+from trt_edge.tasks.data import load_data, stratified_order
+from trt_edge.tasks.metrics import accuracy, macro_f1
+
+
+def _csv(path: Path, rows: list[tuple[str, str, str]]) -> Path:
+    path.write_text("body,cat,score\n" + "".join(f'"{t}",{c},{s}\n' for t, c, s in rows), encoding="utf-8")
+    return path
+
+
+def _rows(n: int = 60) -> list[tuple[str, str, str]]:
+    labels = ["zeta", "alpha", "mid"]
+    return [(f"text number {i}", labels[i % 3] if i % 5 else "alpha", f"{(i % 10) / 10}") for i in range(n)]
+
+
+def test_csv_columns_filters_and_sorted_labels(tmp_path: Path) -> None:
+    path = _csv(tmp_path / "d.csv", _rows())
+    cfg = DataConfig(source=str(path), text_column="body", label_column="cat", min_values={"score": 0.2},
+                     train_size=0.6, validation_size=0.2, test_size=0.2)
+    data = load_data(cfg)
+    assert data.label_names == ["alpha", "mid", "zeta"]
+    total = len(data.train) + len(data.validation) + len(data.test)
+    assert total == sum(1 for r in _rows() if float(r[2]) >= 0.2)
+    assert set(data.train.texts).isdisjoint(data.test.texts)
+
+
+def test_splits_are_stable_and_stratified(tmp_path: Path) -> None:
+    rows = [(f"t{i}", "a" if i < 300 else "b", "1") for i in range(400)]
+    cfg = DataConfig(source=str(_csv(tmp_path / "d.csv", rows)), text_column="body", label_column="cat",
+                     train_size=200, validation_size=100, test_size=100, seed=3)
+    one, two = load_data(cfg), load_data(cfg)
+    assert one.fingerprint() == two.fingerprint()
+    for split in (one.train, one.validation, one.test):
+        share = Counter(split.labels)[0] / len(split)
+        assert abs(share - 0.75) <= 0.02
+    other = load_data(cfg.replace(seed=4))
+    assert other.test.texts != one.test.texts
+
+
+def test_stratified_order_prefixes_keep_proportions() -> None:
+    labels = ["a"] * 90 + ["b"] * 10
+    order = stratified_order(labels, seed=0)
+    assert sorted(order) == list(range(100))
+    first20 = [labels[i] for i in order[:20]]
+    assert first20.count("b") == 2
+
+
+def test_jsonl_tsv_and_folder_sources(tmp_path: Path) -> None:
+    jl = tmp_path / "d.jsonl"
+    jl.write_text("\n".join(json.dumps({"t": f"x{i}", "y": i % 2}) for i in range(40)))
+    data = load_data(DataConfig(source=str(jl), text_column="t", label_column="y"))
+    assert data.label_names == ["0", "1"]
+    tsv = tmp_path / "d.tsv"
+    tsv.write_text("t\ty\n" + "".join(f"x{i}\t{'pos' if i % 2 else 'neg'}\n" for i in range(40)))
+    assert load_data(DataConfig(source=str(tsv), text_column="t", label_column="y")).num_labels == 2
+    root = tmp_path / "folder"
+    for label in ("cats", "dogs"):
+        (root / label).mkdir(parents=True)
+        for i in range(20):
+            (root / label / f"{i}.txt").write_text(f"{label} story {i}")
+    data = load_data(DataConfig(source=str(root)))
+    assert data.label_names == ["cats", "dogs"]
+    assert all(t.startswith(data.label_names[y]) for t, y in zip(data.train.texts, data.train.labels, strict=True))
+
+
+@pytest.mark.parametrize(
+    ("rows", "kwargs", "message"),
+    [
+        ([("a", "x", "1")] * 1 + [(f"b{i}", "x", "1") for i in range(20)], {}, "at least 2 classes, found only 'x'"),
+        (_rows(), {"label_column": "missing"}, "no column 'missing'"),
+        (_rows(), {"train_size": 50, "validation_size": 20, "test_size": 20}, "splits ask for"),
+    ],
+)
+def test_bad_data_is_one_clear_error(tmp_path: Path, rows: list, kwargs: dict, message: str) -> None:
+    path = _csv(tmp_path / "d.csv", rows)
+    base = {"source": str(path), "text_column": "body", "label_column": "cat"}
+    with pytest.raises(TrtEdgeError, match=message):
+        load_data(DataConfig(**{**base, **kwargs}))
+
+
+def test_missing_and_undecodable_sources(tmp_path: Path) -> None:
+    with pytest.raises(TrtEdgeError, match="dataset not found"):
+        load_data(DataConfig(source=str(tmp_path / "none.csv")))
+    bad = tmp_path / "latin.csv"
+    bad.write_bytes("text,label\ncaf\xe9,a\nb,b\n".encode("latin-1"))
+    with pytest.raises(TrtEdgeError, match="not utf-8 text.*task.data.encoding"):
+        load_data(DataConfig(source=str(bad)))
+    with pytest.raises(TrtEdgeError, match="unknown demo data set"):
+        load_data(DataConfig(source="demo:nothing"))
+
+
+def test_demo_tweets_load_with_configured_columns(demo_data_config: DataConfig) -> None:
+    data = load_data(demo_data_config)
+    assert data.label_names == ["negative", "neutral", "positive"]
+    assert (len(data.train), len(data.validation), len(data.test)) == (800, 200, 400)
+    assert 0.4 < data.majority_accuracy() < 0.6
+
+
+def test_metrics_by_hand() -> None:
+    pred, gold = [0, 1, 1, 2], [0, 1, 2, 2]
+    assert accuracy(pred, gold) == 0.75
+    # class 0: F1 1; class 1: tp1 fp1 fn0 -> 2/3; class 2: tp1 fp0 fn1 -> 2/3
+    assert macro_f1(pred, gold, 3) == pytest.approx((1 + 2 / 3 + 2 / 3) / 3)
