@@ -1,0 +1,46 @@
+#!/usr/bin/env bash
+# Install trt-edge on a Jetson against JetPack's own TensorRT and an NVIDIA torch wheel, and build the
+# attention plugin for this device's SM. Run from the repository root: bash jetson/setup.sh
+# Options (environment): VENV=.venv-jetson  TORCH_INDEX=<NVIDIA Jetson wheel index>  SKIP_TORCH=1
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+if [ ! -f /etc/nv_tegra_release ]; then
+    echo "setup.sh: this is not a Jetson (no /etc/nv_tegra_release); use the README Quickstart instead" >&2
+    exit 2
+fi
+release=$(sed -n 's/^# R\([0-9]*\) (release), REVISION: \([0-9.]*\).*/\1.\2/p' /etc/nv_tegra_release)
+echo "L4T ${release}"
+
+# TensorRT's Python bindings come from JetPack (apt: python3-libnvinfer) for the system Python, so the
+# virtual environment must see system site-packages.
+python3 -c "import tensorrt" 2>/dev/null || {
+    echo "setup.sh: TensorRT's Python bindings are missing: sudo apt-get install python3-libnvinfer python3-libnvinfer-dev" >&2
+    exit 2
+}
+VENV=${VENV:-.venv-jetson}
+python3 -m venv --system-site-packages "$VENV"
+# shellcheck disable=SC1091
+. "$VENV/bin/activate"
+python -m pip install --upgrade pip
+
+case "$release" in
+    35.*) default_index=https://pypi.jetson-ai-lab.io/jp5/cu114 ;;
+    36.*) default_index=https://pypi.jetson-ai-lab.io/jp6/cu126 ;;
+    *)    default_index=https://pypi.jetson-ai-lab.io/jp7/cu130 ;;
+esac
+if [ -z "${SKIP_TORCH:-}" ] && ! python -c "import torch; assert torch.cuda.is_available()" 2>/dev/null; then
+    # Never take torch from PyPI here: its aarch64 wheels have no Jetson CUDA.
+    python -m pip install --extra-index-url "${TORCH_INDEX:-$default_index}" torch
+fi
+# torch is already satisfied, so this keeps NVIDIA's wheel.
+python -m pip install -e ".[trt]"
+python - <<'PY'
+import tensorrt, torch
+print("tensorrt", tensorrt.__version__, "| torch", torch.__version__, "| cuda", torch.cuda.is_available())
+PY
+
+cmake -S plugins/fused_attention -B build/plugins -DCMAKE_BUILD_TYPE=Release
+cmake --build build/plugins -j"$(nproc)"
+echo "plugin built in build/plugins; export TRT_EDGE_PLUGIN_DIR=$PWD/build/plugins"
+echo "done: . $VENV/bin/activate && trt-edge --help"

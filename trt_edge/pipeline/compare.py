@@ -1,0 +1,128 @@
+"""The pipeline's profile step: every ONNX model of the run timed side by side in ONNX Runtime.
+
+Absolute CPU times drift by tens of percent between runs on shared machines, so models are compared in
+one process, interleaved round by round, each re-warmed before its timed chunk, on the same real texts;
+the figures that matter are the ratios to the teacher. On a device with TensorRT, `trt-edge profile`
+measures the engine itself (latency percentiles, per-layer times, energy).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from trt_edge.config import RunConfig
+from trt_edge.log import get_logger
+from trt_edge.pipeline.config import PipelineConfig
+from trt_edge.stage import STAGE_FILE, StageRecord, atomic_write_json, read_stage, sha256_file, stage_output
+
+log = get_logger("compare")
+
+# (label, stage folder, artifact role): the models a run can hold, in report order.
+MODELS = (
+    ("teacher fp32", "export-teacher", "onnx"),
+    ("student fp32", "export", "onnx"),
+    ("student INT8 Q/DQ (TensorRT)", "calibrate", "onnx"),
+    ("student INT8 (CPU)", "calibrate", "onnx_cpu"),
+)
+
+
+def run_models(run_dir: Path) -> list[tuple[str, Path]]:
+    """The ONNX files of a run that exist, with their labels."""
+    found = []
+    for label, stage, role in MODELS:
+        folder = run_dir / stage
+        if not (folder / STAGE_FILE).is_file():
+            continue
+        artifacts = read_stage(folder).get("artifacts", {})
+        if role in artifacts and (folder / artifacts[role]).is_file():
+            found.append((label, folder / artifacts[role]))
+    return found
+
+
+def _texts(config: RunConfig, run_dir: Path) -> tuple[Any, list[str]]:
+    from transformers import AutoTokenizer
+
+    from trt_edge.tasks.data import load_data
+
+    data = load_data(config.section("task").data)
+    model_dir = run_dir / "distill" / "model"
+    return AutoTokenizer.from_pretrained(model_dir, local_files_only=True), data.test.texts
+
+
+def compare_latency(models: list[tuple[str, Path]], tokenizer: Any, texts: list[str], shapes: list[list[int]],
+                    rounds: int, runs: int, progress: bool = True) -> list[dict[str, Any]]:
+    """Median/p90 latency of every model at every shape, interleaved; ratios against the first model."""
+    from tqdm.auto import tqdm
+
+    from trt_edge.profile.harness import TextSource, latency_stats, make_feed
+    from trt_edge.runtime.ort import OnnxRuntimeRunner
+
+    runners = [OnnxRuntimeRunner(path).activate() for _, path in models]
+    source = TextSource(tokenizer, texts)
+    results = []
+    try:
+        total = len(shapes) * rounds * len(models)
+        bar = tqdm(total=total, desc="side-by-side latency", unit="chunk", disable=not progress, leave=False)
+        for batch, seq in shapes:
+            feeds = [make_feed(r.inputs(), batch, seq, source) for r in runners]
+            samples: list[list[float]] = [[] for _ in runners]
+            for _ in range(rounds):
+                for i, runner in enumerate(runners):
+                    for _ in range(3):  # re-warm: the previous session's threads may still spin
+                        runner.infer(feeds[i], check=False)
+                    for _ in range(runs):
+                        runner.infer(feeds[i], check=False)
+                        samples[i].append(float(runner.last_inference_ms or 0.0))
+                    bar.update(1)
+            stats = {label: latency_stats(s) for (label, _), s in zip(models, samples, strict=True)}
+            ref = stats[models[0][0]]["median"]
+            results.append({
+                "batch": batch, "seq": seq, "latency_ms": stats,
+                "speedup_vs_first": {label: round(ref / st["median"], 3) for label, st in stats.items()},
+            })
+        bar.close()
+    finally:
+        for runner in runners:
+            runner.deactivate()
+    return results
+
+
+def run(config: RunConfig, run_dir: Path, out: str | Path) -> StageRecord:
+    """Time every ONNX model of the run side by side and write `comparison.json`."""
+    import onnxruntime
+
+    cfg: PipelineConfig = config.section("pipeline")
+    root = Path(run_dir)
+    models = run_models(root)
+    tokenizer, texts = _texts(config, root)
+    shapes = [list(s) for s in cfg.compare_shapes]
+    log.info("timing %d models side by side: %s", len(models), ", ".join(label for label, _ in models))
+    results = compare_latency(models, tokenizer, texts, shapes, cfg.compare_rounds, cfg.compare_runs)
+    comparison = {
+        "models": [{"label": label, "onnx": str(path.relative_to(root)), "bytes": path.stat().st_size,
+                    "sha256": sha256_file(path)} for label, path in models],
+        "reference": models[0][0] if models else None,
+        "shapes": results,
+        "onnxruntime": onnxruntime.__version__,
+        "threads": _threads(),
+        "method": f"{cfg.compare_rounds} interleaved rounds x {cfg.compare_runs} runs per model and shape, "
+                  "3 warm-up runs before each chunk, real test texts padded to the sequence length",
+    }
+    metrics: dict[str, Any] = {}
+    for point in results:
+        for label, ratio in point["speedup_vs_first"].items():
+            metrics[f"speedup[{label}][b{point['batch']}s{point['seq']}]"] = ratio
+    record = StageRecord(stage="profile", config={"pipeline": cfg.to_dict(), "task": config.raw.get("task")},
+                         inputs={label: sha256_file(path) for label, path in models},
+                         metrics=metrics, artifacts={"comparison": "comparison.json"})
+    with stage_output(out) as tmp:
+        atomic_write_json(tmp / "comparison.json", comparison)
+        record.write(tmp)
+    return record
+
+
+def _threads() -> int:
+    import os
+
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)

@@ -1,0 +1,55 @@
+"""The pipeline section: which stages run, and the accuracy budget of each."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from trt_edge.configbase import ConfigBase
+
+STAGES = ("distill", "prune", "export", "export-teacher", "calibrate", "build", "profile", "report")
+
+
+@dataclass
+class PipelineConfig(ConfigBase):
+    """What `trt-edge pipeline` runs.
+
+    stages (list[str]): stages in order; drop one to skip it (e.g. without `prune` the dense student is
+        exported). Defaults to all: distill, prune, export, export-teacher, calibrate, build, profile, report.
+    gates (dict[str, float]): largest accuracy drop allowed at a stage, in points of test accuracy, against
+        the stage's own reference: distill (student vs teacher), prune (sparse vs dense student), calibrate
+        (INT8 vs fp32 ONNX). A stage past its budget stops the run and is named. Defaults to
+        distill 3.0, prune 1.5, calibrate 1.0.
+    overall_budget (float | None): largest drop of the final INT8 student against the teacher, in points;
+        None reports it without gating. Defaults to None.
+    compare_shapes (list[list[int]]): [batch, sequence] points of the side-by-side ONNX Runtime latency
+        comparison of every model of the run. Defaults to [[1, 64], [1, 128], [8, 128]].
+    compare_rounds (int): interleaved rounds per shape (each model timed once per round, re-warmed first,
+        so drift and another session's spinning threads hit every model alike). Defaults to 5.
+    compare_runs (int): timed runs per model per round. Defaults to 20.
+    """
+
+    stages: list[str] = field(default_factory=lambda: list(STAGES))
+    gates: dict[str, float] = field(default_factory=lambda: {"distill": 3.0, "prune": 1.5, "calibrate": 1.0})
+    overall_budget: float | None = None
+    compare_shapes: list[list[int]] = field(default_factory=lambda: [[1, 64], [1, 128], [8, 128]])
+    compare_rounds: int = 5
+    compare_runs: int = 20
+
+    def __post_init__(self) -> None:
+        unknown = [s for s in self.stages if s not in STAGES]
+        if unknown:
+            raise ValueError(f"unknown stage {unknown[0]!r}; stages: {', '.join(STAGES)}")
+        order = [STAGES.index(s) for s in self.stages]
+        if order != sorted(order) or len(set(order)) != len(order):
+            raise ValueError(f"stages must be distinct and in pipeline order ({', '.join(STAGES)})")
+        if "distill" not in self.stages:
+            raise ValueError("the pipeline starts from distill; run the other stages alone otherwise")
+        bad = [k for k in self.gates if k not in ("distill", "prune", "calibrate")]
+        if bad:
+            raise ValueError(f"no accuracy gate for stage {bad[0]!r} (gated: distill, prune, calibrate)")
+        if any(v < 0 for v in self.gates.values()):
+            raise ValueError("gate budgets must not be negative")
+        if any(len(s) != 2 or min(s) < 1 for s in self.compare_shapes):
+            raise ValueError("compare_shapes must be [batch, sequence] pairs of positive integers")
+        if self.compare_rounds < 1 or self.compare_runs < 1:
+            raise ValueError("compare_rounds and compare_runs must be positive")

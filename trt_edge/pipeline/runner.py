@@ -1,0 +1,286 @@
+"""`trt-edge pipeline`: every stage in order, each in its own sub-folder, resumable and gated.
+
+The run folder holds one sub-folder per stage and `pipeline.json`, which records for every finished stage
+the hash of the config sections it read, the hash of its input (the parent stage's outputs) and the hash
+of what it wrote. A stage whose three hashes still match is skipped; a stage whose folder changed since
+(edited by hand) or whose config or input changed is rerun, and so is everything after it. Stages write
+through `stage_output`, so an interrupted stage leaves nothing behind and the next run resumes there.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from trt_edge.config import RunConfig
+from trt_edge.errors import GateError, TrtEdgeError
+from trt_edge.log import get_logger
+from trt_edge.pipeline.config import STAGES, PipelineConfig
+from trt_edge.stage import (
+    STAGE_FILE,
+    StageRecord,
+    atomic_write_json,
+    read_stage,
+    sha256_json,
+    sha256_tree,
+)
+
+log = get_logger("pipeline")
+RUN_FILE = "pipeline.json"
+
+StageCall = Callable[[RunConfig, Path | None, Path], StageRecord]
+
+
+@dataclass(frozen=True)
+class StageSpec:
+    name: str
+    sections: tuple[str, ...]
+    call: StageCall
+
+
+def _distill(config: RunConfig, _: Path | None, out: Path) -> StageRecord:
+    from trt_edge.distill.stage import run
+
+    return run(config, out)
+
+
+def _prune(config: RunConfig, parent: Path | None, out: Path) -> StageRecord:
+    from trt_edge.sparsity.stage import run
+
+    return run(config, _need(parent), out)
+
+
+def _export(config: RunConfig, parent: Path | None, out: Path) -> StageRecord:
+    from trt_edge.export.stage import run
+
+    return run(config, _need(parent), out)
+
+
+def _export_teacher(config: RunConfig, parent: Path | None, out: Path) -> StageRecord:
+    from trt_edge.export.stage import run
+    from trt_edge.stage import stage_artifact
+
+    # The teacher is exported only as the latency and accuracy reference of the report.
+    return run(config, stage_artifact(_need(parent), "teacher"), out)
+
+
+def _calibrate(config: RunConfig, parent: Path | None, out: Path) -> StageRecord:
+    from trt_edge.quantize.stage import run
+
+    return run(config, _need(parent), out)
+
+
+def _build(config: RunConfig, parent: Path | None, out: Path) -> StageRecord:
+    from trt_edge.engine.stage import run
+
+    return run(config, _need(parent), out)
+
+
+def _profile(config: RunConfig, parent: Path | None, out: Path) -> StageRecord:
+    from trt_edge.pipeline.compare import run
+
+    return run(config, _need(parent), out)
+
+
+def _report(config: RunConfig, parent: Path | None, out: Path) -> StageRecord:
+    from trt_edge.pipeline.report import run
+
+    return run(config, _need(parent), out)
+
+
+def _need(path: Path | None) -> Path:
+    if path is None:
+        raise RuntimeError("stage called without its input")
+    return path
+
+
+SPECS: dict[str, StageSpec] = {
+    "distill": StageSpec("distill", ("task", "distill"), _distill),
+    "prune": StageSpec("prune", ("task", "distill", "prune"), _prune),
+    "export": StageSpec("export", ("task", "export"), _export),
+    "export-teacher": StageSpec("export-teacher", ("task", "export"), _export_teacher),
+    "calibrate": StageSpec("calibrate", ("task", "calibrate"), _calibrate),
+    "build": StageSpec("build", ("build",), _build),
+    "profile": StageSpec("profile", ("task", "profile"), _profile),
+    "report": StageSpec("report", ("pipeline",), _report),
+}
+assert tuple(SPECS) == STAGES
+
+
+def parent_of(name: str, stages: list[str], run_dir: Path) -> Path | None:
+    """The folder a stage reads: the nearest earlier stage that produces what it needs."""
+    def first(*candidates: str) -> Path:
+        for c in candidates:
+            if c in stages:
+                return run_dir / c
+        raise TrtEdgeError(f"stage {name!r} needs one of {', '.join(candidates)} in pipeline.stages")
+
+    if name == "distill":
+        return None
+    if name in ("prune", "export-teacher"):
+        return first("distill")
+    if name == "export":
+        return first("prune", "distill")
+    if name == "calibrate":
+        return first("export")
+    if name == "build":
+        return first("calibrate", "export")
+    return run_dir  # profile and report read the whole run
+
+
+@dataclass
+class StageResult:
+    name: str
+    status: str  # "ran" | "skipped"
+    seconds: float
+    metrics: dict[str, Any]
+
+
+def _gate(name: str, metrics: dict[str, Any], cfg: PipelineConfig) -> None:
+    pairs = {"distill": ("teacher_accuracy", "student_accuracy", "student vs teacher"),
+             "prune": ("dense_accuracy", "sparse_accuracy", "sparse vs dense student"),
+             "calibrate": ("fp32_accuracy", "int8_accuracy", "INT8 vs fp32")}
+    if name not in pairs or name not in cfg.gates:
+        return
+    ref_key, new_key, what = pairs[name]
+    if ref_key not in metrics or new_key not in metrics:
+        raise RuntimeError(f"stage {name} did not report {ref_key} and {new_key}")
+    drop = (float(metrics[ref_key]) - float(metrics[new_key])) * 100
+    budget = cfg.gates[name]
+    if drop > budget:
+        raise GateError(
+            f"accuracy gate failed at stage {name!r}: {what} lost {drop:.2f} points "
+            f"({metrics[ref_key]:.4f} -> {metrics[new_key]:.4f}), budget {budget:.2f}; "
+            f"the run stopped here: raise pipeline.gates.{name} or change the {name} config",
+            {"stage": name, ref_key: metrics[ref_key], new_key: metrics[new_key], "drop_points": round(drop, 3),
+             "budget_points": budget},
+        )
+
+
+def _load_run(run_dir: Path) -> dict[str, Any]:
+    path = run_dir / RUN_FILE
+    if not path.is_file():
+        return {}
+    import json
+
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as exc:
+        raise TrtEdgeError(f"{path}: unreadable ({exc}); remove it or use another --out") from exc
+    return data if isinstance(data, dict) else {}
+
+
+def run_pipeline(config: RunConfig, run_dir: str | Path, *, start: str | None = None, stop: str | None = None,
+                 force: bool = False) -> list[StageResult]:
+    """Run the configured stages into `run_dir`; returns what ran and what was skipped."""
+    cfg: PipelineConfig = config.section("pipeline")
+    # Validate every section now: a typo in the last section should not cost a 10-minute first stage.
+    for name in cfg.stages:
+        for section in SPECS[name].sections:
+            config.section(section)
+    stages = list(cfg.stages)
+    for bound, label in ((start, "--from"), (stop, "--to")):
+        if bound is not None and bound not in stages:
+            raise TrtEdgeError(f"{label} {bound!r} is not among the configured stages ({', '.join(stages)})")
+    first = stages.index(start) if start else 0
+    last = stages.index(stop) if stop else len(stages) - 1
+    if first > last:
+        raise TrtEdgeError(f"--from {start} comes after --to {stop}")
+    root = Path(run_dir)
+    record = _load_run(root)
+    name_now = config.raw.get("name")
+    if record and name_now and record.get("name") and record["name"] != name_now and not force:
+        raise TrtEdgeError(
+            f"{root} holds a run of config {record['name']!r}, not {name_now!r}; use another --out, or --force "
+            "to rerun every stage into it"
+        )
+    record.setdefault("stages", {})
+    record.update({"name": name_now, "config_source": config.source, "config": config.to_dict()})
+    root.mkdir(parents=True, exist_ok=True)
+    results: list[StageResult] = []
+    for index, name in enumerate(stages):
+        spec = SPECS[name]
+        folder = root / name
+        parent = parent_of(name, stages, root)
+        if index < first:
+            if not (folder / STAGE_FILE).is_file():
+                raise TrtEdgeError(f"--from {start}: stage {name!r} has no finished output in {root}; run it first")
+            continue
+        if index > last:
+            break
+        config_hash = sha256_json({s: config.raw.get(s) for s in spec.sections})
+        input_hash = _input_hash(name, parent, stages, root)
+        previous = record["stages"].get(name, {})
+        reason = _rerun_reason(folder, previous, config_hash, input_hash)
+        if reason is None and not force:
+            stage = read_stage(folder, None)
+            log.info("%s: up to date, skipped", name)
+            results.append(StageResult(name, "skipped", 0.0, stage.get("metrics", {})))
+            _gate(name, stage.get("metrics", {}), cfg)
+            continue
+        if reason and previous:
+            log.info("%s: %s; running it", name, reason)
+        log.info("== %s (stage %d of %d)", name, index + 1, len(stages))
+        started = time.perf_counter()
+        result = spec.call(config, parent, folder)
+        seconds = time.perf_counter() - started
+        stage = read_stage(folder, None)
+        record["stages"][name] = {"config_sha256": config_hash, "input_sha256": input_hash,
+                                  "outputs_sha256": stage.get("outputs_sha256"), "seconds": round(seconds, 2),
+                                  "finished": stage.get("finished")}
+        atomic_write_json(root / RUN_FILE, record)
+        results.append(StageResult(name, "ran", seconds, result.metrics))
+        _gate(name, result.metrics, cfg)
+    _overall(results, cfg)
+    return results
+
+
+def _input_hash(name: str, parent: Path | None, stages: list[str], root: Path) -> str:
+    if parent is None:
+        return ""
+    if parent == root:  # profile/report: everything before them
+        parts = {s: read_stage(root / s, None).get("outputs_sha256") for s in stages[: stages.index(name)]
+                 if (root / s / STAGE_FILE).is_file()}
+        return sha256_json(parts)
+    return str(read_stage(parent, None).get("outputs_sha256"))
+
+
+def _rerun_reason(folder: Path, previous: dict[str, Any], config_hash: str, input_hash: str) -> str | None:
+    if not previous or not (folder / STAGE_FILE).is_file():
+        return "not run yet"
+    if previous.get("config_sha256") != config_hash:
+        return "its config changed"
+    if previous.get("input_sha256") != input_hash:
+        return "its input changed"
+    try:
+        stage = read_stage(folder, None)
+    except TrtEdgeError:
+        return "its stage.json is unreadable"
+    current = sha256_tree(folder)
+    if stage.get("outputs_sha256") != current or previous.get("outputs_sha256") != current:
+        return "its folder was edited by hand since it ran (hash mismatch)"
+    return None
+
+
+def _overall(results: list[StageResult], cfg: PipelineConfig) -> None:
+    metrics = {r.name: r.metrics for r in results}
+    teacher = metrics.get("distill", {}).get("teacher_accuracy")
+    final = metrics.get("calibrate", {}).get("int8_accuracy")
+    if cfg.overall_budget is None or teacher is None or final is None:
+        return
+    drop = (teacher - final) * 100
+    if drop > cfg.overall_budget:
+        raise GateError(f"overall accuracy gate failed: the INT8 student is {drop:.2f} points below the teacher "
+                        f"(budget {cfg.overall_budget:.2f})", {"teacher_accuracy": teacher, "int8_accuracy": final})
+
+
+def summary_rows(results: list[StageResult]) -> list[dict[str, Any]]:
+    keys = ("student_accuracy", "sparse_accuracy", "argmax_agreement", "int8_accuracy", "teacher_accuracy")
+    rows = []
+    for r in results:
+        shown = {k: r.metrics[k] for k in keys if k in r.metrics}
+        rows.append({"stage": r.name, "status": r.status, "seconds": round(r.seconds, 1), **shown})
+    return rows
