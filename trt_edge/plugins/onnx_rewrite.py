@@ -1,0 +1,548 @@
+"""Replace each attention block of an exported BERT-family ONNX model with one fused-attention node.
+
+What is matched (anchored on each Softmax; both the dynamo and the TorchScript exports of transformers 5):
+
+    q_src ─ Reshape ─ Transpose ─ [Mul c] ──────────────────┐
+    k_src ─ Reshape ─ Transpose/Reshape chain ─ [Mul c] ─ MatMul ─ [Mul/Div c] ─ [Add mask] ─ Softmax ─┐
+    v_src ─ Reshape ─ Transpose ───────────────────────┐            [IsNaN ─ Where] (NaN guard) ──────┘
+                                                        └─ MatMul(probs, V) ─ Transpose ─ Reshape ─ out
+
+`q_src`, `k_src`, `v_src` are the [batch, seq, hidden] outputs of the Q/K/V projections (MatMul + Add) and
+`out` the [batch, seq, hidden] input of the output projection. Everything in between is replaced by
+
+    Cast<fp32>(TrtEdgeFusedAttention(Cast<fp16>(q_src), Cast<fp16>(k_src), Cast<fp16>(v_src),
+                                     Cast<int32>(attention_mask))) -> out
+        domain "trt_edge"; attributes plugin_version "1", plugin_namespace "",
+        num_heads, head_size, scale, causal
+
+which TensorRT's ONNX parser hands to our IPluginV3 (op_type = plugin name, see
+reference/tensorrt-jetson-facts.md §5.3). The structure is only the first filter: every candidate is then
+*evaluated* with ONNX Runtime on the caller's feeds, and is fused only if
+
+- the head split gives a head size the kernel supports (32, 64, 128),
+- the scale factors are scalars, constant across feeds,
+- the additive mask is exactly a key-padding mask of `attention_mask` (optionally with a causal part),
+  checked on the feeds plus one feed with padding added, so an unpadded batch cannot hide a wrong mask,
+- the fused computation (numpy reference) reproduces the block's output on the feeds.
+
+Any layer that fails a check is left as it is and reported with the reason. The rewritten model is then
+checked end to end: every fused node is expanded back into standard ONNX ops from its attributes alone
+(`ort_reference.expand_fused_attention`) and run in ONNX Runtime against the original model.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from trt_edge.errors import TrtEdgeError
+from trt_edge.log import get_logger
+from trt_edge.plugins.ort_reference import (
+    MAX_SEQ_LEN,
+    PLUGIN_DOMAIN,
+    PLUGIN_NAME,
+    PLUGIN_NAMESPACE,
+    PLUGIN_VERSION,
+    SUPPORTED_HEAD_SIZES,
+    attention_reference,
+    expand_fused_attention,
+)
+
+log = get_logger("export")
+
+MASK_INPUT = "attention_mask"
+MASK_INT32 = "trt_edge_attention_mask_i32"
+# A mask value at or below this counts as "excluded" (exports use -inf or float32 min).
+MASKED_BELOW = -1.0e4
+# Per-layer agreement required between the block's own output and the fused computation (float32 both).
+LAYER_TOLERANCE = 1e-3
+
+
+@dataclass
+class _Factor:
+    tensor: str
+    divide: bool
+
+
+@dataclass
+class AttentionCandidate:
+    """One structurally matched attention block, before the numeric checks."""
+
+    layer: str
+    softmax: str
+    q_src: str
+    k_src: str
+    v_src: str
+    q_heads: str
+    mask: str | None
+    output: str
+    factors: list[_Factor] = field(default_factory=list)
+
+
+@dataclass
+class FusedLayer:
+    """A block that passed every check: what the fused node gets."""
+
+    candidate: AttentionCandidate
+    num_heads: int
+    head_size: int
+    scale: float
+    causal: bool
+    max_abs_diff: float
+
+
+class _Graph:
+    """Producer/consumer maps and constant lookup over an onnx.GraphProto."""
+
+    def __init__(self, graph: Any) -> None:
+        from onnx import numpy_helper
+
+        self.graph = graph
+        self.producer: dict[str, Any] = {}
+        self.consumers: dict[str, list[Any]] = {}
+        for node in graph.node:
+            for out in node.output:
+                self.producer[out] = node
+            for inp in node.input:
+                self.consumers.setdefault(inp, []).append(node)
+        self.constants: dict[str, np.ndarray] = {i.name: numpy_helper.to_array(i) for i in graph.initializer}
+        for node in graph.node:
+            if node.op_type == "Constant" and len(node.output) == 1:
+                for attr in node.attribute:
+                    if attr.name == "value":
+                        self.constants[node.output[0]] = numpy_helper.to_array(attr.t)
+                    elif attr.name == "value_float":
+                        self.constants[node.output[0]] = np.array(attr.f, dtype=np.float32)
+
+    def op(self, tensor: str) -> str | None:
+        node = self.producer.get(tensor)
+        return None if node is None else str(node.op_type)
+
+    def is_scalar_constant(self, tensor: str) -> bool:
+        value = self.constants.get(tensor)
+        return value is not None and value.size == 1
+
+
+def _attr(node: Any, name: str, default: Any = None) -> Any:
+    import onnx
+
+    for attr in node.attribute:
+        if attr.name == name:
+            return onnx.helper.get_attribute_value(attr)
+    return default
+
+
+def _walk_scale(g: _Graph, tensor: str, factors: list[_Factor]) -> str:
+    """Follow Mul/Div by a scalar upwards, recording the factors; return the first non-scaled tensor."""
+    while True:
+        node = g.producer.get(tensor)
+        if node is None or node.op_type not in ("Mul", "Div") or len(node.input) != 2:
+            return tensor
+        a, b = node.input
+        if node.op_type == "Div":
+            if not g.is_scalar_constant(b) and g.op(b) not in ("Sqrt", "Cast", "Constant"):
+                return tensor
+            factors.append(_Factor(b, divide=True))
+            tensor = a
+            continue
+        if g.is_scalar_constant(b) or (not g.is_scalar_constant(a) and g.op(b) in ("Sqrt", "Cast")):
+            factors.append(_Factor(b, divide=False))
+            tensor = a
+        elif g.is_scalar_constant(a) or g.op(a) in ("Sqrt", "Cast"):
+            factors.append(_Factor(a, divide=False))
+            tensor = b
+        else:
+            return tensor
+
+
+def _walk_heads(g: _Graph, tensor: str) -> tuple[str, int]:
+    """Follow Transpose/Reshape upwards to the projection output; return it and the number of Reshapes."""
+    reshapes = 0
+    while True:
+        node = g.producer.get(tensor)
+        if node is None or node.op_type not in ("Transpose", "Reshape"):
+            return tensor, reshapes
+        reshapes += node.op_type == "Reshape"
+        tensor = node.input[0]
+
+
+def _single_consumer(g: _Graph, tensor: str, op_type: str) -> Any | None:
+    nodes = [n for n in g.consumers.get(tensor, []) if n.op_type == op_type]
+    return nodes[0] if len(nodes) == 1 else None
+
+
+def _match(g: _Graph, softmax: Any) -> tuple[AttentionCandidate | None, str]:
+    """Match the block around one Softmax; return (candidate, "") or (None, reason)."""
+    axis = _attr(softmax, "axis", -1)
+    if axis not in (-1, 3):
+        return None, f"Softmax axis {axis} is not the last axis"
+    # Output side: [IsNaN -> Where] -> MatMul(., V) -> Transpose -> Reshape.
+    probs = softmax.output[0]
+    guard = _single_consumer(g, probs, "Where")
+    if guard is not None and guard.input[2] == probs and g.op(guard.input[0]) == "IsNaN":
+        probs = guard.output[0]
+    pv = _single_consumer(g, probs, "MatMul")
+    if pv is None or pv.input[0] != probs:
+        return None, "softmax output does not feed a MatMul with V"
+    # Head merge: a chain of Transpose/Reshape (shape-only consumers aside) ending in a Reshape.
+    chain: list[Any] = []
+    tensor = pv.output[0]
+    while True:
+        data_users = [n for n in g.consumers.get(tensor, []) if n.op_type != "Shape"]
+        if len(data_users) != 1 or data_users[0].op_type not in ("Transpose", "Reshape"):
+            break
+        if data_users[0].input[0] != tensor:
+            break
+        chain.append(data_users[0])
+        tensor = data_users[0].output[0]
+    if not any(n.op_type == "Transpose" for n in chain) or chain[-1].op_type != "Reshape":
+        return None, "attention output is not transposed and reshaped back to [batch, seq, hidden]"
+    merge_r = chain[-1]
+    # Input side: [Add mask] <- [Mul/Div scale] <- MatMul(q, kᵀ).
+    factors: list[_Factor] = []
+    scores = softmax.input[0]
+    mask: str | None = None
+    add = g.producer.get(scores)
+    if add is not None and add.op_type == "Add":
+        a, b = add.input
+        a_base = _walk_scale(g, a, [])
+        b_base = _walk_scale(g, b, [])
+        if g.op(a_base) == "MatMul":
+            scores, mask = a, b
+        elif g.op(b_base) == "MatMul":
+            scores, mask = b, a
+        else:
+            return None, "the softmax input is an Add without a Q.Kᵀ MatMul"
+    qk_out = _walk_scale(g, scores, factors)
+    qk = g.producer.get(qk_out)
+    if qk is None or qk.op_type != "MatMul":
+        return None, "no Q.Kᵀ MatMul before the softmax"
+    q_heads = _walk_scale(g, qk.input[0], factors)
+    k_heads = _walk_scale(g, qk.input[1], factors)
+    q_src, q_reshapes = _walk_heads(g, q_heads)
+    k_src, k_reshapes = _walk_heads(g, k_heads)
+    v_src, v_reshapes = _walk_heads(g, pv.input[1])
+    if min(q_reshapes, k_reshapes, v_reshapes) < 1:
+        return None, "Q, K or V does not come from a head-splitting Reshape"
+    if len({q_src, k_src, v_src}) != 3:
+        return None, "Q, K and V do not come from three separate projections"
+    if mask is None:
+        return None, "no additive attention mask (the plugin applies attention_mask)"
+    layer = softmax.name or softmax.output[0]
+    return AttentionCandidate(layer=layer, softmax=softmax.output[0], q_src=q_src, k_src=k_src, v_src=v_src,
+                              q_heads=q_heads, mask=mask, output=merge_r.output[0], factors=factors), ""
+
+
+def find_attention_candidates(model: Any) -> tuple[list[AttentionCandidate], list[dict[str, str]]]:
+    """Structural pass: every Softmax is a potential attention block; return matches and rejects."""
+    g = _Graph(model.graph)
+    found: list[AttentionCandidate] = []
+    rejected: list[dict[str, str]] = []
+    for node in model.graph.node:
+        if node.op_type != "Softmax":
+            continue
+        cand, reason = _match(g, node)
+        if cand is None:
+            rejected.append({"layer": node.name or node.output[0], "reason": reason})
+        else:
+            found.append(cand)
+    return found, rejected
+
+
+def _with_padding(feed: dict[str, np.ndarray]) -> dict[str, np.ndarray] | None:
+    """A copy of a feed whose first row has its last key padded, so mask checks always see padding."""
+    mask = feed.get(MASK_INPUT)
+    if mask is None or mask.ndim != 2 or mask.shape[1] < 2:
+        return None
+    padded = {k: v.copy() for k, v in feed.items()}
+    padded[MASK_INPUT][0, -1] = 0
+    return padded
+
+
+def _run_with_intermediates(model: Any, names: list[str], feeds: list[dict[str, np.ndarray]]) -> list[dict[str, Any]]:
+    import onnx
+    import onnxruntime as ort
+
+    probe = onnx.ModelProto()
+    probe.CopyFrom(model)
+    existing = {o.name for o in probe.graph.output}
+    for name in names:
+        if name not in existing:
+            probe.graph.output.append(onnx.ValueInfoProto(name=name))
+            existing.add(name)
+    options = ort.SessionOptions()
+    options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL
+    options.log_severity_level = 3
+    session = ort.InferenceSession(probe.SerializeToString(), options, providers=["CPUExecutionProvider"])
+    results = []
+    for feed in feeds:
+        values = session.run(names, feed)
+        results.append(dict(zip(names, values, strict=True)))
+    return results
+
+
+def _classify_mask(values: list[np.ndarray], masks: list[np.ndarray]) -> tuple[bool | None, str]:
+    """Whether an additive mask equals key padding of attention_mask (causal False) or padding + causal."""
+    causal_ok = True
+    padding_ok = True
+    for value, am in zip(values, masks, strict=True):
+        b, s = am.shape
+        try:
+            full = np.broadcast_to(value, (b, value.shape[1] if value.ndim == 4 else 1, s, s))
+        except ValueError:
+            return None, f"mask shape {list(value.shape)} does not broadcast to [batch, heads, seq, seq]"
+        excluded = full <= MASKED_BELOW
+        if not np.all(excluded | (np.abs(full) <= 1e-6)):
+            return None, "mask holds values other than 0 and a large negative number (not a boolean mask)"
+        pad = np.broadcast_to((am == 0)[:, None, None, :], excluded.shape)
+        future = np.broadcast_to(np.triu(np.ones((s, s), dtype=bool), k=1)[None, None], excluded.shape)
+        padding_ok &= bool(np.array_equal(excluded, pad))
+        causal_ok &= bool(np.array_equal(excluded, pad | future))
+    if padding_ok:
+        return False, ""
+    if causal_ok:
+        return True, ""
+    return None, "mask is not a key-padding (or padding + causal) mask of attention_mask"
+
+
+def verify_candidates(model: Any, candidates: list[AttentionCandidate],
+                      feeds: list[dict[str, np.ndarray]]) -> tuple[list[FusedLayer], list[dict[str, str]]]:
+    """Numeric pass: evaluate each candidate's tensors with ONNX Runtime and keep those that check out."""
+    if not candidates:
+        return [], []
+    input_names = {i.name for i in model.graph.input}
+    if MASK_INPUT not in input_names:
+        return [], [{"layer": c.layer, "reason": f"the model has no {MASK_INPUT!r} input"} for c in candidates]
+    check_feeds = list(feeds)
+    extra = _with_padding(feeds[0]) if feeds else None
+    if extra is not None:
+        check_feeds.append(extra)
+    names: list[str] = []
+    for c in candidates:
+        names += [c.q_src, c.k_src, c.v_src, c.q_heads, c.output] + ([c.mask] if c.mask else [])
+        names += [f.tensor for f in c.factors]
+    names = list(dict.fromkeys(names))
+    results = _run_with_intermediates(model, names, check_feeds)
+    fused: list[FusedLayer] = []
+    unfused: list[dict[str, str]] = []
+    for c in candidates:
+        reason, layer = _verify_one(c, results, check_feeds)
+        if layer is None:
+            unfused.append({"layer": c.layer, "reason": reason})
+        else:
+            fused.append(layer)
+    return fused, unfused
+
+
+def _verify_one(c: AttentionCandidate, results: list[dict[str, Any]],
+                feeds: list[dict[str, np.ndarray]]) -> tuple[str, FusedLayer | None]:
+    q_heads = results[0][c.q_heads]
+    if q_heads.ndim != 4:
+        return f"Q heads tensor has rank {q_heads.ndim}, expected [batch, heads, seq, head_size]", None
+    _, num_heads, _, head_size = (int(d) for d in q_heads.shape)
+    if head_size not in SUPPORTED_HEAD_SIZES:
+        return f"head size {head_size} is not supported by the kernel (supported: {list(SUPPORTED_HEAD_SIZES)})", None
+    longest = max(int(r[c.q_src].shape[1]) for r in results)
+    if longest > MAX_SEQ_LEN:
+        return f"sequence {longest} exceeds the kernel limit {MAX_SEQ_LEN}", None
+    scale = 1.0
+    for factor in c.factors:
+        values = [np.asarray(r[factor.tensor]) for r in results]
+        if any(v.size != 1 for v in values) or len({float(v.reshape(-1)[0]) for v in values}) != 1:
+            return f"scale factor {factor.tensor!r} is not one constant scalar", None
+        value = float(values[0].reshape(-1)[0])
+        scale = scale / value if factor.divide else scale * value
+    if not (scale > 0 and math.isfinite(scale)):
+        return f"attention scale {scale} is not a positive number", None
+    causal, why = _classify_mask([r[c.mask] for r in results] if c.mask else [], [f[MASK_INPUT] for f in feeds])
+    if causal is None:
+        return why, None
+    worst = 0.0
+    for r, feed in zip(results, feeds, strict=True):
+        expected = r[c.output]
+        got = attention_reference(r[c.q_src], r[c.k_src], r[c.v_src], feed[MASK_INPUT], num_heads, head_size,
+                                  scale, causal)
+        if got.shape != expected.shape:
+            return f"block output shape {list(expected.shape)} != fused shape {list(got.shape)}", None
+        worst = max(worst, float(np.max(np.abs(got - expected))))
+    if worst > LAYER_TOLERANCE:
+        return f"the fused computation differs from the block by {worst:.3g} (> {LAYER_TOLERANCE})", None
+    return "", FusedLayer(candidate=c, num_heads=num_heads, head_size=head_size, scale=scale, causal=causal,
+                          max_abs_diff=worst)
+
+
+def _eliminate_dead_nodes(graph: Any) -> None:
+    """Drop nodes whose outputs nobody reads (repeat until stable), then unused initializers/value_info."""
+    outputs = {o.name for o in graph.output}
+    while True:
+        used = set(outputs)
+        for node in graph.node:
+            used.update(node.input)
+        keep = [n for n in graph.node if any(o in used for o in n.output if o)]
+        if len(keep) == len(graph.node):
+            break
+        del graph.node[:]
+        graph.node.extend(keep)
+    used = set(outputs)
+    for node in graph.node:
+        used.update(node.input)
+    inits = [i for i in graph.initializer if i.name in used]
+    del graph.initializer[:]
+    graph.initializer.extend(inits)
+    produced = {o for n in graph.node for o in n.output} | {i.name for i in graph.input}
+    infos = [v for v in graph.value_info if v.name in produced]
+    del graph.value_info[:]
+    graph.value_info.extend(infos)
+
+
+def rewrite_model(model: Any, layers: list[FusedLayer]) -> Any:
+    """A copy of `model` where each verified block is one fused node; the input model is untouched."""
+    import onnx
+    from onnx import TensorProto, helper
+
+    fused = onnx.ModelProto()
+    fused.CopyFrom(model)
+    graph = fused.graph
+    by_output = {layer.candidate.output: (i, layer) for i, layer in enumerate(layers)}
+    nodes: list[Any] = [helper.make_node("Cast", [MASK_INPUT], [MASK_INT32], name="trt_edge_attention_mask_cast",
+                                         to=TensorProto.INT32)]
+    for node in graph.node:
+        hit = by_output.get(node.output[0]) if len(node.output) == 1 else None
+        if hit is None:
+            nodes.append(node)
+            continue
+        i, layer = hit
+        c = layer.candidate
+        name = f"{PLUGIN_NAME}_{i}"
+        # The kernel is fp16 in, fp16 out: explicit Casts make the node's I/O types part of the graph, so
+        # a strongly typed TensorRT network sees exactly what the plugin supports (weakly typed builds
+        # fold the casts into reformats).
+        halves = [f"{name}_{t}_fp16" for t in ("q", "k", "v")]
+        for src, half in zip((c.q_src, c.k_src, c.v_src), halves, strict=True):
+            nodes.append(helper.make_node("Cast", [src], [half], name=f"{half}_cast", to=TensorProto.FLOAT16))
+        nodes.append(helper.make_node(
+            PLUGIN_NAME, [*halves, MASK_INT32], [f"{name}_out_fp16"], name=name,
+            domain=PLUGIN_DOMAIN, plugin_version=PLUGIN_VERSION, plugin_namespace=PLUGIN_NAMESPACE,
+            num_heads=layer.num_heads, head_size=layer.head_size, scale=float(layer.scale),
+            causal=int(layer.causal)))
+        nodes.append(helper.make_node("Cast", [f"{name}_out_fp16"], [c.output], name=f"{name}_out_cast",
+                                      to=TensorProto.FLOAT))
+    del graph.node[:]
+    graph.node.extend(nodes)
+    _eliminate_dead_nodes(graph)
+    if not any(op.domain == PLUGIN_DOMAIN for op in fused.opset_import):
+        fused.opset_import.append(helper.make_opsetid(PLUGIN_DOMAIN, 1))
+    return fused
+
+
+def fuse_attention(model: Any, feeds: list[dict[str, np.ndarray]]) -> tuple[Any, list[FusedLayer],
+                                                                           list[dict[str, str]]]:
+    """Find, verify and fuse every attention block of `model` (onnx.ModelProto).
+
+    Returns:
+        tuple: (fused model, fused layers, unfused [{"layer", "reason"}]).
+
+    Raises:
+        TrtEdgeError: no attention block was recognised, or none passed its checks.
+    """
+    if not feeds:
+        raise TrtEdgeError("fuse_attention needs at least one feed (dict of input arrays) for its checks")
+    candidates, rejected = find_attention_candidates(model)
+    if not candidates:
+        detail = "; ".join(f"{r['layer']}: {r['reason']}" for r in rejected) or "the model has no Softmax"
+        raise TrtEdgeError(f"no attention pattern recognised in the ONNX model ({detail}); "
+                           "export a BERT-family encoder or run without attention fusion")
+    layers, unfused = verify_candidates(model, candidates, feeds)
+    unfused = rejected + unfused
+    while layers:
+        fused = rewrite_model(model, layers)
+        left = {n.output[0] for n in fused.graph.node if n.op_type == "Softmax"}
+        stuck = [layer for layer in layers if layer.candidate.softmax in left]
+        if not stuck:
+            break
+        for layer in stuck:
+            unfused.append({"layer": layer.candidate.layer,
+                            "reason": "tensors inside the block are used outside it; fusing would not remove it"})
+        layers = [layer for layer in layers if layer not in stuck]
+    if not layers:
+        detail = "; ".join(f"{r['layer']}: {r['reason']}" for r in unfused)
+        raise TrtEdgeError(f"attention blocks were found but none can be fused ({detail})")
+    for item in unfused:
+        log.warning("attention not fused at %s: %s", item["layer"], item["reason"])
+    return fused, layers, unfused
+
+
+def _run(model: Any, feeds: list[dict[str, np.ndarray]]) -> list[list[np.ndarray]]:
+    import onnxruntime as ort
+
+    options = ort.SessionOptions()
+    options.log_severity_level = 3
+    session = ort.InferenceSession(model.SerializeToString(), options, providers=["CPUExecutionProvider"])
+    return [list(session.run(None, feed)) for feed in feeds]
+
+
+def parity(original: Any, fused: Any, feeds: list[dict[str, np.ndarray]]) -> dict[str, float]:
+    """Fused (expanded to standard ops) vs original on the feeds: max |diff| over all outputs, and the
+    share of rows whose arg-max of the first output agrees."""
+    reference = _run(original, feeds)
+    candidate = _run(expand_fused_attention(fused), feeds)
+    max_abs = 0.0
+    agree = 0
+    rows = 0
+    for ref_outs, got_outs in zip(reference, candidate, strict=True):
+        for ref, got in zip(ref_outs, got_outs, strict=True):
+            max_abs = max(max_abs, float(np.max(np.abs(np.asarray(ref, np.float64) - np.asarray(got, np.float64)))))
+        ref0 = np.asarray(ref_outs[0])
+        got0 = np.asarray(got_outs[0])
+        agree += int(np.sum(ref0.argmax(axis=-1) == got0.argmax(axis=-1)))
+        rows += int(ref0.argmax(axis=-1).size)
+    return {"max_abs_diff": max_abs, "argmax_agreement": agree / rows if rows else 1.0}
+
+
+def fuse_attention_file(onnx_path: Path, out_path: Path, feeds: list[dict[str, np.ndarray]]) -> dict[str, Any]:
+    """Fuse the attention blocks of an ONNX file, write the result, and check it against the original.
+
+    Args:
+        onnx_path (Path): the exported (unfused) model.
+        out_path (Path): where the fused model goes (written atomically).
+        feeds (list[dict[str, np.ndarray]]): input batches used for the per-layer checks and the parity.
+
+    Returns:
+        dict: {"fused_layers": [...], "unfused": [{"layer", "reason"}], "max_abs_diff": float,
+        "argmax_agreement": float, plus "layers" (per fused layer: heads, head size, scale, causal,
+        check error) and "plugin" (name, version, namespace)}.
+
+    Raises:
+        TrtEdgeError: the file is missing or unreadable, or no attention pattern was recognised/fusable.
+    """
+    import onnx
+
+    from trt_edge.stage import atomic_write_bytes
+
+    onnx_path = Path(onnx_path)
+    if not onnx_path.is_file():
+        raise TrtEdgeError(f"ONNX model not found: {onnx_path}")
+    try:
+        model = onnx.load(str(onnx_path))
+    except Exception as exc:  # onnx raises several types for a bad file
+        raise TrtEdgeError(f"cannot read ONNX model {onnx_path}: {exc}") from exc
+    fused, layers, unfused = fuse_attention(model, feeds)
+    onnx.checker.check_model(fused)
+    atomic_write_bytes(out_path, fused.SerializeToString())
+    figures = parity(model, fused, feeds)
+    log.info("fused %d attention layers (%d not fused); parity max |diff| %.3g, arg-max agreement %.4f",
+             len(layers), len(unfused), figures["max_abs_diff"], figures["argmax_agreement"])
+    return {
+        "fused_layers": [layer.candidate.layer for layer in layers],
+        "unfused": unfused,
+        "max_abs_diff": figures["max_abs_diff"],
+        "argmax_agreement": figures["argmax_agreement"],
+        "layers": [{"layer": layer.candidate.layer, "num_heads": layer.num_heads, "head_size": layer.head_size,
+                    "scale": layer.scale, "causal": layer.causal, "check_max_abs_diff": layer.max_abs_diff}
+                   for layer in layers],
+        "plugin": {"name": PLUGIN_NAME, "version": PLUGIN_VERSION, "namespace": PLUGIN_NAMESPACE},
+    }
