@@ -1,0 +1,215 @@
+"""`trt-edge build` without TensorRT: a complete on-device bundle, and bad input refused in one line.
+
+No TensorRT here: these tests check what the stage writes for the device (plan, trtexec command, script,
+manifest template) and what it refuses; the real build is in test_builder_trt.py (marked tensorrt)."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shlex
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from trt_edge.config import load_config
+from trt_edge.engine.manifest import RuntimeEnv, check_manifest, read_manifest
+from trt_edge.engine.plan import BuildPlan
+from trt_edge.engine.stage import run
+from trt_edge.errors import TrtEdgeError
+from trt_edge.stage import StageRecord, read_stage, stage_artifact
+
+BUNDLE_FILES = {"model.onnx", "plan.json", "trtexec_command.txt", "build_on_device.sh", "model.plan.json.template",
+                "README.txt", "tokenizer"}
+
+
+def _build(onnx: Path, out: Path, **overrides: object) -> StageRecord:
+    return run(load_config(None, dict(overrides), "build"), onnx, out)
+
+
+def test_bundle_is_complete(tiny_onnx_dir: Path, tmp_path: Path) -> None:
+    out = tmp_path / "build"
+    record = _build(tiny_onnx_dir / "model.onnx", out, sparse_weights=True)
+    assert record.artifacts == {"bundle": "bundle"}
+    assert record.metrics["built"] is False and "TensorRT" in record.metrics["reason"]
+    bundle = stage_artifact(out, "bundle", expect="build")
+    assert {p.name for p in bundle.iterdir()} >= BUNDLE_FILES
+    assert (bundle / "tokenizer" / "config.json").is_file()
+    assert (bundle / "README.txt").read_text().count("NO TENSORRT PLAN WAS BUILT HERE") == 1
+
+    plan = BuildPlan.from_dict(json.loads((bundle / "plan.json").read_text()))
+    assert plan.trt_version == "10.3.0" and plan.device == "agx-orin-64gb" and plan.sparse_weights
+    assert [p.name for p in plan.profiles] == ["input_ids", "attention_mask", "token_type_ids"]
+    assert plan.profiles[0].max == (32, 128)  # build.batch max x task.max_length
+    plan.validate()
+
+    command = (bundle / "trtexec_command.txt").read_text().strip()
+    argv = shlex.split(command)
+    assert argv[0] == "/usr/src/tensorrt/bin/trtexec" and "--onnx=model.onnx" in argv
+    assert {"--fp16", "--sparsity=enable", "--skipInference", "--verbose"} <= set(argv)
+
+    script = bundle / "build_on_device.sh"
+    assert os.access(script, os.X_OK)
+    subprocess.run(["bash", "-n", str(script)], check=True)
+    text = script.read_text()
+    assert 'trt-edge build --onnx "$HERE/model.onnx" --plan "$HERE/plan.json"' in text
+    assert '--saveEngine="$OUT"/model.plan' in text and "TensorRT v1003" in text
+
+    template = json.loads((bundle / "model.plan.json.template").read_text())
+    assert template["status"] == "template" and template["tensorrt"] == "10.3.0"
+    assert template["device"]["compute_capability"] == "8.7"
+    assert read_stage(out)["config"]["plan"]["precision"] == "fp16"
+
+
+def test_bundle_for_thor_on_tensorrt_11(tiny_onnx_dir: Path, tmp_path: Path) -> None:
+    record = _build(tiny_onnx_dir / "model.onnx", tmp_path / "b", precision="typed", trt_version="11.1",
+                    device="agx-thor", jetpack=None)
+    cmd = (tmp_path / "b" / "bundle" / "trtexec_command.txt").read_text()
+    assert "--fp16" not in cmd and "--stronglyTyped" not in cmd and "--int8" not in cmd
+    assert record.metrics["trt_version"] == "11.1.0"
+
+
+def _calibrate_folder(root: Path, onnx: Path, cache_text: str) -> Path:
+    import shutil
+
+    folder = root / "calibrate"
+    folder.mkdir()
+    shutil.copy(onnx, folder / "model.int8.onnx")
+    (folder / "calibration.cache").write_text(cache_text)
+    StageRecord(stage="calibrate", config={"task": {"max_length": 32}}, environment={},
+                artifacts={"onnx": "model.int8.onnx", "calibration_cache": "calibration.cache"}).write(folder)
+    return folder
+
+
+def test_calibrate_stage_folder_brings_its_cache(tiny_onnx_dir: Path, tmp_path: Path) -> None:
+    cache = "TRT-100300-EntropyCalibration2\ninput_ids: 3c008912\n"
+    folder = _calibrate_folder(tmp_path, tiny_onnx_dir / "model.onnx", cache)
+    _build(folder, tmp_path / "b", precision="int8-cache")
+    bundle = tmp_path / "b" / "bundle"
+    assert (bundle / "calibration.cache").read_text() == cache
+    assert "--int8 --fp16 --calib=calibration.cache" in (bundle / "trtexec_command.txt").read_text()
+    plan = json.loads((bundle / "plan.json").read_text())
+    assert plan["calibration_cache"] == "calibration.cache"
+    assert plan["profiles"][0]["max"] == [32, 32]  # max_length recorded by the calibrate stage
+
+
+def test_qdq_model_builds_strongly_typed(qdq_onnx: Path, tmp_path: Path) -> None:
+    _build(qdq_onnx, tmp_path / "b", precision="int8-qdq", sparse_weights=True)
+    cmd = (tmp_path / "b" / "bundle" / "trtexec_command.txt").read_text()
+    assert "--stronglyTyped" in cmd and "--int8" not in cmd
+
+
+@pytest.mark.parametrize(("overrides", "message"), [
+    ({"batch": [8, 1, 32]}, "axis 0 is min 8, opt 1, max 32"),
+    ({"dla_core": 2}, "DLA core 2 does not exist"),
+    ({"device": "agx-thor", "trt_version": "10.13", "dla_core": 0}, "Jetson Thor has no DLA"),
+    ({"precision": "int8-qdq"}, "needs Q/DQ nodes and the ONNX has none"),
+    ({"trt_version": "11.1", "jetpack": None, "precision": "int8-cache"}, "INT8 calibrator"),
+])
+def test_bad_plans_are_refused(tiny_onnx_dir: Path, tmp_path: Path, overrides: dict[str, object],
+                               message: str) -> None:
+    with pytest.raises(TrtEdgeError, match=r"cannot build model\.onnx") as info:
+        _build(tiny_onnx_dir / "model.onnx", tmp_path / "b", **overrides)
+    assert message in str(info.value)
+    assert not (tmp_path / "b").exists()  # nothing half-written
+
+
+def test_fp16_on_a_qdq_model_is_refused(qdq_onnx: Path, tmp_path: Path) -> None:
+    with pytest.raises(TrtEdgeError, match="has Q/DQ nodes but precision is fp16"):
+        _build(qdq_onnx, tmp_path / "b")
+
+
+def test_corrupt_onnx_and_missing_input(tmp_path: Path) -> None:
+    bad = tmp_path / "bad.onnx"
+    bad.write_bytes(b"\x08\x07garbage" * 10)
+    with pytest.raises(TrtEdgeError, match=r"not a readable ONNX model|fails onnx\.checker"):
+        _build(bad, tmp_path / "b")
+    with pytest.raises(TrtEdgeError, match="no such ONNX file"):
+        _build(tmp_path / "missing.onnx", tmp_path / "b")
+
+
+def test_cli_build_exit_codes(tiny_onnx_dir: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    from trt_edge.cli import main
+
+    main(["build", "--onnx", str(tiny_onnx_dir / "model.onnx"), "--out", str(tmp_path / "ok"),
+          "--trt-version", "10.13", "--device", "agx-thor", "--precision", "typed"])
+    captured = capsys.readouterr()
+    assert json.loads(captured.out)["trt_version"] == "10.13.0"
+    assert "NO PLAN BUILT" in captured.err
+    with pytest.raises(SystemExit) as info:
+        main(["build", "--onnx", str(tiny_onnx_dir / "model.onnx"), "--out", str(tmp_path / "bad"),
+              "--device", "orin-nano-8gb", "--dla_core", "0"])
+    assert info.value.code == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("trt-edge: error:") and "has no DLA" in err and "\n" not in err
+
+
+def test_rebuild_from_bundle_plan(tiny_onnx_dir: Path, tmp_path: Path) -> None:
+    """What build_on_device.sh runs: `trt-edge build --plan plan.json` takes the plan as it is."""
+    _build(tiny_onnx_dir / "model.onnx", tmp_path / "first", precision="best")
+    bundle = tmp_path / "first" / "bundle"
+    again = run(load_config(None, {}, "build"), bundle / "model.onnx", tmp_path / "second",
+                plan_file=str(bundle / "plan.json"))
+    assert again.metrics["precision"] == "best"
+
+
+def _fill_script(script: Path) -> str:
+    match = re.search(r"<<'PY'\n(.*)\nPY\n", script.read_text(), re.S)
+    assert match
+    return match.group(1)
+
+
+def test_trtexec_path_writes_a_manifest_the_loader_accepts(tiny_onnx_dir: Path, tmp_path: Path) -> None:
+    """The manifest writer build_on_device.sh runs after trtexec (the Jetson's stdlib Python), fed a
+    stand-in plan file and log: it records the hash, the TensorRT version from the log and the
+    sparsity lines, and `check_manifest` then accepts the plan (and refuses it once tampered)."""
+    _build(tiny_onnx_dir / "model.onnx", tmp_path / "b", sparse_weights=True)
+    bundle = tmp_path / "b" / "bundle"
+    out = tmp_path / "engine"
+    out.mkdir()
+    (out / "model.plan").write_bytes(b"stand-in bytes, not a TensorRT plan")
+    (out / "build.log").write_text(
+        "[I] [TRT] (Sparsity) Layers eligible for sparse math: a, b\n"
+        "[I] [TRT] (Sparsity) TRT inference plan picked sparse implementation for layers: b\n"
+        "&&&& PASSED TensorRT.trtexec [TensorRT v100300] # trtexec --onnx=model.onnx\n")
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
+    subprocess.run([sys.executable, "-I", "-", str(bundle / "model.plan.json.template"), str(out)],
+                   input=_fill_script(bundle / "build_on_device.sh"), text=True, check=True, env=env,
+                   capture_output=True)
+    manifest = read_manifest(out / "model.plan.json")
+    assert manifest["status"] == "built" and manifest["tensorrt"] == "10.3.0"
+    assert manifest["sparsity"]["sparse_layers"] == ["b"] and manifest["sparsity"]["warning"] is None
+    assert check_manifest(out / "model.plan", None, RuntimeEnv(tensorrt="10.3.0.30", compute_capability="8.7")) == []
+    with pytest.raises(TrtEdgeError, match=r"built with TensorRT 10\.3\.0"):
+        check_manifest(out / "model.plan", None, RuntimeEnv(tensorrt="10.13.3", compute_capability="8.7"))
+
+
+def test_int8_cache_from_a_real_calibrate_layout(tiny_onnx_dir: Path, qdq_onnx: Path, tmp_path: Path) -> None:
+    """A calibrate folder holds the Q/DQ model; int8-cache needs the fp32 graph its ranges.json names,
+    plus the cache and the calibration set (for the on-device calibrator)."""
+    import shutil
+
+    import numpy as np
+
+    from trt_edge.engine.onnxinfo import has_qdq
+
+    folder = tmp_path / "calibrate"
+    folder.mkdir()
+    shutil.copy(qdq_onnx, folder / "model.int8.onnx")
+    (folder / "calibration.cache").write_text("TRT-100300-EntropyCalibration2\n")
+    np.savez(folder / "calibration.npz", input_ids=np.ones((2, 8), dtype=np.int64))
+    (folder / "ranges.json").write_text(json.dumps({"source_onnx": str(tiny_onnx_dir / "model.onnx")}))
+    StageRecord(stage="calibrate", config={}, environment={},
+                artifacts={"onnx": "model.int8.onnx", "calibration_cache": "calibration.cache",
+                           "calibration_data": "calibration.npz", "ranges": "ranges.json"}).write(folder)
+    _build(folder, tmp_path / "b", precision="int8-cache")
+    bundle = tmp_path / "b" / "bundle"
+    assert not has_qdq(bundle / "model.onnx")
+    plan = json.loads((bundle / "plan.json").read_text())
+    assert plan["calibration_cache"] == "calibration.cache" and plan["calibration_data"] == "calibration.npz"
+    assert (bundle / "calibration.npz").is_file()
+    with pytest.raises(TrtEdgeError, match="has Q/DQ nodes: build it with int8-qdq"):
+        _build(qdq_onnx, tmp_path / "c", precision="int8-cache", calibration_cache=str(folder / "calibration.cache"))

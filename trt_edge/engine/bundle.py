@@ -1,0 +1,227 @@
+"""The on-device build bundle: everything a Jetson needs to build the plan this machine could not.
+
+Written by `trt-edge build` where TensorRT is absent (every CI and laptop machine). The folder holds
+the ONNX (and its external data), the calibration cache if any, `plan.json` (the validated build plan),
+`trtexec_command.txt` (the equivalent trtexec line for the target TensorRT), `build_on_device.sh` (runs
+`trt-edge build --plan plan.json` when trt-edge and TensorRT's Python bindings are there, else trtexec,
+and then writes the manifest), `model.plan.json.template` (the manifest with the target's versions),
+the tokenizer (for `trt-edge run`), and a README that says no plan was built here and why.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from trt_edge import __version__
+from trt_edge.engine.manifest import new_manifest
+from trt_edge.engine.plan import BuildPlan, TrtVersion
+from trt_edge.engine.trtexec import JETPACK_TRTEXEC, render_build, shell_join
+from trt_edge.stage import atomic_write_json, atomic_write_text, now
+
+ONNX_NAME = "model.onnx"
+CACHE_NAME = "calibration.cache"
+CALIB_DATA_NAME = "calibration.npz"
+PLAN_JSON = "plan.json"
+SCRIPT = "build_on_device.sh"
+TRTEXEC_TXT = "trtexec_command.txt"
+TEMPLATE = "model.plan.json.template"
+README = "README.txt"
+TOKENIZER_DIR = "tokenizer"
+TOKENIZER_EXTRA = ("config.json", "tokenizer.json", "tokenizer_config.json", "special_tokens_map.json",
+                   "vocab.txt", "vocab.json", "merges.txt", "spiece.model", "sentencepiece.bpe.model",
+                   "added_tokens.json")
+_OUT = "OUT_DIR_PLACEHOLDER"
+
+# The manifest writer used after a trtexec build: standard library only (it runs on the Jetson's
+# system Python, which may have neither trt-edge nor numpy). It fills the template with what the device
+# reports and marks fields it could only infer.
+_FILL_MANIFEST = r'''
+import hashlib, json, os, re, sys, datetime
+template, out = sys.argv[1], sys.argv[2]
+m = json.load(open(template))
+plan = os.path.join(out, "model.plan")
+h = hashlib.sha256()
+with open(plan, "rb") as f:
+    for chunk in iter(lambda: f.read(1 << 20), b""):
+        h.update(chunk)
+log_path = os.path.join(out, "build.log")
+log = open(log_path, errors="replace").read() if os.path.exists(log_path) else ""
+trt = None
+try:
+    import tensorrt
+    trt = tensorrt.__version__
+except Exception:
+    code = re.search(r"TensorRT v(\d+)", log)
+    if code:
+        n = int(code.group(1))
+        parts = (n // 10000, n // 100 % 100, n % 100) if n >= 100000 else (n // 1000, n // 100 % 10, n % 100)
+        trt = "%d.%d.%d" % parts
+l4t = None
+if os.path.exists("/etc/nv_tegra_release"):
+    r = re.search(r"R(\d+)\s*\(release\),\s*REVISION:\s*([\d.]+)", open("/etc/nv_tegra_release").read())
+    l4t = "%s.%s" % (r.group(1), r.group(2)) if r else None
+eligible, picked = [], []
+for line in log.splitlines():
+    if "(Sparsity)" not in line:
+        continue
+    names = [n.strip() for n in line.split(":", 1)[-1].split(",") if n.strip()] if ":" in line else []
+    if re.search(r"eligible", line, re.I):
+        eligible += names
+    elif re.search(r"picked sparse|using sparse", line, re.I):
+        picked += names
+sparse_layers = list(picked)
+layers = os.path.join(out, "model.layers.json")
+if os.path.exists(layers):
+    try:
+        info = json.load(open(layers))
+        for layer in info.get("Layers", []):
+            if isinstance(layer, dict) and int(layer.get("HasSparseWeights", layer.get("AllowSparse", 0)) or 0):
+                sparse_layers.append(layer.get("Name"))
+    except ValueError:
+        pass
+requested = bool(m["build"].get("sparse_weights"))
+m["sparsity"] = {"requested": requested, "eligible_layers": eligible, "sparse_layers": sorted(set(sparse_layers)),
+                 "warning": ("SPARSITY REQUESTED BUT NOT APPLIED: no layer got a sparse kernel"
+                             if requested and not sparse_layers else None)}
+if m["sparsity"]["warning"]:
+    sys.stderr.write("build_on_device.sh: WARNING: " + m["sparsity"]["warning"] + "\n")
+if trt:
+    m["tensorrt"] = trt
+m["l4t"] = l4t
+m["jetpack"] = JETPACK.get(l4t) if l4t else None
+m["plan"] = {"file": "model.plan", "sha256": h.hexdigest(), "bytes": os.path.getsize(plan)}
+m["status"] = "built"
+m["built_by"] = "trtexec (build_on_device.sh)"
+m["inferred"] = ["device.compute_capability (from the device catalog, not queried)"] + ([] if trt else ["tensorrt"])
+m["created"] = datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")
+tmp = os.path.join(out, ".model.plan.json.tmp")
+with open(tmp, "w") as f:
+    json.dump(m, f, indent=2)
+os.replace(tmp, os.path.join(out, "model.plan.json"))
+print("manifest written to " + os.path.join(out, "model.plan.json"))
+'''
+
+
+def _jetpack_table() -> dict[str, str]:
+    from trt_edge.devices import _raw
+
+    return {str(k): str(v) for k, v in _raw()["l4t_to_jetpack"].items()}
+
+
+def render_script(plan: BuildPlan, has_tokenizer: bool) -> str:
+    """`build_on_device.sh` for this plan (bash; run on the Jetson from anywhere)."""
+    v = TrtVersion.parse(plan.trt_version)
+    argv = render_build(plan, v, onnx=ONNX_NAME, engine=f"{_OUT}/model.plan", layer_info=f"{_OUT}/model.layers.json",
+                        timing_cache=f"{_OUT}/timing.cache" if plan.timing_cache else None,
+                        trtexec="TRTEXEC_PLACEHOLDER")
+    trtexec_line = shell_join(argv).replace("TRTEXEC_PLACEHOLDER", '"$TRTEXEC"').replace(f"{_OUT}/", '"$OUT"/')
+    tok = ' --tokenizer "$HERE/tokenizer"' if has_tokenizer else ""
+    code_prefix = f"{v.major}{v.minor:02d}" if v.major >= 10 else f"{v.major}{v.minor}"  # v100300, v8502
+    fill = _FILL_MANIFEST.replace("JETPACK.get", f"{json.dumps(_jetpack_table())}.get")
+    return f"""#!/usr/bin/env bash
+# Generated by trt-edge {__version__} on {now()}.
+# Builds model.plan for {plan.device or "this GPU"} with TensorRT {v.short} ({plan.precision}) and writes
+# its manifest model.plan.json. Usage: ./build_on_device.sh [OUT_DIR]   (default: ./engine)
+# Uses `trt-edge build` when trt-edge and TensorRT's Python bindings are installed (set USE_TRTEXEC=1 to
+# force trtexec), else trtexec ($TRTEXEC, or trtexec on PATH, or {JETPACK_TRTEXEC}).
+set -euo pipefail
+HERE="$(cd "$(dirname "${{BASH_SOURCE[0]}}")" && pwd)"
+OUT="$(mkdir -p "${{1:-$HERE/engine}}" && cd "${{1:-$HERE/engine}}" && pwd)"
+EXPECTED_TRT="{v.short}"
+
+if [ "${{USE_TRTEXEC:-0}}" != 1 ] && command -v trt-edge >/dev/null 2>&1 \\
+    && python3 -c "import tensorrt" >/dev/null 2>&1; then
+  exec trt-edge build --onnx "$HERE/{ONNX_NAME}" --plan "$HERE/{PLAN_JSON}" --out "$OUT"{tok}
+fi
+
+TRTEXEC="${{TRTEXEC:-$(command -v trtexec || echo {JETPACK_TRTEXEC})}}"
+if [ ! -x "$TRTEXEC" ]; then
+  echo "build_on_device.sh: neither trt-edge with TensorRT's Python bindings nor trtexec was found" >&2
+  exit 2
+fi
+cd "$HERE"
+set +e
+{trtexec_line} 2>&1 | tee "$OUT/build.log"
+status=${{PIPESTATUS[0]}}
+set -e
+if [ "$status" != 0 ]; then
+  echo "build_on_device.sh: trtexec failed (exit $status); see $OUT/build.log" >&2
+  exit "$status"
+fi
+if ! grep -q "TensorRT v{code_prefix}" "$OUT/build.log"; then
+  echo "build_on_device.sh: WARNING: this TensorRT may not be $EXPECTED_TRT, the version the plan was checked for" >&2
+fi
+{"cp -r " + '"$HERE/tokenizer" "$OUT/"' if has_tokenizer else ":"}
+python3 - "$HERE/{TEMPLATE}" "$OUT" <<'PY'
+{fill.strip()}
+PY
+"""
+
+
+def copy_tokenizer(source: Path | None, dest: Path) -> bool:
+    """Copy the tokenizer files and `config.json` (label names) of a model folder; False when none."""
+    if source is None or not source.is_dir():
+        return False
+    files = [source / name for name in TOKENIZER_EXTRA if (source / name).is_file()]
+    if not files:
+        return False
+    dest.mkdir(parents=True, exist_ok=True)
+    for f in files:
+        shutil.copy2(f, dest / f.name)
+    return True
+
+
+def write_bundle(folder: Path, plan: BuildPlan, onnx: Path, *, external_data: Sequence[Path] = (),
+                 calibration_cache: Path | None = None, calibration_data: Path | None = None,
+                 tokenizer: Path | None = None, reason: str,
+                 warnings: Sequence[str] = (), onnx_sha256: str | None = None) -> dict[str, Any]:
+    """Write the bundle into `folder`; return a summary for stage.json."""
+    folder.mkdir(parents=True, exist_ok=True)
+    shutil.copy2(onnx, folder / ONNX_NAME)
+    for data in external_data:
+        shutil.copy2(data, folder / data.name)
+    bundled = BuildPlan.from_dict(plan.to_dict())
+    bundled.onnx = ONNX_NAME
+    if calibration_cache is not None:
+        shutil.copy2(calibration_cache, folder / CACHE_NAME)
+        bundled.calibration_cache = CACHE_NAME
+    bundled.calibration_data = None
+    if calibration_data is not None and calibration_data.is_file():
+        shutil.copy2(calibration_data, folder / CALIB_DATA_NAME)
+        bundled.calibration_data = CALIB_DATA_NAME
+    atomic_write_json(folder / PLAN_JSON, bundled.to_dict())
+    command = bundled.to_trtexec(bundled.trt_version, onnx=ONNX_NAME, trtexec=JETPACK_TRTEXEC)
+    atomic_write_text(folder / TRTEXEC_TXT, command + "\n")
+    has_tok = copy_tokenizer(tokenizer, folder / TOKENIZER_DIR)
+    script = folder / SCRIPT
+    atomic_write_text(script, render_script(bundled, has_tok))
+    script.chmod(0o755)
+    template = new_manifest(bundled, status="template", device_key=bundled.device, onnx_sha256=onnx_sha256)
+    template["note"] = ("template: the versions are the target's; build_on_device.sh replaces them with the "
+                        "device's and stamps the plan's sha256")
+    atomic_write_json(folder / TEMPLATE, template)
+    lines = [
+        "trt-edge on-device build bundle",
+        "",
+        f"NO TENSORRT PLAN WAS BUILT HERE: {reason}.",
+        f"Target: {bundled.device or 'any GPU'}, TensorRT {TrtVersion.parse(bundled.trt_version).short}, "
+        f"precision {bundled.precision}, sparse weights {'on' if bundled.sparse_weights else 'off'}.",
+        "",
+        "On the Jetson: copy this folder over, then run ./build_on_device.sh [OUT_DIR]",
+        "It builds OUT_DIR/model.plan and writes OUT_DIR/model.plan.json (the manifest trt-edge run checks).",
+        "",
+        "The equivalent trtexec command (also in trtexec_command.txt):",
+        "  " + command,
+    ]
+    if bundled.plugins:
+        lines += ["", "Plugin libraries the build loads (build them on the device at these paths):"]
+        lines += [f"  {p}" for p in bundled.plugins]
+    if warnings:
+        lines += ["", "Warnings:"] + [f"  - {w}" for w in warnings]
+    atomic_write_text(folder / README, "\n".join(lines) + "\n")
+    return {"built": False, "reason": reason, "trtexec": command, "tokenizer": has_tok,
+            "calibration_cache": calibration_cache is not None}

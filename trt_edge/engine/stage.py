@@ -1,0 +1,194 @@
+"""The build stage: ONNX (or an export/calibrate stage folder) -> `model.plan` + manifest, or a bundle.
+
+With TensorRT installed the plan is built here (`builder.build_engine`); without it (every CI machine)
+the stage writes the on-device build bundle under `bundle/` and says so. Either way the plan is
+validated first against the target TensorRT version and device, and the ONNX against the parser's
+rules, so a build that cannot work is refused here in one line rather than on the device.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+from trt_edge.config import RunConfig
+from trt_edge.engine.config import BuildConfig
+from trt_edge.engine.onnxinfo import check_onnx, external_data_files, has_qdq, onnx_inputs
+from trt_edge.engine.plan import BuildPlan, TrtVersion
+from trt_edge.errors import TrtEdgeError
+from trt_edge.lazy import lazy_import
+from trt_edge.log import get_logger
+from trt_edge.stage import StageRecord, read_stage, sha256_file, stage_artifact, stage_output
+
+log = get_logger("build")
+
+
+def resolve_input(onnx: str | os.PathLike[str]) -> tuple[Path, Path | None, dict[str, Any] | None]:
+    """(ONNX file, calibration cache or None, the input stage's record or None) for a file or a stage
+    folder (export -> `onnx`; calibrate -> its Q/DQ `onnx` and `calibration_cache`)."""
+    model, cache, _, record = resolve_inputs(onnx)
+    return model, cache, record
+
+
+def resolve_inputs(onnx: str | os.PathLike[str]) -> tuple[Path, Path | None, Path | None, dict[str, Any] | None]:
+    """`resolve_input` plus the calibrate stage's `calibration_data` (the .npz its cache came from)."""
+    path = Path(onnx)
+    if path.is_file():
+        return path, None, None, None
+    if not path.exists():
+        raise TrtEdgeError(f"{path}: no such ONNX file or stage folder")
+    if (path / "stage.json").is_file():
+        record = read_stage(path)
+        model = stage_artifact(path, "onnx")
+        artifacts = record.get("artifacts", {})
+        cache = stage_artifact(path, "calibration_cache") if "calibration_cache" in artifacts else None
+        data = stage_artifact(path, "calibration_data") if "calibration_data" in artifacts else None
+        return model, cache, data, record
+    if (path / "model.onnx").is_file():
+        return path / "model.onnx", None, None, None
+    raise TrtEdgeError(f"{path}: a folder without stage.json or model.onnx; pass the ONNX file")
+
+
+def make_plan(cfg: BuildConfig, onnx: Path, max_length: int, plan_file: str | None = None,
+              calibration_cache: Path | None = None, calibration_data: Path | None = None
+              ) -> tuple[BuildPlan, list[str]]:
+    """The validated plan (from `plan_file` or the config) and its warnings; every problem at once."""
+    inputs = onnx_inputs(onnx)
+    if plan_file:
+        p = Path(plan_file)
+        if not p.is_file():
+            raise TrtEdgeError(f"{p}: no such plan file")
+        try:
+            plan = BuildPlan.from_dict(json.loads(p.read_text(encoding="utf-8")), str(p))
+        except json.JSONDecodeError as exc:
+            raise TrtEdgeError(f"{p}: not JSON ({exc.msg}); rebuild the bundle") from exc
+        for name in ("calibration_cache", "calibration_data"):
+            value = getattr(plan, name)
+            if value and not Path(value).is_absolute():
+                setattr(plan, name, str(p.parent / value))
+    else:
+        plan = BuildPlan.from_config(cfg, inputs, max_length)
+        if calibration_cache is not None and plan.calibration_cache is None:
+            plan.calibration_cache = str(calibration_cache)
+        if calibration_data is not None and plan.uses_calibrator():
+            plan.calibration_data = str(calibration_data)
+    problems, warnings = plan.check()
+    problems += plan.check_inputs(inputs)
+    qdq = has_qdq(onnx)
+    if qdq and plan.precision == "int8-cache":
+        problems.append("precision int8-cache calibrates an un-quantized ONNX but this one has Q/DQ nodes: build it "
+                        "with int8-qdq, or pass the fp32 ONNX with build.calibration_cache")
+    if qdq and plan.precision in ("fp32", "fp16"):
+        problems.append(f"the ONNX has Q/DQ nodes but precision is {plan.precision}: build it with int8-qdq")
+    if not qdq and plan.precision in ("int8-qdq", "fp8-qdq"):
+        problems.append(f"precision {plan.precision} needs Q/DQ nodes and the ONNX has none: calibrate it first "
+                        "(trt-edge calibrate) or use int8-cache with a calibration cache")
+    if problems:
+        v = TrtVersion.parse(plan.trt_version)
+        raise TrtEdgeError(f"cannot build {onnx.name} for TensorRT {v.short}"
+                           + (f" on {plan.device}" if plan.device else "") + ": " + "; ".join(problems))
+    return plan, warnings
+
+
+def _fp32_source(folder: Path, model: Path) -> Path:
+    """The fp32 ONNX a calibrate stage quantized (its `ranges.json` records it): the graph whose tensor
+    names the calibration cache uses. The stage's own ONNX is used when it has no Q/DQ nodes."""
+    if not has_qdq(model):
+        return model
+    try:
+        ranges = json.loads(stage_artifact(folder, "ranges").read_text(encoding="utf-8"))
+        source = Path(str(ranges["source_onnx"]))
+    except (TrtEdgeError, OSError, KeyError, TypeError, json.JSONDecodeError):
+        source = None
+    if source is None or not source.is_file():
+        raise TrtEdgeError(f"{folder}: precision int8-cache needs the fp32 ONNX the calibration ran on, and its "
+                           "record of it is missing: pass the export folder as --onnx with "
+                           f"--build.calibration_cache={folder / 'calibration.cache'}")
+    return source
+
+
+def _max_length(config: RunConfig, record: dict[str, Any] | None) -> int:
+    if "task" in config.raw or record is None:
+        return int(config.section("task").max_length)
+    task = (record.get("config") or {}).get("task") or {}
+    return int(task.get("max_length") or config.section("task").max_length)
+
+
+def run(config: RunConfig, onnx: str | os.PathLike[str], out: str | os.PathLike[str], *, plan_file: str | None = None,
+        bundle: bool = False, tokenizer: str | None = None) -> StageRecord:
+    """Build (TensorRT present, `bundle` False) or write the on-device bundle; `stage.json` names the
+    artifacts `plan` + `manifest`, or `bundle`."""
+    from trt_edge.runtime.text import find_tokenizer
+
+    cfg: BuildConfig = config.section("build")
+    model, cache, calib_data, record = resolve_inputs(onnx)
+    if cfg.precision == "int8-cache" and record is not None and record.get("stage") == "calibrate":
+        model = _fp32_source(Path(onnx), model)
+    if cfg.calibration_cache:
+        cache = Path(cfg.calibration_cache)
+        if not cache.is_file():
+            raise TrtEdgeError(f"build.calibration_cache {cache} not found")
+    reason = None
+    if bundle:
+        reason = "a bundle was asked for (--bundle)"
+    else:
+        try:
+            installed = str(lazy_import("tensorrt").__version__)
+        except TrtEdgeError as exc:
+            reason = str(exc)
+        else:
+            # A real build targets the TensorRT installed here; a different explicit target is a bundle's job.
+            if cfg.trt_version and TrtVersion.parse(cfg.trt_version).short != TrtVersion.parse(installed).short:
+                raise TrtEdgeError(f"build.trt_version is {cfg.trt_version} but this machine has TensorRT {installed}: "
+                                   "build on the target, or pass --bundle for an on-device bundle")
+            cfg = cfg.replace(trt_version=installed)
+    plan, warnings = make_plan(cfg, model, _max_length(config, record), plan_file, cache, calib_data)
+    warnings += check_onnx(model, plan.trt_version, dla=plan.dla_core is not None)
+    data_files = external_data_files(model)
+    try:
+        tok_dir: Path | None = find_tokenizer(model, tokenizer)
+    except TrtEdgeError:
+        if tokenizer:
+            raise
+        tok_dir = None
+        warnings.append("no tokenizer found next to the ONNX: `trt-edge run` will need --tokenizer")
+    for w in warnings:
+        log.warning("%s", w)
+
+    inputs = {"onnx": sha256_file(model)}
+    if cache is not None:
+        inputs["calibration_cache"] = sha256_file(cache)
+    stage_config = {"build": cfg.to_dict(), "plan": plan.to_dict()}
+    st = StageRecord(stage="build", config=stage_config, inputs=inputs)
+    with stage_output(out) as tmp:
+        if reason is not None:
+            from trt_edge.engine.bundle import write_bundle
+
+            summary = write_bundle(tmp / "bundle", plan, model, external_data=data_files,
+                                   calibration_cache=cache if plan.uses_calibrator() or plan.precision == "best"
+                                   else None, calibration_data=Path(plan.calibration_data) if plan.calibration_data
+                                   else None, tokenizer=tok_dir, reason=reason, warnings=warnings,
+                                   onnx_sha256=inputs["onnx"])
+            st.artifacts = {"bundle": "bundle"}
+            st.metrics = {**summary, "warnings": warnings, "trt_version": plan.trt_version,
+                          "device": plan.device, "precision": plan.precision}
+        else:
+            from trt_edge.engine.builder import LAYERS_FILE, LOG_FILE, MANIFEST_FILE, PLAN_FILE, build_engine
+            from trt_edge.engine.bundle import copy_tokenizer
+
+            base = Path(plan_file).parent if plan_file else model.parent
+            result = build_engine(plan, model, tmp, base_dir=base)
+            copy_tokenizer(tok_dir, tmp / "tokenizer")
+            st.artifacts = {"plan": PLAN_FILE, "manifest": MANIFEST_FILE, "build_log": LOG_FILE}
+            if result.layers_path is not None:
+                st.artifacts["layers"] = LAYERS_FILE
+            m = result.manifest
+            st.metrics = {"built": True, "tensorrt": m["tensorrt"], "device": m["device"],
+                          "precision": plan.precision, "plan_bytes": m["plan"]["bytes"],
+                          "sparse_layers": len(m["sparsity"].get("sparse_layers", [])),
+                          "sparsity_warning": m["sparsity"].get("warning"),
+                          "precisions": m["precisions"].get("counts"), "warnings": [*warnings, *result.warnings]}
+        st.write(tmp)
+    return st

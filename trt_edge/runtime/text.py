@@ -1,0 +1,195 @@
+"""Text classification end to end over any runner: tokenize, run, softmax, label.
+
+The tokenizer and the label names come from the Hugging Face folder the model was made from. It is
+found next to the model file (`tokenizer/` which `trt-edge build` copies into its output, the file's own
+folder, the stage folder and the model folders its `stage.json` names) or given explicitly. The feed
+follows the runner's declared inputs (names, int32/int64), so the same code classifies with ONNX
+Runtime on a laptop and with TensorRT on a Jetson.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from trt_edge.errors import TrtEdgeError
+from trt_edge.runtime.base import Runner
+
+TOKENIZER_FILES = ("tokenizer.json", "vocab.txt", "tokenizer_config.json", "spiece.model", "vocab.json")
+
+
+@dataclass
+class Prediction:
+    """One classified text."""
+
+    text: str
+    label: str
+    index: int
+    probabilities: dict[str, float]
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"text": self.text, "label": self.label, "index": self.index, "probabilities": self.probabilities}
+
+
+def has_tokenizer(folder: Path) -> bool:
+    return folder.is_dir() and any((folder / name).is_file() for name in TOKENIZER_FILES)
+
+
+def _strings(value: Any) -> Iterator[str]:
+    if isinstance(value, str):
+        yield value
+    elif isinstance(value, dict):
+        for v in value.values():
+            yield from _strings(v)
+    elif isinstance(value, list):
+        for v in value:
+            yield from _strings(v)
+
+
+def find_tokenizer(model_file: str | os.PathLike[str], explicit: str | os.PathLike[str] | None = None) -> Path:
+    """The tokenizer folder for a model file (ONNX or plan); see the module docstring for the search."""
+    if explicit:
+        from trt_edge.tasks.models import resolve_model_path
+
+        text = str(explicit)
+        path = resolve_model_path(text) if text.startswith("demo:") else Path(text)
+        if not has_tokenizer(path):
+            raise TrtEdgeError(f"{path}: no tokenizer files ({', '.join(TOKENIZER_FILES)}) in this folder")
+        return path
+    model = Path(model_file)
+    folders = [model.parent, model.parent.parent]
+    candidates: list[Path] = []
+    for folder in folders:
+        candidates += [folder / "tokenizer", folder, folder / "model"]
+    for folder in folders:
+        stage = folder / "stage.json"
+        if not stage.is_file():
+            continue
+        try:
+            record = json.loads(stage.read_text(encoding="utf-8"))
+        except (OSError, json.JSONDecodeError):
+            continue
+        for value in _strings(record.get("config", {})):
+            if value.startswith("demo:") or "/" in value:
+                candidates.append(Path(value) if not value.startswith("demo:") else _demo(value))
+    for candidate in candidates:
+        if has_tokenizer(candidate):
+            return candidate
+    raise TrtEdgeError(f"{model}: no tokenizer found next to it (tokenizer/, its folder, the stage folder); "
+                       "pass --tokenizer MODEL_DIR")
+
+
+def _demo(ref: str) -> Path:
+    from trt_edge.tasks.models import resolve_model_path
+
+    try:
+        return resolve_model_path(ref)
+    except TrtEdgeError:
+        return Path("/nonexistent")
+
+
+def label_names_for(folder: Path, num_labels: int) -> list[str]:
+    """Label names from the folder's `config.json` `id2label`, else `LABEL_i`."""
+    config = folder / "config.json"
+    names: dict[int, str] = {}
+    if config.is_file():
+        try:
+            id2label = json.loads(config.read_text(encoding="utf-8")).get("id2label") or {}
+            names = {int(k): str(v) for k, v in id2label.items()}
+        except (OSError, ValueError, AttributeError):
+            names = {}
+    return [names.get(i, f"LABEL_{i}") for i in range(num_labels)]
+
+
+def softmax(logits: np.ndarray) -> np.ndarray:
+    shifted = logits - logits.max(axis=-1, keepdims=True)
+    exp = np.exp(shifted)
+    out: np.ndarray = exp / exp.sum(axis=-1, keepdims=True)
+    return out
+
+
+class TextClassifier:
+    """Classify texts with a runner (active or not: it is activated for the call when needed).
+
+    Args:
+      runner: any `Runner` whose outputs include `logits` (or a single output).
+      tokenizer: a Hugging Face tokenizer.
+      label_names: class names in logit order; None reads them from the tokenizer folder or `LABEL_i`.
+      max_length: truncation length. Defaults to 128.
+      batch_size: texts per inference call (keep it within the engine's batch profile). Defaults to 32.
+    """
+
+    def __init__(self, runner: Runner, tokenizer: Any, label_names: Sequence[str] | None = None,
+                 max_length: int = 128, batch_size: int = 32) -> None:
+        self.runner = runner
+        self.tokenizer = tokenizer
+        self.label_names = list(label_names) if label_names is not None else None
+        self.max_length = max_length
+        self.batch_size = batch_size
+
+    @classmethod
+    def from_model_file(cls, runner: Runner, model_file: str | os.PathLike[str],
+                        tokenizer_dir: str | os.PathLike[str] | None = None, max_length: int = 128,
+                        batch_size: int = 32) -> TextClassifier:
+        """Find the tokenizer (and the label names in its `config.json`) for `model_file`."""
+        from transformers import AutoTokenizer
+
+        folder = find_tokenizer(model_file, tokenizer_dir)
+        tokenizer = AutoTokenizer.from_pretrained(str(folder), local_files_only=True)
+        classifier = cls(runner, tokenizer, None, max_length, batch_size)
+        classifier._label_folder = folder
+        return classifier
+
+    _label_folder: Path | None = None
+
+    def _feed(self, texts: Sequence[str]) -> dict[str, np.ndarray]:
+        enc = self.tokenizer(list(texts), padding=True, truncation=True, max_length=self.max_length,
+                             return_tensors="np")
+        feed: dict[str, np.ndarray] = {}
+        for meta in self.runner.inputs():
+            if meta.name in enc:
+                feed[meta.name] = np.asarray(enc[meta.name]).astype(meta.dtype)
+            elif meta.name == "token_type_ids":
+                feed[meta.name] = np.zeros_like(np.asarray(enc["input_ids"]), dtype=meta.dtype)
+            else:
+                raise TrtEdgeError(f"{self.runner.name}: the model wants input {meta.name!r}, which the tokenizer "
+                                   f"does not produce (it gives {', '.join(enc.keys())})")
+        return feed
+
+    def logits(self, texts: Sequence[str]) -> np.ndarray:
+        """Raw logits, one row per text, in order."""
+        if not texts:
+            raise TrtEdgeError("no text to classify")
+        was_active = self.runner.is_active
+        if not was_active:
+            self.runner.activate()
+        try:
+            outputs = [o.name for o in self.runner.outputs()]
+            name = "logits" if "logits" in outputs else outputs[0]
+            chunks = [self.runner.infer(self._feed(texts[i:i + self.batch_size]))[name]
+                      for i in range(0, len(texts), self.batch_size)]
+        finally:
+            if not was_active:
+                self.runner.deactivate()
+        return np.concatenate(chunks).astype(np.float32)
+
+    def classify(self, texts: Sequence[str]) -> list[Prediction]:
+        logits = self.logits(texts)
+        if self.label_names is None:
+            self.label_names = (label_names_for(self._label_folder, logits.shape[-1]) if self._label_folder
+                                else [f"LABEL_{i}" for i in range(logits.shape[-1])])
+        if len(self.label_names) != logits.shape[-1]:
+            raise TrtEdgeError(f"the model has {logits.shape[-1]} classes but {len(self.label_names)} label names")
+        probs = softmax(logits)
+        out = []
+        for text, row in zip(texts, probs, strict=True):
+            index = int(row.argmax())
+            out.append(Prediction(text, self.label_names[index], index,
+                                  {n: round(float(p), 6) for n, p in zip(self.label_names, row, strict=True)}))
+        return out
