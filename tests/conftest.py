@@ -125,3 +125,26 @@ def minilm_student_dir(tmp_path_factory: pytest.TempPathFactory, demo_data_confi
     out = tmp_path_factory.mktemp("minilm-student")
     save_classifier(student, teacher.tokenizer, out)
     return out
+
+
+@pytest.fixture(scope="session")
+def student_onnx(tmp_path_factory: pytest.TempPathFactory, minilm_student_dir: Path) -> Path:
+    """The real 3-layer MiniLM student exported with `export_onnx` (fp32, int64 inputs, opset 17).
+
+    Inputs `input_ids`, `attention_mask`, `token_type_ids`; output `logits`; dynamic `batch`/`sequence`.
+    """
+    from trt_edge.export.exporter import export_onnx
+
+    path = tmp_path_factory.mktemp("student-onnx") / "model.onnx"
+    export_onnx(minilm_student_dir, path)
+    return path
+
+
+@pytest.fixture(scope="session")
+def tiny_bert_onnx(tmp_path_factory: pytest.TempPathFactory, tiny_bert_dir: Path) -> Path:
+    """The tiny random BERT exported with `export_onnx` (fp32, int64 inputs, TorchScript exporter: fast)."""
+    from trt_edge.export.exporter import export_onnx
+
+    path = tmp_path_factory.mktemp("tiny-bert-onnx") / "model.onnx"
+    export_onnx(tiny_bert_dir, path, dynamo=False)
+    return path

@@ -1,0 +1,408 @@
+"""A Hugging Face classifier folder to one ONNX file with the kit's contract.
+
+The contract every later stage relies on (calibration, the TensorRT build, the ONNX Runtime runner):
+inputs `input_ids`, `attention_mask` (and `token_type_ids` where the model takes them), output
+`logits`, dynamic axes named `batch` and `sequence`, opset >= 17, int64 or int32 token inputs, one
+self-contained file unless the weights pass the 2 GB protobuf limit (then `<name>.data` beside it).
+
+`torch.onnx.export(dynamo=True)` is tried first because it is where PyTorch's exporter is going; the
+TorchScript exporter is the fallback for models the dynamo path cannot trace. Both go through the same
+post-processing (names, axes, clean-up, checker), so which one ran never changes the contract.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import inspect
+import json
+import os
+import tempfile
+import warnings
+from collections.abc import Iterator
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+from trt_edge.errors import TrtEdgeError
+from trt_edge.log import get_logger
+
+log = get_logger("export")
+
+INPUT_NAMES = ("input_ids", "attention_mask", "token_type_ids")
+OUTPUT_NAME = "logits"
+BATCH_AXIS = "batch"
+SEQUENCE_AXIS = "sequence"
+# Protobuf cannot serialise a message over 2 GiB: larger models keep their weights in external data.
+EXTERNAL_DATA_THRESHOLD = 2 * 1024**3 - 64 * 1024**2
+# The example used for tracing: batch 2 and an odd sequence length that no other model dimension has,
+# with padding in the second row so no exporter can specialise the attention mask away.
+_EXAMPLE_BATCH, _EXAMPLE_SEQUENCE, _EXAMPLE_PAD = 2, 13, 4
+
+
+@dataclass
+class ExportInfo:
+    """What `export_onnx` wrote and how.
+
+    onnx_path (Path): the written file. exporter (str): `dynamo` or `torchscript`. opset (int): the
+    file's default-domain opset. input_names / output_names (list[str]): the graph's I/O.
+    input_dtype (str): `int64` or `int32`. onnx_bytes (int): size of the file plus external data.
+    external_data (bool): whether weights live in `<name>.data`. label_names (list[str]): the class
+    names of the logits, in order. fallback_reason (str | None): why dynamo was not used, when it failed.
+    cleanup (dict): what the clean-up did (node counts before and after, the library used).
+    """
+
+    onnx_path: Path
+    exporter: str
+    opset: int
+    input_names: list[str]
+    output_names: list[str]
+    input_dtype: str
+    onnx_bytes: int
+    external_data: bool
+    label_names: list[str]
+    fallback_reason: str | None = None
+    cleanup: dict[str, Any] = field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, Any]:
+        data = asdict(self)
+        data["onnx_path"] = str(self.onnx_path)
+        return data
+
+
+def folder_label_names(model_dir: Path) -> list[str]:
+    """Class names from the folder's `config.json` `id2label`, in index order (the logits' order)."""
+    from trt_edge.tasks.models import resolve_model_path
+
+    path = resolve_model_path(str(model_dir))
+    try:
+        config = json.loads((path / "config.json").read_text(encoding="utf-8"))
+    except (OSError, json.JSONDecodeError) as exc:
+        raise TrtEdgeError(f"{path}/config.json: unreadable ({exc})") from exc
+    id2label = config.get("id2label") if isinstance(config, dict) else None
+    if not id2label:
+        raise TrtEdgeError(f"{path}: config.json has no id2label; this is not a classifier folder "
+                           "(distill or fine-tune it first)")
+    try:
+        return [str(id2label[k]) for k in sorted(id2label, key=int)]
+    except (TypeError, ValueError) as exc:
+        raise TrtEdgeError(f"{path}/config.json: id2label keys must be integers ({exc})") from exc
+
+
+def load_for_export(model_dir: str | Path, label_names: list[str] | None = None,
+                    trust_remote_code: bool = False) -> Any:
+    """Load the classifier the way every stage does, refusing a folder without a trained head."""
+    from trt_edge.tasks.models import load_classifier
+
+    labels = label_names if label_names is not None else folder_label_names(Path(model_dir))
+    loaded = load_classifier(model_dir, labels, trust_remote_code)
+    if not loaded.head_trained:
+        raise TrtEdgeError(f"{loaded.path}: {loaded.head_note}; export needs a trained classifier "
+                           "(run distill or fine-tune first)")
+    return loaded
+
+
+def model_input_names(model: Any, tokenizer: Any) -> list[str]:
+    """The inputs the exported graph takes: those the tokenizer produces and the model's forward takes."""
+    params = inspect.signature(model.forward).parameters
+    produced = set(getattr(tokenizer, "model_input_names", None) or ["input_ids", "attention_mask"])
+    names = ["input_ids", "attention_mask"]
+    if "token_type_ids" in produced and "token_type_ids" in params:
+        names.append("token_type_ids")
+    for name in names:
+        if name not in params:
+            raise TrtEdgeError(f"the model's forward takes no {name!r}; only BERT-family encoders are exported")
+    return names
+
+
+def _wrapper(model: Any, names: list[str], int32_inputs: bool) -> Any:
+    """A module whose positional inputs are the contract's names and whose one output is the logits."""
+    import torch
+
+    class LogitsOnly(torch.nn.Module):
+        """Returns the logits tensor only; casts int32 token inputs to the int64 embeddings need."""
+
+        def __init__(self, inner: Any) -> None:
+            super().__init__()
+            self.inner = inner
+
+        def forward(self, input_ids: Any, attention_mask: Any, token_type_ids: Any = None) -> Any:
+            given = {"input_ids": input_ids, "attention_mask": attention_mask, "token_type_ids": token_type_ids}
+            feeds = {name: (given[name].to(torch.int64) if int32_inputs else given[name]) for name in names}
+            return self.inner(**feeds, return_dict=True).logits
+
+    # Trap: eval() on the wrapper too, otherwise a fresh wrapper is in training mode and dropout is
+    # traced into the graph.
+    return LogitsOnly(model).eval()
+
+
+def example_inputs(names: list[str], vocab_size: int, int32_inputs: bool) -> tuple[Any, ...]:
+    """Token ids, an attention mask with padding in the second row, zero token types."""
+    import torch
+
+    dtype = torch.int32 if int32_inputs else torch.int64
+    generator = torch.Generator().manual_seed(0)
+    ids = torch.randint(1000 if vocab_size > 2000 else 1, max(vocab_size - 1, 2),
+                        (_EXAMPLE_BATCH, _EXAMPLE_SEQUENCE), generator=generator, dtype=torch.int64)
+    mask = torch.ones_like(ids)
+    mask[1, -_EXAMPLE_PAD:] = 0
+    ids[1, -_EXAMPLE_PAD:] = 0
+    tensors = {"input_ids": ids, "attention_mask": mask, "token_type_ids": torch.zeros_like(ids)}
+    return tuple(tensors[n].to(dtype) for n in names)
+
+
+@contextlib.contextmanager
+def _quiet() -> Iterator[None]:
+    """The exporters warn about tracing details we handle (constant mask branches, opset conversion)."""
+    import logging
+
+    loggers = [logging.getLogger(n) for n in ("torch.onnx", "torch.export", "onnxscript", "torch._dynamo")]
+    levels = [lg.level for lg in loggers]
+    for lg in loggers:
+        lg.setLevel(logging.ERROR)
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            yield
+    finally:
+        for lg, level in zip(loggers, levels, strict=True):
+            lg.setLevel(level)
+
+
+def _export_dynamo(wrapper: Any, args: tuple[Any, ...], names: list[str], opset: int) -> Any:
+    import onnx
+    import torch
+
+    batch = torch.export.Dim(BATCH_AXIS)
+    sequence = torch.export.Dim(SEQUENCE_AXIS)
+    dynamic_shapes = {name: {0: batch, 1: sequence} for name in names}
+    with _quiet():
+        program = torch.onnx.export(wrapper, args, None, dynamo=True, input_names=list(names),
+                                    output_names=[OUTPUT_NAME], opset_version=opset,
+                                    dynamic_shapes=dynamic_shapes, verbose=False)
+    if program is None:
+        raise RuntimeError("torch.onnx.export(dynamo=True) returned no program")
+    model: onnx.ModelProto = program.model_proto
+    return model
+
+
+def _export_torchscript(wrapper: Any, args: tuple[Any, ...], names: list[str], opset: int, tmp: Path) -> Any:
+    import onnx
+    import torch
+
+    axes: dict[str, dict[int, str]] = {n: {0: BATCH_AXIS, 1: SEQUENCE_AXIS} for n in names}
+    axes[OUTPUT_NAME] = {0: BATCH_AXIS}
+    path = tmp / "torchscript.onnx"
+    export_kwargs: dict[str, Any] = {"input_names": list(names), "output_names": [OUTPUT_NAME],
+                                     "opset_version": opset, "dynamic_axes": axes, "do_constant_folding": True}
+    if "dynamo" in inspect.signature(torch.onnx.export).parameters:
+        export_kwargs["dynamo"] = False
+    with _quiet(), torch.no_grad():
+        torch.onnx.export(wrapper, args, str(path), **export_kwargs)
+    return onnx.load(str(path))
+
+
+def _fix_io(model: Any, names: list[str], int32_inputs: bool, num_labels: int) -> None:
+    """Make the graph's I/O exactly the contract: names, dtypes and the `batch`/`sequence` axis names."""
+    import onnx
+
+    inputs = [i for i in model.graph.input if i.name not in {t.name for t in model.graph.initializer}]
+    got = [i.name for i in inputs]
+    if got != names:
+        raise RuntimeError(f"exported inputs are {got}, expected {names}")
+    want_type = onnx.TensorProto.INT32 if int32_inputs else onnx.TensorProto.INT64
+    for value in inputs:
+        if value.type.tensor_type.elem_type != want_type:
+            raise RuntimeError(f"input {value.name} has ONNX type {value.type.tensor_type.elem_type}, "
+                               f"expected {want_type}")
+        dims = value.type.tensor_type.shape.dim
+        if len(dims) != 2:
+            raise RuntimeError(f"input {value.name} has rank {len(dims)}, expected 2")
+        for dim, axis in zip(dims, (BATCH_AXIS, SEQUENCE_AXIS), strict=True):
+            dim.Clear()
+            dim.dim_param = axis
+    outputs = list(model.graph.output)
+    if len(outputs) != 1:
+        raise RuntimeError(f"exported {len(outputs)} outputs, expected only {OUTPUT_NAME!r}")
+    out = outputs[0]
+    if out.name != OUTPUT_NAME:
+        _rename_value(model.graph, out.name, OUTPUT_NAME)
+    shape = out.type.tensor_type.shape
+    del shape.dim[:]
+    shape.dim.add().dim_param = BATCH_AXIS
+    shape.dim.add().dim_value = num_labels
+
+
+def _rename_value(graph: Any, old: str, new: str) -> None:
+    for node in graph.node:
+        for i, name in enumerate(node.output):
+            if name == old:
+                node.output[i] = new
+        for i, name in enumerate(node.input):
+            if name == old:
+                node.input[i] = new
+    for value in graph.output:
+        if value.name == old:
+            value.name = new
+
+
+def default_opset(model: Any) -> int:
+    """The opset of the default ONNX domain."""
+    for entry in model.opset_import:
+        if entry.domain in ("", "ai.onnx"):
+            return int(entry.version)
+    raise TrtEdgeError("the ONNX model imports no default-domain opset")
+
+
+def model_bytes(path: Path) -> int:
+    """Bytes of an ONNX file plus its external data files, if any."""
+    total = path.stat().st_size
+    data = path.with_name(path.name + ".data")
+    if data.exists():
+        total += data.stat().st_size
+    return total
+
+
+def save_model(model: Any, path: Path) -> bool:
+    """Save `model` to `path` through a temporary sibling; external data only above 2 GB.
+
+    Returns whether external data was used.
+    """
+    import onnx
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    size = model.ByteSize()
+    external = size > EXTERNAL_DATA_THRESHOLD
+    if external:
+        # The data file's name is recorded inside the model, so it cannot go through a renamed temporary.
+        location = path.name + ".data"
+        onnx.save_model(model, str(path), save_as_external_data=True, all_tensors_to_one_file=True,
+                        location=location, size_threshold=1024)
+        return True
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    os.close(fd)
+    try:
+        onnx.save_model(model, tmp)
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(tmp)
+        raise
+    return False
+
+
+def check_onnx_file(path: str | Path) -> Any:
+    """Load and `onnx.checker`-check a file, or say in one line what is wrong with it."""
+    import onnx
+
+    p = Path(path)
+    if not p.is_file():
+        raise TrtEdgeError(f"ONNX file not found: {p}")
+    try:
+        onnx.checker.check_model(str(p))
+        return onnx.load(str(p))
+    except (onnx.checker.ValidationError, onnx.onnx_cpp2py_export.shape_inference.InferenceError) as exc:
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise TrtEdgeError(f"{p}: fails onnx.checker: {first}") from exc
+    except Exception as exc:  # protobuf DecodeError and friends: not an ONNX file at all
+        raise TrtEdgeError(f"{p}: not a readable ONNX model ({type(exc).__name__}: {exc})") from exc
+
+
+def export_onnx(model_dir: Path, onnx_path: Path, *, opset: int = 17, int32_inputs: bool = False,
+                dynamo: bool | None = None, simplify: bool = True, label_names: list[str] | None = None,
+                trust_remote_code: bool = False, loaded: Any = None,
+                decompose_layernorm: bool = False) -> ExportInfo:
+    """Export the classifier in `model_dir` to `onnx_path` with the kit's ONNX contract.
+
+    Args:
+      model_dir (Path): a Hugging Face classifier folder (or `demo:minilm`).
+      onnx_path (Path): where the file goes (written through a temporary sibling).
+      opset (int): default-domain opset. Defaults to 17.
+      int32_inputs (bool): int32 token inputs instead of int64. Defaults to False.
+      dynamo (bool | None): True forces the dynamo exporter, False the TorchScript one, None tries
+        dynamo and falls back. Defaults to None.
+      simplify (bool): run the clean-up (onnxslim, shape inference, stable names). Defaults to True.
+      label_names (list[str] | None): class names; defaults to the folder's `id2label`.
+      trust_remote_code (bool): passed to transformers. Defaults to False.
+      loaded (LoadedClassifier | None): an already loaded classifier (skips loading `model_dir`).
+      decompose_layernorm (bool): write LayerNormalization as primitive ops, for TensorRT 8.5 (JetPack 5.1),
+        which cannot import it. Defaults to False.
+    """
+    import onnx
+    import torch
+
+    from trt_edge.export.cleanup import cleanup_model, stable_node_names
+
+    if loaded is None:
+        loaded = load_for_export(model_dir, label_names, trust_remote_code)
+    model = loaded.model.eval()
+    labels = [str(loaded.model.config.id2label[i]) for i in sorted(loaded.model.config.id2label)]
+    names = model_input_names(model, loaded.tokenizer)
+    wrapper = _wrapper(model, names, int32_inputs)
+    args = example_inputs(names, int(model.config.vocab_size), int32_inputs)
+    num_labels = len(labels)
+
+    fallback_reason: str | None = None
+    exported: Any = None
+    exporter = "dynamo"
+    with tempfile.TemporaryDirectory(prefix="trt-edge-export-") as tmp_dir:
+        if dynamo is not False:
+            try:
+                # The dynamo exporter has no implementations below opset 18; we convert afterwards.
+                exported = _export_dynamo(wrapper, args, names, max(opset, 18))
+                _fix_io(exported, names, int32_inputs, num_labels)
+            except Exception as exc:
+                if dynamo is True:
+                    raise TrtEdgeError(f"torch.onnx.export(dynamo=True) failed: {_first_line(exc)}; "
+                                       "try exporter=torchscript") from exc
+                fallback_reason = _first_line(exc)
+                log.warning("dynamo export failed (%s); falling back to the TorchScript exporter", fallback_reason)
+                exported = None
+        if exported is None:
+            exporter = "torchscript"
+            try:
+                exported = _export_torchscript(wrapper, args, names, opset, Path(tmp_dir))
+            except Exception as exc:
+                raise TrtEdgeError(f"ONNX export failed with both exporters: {_first_line(exc)}") from exc
+            _fix_io(exported, names, int32_inputs, num_labels)
+
+    # Name nodes by module scope now: the version converter below drops the dynamo exporter's metadata.
+    stable_node_names(exported.graph)
+    if default_opset(exported) != opset:
+        from onnx import version_converter
+
+        try:
+            exported = version_converter.convert_version(exported, opset)
+        except Exception as exc:
+            raise TrtEdgeError(f"the {exporter} export (opset {default_opset(exported)}) cannot be converted to "
+                               f"opset {opset}: {_first_line(exc)}; use export.opset={default_opset(exported)}"
+                               ) from exc
+    cleanup_info: dict[str, Any] = {}
+    if simplify or decompose_layernorm:
+        exported, cleanup_info = cleanup_model(exported, slim=simplify, layernorm=decompose_layernorm)
+    else:
+        stable_node_names(exported.graph)  # the version converter may have added unnamed nodes
+    meta = {"trt_edge.label_names": json.dumps(labels), "trt_edge.exporter": exporter,
+            "trt_edge.torch": str(torch.__version__)}
+    existing = {p.key for p in exported.metadata_props}
+    for key, value in meta.items():
+        if key not in existing:
+            exported.metadata_props.add(key=key, value=value)
+    exported.producer_name = "trt-edge"
+    if exported.ByteSize() <= EXTERNAL_DATA_THRESHOLD:
+        onnx.checker.check_model(exported)
+    external = save_model(exported, Path(onnx_path))
+    if external:
+        onnx.checker.check_model(str(onnx_path))
+    info = ExportInfo(onnx_path=Path(onnx_path), exporter=exporter, opset=default_opset(exported),
+                      input_names=names, output_names=[OUTPUT_NAME],
+                      input_dtype="int32" if int32_inputs else "int64", onnx_bytes=model_bytes(Path(onnx_path)),
+                      external_data=external, label_names=labels, fallback_reason=fallback_reason,
+                      cleanup=cleanup_info)
+    log.info("exported %s with the %s exporter (opset %d, %d bytes)", onnx_path, exporter, info.opset,
+             info.onnx_bytes)
+    return info
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip()
+    return (text.splitlines()[0] if text else type(exc).__name__)[:300]

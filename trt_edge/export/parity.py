@@ -1,0 +1,192 @@
+"""Parity of an exported model with its PyTorch parent, on real examples, at several shapes.
+
+Two kinds of check, every mismatch collected before judging (Optimum's habit):
+  * the whole split at its own lengths (dynamic padding per batch): argmax agreement on real data;
+  * a grid of batch sizes x padded sequence lengths: the dynamic axes hold beyond the traced example.
+
+Figures: `max_abs_diff` (largest |onnx - torch| over all logits), `max_rel_diff` (the same divided by
+the largest |logit| of that example's row: relative to the row's scale, so logits near zero do not
+blow it up), `argmax_agreement` (share of examples whose predicted class agrees, over the split).
+The comparison takes any `trt_edge.runtime.base.Runner`, so a Q/DQ model or an engine can be checked
+against PyTorch with the same code.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+import numpy as np
+
+from trt_edge.errors import GateError, TrtEdgeError
+
+
+@dataclass
+class ParityCase:
+    """One batch to compare: its feeds (int64 numpy) and which examples of the split it holds."""
+
+    label: str
+    feeds: dict[str, np.ndarray]
+    example_ids: list[int]
+    grid: bool
+
+
+@dataclass
+class ParityReport:
+    """All figures of one comparison; `shapes` holds one entry per (batch, sequence) checked."""
+
+    max_abs_diff: float = 0.0
+    max_rel_diff: float = 0.0
+    argmax_agreement: float = 1.0
+    examples: int = 0
+    disagreements: int = 0
+    shapes: list[dict[str, Any]] = field(default_factory=list)
+    worst: dict[str, Any] = field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    def failures(self, atol: float, rtol: float | None, min_argmax_agreement: float) -> list[str]:
+        """Every tolerance that does not hold, in words with the figures (empty when all hold)."""
+        problems = []
+        where = _where(self.worst)
+        if not np.isfinite(self.max_abs_diff):
+            problems.append(f"non-finite logits {where}")
+        elif self.max_abs_diff > atol:
+            problems.append(f"max |logit diff| {self.max_abs_diff:.3g} > atol {atol:g} {where}")
+        if rtol is not None and self.max_rel_diff > rtol:
+            problems.append(f"max relative logit diff {self.max_rel_diff:.3g} > rtol {rtol:g}")
+        if self.argmax_agreement < min_argmax_agreement:
+            problems.append(f"argmax agreement {self.argmax_agreement:.4f} < {min_argmax_agreement:g} "
+                            f"({self.disagreements} of {self.examples} examples predict another class)")
+        return problems
+
+
+def _where(worst: dict[str, Any]) -> str:
+    if not worst:
+        return ""
+    text = f"(at {worst.get('case')}, example {worst.get('example')}, class {worst.get('class')}"
+    if worst.get("text"):
+        text += f", text {worst['text']!r}"
+    return text + ")"
+
+
+def _pad(features: Sequence[dict[str, list[int]]], names: Sequence[str], width: int,
+         pad_token_id: int) -> dict[str, np.ndarray]:
+    feeds = {}
+    for name in names:
+        pad = pad_token_id if name == "input_ids" else 0
+        rows = [list(f[name])[:width] + [pad] * (width - min(len(f[name]), width)) for f in features]
+        feeds[name] = np.asarray(rows, dtype=np.int64)
+    return feeds
+
+
+def parity_cases(tokenizer: Any, texts: Sequence[str], input_names: Sequence[str], *, max_length: int = 128,
+                 batch_size: int = 64, batch_sizes: Sequence[int] = (1, 8),
+                 sequence_lengths: Sequence[int] = (16, 128)) -> list[ParityCase]:
+    """Batches for a parity run: the split by length (dynamic padding) and the fixed-shape grid.
+
+    Grid batches repeat the split's first examples when it has fewer than the batch size; sequences
+    longer than a text are padded (the attention mask covers the padding), shorter ones truncate it.
+    """
+    if not texts:
+        raise TrtEdgeError("parity needs at least one example; the chosen split is empty")
+    longest = max([max_length, *sequence_lengths])
+    encoded = tokenizer(list(texts), truncation=True, max_length=longest, padding=False)
+    missing = [n for n in input_names if n not in encoded]
+    if missing:
+        raise TrtEdgeError(f"the tokenizer produces no {missing}, which the ONNX model takes")
+    features = [{n: list(encoded[n][i]) for n in input_names} for i in range(len(texts))]
+    pad = int(tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0)
+    split_features = [{n: f[n][:max_length] for n in input_names} for f in features]
+    order = sorted(range(len(texts)), key=lambda i: len(split_features[i]["input_ids"]))
+    cases = []
+    for start in range(0, len(order), batch_size):
+        ids = order[start:start + batch_size]
+        width = max(len(split_features[i]["input_ids"]) for i in ids)
+        cases.append(ParityCase(f"split batch {start // batch_size} ({len(ids)}x{width})",
+                                _pad([split_features[i] for i in ids], input_names, width, pad), ids, False))
+    for batch in batch_sizes:
+        for seq in sequence_lengths:
+            ids = [i % len(texts) for i in range(batch)]
+            cases.append(ParityCase(f"batch {batch} x sequence {seq}",
+                                    _pad([features[i] for i in ids], input_names, seq, pad), ids, True))
+    return cases
+
+
+def torch_logits(model: Any, feeds: dict[str, np.ndarray]) -> np.ndarray:
+    """The PyTorch model's fp32 logits for int64 feeds."""
+    import torch
+
+    with torch.inference_mode():
+        out = model(**{k: torch.from_numpy(np.ascontiguousarray(v)) for k, v in feeds.items()})
+    return np.asarray(out.logits.float().cpu().numpy())
+
+
+def compare(model: Any, runner: Any, cases: Sequence[ParityCase], texts: Sequence[str] | None = None,
+            output_name: str = "logits") -> ParityReport:
+    """Run every case through PyTorch `model` and an active `runner`; collect all figures.
+
+    Feeds are cast to the dtype each runner input declares (int32 exports take int32).
+    """
+    report = ParityReport()
+    dtypes = {meta.name: meta.dtype for meta in runner.inputs()}
+    torch_pred: dict[int, int] = {}
+    onnx_pred: dict[int, int] = {}
+    worst = -1.0
+    for case in cases:
+        expected = torch_logits(model, case.feeds)
+        feed = {k: v.astype(dtypes.get(k, v.dtype), copy=False) for k, v in case.feeds.items() if k in dtypes}
+        got = np.asarray(runner.infer(feed)[output_name], dtype=np.float32)
+        if got.shape != expected.shape:
+            raise GateError(f"parity: {case.label}: ONNX logits have shape {list(got.shape)}, PyTorch "
+                            f"{list(expected.shape)}", {"case": case.label})
+        diff = np.abs(got.astype(np.float64) - expected.astype(np.float64))
+        if not np.all(np.isfinite(got)):
+            diff = np.where(np.isfinite(got), diff, np.inf)
+        scale = np.maximum(np.abs(expected).max(axis=1, keepdims=True), 1e-6)
+        rel = diff / scale
+        case_abs = float(diff.max()) if diff.size else 0.0
+        batch, seq = case.feeds["input_ids"].shape
+        agree = float(np.mean(got.argmax(axis=1) == expected.argmax(axis=1))) if len(got) else 1.0
+        report.shapes.append({"case": case.label, "batch": int(batch), "sequence": int(seq),
+                              "max_abs_diff": case_abs, "argmax_agreement": agree, "grid": case.grid})
+        report.max_abs_diff = max(report.max_abs_diff, case_abs)
+        report.max_rel_diff = max(report.max_rel_diff, float(rel.max()) if rel.size else 0.0)
+        if case_abs > worst:
+            worst = case_abs
+            row, col = np.unravel_index(int(np.argmax(diff)), diff.shape)
+            example = case.example_ids[int(row)]
+            report.worst = {"case": case.label, "example": example, "class": int(col), "abs_diff": case_abs,
+                            "torch": float(expected[row, col]), "onnx": float(got[row, col])}
+            if texts is not None:
+                report.worst["text"] = str(texts[example])[:60]
+        if not case.grid:
+            for r, example in enumerate(case.example_ids):
+                torch_pred[example] = int(expected[r].argmax())
+                onnx_pred[example] = int(got[r].argmax())
+    if torch_pred:
+        report.examples = len(torch_pred)
+        report.disagreements = sum(torch_pred[i] != onnx_pred[i] for i in torch_pred)
+        report.argmax_agreement = 1.0 - report.disagreements / report.examples
+    return report
+
+
+def check(report: ParityReport, *, atol: float, rtol: float | None, min_argmax_agreement: float,
+          what: str = "model.onnx") -> None:
+    """Raise `GateError` (exit 1) with every failed tolerance and the figures; return when all hold."""
+    problems = report.failures(atol, rtol, min_argmax_agreement)
+    if problems:
+        figures = {"max_abs_diff": report.max_abs_diff, "max_rel_diff": report.max_rel_diff,
+                   "argmax_agreement": report.argmax_agreement, "worst": report.worst}
+        raise GateError(f"parity of {what} with PyTorch failed: " + "; ".join(problems), figures)
+
+
+def run_parity(model: Any, onnx_path: Any, cases: Sequence[ParityCase], texts: Sequence[str] | None = None,
+               providers: Sequence[str] | None = None) -> ParityReport:
+    """`compare` against ONNX Runtime (CPU unless `providers` says otherwise) on an ONNX file."""
+    from trt_edge.runtime.ort import OnnxRuntimeRunner
+
+    with OnnxRuntimeRunner(onnx_path, providers=providers) as runner:
+        return compare(model, runner, cases, texts)

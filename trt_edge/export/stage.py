@@ -1,0 +1,196 @@
+"""The export stage: a classifier folder -> `model.onnx`, proven equal to PyTorch on the task's data.
+
+Input: a distill or prune stage folder (its `model` artifact) or a bare Hugging Face classifier folder.
+Outputs in the stage folder: `model.onnx` (role `onnx`), optionally `model.fp16.onnx` (`onnx_fp16`)
+and `model.fused.onnx` (`onnx_fused`), `sparsity.json` (`sparsity`, copied from a pruned model so later
+stages find it beside the ONNX file), `parity.json` (`parity`), and `stage.json`. A parity failure is a
+`GateError` (exit 1) and leaves no output folder behind.
+"""
+
+from __future__ import annotations
+
+import shutil
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from trt_edge.config import RunConfig
+from trt_edge.errors import GateError, TrtEdgeError
+from trt_edge.export.config import ExportConfig
+from trt_edge.log import get_logger
+from trt_edge.stage import STAGE_FILE, StageRecord, atomic_write_json, sha256_tree, stage_artifact, stage_output
+from trt_edge.tasks.config import TaskConfig
+
+log = get_logger("export")
+
+_GENERIC_LABEL = "LABEL_"
+
+
+def resolve_model_input(model_dir: str | Path) -> Path:
+    """The Hugging Face folder to export: a stage folder's `model` artifact, or the folder itself."""
+    from trt_edge.tasks.models import resolve_model_path
+
+    ref = str(model_dir)
+    if not ref.startswith("demo:") and (Path(ref) / STAGE_FILE).is_file():
+        return stage_artifact(ref, "model")
+    return resolve_model_path(ref)
+
+
+def check_head(folder_labels: list[str], task_labels: list[str], path: Path) -> None:
+    """Refuse a model whose classifier head does not predict the task's classes."""
+    generic = all(name.startswith(_GENERIC_LABEL) for name in folder_labels)
+    if len(folder_labels) != len(task_labels):
+        raise TrtEdgeError(f"{path}: the model's head predicts {len(folder_labels)} classes {folder_labels}, "
+                           f"the task has {len(task_labels)} {task_labels}; export the model trained for this task")
+    if not generic and folder_labels != task_labels:
+        raise TrtEdgeError(f"{path}: the model's head predicts {folder_labels}, the task's labels are "
+                           f"{task_labels}; check task.data (label_column) or export the matching model")
+
+
+def _fp16_variant(src: Path, dst: Path) -> None:
+    """fp16 weights and math, fp32 `input`/`logits` at the boundary (ONNX Runtime's converter)."""
+    import onnx
+
+    from trt_edge.export.exporter import save_model
+    from trt_edge.lazy import lazy_import
+
+    float16 = lazy_import("onnxruntime.transformers.float16")
+    model = onnx.load(str(src))
+    # LayerNormalization stays fp32: in fp16 its variance overflows on real activations, and
+    # TensorRT keeps it in fp32 as well unless told otherwise.
+    converted = float16.convert_float_to_float16(model, keep_io_types=True, op_block_list=["LayerNormalization"])
+    save_model(converted, dst)
+
+
+def _lint_summary(onnx_path: Path, trt: str) -> dict[str, Any]:
+    from trt_edge.export.lint import lint_file
+
+    result = lint_file(onnx_path, trt)
+    for finding in result.findings:
+        if finding.severity == "error":
+            log.warning("lint (TensorRT %s): %s", trt, finding.message)
+    return result.summary()
+
+
+def _sparsity(onnx_path: Path, model_path: Path) -> dict[str, Any] | None:
+    """Check the 2:4 pattern survived the export when the model folder carries a `sparsity.json`."""
+    sparsity_json = model_path / "sparsity.json"
+    if not sparsity_json.is_file():
+        return None
+    from trt_edge.sparsity.onnx_check import check_onnx_sparsity
+
+    report = check_onnx_sparsity(onnx_path, sparsity_json)
+    if not report.ok:
+        raise GateError(f"{onnx_path.name}: {len(report.violations)} tensors lost their 2:4 pattern in export "
+                        f"(first: {report.violations[0]}: {report.problems.get(report.violations[0], '')})",
+                        report.summary())
+    return report.summary()
+
+
+def _fuse_attention(onnx_path: Path, out_path: Path, feeds: list[dict[str, np.ndarray]]) -> dict[str, Any]:
+    try:
+        from trt_edge.plugins.onnx_rewrite import fuse_attention_file
+    except ImportError as exc:
+        raise TrtEdgeError(f"export.fuse_attention: the fused attention rewrite is not available ({exc}); "
+                           "export without --fuse-attention") from exc
+    result = fuse_attention_file(onnx_path, out_path, feeds)
+    return dict(result)
+
+
+def run(config: RunConfig, model_dir: str | Path, out: str | Path) -> StageRecord:
+    """Export the classifier in `model_dir` (a stage folder or a HF folder) and write stage folder `out`."""
+    from trt_edge.export.exporter import export_onnx, folder_label_names, load_for_export, model_bytes
+    from trt_edge.export.parity import check, parity_cases, run_parity
+    from trt_edge.tasks.data import load_data, resolve_data_source
+
+    started = time.perf_counter()
+    task: TaskConfig = config.section("task")
+    cfg: ExportConfig = config.section("export")
+    path = resolve_model_input(model_dir)
+    data = load_data(task.data)
+    # Loading first: a bare encoder or a head for other labels is refused with the clearest reason.
+    loaded = load_for_export(path, data.label_names, cfg.trust_remote_code)
+    check_head(folder_label_names(path), data.label_names, path)
+    split = data.split(cfg.parity_split)
+    texts = split.texts[:cfg.parity_max_examples] if cfg.parity_max_examples else split.texts
+
+    record = StageRecord(
+        stage="export",
+        config={"task": task.to_dict(), "export": cfg.to_dict()},
+        inputs={"model": sha256_tree(path), "data": sha256_tree(resolve_data_source(task.data.source))},
+        artifacts={"onnx": "model.onnx", "parity": "parity.json"},
+    )
+    with stage_output(out) as tmp:
+        onnx_path = tmp / "model.onnx"
+        dynamo = {"auto": None, "dynamo": True, "torchscript": False}[cfg.exporter]
+        info = export_onnx(path, onnx_path, opset=cfg.opset, int32_inputs=cfg.int32_inputs, dynamo=dynamo,
+                           simplify=cfg.simplify, label_names=data.label_names,
+                           trust_remote_code=cfg.trust_remote_code, loaded=loaded,
+                           decompose_layernorm=cfg.decompose_layernorm)
+        cases = parity_cases(loaded.tokenizer, texts, info.input_names, max_length=task.max_length,
+                             batch_size=task.eval_batch_size, batch_sizes=cfg.parity_batch_sizes,
+                             sequence_lengths=cfg.parity_sequence_lengths)
+        report = run_parity(loaded.model, onnx_path, cases, texts)
+        log.info("parity: max |diff| %.3g, argmax agreement %.4f on %d %s examples", report.max_abs_diff,
+                 report.argmax_agreement, report.examples, cfg.parity_split)
+        parity: dict[str, Any] = {"fp32": report.to_dict()}
+        check(report, atol=cfg.atol, rtol=cfg.rtol, min_argmax_agreement=cfg.min_argmax_agreement)
+        metrics: dict[str, Any] = {
+            "max_abs_diff": report.max_abs_diff,
+            "max_rel_diff": report.max_rel_diff,
+            "argmax_agreement": report.argmax_agreement,
+            "parity_examples": report.examples,
+            "parity_split": cfg.parity_split,
+            "parity_shapes": [{k: s[k] for k in ("batch", "sequence", "max_abs_diff")}
+                              for s in report.shapes if s["grid"]],
+            "onnx_bytes": info.onnx_bytes,
+            "opset": info.opset,
+            "exporter": info.exporter,
+            "exporter_fallback_reason": info.fallback_reason,
+            "input_names": info.input_names,
+            "input_dtype": info.input_dtype,
+            "external_data": info.external_data,
+            "label_names": info.label_names,
+            "cleanup": {k: v for k, v in info.cleanup.items() if k != "op_counts"},
+            "op_counts": info.cleanup.get("op_counts", {}),
+        }
+        if info.external_data:
+            record.artifacts["onnx_data"] = "model.onnx.data"
+        sparsity = _sparsity(onnx_path, path)
+        if sparsity is not None:
+            shutil.copyfile(path / "sparsity.json", tmp / "sparsity.json")
+            record.artifacts["sparsity"] = "sparsity.json"
+            metrics["sparsity"] = sparsity
+        if cfg.fp16:
+            fp16_path = tmp / "model.fp16.onnx"
+            _fp16_variant(onnx_path, fp16_path)
+            fp16_report = run_parity(loaded.model, fp16_path, cases, texts)
+            parity["fp16"] = fp16_report.to_dict()
+            check(fp16_report, atol=cfg.fp16_atol, rtol=None, min_argmax_agreement=cfg.fp16_min_argmax_agreement,
+                  what="model.fp16.onnx")
+            record.artifacts["onnx_fp16"] = "model.fp16.onnx"
+            metrics["fp16"] = {"max_abs_diff": fp16_report.max_abs_diff, "max_rel_diff": fp16_report.max_rel_diff,
+                               "argmax_agreement": fp16_report.argmax_agreement,
+                               "onnx_bytes": model_bytes(fp16_path)}
+        if cfg.fuse_attention:
+            dtype = np.int32 if cfg.int32_inputs else np.int64
+            feeds = [{k: v.astype(dtype) for k, v in case.feeds.items()} for case in cases if case.grid]
+            metrics["fuse_attention"] = _fuse_attention(onnx_path, tmp / "model.fused.onnx", feeds)
+            record.artifacts["onnx_fused"] = "model.fused.onnx"
+        if cfg.lint_trt:
+            metrics["lint"] = _lint_summary(onnx_path, cfg.lint_trt)
+        atomic_write_json(tmp / "parity.json", parity)
+        metrics["export_seconds"] = time.perf_counter() - started
+        metrics["data"] = data.fingerprint()
+        record.metrics = metrics
+        record.write(tmp)
+    return record
+
+
+def summary_line(record: StageRecord) -> str:
+    """One human line for the CLI's standard error."""
+    m = record.metrics
+    return (f"model.onnx: {m['onnx_bytes'] / 1e6:.1f} MB, opset {m['opset']}, {m['exporter']} exporter; "
+            f"parity max |diff| {m['max_abs_diff']:.2g}, argmax agreement {m['argmax_agreement']:.4f}")
