@@ -1,0 +1,246 @@
+"""The profile stage: time a model file over a batch x sequence sweep, with power on a Jetson.
+
+`run(config, target, out)` takes an ONNX file (ONNX Runtime), a TensorRT plan (the TensorRT runner), or
+a stage folder whose `stage.json` names a `plan` or `onnx` artifact, and writes `profile.json` (every
+figure and the environment), `profile.md`/`profile.html` with plots, and `stage.json` with artifacts
+`profile` and `report`. Each sweep point is warmed up again before it is timed and, with power on, gets
+its own idle baseline measured just before it.
+"""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from typing import Any
+
+from trt_edge.config import RunConfig
+from trt_edge.errors import TrtEdgeError
+from trt_edge.log import get_logger
+from trt_edge.profile import harness
+from trt_edge.profile.config import ProfileConfig
+from trt_edge.runtime.base import Runner
+from trt_edge.stage import StageRecord, atomic_write_json, read_stage, sha256_file, stage_output
+
+log = get_logger("profile")
+PROFILE_SCHEMA = 1
+PLAN_SUFFIXES = (".plan", ".engine", ".trt")
+
+
+def resolve_target(target: str | Path) -> tuple[str, Path, Path | None]:
+    """(kind, file, stage folder or None) for an ONNX file, a plan, or a stage folder."""
+    p = Path(target)
+    if not p.exists():
+        raise TrtEdgeError(f"{p}: no such file or folder (give an ONNX file, a TensorRT plan or a stage folder)")
+    if p.is_dir():
+        if (p / "stage.json").is_file():
+            artifacts = read_stage(p)["artifacts"]
+            for role, kind in (("plan", "plan"), ("onnx", "onnx")):
+                if role in artifacts and (p / artifacts[role]).is_file():
+                    return kind, p / artifacts[role], p
+            raise TrtEdgeError(f"{p}: its stage.json names no plan or onnx artifact (it has: {', '.join(artifacts)})")
+        if (p / "model.onnx").is_file():
+            return "onnx", p / "model.onnx", None
+        raise TrtEdgeError(f"{p}: a folder without stage.json or model.onnx")
+    if p.suffix == ".onnx":
+        return "onnx", p, None
+    if p.suffix in PLAN_SUFFIXES:
+        return "plan", p, None
+    raise TrtEdgeError(f"{p}: unknown model file type {p.suffix!r}; expected .onnx or {', '.join(PLAN_SUFFIXES)}")
+
+
+def make_runner(kind: str, path: Path, cfg: ProfileConfig) -> Runner:
+    if kind == "onnx":
+        from trt_edge.runtime.ort import OnnxRuntimeRunner
+
+        return OnnxRuntimeRunner(path, providers=cfg.providers, intra_op_threads=cfg.intra_op_threads)
+    try:
+        from trt_edge.runtime.tensorrt import TensorRTRunner
+    except ImportError as exc:
+        raise TrtEdgeError("this trt-edge has no TensorRT runner (trt_edge.runtime.tensorrt); profile the ONNX "
+                           "file instead, or run on a machine with TensorRT") from exc
+    runner: Runner = TensorRTRunner(path, cuda_graph=cfg.cuda_graph)
+    return runner
+
+
+def text_source(config: RunConfig, cfg: ProfileConfig, model_file: Path, folder: Path | None) -> tuple[
+        harness.TextSource | None, dict[str, Any]]:
+    """Real texts of the task when the config has a task and a tokenizer is found, else random ids."""
+    if cfg.inputs == "random":
+        return None, {"kind": "random", "description": "random token ids (latency only: never for accuracy)"}
+    has_task = "task" in config.raw
+    candidates: list[Any] = [cfg.tokenizer, model_file, folder]
+    if folder is not None:
+        candidates += [Path(k) for k in read_stage(folder).get("inputs", {})]
+    tok_dir = Path(cfg.tokenizer) if cfg.tokenizer else harness.find_tokenizer(*candidates)
+    why = None
+    if not has_task:
+        why = "no task section in the config (give --config with a task for real texts)"
+    elif tok_dir is None:
+        why = "no tokenizer found next to the model (set profile.tokenizer)"
+    if why:
+        if cfg.inputs == "texts":
+            raise TrtEdgeError(f"profile.inputs=texts, but {why}")
+        return None, {"kind": "random", "description": f"random token ids (latency only): {why}"}
+    from transformers import AutoTokenizer
+
+    from trt_edge.tasks.data import load_data
+
+    task = config.section("task")
+    try:
+        tokenizer = AutoTokenizer.from_pretrained(str(tok_dir))
+    except Exception as exc:
+        raise TrtEdgeError(f"{tok_dir}: cannot load a tokenizer ({exc})") from exc
+    texts = load_data(task.data).split(cfg.split).texts
+    if not texts:
+        raise TrtEdgeError(f"the {cfg.split} split of {task.data.source} is empty")
+    order = harness.seeded_order(len(texts), cfg.seed)
+    texts = [texts[i] for i in order]
+    return harness.TextSource(tokenizer, texts), {
+        "kind": "texts", "tokenizer": str(tok_dir), "source": task.data.source, "split": cfg.split,
+        "texts": len(texts),
+        "description": f"real {cfg.split} texts of {task.data.source}, tokenized and padded/truncated to each length"}
+
+
+def run(config: RunConfig, target: str | Path, out: str | Path) -> StageRecord:
+    """Profile `target` (ONNX file, plan or stage folder) into `out`; see the module docstring."""
+    from trt_edge.profile import jetson_env
+    from trt_edge.profile.energy import energy_per_inference
+    from trt_edge.profile.report import write_reports
+    from trt_edge.profile.tegrastats import start_sampler
+
+    cfg: ProfileConfig = config.section("profile")
+    kind, model_file, folder = resolve_target(target)
+    seqs = list(cfg.seq) if cfg.seq else [int(config.section("task").max_length)]
+    texts, inputs_info = text_source(config, cfg, model_file, folder)
+    env = jetson_env.collect()
+    record = StageRecord(stage="profile", config={"profile": cfg.to_dict(), "task": config.raw.get("task")},
+                         inputs={str(model_file): sha256_file(model_file)})
+    sampler, power_note = start_sampler(cfg.power.source, cfg.power.tegrastats, cfg.power.interval_ms,
+                                        cfg.power.ina3221_root, cfg.power.ina3221_interval_ms)
+    power: dict[str, Any] = {"available": sampler is not None, "note": power_note}
+    if sampler is None and cfg.power.source != "off":
+        log.warning("no power measured: %s", power_note)
+    runs: list[dict[str, Any]] = []
+    runner = make_runner(kind, model_file, cfg)
+    layers: dict[str, Any] | None = None
+    layers_note = None
+    first_feed = None
+    try:
+        with runner:
+            model_info = {"path": str(model_file), "kind": kind, "backend": runner.name,
+                          "bytes": model_file.stat().st_size,
+                          "providers": list(getattr(runner, "providers", []) or []) or None,
+                          "inputs": [{"name": m.name, "shape": list(m.shape), "dtype": str(m.dtype)}
+                                     for m in runner.inputs()]}
+            for batch in cfg.batch:
+                for seq in seqs:
+                    harness.check_shape(runner, batch, seq)
+                    feed = harness.make_feed(runner.inputs(), batch, seq, texts, cfg.seed)
+                    first_feed = first_feed or feed
+                    idle = None
+                    if sampler is not None and cfg.power.idle_s > 0:
+                        t_idle = time.perf_counter()
+                        time.sleep(cfg.power.idle_s)
+                        idle = (t_idle, time.perf_counter())
+                    try:
+                        result = harness.benchmark(
+                            runner, feed, warmup=cfg.warmup, iterations=cfg.iterations, duration_s=cfg.duration_s,
+                            min_duration_s=cfg.power.min_duration_s if sampler is not None else 0.0,
+                            progress=cfg.progress, label=f"b{batch} s{seq}")
+                    except TrtEdgeError as exc:
+                        raise TrtEdgeError(f"batch={batch} seq={seq}: {exc}") from exc
+                    row = result.to_dict()
+                    row["window"] = list(result.window)
+                    if idle:
+                        row["idle_window"] = list(idle)
+                    if sampler is not None:
+                        time.sleep(min(0.5, 2 * cfg.power.interval_ms / 1e3))  # let the last samples arrive
+                        trace = sampler.snapshot() if hasattr(sampler, "snapshot") else sampler.trace
+                        if trace.rails:
+                            row["energy"] = energy_per_inference(trace, result.window, result.inferences, idle,
+                                                                 cfg.power.rails).to_dict()
+                    runs.append(row)
+                    log.info("batch %d seq %d: median %.3f ms, p99 %.3f ms", batch, seq, result.latency_ms["median"],
+                             result.latency_ms["p99"])
+            if cfg.layers and kind == "plan" and first_feed is not None:
+                layers = harness.runner_layer_times(runner, first_feed, cfg.layer_runs)
+                if layers is None:
+                    layers_note = "the TensorRT runner offers no layer_times() hook"
+    finally:
+        if sampler is not None:
+            trace = sampler.stop()
+            power.update({"source": trace.source, "trace": trace.to_dict()})
+            if trace.unit_missing:
+                power["note"] += "; rails printed without a unit (JetPack 4): read as mW"
+    if sampler is not None:
+        energies = [r["energy"] for r in runs if r.get("energy")]
+        if energies:
+            power["rails"] = energies[0]["rails"]
+            power["rule"] = energies[0]["rule"]
+            power["idle_window"] = runs[0].get("idle_window")
+        else:
+            power["available"] = False
+            power["note"] += "; no rail samples arrived during the run"
+    if cfg.layers and kind == "onnx" and first_feed is not None:
+        layers = harness.ort_layer_times(model_file, first_feed, cfg.layer_runs, cfg.providers, cfg.intra_op_threads)
+    if layers is not None:
+        layers.update(batch=cfg.batch[0], seq=seqs[0])
+    roof = None
+    roof_note = None
+    if cfg.roofline:
+        if kind == "onnx":
+            from trt_edge.profile.roofline import model_costs, roofline
+
+            roof = roofline(model_costs(model_file, cfg.batch[0], seqs[0]), sparse=True)
+        else:
+            roof_note = "the roofline needs the ONNX model: run `trt-edge profile --onnx` on the plan's ONNX"
+    profile: dict[str, Any] = {
+        "schema": PROFILE_SCHEMA, "source": "trt-edge", "model": model_info, "inputs": inputs_info,
+        "environment": env, "runs": runs, "layers": layers, "layers_note": layers_note, "power": power,
+        "roofline": roof, "roofline_note": roof_note,
+    }
+    with stage_output(out) as tmp:
+        atomic_write_json(tmp / "profile.json", profile)
+        artifacts = {"profile": "profile.json", **write_reports(profile, tmp, cfg.plots, cfg.top_layers)}
+        record.artifacts = artifacts
+        record.metrics = summary_metrics(profile)
+        record.write(tmp)
+    return record
+
+
+def summary_metrics(profile: dict[str, Any]) -> dict[str, Any]:
+    """The figures of stage.json: per sweep point median/p90/p99, throughput, energy; power status."""
+    points = []
+    for r in profile.get("runs") or []:
+        s = r.get("latency_ms") or {}
+        points.append({"batch": r.get("batch"), "seq": r.get("seq"), "median_ms": s.get("median"),
+                       "p90_ms": s.get("p90"), "p99_ms": s.get("p99"),
+                       "throughput_ips": r.get("throughput_ips", r.get("throughput_qps")),
+                       "mj_per_inference": (r.get("energy") or {}).get("mj_per_inference")})
+    first = points[0] if points else {}
+    layers = profile.get("layers") or {}
+    return {"median_ms": first.get("median_ms"), "p90_ms": first.get("p90_ms"), "p99_ms": first.get("p99_ms"),
+            "throughput_ips": first.get("throughput_ips"), "mj_per_inference": first.get("mj_per_inference"),
+            "points": points, "power": bool((profile.get("power") or {}).get("available")),
+            "inputs": (profile.get("inputs") or {}).get("kind"),
+            "top_layer": (layers.get("layers") or [{}])[0].get("name") if layers.get("layers") else None}
+
+
+def run_trtexec(log_file: str | None, out: str | Path, export_profile: str | None = None,
+                export_times: str | None = None, layer_info: str | None = None, plots: bool = True) -> StageRecord:
+    """Turn trtexec's log and exported files into the same profile folder `run` writes."""
+    from trt_edge.profile.report import write_reports
+    from trt_edge.profile.trtexec_parse import profile_from_trtexec
+
+    profile = profile_from_trtexec(log_file, export_profile, export_times, layer_info)
+    profile["schema"] = PROFILE_SCHEMA
+    profile["model"] = {"path": profile.get("command") or "trtexec", "backend": "tensorrt (trtexec)"}
+    files = [f for f in (log_file, export_profile, export_times, layer_info) if f]
+    record = StageRecord(stage="profile", config={"trtexec": profile["trtexec_files"]},
+                         inputs={f: sha256_file(f) for f in files})
+    with stage_output(out) as tmp:
+        atomic_write_json(tmp / "profile.json", profile)
+        record.artifacts = {"profile": "profile.json", **write_reports(profile, tmp, plots)}
+        record.metrics = summary_metrics(profile)
+        record.write(tmp)
+    return record
