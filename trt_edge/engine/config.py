@@ -8,7 +8,7 @@ from typing import Literal
 from trt_edge.configbase import ConfigBase
 
 PRECISIONS = ("fp32", "fp16", "best", "int8-qdq", "int8-cache", "fp8-qdq", "typed")
-Precision = Literal["fp32", "fp16", "best", "int8-qdq", "int8-cache", "fp8-qdq", "typed"]
+Precision = Literal["auto", "fp32", "fp16", "best", "int8-qdq", "int8-cache", "fp8-qdq", "typed"]
 # Memory pools other than the workspace, in MiB, with the trtexec `--memPoolSize` key of each.
 MEMORY_POOLS = {"dla_sram": "dlaSRAM", "dla_local_dram": "dlaLocalDRAM", "dla_global_dram": "dlaGlobalDRAM",
                 "tactic_shared_memory": "tacticSharedMem"}
@@ -18,11 +18,11 @@ MEMORY_POOLS = {"dla_sram": "dlaSRAM", "dla_local_dram": "dlaLocalDRAM", "dla_gl
 class BuildConfig(ConfigBase):
     """TensorRT engine build: precision, sparsity, shapes, memory, DLA, plugins, target.
 
-    precision (str): `fp16` (weak typing, FP16 flag; TensorRT <= 10), `int8-qdq` (a Q/DQ ONNX built
+    precision (str): `auto` (`int8-qdq` when the ONNX carries Q/DQ nodes, else `fp16`), `fp16` (weak typing, FP16 flag; TensorRT <= 10), `int8-qdq` (a Q/DQ ONNX built
         strongly typed; 8.x falls back to the INT8+FP16 flags), `int8-cache` (implicit INT8 from a
         calibration cache; TensorRT <= 10 only), `best` (FP16+INT8 flags, TensorRT <= 10), `fp8-qdq`
         (FP8 Q/DQ ONNX, strongly typed; Thor only), `typed` (strongly typed, every precision taken from
-        the graph, e.g. an fp16 ONNX on TensorRT 11), `fp32`. Defaults to `fp16`.
+        the graph, e.g. an fp16 ONNX on TensorRT 11), `fp32`. Defaults to `auto`.
     sparse_weights (bool): let TensorRT pick 2:4 sparse kernels for weights that have the pattern
         (prune first). Defaults to False.
     workspace_mib (int): the builder's workspace pool, MiB. Defaults to 1024.
@@ -58,7 +58,7 @@ class BuildConfig(ConfigBase):
         calibrate stage folder. Defaults to None.
     """
 
-    precision: Precision = "fp16"
+    precision: Precision = "auto"
     sparse_weights: bool = False
     workspace_mib: int = 1024
     memory_pools: dict[str, int] = field(default_factory=dict)

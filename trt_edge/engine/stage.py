@@ -69,6 +69,8 @@ def make_plan(cfg: BuildConfig, onnx: Path, max_length: int, plan_file: str | No
             if value and not Path(value).is_absolute():
                 setattr(plan, name, str(p.parent / value))
     else:
+        if cfg.precision == "auto":  # what the ONNX asks for: its own Q/DQ scales, or fp16
+            cfg = cfg.replace(precision="int8-qdq" if has_qdq(onnx) else "fp16")
         plan = BuildPlan.from_config(cfg, inputs, max_length)
         if calibration_cache is not None and plan.calibration_cache is None:
             plan.calibration_cache = str(calibration_cache)

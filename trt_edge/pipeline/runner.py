@@ -200,6 +200,7 @@ def run_pipeline(config: RunConfig, run_dir: str | Path, *, start: str | None = 
     record.setdefault("stages", {})
     record.update({"name": name_now, "config_source": config.source, "config": config.to_dict()})
     root.mkdir(parents=True, exist_ok=True)
+    _remove_stale_partials(root)
     results: list[StageResult] = []
     for index, name in enumerate(stages):
         spec = SPECS[name]
@@ -238,12 +239,25 @@ def run_pipeline(config: RunConfig, run_dir: str | Path, *, start: str | None = 
     return results
 
 
+def _remove_stale_partials(root: Path) -> None:
+    """Temporary folders of a stage that was killed (SIGKILL, power loss) before it could clean up."""
+    import shutil
+
+    for stale in root.glob(".*.partial-*"):
+        if stale.is_dir():
+            log.info("removing %s, left by an interrupted stage", stale.name)
+            shutil.rmtree(stale, ignore_errors=True)
+
+
 def _input_hash(name: str, parent: Path | None, stages: list[str], root: Path) -> str:
     if parent is None:
         return ""
-    if parent == root:  # profile/report: everything before them
-        parts = {s: read_stage(root / s, None).get("outputs_sha256") for s in stages[: stages.index(name)]
-                 if (root / s / STAGE_FILE).is_file()}
+    if parent == root:  # profile/report read every earlier stage, its metrics included
+        parts = {}
+        for s in stages[: stages.index(name)]:
+            if (root / s / STAGE_FILE).is_file():
+                stage = read_stage(root / s, None)
+                parts[s] = [stage.get("outputs_sha256"), sha256_json(stage.get("metrics", {}))]
         return sha256_json(parts)
     return str(read_stage(parent, None).get("outputs_sha256"))
 

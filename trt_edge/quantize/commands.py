@@ -1,11 +1,35 @@
-"""CLI commands of this area, mixed into `trt_edge.cli.TrtEdge`.
-
-Keep each method a few lines: build the config, call the library, print a short summary. Import heavy
-modules inside the method so `trt-edge --help` stays fast and works without optional libraries.
-"""
+"""CLI commands of the calibrate stage, mixed into `trt_edge.cli.TrtEdge`."""
 
 from __future__ import annotations
 
+import os
+import sys
+from typing import Any
+
+from trt_edge.cli_util import print_summary
+
 
 class CalibrateCommands:
-    """Commands of this area."""
+    def calibrate(self, config: str = "", onnx: str = "", out: str = "runs/calibrate", **overrides: Any) -> None:
+        """INT8-calibrate an exported ONNX model: Q/DQ ONNX for TensorRT, calibration cache, accuracy gate.
+
+        Args:
+          config: YAML config file (sections `task` and `calibrate`); empty for the defaults.
+          onnx: the fp32 model, a .onnx file or an export stage folder.
+          out: output folder; gets `model.int8.onnx`, `calibration.cache` (TensorRT <= 10),
+            `calibration.npz`, `calibration.json` and `stage.json`.
+          **overrides: `--calibrate.calibrator.method=max`, `--task.max_length=64`, or bare calibrate keys
+            such as `--trt_version=8.5.2`, `--tokenizer=MODEL_DIR`, `--gate.budget=0.5`,
+            `--placement.quantize_bmm=true`, `--data.samples=256`.
+        """
+        from trt_edge.config import load_config
+        from trt_edge.errors import TrtEdgeError
+        from trt_edge.quantize.stage import run
+
+        if not onnx:
+            raise TrtEdgeError("calibrate needs --onnx FILE_OR_EXPORT_STAGE_DIR")
+        record = run(load_config(config or None, overrides, "calibrate"), onnx, out)
+        print_summary(record, ("fp32_accuracy", "int8_accuracy", "accuracy_drop_points", "argmax_agreement",
+                               "method", "calibration_samples", "quantized_nodes", "float_nodes",
+                               "excluded_layers", "ort_latency_ms_fp32", "ort_latency_ms_int8"))
+        print(f"Q/DQ model written to {os.path.join(out, 'model.int8.onnx')}", file=sys.stderr)

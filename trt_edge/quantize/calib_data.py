@@ -1,0 +1,231 @@
+"""The calibration set: real examples drawn stratified from a training split, tokenized, saved as `.npz`.
+
+Never random tensors: activation ranges only mean something on the data the model will see. The set is
+stored padded to `max_length` (what ModelOpt's `--calibration_data` and TensorRT's calibrator need: one
+fixed shape) together with each example's true length, so ONNX Runtime calibration can trim every
+batch to a length bucket and see the same length mix as real traffic. Saved with `np.savez` (no pickle:
+it is loaded with `allow_pickle=False`) and identified by its sha256.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from trt_edge.errors import TrtEdgeError
+from trt_edge.log import get_logger
+from trt_edge.quantize.config import CalibrationDataConfig
+from trt_edge.stage import atomic_write_bytes, sha256_file
+
+log = get_logger("calibrate")
+
+MODEL_INPUTS = ("input_ids", "attention_mask", "token_type_ids")
+TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json", "vocab.txt")
+
+
+@dataclass
+class CalibrationSet:
+    """Padded model inputs [N, max_length] (int64), true lengths [N], labels [N], and provenance."""
+
+    inputs: dict[str, np.ndarray]
+    lengths: np.ndarray
+    labels: np.ndarray
+    meta: dict[str, Any] = field(default_factory=dict)
+
+    def __len__(self) -> int:
+        return int(self.lengths.shape[0])
+
+    @property
+    def max_length(self) -> int:
+        return int(next(iter(self.inputs.values())).shape[1])
+
+    def head(self, n: int) -> CalibrationSet:
+        return CalibrationSet({k: v[:n] for k, v in self.inputs.items()}, self.lengths[:n], self.labels[:n],
+                              dict(self.meta))
+
+    def batches(self, batch_size: int, buckets: Sequence[int] = (), names: Sequence[str] | None = None,
+                dtypes: dict[str, Any] | None = None) -> Iterator[dict[str, np.ndarray]]:
+        """Feeds for ONNX Runtime: examples grouped by the smallest bucket that holds them, each batch
+        trimmed to that bucket's length (right padding is masked, so trimming it changes nothing)."""
+        names = list(names or self.inputs)
+        edges = [*sorted({b for b in buckets if b < self.max_length}), self.max_length]
+        which = np.searchsorted(np.asarray(edges), self.lengths, side="left")
+        for bucket_index, width in enumerate(edges):
+            idx = np.flatnonzero(which == bucket_index)
+            for start in range(0, len(idx), batch_size):
+                part = idx[start:start + batch_size]
+                feed = {}
+                for name in names:
+                    array = self.inputs[name][part, :width]
+                    feed[name] = array.astype((dtypes or {}).get(name, np.int64), copy=False)
+                yield feed
+
+    def save(self, path: str | os.PathLike[str]) -> str:
+        """Write the set atomically as `.npz` (no pickled objects); return its sha256."""
+        buffer = io.BytesIO()
+        arrays: dict[str, Any] = {f"input.{k}": v.astype(np.int64) for k, v in self.inputs.items()}
+        np.savez(buffer, lengths=self.lengths.astype(np.int64), labels=self.labels.astype(np.int64),
+                 meta=np.frombuffer(json.dumps(self.meta, sort_keys=True).encode(), dtype=np.uint8), **arrays)
+        atomic_write_bytes(path, buffer.getvalue())
+        return sha256_file(path)
+
+    def feeds_npz(self, path: str | os.PathLike[str], names: Sequence[str]) -> Path:
+        """The same examples as a plain `{input name: array}` npz, the form ModelOpt and polygraphy read."""
+        buffer = io.BytesIO()
+        arrays: dict[str, Any] = {n: self.inputs[n].astype(np.int64) for n in names}
+        np.savez(buffer, **arrays)
+        return atomic_write_bytes(path, buffer.getvalue())
+
+
+def load_calibration_set(path: str | os.PathLike[str], input_names: Sequence[str] = (),
+                         min_samples: int = 0) -> CalibrationSet:
+    """Read a set saved by `CalibrationSet.save`; refuse one too small or without the model's inputs."""
+    p = Path(path)
+    if not p.is_file():
+        raise TrtEdgeError(f"calibration data not found: {p}")
+    try:
+        with np.load(p, allow_pickle=False) as data:
+            files = set(data.files)
+            if "lengths" not in files:
+                raise TrtEdgeError(f"{p}: not a trt-edge calibration set (no 'lengths' array); "
+                                   "make one with `trt-edge calibrate`")
+            inputs = {k.split(".", 1)[1]: np.asarray(data[k]) for k in sorted(files) if k.startswith("input.")}
+            lengths = np.asarray(data["lengths"])
+            labels = np.asarray(data["labels"]) if "labels" in files else np.full(len(lengths), -1)
+            meta = json.loads(bytes(data["meta"]).decode()) if "meta" in files else {}
+    except (OSError, ValueError) as exc:
+        raise TrtEdgeError(f"{p}: unreadable calibration data ({exc})") from exc
+    missing = [n for n in input_names if n not in inputs]
+    if missing:
+        raise TrtEdgeError(f"{p}: calibration data has inputs {sorted(inputs)}, the model needs "
+                           f"{list(input_names)} (missing {missing}); recreate it for this model")
+    shapes = {v.shape for v in inputs.values()}
+    if len(shapes) != 1 or next(iter(shapes))[0] != len(lengths):
+        raise TrtEdgeError(f"{p}: calibration arrays disagree in shape ({sorted(shapes)}); recreate the set")
+    if len(lengths) < min_samples:
+        raise TrtEdgeError(f"{p}: calibration data holds {len(lengths)} examples, the recipe asks for "
+                           f"{min_samples}; lower calibrate.data.samples or make a larger set")
+    return CalibrationSet(inputs, lengths, labels, meta)
+
+
+def tokenize_padded(tokenizer: Any, texts: Sequence[str], max_length: int,
+                    input_names: Sequence[str]) -> tuple[dict[str, np.ndarray], np.ndarray]:
+    """Token arrays [N, max_length] padded on the right, and each example's true length."""
+    out = tokenizer(list(texts), truncation=True, max_length=max_length, padding="max_length",
+                    return_tensors="np")
+    arrays: dict[str, np.ndarray] = {}
+    for name in input_names:
+        if name in out:
+            arrays[name] = np.asarray(out[name], dtype=np.int64)
+        elif name == "token_type_ids":
+            arrays[name] = np.zeros_like(np.asarray(out["input_ids"]), dtype=np.int64)
+        else:
+            raise TrtEdgeError(f"the tokenizer produces {sorted(out.keys())}, not the model input {name!r}")
+    lengths = np.asarray(out["attention_mask"]).sum(axis=1).astype(np.int64)
+    if getattr(tokenizer, "padding_side", "right") != "right":
+        raise TrtEdgeError("the tokenizer pads on the left; calibration batches assume right padding")
+    return arrays, lengths
+
+
+def draw_calibration_set(texts: Sequence[str], labels: Sequence[int], tokenizer: Any,
+                         recipe: CalibrationDataConfig, max_length: int, seed: int,
+                         input_names: Sequence[str], source: dict[str, Any] | None = None) -> CalibrationSet:
+    """The first `recipe.samples` examples of a seeded, label-stratified order of the split."""
+    from trt_edge.tasks.data import stratified_order
+
+    if len(texts) < recipe.samples:
+        raise TrtEdgeError(f"the {recipe.split} split has {len(texts)} examples, the calibration recipe asks "
+                           f"for {recipe.samples}; lower calibrate.data.samples")
+    order = stratified_order([str(label) for label in labels], seed)[: recipe.samples]
+    chosen = [texts[i] for i in order]
+    arrays, lengths = tokenize_padded(tokenizer, chosen, max_length, input_names)
+    meta = {"split": recipe.split, "samples": recipe.samples, "seed": seed, "max_length": max_length,
+            "indices_sha256": _sha_ints(order), **(source or {})}
+    label_array = np.asarray([labels[i] for i in order], dtype=np.int64)
+    log.info("calibration set: %d %s examples, lengths %d-%d (median %d)", len(order), recipe.split,
+             int(lengths.min()), int(lengths.max()), int(np.median(lengths)))
+    return CalibrationSet(arrays, lengths, label_array, meta)
+
+
+def _sha_ints(values: Sequence[int]) -> str:
+    from trt_edge.stage import sha256_json
+
+    return sha256_json([int(v) for v in values])
+
+
+def has_tokenizer(folder: Path) -> bool:
+    return folder.is_dir() and any((folder / f).is_file() for f in TOKENIZER_FILES)
+
+
+def find_tokenizer(onnx_path: Path, explicit: str | None = None) -> Path:
+    """The tokenizer folder for an ONNX file: `explicit`, the ONNX file's folder, its stage folder, a
+    model folder the export stage recorded in its stage.json (config or inputs), or the `model`
+    artifact of a sibling stage in the same run folder (prune, then distill, then any)."""
+    if explicit:
+        from trt_edge.tasks.models import resolve_model_path
+
+        path = Path(explicit) if not explicit.startswith("demo:") else resolve_model_path(explicit)
+        if not has_tokenizer(path):
+            raise TrtEdgeError(f"{path}: no tokenizer files ({', '.join(TOKENIZER_FILES)}) in this folder")
+        return path
+    candidates: list[Path] = [onnx_path.parent, onnx_path.parent.parent]
+    for folder in (onnx_path.parent, onnx_path.parent.parent):
+        stage_file = folder / "stage.json"
+        if not stage_file.is_file():
+            continue
+        try:
+            record = json.loads(stage_file.read_text(encoding="utf-8"))
+        except (OSError, json.JSONDecodeError):
+            continue
+        values = [*_strings(record.get("config", {})), *record.get("inputs", {}).keys()]
+        for value in values:
+            if value.startswith("demo:"):
+                from trt_edge.tasks.models import resolve_model_path
+
+                try:
+                    candidates.append(resolve_model_path(value))
+                except TrtEdgeError:
+                    continue
+            else:
+                p = Path(value)
+                candidates.extend([p, folder / p])
+        for sub in ("model", "tokenizer"):
+            candidates.append(folder / sub)
+    # In a pipeline run folder the export stage sits beside the stages that made the model
+    # (RUN/prune/model, RUN/distill/model): their `model` artifacts hold the tokenizer.
+    run_dir = onnx_path.parent.parent
+    for order in ("prune", "distill"):
+        candidates.append(run_dir / order / "model")
+    if run_dir.is_dir():
+        for sibling in sorted(run_dir.iterdir()):
+            if (sibling / "stage.json").is_file():
+                try:
+                    record = json.loads((sibling / "stage.json").read_text(encoding="utf-8"))
+                except (OSError, json.JSONDecodeError):
+                    continue
+                model = record.get("artifacts", {}).get("model")
+                if isinstance(model, str):
+                    candidates.append(sibling / model)
+    for candidate in candidates:
+        if has_tokenizer(candidate):
+            return candidate
+    raise TrtEdgeError(f"{onnx_path}: no tokenizer found next to the ONNX file or in the model folder its "
+                       "export stage recorded; pass --tokenizer MODEL_DIR")
+
+
+def _strings(value: Any) -> Iterator[str]:
+    if isinstance(value, str):
+        yield value
+    elif isinstance(value, dict):
+        for v in value.values():
+            yield from _strings(v)
+    elif isinstance(value, list):
+        for v in value:
+            yield from _strings(v)

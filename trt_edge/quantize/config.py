@@ -1,0 +1,166 @@
+"""The calibrate section: calibration-set recipe, calibrator, Q/DQ placement, accuracy gate, cache target.
+
+One dataclass per concern, composed into `CalibrateConfig`; every key is validated here with
+`ValueError` so a bad YAML value fails before a model is loaded.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Literal
+
+from trt_edge.configbase import ConfigBase
+
+Method = Literal["entropy", "max", "percentile", "mse"]
+
+
+@dataclass
+class CalibrationDataConfig(ConfigBase):
+    """How the calibration set is drawn (a recipe; the produced `.npz` is data, hashed in stage.json).
+
+    samples (int): examples drawn from the split, stratified by label. Defaults to 512.
+    split (str): the split they come from; never the test split the gate measures. Defaults to `train`.
+    max_length (int | None): tokens per example after truncation; the stored arrays are padded to it.
+        Defaults to None (the task's `max_length`).
+    length_buckets (list[int]): sequence lengths calibration batches are trimmed to: an example runs
+        padded to the smallest bucket that holds it, so activation ranges see the same length mix as
+        the data instead of one padded width. Defaults to [16, 32, 64, 128] (capped by max_length).
+    batch_size (int): examples per calibration batch (also the TensorRT calibrator's batch). Defaults to 32.
+    seed (int | None): seed of the stratified draw. Defaults to None (the data config's seed).
+    path (str | None): an existing calibration `.npz` (from an earlier run) to reuse instead of drawing
+        one; it must hold at least `samples` examples with the model's input names. Defaults to None.
+    """
+
+    samples: int = 512
+    split: Literal["train", "validation"] = "train"
+    max_length: int | None = None
+    length_buckets: list[int] = field(default_factory=lambda: [16, 32, 64, 128])
+    batch_size: int = 32
+    seed: int | None = None
+    path: str | None = None
+
+    def __post_init__(self) -> None:
+        if self.samples < 1:
+            raise ValueError(f"data.samples must be at least 1, got {self.samples}")
+        if self.batch_size < 1:
+            raise ValueError(f"data.batch_size must be positive, got {self.batch_size}")
+        if self.max_length is not None and self.max_length < 2:
+            raise ValueError(f"data.max_length must be at least 2, got {self.max_length}")
+        if any(b < 2 for b in self.length_buckets):
+            raise ValueError(f"data.length_buckets must be lengths >= 2, got {self.length_buckets}")
+
+
+@dataclass
+class CalibratorConfig(ConfigBase):
+    """How an activation's range (amax) is chosen from what it took on the calibration set.
+
+    method (str): `entropy` (KL divergence, TensorRT's EntropyCalibration2 semantics), `max`,
+        `percentile` or `mse`. Defaults to `entropy`.
+    num_bins (int): bins of the |x| histogram (entropy, percentile, mse). TensorRT uses 2048; ONNX
+        Runtime's default of 128 makes entropy equal max. Defaults to 2048.
+    percentile (float): the percentile of |x| kept by `percentile`. Defaults to 99.99.
+    entropy_stride (int): step of the entropy threshold search in bins (1 = every bin, as TensorRT).
+        Defaults to 1.
+    """
+
+    method: Method = "entropy"
+    num_bins: int = 2048
+    percentile: float = 99.99
+    entropy_stride: int = 1
+
+    def __post_init__(self) -> None:
+        if self.num_bins < 256:
+            raise ValueError(f"calibrator.num_bins must be at least 256 (128 quantized bins), got {self.num_bins}")
+        if not 50.0 < self.percentile <= 100.0:
+            raise ValueError(f"calibrator.percentile must be in (50, 100], got {self.percentile}")
+        if self.entropy_stride < 1:
+            raise ValueError(f"calibrator.entropy_stride must be at least 1, got {self.entropy_stride}")
+
+
+@dataclass
+class PlacementConfig(ConfigBase):
+    """Where Q/DQ pairs go in `model.int8.onnx`.
+
+    op_types (list[str]): weighted ops whose inputs are quantized. Defaults to MatMul and Gemm.
+    quantize_bmm (bool): also quantize both inputs of the two attention batched matmuls (Q·Kᵀ and
+        softmax·V), for TensorRT's fused INT8 attention. Defaults to False.
+    exclude (list[str]): node names, or regular expressions matched in full against node names, left
+        in float. Defaults to [].
+    """
+
+    op_types: list[str] = field(default_factory=lambda: ["MatMul", "Gemm"])
+    quantize_bmm: bool = False
+    exclude: list[str] = field(default_factory=list)
+
+    def __post_init__(self) -> None:
+        unknown = [op for op in self.op_types if op not in ("MatMul", "Gemm")]
+        if unknown:
+            raise ValueError(f"placement.op_types supports MatMul and Gemm, got {unknown}")
+
+
+@dataclass
+class GateConfig(ConfigBase):
+    """The accuracy gate and the mixed-precision fallback.
+
+    budget (float): largest accepted loss of INT8 accuracy against fp32 on the test split, in points
+        (1.0 = one percentage point). Defaults to 1.0.
+    mixed_precision (bool): when the budget is exceeded, leave the most sensitive layers in float until
+        it holds. Defaults to True.
+    max_float_layers (int): most layers left in float before giving up. Defaults to 8.
+    sensitivity_split (str): split the per-layer sensitivity is measured on (not the gated test split,
+        so the choice does not fit the test set). Defaults to `validation`.
+    fail (bool): raise a gate failure (exit 1) when the budget cannot be met; off records it only.
+        Defaults to True.
+    """
+
+    budget: float = 1.0
+    mixed_precision: bool = True
+    max_float_layers: int = 8
+    sensitivity_split: Literal["train", "validation", "test"] = "validation"
+    fail: bool = True
+
+    def __post_init__(self) -> None:
+        if self.budget < 0:
+            raise ValueError(f"gate.budget must not be negative, got {self.budget}")
+        if self.max_float_layers < 0:
+            raise ValueError(f"gate.max_float_layers must not be negative, got {self.max_float_layers}")
+
+
+@dataclass
+class CalibrateConfig(ConfigBase):
+    """INT8 calibration of an exported ONNX model (section `calibrate`).
+
+    data (CalibrationDataConfig): the calibration-set recipe.
+    calibrator (CalibratorConfig): how activation ranges are chosen.
+    placement (PlacementConfig): where Q/DQ pairs go.
+    gate (GateConfig): the accuracy budget and mixed-precision fallback.
+    trt_version (str): the target TensorRT version, e.g. `10.3` (JetPack 6), `8.5.2` (JetPack 5),
+        `10.13`, `11.0`. A calibration cache for implicit INT8 is written for 8.x-10.x only (TensorRT
+        11 removed implicit calibration; `model.int8.onnx` serves every version). Defaults to `10.3`.
+    cache_tensors (str): `all` writes a scale for every float activation of the fp32 graph (what
+        implicit calibration needs), `quantized` only for the inputs the Q/DQ model quantizes.
+        Defaults to `all`.
+    tokenizer (str | None): the tokenizer folder; defaults to the one found next to the ONNX file or
+        in the model folder the export stage recorded.
+    latency_runs (int): timed ONNX Runtime runs per model for the latency metrics (0 = skip).
+        Defaults to 30.
+    """
+
+    data: CalibrationDataConfig = field(default_factory=CalibrationDataConfig)
+    calibrator: CalibratorConfig = field(default_factory=CalibratorConfig)
+    placement: PlacementConfig = field(default_factory=PlacementConfig)
+    gate: GateConfig = field(default_factory=GateConfig)
+    trt_version: str = "10.3"
+    cache_tensors: Literal["all", "quantized"] = "all"
+    tokenizer: str | None = None
+    latency_runs: int = 30
+
+    def __post_init__(self) -> None:
+        from trt_edge.quantize.cache import parse_trt_version
+
+        try:
+            parse_trt_version(self.trt_version)
+        except Exception as exc:  # TrtEdgeError or ValueError: both are a bad value here
+            raise ValueError(str(exc)) from exc
+        if self.latency_runs < 0:
+            raise ValueError(f"latency_runs must not be negative, got {self.latency_runs}")

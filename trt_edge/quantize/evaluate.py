@@ -1,0 +1,128 @@
+"""ONNX Runtime helpers of the calibrate stage: sessions, tensors of interest, predictions, latency.
+
+Calibration runs the fp32 graph with extra outputs (the tensors whose ranges we need); evaluation runs
+the fp32 and Q/DQ graphs on the same token arrays so their accuracies and argmax agreement compare like
+with like. Sessions are built from in-memory protos, so candidate models of the mixed-precision search
+never touch the disk.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterable, Sequence
+from typing import Any
+
+import numpy as np
+
+from trt_edge.errors import TrtEdgeError
+from trt_edge.lazy import lazy_import
+
+REQUIRED_INPUTS = ("input_ids", "attention_mask")
+KNOWN_INPUTS = ("input_ids", "attention_mask", "token_type_ids")
+OUTPUT = "logits"
+_ORT_DTYPES = {"tensor(int64)": np.int64, "tensor(int32)": np.int32}
+
+
+def check_model_io(model: Any, source: str) -> list[str]:
+    """The model's input names, after checking it is a text classifier export (inputs and `logits`)."""
+    inits = {i.name for i in model.graph.initializer}
+    names = [i.name for i in model.graph.input if i.name not in inits]
+    missing = [n for n in REQUIRED_INPUTS if n not in names]
+    unknown = [n for n in names if n not in KNOWN_INPUTS]
+    outputs = [o.name for o in model.graph.output]
+    if missing or unknown or OUTPUT not in outputs:
+        raise TrtEdgeError(
+            f"{source}: expected inputs {list(KNOWN_INPUTS[:2])} (+ token_type_ids) and output 'logits', found "
+            f"inputs {names} and outputs {outputs}; export it with `trt-edge export`"
+        )
+    for value in model.graph.input:
+        if value.name in names and value.type.tensor_type.elem_type not in (6, 7):  # int32, int64
+            raise TrtEdgeError(f"{source}: input {value.name!r} must be int32 or int64 token ids")
+    return names
+
+
+def session(model: Any, threads: int | None = None) -> Any:
+    """An ONNX Runtime CPU session from a ModelProto (or a path), all graph optimizations on."""
+    ort = lazy_import("onnxruntime")
+    options = ort.SessionOptions()
+    options.log_severity_level = 3
+    if threads:
+        options.intra_op_num_threads = threads
+    payload = model if isinstance(model, str) else model.SerializeToString()
+    try:
+        return ort.InferenceSession(payload, options, providers=["CPUExecutionProvider"])
+    except Exception as exc:  # onnxruntime raises its own exception types
+        raise TrtEdgeError(f"ONNX Runtime cannot load the model ({str(exc).splitlines()[0][:200]})") from exc
+
+
+def input_dtypes(sess: Any) -> dict[str, Any]:
+    return {i.name: _ORT_DTYPES.get(i.type, np.int64) for i in sess.get_inputs()}
+
+
+def with_outputs(model: Any, names: Iterable[str]) -> Any:
+    """A copy of `model` that also outputs `names` (float tensors), for calibration."""
+    import onnx
+
+    out = onnx.ModelProto()
+    out.CopyFrom(model)
+    existing = {o.name for o in out.graph.output}
+    for name in names:
+        if name not in existing:
+            out.graph.output.append(onnx.helper.make_tensor_value_info(name, onnx.TensorProto.FLOAT, None))
+    return out
+
+
+def float_activations(model: Any) -> list[str]:
+    """Every float32 tensor computed by the graph (node outputs), in graph order, by shape inference."""
+    import onnx
+
+    try:
+        inferred = onnx.shape_inference.infer_shapes(model)
+    except Exception:  # shape inference can fail on exotic graphs: fall back to declared types
+        inferred = model
+    types = {v.name: v.type.tensor_type.elem_type for v in (*inferred.graph.value_info, *inferred.graph.output)}
+    names: list[str] = []
+    for node in model.graph.node:
+        if node.op_type in ("Constant", "Shape"):
+            continue
+        for o in node.output:
+            if o and types.get(o) == onnx.TensorProto.FLOAT:
+                names.append(o)
+    return names
+
+
+def predict(sess: Any, arrays: dict[str, np.ndarray], lengths: np.ndarray, batch_size: int = 64) -> np.ndarray:
+    """Logits for every example; batches of similar length, each trimmed to its longest example."""
+    dtypes = input_dtypes(sess)
+    order = np.argsort(lengths, kind="stable")
+    chunks = []
+    for start in range(0, len(order), batch_size):
+        idx = order[start:start + batch_size]
+        width = max(int(lengths[idx].max()), 1)
+        feed = {n: arrays[n][idx, :width].astype(dtypes.get(n, np.int64)) for n in dtypes}
+        chunks.append(sess.run([OUTPUT], feed)[0])
+    logits = np.concatenate(chunks) if chunks else np.zeros((0, 0), dtype=np.float32)
+    result = np.empty_like(logits)
+    result[order] = logits
+    return result
+
+
+def latency_ms(sessions: Sequence[Any], feed: dict[str, np.ndarray], runs: int, warmup: int = 5) -> list[float]:
+    """Median latency (ms) of each session on the same feed, runs interleaved in chunks so drift and
+    another session's spinning threads hit every model alike (each chunk is re-warmed)."""
+    times: list[list[float]] = [[] for _ in sessions]
+    chunk = max(1, runs // 5)
+    done = 0
+    while done < runs:
+        n = min(chunk, runs - done)
+        for k, sess in enumerate(sessions):
+            dtypes = input_dtypes(sess)
+            typed = {name: feed[name].astype(dtypes[name]) for name in dtypes}
+            for _ in range(warmup):
+                sess.run([OUTPUT], typed)
+            for _ in range(n):
+                t0 = time.perf_counter()
+                sess.run([OUTPUT], typed)
+                times[k].append((time.perf_counter() - t0) * 1000.0)
+        done += n
+    return [float(np.median(t)) for t in times]

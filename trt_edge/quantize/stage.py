@@ -1,0 +1,269 @@
+"""The calibrate stage: fp32 ONNX -> `model.int8.onnx` (Q/DQ for TensorRT) + calibration cache, gated.
+
+Steps: check the ONNX is a text-classifier export; draw (or reuse) the calibration set; plan the Q/DQ
+placement; run the fp32 graph on the calibration set to collect activation ranges (two passes); insert
+the Q/DQ pairs; measure fp32 and INT8 accuracy with ONNX Runtime on the test split; when INT8 loses more
+than the budget, rank layers by sensitivity and leave the most sensitive in float until it holds; write
+the cache for TensorRT <= 10, the ranges (for a CPU artifact from the same calibration), and stage.json.
+"""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from trt_edge.config import RunConfig
+from trt_edge.errors import GateError, TrtEdgeError
+from trt_edge.log import get_logger
+from trt_edge.quantize import calib_data, calibrators, evaluate, placement, sensitivity
+from trt_edge.quantize.cache import supports_implicit_calibration, write_cache
+from trt_edge.quantize.config import CalibrateConfig
+from trt_edge.stage import (
+    StageRecord,
+    atomic_write_json,
+    sha256_file,
+    sha256_tree,
+    stage_artifact,
+    stage_output,
+)
+from trt_edge.tasks.metrics import argmax_agreement, classification_metrics
+
+log = get_logger("calibrate")
+
+INT8_ONNX = "model.int8.onnx"
+CACHE_FILE = "calibration.cache"
+DATA_FILE = "calibration.npz"
+RANGES_FILE = "calibration.json"
+
+
+def resolve_onnx(onnx: str | Path) -> Path:
+    """A bare `.onnx` file, or the `onnx` artifact of an export stage folder."""
+    path = Path(onnx)
+    if path.is_dir():
+        return stage_artifact(path, "onnx")
+    if not path.is_file():
+        raise TrtEdgeError(f"ONNX model not found: {path} (give a .onnx file or an export stage folder)")
+    if path.suffix.lower() != ".onnx":
+        raise TrtEdgeError(f"{path}: expected a .onnx file or an export stage folder")
+    return path
+
+
+def load_onnx(path: Path) -> Any:
+    import onnx
+
+    try:
+        return onnx.load(str(path))
+    except Exception as exc:  # protobuf decode errors have no common base class
+        raise TrtEdgeError(f"{path}: not a readable ONNX model ({str(exc).splitlines()[0][:160]})") from exc
+
+
+def run(config: RunConfig, onnx: str | Path, out: str | Path) -> StageRecord:
+    """Calibrate `onnx` (file or export stage folder) into `out`; see the module docstring."""
+    from transformers import AutoTokenizer
+
+    from trt_edge.tasks.data import load_data, resolve_data_source
+
+    task = config.section("task")
+    cfg: CalibrateConfig = config.section("calibrate")
+    onnx_path = resolve_onnx(onnx)
+    model = load_onnx(onnx_path)
+    names = evaluate.check_model_io(model, str(onnx_path))
+    tok_dir = calib_data.find_tokenizer(onnx_path, cfg.tokenizer)
+    tokenizer = AutoTokenizer.from_pretrained(str(tok_dir), local_files_only=True)
+    max_length = cfg.data.max_length or task.max_length
+    data = load_data(task.data)
+
+    inputs = {"onnx": sha256_file(onnx_path), "data": sha256_tree(resolve_data_source(task.data.source)),
+              "tokenizer": sha256_tree(tok_dir)}
+    if cfg.data.path:
+        calib = calib_data.load_calibration_set(cfg.data.path, names, cfg.data.samples).head(cfg.data.samples)
+        inputs["calibration_data"] = sha256_file(cfg.data.path)
+    else:
+        split = data.split(cfg.data.split)
+        calib = calib_data.draw_calibration_set(
+            split.texts, split.labels, tokenizer, cfg.data, max_length,
+            cfg.data.seed if cfg.data.seed is not None else task.data.seed, names,
+            {"data_sha256": split.sha256(), "tokenizer": str(tok_dir)})
+
+    plan = placement.plan_placement(model, cfg.placement)
+    if not plan.nodes:
+        raise TrtEdgeError(f"{onnx_path}: no MatMul/Gemm left to quantize (skipped: {len(plan.skipped)}); "
+                           "check calibrate.placement.exclude and op_types")
+    quant_acts = plan.activation_tensors()
+    write_cache_file = supports_implicit_calibration(cfg.trt_version)
+    tensors = list(quant_acts)
+    not_cached: dict[str, str] = {}
+    if write_cache_file and cfg.cache_tensors == "all":
+        mask = placement.mask_path_tensors(model)
+        for t in evaluate.float_activations(model):
+            if t in mask:
+                not_cached[t] = "attention-mask path (Where(mask, 0, -inf)): never calibrated"
+            elif t not in set(quant_acts):
+                tensors.append(t)
+    ranges = _collect(model, calib, names, tensors, cfg)
+    for tensor in quant_acts:
+        consumers = [p.node for p in plan.nodes if tensor in p.activations]
+        try:
+            calibrators.scale_from_amax(ranges[tensor].amax if ranges[tensor].finite else math.inf, tensor)
+        except TrtEdgeError as exc:
+            raise TrtEdgeError(f"{exc} (it feeds {', '.join(consumers)}: add that node to "
+                               "calibrate.placement.exclude)") from exc
+    amax = {t: ranges[t].amax for t in quant_acts}
+
+    # ---- accuracy: fp32 vs INT8 on the test split, and the mixed-precision fallback ------------------
+    test = data.split("test")
+    test_arrays, test_lengths = calib_data.tokenize_padded(tokenizer, test.texts, max_length, names)
+    fp32_sess = evaluate.session(model)
+    fp32_logits = evaluate.predict(fp32_sess, test_arrays, test_lengths, task.eval_batch_size)
+    fp32_metrics = classification_metrics(fp32_logits, test.labels, data.num_labels)
+
+    def int8_logits(float_nodes: set[str], arrays: dict[str, np.ndarray], lengths: np.ndarray) -> np.ndarray:
+        qmodel = placement.quantize_model(model, plan, amax, float_nodes)
+        return evaluate.predict(evaluate.session(qmodel), arrays, lengths, task.eval_batch_size)
+
+    test_cache: dict[frozenset[str], np.ndarray] = {}
+
+    def test_logits(float_nodes: set[str]) -> np.ndarray:
+        key = frozenset(float_nodes)
+        if key not in test_cache:
+            test_cache[key] = int8_logits(set(key), test_arrays, test_lengths)
+        return test_cache[key]
+
+    def drop_with(float_nodes: set[str]) -> float:
+        logits = test_logits(float_nodes)
+        acc = classification_metrics(logits, test.labels, data.num_labels)["accuracy"]
+        return (fp32_metrics["accuracy"] - acc) * 100.0
+
+    float_layers: list[str] = []
+    ranked: list[sensitivity.LayerSensitivity] = []
+    steps: list[dict[str, Any]] = []
+    first_drop = drop_with(set())
+    passed = first_drop <= cfg.gate.budget
+    if not passed and cfg.gate.mixed_precision and cfg.gate.max_float_layers > 0:
+        log.info("INT8 loses %.2f points (budget %.2f): ranking layer sensitivity", first_drop, cfg.gate.budget)
+        sens = data.split(cfg.gate.sensitivity_split)
+        s_arrays, s_lengths = calib_data.tokenize_padded(tokenizer, sens.texts, max_length, names)
+        s_ref = evaluate.predict(fp32_sess, s_arrays, s_lengths, task.eval_batch_size)
+        _, ranked = sensitivity.rank_layers(lambda f: int8_logits(f, s_arrays, s_lengths), s_ref,
+                                            plan.node_names())
+        chosen, steps, passed = sensitivity.fallback(ranked, drop_with, cfg.gate.budget,
+                                                     cfg.gate.max_float_layers)
+        if passed:
+            float_layers = chosen
+        else:  # keep the best prefix seen (possibly none) and let the gate report it
+            options = [(first_drop, 0)] + [(s["accuracy_drop"], k + 1) for k, s in enumerate(steps)]
+            float_layers = chosen[: min(options)[1]]
+    qmodel = placement.quantize_model(model, plan, amax, set(float_layers))
+    int8_sess = evaluate.session(qmodel)
+    int8_test_logits = test_logits(set(float_layers))
+    int8_metrics = classification_metrics(int8_test_logits, test.labels, data.num_labels)
+    drop = (fp32_metrics["accuracy"] - int8_metrics["accuracy"]) * 100.0
+    passed = drop <= cfg.gate.budget
+
+    figures = {"fp32_accuracy": fp32_metrics["accuracy"], "int8_accuracy": int8_metrics["accuracy"],
+               "accuracy_drop_points": round(drop, 3), "budget_points": cfg.gate.budget,
+               "float_layers": float_layers}
+    if not passed and cfg.gate.fail:
+        raise GateError(f"INT8 accuracy {int8_metrics['accuracy']:.4f} is {drop:.2f} points below fp32 "
+                        f"{fp32_metrics['accuracy']:.4f} (budget {cfg.gate.budget}) even with "
+                        f"{len(float_layers)} layers left float; raise calibrate.gate.budget or "
+                        "calibrate.gate.max_float_layers, or try another calibrate.calibrator.method", figures)
+
+    latency = [math.nan, math.nan]
+    if cfg.latency_runs:
+        longest = int(np.argmax(test_lengths))
+        feed = {n: test_arrays[n][longest:longest + 1, :max_length] for n in names}
+        latency = evaluate.latency_ms([fp32_sess, int8_sess], feed, cfg.latency_runs)
+
+    with stage_output(out) as tmp:
+        import onnx as onnx_lib
+
+        onnx_lib.save(qmodel, str(tmp / INT8_ONNX))
+        sparse = _check_sparsity(tmp / INT8_ONNX, onnx_path)
+        data_sha = calib.save(tmp / DATA_FILE)
+        artifacts = {"onnx": INT8_ONNX, "calibration_data": DATA_FILE, "ranges": RANGES_FILE}
+        cache_scales: dict[str, float] = {}
+        if write_cache_file:
+            for name, rng in ranges.items():
+                if rng.usable:
+                    cache_scales[name] = rng.amax / calibrators.QMAX
+                else:
+                    not_cached[name] = ("non-finite or mask-fill values (|x| >= 1e30)" if not rng.finite
+                                        else "constant zero on the calibration set")
+            write_cache(tmp / CACHE_FILE, cache_scales, cfg.trt_version)
+            artifacts["calibration_cache"] = CACHE_FILE
+        atomic_write_json(tmp / RANGES_FILE, {
+            "method": cfg.calibrator.method, "num_bins": cfg.calibrator.num_bins,
+            "source_onnx": str(onnx_path), "note": "amax per tensor of the fp32 graph; scale = amax / 127",
+            "tensors": {n: r.to_dict() for n, r in ranges.items()},
+            "quantized_activations": quant_acts,
+            "placement": [p.to_dict() for p in plan.nodes], "skipped": plan.skipped,
+            "float_layers": float_layers, "sensitivity": [s.to_dict() for s in ranked], "fallback_steps": steps,
+            "not_in_cache": not_cached,
+        })
+        desc = placement.describe(qmodel)
+        quantized = [n for n in plan.node_names() if n not in set(float_layers)]
+        metrics = {
+            "fp32_accuracy": fp32_metrics["accuracy"], "int8_accuracy": int8_metrics["accuracy"],
+            "fp32_macro_f1": fp32_metrics["macro_f1"], "int8_macro_f1": int8_metrics["macro_f1"],
+            "accuracy_drop_points": round(drop, 3), "accuracy_drop_before_fallback": round(first_drop, 3),
+            "gate_budget_points": cfg.gate.budget, "gate_passed": passed,
+            "argmax_agreement": argmax_agreement(fp32_logits, int8_test_logits),
+            "method": cfg.calibrator.method, "calibration_samples": len(calib), "calibration_sha256": data_sha,
+            "quantized_nodes": len(quantized), "float_nodes": len(plan.skipped) + len(float_layers),
+            "excluded_layers": float_layers + sorted(n for n, why in plan.skipped.items()
+                                                     if why.startswith("excluded by")),
+            "excluded_reasons": {**plan.skipped, **{n: "accuracy gate: most sensitive layers left float"
+                                                    for n in float_layers}},
+            "qdq_pairs": desc["quantize_linear"], "test_examples": len(test),
+            "ort_latency_ms_fp32": latency[0], "ort_latency_ms_int8": latency[1],
+            "latency_shape": [1, max_length], "trt_version": cfg.trt_version,
+            "cache_tensors": len(cache_scales) if write_cache_file else 0,
+        }
+        metrics.update(sparse)
+        if not write_cache_file:
+            metrics["calibration_cache_note"] = (f"TensorRT {cfg.trt_version} removed implicit calibration: "
+                                                 "no cache written; model.int8.onnx carries the scales")
+        record = StageRecord(stage="calibrate", config={"task": task.to_dict(), "calibrate": cfg.to_dict()},
+                             inputs=inputs, metrics=metrics, artifacts=artifacts)
+        record.write(tmp)
+    log.info("INT8 accuracy %.4f vs fp32 %.4f (%d layers float); written to %s", int8_metrics["accuracy"],
+             fp32_metrics["accuracy"], len(float_layers), out)
+    return record
+
+
+def _check_sparsity(int8_path: Path, onnx_path: Path) -> dict[str, Any]:
+    """2:4 weights of the Q/DQ model, read the way TensorRT reads them (through Q -> DQ). With the export
+    stage's `sparsity.json` next to the fp32 ONNX, every tensor it lists must still hold the pattern."""
+    try:
+        from trt_edge.sparsity.onnx_check import check_onnx_sparsity
+        from trt_edge.sparsity.report import find_sparsity_json
+    except ImportError:  # the sparsity area is optional here
+        return {}
+    listed = find_sparsity_json(onnx_path.parent)
+    report = check_onnx_sparsity(int8_path, listed)
+    if listed is not None and not report.ok:
+        raise RuntimeError(f"Q/DQ placement broke the 2:4 pattern of {report.violations}: {report.problems}")
+    return {"weights_2to4": sum(1 for r in report.rows if r.is_2to4), "weights_checked": len(report.rows),
+            "sparse_tensors_listed": len(report.expected), "sparse_pattern_intact": report.ok}
+
+
+def _collect(model: Any, calib: calib_data.CalibrationSet, names: list[str], tensors: list[str],
+             cfg: CalibrateConfig) -> dict[str, calibrators.TensorRange]:
+    """Run the fp32 graph with `tensors` as extra outputs over the calibration set (two passes)."""
+    sess = evaluate.session(evaluate.with_outputs(model, tensors))
+    outputs = [o.name for o in sess.get_outputs()]
+    dtypes = evaluate.input_dtypes(sess)
+    wanted = set(tensors)
+
+    def run_batch(feed: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        values = sess.run(None, feed)
+        return {n: v for n, v in zip(outputs, values, strict=True) if n in wanted}
+
+    buckets = [b for b in cfg.data.length_buckets if b < calib.max_length]
+    c = cfg.calibrator
+    return calibrators.calibrate(run_batch, lambda: calib.batches(cfg.data.batch_size, buckets, names, dtypes),
+                                 tensors, c.method, c.num_bins, c.percentile, c.entropy_stride)
