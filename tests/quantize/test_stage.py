@@ -14,27 +14,8 @@ from trt_edge.config import RunConfig
 from trt_edge.errors import TrtEdgeError
 from trt_edge.quantize.cache import read_cache
 
+from .helpers import calibrate_config as _config
 from .test_placement import check_trt_contract
-
-
-def _config(data_config: Any, tokenizer: Path, **calibrate: Any) -> RunConfig:
-    cal = {"data": {"samples": 128}, "latency_runs": 3, "tokenizer": str(tokenizer)}
-    for key, value in calibrate.items():
-        if isinstance(value, dict) and isinstance(cal.get(key), dict):
-            cal[key] = {**cal[key], **value}  # type: ignore[dict-item]
-        else:
-            cal[key] = value
-    return RunConfig({"task": {"max_length": 64, "data": data_config.to_dict()}, "calibrate": cal})
-
-
-@pytest.fixture(scope="module")
-def student_run(student_onnx: Path, minilm_student_dir: Path, demo_data_config: Any,
-                tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Any]:
-    from trt_edge.quantize.stage import run
-
-    out = tmp_path_factory.mktemp("calibrate") / "student"
-    record = run(_config(demo_data_config, minilm_student_dir), student_onnx, out)
-    return out, record
 
 
 def test_student_int8_agrees_with_fp32_and_keeps_accuracy(student_run: tuple[Path, Any]) -> None:
@@ -48,7 +29,8 @@ def test_student_int8_agrees_with_fp32_and_keeps_accuracy(student_run: tuple[Pat
     for key in ("ort_latency_ms_fp32", "ort_latency_ms_int8"):
         assert m[key] > 0
     stage = json.loads((out / "stage.json").read_text())
-    assert set(stage["artifacts"]) == {"onnx", "calibration_cache", "calibration_data", "ranges"}
+    assert set(stage["artifacts"]) == {"onnx", "calibration_cache", "calibration_data", "ranges", "onnx_cpu",
+                                      "cpu_candidates"}
     assert stage["metrics"]["calibration_sha256"] == _sha(out / "calibration.npz")
 
 

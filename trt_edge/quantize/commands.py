@@ -10,14 +10,17 @@ from trt_edge.cli_util import print_summary
 
 
 class CalibrateCommands:
-    def calibrate(self, config: str = "", onnx: str = "", out: str = "runs/calibrate", **overrides: Any) -> None:
+    def calibrate(self, config: str = "", onnx: str = "", out: str = "runs/calibrate", target: str = "",
+                  **overrides: Any) -> None:
         """INT8-calibrate an exported ONNX model: Q/DQ ONNX for TensorRT, calibration cache, accuracy gate.
 
         Args:
           config: YAML config file (sections `task` and `calibrate`); empty for the defaults.
           onnx: the fp32 model, a .onnx file or an export stage folder.
           out: output folder; gets `model.int8.onnx`, `calibration.cache` (TensorRT <= 10),
-            `calibration.npz`, `calibration.json` and `stage.json`.
+            `calibration.npz`, `calibration.json` and `stage.json` (+ `model.cpu.onnx` for target cpu).
+          target: `tensorrt`, `cpu` (the fastest ONNX Runtime CPU artifact within the accuracy budget) or
+            `tensorrt,cpu`; overrides calibrate.targets. Defaults to the config's targets (tensorrt).
           **overrides: `--calibrate.calibrator.method=max`, `--task.max_length=64`, or bare calibrate keys
             such as `--trt_version=8.5.2`, `--tokenizer=MODEL_DIR`, `--gate.budget=0.5`,
             `--placement.quantize_bmm=true`, `--data.samples=256`.
@@ -28,8 +31,13 @@ class CalibrateCommands:
 
         if not onnx:
             raise TrtEdgeError("calibrate needs --onnx FILE_OR_EXPORT_STAGE_DIR")
+        if target:
+            targets = target.split(",") if isinstance(target, str) else list(target)
+            overrides = {**overrides, "calibrate.targets": [t.strip() for t in targets]}
         record = run(load_config(config or None, overrides, "calibrate"), onnx, out)
         print_summary(record, ("fp32_accuracy", "int8_accuracy", "accuracy_drop_points", "argmax_agreement",
                                "method", "calibration_samples", "quantized_nodes", "float_nodes",
-                               "excluded_layers", "ort_latency_ms_fp32", "ort_latency_ms_int8"))
-        print(f"Q/DQ model written to {os.path.join(out, 'model.int8.onnx')}", file=sys.stderr)
+                               "excluded_layers", "ort_latency_ms_fp32", "ort_latency_ms_int8", "cpu_artifact",
+                               "cpu_accuracy", "cpu_speedup_vs_fp32"))
+        written = [name for name in ("model.int8.onnx", "model.cpu.onnx") if os.path.exists(os.path.join(out, name))]
+        print(f"written to {out}: {', '.join(written)}", file=sys.stderr)

@@ -127,6 +127,39 @@ class GateConfig(ConfigBase):
 
 
 @dataclass
+class CpuTargetConfig(ConfigBase):
+    """The CPU artifact (target `cpu`): candidates built from the same calibration set, the fastest within
+    the accuracy budget kept (see `trt_edge/quantize/cpu_target.py`).
+
+    candidates (list[str]): which to try, from `fp32`, `fused`, `dynamic-int8`, `fused-dynamic-int8`,
+        `u8s8-qdq`. Defaults to all.
+    budget (float): largest accuracy loss against the fp32 student on the test split, in points.
+        Defaults to 1.0.
+    runs (int): timed runs per candidate and shape (interleaved, batch 1, sequence 64 and 128).
+        Defaults to 30.
+    calibration_samples (int): calibration examples for the static U8S8 candidate (the first ones of the
+        calibration set). Defaults to 128.
+    """
+
+    candidates: list[str] = field(default_factory=lambda: ["fp32", "fused", "dynamic-int8",
+                                                           "fused-dynamic-int8", "u8s8-qdq"])
+    budget: float = 1.0
+    runs: int = 30
+    calibration_samples: int = 128
+
+    def __post_init__(self) -> None:
+        from trt_edge.quantize.cpu_target import CANDIDATES
+
+        unknown = [c for c in self.candidates if c not in CANDIDATES]
+        if unknown:
+            raise ValueError(f"unknown CPU candidate {unknown[0]!r}; known: {', '.join(CANDIDATES)}")
+        if "fp32" not in self.candidates:
+            raise ValueError("the CPU candidates must include fp32, the reference every other is measured against")
+        if self.budget < 0 or self.runs < 1 or self.calibration_samples < 1:
+            raise ValueError("cpu.budget must not be negative; cpu.runs and cpu.calibration_samples must be positive")
+
+
+@dataclass
 class CalibrateConfig(ConfigBase):
     """INT8 calibration of an exported ONNX model (section `calibrate`).
 
@@ -144,6 +177,10 @@ class CalibrateConfig(ConfigBase):
         in the model folder the export stage recorded.
     latency_runs (int): timed ONNX Runtime runs per model for the latency metrics (0 = skip).
         Defaults to 30.
+    targets (list[str]): artifacts to produce: `tensorrt` (the Q/DQ `model.int8.onnx` and the calibration
+        cache) and/or `cpu` (`model.cpu.onnx`, the fastest ONNX Runtime CPU artifact within budget).
+        Defaults to [tensorrt].
+    cpu (CpuTargetConfig): how the CPU artifact is chosen.
     """
 
     data: CalibrationDataConfig = field(default_factory=CalibrationDataConfig)
@@ -154,6 +191,8 @@ class CalibrateConfig(ConfigBase):
     cache_tensors: Literal["all", "quantized"] = "all"
     tokenizer: str | None = None
     latency_runs: int = 30
+    targets: list[Literal["tensorrt", "cpu"]] = field(default_factory=lambda: ["tensorrt"])
+    cpu: CpuTargetConfig = field(default_factory=CpuTargetConfig)
 
     def __post_init__(self) -> None:
         from trt_edge.quantize.cache import parse_trt_version
@@ -164,3 +203,5 @@ class CalibrateConfig(ConfigBase):
             raise ValueError(str(exc)) from exc
         if self.latency_runs < 0:
             raise ValueError(f"latency_runs must not be negative, got {self.latency_runs}")
+        if not self.targets or len(set(self.targets)) != len(self.targets):
+            raise ValueError(f"targets must be distinct targets (tensorrt, cpu), at least one; got {self.targets}")

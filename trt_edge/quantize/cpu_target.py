@@ -42,6 +42,7 @@ class CpuCandidate:
     name: str
     path: Path | None
     accuracy: float | None = None
+    macro_f1: float | None = None
     agreement: float | None = None
     latency_ms: dict[str, float] = field(default_factory=dict)
     speedup_vs_fp32: dict[str, float] = field(default_factory=dict)
@@ -154,9 +155,12 @@ def select_cpu_artifact(candidates: list[CpuCandidate], arrays: dict[str, np.nda
     logits = [predict(s, arrays, lengths) for s in sessions]
     ref_pred = logits[0].argmax(-1)
     ref_acc = float((ref_pred == labels).mean())
+    from trt_edge.tasks.metrics import macro_f1
+
     for cand, lg in zip(built, logits, strict=True):
         pred = lg.argmax(-1)
         cand.accuracy = float((pred == labels).mean())
+        cand.macro_f1 = macro_f1(pred, labels, int(lg.shape[-1]))
         cand.agreement = float((pred == ref_pred).mean())
         cand.passed = (ref_acc - cand.accuracy) * 100 <= budget_points
     for key, feed in feeds.items():

@@ -34,6 +34,8 @@ from trt_edge.tasks.metrics import argmax_agreement, classification_metrics
 log = get_logger("calibrate")
 
 INT8_ONNX = "model.int8.onnx"
+CPU_ONNX = "model.cpu.onnx"
+CPU_CANDIDATES = "cpu_candidates.json"
 CACHE_FILE = "calibration.cache"
 DATA_FILE = "calibration.npz"
 RANGES_FILE = "calibration.json"
@@ -87,6 +89,9 @@ def run(config: RunConfig, onnx: str | Path, out: str | Path) -> StageRecord:
             split.texts, split.labels, tokenizer, cfg.data, max_length,
             cfg.data.seed if cfg.data.seed is not None else task.data.seed, names,
             {"data_sha256": split.sha256(), "tokenizer": str(tok_dir)})
+
+    if "tensorrt" not in cfg.targets:  # the CPU artifact alone
+        return _run_cpu_only(task, cfg, onnx_path, names, tokenizer, data, calib, inputs, max_length, out)
 
     plan = placement.plan_placement(model, cfg.placement)
     if not plan.nodes:
@@ -224,6 +229,12 @@ def run(config: RunConfig, onnx: str | Path, out: str | Path) -> StageRecord:
             "cache_tensors": len(cache_scales) if write_cache_file else 0,
         }
         metrics.update(sparse)
+        if "cpu" in cfg.targets:
+            cpu_artifacts, cpu_metrics = _cpu_artifact(tmp, onnx_path, calib, names, evaluate.input_dtypes(fp32_sess),
+                                                       tokenizer, test.texts, test_arrays, test_lengths,
+                                                       np.asarray(test.labels), cfg)
+            artifacts.update(cpu_artifacts)
+            metrics.update(cpu_metrics)
         if not write_cache_file:
             metrics["calibration_cache_note"] = (f"TensorRT {cfg.trt_version} removed implicit calibration: "
                                                  "no cache written; model.int8.onnx carries the scales")
@@ -232,6 +243,59 @@ def run(config: RunConfig, onnx: str | Path, out: str | Path) -> StageRecord:
         record.write(tmp)
     log.info("INT8 accuracy %.4f vs fp32 %.4f (%d layers float); written to %s", int8_metrics["accuracy"],
              fp32_metrics["accuracy"], len(float_layers), out)
+    return record
+
+
+def _cpu_artifact(tmp: Path, onnx_path: Path, calib: calib_data.CalibrationSet, names: list[str],
+                  dtypes: dict[str, Any], tokenizer: Any, test_texts: list[str], test_arrays: dict[str, np.ndarray],
+                  test_lengths: np.ndarray, labels: np.ndarray,
+                  cfg: CalibrateConfig) -> tuple[dict[str, str], dict[str, Any]]:
+    """Build the CPU candidates from the same calibration set, measure them, keep the winner as
+    `model.cpu.onnx`; every candidate's accuracy and latency go into the metrics."""
+    import shutil
+
+    from trt_edge.quantize import cpu_target
+
+    head = calib.head(min(cfg.cpu.calibration_samples, len(calib)))
+    feeds = list(head.batches(16, names=names, dtypes=dtypes))
+    work = tmp / ".cpu_candidates"
+    candidates = cpu_target.build_candidates(onnx_path, feeds, work, cfg.cpu.candidates)
+    timed = cpu_target.latency_feeds(tokenizer, test_texts, names)
+    timed = {k: {n: v.astype(dtypes.get(n, np.int64)) for n, v in f.items()} for k, f in timed.items()}
+    winner = cpu_target.select_cpu_artifact(candidates, test_arrays, test_lengths, labels, cfg.cpu.budget, timed,
+                                            cfg.cpu.runs)
+    assert winner.path is not None
+    shutil.copyfile(winner.path, tmp / CPU_ONNX)
+    shutil.rmtree(work, ignore_errors=True)
+    table = [c.to_dict() for c in candidates]
+    atomic_write_json(tmp / CPU_CANDIDATES, {"budget_points": cfg.cpu.budget, "winner": winner.name,
+                                             "candidates": table})
+    metrics = {"cpu_artifact": winner.name, "cpu_accuracy": winner.accuracy, "cpu_macro_f1": winner.macro_f1,
+               "cpu_agreement": winner.agreement, "cpu_latency_ms": winner.latency_ms,
+               "cpu_speedup_vs_fp32": winner.speedup_vs_fp32, "cpu_onnx_bytes": (tmp / CPU_ONNX).stat().st_size,
+               "cpu_candidates": table}
+    return {"onnx_cpu": CPU_ONNX, "cpu_candidates": CPU_CANDIDATES}, metrics
+
+
+def _run_cpu_only(task: Any, cfg: CalibrateConfig, onnx_path: Path, names: list[str], tokenizer: Any, data: Any,
+                  calib: calib_data.CalibrationSet, inputs: dict[str, str], max_length: int,
+                  out: str | Path) -> StageRecord:
+    """`--target cpu`: the CPU artifact without the TensorRT Q/DQ model and cache."""
+    test = data.split("test")
+    test_arrays, test_lengths = calib_data.tokenize_padded(tokenizer, test.texts, max_length, names)
+    fp32_sess = evaluate.session(str(onnx_path))
+    with stage_output(out) as tmp:
+        data_sha = calib.save(tmp / DATA_FILE)
+        artifacts, metrics = _cpu_artifact(tmp, onnx_path, calib, names, evaluate.input_dtypes(fp32_sess), tokenizer,
+                                           test.texts, test_arrays, test_lengths, np.asarray(test.labels), cfg)
+        fp32 = next(c for c in metrics["cpu_candidates"] if c["name"] == "fp32")
+        metrics.update({"fp32_accuracy": fp32["accuracy"], "calibration_samples": len(calib),
+                        "calibration_sha256": data_sha, "targets": list(cfg.targets)})
+        record = StageRecord(stage="calibrate", config={"task": task.to_dict(), "calibrate": cfg.to_dict()},
+                             inputs=inputs, metrics=metrics, artifacts={**artifacts, "calibration_data": DATA_FILE})
+        record.write(tmp)
+    log.info("CPU artifact %s: accuracy %.4f (fp32 %.4f); written to %s", metrics["cpu_artifact"],
+             metrics["cpu_accuracy"], metrics["fp32_accuracy"], out)
     return record
 
 

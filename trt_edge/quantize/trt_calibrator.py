@@ -157,5 +157,5 @@ if TYPE_CHECKING:
     # mypy checks the mixin's methods against the tensorrt-stubs signatures through this combination
     # (the runtime class is built the same way in `make_entropy_calibrator`). Where mypy cannot read the
     # stubs (tensorrt_bindings without py.typed) the base is Any and the ignore applies.
-    class _TypeChecked(EntropyCalibratorImpl, trt.IInt8EntropyCalibrator2):  # type: ignore[misc]
+    class _TypeChecked(EntropyCalibratorImpl, trt.IInt8EntropyCalibrator2):  # type: ignore[misc, unused-ignore]
         pass
