@@ -40,14 +40,14 @@ def cache_root(cfg: DistillConfig) -> Path:
     return Path(root).expanduser()
 
 
-def _eval_fn(encoded: Encoded, labels: list[int], num_labels: int, batch_size: int) -> Any:
+def validation_eval_fn(encoded: Encoded, labels: list[int], num_labels: int, batch_size: int) -> Any:
     def run(model: Any) -> dict[str, float]:
         metrics, _ = evaluate(model, encoded, labels, num_labels, batch_size)
         return metrics
     return run
 
 
-def _with_labels(encoded: Encoded, labels: list[int], logits: np.ndarray | None = None) -> list[dict[str, Any]]:
+def training_features(encoded: Encoded, labels: list[int], logits: np.ndarray | None = None) -> list[dict[str, Any]]:
     import torch
 
     out = []
@@ -74,8 +74,8 @@ def finetune_classifier(model: Any, tokenizer: Any, data: TextClassificationData
         loss = F.cross_entropy(out.logits.float(), batch["labels"])
         return loss, {}
 
-    result = train(model, _with_labels(train_enc, data.train.labels), train_enc.pad_token_id, loss_fn, train_cfg,
-                   eval_fn=_eval_fn(val_enc, data.validation.labels, data.num_labels, task.eval_batch_size),
+    result = train(model, training_features(train_enc, data.train.labels), train_enc.pad_token_id, loss_fn, train_cfg,
+                   eval_fn=validation_eval_fn(val_enc, data.validation.labels, data.num_labels, task.eval_batch_size),
                    seed=seed, desc=desc)
     return {"best_epoch": result.best_epoch, "seconds": result.seconds, "steps": result.steps,
             "validation_accuracy": result.best_metrics["accuracy"]}
@@ -138,7 +138,8 @@ def teacher_train_logits(cfg: DistillConfig, teacher: LoadedClassifier, teacher_
     return logits, "miss"
 
 
-def build_student(cfg: DistillConfig, teacher: LoadedClassifier, data: TextClassificationData) -> tuple[Any, Any, dict[str, Any]]:
+def build_student(cfg: DistillConfig, teacher: LoadedClassifier,
+                  data: TextClassificationData) -> tuple[Any, Any, dict[str, Any]]:
     """The student model, its tokenizer, and how it was made (for stage.json)."""
     import torch
 
@@ -180,8 +181,10 @@ def distill_student(cfg: DistillConfig, task: TaskConfig, data: TextClassificati
             layer_map = uniform_layer_map(num_layers(student), num_layers(teacher.model))
         if hidden_size(student) != hidden_size(teacher.model) and cfg.hidden_weight > 0:
             projection = torch.nn.Linear(hidden_size(student), hidden_size(teacher.model))
-        if cfg.attention_weight > 0 and (student.config.num_attention_heads != teacher.model.config.num_attention_heads):
-            raise TrtEdgeError("distill.attention_weight needs the same number of attention heads in student and teacher")
+        heads = (student.config.num_attention_heads, teacher.model.config.num_attention_heads)
+        if cfg.attention_weight > 0 and heads[0] != heads[1]:
+            raise TrtEdgeError(f"distill.attention_weight needs the same number of attention heads in student and "
+                               f"teacher (student {heads[0]}, teacher {heads[1]})")
         teacher.model.eval()
         if cfg.attention_weight > 0:
             for m in (student, teacher.model):
@@ -202,8 +205,8 @@ def distill_student(cfg: DistillConfig, task: TaskConfig, data: TextClassificati
                              layer_map=layer_map, hidden_weight=cfg.hidden_weight,
                              attention_weight=cfg.attention_weight, projection=projection)
 
-    result = train(student, _with_labels(train_enc, data.train.labels, train_logits), train_enc.pad_token_id,
-                   loss_fn, cfg.train, eval_fn=_eval_fn(val_enc, data.validation.labels, data.num_labels,
+    result = train(student, training_features(train_enc, data.train.labels, train_logits), train_enc.pad_token_id,
+                   loss_fn, cfg.train, eval_fn=validation_eval_fn(val_enc, data.validation.labels, data.num_labels,
                                                         task.eval_batch_size),
                    seed=cfg.seed, desc="distill", extra_modules=[projection] if projection is not None else [])
     if cfg.attention_weight > 0:

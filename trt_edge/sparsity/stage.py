@@ -1,0 +1,231 @@
+"""The prune stage: dense student -> channel permutations -> 2:4 masks -> sparse recovery -> proof.
+
+Input: a distill stage folder (student `model/`, teacher `teacher/`) or a bare Hugging Face folder
+(then sparse distillation needs `prune.teacher`, or trains on labels only). Output folder: `model/`, a
+Hugging Face folder whose weights are exactly zero where masked, with `sparsity.json` inside it (which
+tensors are 2:4, along which axis, which permutations were applied, the kept magnitudes), and
+`stage.json`. Before saving, the permuted model is checked to compute the same function as the dense one
+(1e-5) and the saved folder is re-read by the checker: a tensor that lost its pattern is a bug, not a
+result.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from trt_edge.config import RunConfig
+from trt_edge.errors import GateError, TrtEdgeError
+from trt_edge.log import get_logger
+from trt_edge.sparsity.config import PruneConfig
+from trt_edge.sparsity.report import SPARSITY_FILE, SPARSITY_FORMAT, SPARSITY_VERSION
+from trt_edge.stage import STAGE_FILE, StageRecord, atomic_write_json, read_stage, sha256_tree, stage_output
+from trt_edge.tasks.config import TaskConfig
+
+log = get_logger("prune")
+
+EQUIVALENCE_TOLERANCE = 1e-5
+
+
+def _task_config(config: RunConfig, model_dir: Path) -> tuple[TaskConfig, str]:
+    """The task section of the run config, else the one the distill stage that made the model used."""
+    if config.raw.get("task"):
+        return config.section("task"), "config"
+    if (model_dir / STAGE_FILE).is_file():
+        task = read_stage(model_dir).get("config", {}).get("task")
+        if isinstance(task, dict):
+            return TaskConfig.from_dict(task, "task"), f"{model_dir / STAGE_FILE}"
+    return config.section("task"), "defaults"
+
+
+def _inputs(model_dir: Path, cfg: PruneConfig) -> tuple[Path, Path | None, Path | None]:
+    """(student folder, teacher folder or None, teacher test logits or None) for a stage or bare folder."""
+    from trt_edge.stage import stage_artifact
+    from trt_edge.tasks.models import resolve_model_path
+
+    if not model_dir.exists():
+        raise TrtEdgeError(f"model folder not found: {model_dir}")
+    if (model_dir / STAGE_FILE).is_file():
+        data = read_stage(model_dir)
+        student = stage_artifact(model_dir, "model")
+        teacher = stage_artifact(model_dir, "teacher") if "teacher" in data["artifacts"] else None
+        if cfg.teacher:
+            teacher = resolve_model_path(cfg.teacher)
+        logits = teacher / "test_logits.npy" if teacher is not None and (teacher / "test_logits.npy").is_file() \
+            else None
+        return student, teacher, logits
+    student = resolve_model_path(str(model_dir))
+    return student, (resolve_model_path(cfg.teacher) if cfg.teacher else None), None
+
+
+def _aggregate(kept: dict[str, float], totals: dict[str, float]) -> float:
+    total = sum(totals.values())
+    return sum(kept[k] * totals[k] for k in kept) / total if total > 0 else 1.0
+
+
+def run(config: RunConfig, model_dir: str | Path, out: str | Path) -> StageRecord:
+    """Prune the model in `model_dir` to 2:4, recover its accuracy, and write the stage folder `out`."""
+    import torch
+
+    from trt_edge.distill.stage import teacher_train_logits, training_features, validation_eval_fn
+    from trt_edge.sparsity.masks import Masks, Sparse24Config, apply_masks, compute_masks
+    from trt_edge.sparsity.permutation import max_output_change, model_outputs, permute_model_, random_inputs
+    from trt_edge.sparsity.torch_check import check_model_sparsity
+    from trt_edge.tasks.data import load_data, resolve_data_source
+    from trt_edge.tasks.metrics import classification_metrics
+    from trt_edge.tasks.models import load_classifier, save_classifier
+    from trt_edge.tasks.text_classification import encode, evaluate
+
+    started = time.perf_counter()
+    cfg: PruneConfig = config.section("prune")
+    model_path = Path(model_dir)
+    task, task_source = _task_config(config, model_path)
+    student_dir, teacher_dir, teacher_test_logits = _inputs(model_path, cfg)
+    data = load_data(task.data)
+    loaded = load_classifier(student_dir, data.label_names, cfg.trust_remote_code)
+    if not loaded.head_trained and not cfg.recover:
+        raise TrtEdgeError(f"{student_dir}: {loaded.head_note}; prune a trained classifier or keep prune.recover on")
+    model, tokenizer = loaded.model, loaded.tokenizer
+    teacher = None  # checked now, so a wrong teacher fails before minutes of work
+    if cfg.recover and teacher_dir is not None and cfg.alpha > 0:
+        teacher = load_classifier(teacher_dir, data.label_names, cfg.trust_remote_code)
+        if not teacher.head_trained:
+            raise TrtEdgeError(f"teacher {teacher_dir}: {teacher.head_note}; give a fine-tuned teacher "
+                               "(the distill stage's teacher/ folder) or set prune.alpha to 0")
+        if teacher.tokenizer.get_vocab() != tokenizer.get_vocab():
+            raise TrtEdgeError(f"teacher {teacher_dir}: its tokenizer differs from the student's; sparse "
+                               "distillation needs the same tokenization")
+    method = Sparse24Config(include=list(cfg.include), exclude=list(cfg.exclude))
+    plain = compute_masks(model, method)  # validates the patterns and finds the layers before any work
+    torch.manual_seed(cfg.seed)
+    test = data.test
+    test_enc = encode(tokenizer, test.texts, task.max_length)
+    dense_metrics, _ = evaluate(model, test_enc, test.labels, data.num_labels, task.eval_batch_size)
+    log.info("dense test accuracy %.4f", dense_metrics["accuracy"])
+
+    permutations: list[Any] = []
+    permutation_skipped: dict[str, str] = {}
+    max_change = 0.0
+    if cfg.permute:
+        probe = random_inputs(model, seed=cfg.seed)
+        before = model_outputs(model, probe)
+        permutations, permutation_skipped = permute_model_(model, set(plain), cfg.permutation_seconds,
+                                                           cfg.permutation_seed)
+        max_change = max_output_change(before, model_outputs(model, probe))
+        scale = max(1.0, float(before.abs().max()))
+        if max_change > EQUIVALENCE_TOLERANCE * scale:
+            raise RuntimeError(f"channel permutation changed the model's outputs by {max_change:.3g} "
+                               f"(tolerance {EQUIVALENCE_TOLERANCE * scale:.3g}): a bug in trt-edge, please report it")
+        log.info("permuted %d layer pairs; largest output change %.2e", len(permutations), max_change)
+    masks: Masks = compute_masks(model, method)
+    by_consumer = {f"{p.pair.consumer}.weight": p for p in permutations}
+    by_producer = {f"{p.pair.producer}.weight": p for p in permutations}
+
+    pruned = copy.deepcopy(model)
+    apply_masks(pruned, masks)
+    pruned_metrics, _ = evaluate(pruned, test_enc, test.labels, data.num_labels, task.eval_batch_size)
+    del pruned
+    log.info("pruned test accuracy before recovery %.4f", pruned_metrics["accuracy"])
+
+    recovery: dict[str, Any] = {"skipped": True}
+    teacher_info: dict[str, Any] = {"teacher": str(teacher_dir) if teacher_dir else None}
+    if cfg.recover:
+        train_enc = encode(tokenizer, data.train.texts, task.max_length)
+        val_enc = encode(tokenizer, data.validation.texts, task.max_length)
+        train_logits = None
+        if teacher is not None and teacher_dir is not None:
+            from trt_edge.distill.config import DistillConfig
+
+            train_logits, cache = teacher_train_logits(DistillConfig(cache_dir=cfg.cache_dir), teacher, teacher_dir,
+                                                       train_enc, task.eval_batch_size)
+            teacher_info["teacher_logits_cache"] = cache
+            teacher = None
+        elif cfg.alpha > 0 and teacher_dir is None:
+            log.warning("no teacher (a bare model folder and no prune.teacher): recovery trains on labels only")
+        from trt_edge.sparsity.recovery import recover
+
+        evaluate_fn = validation_eval_fn(val_enc, data.validation.labels, data.num_labels, task.eval_batch_size)
+        result = recover(model, masks, training_features(train_enc, data.train.labels), train_enc.pad_token_id,
+                         cfg.train, eval_fn=evaluate_fn,
+                         teacher_logits=train_logits, alpha=cfg.alpha, temperature=cfg.temperature,
+                         schedule=cfg.schedule, gradual_steps=cfg.gradual_steps,
+                         gradual_fraction=cfg.gradual_fraction, seed=cfg.seed)
+        recovery = result.to_dict()
+    apply_masks(model, masks)
+    sparse_metrics, _ = evaluate(model, test_enc, test.labels, data.num_labels, task.eval_batch_size)
+    log.info("sparse test accuracy %.4f (dense %.4f)", sparse_metrics["accuracy"], dense_metrics["accuracy"])
+
+    params = dict(model.named_parameters())
+    tensors: dict[str, Any] = {}
+    for name, mask in masks.items():
+        perm = by_consumer.get(name)
+        tensors[name] = {
+            "pattern": "2:4", "axis": 1, "layout": "[out, in] (torch Linear weight; ONNX MatMul B axis 0, "
+                                                   "Gemm transB=1 axis 1)",
+            "shape": list(params[name].shape),
+            "kept_magnitude": masks.kept_magnitude[name],
+            "kept_magnitude_without_permutation": plain.kept_magnitude[name],
+            "input_channels_permuted": perm.pair.kind if perm else None,
+            "output_channels_permuted": by_producer[name].pair.kind if name in by_producer else None,
+            "zeros": int((~mask).sum()),
+        }
+    kept = masks.overall_kept_magnitude()
+    kept_plain = _aggregate({k: plain.kept_magnitude[k] for k in masks}, {k: plain.total_magnitude[k] for k in masks})
+    sparsity_doc: dict[str, Any] = {
+        "format": SPARSITY_FORMAT, "version": SPARSITY_VERSION, "pattern": "2:4", "method": cfg.method,
+        "tensors": tensors, "skipped": dict(masks.skipped),
+        "permutations": [p.to_dict() for p in permutations], "permutation_skipped": permutation_skipped,
+        "kept_magnitude": kept, "kept_magnitude_without_permutation": kept_plain,
+        "note": "kept magnitudes are measured when the masks were chosen, before recovery fine-tuning",
+    }
+    accuracy_drop = 100 * (dense_metrics["accuracy"] - sparse_metrics["accuracy"])
+    metrics: dict[str, Any] = {
+        "dense_accuracy": dense_metrics["accuracy"], "dense_macro_f1": dense_metrics["macro_f1"],
+        "pruned_accuracy_before_recovery": pruned_metrics["accuracy"],
+        "pruned_macro_f1_before_recovery": pruned_metrics["macro_f1"],
+        "sparse_accuracy": sparse_metrics["accuracy"], "sparse_macro_f1": sparse_metrics["macro_f1"],
+        "accuracy_drop_points": accuracy_drop,
+        "kept_magnitude": kept, "kept_magnitude_without_permutation": kept_plain,
+        "sparse_layers": len(masks), "skipped_layers": len(masks.skipped), "skipped": dict(masks.skipped),
+        "permuted_layers": len(permutations), "permutation_skipped": permutation_skipped,
+        "permutation_max_output_change": max_change,
+        "permutation_seconds": sum(p.seconds for p in permutations),
+        "layers": {name: {k: tensors[name][k] for k in ("kept_magnitude", "kept_magnitude_without_permutation",
+                                                        "input_channels_permuted")} for name in tensors},
+        "recovery": recovery, "schedule": cfg.schedule, "task_config_from": task_source,
+        "head": loaded.head_note, **teacher_info,
+    }
+    if teacher_test_logits is not None:
+        logits = np.load(teacher_test_logits, allow_pickle=False)
+        if logits.shape[0] == len(test.labels):
+            metrics["teacher_accuracy"] = classification_metrics(logits, test.labels, data.num_labels)["accuracy"]
+    if cfg.max_accuracy_drop is not None and accuracy_drop > cfg.max_accuracy_drop:
+        raise GateError(f"sparse accuracy is {accuracy_drop:.2f} points below dense, more than "
+                        f"prune.max_accuracy_drop={cfg.max_accuracy_drop}",
+                        {"dense_accuracy": dense_metrics["accuracy"], "sparse_accuracy": sparse_metrics["accuracy"],
+                         "pruned_accuracy_before_recovery": pruned_metrics["accuracy"]})
+
+    record = StageRecord(
+        stage="prune",
+        config={"task": task.to_dict(), "prune": cfg.to_dict()},
+        inputs={"model": sha256_tree(model_path), "data": sha256_tree(resolve_data_source(task.data.source)),
+                **({"teacher": sha256_tree(teacher_dir)} if teacher_dir is not None else {})},
+        artifacts={"model": "model", "sparsity": f"model/{SPARSITY_FILE}"},
+    )
+    with stage_output(out) as tmp:
+        save_classifier(model, tokenizer, tmp / "model")
+        atomic_write_json(tmp / "model" / SPARSITY_FILE, sparsity_doc)
+        proof = check_model_sparsity(tmp / "model")
+        if not proof.ok:
+            raise RuntimeError(f"saved weights lost the 2:4 pattern in {proof.violations}: a bug in trt-edge")
+        metrics["checker_pass_rate"] = proof.expected_pass_rate()
+        metrics["seconds"] = time.perf_counter() - started
+        metrics["data"] = data.fingerprint()
+        record.metrics = json.loads(json.dumps(metrics, default=str))
+        record.write(tmp)
+    return record
