@@ -44,6 +44,22 @@ def tiny_config(tiny_bert_dir: Path, demo_data_config, tmp_path_factory: pytest.
     return path
 
 
+def _check_rendered(html: Path, png: Path) -> None:
+    """The self-contained report renders in headless Chromium: table rows in the DOM, plots decoded, and a
+    screenshot that is not blank."""
+    from .chromium import chromium, render
+
+    if chromium() is None:  # tests/pipeline/test_report.py reports the skip; this test checks the pipeline
+        return
+    dom = render(html, png)
+    assert "<table" in dom and "teacher" in dom and dom.count("<tr>") >= 5
+    assert dom.count("data:image/png;base64,") >= 2
+    import matplotlib.image
+
+    pixels = matplotlib.image.imread(str(png))
+    assert pixels.shape[0] > 500 and pixels.std() > 0.05  # text, table and plots, not an empty page
+
+
 def _recorded(run_dir: Path) -> set[str]:
     try:
         return set(json.loads((run_dir / RUN_FILE).read_text()).get("stages", {}))
@@ -87,6 +103,7 @@ def test_killed_pipeline_resumes_without_recomputing(tiny_config: Path, tmp_path
     for stage in ("prune", "export", "export-teacher", "calibrate", "build", "profile", "report"):
         assert (run_dir / stage / "stage.json").is_file(), stage
     assert (run_dir / "report" / "report.html").read_text().startswith("<!doctype html>")
+    _check_rendered(run_dir / "report" / "report.html", tmp_path / "report.png")
     comparison = json.loads((run_dir / "profile" / "comparison.json").read_text())
     assert {m["label"] for m in comparison["models"]} >= {"teacher fp32", "student fp32"}
 

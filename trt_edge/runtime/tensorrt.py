@@ -183,3 +183,39 @@ class TensorRTRunner(Runner):
             backend.dtoh(array, self._buffers[name][0])
         backend.synchronize()
         return results
+
+    # per-layer times ---------------------------------------------------------------------------
+    def layer_times(self, feed: Mapping[str, np.ndarray], runs: int = 20) -> dict[str, list[float]]:
+        """Per-layer times (ms) over `runs` inferences, through TensorRT's IProfiler.
+
+        Layer names are meaningful when the plan was built with profiling verbosity `layer_names_only` or
+        `detailed` (trt-edge's default). With a profiler attached, enqueue waits for the layer timings, so
+        this runs separately from the latency benchmark; CUDA-graph replay is off while it runs.
+        """
+        context = self._context
+        if context is None:
+            raise RuntimeError("tensorrt: not active")
+        times: dict[str, list[float]] = {}
+        graphs, self.cuda_graph = self.cuda_graph, False
+        context.profiler = _layer_timer(times)
+        try:
+            for _ in range(runs):
+                self.infer_impl(feed)
+        finally:
+            context.profiler = None  # type: ignore[assignment, unused-ignore]
+            self.cuda_graph = graphs
+        return times
+
+
+def _layer_timer(times: dict[str, list[float]]) -> trt.IProfiler:
+    """An IProfiler that appends each reported layer time to `times`."""
+
+    class LayerTimer(trt.IProfiler):  # type: ignore[misc, unused-ignore]
+        def __init__(self) -> None:
+            trt.IProfiler.__init__(self)
+
+        def report_layer_time(self, layer_name: str, ms: float) -> None:
+            times.setdefault(layer_name, []).append(float(ms))
+
+    return LayerTimer()
+
