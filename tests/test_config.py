@@ -35,7 +35,7 @@ def test_unknown_key_names_the_nearest(tmp_path: Path) -> None:
         load_config(None, {"distil.alpha": 0.1})
     path = tmp_path / "c.yaml"
     path.write_text("distil:\n  alpha: 0.1\n")
-    with pytest.raises(TrtEdgeError, match="unknown config section 'distil'.*did you mean 'distill'"):
+    with pytest.raises(TrtEdgeError, match=r"unknown config section 'distil'.*did you mean 'distill'"):
         load_config(path)
 
 

@@ -95,7 +95,8 @@ def _coerce(value: Any, tp: Any, where: str) -> Any:
     if origin is typing.Literal:
         if value not in get_args(tp):
             choices = ", ".join(repr(a) for a in get_args(tp))
-            raise TrtEdgeError(f"{where}: {value!r} is not one of {choices}{nearest(str(value), map(str, get_args(tp)))}")
+            hint = nearest(str(value), map(str, get_args(tp)))
+            raise TrtEdgeError(f"{where}: {value!r} is not one of {choices}{hint}")
         return value
     if isinstance(tp, type) and issubclass(tp, ConfigBase):
         if isinstance(value, tp):

@@ -94,7 +94,7 @@ def test_missing_and_undecodable_sources(tmp_path: Path) -> None:
         load_data(DataConfig(source=str(tmp_path / "none.csv")))
     bad = tmp_path / "latin.csv"
     bad.write_bytes("text,label\ncaf\xe9,a\nb,b\n".encode("latin-1"))
-    with pytest.raises(TrtEdgeError, match="not utf-8 text.*task.data.encoding"):
+    with pytest.raises(TrtEdgeError, match=r"not utf-8 text.*task\.data\.encoding"):
         load_data(DataConfig(source=str(bad)))
     with pytest.raises(TrtEdgeError, match="unknown demo data set"):
         load_data(DataConfig(source="demo:nothing"))

@@ -31,7 +31,7 @@ def test_saved_head_with_matching_labels_is_trained(tiny_bert_dir: Path) -> None
 def test_folder_problems_are_clear(tmp_path: Path, tiny_bert_dir: Path) -> None:
     with pytest.raises(TrtEdgeError, match="model folder not found"):
         load_classifier(tmp_path / "nothing", LABELS)
-    with pytest.raises(TrtEdgeError, match="no config.json"):
+    with pytest.raises(TrtEdgeError, match=r"no config\.json"):
         load_classifier(tmp_path, LABELS)
     folder = tmp_path / "noweights"
     shutil.copytree(tiny_bert_dir, folder)

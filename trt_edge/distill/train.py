@@ -9,6 +9,7 @@ so every use differs only in what it computes from a batch; `on_step` runs after
 from __future__ import annotations
 
 import math
+import sys
 import time
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
@@ -122,7 +123,7 @@ def train(model: torch.nn.Module, features: Sequence[dict[str, Any]], pad_token_
     started = time.perf_counter()
     examples = 0
     bar = tqdm(total=total, desc=desc, unit="step", disable=not (show_progress and accelerator.is_main_process),
-               dynamic_ncols=True, leave=False)
+               dynamic_ncols=True, leave=False, mininterval=0.1 if sys.stderr.isatty() else 10.0)
     for epoch in range(cfg.epochs):
         model.train()
         running = 0.0

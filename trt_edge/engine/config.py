@@ -18,7 +18,8 @@ MEMORY_POOLS = {"dla_sram": "dlaSRAM", "dla_local_dram": "dlaLocalDRAM", "dla_gl
 class BuildConfig(ConfigBase):
     """TensorRT engine build: precision, sparsity, shapes, memory, DLA, plugins, target.
 
-    precision (str): `auto` (`int8-qdq` when the ONNX carries Q/DQ nodes, else `fp16`), `fp16` (weak typing, FP16 flag; TensorRT <= 10), `int8-qdq` (a Q/DQ ONNX built
+    precision (str): `auto` (`int8-qdq` when the ONNX carries Q/DQ nodes, else `fp16`),
+        `fp16` (weak typing, FP16 flag; TensorRT <= 10), `int8-qdq` (a Q/DQ ONNX built
         strongly typed; 8.x falls back to the INT8+FP16 flags), `int8-cache` (implicit INT8 from a
         calibration cache; TensorRT <= 10 only), `best` (FP16+INT8 flags, TensorRT <= 10), `fp8-qdq`
         (FP8 Q/DQ ONNX, strongly typed; Thor only), `typed` (strongly typed, every precision taken from

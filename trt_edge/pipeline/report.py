@@ -86,8 +86,10 @@ def collect(run_dir: Path) -> tuple[list[Row], dict[str, Any], dict[str, dict[st
                              f"argmax agreement {e.get('argmax_agreement', float('nan')):.4f}"))
     if "calibrate" in stages:
         c = stages["calibrate"]["metrics"]
+        arts = stages["calibrate"].get("artifacts", {})
+        qdq = run_dir / "calibrate" / arts["onnx"] if "onnx" in arts else None
         rows.append(Row("student INT8 Q/DQ (TensorRT)", "calibrate", c.get("int8_accuracy"),
-                        _first(c, "int8_macro_f1"), None, _first(c, "int8_onnx_bytes", "onnx_bytes"), "onnx",
+                        _first(c, "int8_macro_f1"), None, qdq.stat().st_size if qdq and qdq.is_file() else None, "onnx",
                         "student INT8 Q/DQ (TensorRT)", note=f"{c.get('method', '')} calibration"))
         if c.get("cpu_accuracy") is not None:
             rows.append(Row("student INT8 (CPU)", "calibrate", c.get("cpu_accuracy"), c.get("cpu_macro_f1"), None,
@@ -139,38 +141,32 @@ def plots(rows: list[Row], shapes: list[str]) -> dict[str, str]:
     out: dict[str, str] = {}
     ref = f"b{REFERENCE_SHAPE[0]}s{REFERENCE_SHAPE[1]}"
     ref = ref if ref in shapes else (shapes[0] if shapes else ref)
-    with_lat = [r for r in rows if r.accuracy is not None and ref in r.latency_ms]
-    if with_lat:
+    acc = {r.model: 100 * r.accuracy for r in rows if r.accuracy is not None}
+    latency = [(r.model, r.latency_ms[ref], acc[r.model]) for r in rows if r.model in acc and ref in r.latency_ms]
+    size = [(r.model, r.size_bytes / 1e6, acc[r.model]) for r in rows if r.model in acc and r.size_bytes]
+    for key, points, xlabel, title in (
+        ("accuracy_vs_latency", latency, f"ONNX Runtime CPU latency, median ms ({ref})", "Accuracy vs latency"),
+        ("accuracy_vs_size", size, "size on disk (MB)", "Accuracy vs size"),
+    ):
+        if not points:
+            continue
         fig, ax = plt.subplots(figsize=(6, 4))
-        for r in with_lat:
-            ax.scatter(r.latency_ms[ref], 100 * r.accuracy, s=60)
-            ax.annotate(r.model, (r.latency_ms[ref], 100 * r.accuracy), textcoords="offset points", xytext=(5, 5),
-                        fontsize=8)
-        ax.set_xlabel(f"ONNX Runtime CPU latency, median ms ({ref})")
+        merged: dict[tuple[float, float], list[str]] = {}
+        for label, x, y in points:  # the same model file reached by two stages gets one point, both names
+            merged.setdefault((round(x, 6), round(y, 6)), []).append(label)
+        for (x, y), labels in merged.items():
+            ax.scatter(x, y, s=60)
+            ax.annotate(" / ".join(labels), (x, y), textcoords="offset points", xytext=(5, 5), fontsize=8)
+        ax.set_xlabel(xlabel)
         ax.set_ylabel("test accuracy (%)")
-        ax.set_title("Accuracy vs latency")
+        ax.set_title(title)
         ax.grid(alpha=0.3)
-        out["accuracy_vs_latency"] = _png(fig)
+        out[key] = _png(fig)
         plt.close(fig)
-    with_size = [r for r in rows if r.accuracy is not None and r.size_bytes]
-    if with_size:
-        fig, ax = plt.subplots(figsize=(6, 4))
-        for r in with_size:
-            ax.scatter(r.size_bytes / 1e6, 100 * r.accuracy, s=60)
-            ax.annotate(r.model, (r.size_bytes / 1e6, 100 * r.accuracy), textcoords="offset points", xytext=(5, 5),
-                        fontsize=8)
-        ax.set_xlabel("size on disk (MB)")
-        ax.set_ylabel("test accuracy (%)")
-        ax.set_title("Accuracy vs size")
-        ax.grid(alpha=0.3)
-        out["accuracy_vs_size"] = _png(fig)
-        plt.close(fig)
-    staged = [r for r in rows if r.accuracy is not None]
-    if staged:
+    if acc:
         fig, ax = plt.subplots(figsize=(7, 3.6))
-        ax.barh([r.model for r in staged][::-1], [100 * r.accuracy for r in staged][::-1], color="#4c72b0")
-        lo = min(100 * r.accuracy for r in staged)
-        ax.set_xlim(max(0.0, lo - 10), 100)
+        ax.barh(list(acc)[::-1], list(acc.values())[::-1], color="#4c72b0")
+        ax.set_xlim(max(0.0, min(acc.values()) - 10), 100)
         ax.set_xlabel("test accuracy (%)")
         ax.set_title("Accuracy at every stage")
         out["accuracy_per_stage"] = _png(fig)
@@ -230,9 +226,24 @@ def _engine_note(build: dict[str, Any]) -> str:
     return "Build stage output: " + ", ".join(f"{k}: {v}" for k, v in arts.items())
 
 
+def _speedup_table(comparison: dict[str, Any]) -> tuple[str, list[str], list[list[str]]] | None:
+    if not comparison.get("shapes"):
+        return None
+    labels = [m["label"] for m in comparison["models"]]
+    rows = [[f"b{p['batch']} s{p['seq']}", *(f"{p['speedup_vs_first'][label]:.2f}×" for label in labels)]
+            for p in comparison["shapes"]]
+    return f"Speed-up against {comparison.get('reference')} (median latency ratio, same run)", ["shape", *labels], rows
+
+
 def _html(title: str, head: list[str], body: list[list[str]], markdown_extra: list[str],
-          images: dict[str, str]) -> str:
+          images: dict[str, str], speedups: tuple[str, list[str], list[list[str]]] | None = None) -> str:
     esc = html.escape
+    speed = ""
+    if speedups is not None:
+        caption, s_head, s_rows = speedups
+        speed = (f"<h2>{esc(caption)}</h2><table><thead><tr>" + "".join(f"<th>{esc(h)}</th>" for h in s_head)
+                 + "</tr></thead><tbody>" + "".join("<tr>" + "".join(f"<td>{esc(c)}</td>" for c in row) + "</tr>"
+                                                    for row in s_rows) + "</tbody></table>")
     rows = "\n".join("<tr>" + "".join(f"<td>{esc(c)}</td>" for c in row) + "</tr>" for row in body)
     figs = "\n".join(f'<figure><img alt="{esc(k)}" src="data:image/png;base64,{v}">'
                      f'<figcaption>{esc(k.replace("_", " "))}</figcaption></figure>' for k, v in images.items())
@@ -253,6 +264,7 @@ figure {{ display: inline-block; margin: 0.5rem; }} img {{ max-width: 560px; }}
 {rows}
 </tbody></table>
 {extra}
+{speed}
 <div class="plots">{figs}</div>
 </body></html>
 """
@@ -273,11 +285,11 @@ def write_report(run_dir: str | Path, out: str | Path) -> tuple[Path, Path]:
     for name, data in images.items():
         (folder / f"{name}.png").write_bytes(base64.b64decode(data))
     md_path = atomic_write_text(folder / "report.md", md)
-    extra = [_latency_note(comparison), *_speedups(comparison)]
+    extra = [_latency_note(comparison)]
     if "build" in stages:
         extra.append(_engine_note(stages["build"]))
     html_path = atomic_write_text(folder / "report.html", _html(f"trt-edge report: {root.name}", head, body,
-                                                                 extra, images))
+                                                                 extra, images, _speedup_table(comparison)))
     return md_path, html_path
 
 
