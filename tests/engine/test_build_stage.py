@@ -119,7 +119,12 @@ def test_bad_plans_are_refused(tiny_onnx_dir: Path, tmp_path: Path, overrides: d
 
 def test_fp16_on_a_qdq_model_is_refused(qdq_onnx: Path, tmp_path: Path) -> None:
     with pytest.raises(TrtEdgeError, match="has Q/DQ nodes but precision is fp16"):
-        _build(qdq_onnx, tmp_path / "b")
+        _build(qdq_onnx, tmp_path / "b", precision="fp16")
+
+
+def test_auto_precision_follows_the_onnx(qdq_onnx: Path, tiny_onnx_dir: Path, tmp_path: Path) -> None:
+    assert _build(qdq_onnx, tmp_path / "q").metrics["precision"] == "int8-qdq"
+    assert _build(tiny_onnx_dir / "model.onnx", tmp_path / "f").metrics["precision"] == "fp16"
 
 
 def test_corrupt_onnx_and_missing_input(tmp_path: Path) -> None:

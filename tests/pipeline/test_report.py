@@ -48,11 +48,13 @@ def run_dir(tmp_path: Path) -> Path:
 
 def test_report_table_and_speedups(run_dir: Path, tmp_path: Path) -> None:
     rows, comparison, _ = collect(run_dir)
+    assert comparison["reference"] == "teacher fp32"
     by_model = {r.model: r for r in rows}
     assert by_model["teacher"].latency_ms == {"b1s64": 6.0}
     assert by_model["student INT8 (CPU)"].accuracy == 0.862
     assert by_model["sparse student (2:4)"].latency_ms == {"b1s64": 3.0}
-    md, html = write_report(run_dir, tmp_path / "report")
+    md, page = write_report(run_dir, tmp_path / "report")
+    assert "<h2>Speed-up against teacher fp32" in page.read_text()
     text = md.read_text()
     assert "| b1 s64 | 1.00× | 2.00× | 1.09× | 5.00× |" in text
     assert "on-device build bundle" in text

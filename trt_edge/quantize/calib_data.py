@@ -22,12 +22,12 @@ import numpy as np
 from trt_edge.errors import TrtEdgeError
 from trt_edge.log import get_logger
 from trt_edge.quantize.config import CalibrationDataConfig
+from trt_edge.runtime.text import TOKENIZER_FILES, config_strings, has_tokenizer
 from trt_edge.stage import atomic_write_bytes, sha256_file
 
 log = get_logger("calibrate")
 
 MODEL_INPUTS = ("input_ids", "attention_mask", "token_type_ids")
-TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json", "vocab.txt")
 
 
 @dataclass
@@ -160,10 +160,6 @@ def _sha_ints(values: Sequence[int]) -> str:
     return sha256_json([int(v) for v in values])
 
 
-def has_tokenizer(folder: Path) -> bool:
-    return folder.is_dir() and any((folder / f).is_file() for f in TOKENIZER_FILES)
-
-
 def find_tokenizer(onnx_path: Path, explicit: str | None = None) -> Path:
     """The tokenizer folder for an ONNX file: `explicit`, the ONNX file's folder, its stage folder, a
     model folder the export stage recorded in its stage.json (config or inputs), or the `model`
@@ -184,7 +180,7 @@ def find_tokenizer(onnx_path: Path, explicit: str | None = None) -> Path:
             record = json.loads(stage_file.read_text(encoding="utf-8"))
         except (OSError, json.JSONDecodeError):
             continue
-        values = [*_strings(record.get("config", {})), *record.get("inputs", {}).keys()]
+        values = [*config_strings(record.get("config", {})), *record.get("inputs", {}).keys()]
         for value in values:
             if value.startswith("demo:"):
                 from trt_edge.tasks.models import resolve_model_path
@@ -219,13 +215,3 @@ def find_tokenizer(onnx_path: Path, explicit: str | None = None) -> Path:
     raise TrtEdgeError(f"{onnx_path}: no tokenizer found next to the ONNX file or in the model folder its "
                        "export stage recorded; pass --tokenizer MODEL_DIR")
 
-
-def _strings(value: Any) -> Iterator[str]:
-    if isinstance(value, str):
-        yield value
-    elif isinstance(value, dict):
-        for v in value.values():
-            yield from _strings(v)
-    elif isinstance(value, list):
-        for v in value:
-            yield from _strings(v)

@@ -41,15 +41,16 @@ def has_tokenizer(folder: Path) -> bool:
     return folder.is_dir() and any((folder / name).is_file() for name in TOKENIZER_FILES)
 
 
-def _strings(value: Any) -> Iterator[str]:
+def config_strings(value: Any) -> Iterator[str]:
+    """Every string inside a JSON-like value (the paths a stage.json config records, say)."""
     if isinstance(value, str):
         yield value
     elif isinstance(value, dict):
         for v in value.values():
-            yield from _strings(v)
+            yield from config_strings(v)
     elif isinstance(value, list):
         for v in value:
-            yield from _strings(v)
+            yield from config_strings(v)
 
 
 def find_tokenizer(model_file: str | os.PathLike[str], explicit: str | os.PathLike[str] | None = None) -> Path:
@@ -75,7 +76,7 @@ def find_tokenizer(model_file: str | os.PathLike[str], explicit: str | os.PathLi
             record = json.loads(stage.read_text(encoding="utf-8"))
         except (OSError, json.JSONDecodeError):
             continue
-        for value in _strings(record.get("config", {})):
+        for value in config_strings(record.get("config", {})):
             if value.startswith("demo:") or "/" in value:
                 candidates.append(Path(value) if not value.startswith("demo:") else _demo(value))
     for candidate in candidates:
