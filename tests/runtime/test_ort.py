@@ -12,14 +12,7 @@ from trt_edge.errors import TrtEdgeError
 from trt_edge.runtime.base import Runner
 from trt_edge.runtime.ort import OnnxRuntimeRunner, resolve_providers
 
-DEMO_TEXTS = [
-    "I love this so much, best day ever!",
-    "This is terrible, I hate waiting in line for hours.",
-    "The meeting is at 3pm in room 4.",
-    "what a wonderful surprise, thank you all",
-    "worst service I have ever had, never again",
-    "I am so sad and tired today",
-]
+from .texts import DEMO_TEXTS
 
 
 def _feed(model_dir: Path, texts: list[str]) -> dict[str, np.ndarray]:

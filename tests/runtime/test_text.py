@@ -12,14 +12,9 @@ from trt_edge.errors import TrtEdgeError
 from trt_edge.runtime.ort import OnnxRuntimeRunner
 from trt_edge.runtime.text import TextClassifier, find_tokenizer, softmax
 
-TEXTS = [
-    "I love this so much, best day ever!",
-    "This is terrible, I hate waiting in line for hours.",
-    "The meeting is at 3pm in room 4.",
-    "what a wonderful surprise, thank you all",
-    "worst service I have ever had, never again",
-    "I am so sad and tired today",
-]
+from .texts import DEMO_TEXTS
+
+TEXTS = DEMO_TEXTS
 
 
 def test_student_classifies_like_pytorch(student_onnx_file: Path, minilm_student_dir: Path) -> None:

@@ -15,7 +15,6 @@ from __future__ import annotations
 import contextlib
 import inspect
 import json
-import os
 import tempfile
 import warnings
 from collections.abc import Iterator
@@ -25,6 +24,7 @@ from typing import Any
 
 from trt_edge.errors import TrtEdgeError
 from trt_edge.log import get_logger
+from trt_edge.stage import atomic_write_bytes
 
 log = get_logger("export")
 
@@ -278,15 +278,7 @@ def save_model(model: Any, path: Path) -> bool:
         onnx.save_model(model, str(path), save_as_external_data=True, all_tensors_to_one_file=True,
                         location=location, size_threshold=1024)
         return True
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    os.close(fd)
-    try:
-        onnx.save_model(model, tmp)
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(tmp)
-        raise
+    atomic_write_bytes(path, model.SerializeToString())
     return False
 
 
