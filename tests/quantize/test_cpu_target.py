@@ -22,11 +22,23 @@ def test_cpu_candidates_are_built_portable_and_the_winner_is_within_budget(
         assert table[name]["path"], table[name]["note"]
         assert table[name]["accuracy"] is not None and "b1s64" in table[name]["latency_ms"]
     assert table["fp32"]["agreement"] == 1.0
+    # Our attention fusion found all three blocks of the real student (ONNX Runtime's optimizer finds none).
+    assert "attention Attention×3" in table["fused"]["note"], table["fused"]["note"]
+    # Every file is timed under each session variant as well, as its own row.
+    assert {"fp32/no-sln", "fused-dynamic-int8/no-sln"} <= set(table)
+    assert table["fused-dynamic-int8/no-sln"]["disabled_optimizers"] == ["SkipLayerNormFusion"]
+    assert "b1s128" in table["fused-dynamic-int8/no-sln"]["latency_ms"]
     winner = table[m["cpu_artifact"]]
     assert winner["passed"] and (table["fp32"]["accuracy"] - m["cpu_accuracy"]) * 100 <= 1.0
     cpu = onnx.load(str(out / record.artifacts["onnx_cpu"]))
     ops = {n.op_type for n in cpu.graph.node}
     assert not any(op.startswith("NCHWc") or op == "ReorderInput" for op in ops)  # portable graph level
+    # The session variant that won travels with the file (and only then).
+    from trt_edge.runtime.ort import DISABLED_OPTIMIZERS_KEY
+
+    hint = {p.key: p.value for p in cpu.metadata_props}.get(DISABLED_OPTIMIZERS_KEY, "")
+    assert hint.split(",") == winner["disabled_optimizers"] if hint else winner["disabled_optimizers"] == []
+    assert m["cpu_disabled_optimizers"] == winner["disabled_optimizers"]
     # The TensorRT artifact is still the signed Q/DQ model; the CPU one is a different file.
     assert record.artifacts["onnx"] == "model.int8.onnx" and record.artifacts["onnx_cpu"] == "model.cpu.onnx"
 

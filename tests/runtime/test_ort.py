@@ -101,3 +101,32 @@ def test_student_matches_pytorch(student_onnx_file: Path, minilm_student_dir: Pa
     assert got.shape == ref.shape
     assert np.array_equal(got.argmax(-1), ref.argmax(-1))
     assert np.max(np.abs(got - ref)) < 1e-3
+
+
+def test_disabled_optimizer_hint_in_the_model_is_honoured(tiny_onnx: Path, tmp_path: Path) -> None:
+    """The CPU artifact can ask for a fusion to be off (metadata); our sessions obey, checked on the graph
+    ONNX Runtime actually optimized, not on our own bookkeeping."""
+    import onnx
+    import onnxruntime as ort
+
+    from trt_edge.runtime.ort import DISABLED_OPTIMIZERS_KEY, create_session
+
+    model = onnx.load(str(tiny_onnx))
+    onnx.helper.set_model_props(model, {DISABLED_OPTIMIZERS_KEY: "SkipLayerNormFusion"})
+    hinted = tmp_path / "hinted.onnx"
+    onnx.save(model, str(hinted))
+
+    def optimized_ops(path: Path, disabled: list[str] | None = None) -> set[str]:
+        options = ort.SessionOptions()
+        dumped = tmp_path / f"opt-{path.stem}-{disabled}.onnx"
+        options.optimized_model_filepath = str(dumped)
+        create_session(str(path), options, ["CPUExecutionProvider"], disabled)
+        return {n.op_type for n in onnx.load(str(dumped)).graph.node}
+
+    assert "SkipLayerNormalization" in optimized_ops(tiny_onnx)
+    assert "SkipLayerNormalization" not in optimized_ops(hinted)
+    assert "SkipLayerNormalization" in optimized_ops(hinted, [])  # an explicit list overrides the hint
+    with OnnxRuntimeRunner(hinted) as runner:
+        assert runner.disabled_optimizers == ["SkipLayerNormFusion"]
+    with OnnxRuntimeRunner(tiny_onnx) as runner:
+        assert runner.disabled_optimizers == []

@@ -50,9 +50,22 @@ def _texts(config: RunConfig, run_dir: Path) -> tuple[Any, list[str]]:
     return AutoTokenizer.from_pretrained(model_dir, local_files_only=True), data.test.texts
 
 
+# Re-warming before each timed chunk: right after a switch the previous session's threads still spin and
+# the caches hold its weights; a fixed 3 runs was too little for a 4 ms model after a 20 ms one.
+REWARM_MS = 30.0
+REWARM_MIN_RUNS = 2
+MIN_CHUNK_RUNS = 5
+
+
 def compare_latency(models: list[tuple[str, Path]], tokenizer: Any, texts: list[str], shapes: list[list[int]],
-                    rounds: int, runs: int, progress: bool = True) -> list[dict[str, Any]]:
-    """Median/p90 latency of every model at every shape, interleaved; ratios against the first model."""
+                    rounds: int, runs: int, progress: bool = True,
+                    chunk_ms: float = float("inf")) -> list[dict[str, Any]]:
+    """Median/p90 latency of every model at every shape, interleaved; ratios against the first model.
+
+    Each model's chunk is re-warmed for `REWARM_MS` (at least `REWARM_MIN_RUNS` runs), then timed for
+    `runs` runs or until `chunk_ms` have passed (at least `MIN_CHUNK_RUNS`)."""
+    import time
+
     from tqdm.auto import tqdm
 
     from trt_edge.profile.harness import TextSource, latency_stats, make_feed
@@ -69,9 +82,14 @@ def compare_latency(models: list[tuple[str, Path]], tokenizer: Any, texts: list[
             samples: list[list[float]] = [[] for _ in runners]
             for _ in range(rounds):
                 for i, runner in enumerate(runners):
-                    for _ in range(3):  # re-warm: the previous session's threads may still spin
+                    start, warm = time.perf_counter(), 0
+                    while warm < REWARM_MIN_RUNS or (time.perf_counter() - start) * 1000.0 < REWARM_MS:
                         runner.infer(feeds[i], check=False)
-                    for _ in range(runs):
+                        warm += 1
+                    start = time.perf_counter()
+                    for k in range(runs):
+                        if k >= MIN_CHUNK_RUNS and (time.perf_counter() - start) * 1000.0 >= chunk_ms:
+                            break
                         runner.infer(feeds[i], check=False)
                         samples[i].append(float(runner.last_inference_ms or 0.0))
                     bar.update(1)
@@ -98,7 +116,8 @@ def run(config: RunConfig, run_dir: Path, out: str | Path) -> StageRecord:
     tokenizer, texts = _texts(config, root)
     shapes = [list(s) for s in cfg.compare_shapes]
     log.info("timing %d models side by side: %s", len(models), ", ".join(label for label, _ in models))
-    results = compare_latency(models, tokenizer, texts, shapes, cfg.compare_rounds, cfg.compare_runs)
+    results = compare_latency(models, tokenizer, texts, shapes, cfg.compare_rounds, cfg.compare_runs,
+                              chunk_ms=cfg.compare_chunk_ms)
     comparison = {
         "models": [{"label": label, "onnx": str(path.relative_to(root)), "bytes": path.stat().st_size,
                     "sha256": sha256_file(path)} for label, path in models],
@@ -106,8 +125,10 @@ def run(config: RunConfig, run_dir: Path, out: str | Path) -> StageRecord:
         "shapes": results,
         "onnxruntime": onnxruntime.__version__,
         "threads": _threads(),
-        "method": f"{cfg.compare_rounds} interleaved rounds x {cfg.compare_runs} runs per model and shape, "
-                  "3 warm-up runs before each chunk, real test texts padded to the sequence length",
+        "method": f"{cfg.compare_rounds} interleaved rounds per model and shape, each chunk re-warmed for "
+                  f"{REWARM_MS:g} ms (>= {REWARM_MIN_RUNS} runs) then timed for {cfg.compare_runs} runs or "
+                  f"{cfg.compare_chunk_ms:g} ms (>= {MIN_CHUNK_RUNS} runs), real test texts padded to the "
+                  "sequence length; the sample count of every cell is in latency_ms",
     }
     metrics: dict[str, Any] = {}
     for point in results:

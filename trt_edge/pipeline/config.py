@@ -25,7 +25,10 @@ class PipelineConfig(ConfigBase):
         comparison of every model of the run. Defaults to [[1, 64], [1, 128], [8, 128]].
     compare_rounds (int): interleaved rounds per shape (each model timed once per round, re-warmed first,
         so drift and another session's spinning threads hit every model alike). Defaults to 5.
-    compare_runs (int): timed runs per model per round. Defaults to 20.
+    compare_runs (int): timed runs per model per round, at most. Defaults to 20.
+    compare_chunk_ms (float): a model's timed chunk also ends once it has run this long (with at least 5
+        runs), so a 230 ms batch-8 teacher does not take as many runs as a 4 ms batch-1 student: the median
+        of 25 slow runs is as steady as that of 100 fast ones. Defaults to 500.
     """
 
     stages: list[str] = field(default_factory=lambda: list(STAGES))
@@ -34,6 +37,7 @@ class PipelineConfig(ConfigBase):
     compare_shapes: list[list[int]] = field(default_factory=lambda: [[1, 64], [1, 128], [8, 128]])
     compare_rounds: int = 5
     compare_runs: int = 20
+    compare_chunk_ms: float = 500.0
 
     def __post_init__(self) -> None:
         unknown = [s for s in self.stages if s not in STAGES]
@@ -51,5 +55,5 @@ class PipelineConfig(ConfigBase):
             raise ValueError("gate budgets must not be negative")
         if any(len(s) != 2 or min(s) < 1 for s in self.compare_shapes):
             raise ValueError("compare_shapes must be [batch, sequence] pairs of positive integers")
-        if self.compare_rounds < 1 or self.compare_runs < 1:
-            raise ValueError("compare_rounds and compare_runs must be positive")
+        if self.compare_rounds < 1 or self.compare_runs < 1 or self.compare_chunk_ms <= 0:
+            raise ValueError("compare_rounds, compare_runs and compare_chunk_ms must be positive")

@@ -309,9 +309,12 @@ def _classify_mask(values: list[np.ndarray], masks: list[np.ndarray]) -> tuple[b
     return None, "mask is not a key-padding (or padding + causal) mask of attention_mask"
 
 
-def verify_candidates(model: Any, candidates: list[AttentionCandidate],
-                      feeds: list[dict[str, np.ndarray]]) -> tuple[list[FusedLayer], list[dict[str, str]]]:
-    """Numeric pass: evaluate each candidate's tensors with ONNX Runtime and keep those that check out."""
+def verify_candidates(model: Any, candidates: list[AttentionCandidate], feeds: list[dict[str, np.ndarray]],
+                      kernel_limits: bool = True) -> tuple[list[FusedLayer], list[dict[str, str]]]:
+    """Numeric pass: evaluate each candidate's tensors with ONNX Runtime and keep those that check out.
+
+    `kernel_limits` applies our CUDA kernel's head sizes and sequence limit; ONNX Runtime's CPU attention
+    ops (the CPU target) have neither, so that caller turns them off."""
     if not candidates:
         return [], []
     input_names = {i.name for i in model.graph.input}
@@ -330,7 +333,7 @@ def verify_candidates(model: Any, candidates: list[AttentionCandidate],
     fused: list[FusedLayer] = []
     unfused: list[dict[str, str]] = []
     for c in candidates:
-        reason, layer = _verify_one(c, results, check_feeds)
+        reason, layer = _verify_one(c, results, check_feeds, kernel_limits)
         if layer is None:
             unfused.append({"layer": c.layer, "reason": reason})
         else:
@@ -338,16 +341,16 @@ def verify_candidates(model: Any, candidates: list[AttentionCandidate],
     return fused, unfused
 
 
-def _verify_one(c: AttentionCandidate, results: list[dict[str, Any]],
-                feeds: list[dict[str, np.ndarray]]) -> tuple[str, FusedLayer | None]:
+def _verify_one(c: AttentionCandidate, results: list[dict[str, Any]], feeds: list[dict[str, np.ndarray]],
+                kernel_limits: bool = True) -> tuple[str, FusedLayer | None]:
     q_heads = results[0][c.q_heads]
     if q_heads.ndim != 4:
         return f"Q heads tensor has rank {q_heads.ndim}, expected [batch, heads, seq, head_size]", None
     _, num_heads, _, head_size = (int(d) for d in q_heads.shape)
-    if head_size not in SUPPORTED_HEAD_SIZES:
+    if kernel_limits and head_size not in SUPPORTED_HEAD_SIZES:
         return f"head size {head_size} is not supported by the kernel (supported: {list(SUPPORTED_HEAD_SIZES)})", None
     longest = max(int(r[c.q_src].shape[1]) for r in results)
-    if longest > MAX_SEQ_LEN:
+    if kernel_limits and longest > MAX_SEQ_LEN:
         return f"sequence {longest} exceeds the kernel limit {MAX_SEQ_LEN}", None
     scale = 1.0
     for factor in c.factors:

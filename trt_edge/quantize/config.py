@@ -136,7 +136,7 @@ class CpuTargetConfig(ConfigBase):
     budget (float): largest accuracy loss against the fp32 student on the test split, in points.
         Defaults to 1.0.
     runs (int): timed runs per candidate and shape (interleaved, batch 1, sequence 64 and 128).
-        Defaults to 30.
+        Defaults to 60.
     calibration_samples (int): calibration examples for the static U8S8 candidate (the first ones of the
         calibration set). Defaults to 128.
     """
@@ -144,7 +144,7 @@ class CpuTargetConfig(ConfigBase):
     candidates: list[str] = field(default_factory=lambda: ["fp32", "fused", "dynamic-int8",
                                                            "fused-dynamic-int8", "u8s8-qdq"])
     budget: float = 1.0
-    runs: int = 30
+    runs: int = 60
     calibration_samples: int = 128
 
     def __post_init__(self) -> None:
@@ -176,7 +176,7 @@ class CalibrateConfig(ConfigBase):
     tokenizer (str | None): the tokenizer folder; defaults to the one found next to the ONNX file or
         in the model folder the export stage recorded.
     latency_runs (int): timed ONNX Runtime runs per model for the latency metrics (0 = skip).
-        Defaults to 30.
+        Defaults to 60.
     targets (list[str]): artifacts to produce: `tensorrt` (the Q/DQ `model.int8.onnx` and the calibration
         cache) and/or `cpu` (`model.cpu.onnx`, the fastest ONNX Runtime CPU artifact within budget).
         Defaults to [tensorrt].

@@ -6,14 +6,20 @@ target gets its own artifact, chosen by measurement rather than by rule, because
 depends on the CPU, the ONNX Runtime version and the model:
 
 - `fp32`: the exported student unchanged (always a candidate: nothing slower is ever chosen);
-- `fused`: ONNX Runtime's transformer fusions (Attention, SkipLayerNorm, BiasGelu, EmbedLayerNorm) through
-  `onnxruntime.transformers`, saved at the portable graph level (contrib ops, no CPU-specific layouts);
+- `fused`: every attention block as one ONNX Runtime op (`com.microsoft.Attention` with packed Q/K/V, see
+  `ort_attention.py`: ONNX Runtime's own optimizer finds no attention in transformers-5 exports), then
+  ONNX Runtime's other transformer fusions (BiasGelu, LayerNorm) through `onnxruntime.transformers`,
+  saved at the portable graph level (contrib ops, no CPU-specific layouts);
 - `dynamic-int8` (and `fused-dynamic-int8`): int8 weights, activations quantized at run time;
 - `u8s8-qdq`: static Q/DQ on MatMul only, unsigned 8-bit activations and signed per-channel weights,
   ranges from the calibration set (MinMax; the attention mask never passes through a MatMul input).
 
 Each candidate is evaluated on the test split (accuracy, agreement with fp32) and timed interleaved with
-the others at batch 1; the fastest within the accuracy budget wins.
+the others at batch 1, once per session variant (`SESSION_VARIANTS`: ONNX Runtime's default graph
+optimizations, and the same without its SkipLayerNormalization fusion, whose CPU kernel measured slower
+than Add + LayerNormalization with ONNX Runtime 1.32 on x86); the fastest within the accuracy budget wins.
+A winning variant that disables a fusion is re-evaluated under it and written into the artifact's
+metadata (`runtime.ort.DISABLED_OPTIMIZERS_KEY`), which every trt-edge session honours.
 """
 
 from __future__ import annotations
@@ -35,6 +41,13 @@ log = get_logger("calibrate.cpu")
 
 CANDIDATES = ("fp32", "fused", "dynamic-int8", "fused-dynamic-int8", "u8s8-qdq")
 LATENCY_SHAPES = ((1, 64), (1, 128))
+# Session variants timed for every candidate: name suffix -> ONNX Runtime optimizers disabled.
+SESSION_VARIANTS: dict[str, tuple[str, ...]] = {"": (), "no-sln": ("SkipLayerNormFusion",)}
+# A session variant wins only if it beats its own file under the default session by this factor: a tie
+# is not worth asking every user's session to switch a fusion off.
+VARIANT_MARGIN = 0.95
+# Batches of the calibration set used to verify the attention fusion.
+ATTENTION_CHECK_BATCHES = 2
 
 
 @dataclass
@@ -49,6 +62,7 @@ class CpuCandidate:
     passed: bool = False
     bytes: int | None = None
     note: str = ""
+    disabled_optimizers: list[str] = field(default_factory=list)
 
     def to_dict(self) -> dict[str, Any]:
         out = asdict(self)
@@ -56,26 +70,54 @@ class CpuCandidate:
         return out
 
 
-def _fuse(src: Path, dst: Path) -> str:
-    """ONNX Runtime's BERT fusions at the portable level; returns what was fused."""
+def _fuse(src: Path, dst: Path, feeds: Sequence[dict[str, np.ndarray]]) -> str:
+    """Our attention fusion, then ONNX Runtime's BERT fusions at the portable level; returns what was fused.
+
+    SkipLayerNormalization is left out of the file: ONNX Runtime's session fuses it anyway unless told not
+    to, so whether it is used is a session variant measured like everything else, not baked in here.
+    """
+    import onnx
+
+    from trt_edge.quantize.ort_attention import fuse_attention_ort
+    from trt_edge.stage import atomic_write_bytes
+
     optimizer = lazy_import("onnxruntime.transformers.optimizer")
+    fusion_options = lazy_import("onnxruntime.transformers.fusion_options")
+    notes: list[str] = []
+    staged = src
+    try:
+        fused, report = fuse_attention_ort(onnx.load(str(src)), list(feeds[:ATTENTION_CHECK_BATCHES]))
+        staged = dst.with_name(dst.stem + ".attention.onnx")
+        atomic_write_bytes(staged, fused.SerializeToString())
+        notes.append(f"attention {report.summary()} (end-to-end max |Δ| {report.max_abs_diff:.1e})")
+    except TrtEdgeError as exc:
+        notes.append(f"attention not fused ({str(exc)[:160]})")
+        log.info("CPU attention fusion skipped: %s", exc)
+    options = fusion_options.FusionOptions("bert")
+    options.enable_skip_layer_norm = False
+    options.enable_bias_skip_layer_norm = False
     # num_heads/hidden_size 0: detected from the graph. opt_level 0: Python fusions only, no ORT
     # session optimizations baked into the file (those may be hardware-specific).
-    model = optimizer.optimize_model(str(src), model_type="bert", num_heads=0, hidden_size=0, opt_level=0,
-                                     use_gpu=False, only_onnxruntime=False)
+    try:
+        model = optimizer.optimize_model(str(staged), model_type="bert", num_heads=0, hidden_size=0, opt_level=0,
+                                         use_gpu=False, only_onnxruntime=False, optimization_options=options)
+    finally:
+        if staged != src:
+            staged.unlink(missing_ok=True)
     stats = {k: int(v) for k, v in model.get_fused_operator_statistics().items() if v}
-    if not any(k in stats for k in ("Attention", "MultiHeadAttention", "SkipLayerNormalization",
-                                    "EmbedLayerNormalization", "BiasGelu", "FastGelu", "Gelu", "LayerNormalization")):
-        raise TrtEdgeError(f"ONNX Runtime found no transformer pattern to fuse ({stats})")
+    if not any(k in stats for k in ("Attention", "MultiHeadAttention", "EmbedLayerNormalization", "BiasGelu",
+                                    "FastGelu", "Gelu", "LayerNormalization")):
+        raise TrtEdgeError(f"nothing to fuse: {'; '.join(notes)}; ONNX Runtime found {stats}")
     model.save_model_to_file(str(dst), use_external_data_format=False)
-    return ", ".join(f"{k}×{v}" for k, v in sorted(stats.items()))
+    ort_ops = ", ".join(f"{k}×{v}" for k, v in sorted(stats.items()) if k not in ("Attention", "MultiHeadAttention"))
+    return "; ".join([*notes, f"ONNX Runtime fusions: {ort_ops or 'none'}"])
 
 
 def _dynamic(src: Path, dst: Path) -> str:
     q = lazy_import("onnxruntime.quantization")
     q.quantize_dynamic(str(src), str(dst), weight_type=q.QuantType.QInt8, per_channel=True,
                        op_types_to_quantize=["MatMul", "Gemm", "Attention"])
-    return "int8 weights (per channel), activations quantized at run time"
+    return "int8 weights (per channel; Attention becomes QAttention), activations quantized at run time"
 
 
 def _u8s8(src: Path, dst: Path, feeds: Sequence[dict[str, np.ndarray]]) -> str:
@@ -109,7 +151,7 @@ def build_candidates(onnx_fp32: Path, feeds: Sequence[dict[str, np.ndarray]], wo
                 shutil.copyfile(onnx_fp32, path)
                 note = "the exported student"
             elif name == "fused":
-                note = "fused: " + _fuse(onnx_fp32, path)
+                note = "fused: " + _fuse(onnx_fp32, path, feeds)
                 fused = path
             elif name == "dynamic-int8":
                 note = _dynamic(onnx_fp32, path)
@@ -142,36 +184,94 @@ def latency_feeds(tokenizer: Any, texts: Sequence[str], input_names: Sequence[st
 
 def select_cpu_artifact(candidates: list[CpuCandidate], arrays: dict[str, np.ndarray], lengths: np.ndarray,
                         labels: np.ndarray, budget_points: float, feeds: dict[str, dict[str, np.ndarray]],
-                        runs: int = 30, threads: int | None = None) -> CpuCandidate:
+                        runs: int = 30, threads: int | None = None,
+                        variants: dict[str, tuple[str, ...]] | None = None,
+                        reference_logits: np.ndarray | None = None) -> CpuCandidate:
     """Evaluate and time every built candidate; return the fastest whose accuracy is within
     `budget_points` of the fp32 candidate's (fp32 itself always qualifies). `feeds` are the timed
-    inputs by shape key (see `latency_feeds`)."""
-    from trt_edge.quantize.evaluate import latency_ms, predict, session
+    inputs by shape key (see `latency_feeds`).
 
+    Every built file is also timed under each extra session variant (`variants`, default
+    `SESSION_VARIANTS`) as a candidate of its own, named `<file candidate>/<variant>`; those rows are
+    appended to `candidates`. A variant competes only if it is at least 5% faster than its file under
+    the default session (`VARIANT_MARGIN`); its accuracy is the file's until it would win: then it is
+    evaluated again under its own session, and wins only if it still passes. `reference_logits`: the
+    fp32 model's test logits when the caller already has them (the TensorRT target computed them).
+    """
+    from trt_edge.quantize.evaluate import latency_ms, predict, session
+    from trt_edge.tasks.metrics import macro_f1
+
+    variants = SESSION_VARIANTS if variants is None else variants
     built = [c for c in candidates if c.path is not None]
     if not built or built[0].name != "fp32":
         raise TrtEdgeError("the fp32 candidate is needed as the reference of the CPU target")
-    sessions = [session(str(c.path), threads) for c in built]
-    logits = [predict(s, arrays, lengths) for s in sessions]
+    sessions = [session(str(c.path), threads, disabled_optimizers=()) for c in built]
+    logits = [reference_logits if (k == 0 and reference_logits is not None) else predict(s, arrays, lengths)
+              for k, s in enumerate(sessions)]
     ref_pred = logits[0].argmax(-1)
     ref_acc = float((ref_pred == labels).mean())
-    from trt_edge.tasks.metrics import macro_f1
 
-    for cand, lg in zip(built, logits, strict=True):
+    def judge(cand: CpuCandidate, lg: np.ndarray) -> None:
         pred = lg.argmax(-1)
         cand.accuracy = float((pred == labels).mean())
         cand.macro_f1 = macro_f1(pred, labels, int(lg.shape[-1]))
         cand.agreement = float((pred == ref_pred).mean())
         cand.passed = (ref_acc - cand.accuracy) * 100 <= budget_points
+
+    for cand, lg in zip(built, logits, strict=True):
+        judge(cand, lg)
+    timed = list(built)
+    for suffix, disabled in variants.items():
+        if not disabled:
+            continue
+        for cand in built:
+            twin = CpuCandidate(f"{cand.name}/{suffix}", cand.path, cand.accuracy, cand.macro_f1, cand.agreement,
+                                passed=cand.passed, bytes=cand.bytes, note=cand.note,
+                                disabled_optimizers=list(disabled))
+            timed.append(twin)
+            candidates.append(twin)
+            sessions.append(session(str(cand.path), threads, disabled_optimizers=disabled))
     for key, feed in feeds.items():
         medians = latency_ms(sessions, feed, runs)
-        for cand, ms in zip(built, medians, strict=True):
+        for cand, ms in zip(timed, medians, strict=True):
             cand.latency_ms[key] = round(ms, 4)
             cand.speedup_vs_fp32[key] = round(medians[0] / ms, 3)
+
     def score(c: CpuCandidate) -> float:
         return float(np.mean(list(c.latency_ms.values()))) if c.latency_ms else float("inf")
 
-    winner = min((c for c in built if c.passed), key=score)
+    default_of = {c.path: c for c in built}
+    for cand, sess in sorted(zip(timed, sessions, strict=True), key=lambda pair: score(pair[0])):
+        if not cand.passed:
+            continue
+        if cand.disabled_optimizers:
+            if score(cand) > VARIANT_MARGIN * score(default_of[cand.path]):
+                continue
+            judge(cand, predict(sess, arrays, lengths))
+            cand.note += f"; accuracy re-evaluated without {', '.join(cand.disabled_optimizers)}"
+            if not cand.passed:
+                continue
+        winner = cand
+        break
+    else:  # unreachable while fp32 (which always passes) is timed; kept for clarity
+        raise TrtEdgeError("no CPU candidate passed the accuracy budget")
     log.info("CPU artifact: %s (accuracy %.4f vs fp32 %.4f; speed-up %s)", winner.name, winner.accuracy or 0,
              ref_acc, winner.speedup_vs_fp32)
     return winner
+
+
+def write_artifact(winner: CpuCandidate, dst: Path) -> None:
+    """Copy the winning file to `dst` (atomically), with its session hint in the model's metadata."""
+    import onnx
+
+    from trt_edge.runtime.ort import DISABLED_OPTIMIZERS_KEY
+    from trt_edge.stage import atomic_write_bytes
+
+    if winner.path is None:
+        raise TrtEdgeError(f"CPU candidate {winner.name} has no file")
+    model = onnx.load(str(winner.path))
+    props = {p.key: p.value for p in model.metadata_props if p.key != DISABLED_OPTIMIZERS_KEY}
+    if winner.disabled_optimizers:
+        props[DISABLED_OPTIMIZERS_KEY] = ",".join(winner.disabled_optimizers)
+    onnx.helper.set_model_props(model, props)
+    atomic_write_bytes(dst, model.SerializeToString())

@@ -232,7 +232,7 @@ def run(config: RunConfig, onnx: str | Path, out: str | Path) -> StageRecord:
         if "cpu" in cfg.targets:
             cpu_artifacts, cpu_metrics = _cpu_artifact(tmp, onnx_path, calib, names, evaluate.input_dtypes(fp32_sess),
                                                        tokenizer, test.texts, test_arrays, test_lengths,
-                                                       np.asarray(test.labels), cfg)
+                                                       np.asarray(test.labels), cfg, fp32_logits=fp32_logits)
             artifacts.update(cpu_artifacts)
             metrics.update(cpu_metrics)
         if not write_cache_file:
@@ -248,8 +248,8 @@ def run(config: RunConfig, onnx: str | Path, out: str | Path) -> StageRecord:
 
 def _cpu_artifact(tmp: Path, onnx_path: Path, calib: calib_data.CalibrationSet, names: list[str],
                   dtypes: dict[str, Any], tokenizer: Any, test_texts: list[str], test_arrays: dict[str, np.ndarray],
-                  test_lengths: np.ndarray, labels: np.ndarray,
-                  cfg: CalibrateConfig) -> tuple[dict[str, str], dict[str, Any]]:
+                  test_lengths: np.ndarray, labels: np.ndarray, cfg: CalibrateConfig,
+                  fp32_logits: np.ndarray | None = None) -> tuple[dict[str, str], dict[str, Any]]:
     """Build the CPU candidates from the same calibration set, measure them, keep the winner as
     `model.cpu.onnx`; every candidate's accuracy and latency go into the metrics."""
     import shutil
@@ -263,9 +263,8 @@ def _cpu_artifact(tmp: Path, onnx_path: Path, calib: calib_data.CalibrationSet, 
     timed = cpu_target.latency_feeds(tokenizer, test_texts, names)
     timed = {k: {n: v.astype(dtypes.get(n, np.int64)) for n, v in f.items()} for k, f in timed.items()}
     winner = cpu_target.select_cpu_artifact(candidates, test_arrays, test_lengths, labels, cfg.cpu.budget, timed,
-                                            cfg.cpu.runs)
-    assert winner.path is not None
-    shutil.copyfile(winner.path, tmp / CPU_ONNX)
+                                            cfg.cpu.runs, reference_logits=fp32_logits)
+    cpu_target.write_artifact(winner, tmp / CPU_ONNX)
     shutil.rmtree(work, ignore_errors=True)
     table = [c.to_dict() for c in candidates]
     atomic_write_json(tmp / CPU_CANDIDATES, {"budget_points": cfg.cpu.budget, "winner": winner.name,
@@ -273,6 +272,7 @@ def _cpu_artifact(tmp: Path, onnx_path: Path, calib: calib_data.CalibrationSet, 
     metrics = {"cpu_artifact": winner.name, "cpu_accuracy": winner.accuracy, "cpu_macro_f1": winner.macro_f1,
                "cpu_agreement": winner.agreement, "cpu_latency_ms": winner.latency_ms,
                "cpu_speedup_vs_fp32": winner.speedup_vs_fp32, "cpu_onnx_bytes": (tmp / CPU_ONNX).stat().st_size,
+               "cpu_disabled_optimizers": winner.disabled_optimizers,
                "cpu_candidates": table}
     return {"onnx_cpu": CPU_ONNX, "cpu_candidates": CPU_CANDIDATES}, metrics
 

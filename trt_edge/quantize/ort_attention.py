@@ -1,0 +1,186 @@
+"""Attention fusion for ONNX Runtime on the CPU: each attention block becomes one contrib op.
+
+ONNX Runtime's own transformer optimizer (`onnxruntime.transformers.optimizer`) finds no attention block
+in transformers-5 exports (the mask is `Where(mask, 0, -inf)`, the scale is split between Q and K, the
+head split goes through dynamic shapes), so attention ran as a dozen small ops in every CPU candidate.
+We already match and numerically verify these blocks for our TensorRT plugin
+(`trt_edge.plugins.onnx_rewrite`); here the same verified blocks become
+
+- `com.microsoft.Attention` when Q, K and V are `MatMul(x, W) + b` of one input with constant weights:
+  the three projections are packed into one [hidden, 3·hidden] GEMM, and dynamic quantization turns the
+  node into `QAttention` (int8 weights);
+- `com.microsoft.MultiHeadAttention` otherwise (Q, K, V as computed by the graph).
+
+Both take the raw `attention_mask` (cast to int32) as the key-padding mask. A layer whose mask is causal
+is fused only into `Attention` (`unidirectional=1`). The result is checked end to end against the
+original in ONNX Runtime on the caller's feeds; it is refused if the logits move more than
+`PARITY_TOLERANCE` or any arg-max changes.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from trt_edge.errors import TrtEdgeError
+from trt_edge.log import get_logger
+
+log = get_logger("calibrate.cpu")
+
+MS_DOMAIN = "com.microsoft"
+MASK_INT32 = "trt_edge_ort_mask_i32"
+PARITY_TOLERANCE = 1e-3
+
+
+@dataclass
+class OrtAttentionReport:
+    """What was fused: per layer the op used, and the end-to-end check."""
+
+    layers: list[dict[str, Any]]
+    unfused: list[dict[str, str]]
+    max_abs_diff: float
+    argmax_agreement: float
+
+    def summary(self) -> str:
+        ops: dict[str, int] = {}
+        for layer in self.layers:
+            ops[layer["op"]] = ops.get(layer["op"], 0) + 1
+        return ", ".join(f"{op}×{n}" for op, n in sorted(ops.items()))
+
+
+def _packable(g: Any, tensors: tuple[str, str, str]) -> tuple[str, np.ndarray, np.ndarray] | None:
+    """(shared input, packed weight [in, 3·hidden], packed bias) if Q, K, V are MatMul + Add of constants
+    on one input tensor; None otherwise."""
+    parts: list[tuple[str, np.ndarray, np.ndarray]] = []
+    for tensor in tensors:
+        node = g.producer.get(tensor)
+        found = None
+        if node is not None and node.op_type == "MatMul" and node.input[1] in g.constants:
+            # No bias Add: onnxslim drops an Add of zeros (e.g. a freshly initialised model's biases).
+            weight = g.constants[node.input[1]]
+            found = (node.input[0], weight, np.zeros(weight.shape[-1], np.float32))
+        elif node is not None and node.op_type == "Add" and len(node.input) == 2:
+            for mm_out, bias in ((node.input[0], node.input[1]), (node.input[1], node.input[0])):
+                mm = g.producer.get(mm_out)
+                if (mm is not None and mm.op_type == "MatMul" and mm.input[1] in g.constants
+                        and bias in g.constants):
+                    found = (mm.input[0], g.constants[mm.input[1]], g.constants[bias])
+                    break
+        if found is None:
+            return None
+        _, w, b = found
+        if w.ndim != 2 or b.ndim != 1 or b.shape[0] != w.shape[1] or w.dtype != np.float32:
+            return None
+        parts.append(found)
+    if len({p[0] for p in parts}) != 1 or len({p[1].shape[0] for p in parts}) != 1:
+        return None
+    weight = np.concatenate([p[1] for p in parts], axis=1)
+    bias = np.concatenate([p[2] for p in parts]).astype(np.float32)
+    return parts[0][0], np.ascontiguousarray(weight), bias
+
+
+def fuse_attention_ort(model: Any, feeds: list[dict[str, np.ndarray]],
+                       pack_qkv: bool = True) -> tuple[Any, OrtAttentionReport]:
+    """A copy of `model` (onnx.ModelProto) with every verified attention block as one ONNX Runtime op.
+
+    Args:
+        model: the exported fp32 model (not changed).
+        feeds: input batches for the per-layer checks and the end-to-end parity (a few real batches).
+        pack_qkv: use the packed `Attention` op where the projections allow it (False forces
+            `MultiHeadAttention`, mainly for tests).
+
+    Raises:
+        TrtEdgeError: no block was recognised or verified, or the fused model does not match the original.
+    """
+    import onnx
+    from onnx import TensorProto, helper, numpy_helper
+
+    from trt_edge.plugins.onnx_rewrite import (
+        MASK_INPUT,
+        _eliminate_dead_nodes,
+        _Graph,
+        find_attention_candidates,
+        verify_candidates,
+    )
+
+    if not feeds:
+        raise TrtEdgeError("attention fusion needs at least one input batch for its checks")
+    candidates, rejected = find_attention_candidates(model)
+    if not candidates:
+        detail = "; ".join(f"{r['layer']}: {r['reason']}" for r in rejected) or "the model has no Softmax"
+        raise TrtEdgeError(f"no attention block recognised ({detail})")
+    verified, unfused = verify_candidates(model, candidates, feeds, kernel_limits=False)
+    unfused = rejected + unfused
+    g = _Graph(model.graph)
+    fused = onnx.ModelProto()
+    fused.CopyFrom(model)
+    replacements: dict[str, list[Any]] = {}
+    layers: list[dict[str, Any]] = []
+    softmaxes: dict[str, str] = {}
+    for i, layer in enumerate(verified):
+        c = layer.candidate
+        packed = _packable(g, (c.q_src, c.k_src, c.v_src)) if pack_qkv else None
+        name = f"trt_edge_ort_attention_{i}"
+        if packed is not None:
+            x, weight, bias = packed
+            w_name, b_name = f"{name}_qkv_weight", f"{name}_qkv_bias"
+            fused.graph.initializer.extend([numpy_helper.from_array(weight, w_name),
+                                            numpy_helper.from_array(bias, b_name)])
+            node = helper.make_node("Attention", [x, w_name, b_name, MASK_INT32], [c.output], name=name,
+                                    domain=MS_DOMAIN, num_heads=layer.num_heads, scale=float(layer.scale),
+                                    unidirectional=int(layer.causal))
+        elif layer.causal:
+            unfused.append({"layer": c.layer, "reason": "causal mask with separate Q/K/V projections "
+                                                        "(MultiHeadAttention gets no causal flag here)"})
+            continue
+        else:
+            node = helper.make_node("MultiHeadAttention", [c.q_src, c.k_src, c.v_src, "", MASK_INT32],
+                                    [c.output], name=name, domain=MS_DOMAIN, num_heads=layer.num_heads,
+                                    scale=float(layer.scale))
+        replacements[c.output] = [node]
+        softmaxes[c.layer] = c.softmax
+        layers.append({"layer": c.layer, "op": node.op_type, "num_heads": layer.num_heads,
+                       "head_size": layer.head_size, "scale": layer.scale, "causal": layer.causal})
+    if not replacements:
+        detail = "; ".join(f"{r['layer']}: {r['reason']}" for r in unfused)
+        raise TrtEdgeError(f"attention blocks were found but none can be fused ({detail})")
+    nodes: list[Any] = [helper.make_node("Cast", [MASK_INPUT], [MASK_INT32], name="trt_edge_ort_mask_cast",
+                                         to=TensorProto.INT32)]
+    for node in fused.graph.node:
+        hit = replacements.get(node.output[0]) if len(node.output) == 1 else None
+        nodes.extend(hit if hit is not None else [node])
+    del fused.graph.node[:]
+    fused.graph.node.extend(nodes)
+    _eliminate_dead_nodes(fused.graph)
+    if not any(op.domain == MS_DOMAIN for op in fused.opset_import):
+        fused.opset_import.append(helper.make_opsetid(MS_DOMAIN, 1))
+    left = {n.output[0] for n in fused.graph.node if n.op_type == "Softmax"}
+    stuck = [layer_name for layer_name, softmax in softmaxes.items() if softmax in left]
+    if stuck:
+        raise TrtEdgeError(f"attention tensors are used outside their block at {', '.join(stuck)}; "
+                           "fusing would not remove the block")
+    diff, agreement = _parity(model, fused, feeds)
+    if diff > PARITY_TOLERANCE or agreement < 1.0:
+        raise TrtEdgeError(f"the attention-fused model differs from the original (max |Δ| {diff:.3g}, "
+                           f"arg-max agreement {agreement:.4f})")
+    for item in unfused:
+        log.warning("attention not fused for the CPU at %s: %s", item["layer"], item["reason"])
+    return fused, OrtAttentionReport(layers=layers, unfused=unfused, max_abs_diff=diff, argmax_agreement=agreement)
+
+
+def _parity(original: Any, fused: Any, feeds: list[dict[str, np.ndarray]]) -> tuple[float, float]:
+    import onnxruntime as ort
+
+    options = ort.SessionOptions()
+    options.log_severity_level = 3
+    sessions = [ort.InferenceSession(m.SerializeToString(), options, providers=["CPUExecutionProvider"])
+                for m in (original, fused)]
+    worst, agree, rows = 0.0, 0, 0
+    for feed in feeds:
+        ref, got = (np.asarray(s.run(None, feed)[0], np.float64) for s in sessions)
+        worst = max(worst, float(np.max(np.abs(ref - got))))
+        agree += int(np.sum(ref.argmax(-1) == got.argmax(-1)))
+        rows += int(ref.argmax(-1).size)
+    return worst, agree / rows if rows else 1.0
