@@ -130,6 +130,8 @@ def run(config: RunConfig, target: str | Path, out: str | Path) -> StageRecord:
             model_info = {"path": str(model_file), "kind": kind, "backend": runner.name,
                           "bytes": model_file.stat().st_size,
                           "providers": list(getattr(runner, "providers", []) or []) or None,
+                          # what the model's metadata asked ONNX Runtime to switch off (the CPU artifact)
+                          "disabled_optimizers": list(getattr(runner, "disabled_optimizers", []) or []) or None,
                           "inputs": [{"name": m.name, "shape": list(m.shape), "dtype": str(m.dtype)}
                                      for m in runner.inputs()]}
             for batch in cfg.batch:
