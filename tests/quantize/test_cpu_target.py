@@ -27,6 +27,8 @@ def test_cpu_candidates_are_built_portable_and_the_winner_is_within_budget(
     # Every file is timed under each session variant as well, as its own row.
     assert {"fp32/no-sln", "fused-dynamic-int8/no-sln"} <= set(table)
     assert table["fused-dynamic-int8/no-sln"]["disabled_optimizers"] == ["SkipLayerNormFusion"]
+    # int8 embeddings too: the dynamic candidates are well under half the fp32 file (weights are 4x smaller)
+    assert table["fused-dynamic-int8"]["bytes"] < 0.4 * table["fp32"]["bytes"]
     assert "b1s128" in table["fused-dynamic-int8/no-sln"]["latency_ms"]
     winner = table[m["cpu_artifact"]]
     assert winner["passed"] and (table["fp32"]["accuracy"] - m["cpu_accuracy"]) * 100 <= 1.0

@@ -15,6 +15,7 @@ from trt_edge.config import RunConfig
 from trt_edge.log import get_logger
 from trt_edge.pipeline.config import PipelineConfig
 from trt_edge.stage import STAGE_FILE, StageRecord, atomic_write_json, read_stage, sha256_file, stage_output
+from trt_edge.timing import REWARM_MS
 
 log = get_logger("compare")
 
@@ -50,10 +51,6 @@ def _texts(config: RunConfig, run_dir: Path) -> tuple[Any, list[str]]:
     return AutoTokenizer.from_pretrained(model_dir, local_files_only=True), data.test.texts
 
 
-# Re-warming before each timed chunk: right after a switch the previous session's threads still spin and
-# the caches hold its weights; a fixed 3 runs was too little for a 4 ms model after a 20 ms one.
-REWARM_MS = 30.0
-REWARM_MIN_RUNS = 2
 MIN_CHUNK_RUNS = 5
 
 
@@ -62,14 +59,15 @@ def compare_latency(models: list[tuple[str, Path]], tokenizer: Any, texts: list[
                     chunk_ms: float = float("inf")) -> list[dict[str, Any]]:
     """Median/p90 latency of every model at every shape, interleaved; ratios against the first model.
 
-    Each model's chunk is re-warmed for `REWARM_MS` (at least `REWARM_MIN_RUNS` runs), then timed for
-    `runs` runs or until `chunk_ms` have passed (at least `MIN_CHUNK_RUNS`)."""
+    Each model's chunk is re-warmed (`trt_edge.timing.rewarm`), then timed for `runs` runs or until
+    `chunk_ms` have passed (at least `MIN_CHUNK_RUNS`)."""
     import time
 
     from tqdm.auto import tqdm
 
     from trt_edge.profile.harness import TextSource, latency_stats, make_feed
     from trt_edge.runtime.ort import OnnxRuntimeRunner
+    from trt_edge.timing import rewarm
 
     runners = [OnnxRuntimeRunner(path).activate() for _, path in models]
     source = TextSource(tokenizer, texts)
@@ -82,10 +80,7 @@ def compare_latency(models: list[tuple[str, Path]], tokenizer: Any, texts: list[
             samples: list[list[float]] = [[] for _ in runners]
             for _ in range(rounds):
                 for i, runner in enumerate(runners):
-                    start, warm = time.perf_counter(), 0
-                    while warm < REWARM_MIN_RUNS or (time.perf_counter() - start) * 1000.0 < REWARM_MS:
-                        runner.infer(feeds[i], check=False)
-                        warm += 1
+                    rewarm(lambda: runner.infer(feeds[i], check=False))  # noqa: B023 (called at once)
                     start = time.perf_counter()
                     for k in range(runs):
                         if k >= MIN_CHUNK_RUNS and (time.perf_counter() - start) * 1000.0 >= chunk_ms:
@@ -126,7 +121,7 @@ def run(config: RunConfig, run_dir: Path, out: str | Path) -> StageRecord:
         "onnxruntime": onnxruntime.__version__,
         "threads": _threads(),
         "method": f"{cfg.compare_rounds} interleaved rounds per model and shape, each chunk re-warmed for "
-                  f"{REWARM_MS:g} ms (>= {REWARM_MIN_RUNS} runs) then timed for {cfg.compare_runs} runs or "
+                  f"{REWARM_MS:g} ms (>= 2 runs) then timed for {cfg.compare_runs} runs or "
                   f"{cfg.compare_chunk_ms:g} ms (>= {MIN_CHUNK_RUNS} runs), real test texts padded to the "
                   "sequence length; the sample count of every cell is in latency_ms",
     }

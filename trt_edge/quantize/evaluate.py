@@ -115,10 +115,13 @@ def latency_ms(sessions: Sequence[Any], feed: dict[str, np.ndarray], runs: int, 
     """Median latency (ms) of each session on the same feed, runs interleaved in chunks so drift and
     another session's spinning threads hit every model alike.
 
-    Each chunk is re-warmed and at least `chunk` runs long: right after a switch the previous session's
-    threads still spin and caches hold its weights, and with short chunks that transient dominated
-    (6-run chunks read a 4 ms model as 8 ms on the 2-core build machine).
+    Each chunk is re-warmed (`trt_edge.timing.rewarm`, at least `warmup` runs) and at least `chunk` runs
+    long: right after a switch the previous session's threads still spin and caches hold its weights, and
+    with short chunks that transient dominated (6-run chunks read a 4 ms model as 8 ms on the 2-core
+    build machine).
     """
+    from trt_edge.timing import rewarm
+
     times: list[list[float]] = [[] for _ in sessions]
     chunk = max(1, min(chunk, runs))
     done = 0
@@ -127,8 +130,7 @@ def latency_ms(sessions: Sequence[Any], feed: dict[str, np.ndarray], runs: int, 
         for k, sess in enumerate(sessions):
             dtypes = input_dtypes(sess)
             typed = {name: feed[name].astype(dtypes[name]) for name in dtypes}
-            for _ in range(warmup):
-                sess.run([OUTPUT], typed)
+            rewarm(lambda: sess.run([OUTPUT], typed), min_runs=warmup)  # noqa: B023 (called at once)
             for _ in range(n):
                 t0 = time.perf_counter()
                 sess.run([OUTPUT], typed)
