@@ -26,7 +26,7 @@ def export(out: Path) -> Path:
     from trt_edge.tasks.models import resolve_model_path
 
     path = resolve_model_path("demo:minilm")
-    model = AutoModelForSequenceClassification.from_pretrained(path, num_labels=3).eval()
+    model = AutoModelForSequenceClassification.from_pretrained(path, num_labels=3, use_safetensors=True).eval()
     names = ["input_ids", "attention_mask", "token_type_ids"]
     ids = torch.ones((2, 16), dtype=torch.long)
     onnx_path = out / "model.onnx"

@@ -51,7 +51,7 @@ def linear_shapes(model_ref: str) -> list[tuple[int, int, list[str]]]:
     from trt_edge.tasks.models import resolve_model_path
 
     path = resolve_model_path(model_ref)
-    model = AutoModel.from_pretrained(path, local_files_only=True)
+    model = AutoModel.from_pretrained(path, local_files_only=True, use_safetensors=True)
     cfg = PruneConfig()
     shapes: dict[tuple[int, int], list[str]] = {}
     for name, mod in select_layers(model, cfg.include, cfg.exclude).layers:

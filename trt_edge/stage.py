@@ -97,24 +97,39 @@ def atomic_write_json(path: str | os.PathLike[str], data: Any) -> Path:
 def stage_output(out: str | os.PathLike[str]) -> Iterator[Path]:
     """Yield a temporary folder to write a stage's output into; rename it to `out` on success.
 
-    On failure the temporary folder is removed and an existing `out` is left exactly as it was.
+    On failure the temporary folder is removed and an existing `out` is left exactly as it was. `out` must
+    be new, empty or a previous trt-edge output (a user's file or folder is never replaced), and one
+    writer at a time holds it (`guard.writer_lock`); temporary folders a killed writer left are removed.
     """
-    final = Path(out).resolve()
-    final.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{final.name}.partial-", dir=final.parent))
-    try:
-        yield tmp
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
-    old: Path | None = None
-    if final.exists():
-        old = final.with_name(f".{final.name}.old-{os.getpid()}")
-        shutil.rmtree(old, ignore_errors=True)
-        os.replace(final, old)
-    os.replace(tmp, final)
-    if old is not None:
-        shutil.rmtree(old, ignore_errors=True)
+    from trt_edge.guard import check_output, remove_stale_partials, writer_lock
+
+    final = check_output(out).resolve()
+    with writer_lock(final):
+        remove_stale_partials(final)
+        try:
+            final.parent.mkdir(parents=True, exist_ok=True)
+            tmp = Path(tempfile.mkdtemp(prefix=f".{final.name}.partial-", dir=final.parent))
+        except OSError as exc:
+            raise TrtEdgeError(f"{final}: cannot write the output folder ({exc.strerror})") from exc
+        try:
+            yield tmp
+        except BaseException:
+            shutil.rmtree(tmp, ignore_errors=True)
+            raise
+        old: Path | None = None
+        try:
+            if final.exists():
+                old = final.with_name(f".{final.name}.old-{os.getpid()}")
+                shutil.rmtree(old, ignore_errors=True)
+                os.replace(final, old)
+            os.replace(tmp, final)
+        except OSError as exc:
+            shutil.rmtree(tmp, ignore_errors=True)
+            if old is not None and old.exists() and not final.exists():
+                os.replace(old, final)
+            raise TrtEdgeError(f"{final}: cannot replace the output folder ({exc.strerror})") from exc
+        if old is not None:
+            shutil.rmtree(old, ignore_errors=True)
 
 
 def now() -> str:

@@ -19,6 +19,7 @@ import numpy as np
 from trt_edge.config import RunConfig
 from trt_edge.distill.config import DistillConfig, TrainConfig
 from trt_edge.errors import TrtEdgeError
+from trt_edge.guard import weight_hashes
 from trt_edge.log import get_logger
 from trt_edge.stage import StageRecord, sha256_json, sha256_tree, stage_output
 from trt_edge.tasks.config import TaskConfig
@@ -27,6 +28,7 @@ from trt_edge.tasks.models import (
     LoadedClassifier,
     count_parameters,
     load_classifier,
+    resolve_model_path,
     save_classifier,
     weight_bytes,
 )
@@ -266,7 +268,9 @@ def run(config: RunConfig, out: str | Path) -> StageRecord:
         stage="distill",
         config={"task": task.to_dict(), "distill": cfg.to_dict()},
         inputs={"data": sha256_tree(resolve_data_source(task.data.source)),
-                "teacher": sha256_tree(resolve_teacher_source(cfg))},
+                "teacher": sha256_tree(resolve_teacher_source(cfg)),
+                **weight_hashes(resolve_teacher_source(cfg), "teacher"),
+                **(weight_hashes(resolve_model_path(cfg.student.model), "student") if cfg.student.model else {})},
         artifacts={"model": "model", "teacher": "teacher"},
     )
     with stage_output(out) as tmp:

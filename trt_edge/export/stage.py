@@ -19,6 +19,7 @@ import numpy as np
 from trt_edge.config import RunConfig
 from trt_edge.errors import GateError, TrtEdgeError
 from trt_edge.export.config import ExportConfig
+from trt_edge.guard import weight_hashes
 from trt_edge.log import get_logger
 from trt_edge.stage import STAGE_FILE, StageRecord, atomic_write_json, sha256_tree, stage_artifact, stage_output
 from trt_edge.tasks.config import TaskConfig
@@ -119,7 +120,8 @@ def run(config: RunConfig, model_dir: str | Path, out: str | Path) -> StageRecor
     record = StageRecord(
         stage="export",
         config={"task": task.to_dict(), "export": cfg.to_dict()},
-        inputs={"model": sha256_tree(path), "data": sha256_tree(resolve_data_source(task.data.source))},
+        inputs={"model": sha256_tree(path), "data": sha256_tree(resolve_data_source(task.data.source)),
+                **weight_hashes(path, "model")},
         artifacts={"onnx": "model.onnx", "parity": "parity.json"},
     )
     with stage_output(out) as tmp:

@@ -42,13 +42,12 @@ def run_models(run_dir: Path) -> list[tuple[str, Path]]:
 
 
 def _texts(config: RunConfig, run_dir: Path) -> tuple[Any, list[str]]:
-    from transformers import AutoTokenizer
-
+    from trt_edge.guard import load_tokenizer
     from trt_edge.tasks.data import load_data
 
     data = load_data(config.section("task").data)
     model_dir = run_dir / "distill" / "model"
-    return AutoTokenizer.from_pretrained(model_dir, local_files_only=True), data.test.texts
+    return load_tokenizer(model_dir), data.test.texts
 
 
 MIN_CHUNK_RUNS = 5

@@ -81,15 +81,11 @@ def text_source(config: RunConfig, cfg: ProfileConfig, model_file: Path, folder:
         if cfg.inputs == "texts":
             raise TrtEdgeError(f"profile.inputs=texts, but {why}")
         return None, {"kind": "random", "description": f"random token ids (latency only): {why}"}
-    from transformers import AutoTokenizer
-
+    from trt_edge.guard import load_tokenizer
     from trt_edge.tasks.data import load_data
 
     task = config.section("task")
-    try:
-        tokenizer = AutoTokenizer.from_pretrained(str(tok_dir))
-    except Exception as exc:
-        raise TrtEdgeError(f"{tok_dir}: cannot load a tokenizer ({exc})") from exc
+    tokenizer = load_tokenizer(tok_dir)  # type: ignore[arg-type]  # None was refused above
     texts = load_data(task.data).split(cfg.split).texts
     if not texts:
         raise TrtEdgeError(f"the {cfg.split} split of {task.data.source} is empty")

@@ -64,8 +64,7 @@ def load_onnx(path: Path) -> Any:
 
 def run(config: RunConfig, onnx: str | Path, out: str | Path) -> StageRecord:
     """Calibrate `onnx` (file or export stage folder) into `out`; see the module docstring."""
-    from transformers import AutoTokenizer
-
+    from trt_edge.guard import load_tokenizer
     from trt_edge.tasks.data import load_data, resolve_data_source
 
     task = config.section("task")
@@ -74,7 +73,7 @@ def run(config: RunConfig, onnx: str | Path, out: str | Path) -> StageRecord:
     model = load_onnx(onnx_path)
     names = evaluate.check_model_io(model, str(onnx_path))
     tok_dir = calib_data.find_tokenizer(onnx_path, cfg.tokenizer)
-    tokenizer = AutoTokenizer.from_pretrained(str(tok_dir), local_files_only=True)
+    tokenizer = load_tokenizer(tok_dir)
     max_length = cfg.data.max_length or task.max_length
     data = load_data(task.data)
 

@@ -139,10 +139,10 @@ class TextClassifier:
                         tokenizer_dir: str | os.PathLike[str] | None = None, max_length: int = 128,
                         batch_size: int = 32) -> TextClassifier:
         """Find the tokenizer (and the label names in its `config.json`) for `model_file`."""
-        from transformers import AutoTokenizer
+        from trt_edge.guard import load_tokenizer
 
         folder = find_tokenizer(model_file, tokenizer_dir)
-        tokenizer = AutoTokenizer.from_pretrained(str(folder), local_files_only=True)
+        tokenizer = load_tokenizer(folder)
         classifier = cls(runner, tokenizer, None, max_length, batch_size)
         classifier._label_folder = folder
         return classifier

@@ -21,6 +21,7 @@ import numpy as np
 
 from trt_edge.config import RunConfig
 from trt_edge.errors import GateError, TrtEdgeError
+from trt_edge.guard import weight_hashes
 from trt_edge.log import get_logger
 from trt_edge.sparsity.config import PruneConfig
 from trt_edge.sparsity.report import SPARSITY_FILE, SPARSITY_FORMAT, SPARSITY_VERSION
@@ -214,7 +215,9 @@ def run(config: RunConfig, model_dir: str | Path, out: str | Path) -> StageRecor
         stage="prune",
         config={"task": task.to_dict(), "prune": cfg.to_dict()},
         inputs={"model": sha256_tree(model_path), "data": sha256_tree(resolve_data_source(task.data.source)),
-                **({"teacher": sha256_tree(teacher_dir)} if teacher_dir is not None else {})},
+                **weight_hashes(Path(student_dir), "model"),
+                **({"teacher": sha256_tree(teacher_dir), **weight_hashes(Path(teacher_dir), "teacher")}
+                   if teacher_dir is not None else {})},
         artifacts={"model": "model", "sparsity": f"model/{SPARSITY_FILE}"},
     )
     with stage_output(out) as tmp:

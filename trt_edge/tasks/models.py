@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from trt_edge.errors import TrtEdgeError
+from trt_edge.guard import load_tokenizer
 from trt_edge.log import get_logger
 
 log = get_logger("models")
@@ -44,20 +45,16 @@ def resolve_model_path(ref: str) -> Path:
 
 
 def check_model_folder(path: Path) -> None:
+    """A Hugging Face folder with readable safetensors weights inside it (`guard.weight_files`)."""
+    from trt_edge.guard import weight_files
+
     if not path.exists():
         raise TrtEdgeError(f"model folder not found: {path} (give a local Hugging Face folder or demo:minilm)")
     if not path.is_dir():
         raise TrtEdgeError(f"{path}: a model must be a Hugging Face folder, not a file")
     if not (path / "config.json").is_file():
         raise TrtEdgeError(f"{path}: not a Hugging Face model folder (no config.json)")
-    has_safetensors = any(path.glob("*.safetensors")) or (path / "model.safetensors.index.json").is_file()
-    if not has_safetensors:
-        if any(path.glob("*.bin")) or any(path.glob("*.pt")):
-            raise TrtEdgeError(
-                f"{path}: weights are pickled (.bin/.pt), which trt-edge refuses to load; convert them to "
-                "safetensors (model.save_pretrained(..., safe_serialization=True)) in a trusted environment"
-            )
-        raise TrtEdgeError(f"{path}: no model weights (model.safetensors) in this folder")
+    weight_files(path)
 
 
 @dataclass
@@ -87,24 +84,28 @@ def load_classifier(ref: str | Path, label_names: list[str], trust_remote_code: 
     try:
         config = transformers.AutoConfig.from_pretrained(path, local_files_only=True,
                                                          trust_remote_code=trust_remote_code)
-    except (OSError, ValueError, KeyError) as exc:
-        raise TrtEdgeError(f"{path}: config.json is not a model config transformers knows ({exc})") from exc
+    except (OSError, ValueError, KeyError, TypeError, AttributeError, RecursionError) as exc:
+        first = str(exc).splitlines()[0][:200] if str(exc) else type(exc).__name__
+        raise TrtEdgeError(f"{path}: config.json is not a model config transformers knows ({first})") from exc
     saved_labels = [config.id2label[i] for i in sorted(config.id2label)] if getattr(config, "id2label", None) else []
     label_match = saved_labels == list(label_names)
     generic = all(str(n).startswith(_GENERIC_LABEL) for n in saved_labels)
     id2label = dict(enumerate(label_names))
+    tokenizer = load_tokenizer(path, trust_remote_code)  # before the weights: the cheaper refusal first
     try:
         model, info = transformers.AutoModelForSequenceClassification.from_pretrained(
             path, num_labels=len(label_names), id2label=id2label,
             label2id={n: i for i, n in id2label.items()}, local_files_only=True,
             trust_remote_code=trust_remote_code, ignore_mismatched_sizes=True, output_loading_info=True,
+            use_safetensors=True,  # never the pickle next to it (pytorch_model.bin)
         )
-        tokenizer = transformers.AutoTokenizer.from_pretrained(path, local_files_only=True,
-                                                               trust_remote_code=trust_remote_code)
-    except ValueError as exc:
+    except (ValueError, TypeError, AttributeError, KeyError) as exc:
         raise TrtEdgeError(f"{path}: cannot build a sequence classifier from this model ({exc})") from exc
     except OSError as exc:
         raise TrtEdgeError(f"{path}: incomplete model folder ({str(exc).splitlines()[0]})") from exc
+    except RuntimeError as exc:  # weights that do not fit the config (shapes), a corrupt tensor
+        raise TrtEdgeError(f"{path}: the weights do not load into this config ({str(exc).splitlines()[0][:200]})") \
+            from exc
     missing = _head_keys(list(info.get("missing_keys", [])))
     mismatched = [k[0] if isinstance(k, tuple) else k for k in info.get("mismatched_keys", [])]
     if missing or mismatched:
