@@ -186,6 +186,9 @@ def test_trtexec_path_writes_a_manifest_the_loader_accepts(tiny_onnx_dir: Path, 
                    capture_output=True)
     manifest = read_manifest(out / "model.plan.json")
     assert manifest["status"] == "built" and manifest["tensorrt"] == "10.3.0"
+    from trt_edge.stage import sha256_file
+
+    assert manifest["onnx_sha256"] == sha256_file(bundle / "model.onnx")  # what was built, not what was planned
     assert manifest["sparsity"]["sparse_layers"] == ["b"] and manifest["sparsity"]["warning"] is None
     assert check_manifest(out / "model.plan", None, RuntimeEnv(tensorrt="10.3.0.30", compute_capability="8.7")) == []
     with pytest.raises(TrtEdgeError, match=r"built with TensorRT 10\.3\.0"):
@@ -218,3 +221,42 @@ def test_int8_cache_from_a_real_calibrate_layout(tiny_onnx_dir: Path, qdq_onnx: 
     assert (bundle / "calibration.npz").is_file()
     with pytest.raises(TrtEdgeError, match="has Q/DQ nodes: build it with int8-qdq"):
         _build(qdq_onnx, tmp_path / "c", precision="int8-cache", calibration_cache=str(folder / "calibration.cache"))
+
+
+def test_a_tampered_bundle_is_refused_by_the_script_and_by_build_plan(tiny_onnx_dir: Path, tmp_path: Path) -> None:
+    """SHA256SUMS covers every bundle file; a replaced model.onnx is refused before anything is built,
+    by build_on_device.sh (one line, exit 2, no engine folder) and by `trt-edge build --plan`."""
+    import shutil
+
+    from trt_edge.engine.bundle import read_checksums
+
+    _build(tiny_onnx_dir / "model.onnx", tmp_path / "b")
+    bundle = tmp_path / "b" / "bundle"
+    sums = read_checksums(bundle)
+    assert {"model.onnx", "plan.json", "build_on_device.sh", "model.plan.json.template"} <= set(sums)
+    assert any(name.startswith("tokenizer/") for name in sums)
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
+    env.update(PATH="/usr/bin:/bin", TRTEXEC="/nonexistent/trtexec")
+    clean = subprocess.run(["bash", str(bundle / "build_on_device.sh"), str(tmp_path / "e1")], env=env,
+                           capture_output=True, text=True, timeout=60)
+    assert clean.returncode == 2 and "sha256 mismatch" not in clean.stderr  # verified; then no trtexec here
+    tampered = tmp_path / "tampered"
+    shutil.copytree(bundle, tampered)
+    data = (tampered / "model.onnx").read_bytes()
+    (tampered / "model.onnx").write_bytes(data[:-1] + bytes([data[-1] ^ 1]))
+    bad = subprocess.run(["bash", str(tampered / "build_on_device.sh"), str(tmp_path / "e2")], env=env,
+                         capture_output=True, text=True, timeout=60)
+    lines = bad.stderr.strip().splitlines()
+    assert bad.returncode == 2 and len(lines) == 1 and "sha256 mismatch): model.onnx;" in lines[0], bad.stderr
+    assert not (tmp_path / "e2").exists()
+    with pytest.raises(TrtEdgeError, match=r"changed since trt-edge wrote them .*model\.onnx"):
+        run(load_config(None, {}, "build"), tampered / "model.onnx", tmp_path / "c",
+            plan_file=str(tampered / "plan.json"))
+    with pytest.raises(TrtEdgeError, match="not the ONNX this bundle was made for"):  # a foreign ONNX, same plan
+        shutil.copy(tampered / "model.onnx", tmp_path / "other.onnx")
+        run(load_config(None, {}, "build"), tmp_path / "other.onnx", tmp_path / "c", plan_file=str(bundle / "plan.json"))
+    (tampered / "SHA256SUMS").unlink()
+    with pytest.raises(TrtEdgeError, match="no SHA256SUMS"):
+        run(load_config(None, {}, "build"), tampered / "model.onnx", tmp_path / "c",
+            plan_file=str(tampered / "plan.json"))
+    assert not (tmp_path / "c").exists()

@@ -20,7 +20,8 @@ from trt_edge import __version__
 from trt_edge.engine.manifest import new_manifest
 from trt_edge.engine.plan import BuildPlan, TrtVersion
 from trt_edge.engine.trtexec import JETPACK_TRTEXEC, render_build, shell_join
-from trt_edge.stage import atomic_write_json, atomic_write_text, now
+from trt_edge.errors import TrtEdgeError
+from trt_edge.stage import atomic_write_json, atomic_write_text, now, sha256_file
 
 ONNX_NAME = "model.onnx"
 CACHE_NAME = "calibration.cache"
@@ -94,6 +95,13 @@ if trt:
 m["l4t"] = l4t
 m["jetpack"] = JETPACK.get(l4t) if l4t else None
 m["plan"] = {"file": "model.plan", "sha256": h.hexdigest(), "bytes": os.path.getsize(plan)}
+onnx_file = os.path.join(os.path.dirname(os.path.abspath(template)), "model.onnx")
+if os.path.exists(onnx_file):  # the hash of the ONNX this build read, not the one the template names
+    ho = hashlib.sha256()
+    with open(onnx_file, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            ho.update(chunk)
+    m["onnx_sha256"] = ho.hexdigest()
 m["status"] = "built"
 m["built_by"] = "trtexec (build_on_device.sh)"
 m["inferred"] = ["device.compute_capability (from the device catalog, not queried)"] + ([] if trt else ["tensorrt"])
@@ -130,6 +138,7 @@ def render_script(plan: BuildPlan, has_tokenizer: bool) -> str:
 # force trtexec), else trtexec ($TRTEXEC, or trtexec on PATH, or {JETPACK_TRTEXEC}).
 set -euo pipefail
 HERE="$(cd "$(dirname "${{BASH_SOURCE[0]}}")" && pwd)"
+{render_verify_block()}
 OUT="$(mkdir -p "${{1:-$HERE/engine}}" && cd "${{1:-$HERE/engine}}" && pwd)"
 EXPECTED_TRT="{v.short}"
 
@@ -223,5 +232,88 @@ def write_bundle(folder: Path, plan: BuildPlan, onnx: Path, *, external_data: Se
     if warnings:
         lines += ["", "Warnings:"] + [f"  - {w}" for w in warnings]
     atomic_write_text(folder / README, "\n".join(lines) + "\n")
+    write_checksums(folder)
     return {"built": False, "reason": reason, "trtexec": command, "tokenizer": has_tok,
             "calibration_cache": calibration_cache is not None}
+
+
+# ---------------------------------------------------------------------------------------------------
+# Bundle integrity: SHA256SUMS lists every file; build_on_device.sh and `trt-edge build --plan` verify it
+# before building, so a replaced model.onnx (or cache, plan.json, tokenizer) is refused, not built.
+
+CHECKSUMS = "SHA256SUMS"
+
+
+def write_checksums(folder: Path) -> dict[str, str]:
+    """Write `SHA256SUMS` (the `sha256sum` format, checkable on the device without trt-edge) over every
+    file in the bundle; call it last, after every other file is written."""
+    sums = {f.relative_to(folder).as_posix(): sha256_file(f) for f in sorted(folder.rglob("*"))
+            if f.is_file() and f.name != CHECKSUMS}
+    atomic_write_text(folder / CHECKSUMS, "".join(f"{h}  {name}\n" for name, h in sums.items()))
+    return sums
+
+
+def read_checksums(folder: Path) -> dict[str, str]:
+    """`SHA256SUMS` of a bundle as {relative path: sha256}; refused in one line when missing or malformed."""
+    path = folder / CHECKSUMS
+    if not path.is_file():
+        raise TrtEdgeError(f"{folder}: no {CHECKSUMS}, so the bundle cannot be verified; rebuild it with "
+                           "trt-edge build")
+    sums: dict[str, str] = {}
+    try:
+        lines = path.read_text(encoding="utf-8").splitlines()
+    except (OSError, UnicodeDecodeError) as exc:
+        raise TrtEdgeError(f"{path}: unreadable ({exc}); rebuild the bundle") from exc
+    for lineno, line in enumerate(lines, 1):
+        digest, sep, name = line.partition("  ")
+        name = name.lstrip("*")
+        if (not sep or len(digest) != 64 or any(c not in "0123456789abcdef" for c in digest) or not name
+                or name.startswith("/") or ".." in name.split("/")):
+            raise TrtEdgeError(f"{path}:{lineno}: not a sha256sum line for a file inside the bundle; "
+                               "rebuild the bundle")
+        sums[name] = digest
+    return sums
+
+
+def verify_bundle(folder: Path) -> dict[str, str]:
+    """Check every file `SHA256SUMS` lists; refuse every mismatch at once, in one line."""
+    sums = read_checksums(folder)
+    bad = [name for name, digest in sums.items()
+           if not (folder / name).is_file() or sha256_file(folder / name) != digest]
+    if bad:
+        raise TrtEdgeError(f"{folder}: bundle files changed since trt-edge wrote them (sha256 mismatch): "
+                           f"{', '.join(bad)}; rebuild the bundle instead of building from it")
+    return sums
+
+
+def render_verify_block() -> str:
+    """The bash block of build_on_device.sh that checks SHA256SUMS before anything is built."""
+    return r'''# --- bundle integrity (trt-edge): every file must match SHA256SUMS before anything is built ---
+verify_bundle() {
+  if [ ! -f "$HERE/SHA256SUMS" ]; then
+    echo "build_on_device.sh: error: $HERE/SHA256SUMS is missing, the bundle cannot be verified; rebuild it" >&2
+    return 2
+  fi
+  local bad
+  if command -v sha256sum >/dev/null 2>&1; then
+    bad="$( (cd "$HERE" && LC_ALL=C sha256sum -c SHA256SUMS 2>/dev/null) | grep -v ': OK$' | cut -d: -f1 \
+      | tr '\n' ' ' || true)"
+  else
+    bad="$(cd "$HERE" && python3 -c 'import hashlib,sys
+for line in open("SHA256SUMS"):
+    h, _, n = line.rstrip("\n").partition("  ")
+    try:
+        ok = hashlib.sha256(open(n, "rb").read()).hexdigest() == h
+    except OSError:
+        ok = False
+    if not ok:
+        sys.stdout.write(n + " ")' || true)"
+  fi
+  if [ -n "$bad" ]; then
+    echo "build_on_device.sh: error: bundle files changed since trt-edge wrote them (sha256 mismatch):" \
+      "${bad% }; rebuild the bundle" >&2
+    return 2
+  fi
+}
+verify_bundle || exit 2
+# --- end of bundle integrity ---'''

@@ -57,13 +57,22 @@ def make_plan(cfg: BuildConfig, onnx: Path, max_length: int, plan_file: str | No
     """The validated plan (from `plan_file` or the config) and its warnings; every problem at once."""
     inputs = onnx_inputs(onnx)
     if plan_file:
+        from trt_edge.engine.bundle import verify_bundle
+        from trt_edge.guard import load_json
+
         p = Path(plan_file)
         if not p.is_file():
             raise TrtEdgeError(f"{p}: no such plan file")
-        try:
-            plan = BuildPlan.from_dict(json.loads(p.read_text(encoding="utf-8")), str(p))
-        except json.JSONDecodeError as exc:
-            raise TrtEdgeError(f"{p}: not JSON ({exc.msg}); rebuild the bundle") from exc
+        # The bundle is verified before anything in it is trusted: a replaced model.onnx is refused here.
+        sums = verify_bundle(p.parent)
+        raw = load_json(p, "build plan")
+        if not isinstance(raw, dict):
+            raise TrtEdgeError(f"{p}: not a build plan (a JSON object); rebuild the bundle")
+        plan = BuildPlan.from_dict(raw, str(p))
+        listed = sums.get(Path(str(plan.onnx or "model.onnx")).name)
+        if listed is None or sha256_file(onnx) != listed:
+            raise TrtEdgeError(f"{onnx}: not the ONNX this bundle was made for (its sha256 differs from "
+                               f"{p.parent}/SHA256SUMS); build the bundle's own model.onnx or rebuild the bundle")
         for name in ("calibration_cache", "calibration_data"):
             value = getattr(plan, name)
             if value and not Path(value).is_absolute():
