@@ -254,7 +254,8 @@ def test_a_tampered_bundle_is_refused_by_the_script_and_by_build_plan(tiny_onnx_
             plan_file=str(tampered / "plan.json"))
     with pytest.raises(TrtEdgeError, match="not the ONNX this bundle was made for"):  # a foreign ONNX, same plan
         shutil.copy(tampered / "model.onnx", tmp_path / "other.onnx")
-        run(load_config(None, {}, "build"), tmp_path / "other.onnx", tmp_path / "c", plan_file=str(bundle / "plan.json"))
+        run(load_config(None, {}, "build"), tmp_path / "other.onnx", tmp_path / "c",
+            plan_file=str(bundle / "plan.json"))
     (tampered / "SHA256SUMS").unlink()
     with pytest.raises(TrtEdgeError, match="no SHA256SUMS"):
         run(load_config(None, {}, "build"), tampered / "model.onnx", tmp_path / "c",

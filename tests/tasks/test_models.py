@@ -60,7 +60,7 @@ def test_pickle_side_doors_and_broken_weights_are_refused(tmp_path: Path, tiny_b
     with pytest.raises(TrtEdgeError, match="pickled"):
         load_classifier(side, LABELS)
     (side / "pytorch_model.bin").unlink()
-    with pytest.raises(TrtEdgeError, match="no model.safetensors"):
+    with pytest.raises(TrtEdgeError, match=r"no model\.safetensors"):
         load_classifier(side, LABELS)
     # With model.safetensors present the pickle is never read (use_safetensors=True): it loads.
     (side / "adapter.safetensors").rename(side / "model.safetensors")
@@ -80,7 +80,7 @@ def test_pickle_side_doors_and_broken_weights_are_refused(tmp_path: Path, tiny_b
     data = (broken / "model.safetensors").read_bytes()
     for content in (data[: len(data) // 2], b"\x07" * 4096, b"", data[:6]):
         (broken / "model.safetensors").write_bytes(content)
-        with pytest.raises(TrtEdgeError, match="truncated|not a safetensors"):
+        with pytest.raises(TrtEdgeError, match=r"truncated|not a safetensors"):
             load_classifier(broken, LABELS)
     hashes = weight_hashes(tiny_bert_dir, "model")
     assert list(hashes) == ["model/model.safetensors"] and len(hashes["model/model.safetensors"]) == 64
