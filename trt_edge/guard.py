@@ -10,17 +10,21 @@ from __future__ import annotations
 
 import contextlib
 import fcntl
+import functools
+import inspect
 import json
 import os
 import shutil
 import socket
 import struct
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar, cast
 
 from trt_edge.errors import TrtEdgeError
+
+F = TypeVar("F", bound=Callable[..., Any])
 
 # ---------------------------------------------------------------------------------------------------
 # Weights: safetensors only, inside the folder, readable.
@@ -378,3 +382,30 @@ def output_folder(out: str | os.PathLike[str], what: str = "--out", *, run_folde
         for name in remove_stale_partials(path):
             get_logger().info("removed %s, left by an interrupted command", name)
         yield path
+
+
+def writes_output(param: str = "out", *, run_folder: bool = False) -> Callable[[F], F]:
+    """Decorate a command or entry point whose argument `param` names its output folder: the path is
+    checked and its writer lock held for the whole call (before any work, so a second writer or a
+    user's file is refused at once), and stale temporary folders of a killed run are removed."""
+    def decorate(fn: F) -> F:
+        signature = inspect.signature(fn)
+
+        @functools.wraps(fn)
+        def wrapper(*args: Any, **kwargs: Any) -> Any:
+            try:
+                bound = signature.bind(*args, **kwargs)
+            except TypeError:
+                return fn(*args, **kwargs)  # let the call itself report the bad arguments
+            bound.apply_defaults()
+            out = bound.arguments.get(param)
+            if out is None or out == "":
+                return fn(*args, **kwargs)
+            if not isinstance(out, (str, os.PathLike)):
+                raise TrtEdgeError(f"--{param} takes one folder path, got {out!r}")
+            with output_folder(out, f"--{param}", run_folder=run_folder):
+                return fn(*args, **kwargs)
+
+        return cast(F, wrapper)
+
+    return decorate

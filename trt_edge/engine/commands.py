@@ -11,6 +11,8 @@ import os
 import sys
 from typing import Any
 
+from trt_edge.guard import writes_output
+
 
 def _version(value: Any) -> str:
     # Fire reads `--trt-version 10.3` as a float; a float keeps 10.3 and 10.13 but would turn 10.10 into
@@ -21,6 +23,7 @@ def _version(value: Any) -> str:
 class EngineCommands:
     """Commands of the engine area: build, run."""
 
+    @writes_output()
     def build(self, onnx: str = "", out: str = "runs/build", config: str = "", precision: str = "",
               trt_version: Any = "", device: str = "", plan: str = "", bundle: bool = False, tokenizer: str = "",
               **overrides: Any) -> None:

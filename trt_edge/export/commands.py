@@ -9,8 +9,11 @@ import json as _json
 import sys
 from typing import Any
 
+from trt_edge.guard import writes_output
+
 
 class ExportCommands:
+    @writes_output()
     def export(self, model: str, config: str = "", out: str = "runs/export", fuse_attention: bool = False,
                **overrides: Any) -> None:
         """Export a classifier to ONNX (model.onnx) and prove parity with PyTorch on the task's test split.

@@ -6,8 +6,11 @@ import json
 import sys
 from typing import Any
 
+from trt_edge.guard import writes_output
+
 
 class PipelineCommands:
+    @writes_output(run_folder=True)
     def pipeline(self, config: str = "configs/demo.yaml", out: str = "runs/demo", from_: str = "", to: str = "",
                  force: bool = False, **overrides: Any) -> None:
         """Run every stage, distill to report, each in its own sub-folder of OUT; resumes and skips finished ones.

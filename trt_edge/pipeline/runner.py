@@ -17,8 +17,10 @@ from typing import Any
 
 from trt_edge.config import RunConfig
 from trt_edge.errors import GateError, TrtEdgeError
+from trt_edge.guard import writes_output
 from trt_edge.log import get_logger
 from trt_edge.pipeline.config import STAGES, PipelineConfig
+from trt_edge.preflight import preflight
 from trt_edge.stage import (
     STAGE_FILE,
     StageRecord,
@@ -173,6 +175,7 @@ def _load_run(run_dir: Path) -> dict[str, Any]:
     return data if isinstance(data, dict) else {}
 
 
+@writes_output("run_dir", run_folder=True)
 def run_pipeline(config: RunConfig, run_dir: str | Path, *, start: str | None = None, stop: str | None = None,
                  force: bool = False) -> list[StageResult]:
     """Run the configured stages into `run_dir`; returns what ran and what was skipped."""
@@ -182,6 +185,8 @@ def run_pipeline(config: RunConfig, run_dir: str | Path, *, start: str | None = 
         for section in SPECS[name].sections:
             config.section(section)
     stages = list(cfg.stages)
+    for name in stages:
+        parent_of(name, stages, Path(run_dir))  # a stage without the stage it reads: refused now
     for bound, label in ((start, "--from"), (stop, "--to")):
         if bound is not None and bound not in stages:
             raise TrtEdgeError(f"{label} {bound!r} is not among the configured stages ({', '.join(stages)})")
@@ -189,6 +194,8 @@ def run_pipeline(config: RunConfig, run_dir: str | Path, *, start: str | None = 
     last = stages.index(stop) if stop else len(stages) - 1
     if first > last:
         raise TrtEdgeError(f"--from {start} comes after --to {stop}")
+    # ... and what the stages will need from the data, the models and the build target (nothing written).
+    preflight(config, stages)
     root = Path(run_dir)
     record = _load_run(root)
     name_now = config.raw.get("name")
@@ -199,8 +206,19 @@ def run_pipeline(config: RunConfig, run_dir: str | Path, *, start: str | None = 
         )
     record.setdefault("stages", {})
     record.update({"name": name_now, "config_source": config.source, "config": config.to_dict()})
+    created = not root.exists()
     root.mkdir(parents=True, exist_ok=True)
     _remove_stale_partials(root)
+    try:
+        return _run_stages(config, cfg, root, record, stages, first, last, start, force)
+    except BaseException:
+        if created and not any(root.iterdir()):  # failed before any stage finished: leave no empty folder
+            root.rmdir()
+        raise
+
+
+def _run_stages(config: RunConfig, cfg: PipelineConfig, root: Path, record: dict[str, Any], stages: list[str],
+                first: int, last: int, start: str | None, force: bool) -> list[StageResult]:
     results: list[StageResult] = []
     for index, name in enumerate(stages):
         spec = SPECS[name]

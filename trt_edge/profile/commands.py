@@ -12,6 +12,7 @@ from typing import Any
 
 from trt_edge.cli_util import print_summary
 from trt_edge.errors import TrtEdgeError
+from trt_edge.guard import writes_output
 
 
 def int_list(value: Any, what: str) -> list[int] | None:
@@ -31,6 +32,7 @@ def int_list(value: Any, what: str) -> list[int] | None:
 class ProfileCommands:
     """Commands of the profile area."""
 
+    @writes_output()
     def profile(self, engine: str = "", onnx: str = "", out: str = "runs/profile", config: str = "",
                 batch: Any = None, seq: Any = None, iterations: int | None = None, duration: float | None = None,
                 power: str = "", trtexec_log: str = "", export_profile: str = "", export_times: str = "",

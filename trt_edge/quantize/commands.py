@@ -7,9 +7,11 @@ import sys
 from typing import Any
 
 from trt_edge.cli_util import print_summary
+from trt_edge.guard import writes_output
 
 
 class CalibrateCommands:
+    @writes_output()
     def calibrate(self, config: str = "", onnx: str = "", out: str = "runs/calibrate", target: str = "",
                   **overrides: Any) -> None:
         """INT8-calibrate an exported ONNX model: Q/DQ ONNX for TensorRT, calibration cache, accuracy gate.

@@ -8,9 +8,11 @@ import sys
 from typing import Any
 
 from trt_edge.cli_util import print_summary
+from trt_edge.guard import writes_output
 
 
 class PruneCommands:
+    @writes_output()
     def prune(self, config: str = "", model: str = "", out: str = "runs/prune", **overrides: Any) -> None:
         """Prune a model to 2:4 structured sparsity, recover its accuracy, and prove the pattern.
 

@@ -1,0 +1,83 @@
+"""One validation pass before any work: what every stage of a run will need, checked in seconds.
+
+A run that fails in its fifth stage on a setting that could be read from the config (a calibration set
+larger than the train split, an unknown build device, a batch profile TensorRT refuses, a teacher folder
+without tokenizer files) wastes the minutes of the four stages before it. `preflight` checks all of
+that up front, reads nothing heavier than the data file and the tokenizers, and writes nothing.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+from trt_edge.config import RunConfig
+from trt_edge.errors import TrtEdgeError
+
+_DATA_STAGES = ("distill", "prune", "export", "export-teacher", "calibrate")
+
+
+def preflight(config: RunConfig, stages: Sequence[str]) -> dict[str, Any]:
+    """Refuse in one line anything the given stages would refuse later; returns what it learned
+    (data sizes). Reads the config sections those checks need, the data file and the tokenizers;
+    writes nothing. (Each section's keys are validated by the caller or by the stage itself.)"""
+    facts: dict[str, Any] = {}
+    if any(name in _DATA_STAGES for name in stages):
+        facts.update(_check_data(config, stages))
+    if "distill" in stages:
+        _check_models(config)
+    if "build" in stages:
+        _check_build(config, calibrated="calibrate" in stages)
+    return facts
+
+
+def _check_data(config: RunConfig, stages: Sequence[str]) -> dict[str, Any]:
+    from trt_edge.tasks.data import load_data
+
+    task = config.section("task")
+    data = load_data(task.data)
+    sizes = {n: len(data.split(n)) for n in ("train", "validation", "test")}
+    if "calibrate" in stages:
+        cal = config.section("calibrate").data
+        if cal.path is None and sizes[cal.split] < cal.samples:
+            raise TrtEdgeError(f"calibrate.data.samples is {cal.samples} but the {cal.split} split of "
+                               f"{task.data.source} has {sizes[cal.split]} examples; lower calibrate.data.samples "
+                               f"or raise task.data.{cal.split}_size")
+    return {"sizes": sizes, "labels": data.label_names}
+
+
+def _check_models(config: RunConfig) -> None:
+    """The teacher (and a separate student) exist, hold safetensors and a real tokenizer, and share it."""
+    from trt_edge.guard import load_tokenizer
+    from trt_edge.tasks.models import resolve_model_path
+
+    cfg = config.section("distill")
+    teacher = resolve_model_path(cfg.teacher)
+    teacher_tok = load_tokenizer(teacher, cfg.trust_remote_code)
+    if cfg.student.model:
+        student = resolve_model_path(cfg.student.model)
+        if load_tokenizer(student, cfg.trust_remote_code).get_vocab() != teacher_tok.get_vocab():
+            raise TrtEdgeError(f"{cfg.student.model}: its tokenizer differs from the teacher's ({cfg.teacher}); "
+                               "logit distillation needs the same tokenization (use a student of the same family)")
+
+
+def _check_build(config: RunConfig, *, calibrated: bool) -> None:
+    """The build plan the config asks for, made for the task's declared inputs and checked against the
+    target TensorRT and device, as the build stage will check it against the real ONNX."""
+    from trt_edge.engine.plan import BuildPlan, OnnxInput, TrtVersion
+
+    cfg = config.section("build")
+    max_length = int(config.section("task").max_length)
+    if cfg.precision == "auto":
+        cfg = cfg.replace(precision="int8-qdq" if calibrated else "fp16")
+    inputs = [OnnxInput(name, "int64", ("batch", "sequence"))
+              for name in ("input_ids", "attention_mask", "token_type_ids")]
+    plan = BuildPlan.from_config(cfg, inputs, max_length)
+    if plan.precision == "int8-cache" and calibrated and not plan.calibration_cache:
+        plan.calibration_cache = "calibration.cache"  # the calibrate stage writes it (TensorRT <= 10)
+    problems, _ = plan.check()
+    problems += plan.check_inputs(inputs)
+    if problems:
+        v = TrtVersion.parse(plan.trt_version)
+        raise TrtEdgeError(f"build for TensorRT {v.short}" + (f" on {plan.device}" if plan.device else "")
+                           + " would be refused: " + "; ".join(problems))
