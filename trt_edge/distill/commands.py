@@ -23,7 +23,6 @@ class DistillCommands:
         """
         from trt_edge.config import load_config
         from trt_edge.distill.stage import run
-
         from trt_edge.preflight import preflight
 
         run_config = load_config(config or None, overrides, "distill")
