@@ -11,7 +11,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-from trt_edge.config import RunConfig
+from trt_edge.config import SECTIONS, RunConfig
 from trt_edge.errors import TrtEdgeError
 
 _DATA_STAGES = ("distill", "prune", "export", "export-teacher", "calibrate")
@@ -20,7 +20,11 @@ _DATA_STAGES = ("distill", "prune", "export", "export-teacher", "calibrate")
 def preflight(config: RunConfig, stages: Sequence[str]) -> dict[str, Any]:
     """Refuse in one line anything the given stages would refuse later; returns what it learned
     (data sizes). Reads the config sections those checks need, the data file and the tokenizers;
-    writes nothing. (Each section's keys are validated by the caller or by the stage itself.)"""
+    writes nothing. Every section present in the config is validated first (a typo anywhere is cheap to
+    refuse now and expensive to find in the last stage)."""
+    for section in SECTIONS:
+        if section in config.raw:
+            config.section(section)
     facts: dict[str, Any] = {}
     if any(name in _DATA_STAGES for name in stages):
         facts.update(_check_data(config, stages))

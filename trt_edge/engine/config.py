@@ -92,8 +92,6 @@ class BuildConfig(ConfigBase):
             value = getattr(self, name)
             if value is not None and (len(value) != 3 or any(v < 1 for v in value)):
                 raise ValueError(f"{name} must be three positive integers [min, opt, max], got {value}")
-            if value is not None and not value[0] <= value[1] <= value[2]:
-                raise ValueError(f"{name} must be ordered min <= opt <= max, got {value}")
         if not 0 <= self.optimization_level <= 5:
             raise ValueError(f"optimization_level must be in 0..5, got {self.optimization_level}")
         if self.dla_core is not None and self.dla_core < 0:
