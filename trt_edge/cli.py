@@ -44,7 +44,9 @@ def main(argv: list[str] | None = None) -> None:
     """Console entry point: user errors become one line and exit 2, gate failures exit 1."""
     import fire
 
-    args = _fire_argv(list(sys.argv[1:] if argv is None else argv))
+    from trt_edge.cli_util import verbatim_argv
+
+    args = verbatim_argv(_fire_argv(list(sys.argv[1:] if argv is None else argv)), TrtEdge)
     os.environ.setdefault("PAGER", "cat")
     try:
         fire.Fire(TrtEdge, command=args, name="trt-edge")

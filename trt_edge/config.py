@@ -66,24 +66,83 @@ class RunConfig:
         return copy.deepcopy(self.raw)
 
 
+class YamlFloat(float):
+    """A YAML float that remembers how it was written: `trt_version: 10.10` is the float 10.1, but the
+    string field it is meant for gets "10.10" back (`configbase` reads `.text`)."""
+
+    text: str = ""
+
+
+class _StrictLoader(yaml.SafeLoader):
+    """SafeLoader that refuses duplicate keys (the last one silently won) and keeps float spellings."""
+
+
+def _mapping(loader: _StrictLoader, node: yaml.MappingNode, deep: bool = False) -> dict[Any, Any]:
+    seen: set[Any] = set()
+    for key_node, _ in node.value:
+        if key_node.tag == "tag:yaml.org,2002:merge":
+            continue
+        key = loader.construct_object(key_node, deep=True)
+        try:
+            duplicate = key in seen
+        except TypeError:
+            continue  # unhashable: SafeLoader refuses it below with its own message
+        if duplicate:
+            raise yaml.constructor.ConstructorError(None, None, f"duplicate key {key!r}", key_node.start_mark)
+        seen.add(key)
+    return loader.construct_mapping(node, deep=deep)
+
+
+def _float(loader: _StrictLoader, node: yaml.ScalarNode) -> float:
+    value = YamlFloat(loader.construct_yaml_float(node))
+    value.text = str(node.value)
+    return value
+
+
+_StrictLoader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, _mapping)
+_StrictLoader.add_constructor("tag:yaml.org,2002:float", _float)
+_MAX_NODES = 100_000
+
+
+def _too_big(data: Any) -> bool:
+    """More than `_MAX_NODES` values once aliases are expanded (a 'billion laughs' file), or too deep."""
+    count = 0
+    stack: list[tuple[Any, int]] = [(data, 0)]
+    while stack:
+        node, depth = stack.pop()
+        count += 1
+        if count > _MAX_NODES or depth > 64:
+            return True
+        if isinstance(node, dict):
+            stack.extend((v, depth + 1) for v in node.values())
+        elif isinstance(node, list):
+            stack.extend((v, depth + 1) for v in node)
+    return False
+
+
 def load_yaml(path: str | Path) -> dict[str, Any]:
     """Read a YAML mapping, or say in one line what is wrong with the file."""
     p = Path(path)
     if not p.is_file():
         raise TrtEdgeError(f"config file not found: {p}")
     try:
-        data = yaml.safe_load(p.read_text(encoding="utf-8"))
+        data = yaml.load(p.read_text(encoding="utf-8"), Loader=_StrictLoader)  # a SafeLoader subclass
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark is not None else ""
         problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
         raise TrtEdgeError(f"{p}: malformed YAML{where}: {problem}") from exc
+    except RecursionError as exc:
+        raise TrtEdgeError(f"{p}: YAML nested too deeply") from exc
     except (OSError, UnicodeDecodeError) as exc:
         raise TrtEdgeError(f"{p}: unreadable ({exc})") from exc
     if data is None:
         return {}
     if not isinstance(data, dict):
         raise TrtEdgeError(f"{p}: a config must be a YAML mapping of sections, got {type(data).__name__}")
+    if _too_big(data):
+        raise TrtEdgeError(f"{p}: too large or too deeply nested for a config (aliases expand to over "
+                           f"{_MAX_NODES} values, or more than 64 levels)")
     return data
 
 

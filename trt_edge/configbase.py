@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
+import math
 import types
 import typing
 from collections.abc import Mapping
@@ -132,9 +133,14 @@ def _coerce(value: Any, tp: Any, where: str) -> Any:
     if tp is float:
         if isinstance(value, bool) or not isinstance(value, (int, float)):
             raise TrtEdgeError(f"{where}: expected a number, got {value!r}")
+        if math.isnan(value):
+            raise TrtEdgeError(f"{where}: expected a number, got NaN")
         return float(value)
     if tp is str:
         if not isinstance(value, str):
+            text = getattr(value, "text", None) if isinstance(value, float) else None
+            if text:
+                return str(text)  # as written in YAML: `10.10` stays "10.10" (config.YamlFloat)
             if isinstance(value, (int, float)) and not isinstance(value, bool):
                 return str(value)
             raise TrtEdgeError(f"{where}: expected a string, got {value!r}")

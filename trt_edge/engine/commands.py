@@ -15,8 +15,12 @@ from trt_edge.guard import writes_output
 
 
 def _version(value: Any) -> str:
-    # Fire reads `--trt-version 10.3` as a float; a float keeps 10.3 and 10.13 but would turn 10.10 into
-    # 10.1, so a three-part version (10.10.0) or a quoted one is the safe spelling for such releases.
+    # The CLI hands version strings over verbatim (cli_util.verbatim_argv: `10.10` stays "10.10"); a float
+    # can only come from Python callers, where 10.10 is already 10.1: refuse what cannot be a version.
+    if isinstance(value, bool) or not isinstance(value, (str, int, float)):
+        from trt_edge.errors import TrtEdgeError
+
+        raise TrtEdgeError(f"--trt-version takes a version such as 10.3 or 10.13, got {value!r}")
     return str(value)
 
 
@@ -65,27 +69,30 @@ class EngineCommands:
         else:
             print(f"plan written to {os.path.join(out, 'model.plan')} (manifest model.plan.json)", file=sys.stderr)
 
-    def run(self, text: Any = "", engine: str = "", onnx: str = "", tokenizer: str = "", max_length: int = 128,
-            providers: str = "", allow_host_code: bool = False, cuda_graph: bool = False) -> None:
+    def run(self, text: Any = "", engine: str = "", onnx: str = "", tokenizer: str = "", max_length: Any = None,
+            providers: str = "", allow_host_code: bool = False, cuda_graph: bool = False, text_file: str = "",
+            lines: bool = False) -> None:
         """Classify text end to end with a TensorRT plan or an ONNX model, printing label and probabilities.
 
         Args:
-          text: the text to classify (a list classifies several).
+          text: the text to classify, taken verbatim (commas, numbers and quotes included).
           engine: a TensorRT plan (its manifest model.plan.json is checked first).
           onnx: an ONNX model, run with ONNX Runtime (or an export/calibrate stage folder).
           tokenizer: the model folder with the tokenizer (found next to the model otherwise).
-          max_length: tokens per text after truncation. Defaults to 128.
+          max_length: tokens per text after truncation. Defaults to 128 (or the model's positions if fewer).
           providers: ONNX Runtime providers, comma-separated (cpu, cuda, tensorrt). Defaults to cpu.
           allow_host_code: run a plan that embeds host code (version-compatible, serialized plugins).
           cuda_graph: replay the TensorRT enqueue from a CUDA graph.
+          text_file: read the text from this UTF-8 file instead (for long input); `-` reads standard input.
+          lines: with --text-file, classify each non-empty line as its own text.
         """
         from trt_edge.errors import TrtEdgeError
         from trt_edge.runtime.base import Runner
         from trt_edge.runtime.text import TextClassifier
 
-        texts = [str(t) for t in text] if isinstance(text, (list, tuple)) else [str(text)] if text != "" else []
-        if not texts:
-            raise TrtEdgeError("run needs --text \"...\"")
+        texts = run_texts(text, text_file, lines)
+        asked = max_length not in (None, "")
+        length = _positive_int(max_length, "max-length", minimum=2) if asked else 128
         if bool(engine) == bool(onnx):
             raise TrtEdgeError("run needs exactly one of --engine PLAN or --onnx MODEL")
         runner: Runner
@@ -96,9 +103,9 @@ class EngineCommands:
 
             model_file = engine
             # Stay inside the plan's optimization profile: longer texts are truncated to its max sequence.
-            profiles = [t["profile"] for t in read_manifest(manifest_path_for(engine)).get("io", []) if "profile" in t]
-            if profiles and len(profiles[0]["max"]) == 2:
-                batch_size, max_length = min(batch_size, profiles[0]["max"][0]), min(max_length, profiles[0]["max"][1])
+            batch_max, seq_max = _profile_limits(read_manifest(manifest_path_for(engine)), engine)
+            if batch_max is not None and seq_max is not None:
+                batch_size, length = min(batch_size, batch_max), min(length, seq_max)
             runner = TensorRTRunner(engine, allow_host_code=allow_host_code, cuda_graph=cuda_graph)
         else:
             from trt_edge.engine.stage import resolve_input
@@ -107,6 +114,113 @@ class EngineCommands:
             model_path = resolve_input(onnx)[0]
             model_file = str(model_path)
             runner = OnnxRuntimeRunner(model_path, providers=[p for p in providers.split(",") if p] or None)
-        classifier = TextClassifier.from_model_file(runner, model_file, tokenizer or None, max_length, batch_size)
+        classifier = TextClassifier.from_model_file(runner, model_file, tokenizer or None, length, batch_size)
+        limits = [getattr(classifier.tokenizer, "model_max_length", None),
+                  _config_value(classifier._label_folder, "max_position_embeddings")]
+        positions = min((v for v in limits if isinstance(v, int) and 0 < v < 1_000_000), default=None)
+        if positions is not None and length > positions and not asked:
+            length = classifier.max_length = positions
+        if positions is not None and length > positions:
+            raise TrtEdgeError(f"--max-length {length} is more than the {positions} positions the model has; "
+                               "use at most that")
         for prediction in classifier.classify(texts):
             print(json.dumps(prediction.to_dict()))
+
+
+MAX_TEXT_BYTES = 16 << 20
+
+
+def run_texts(text: Any, text_file: str, lines: bool) -> list[str]:
+    """The texts `run` classifies: `--text` verbatim, or `--text-file` (whole, or one per line)."""
+    from pathlib import Path
+
+    from trt_edge.errors import TrtEdgeError
+
+    if text_file and text not in ("", None):
+        raise TrtEdgeError("give --text or --text-file, not both")
+    if text_file:
+        try:
+            if text_file == "-":
+                raw = sys.stdin.buffer.read(MAX_TEXT_BYTES + 1)
+            else:
+                path = Path(text_file)
+                if not path.is_file():
+                    raise TrtEdgeError(f"--text-file {text_file}: no such file")
+                with open(path, "rb") as handle:
+                    raw = handle.read(MAX_TEXT_BYTES + 1)
+        except OSError as exc:
+            raise TrtEdgeError(f"--text-file {text_file}: unreadable ({exc.strerror})") from exc
+        if len(raw) > MAX_TEXT_BYTES:
+            raise TrtEdgeError(f"--text-file {text_file}: larger than {MAX_TEXT_BYTES >> 20} MiB")
+        try:
+            content = raw.decode("utf-8-sig")
+        except UnicodeDecodeError as exc:
+            raise TrtEdgeError(f"--text-file {text_file}: not UTF-8 text ({exc.reason} at byte {exc.start})") from exc
+        texts = [line for line in content.splitlines() if line.strip()] if lines else [content]
+        if not texts or not any(t.strip() for t in texts):
+            raise TrtEdgeError(f"--text-file {text_file}: no text in it")
+        return texts
+    if lines:
+        raise TrtEdgeError("--lines goes with --text-file")
+    if isinstance(text, bool) or text is None:
+        raise TrtEdgeError('run needs --text "..." (or --text-file FILE)')
+    if isinstance(text, (list, tuple)):  # Python callers may pass several texts
+        texts = [t for t in text if isinstance(t, str)]
+        if len(texts) != len(text):
+            raise TrtEdgeError("run: every text must be a string")
+    else:
+        texts = [text] if isinstance(text, str) else [str(text)]
+    if not texts or not all(t.strip() for t in texts):
+        raise TrtEdgeError('run needs a non-empty --text "..." (or --text-file FILE)')
+    if any(len(t.encode("utf-8", "surrogatepass")) > MAX_TEXT_BYTES for t in texts):
+        raise TrtEdgeError(f"--text is larger than {MAX_TEXT_BYTES >> 20} MiB; use --text-file")
+    return texts
+
+
+def _positive_int(value: Any, what: str, minimum: int = 1) -> int:
+    from trt_edge.errors import TrtEdgeError
+
+    if isinstance(value, bool) or not isinstance(value, int):
+        if isinstance(value, float) and value.is_integer():
+            value = int(value)
+        else:
+            raise TrtEdgeError(f"--{what} takes a whole number, got {value!r}")
+    if value < minimum:
+        raise TrtEdgeError(f"--{what} must be at least {minimum}, got {value}")
+    return int(value)
+
+
+def _profile_limits(manifest: dict[str, Any], engine: str) -> tuple[int | None, int | None]:
+    """(max batch, max sequence) of the plan's first 2-D profile, refusing a malformed one in one line."""
+    from trt_edge.errors import TrtEdgeError
+
+    io = manifest.get("io", [])
+    if not isinstance(io, list):
+        raise TrtEdgeError(f"{engine}: its manifest's io is not a list; rebuild the engine")
+    for tensor in io:
+        profile = tensor.get("profile") if isinstance(tensor, dict) else None
+        if profile is None:
+            continue
+        top = profile.get("max") if isinstance(profile, dict) else None
+        if (not isinstance(top, list) or not top
+                or not all(isinstance(v, int) and not isinstance(v, bool) and v > 0 for v in top)):
+            raise TrtEdgeError(f"{engine}: its manifest's profile for {str(tensor.get('name'))[:60]!r} has no valid "
+                               "'max' shape; rebuild the engine")
+        return (top[0], top[1]) if len(top) == 2 else (None, None)
+    return None, None
+
+
+def _config_value(folder: Any, key: str) -> Any:
+    """A value from a model folder's config.json, or None (the folder may be a bare tokenizer)."""
+    from pathlib import Path
+
+    from trt_edge.errors import TrtEdgeError
+    from trt_edge.guard import load_json
+
+    if folder is None or not (Path(folder) / "config.json").is_file():
+        return None
+    try:
+        data = load_json(Path(folder) / "config.json", "model config")
+    except TrtEdgeError:
+        return None
+    return data.get(key) if isinstance(data, dict) else None
