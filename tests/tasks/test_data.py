@@ -112,3 +112,51 @@ def test_metrics_by_hand() -> None:
     assert accuracy(pred, gold) == 0.75
     # class 0: F1 1; class 1: tp1 fp1 fn0 -> 2/3; class 2: tp1 fp0 fn1 -> 2/3
     assert macro_f1(pred, gold, 3) == pytest.approx((1 + 2 / 3 + 2 / 3) / 3)
+
+
+def test_mixed_encodings_are_decoded_per_file_and_reported(tmp_path: Path) -> None:
+    """One latin-1 file among UTF-8 ones: the error names the file and byte; the per-file fallback reads
+    it without garbling the UTF-8 files; errors=replace counts what it replaced."""
+    for label, texts in (("pos", ["très bien", "ça va", "naïve joy"]), ("neg", ["mauvais été", "non", "bof"])):
+        (tmp_path / "d" / label).mkdir(parents=True)
+        for i, text in enumerate(texts):
+            (tmp_path / "d" / label / f"{i}.txt").write_text(text, encoding="utf-8")
+    (tmp_path / "d" / "neg" / "9.txt").write_bytes("déçu".encode("latin-1"))
+    base = {"source": str(tmp_path / "d"), "train_size": 3, "validation_size": 2, "test_size": 2}
+    with pytest.raises(TrtEdgeError, match=r"neg/9\.txt: not utf-8 text \(.* at byte 1\)"):
+        load_data(DataConfig(**base))
+    data = load_data(DataConfig(**base, fallback_encoding="latin-1"))
+    every = data.train.texts + data.validation.texts + data.test.texts
+    assert "déçu" in every and "très bien" in every and "mauvais été" in every  # nothing garbled
+    assert data.decoding.fallback_files == [str(tmp_path / "d" / "neg" / "9.txt")]
+    assert data.fingerprint()["decoding"]["fallback_files"]
+    replaced = load_data(DataConfig(**base, errors="replace"))
+    assert replaced.decoding.replaced_chars == 2 and replaced.decoding.fallback_files == []
+
+
+@pytest.mark.parametrize(("line", "message"), [
+    ('{"text": "a", "label": NaN}', "label is nan"),
+    ('{"text": "a", "label": [1, 2]}', "label is a list"),
+    ('{"text": ["a"], "label": "x"}', "text is a list"),
+    ('{"text": "a", "label": {"k": 1}}', "label is a dict"),
+])
+def test_nan_and_list_labels_are_refused(tmp_path: Path, line: str, message: str) -> None:
+    good = "".join(json.dumps({"text": f"t{i}", "label": "ab"[i % 2]}) + "\n" for i in range(20))
+    path = tmp_path / "d.jsonl"
+    path.write_text(good + line + "\n", encoding="utf-8")
+    with pytest.raises(TrtEdgeError, match=message):
+        load_data(DataConfig(source=str(path), train_size=10, validation_size=4, test_size=4))
+
+
+@pytest.mark.parametrize(("kwargs", "message"), [
+    ({"train_size": float("nan")}, "train_size: expected a number, got NaN"),
+    ({"test_size": float("inf")}, "test_size must be a positive"),
+    ({"train_size": 2.5}, "neither a fraction"),
+    ({"encoding": "utf-9"}, "not a text encoding"),
+    ({"encoding": "rot13"}, "not a text encoding"),
+])
+def test_bad_sizes_and_encodings_are_refused(kwargs: dict, message: str) -> None:
+    from trt_edge.config import RunConfig
+
+    with pytest.raises(TrtEdgeError, match=message):
+        RunConfig({"task": {"data": kwargs}}).section("task")

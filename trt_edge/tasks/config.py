@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import codecs
+import math
 from dataclasses import dataclass, field
 from typing import Literal
 
@@ -17,6 +19,11 @@ class DataConfig(ConfigBase):
     format (str): `auto` (from the suffix or folder), `csv`, `tsv`, `jsonl` or `folder`.
     text_column / label_column (str): columns of a table file. Defaults to `text` / `label`.
     encoding (str): text encoding of the file(s). Defaults to `utf-8`.
+    fallback_encoding (str | None): tried, per file, when a file is not valid `encoding` (e.g. `latin-1`
+        for one legacy file among UTF-8 ones); the files that needed it are reported. Defaults to None.
+    errors (str): `strict` refuses a file that neither encoding decodes (naming the file and byte offset);
+        `replace` decodes it with U+FFFD for each bad byte and reports how many were replaced.
+        Defaults to `strict`.
     min_values (dict): keep rows whose named numeric column is at least the value,
         e.g. `{confidence: 0.7}`.
     drop_duplicates (bool): drop repeated texts (first label wins). Defaults to True.
@@ -30,6 +37,8 @@ class DataConfig(ConfigBase):
     text_column: str = "text"
     label_column: str = "label"
     encoding: str = "utf-8"
+    fallback_encoding: str | None = None
+    errors: Literal["strict", "replace"] = "strict"
     min_values: dict[str, float] = field(default_factory=dict)
     drop_duplicates: bool = True
     max_examples: int | None = None
@@ -40,8 +49,21 @@ class DataConfig(ConfigBase):
 
     def __post_init__(self) -> None:
         for name in ("train_size", "validation_size", "test_size"):
-            if getattr(self, name) <= 0:
-                raise ValueError(f"{name} must be positive, got {getattr(self, name)}")
+            value = getattr(self, name)
+            if not math.isfinite(value) or value <= 0:
+                raise ValueError(f"{name} must be a positive fraction (< 1) or count (>= 1), got {value}")
+            if value >= 1 and not float(value).is_integer():
+                raise ValueError(f"{name} {value} is neither a fraction (< 1) nor a whole count")
+        for name in ("encoding", "fallback_encoding"):
+            value = getattr(self, name)
+            if value is None:
+                continue
+            try:
+                if not getattr(codecs.lookup(value), "_is_text_encoding", True):  # rot13, base64, zlib ...
+                    raise LookupError(value)
+            except LookupError:
+                raise ValueError(f"{name} {value!r} is not a text encoding Python knows (e.g. utf-8, latin-1, "
+                                 "cp1252, utf-16)") from None
         if self.max_examples is not None and self.max_examples < 2:
             raise ValueError(f"max_examples must be at least 2, got {self.max_examples}")
 

@@ -9,10 +9,11 @@ from __future__ import annotations
 
 import csv
 import importlib.metadata
-import json
+import io
+import math
 import random
 from collections import Counter
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -44,11 +45,25 @@ class Split:
 
 
 @dataclass
+class Decoding:
+    """How the data files were decoded: files that needed the fallback encoding, characters replaced."""
+
+    fallback_files: list[str] = field(default_factory=list)
+    replaced_chars: int = 0
+    replaced_files: list[str] = field(default_factory=list)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"fallback_files": self.fallback_files, "replaced_chars": self.replaced_chars,
+                "replaced_files": self.replaced_files}
+
+
+@dataclass
 class TextClassificationData:
     label_names: list[str]
     train: Split
     validation: Split
     test: Split
+    decoding: Decoding = field(default_factory=Decoding)
 
     @property
     def num_labels(self) -> int:
@@ -62,11 +77,14 @@ class TextClassificationData:
 
     def fingerprint(self) -> dict[str, Any]:
         """Hashes and sizes recorded in stage.json, so a stage can tell its data changed."""
-        return {
+        out: dict[str, Any] = {
             "label_names": self.label_names,
             "sizes": {n: len(self.split(n)) for n in ("train", "validation", "test")},
             "sha256": {n: self.split(n).sha256() for n in ("train", "validation", "test")},
         }
+        if self.decoding.fallback_files or self.decoding.replaced_chars:
+            out["decoding"] = self.decoding.to_dict()
+        return out
 
     def majority_accuracy(self, split: str = "test") -> float:
         labels = self.split(split).labels
@@ -107,34 +125,89 @@ def _detect_format(path: Path, fmt: str) -> str:
     raise TrtEdgeError(f"{path}: cannot tell the format from the name; set task.data.format (csv, tsv, jsonl)")
 
 
-def _read_table(path: Path, fmt: str, cfg: DataConfig) -> list[dict[str, Any]]:
-    if not path.is_file():
-        raise TrtEdgeError(f"{path}: expected a {fmt} file")
+def decode_file(path: Path, cfg: DataConfig, decoding: Decoding) -> str:
+    """One data file's text: `cfg.encoding`, else `cfg.fallback_encoding`, else (errors=replace) the
+    encoding with U+FFFD per bad byte, counted; else refused with the file and the byte offset."""
     try:
-        with open(path, encoding=cfg.encoding, newline="") as handle:
-            if fmt == "jsonl":
-                rows = []
-                for lineno, line in enumerate(handle, 1):
-                    if not line.strip():
-                        continue
-                    try:
-                        row = json.loads(line)
-                    except json.JSONDecodeError as exc:
-                        raise TrtEdgeError(f"{path}:{lineno}: not valid JSON ({exc.msg})") from exc
-                    if not isinstance(row, dict):
-                        raise TrtEdgeError(f"{path}:{lineno}: each JSONL line must be an object")
-                    rows.append(row)
-                return rows
-            reader = csv.DictReader(handle, delimiter="\t" if fmt == "tsv" else ",")
-            return list(reader)
-    except UnicodeDecodeError as exc:
-        raise TrtEdgeError(
-            f"{path}: not {cfg.encoding} text ({exc.reason} at byte {exc.start}); set task.data.encoding"
-        ) from exc
+        raw = path.read_bytes()
     except OSError as exc:
         raise TrtEdgeError(f"{path}: unreadable ({exc.strerror})") from exc
+    try:
+        return raw.decode(cfg.encoding)
+    except UnicodeDecodeError as exc:
+        first = exc
+    if cfg.fallback_encoding:
+        try:
+            text = raw.decode(cfg.fallback_encoding)
+        except UnicodeDecodeError:
+            pass
+        else:
+            decoding.fallback_files.append(str(path))
+            log.warning("%s: not %s text (byte %d); read as %s", path, cfg.encoding, first.start, cfg.fallback_encoding)
+            return text
+    if cfg.errors == "replace":
+        text = raw.decode(cfg.encoding, errors="replace")
+        replaced = text.count("\ufffd") - raw.decode(cfg.encoding, errors="ignore").count("\ufffd")
+        decoding.replaced_chars += replaced
+        decoding.replaced_files.append(str(path))
+        log.warning("%s: %d undecodable bytes replaced by U+FFFD (task.data.errors=replace)", path, replaced)
+        return text
+    tried = cfg.encoding + (f" or {cfg.fallback_encoding}" if cfg.fallback_encoding else "")
+    raise TrtEdgeError(
+        f"{path}: not {tried} text ({first.reason} at byte {first.start}); set task.data.encoding, "
+        "task.data.fallback_encoding (e.g. latin-1, per file) or task.data.errors=replace"
+    ) from first
+
+
+def _read_table(path: Path, fmt: str, cfg: DataConfig, decoding: Decoding) -> list[dict[str, Any]]:
+    if not path.is_file():
+        raise TrtEdgeError(f"{path}: expected a {fmt} file, found {'a folder' if path.is_dir() else 'no file'}")
+    text = decode_file(path, cfg, decoding)
+    if "\0" in text:
+        raise TrtEdgeError(f"{path}: contains NUL characters; not a {fmt} text file (or set task.data.encoding, "
+                           "e.g. utf-16)")
+    try:
+        if fmt == "jsonl":
+            from trt_edge.guard import parse_json
+
+            rows = []
+            for lineno, line in enumerate(text.splitlines(), 1):
+                if not line.strip():
+                    continue
+                row = parse_json(line, f"{path}:{lineno}", "JSON")
+                if not isinstance(row, dict):
+                    raise TrtEdgeError(f"{path}:{lineno}: each JSONL line must be an object")
+                rows.append(row)
+            return rows
+        reader = csv.DictReader(io.StringIO(text, newline=""), delimiter="\t" if fmt == "tsv" else ",")
+        rows = list(reader)
     except csv.Error as exc:
         raise TrtEdgeError(f"{path}: malformed {fmt} ({exc})") from exc
+    for i, row in enumerate(rows, 2):
+        if None in row:
+            raise TrtEdgeError(f"{path}: row at line {i} has more fields than the header "
+                               f"({len(reader.fieldnames or [])} columns)")
+    return rows
+
+
+def _value(value: Any, what: str, where: str) -> str | None:
+    """A text or label cell as a string; None when missing. Lists, mappings and NaN are refused: they
+    would silently become a class named '[1, 2]' or 'nan'."""
+    if value is None:
+        return None
+    if isinstance(value, bool):
+        return str(value).lower()
+    if isinstance(value, (int, str)):
+        text = str(value).strip()
+        if what == "label" and text.lower() in ("nan", "-nan", "+nan"):
+            raise TrtEdgeError(f"{where}: label {text!r} is a missing value, not a class; drop or fix the row")
+        return text
+    if isinstance(value, float):
+        if not math.isfinite(value):
+            raise TrtEdgeError(f"{where}: {what} is {value}, not a {what}; drop or fix the row")
+        return str(int(value)) if value.is_integer() else str(value)
+    raise TrtEdgeError(f"{where}: {what} is a {type(value).__name__} ({str(value)[:40]}), not a single "
+                       f"{'string or integer' if what == 'label' else 'string'}")
 
 
 def _rows_to_examples(rows: list[dict[str, Any]], path: Path, cfg: DataConfig) -> tuple[list[str], list[str]]:
@@ -148,7 +221,7 @@ def _rows_to_examples(rows: list[dict[str, Any]], path: Path, cfg: DataConfig) -
     texts: list[str] = []
     labels: list[str] = []
     dropped = Counter[str]()
-    for row in rows:
+    for number, row in enumerate(rows, 1):
         reason = ""
         for col, minimum in cfg.min_values.items():
             try:
@@ -161,19 +234,20 @@ def _rows_to_examples(rows: list[dict[str, Any]], path: Path, cfg: DataConfig) -
         if reason:
             dropped[reason] += 1
             continue
-        text = row.get(cfg.text_column)
-        label = row.get(cfg.label_column)
-        if text is None or label is None or not str(text).strip() or not str(label).strip():
+        where = f"{path}: row {number}"
+        text = _value(row.get(cfg.text_column), "text", where)
+        label = _value(row.get(cfg.label_column), "label", where)
+        if not text or not label:
             dropped["empty text or label"] += 1
             continue
-        texts.append(str(text).strip())
-        labels.append(str(label).strip())
+        texts.append(text)
+        labels.append(label)
     if dropped:
         log.info("%s: dropped %s", path.name, ", ".join(f"{n} ({why})" for why, n in dropped.items()))
     return texts, labels
 
 
-def _read_folder(path: Path, cfg: DataConfig) -> tuple[list[str], list[str]]:
+def _read_folder(path: Path, cfg: DataConfig, decoding: Decoding) -> tuple[list[str], list[str]]:
     texts: list[str] = []
     labels: list[str] = []
     classes = sorted(p for p in path.iterdir() if p.is_dir() and not p.name.startswith("."))
@@ -181,10 +255,9 @@ def _read_folder(path: Path, cfg: DataConfig) -> tuple[list[str], list[str]]:
         raise TrtEdgeError(f"{path}: expected one sub-folder of .txt files per class, found none")
     for folder in classes:
         for file in sorted(folder.rglob("*.txt")):
-            try:
-                text = file.read_text(encoding=cfg.encoding).strip()
-            except UnicodeDecodeError as exc:
-                raise TrtEdgeError(f"{file}: not {cfg.encoding} text; set task.data.encoding") from exc
+            if not file.is_file():
+                continue  # a folder named like a text file
+            text = decode_file(file, cfg, decoding).strip()
             if text:
                 texts.append(text)
                 labels.append(folder.name)
@@ -219,12 +292,13 @@ def load_data(cfg: DataConfig) -> TextClassificationData:
     """Read, filter, deduplicate and split the labelled texts named by `cfg`."""
     path = resolve_data_source(cfg.source)
     fmt = _detect_format(path, cfg.format)
+    decoding = Decoding()
     if fmt == "folder":
         if not path.is_dir():
             raise TrtEdgeError(f"{path}: format 'folder' needs a folder")
-        texts, labels = _read_folder(path, cfg)
+        texts, labels = _read_folder(path, cfg, decoding)
     else:
-        texts, labels = _rows_to_examples(_read_table(path, fmt, cfg), path, cfg)
+        texts, labels = _rows_to_examples(_read_table(path, fmt, cfg, decoding), path, cfg)
     if cfg.drop_duplicates:
         seen: set[str] = set()
         keep = [i for i, t in enumerate(texts) if not (t in seen or seen.add(t))]  # type: ignore[func-returns-value]
@@ -258,7 +332,7 @@ def load_data(cfg: DataConfig) -> TextClassificationData:
     for name, split in (("train", train), ("validation", validation), ("test", test)):
         if len(split) == 0:
             raise TrtEdgeError(f"{cfg.source}: the {name} split is empty; raise task.data.{name}_size")
-    data = TextClassificationData(names, train, validation, test)
+    data = TextClassificationData(names, train, validation, test, decoding)
     log.info("data %s: %d classes %s; train %d, validation %d, test %d", path.name, len(names), names,
              len(train), len(validation), len(test))
     return data
