@@ -46,9 +46,9 @@ def main(argv: list[str] | None = None) -> None:
 
     from trt_edge.cli_util import verbatim_argv
 
-    args = verbatim_argv(_fire_argv(list(sys.argv[1:] if argv is None else argv)), TrtEdge)
     os.environ.setdefault("PAGER", "cat")
     try:
+        args = verbatim_argv(_fire_argv(list(sys.argv[1:] if argv is None else argv)), TrtEdge)
         fire.Fire(TrtEdge, command=args, name="trt-edge")
     except TrtEdgeError as exc:
         message = str(exc).replace("\n", " ")

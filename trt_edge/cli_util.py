@@ -64,10 +64,17 @@ def verbatim_argv(argv: list[str], commands: type) -> list[str]:
     index = next((i for i, a in enumerate(argv) if not _is_flag(a)), None)
     if index is None or "--" in argv[:index]:
         return argv
+    if "--" in argv and any(a in ("--help", "-h") for a in argv[argv.index("--"):]):
+        return argv  # help: Fire shows it, whatever else was given
     command = argv[index]
     method = getattr(commands, command.replace("-", "_"), None)
-    if method is None or not callable(method):
-        return argv
+    if method is None or not callable(method) or command.startswith("_"):
+        from trt_edge.configbase import nearest
+        from trt_edge.errors import TrtEdgeError
+
+        names = sorted(n.replace("_", "-") for n in dir(commands) if not n.startswith("_")
+                       and callable(getattr(commands, n)))
+        raise TrtEdgeError(f"unknown command {command!r}{nearest(command, names)}; commands: {', '.join(names)}")
     params = [p for p in inspect.signature(method).parameters.values() if p.name != "self"]
     named = {p.name: p for p in params if p.kind not in (p.VAR_KEYWORD, p.VAR_POSITIONAL)}
     has_overrides = any(p.kind == p.VAR_KEYWORD for p in params)
@@ -101,6 +108,9 @@ def verbatim_argv(argv: list[str], commands: type) -> list[str]:
             key, eq, value = stripped.partition("=")
             name = key.replace("-", "_")
             if not eq and (i + 1 == len(rest) or _is_flag(rest[i + 1])):
+                bare = name[2:] if name.startswith("no") and name[2:] in named else name
+                _known_option(bare, named, has_overrides, command)
+                given.add(bare)
                 out.append(token)  # a boolean flag (or a value-less one, refused by the command)
                 i += 1
                 continue
@@ -108,6 +118,7 @@ def verbatim_argv(argv: list[str], commands: type) -> list[str]:
                 value = rest[i + 1]
                 i += 1
             given.add(name)
+            _known_option(name, named, has_overrides, command)
             out.append(f"--{key}={value!r}" if verbatim(name) else f"--{key}={value}")
             i += 1
             continue
@@ -116,6 +127,13 @@ def verbatim_argv(argv: list[str], commands: type) -> list[str]:
         i += 1
     # Positional values fill the parameters not given by flag, in order (as Fire does).
     free = [p.name for p in params if p.name not in given and p.kind in (p.POSITIONAL_OR_KEYWORD, p.POSITIONAL_ONLY)]
+    from trt_edge.errors import TrtEdgeError
+
+    if len(positional) > len(free):
+        raise TrtEdgeError(f"{command}: unexpected argument {positional[len(free)]!r}; options take --NAME VALUE")
+    missing = [n for n in free[len(positional):] if named[n].default is named[n].empty]
+    if missing:
+        raise TrtEdgeError(f"{command} needs --{missing[0].replace('_', '-')}")
     slots = iter(free)
     for k, token in enumerate(out[index + 1:], start=index + 1):
         if token == "--":
@@ -125,3 +143,16 @@ def verbatim_argv(argv: list[str], commands: type) -> list[str]:
             if slot is not None and verbatim(slot):
                 out[k] = repr(token)
     return out
+
+
+def _known_option(name: str, named: dict[str, Any], has_overrides: bool, command: str) -> None:
+    """Refuse an option a command without config overrides does not take (Fire would print its usage)."""
+    if has_overrides or name in named:
+        return
+    from trt_edge.configbase import nearest
+    from trt_edge.errors import TrtEdgeError
+
+    options = [n.replace("_", "-") for n in named]
+    flag = name.replace("_", "-")
+    raise TrtEdgeError(f"{command}: unknown option --{flag}{nearest(flag, options)}; "
+                       f"options: {', '.join('--' + o for o in options)}")

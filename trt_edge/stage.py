@@ -214,8 +214,8 @@ def read_stage(folder: str | os.PathLike[str], expect: str | None = None) -> dic
         raise TrtEdgeError(f"{root}: no {STAGE_FILE} here; it is not the output of a finished trt-edge stage")
     try:
         data = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, json.JSONDecodeError) as exc:
-        raise TrtEdgeError(f"{path}: unreadable ({exc}); rerun the stage") from exc
+    except (OSError, ValueError, RecursionError) as exc:  # ValueError: bad JSON or bad UTF-8
+        raise TrtEdgeError(f"{path}: unreadable ({str(exc)[:200]}); rerun the stage") from exc
     if not isinstance(data, dict) or "stage" not in data or "artifacts" not in data:
         raise TrtEdgeError(f"{path}: not a trt-edge stage record; rerun the stage")
     if expect is not None and data["stage"] != expect:

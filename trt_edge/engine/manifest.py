@@ -181,7 +181,7 @@ def read_manifest(path: str | os.PathLike[str]) -> dict[str, Any]:
                            "(rebuild with trt-edge build, which writes model.plan.json next to model.plan)")
     try:
         data = json.loads(p.read_text(encoding="utf-8"))
-    except (OSError, json.JSONDecodeError, UnicodeDecodeError) as exc:
+    except (OSError, json.JSONDecodeError, UnicodeDecodeError, RecursionError) as exc:
         raise TrtEdgeError(f"{p}: unreadable manifest ({exc}); rebuild the engine") from exc
     if not isinstance(data, dict) or data.get("kind") != MANIFEST_KIND:
         raise TrtEdgeError(f"{p}: not a trt-edge engine manifest; rebuild the engine with trt-edge build")

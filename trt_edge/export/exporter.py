@@ -76,7 +76,7 @@ def folder_label_names(model_dir: Path) -> list[str]:
     path = resolve_model_path(str(model_dir))
     try:
         config = json.loads((path / "config.json").read_text(encoding="utf-8"))
-    except (OSError, json.JSONDecodeError) as exc:
+    except (OSError, ValueError, RecursionError) as exc:
         raise TrtEdgeError(f"{path}/config.json: unreadable ({exc})") from exc
     id2label = config.get("id2label") if isinstance(config, dict) else None
     if not id2label:

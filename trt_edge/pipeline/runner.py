@@ -170,8 +170,8 @@ def _load_run(run_dir: Path) -> dict[str, Any]:
 
     try:
         data = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, ValueError) as exc:
-        raise TrtEdgeError(f"{path}: unreadable ({exc}); remove it or use another --out") from exc
+    except (OSError, ValueError, RecursionError) as exc:
+        raise TrtEdgeError(f"{path}: unreadable ({str(exc)[:200]}); remove it or use another --out") from exc
     return data if isinstance(data, dict) else {}
 
 

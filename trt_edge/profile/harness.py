@@ -246,7 +246,7 @@ def parse_ort_profile(path: str | os.PathLike[str], runs: int | None = None) -> 
     """
     try:
         events = json.loads(Path(path).read_text(encoding="utf-8"))
-    except (OSError, json.JSONDecodeError) as exc:
+    except (OSError, ValueError, RecursionError) as exc:
         raise TrtEdgeError(f"{path}: not a readable ONNX Runtime profile ({exc})") from exc
     if isinstance(events, dict):
         events = events.get("traceEvents", [])

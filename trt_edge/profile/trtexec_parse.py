@@ -42,6 +42,8 @@ def _load_json(path: str | os.PathLike[str], what: str) -> Any:
         return json.loads(_read(path, what))
     except json.JSONDecodeError as exc:
         raise TrtEdgeError(f"{path}: not valid JSON ({exc.msg} at line {exc.lineno}); is it a trtexec {what}?") from exc
+    except RecursionError as exc:
+        raise TrtEdgeError(f"{path}: JSON nested too deeply; is it a trtexec {what}?") from exc
 
 
 def parse_stats(text: str) -> dict[str, float]:

@@ -74,7 +74,7 @@ def find_tokenizer(model_file: str | os.PathLike[str], explicit: str | os.PathLi
             continue
         try:
             record = json.loads(stage.read_text(encoding="utf-8"))
-        except (OSError, json.JSONDecodeError):
+        except (OSError, ValueError, RecursionError):
             continue
         for value in config_strings(record.get("config", {})):
             if value.startswith("demo:") or "/" in value:
@@ -103,7 +103,7 @@ def label_names_for(folder: Path, num_labels: int) -> list[str]:
         try:
             id2label = json.loads(config.read_text(encoding="utf-8")).get("id2label") or {}
             names = {int(k): str(v) for k, v in id2label.items()}
-        except (OSError, ValueError, AttributeError):
+        except (OSError, ValueError, AttributeError, TypeError, RecursionError):
             names = {}
     return [names.get(i, f"LABEL_{i}") for i in range(num_labels)]
 

@@ -192,7 +192,7 @@ def load_sparsity_json(path: str | Path) -> dict[str, Any]:
                            "model folder")
     try:
         data = json.loads(found.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError, RecursionError) as exc:
         raise TrtEdgeError(f"{found}: unreadable ({exc}); rerun `trt-edge prune`") from exc
     if not isinstance(data, dict) or data.get("format") != SPARSITY_FORMAT or not isinstance(data.get("tensors"), dict):
         raise TrtEdgeError(f"{found}: not a trt-edge sparsity.json (expected format {SPARSITY_FORMAT!r} with a "
