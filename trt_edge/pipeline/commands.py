@@ -46,8 +46,10 @@ class PipelineCommands:
         """
         from pathlib import Path
 
+        from trt_edge.guard import output_folder
         from trt_edge.pipeline.report import write_report
 
-        md, page = write_report(run_dir, out or Path(run_dir) / "report")
+        with output_folder(out or Path(run_dir) / "report") as folder:
+            md, page = write_report(run_dir, folder)
         print(md.read_text(encoding="utf-8"))
         print(f"HTML: {page}", file=sys.stderr)
