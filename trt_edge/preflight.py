@@ -58,6 +58,11 @@ def _check_models(config: RunConfig) -> None:
     cfg = config.section("distill")
     teacher = resolve_model_path(cfg.teacher)
     teacher_tok = load_tokenizer(teacher, cfg.trust_remote_code)
+    layers = _config_int(teacher, "num_hidden_layers")
+    if not cfg.student.model and cfg.student.layers and layers is not None:
+        wrong = [i for i in cfg.student.layers if not 0 <= i < layers]
+        if wrong:
+            raise TrtEdgeError(f"distill.student.layers {wrong} out of range: the teacher has layers 0..{layers - 1}")
     if cfg.student.model:
         student = resolve_model_path(cfg.student.model)
         if load_tokenizer(student, cfg.trust_remote_code).get_vocab() != teacher_tok.get_vocab():
@@ -85,3 +90,13 @@ def _check_build(config: RunConfig, *, calibrated: bool) -> None:
         v = TrtVersion.parse(plan.trt_version)
         raise TrtEdgeError(f"build for TensorRT {v.short}" + (f" on {plan.device}" if plan.device else "")
                            + " would be refused: " + "; ".join(problems))
+
+
+def _config_int(folder: Any, key: str) -> int | None:
+    from pathlib import Path
+
+    from trt_edge.guard import load_json
+
+    data = load_json(Path(folder) / "config.json", "model config")
+    value = data.get(key) if isinstance(data, dict) else None
+    return value if isinstance(value, int) and not isinstance(value, bool) else None

@@ -38,7 +38,7 @@ def test_tiny_distill_writes_the_stage_contract(tmp_path: Path, tiny_bert_dir: P
     assert json.loads((model / "config.json").read_text())["num_hidden_layers"] == 1
     assert stage_artifact(out, "teacher").is_dir()
     assert record.metrics["teacher_finetuned"] is False
-    assert set(stage["inputs"]) == {"data", "teacher"}
+    assert set(stage["inputs"]) == {"data", "teacher", "teacher/model.safetensors"}  # every weight file hashed
 
 
 def test_bad_inputs_fail_before_any_work(tmp_path: Path, tiny_bert_dir: Path, demo_data_config: DataConfig) -> None:

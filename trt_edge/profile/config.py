@@ -99,6 +99,9 @@ class ProfileConfig(ConfigBase):
             raise ValueError(f"batch must list positive sizes, got {self.batch}")
         if self.seq is not None and (not self.seq or any(s < 1 for s in self.seq)):
             raise ValueError(f"seq must list positive lengths, got {self.seq}")
+        # Bounds that keep one input array in memory: a typo (1e8) must be a refusal, not a 95 GiB allocation.
+        if max(self.batch) * max(self.seq or [1]) > 1 << 24 or max(self.batch) > 1 << 16:
+            raise ValueError(f"batch x seq is too large to time ({max(self.batch)} x {max(self.seq or [1])} tokens)")
         if self.warmup < 0:
             raise ValueError(f"warmup must not be negative, got {self.warmup}")
         if self.iterations is not None and self.duration_s is not None:

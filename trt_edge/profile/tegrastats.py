@@ -165,7 +165,10 @@ def parse_lines(lines: Iterable[str]) -> TegraLog:
         if not line.strip():
             continue
         total += 1
-        sample = parse_line(line)
+        try:
+            sample = parse_line(line)
+        except (ValueError, OverflowError):  # a number no tegrastats writes (100k digits): a malformed line
+            sample = None
         if sample is None:
             malformed += 1
         else:

@@ -153,6 +153,7 @@ class OnnxRuntimeRunner(Runner):
             raise TrtEdgeError(f"{self.onnx_path}: no such ONNX file")
         ort = lazy_import("onnxruntime")
         options = ort.SessionOptions()
+        options.log_severity_level = 4  # failures reach the user as one TrtEdgeError line, not ORT's log too
         if self.intra_op_threads is not None:
             options.intra_op_num_threads = self.intra_op_threads
         if self.enable_profiling:
