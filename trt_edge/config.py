@@ -18,6 +18,7 @@ import yaml
 
 from trt_edge.configbase import ConfigBase, nearest
 from trt_edge.errors import TrtEdgeError
+from trt_edge.guard import too_big
 
 # section name -> "module:Class". Every stage registers its own section here.
 SECTIONS: dict[str, str] = {
@@ -104,22 +105,6 @@ _StrictLoader.add_constructor("tag:yaml.org,2002:float", _float)
 _MAX_NODES = 100_000
 
 
-def _too_big(data: Any) -> bool:
-    """More than `_MAX_NODES` values once aliases are expanded (a 'billion laughs' file), or too deep."""
-    count = 0
-    stack: list[tuple[Any, int]] = [(data, 0)]
-    while stack:
-        node, depth = stack.pop()
-        count += 1
-        if count > _MAX_NODES or depth > 64:
-            return True
-        if isinstance(node, dict):
-            stack.extend((v, depth + 1) for v in node.values())
-        elif isinstance(node, list):
-            stack.extend((v, depth + 1) for v in node)
-    return False
-
-
 def load_yaml(path: str | Path) -> dict[str, Any]:
     """Read a YAML mapping, or say in one line what is wrong with the file."""
     p = Path(path)
@@ -140,7 +125,7 @@ def load_yaml(path: str | Path) -> dict[str, Any]:
         return {}
     if not isinstance(data, dict):
         raise TrtEdgeError(f"{p}: a config must be a YAML mapping of sections, got {type(data).__name__}")
-    if _too_big(data):
+    if too_big(data, max_depth=64, max_nodes=_MAX_NODES):
         raise TrtEdgeError(f"{p}: too large or too deeply nested for a config (aliases expand to over "
                            f"{_MAX_NODES} values, or more than 64 levels)")
     return data

@@ -157,17 +157,21 @@ MAX_JSON_BYTES = 256 << 20
 MAX_JSON_DEPTH = 64
 
 
-def _depth_ok(value: Any, limit: int) -> bool:
+def too_big(value: Any, max_depth: int = MAX_JSON_DEPTH, max_nodes: int | None = None) -> bool:
+    """More than `max_depth` levels, or more than `max_nodes` values once shared references (YAML
+    aliases) are expanded: walked iteratively, so the check itself cannot overflow the stack."""
+    count = 0
     stack = [(value, 1)]
     while stack:
         node, depth = stack.pop()
-        if depth > limit:
-            return False
+        count += 1
+        if depth > max_depth or (max_nodes is not None and count > max_nodes):
+            return True
         if isinstance(node, dict):
             stack.extend((v, depth + 1) for v in node.values())
         elif isinstance(node, list):
             stack.extend((v, depth + 1) for v in node)
-    return True
+    return False
 
 
 def parse_json(text: str, where: str, what: str = "JSON") -> Any:
@@ -179,7 +183,7 @@ def parse_json(text: str, where: str, what: str = "JSON") -> Any:
     except ValueError as exc:
         msg = exc.msg if isinstance(exc, json.JSONDecodeError) else str(exc)
         raise TrtEdgeError(f"{where}: not valid {what} ({msg})") from exc
-    if not _depth_ok(data, MAX_JSON_DEPTH):
+    if too_big(data):
         raise TrtEdgeError(f"{where}: {what} nested more than {MAX_JSON_DEPTH} levels deep")
     return data
 
