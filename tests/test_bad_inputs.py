@@ -466,9 +466,14 @@ def _(c: Ctx) -> list[str]:
     return _engine(c, json.dumps({"kind": "something else"}))
 
 
-@case("manifest-io-not-list", "io is not a list")
+@case("manifest-io-not-list", "manifest field 'io' is not a list")
 def _(c: Ctx) -> list[str]:
     return _engine(c, json.dumps({**_MANIFEST, "io": "x"}))
+
+
+@case("manifest-plugins-not-objects", "non-object entry")
+def _(c: Ctx) -> list[str]:
+    return _engine(c, json.dumps({**_MANIFEST, "plugins": ["libx.so"]}))
 
 
 # bundles --------------------------------------------------------------------------------------------
@@ -520,6 +525,17 @@ def _(c: Ctx) -> list[str]:
     data = (b / "model.onnx").read_bytes()
     other.write_bytes(data[:-1] + bytes([data[-1] ^ 1]))
     return _build_plan(c, b, other)
+
+
+@case("bundle-onnx-and-checksums-replaced", "not the model the bundle was made for")
+def _(c: Ctx) -> list[str]:
+    from trt_edge.engine.bundle import write_checksums
+
+    b = _bundle_copy(c)
+    data = (b / "model.onnx").read_bytes()
+    (b / "model.onnx").write_bytes(data[:-1] + bytes([data[-1] ^ 1]))
+    write_checksums(b)  # as `sha256sum * > SHA256SUMS` would
+    return _build_plan(c, b)
 
 
 # tegrastats logs ------------------------------------------------------------------------------------

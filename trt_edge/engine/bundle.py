@@ -283,6 +283,17 @@ def verify_bundle(folder: Path) -> dict[str, str]:
     if bad:
         raise TrtEdgeError(f"{folder}: bundle files changed since trt-edge wrote them (sha256 mismatch): "
                            f"{', '.join(bad)}; rebuild the bundle instead of building from it")
+    # The template names the ONNX the bundle was made from: a model.onnx swapped together with a
+    # regenerated SHA256SUMS still disagrees with it.
+    template = folder / TEMPLATE
+    if template.is_file():
+        from trt_edge.guard import load_json
+
+        recorded = load_json(template, "manifest template")
+        recorded = recorded.get("onnx_sha256") if isinstance(recorded, dict) else None
+        if recorded and sums.get(ONNX_NAME) not in (None, recorded):
+            raise TrtEdgeError(f"{folder}: {ONNX_NAME} is not the model the bundle was made for (its sha256 differs "
+                               f"from {TEMPLATE}); rebuild the bundle")
     return sums
 
 

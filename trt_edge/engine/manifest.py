@@ -187,6 +187,14 @@ def read_manifest(path: str | os.PathLike[str]) -> dict[str, Any]:
         raise TrtEdgeError(f"{p}: not a trt-edge engine manifest; rebuild the engine with trt-edge build")
     if data.get("schema") != MANIFEST_SCHEMA:
         raise TrtEdgeError(f"{p}: manifest schema {data.get('schema')} is not {MANIFEST_SCHEMA}; rebuild the engine")
+    # The shapes later code reads without re-checking: one line here instead of an AttributeError there.
+    for key, kind in (("plan", dict), ("device", dict), ("plugins", list), ("io", list), ("sparsity", dict),
+                      ("precisions", dict)):
+        if data.get(key) is not None and not isinstance(data[key], kind):
+            raise TrtEdgeError(f"{p}: manifest field {key!r} is not a {kind.__name__}; rebuild the engine")
+    for key in ("plugins", "io"):
+        if not all(isinstance(entry, dict) for entry in data.get(key) or []):
+            raise TrtEdgeError(f"{p}: manifest field {key!r} holds a non-object entry; rebuild the engine")
     return data
 
 
