@@ -241,8 +241,8 @@ def check_output(out: str | os.PathLike[str], what: str = "--out", *, run_folder
                 raise TrtEdgeError(f"{what} {path} is an existing file, not a folder; trt-edge never replaces a "
                                    "file it did not write: choose another --out")
             entries = [e for e in path.iterdir() if not e.name.startswith(".")]
-            ours = is_trt_edge_output(path) or (run_folder and any(is_trt_edge_output(e) for e in entries
-                                                                    if e.is_dir()))
+            ours = (is_trt_edge_output(path) or (path.parent / "pipeline.json").is_file()  # a run's stage folder
+                    or (run_folder and any(is_trt_edge_output(e) for e in entries if e.is_dir())))
             if entries and not ours:
                 raise TrtEdgeError(f"{what} {path} is a non-empty folder trt-edge did not write (no stage.json); "
                                    "it would be replaced: choose a new or empty folder")
