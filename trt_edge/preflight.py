@@ -17,16 +17,17 @@ from trt_edge.errors import TrtEdgeError
 _DATA_STAGES = ("distill", "prune", "export", "export-teacher", "calibrate")
 
 
-def preflight(config: RunConfig, stages: Sequence[str]) -> dict[str, Any]:
+def preflight(config: RunConfig, stages: Sequence[str], *, data: bool = True) -> dict[str, Any]:
     """Refuse in one line anything the given stages would refuse later; returns what it learned
     (data sizes). Reads the config sections those checks need, the data file and the tokenizers;
     writes nothing. Every section present in the config is validated first (a typo anywhere is cheap to
-    refuse now and expensive to find in the last stage)."""
+    refuse now and expensive to find in the last stage). `data=False` skips the data check (a stage that
+    takes its task from its input folder's stage.json rather than from this config)."""
     for section in SECTIONS:
         if section in config.raw:
             config.section(section)
     facts: dict[str, Any] = {}
-    if any(name in _DATA_STAGES for name in stages):
+    if data and any(name in _DATA_STAGES for name in stages):
         facts.update(_check_data(config, stages))
     if "distill" in stages:
         _check_models(config)

@@ -33,7 +33,11 @@ class ExportCommands:
 
         if fuse_attention:
             overrides = {**overrides, "fuse_attention": True}
-        record = run(load_config(config or None, overrides, "export"), model, out)
+        from trt_edge.preflight import preflight
+
+        run_config = load_config(config or None, overrides, "export")
+        preflight(run_config, ["export"])  # every section of the config, the data against this stage's needs
+        record = run(run_config, model, out)
         print_summary(record, ("max_abs_diff", "max_rel_diff", "argmax_agreement", "onnx_bytes", "opset",
                                "exporter", "lint"))
         print(summary_line(record), file=sys.stderr)

@@ -36,7 +36,11 @@ class CalibrateCommands:
         if target:
             targets = target.split(",") if isinstance(target, str) else list(target)
             overrides = {**overrides, "calibrate.targets": [t.strip() for t in targets]}
-        record = run(load_config(config or None, overrides, "calibrate"), onnx, out)
+        from trt_edge.preflight import preflight
+
+        run_config = load_config(config or None, overrides, "calibrate")
+        preflight(run_config, ["calibrate"])  # every section of the config, the data against this stage's needs
+        record = run(run_config, onnx, out)
         print_summary(record, ("fp32_accuracy", "int8_accuracy", "accuracy_drop_points", "argmax_agreement",
                                "method", "calibration_samples", "quantized_nodes", "float_nodes",
                                "excluded_layers", "ort_latency_ms_fp32", "ort_latency_ms_int8", "cpu_artifact",

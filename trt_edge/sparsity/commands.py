@@ -29,7 +29,12 @@ class PruneCommands:
 
         if not model:
             raise TrtEdgeError("give --model DIR: a distill stage folder or a Hugging Face model folder")
-        record = run(load_config(config or None, overrides, "prune"), model, out)
+        from trt_edge.preflight import preflight
+
+        run_config = load_config(config or None, overrides, "prune")
+        # Without a task section prune reads the task its input's distill stage recorded: no data check here.
+        preflight(run_config, ["prune"], data=bool(run_config.raw.get("task")))
+        record = run(run_config, model, out)
         print_summary(record, ("dense_accuracy", "pruned_accuracy_before_recovery", "sparse_accuracy",
                                "kept_magnitude", "kept_magnitude_without_permutation", "sparse_layers",
                                "skipped_layers", "checker_pass_rate", "seconds"))
