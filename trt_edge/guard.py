@@ -270,7 +270,7 @@ _held_guard = threading.Lock()
 
 def lock_path(folder: str | os.PathLike[str]) -> Path:
     """`.NAME.lock` next to the folder: it survives the folder being replaced by `stage_output`."""
-    p = Path(folder).expanduser().absolute()
+    p = Path(folder).expanduser().resolve()
     return p.with_name(f".{p.name}.lock")
 
 
@@ -364,7 +364,7 @@ def _remove_empty(folders: list[Path]) -> None:
 def remove_stale_partials(out: str | os.PathLike[str]) -> list[str]:
     """Remove `.NAME.partial-*` / `.NAME.old-*` siblings of `out` left by a killed writer. Call it only
     while holding `writer_lock(out)`: then no live process can own them."""
-    p = Path(out).expanduser().absolute()
+    p = Path(out).expanduser().resolve()
     removed: list[str] = []
     if not p.parent.is_dir():
         return removed
