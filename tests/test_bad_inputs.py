@@ -425,6 +425,27 @@ def _(c: Ctx) -> list[str]:
     return ["run", "--text", "x", "--onnx", c.file("m.onnx", b"garbage"), "--tokenizer", str(c.model)]
 
 
+@case("onnx-external-data-outside", "points outside")
+def _(c: Ctx) -> list[str]:
+    import numpy as np
+    import onnx
+    from onnx import TensorProto, helper, numpy_helper
+
+    w = numpy_helper.from_array(np.ones((4, 4), dtype=np.float32), "w")
+    graph = helper.make_graph([helper.make_node("MatMul", ["x", "w"], ["y"])], "g",
+                              [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 4])],
+                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 4])], [w])
+    path = c.work / "m.onnx"
+    onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]), str(path),
+              save_as_external_data=True, location="data.bin", size_threshold=0)
+    model = onnx.load(str(path), load_external_data=False)
+    for entry in model.graph.initializer[0].external_data:
+        if entry.key == "location":
+            entry.value = "../../etc/passwd"
+    onnx.save(model, str(path))
+    return ["build", "--onnx", str(path), "--out", c.out()]
+
+
 @case("onnx-missing", "no such ONNX file")
 def _(c: Ctx) -> list[str]:
     return ["build", "--onnx", str(c.work / "none.onnx"), "--out", c.out()]

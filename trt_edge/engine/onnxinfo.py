@@ -70,6 +70,10 @@ def external_data_files(path: str | os.PathLike[str]) -> list[Path]:
             for entry in init.external_data:
                 if entry.key == "location":
                     names.add(entry.value)
+    outside = [n for n in sorted(names) if not n or n != os.path.basename(n) or n in (".", "..") or "\\" in n]
+    if outside:
+        raise TrtEdgeError(f"{path}: external data {outside[0][:80]!r} is not a file next to the model; refusing data "
+                           "from outside its folder (re-export with the data beside the ONNX)")
     missing = [n for n in sorted(names) if not (base / n).is_file()]
     if missing:
         raise TrtEdgeError(f"{path}: external data file(s) {', '.join(missing)} missing next to it; re-export")
