@@ -127,7 +127,7 @@ def test_checker_catches_a_planted_violation_in_exported_onnx(pruned_tiny: Path,
 
 
 def test_real_minilm_student_pruned_and_exported_passes_checker(minilm_student_dir: Path, tmp_path: Path) -> None:
-    from transformers import AutoModelForSequenceClassification
+    from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
     from trt_edge.sparsity.masks import prune_
     from trt_edge.sparsity.report import SPARSITY_FORMAT
@@ -135,6 +135,7 @@ def test_real_minilm_student_pruned_and_exported_passes_checker(minilm_student_d
     model = AutoModelForSequenceClassification.from_pretrained(minilm_student_dir).eval()
     masks = prune_(model)
     model.save_pretrained(tmp_path / "m", safe_serialization=True)
+    AutoTokenizer.from_pretrained(minilm_student_dir).save_pretrained(tmp_path / "m")  # a model folder carries it
     (tmp_path / "m" / "sparsity.json").write_text(json.dumps(
         {"format": SPARSITY_FORMAT, "version": 1, "tensors": {n: {"pattern": "2:4", "axis": 1} for n in masks}}))
     report = check_onnx_sparsity(_export(tmp_path / "m", tmp_path), tmp_path / "m")
