@@ -157,6 +157,18 @@ def _(c: Ctx) -> list[str]:
     return ["export", "--model", str(c.model), "--task.max_length=-5", "--out", c.out()]
 
 
+@case("config-max-length-past-positions-distill", "has 128 positions")
+def _(c: Ctx) -> list[str]:
+    return ["distill", f"--distill.teacher={c.model}", f"--task.data.source={c.csv}", "--task.max_length=100000",
+            "--out", c.out()]
+
+
+@case("config-max-length-past-positions-calibrate", "has 128 positions")
+def _(c: Ctx) -> list[str]:
+    return ["calibrate", "--onnx", str(c.onnx), f"--task.data.source={c.csv}", "--task.max_length=100000",
+            "--data.samples=8", "--out", c.out()]
+
+
 @case("config-unknown-encoding", "not a text encoding")
 def _(c: Ctx) -> list[str]:
     return ["distill", "--task.data.encoding=utf-99", "--out", c.out()]

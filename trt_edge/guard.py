@@ -413,3 +413,35 @@ def writes_output(param: str = "out", *, run_folder: bool = False) -> Callable[[
         return cast(F, wrapper)
 
     return decorate
+
+
+# ---------------------------------------------------------------------------------------------------
+# Sequence lengths: a max_length past the model's position table fails deep inside ONNX Runtime or torch.
+
+def model_positions(folder: str | os.PathLike[str], tokenizer: Any = None) -> int | None:
+    """How many token positions a model folder takes: the smaller of config.json's
+    `max_position_embeddings` and the tokenizer's `model_max_length` (RoBERTa's 514 vs 512); None if
+    neither says."""
+    limits: list[int] = []
+    config = Path(folder) / "config.json"
+    if config.is_file():
+        try:
+            data = load_json(config, "model config")
+        except TrtEdgeError:
+            data = None
+        value = data.get("max_position_embeddings") if isinstance(data, dict) else None
+        if isinstance(value, int) and not isinstance(value, bool) and value > 0:
+            limits.append(value)
+    value = getattr(tokenizer, "model_max_length", None)
+    if isinstance(value, int) and 0 < value < 1_000_000:
+        limits.append(value)
+    return min(limits) if limits else None
+
+
+def check_positions(length: int, folder: str | os.PathLike[str], tokenizer: Any = None,
+                    what: str = "task.max_length") -> None:
+    """Refuse a sequence length longer than the model's position table, in one line."""
+    positions = model_positions(folder, tokenizer)
+    if positions is not None and length > positions:
+        raise TrtEdgeError(f"{what} is {length} but the model in {folder} has {positions} positions; "
+                           f"use at most {positions}")

@@ -53,12 +53,13 @@ def _check_data(config: RunConfig, stages: Sequence[str]) -> dict[str, Any]:
 
 def _check_models(config: RunConfig) -> None:
     """The teacher (and a separate student) exist, hold safetensors and a real tokenizer, and share it."""
-    from trt_edge.guard import load_tokenizer
+    from trt_edge.guard import check_positions, load_tokenizer
     from trt_edge.tasks.models import resolve_model_path
 
     cfg = config.section("distill")
     teacher = resolve_model_path(cfg.teacher)
     teacher_tok = load_tokenizer(teacher, cfg.trust_remote_code)
+    check_positions(config.section("task").max_length, teacher, teacher_tok)
     layers = _config_int(teacher, "num_hidden_layers")
     if not cfg.student.model and cfg.student.layers and layers is not None:
         wrong = [i for i in cfg.student.layers if not 0 <= i < layers]
@@ -66,7 +67,9 @@ def _check_models(config: RunConfig) -> None:
             raise TrtEdgeError(f"distill.student.layers {wrong} out of range: the teacher has layers 0..{layers - 1}")
     if cfg.student.model:
         student = resolve_model_path(cfg.student.model)
-        if load_tokenizer(student, cfg.trust_remote_code).get_vocab() != teacher_tok.get_vocab():
+        student_tok = load_tokenizer(student, cfg.trust_remote_code)
+        check_positions(config.section("task").max_length, student, student_tok)
+        if student_tok.get_vocab() != teacher_tok.get_vocab():
             raise TrtEdgeError(f"{cfg.student.model}: its tokenizer differs from the teacher's ({cfg.teacher}); "
                                "logit distillation needs the same tokenization (use a student of the same family)")
 

@@ -115,9 +115,10 @@ class EngineCommands:
             model_file = str(model_path)
             runner = OnnxRuntimeRunner(model_path, providers=[p for p in providers.split(",") if p] or None)
         classifier = TextClassifier.from_model_file(runner, model_file, tokenizer or None, length, batch_size)
-        limits = [getattr(classifier.tokenizer, "model_max_length", None),
-                  _config_value(classifier._label_folder, "max_position_embeddings")]
-        positions = min((v for v in limits if isinstance(v, int) and 0 < v < 1_000_000), default=None)
+        from trt_edge.guard import model_positions
+
+        positions = (model_positions(classifier._label_folder, classifier.tokenizer) if classifier._label_folder
+                     else None)
         if positions is not None and length > positions and not asked:
             length = classifier.max_length = positions
         if positions is not None and length > positions:
@@ -209,18 +210,3 @@ def _profile_limits(manifest: dict[str, Any], engine: str) -> tuple[int | None, 
         return (top[0], top[1]) if len(top) == 2 else (None, None)
     return None, None
 
-
-def _config_value(folder: Any, key: str) -> Any:
-    """A value from a model folder's config.json, or None (the folder may be a bare tokenizer)."""
-    from pathlib import Path
-
-    from trt_edge.errors import TrtEdgeError
-    from trt_edge.guard import load_json
-
-    if folder is None or not (Path(folder) / "config.json").is_file():
-        return None
-    try:
-        data = load_json(Path(folder) / "config.json", "model config")
-    except TrtEdgeError:
-        return None
-    return data.get(key) if isinstance(data, dict) else None

@@ -19,7 +19,7 @@ import numpy as np
 from trt_edge.config import RunConfig
 from trt_edge.errors import GateError, TrtEdgeError
 from trt_edge.export.config import ExportConfig
-from trt_edge.guard import weight_hashes
+from trt_edge.guard import check_positions, weight_hashes
 from trt_edge.log import get_logger
 from trt_edge.stage import STAGE_FILE, StageRecord, atomic_write_json, sha256_tree, stage_artifact, stage_output
 from trt_edge.tasks.config import TaskConfig
@@ -113,6 +113,7 @@ def run(config: RunConfig, model_dir: str | Path, out: str | Path) -> StageRecor
     data = load_data(task.data)
     # Loading first: a bare encoder or a head for other labels is refused with the clearest reason.
     loaded = load_for_export(path, data.label_names, cfg.trust_remote_code)
+    check_positions(task.max_length, path, loaded.tokenizer)
     check_head(folder_label_names(path), data.label_names, path)
     split = data.split(cfg.parity_split)
     texts = split.texts[:cfg.parity_max_examples] if cfg.parity_max_examples else split.texts

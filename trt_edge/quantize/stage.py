@@ -64,7 +64,7 @@ def load_onnx(path: Path) -> Any:
 
 def run(config: RunConfig, onnx: str | Path, out: str | Path) -> StageRecord:
     """Calibrate `onnx` (file or export stage folder) into `out`; see the module docstring."""
-    from trt_edge.guard import load_tokenizer
+    from trt_edge.guard import check_positions, load_tokenizer
     from trt_edge.tasks.data import load_data, resolve_data_source
 
     task = config.section("task")
@@ -75,6 +75,8 @@ def run(config: RunConfig, onnx: str | Path, out: str | Path) -> StageRecord:
     tok_dir = calib_data.find_tokenizer(onnx_path, cfg.tokenizer)
     tokenizer = load_tokenizer(tok_dir)
     max_length = cfg.data.max_length or task.max_length
+    check_positions(max(max_length, task.max_length), tok_dir, tokenizer,
+                    "calibrate.data.max_length" if max_length > task.max_length else "task.max_length")
     data = load_data(task.data)
 
     inputs = {"onnx": sha256_file(onnx_path), "data": sha256_tree(resolve_data_source(task.data.source)),

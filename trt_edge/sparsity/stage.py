@@ -21,7 +21,7 @@ import numpy as np
 
 from trt_edge.config import RunConfig
 from trt_edge.errors import GateError, TrtEdgeError
-from trt_edge.guard import weight_hashes
+from trt_edge.guard import check_positions, weight_hashes
 from trt_edge.log import get_logger
 from trt_edge.sparsity.config import PruneConfig
 from trt_edge.sparsity.report import SPARSITY_FILE, SPARSITY_FORMAT, SPARSITY_VERSION
@@ -89,6 +89,7 @@ def run(config: RunConfig, model_dir: str | Path, out: str | Path) -> StageRecor
     student_dir, teacher_dir, teacher_test_logits = _inputs(model_path, cfg)
     data = load_data(task.data)
     loaded = load_classifier(student_dir, data.label_names, cfg.trust_remote_code)
+    check_positions(task.max_length, student_dir, loaded.tokenizer)
     if not loaded.head_trained and not cfg.recover:
         raise TrtEdgeError(f"{student_dir}: {loaded.head_note}; prune a trained classifier or keep prune.recover on")
     model, tokenizer = loaded.model, loaded.tokenizer
