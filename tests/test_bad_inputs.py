@@ -745,7 +745,7 @@ def _pipeline(c: Ctx, *args: str) -> list[str]:
             "--task.data.label_column=label", "--task.data.encoding=utf-8", "--task.data.min_values={}",
             "--task.data.max_examples=60",
             "--task.data.train_size=40", "--task.data.validation_size=10", "--task.data.test_size=10",
-            "--distill.teacher=" + str(c.model), *args, "--out", c.out("run")]
+            "--distill.teacher=" + str(c.model), "--distill.student.layers=[0]", *args, "--out", c.out("run")]
 
 
 @case("pipeline-calibration-larger-than-train", "the train split")
