@@ -185,13 +185,24 @@ def library_sha256(path: Path) -> str:
 
 # C ABI status codes (fused_attention.h).
 STATUS_NAMES = {0: "ok", 1: "unsupported head size", 2: "sequence length out of range",
-                3: "mask shape mismatch", 4: "invalid argument", 5: "CUDA error"}
+                3: "mask shape mismatch", 4: "invalid argument", 5: "CUDA error", 6: "bias shape mismatch"}
+# The C ABI version these bindings declare (trt_edge_attention_abi_version()): 2 adds the additive bias.
+ABI_VERSION = 2
 
 
 def bind_kernel_abi(lib: ctypes.CDLL) -> ctypes.CDLL:
-    """Declare the C ABI's argument and return types on a loaded kernel or plugin library."""
+    """Declare the C ABI's argument and return types on a loaded kernel or plugin library.
+
+    Raises:
+        TrtEdgeError: the library is an older build (ABI version below `ABI_VERSION`): rebuild it, since
+            calling a missing bias entry point would otherwise fail later with a less clear error.
+    """
     c_int, c_void_p = ctypes.c_int, ctypes.c_void_p
     lib.trt_edge_attention_abi_version.restype = c_int
+    found = int(lib.trt_edge_attention_abi_version())
+    if found < ABI_VERSION:
+        raise TrtEdgeError(f"the fused-attention library has C ABI version {found}, these bindings need "
+                           f"{ABI_VERSION}: rebuild it (trt_edge.plugins.library.build_libraries)")
     lib.trt_edge_attention_max_seq_len.restype = c_int
     lib.trt_edge_attention_supports_head_size.argtypes = [c_int]
     lib.trt_edge_attention_supports_head_size.restype = c_int
@@ -199,7 +210,13 @@ def bind_kernel_abi(lib: ctypes.CDLL) -> ctypes.CDLL:
     lib.trt_edge_attention_status_string.restype = ctypes.c_char_p
     lib.trt_edge_attention_check.argtypes = [c_int] * 6
     lib.trt_edge_attention_check.restype = c_int
+    lib.trt_edge_attention_check_bias.argtypes = [c_int] * 10
+    lib.trt_edge_attention_check_bias.restype = c_int
     lib.trt_edge_attention_forward.argtypes = [c_void_p, c_void_p, c_void_p, c_void_p, c_void_p, c_int, c_int,
                                                c_int, c_int, c_int, c_int, ctypes.c_float, c_int, c_void_p]
     lib.trt_edge_attention_forward.restype = c_int
+    # q, k, v, key_mask, bias, out, batch, seq, heads, head_size, mask_batch, mask_len, bias_batch, scale,
+    # causal, stream
+    lib.trt_edge_attention_forward_bias.argtypes = [c_void_p] * 6 + [c_int] * 7 + [ctypes.c_float, c_int, c_void_p]
+    lib.trt_edge_attention_forward_bias.restype = c_int
     return lib
