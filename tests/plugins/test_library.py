@@ -73,3 +73,18 @@ def test_build_folder_follows_the_sources() -> None:
     digest = sources_sha256()
     assert len(digest) == 64
     assert build_dir().name == digest[:16]
+
+
+def test_an_older_kernel_library_is_refused() -> None:
+    """A library built before the bias entry points (ABI 1) must be rebuilt, not called into."""
+
+    class OldLibrary:
+        pass
+
+    def abi_version() -> int:
+        return 1
+
+    old = OldLibrary()
+    old.trt_edge_attention_abi_version = abi_version  # type: ignore[attr-defined]
+    with pytest.raises(TrtEdgeError, match=r"ABI version 1.*rebuild"):
+        library.bind_kernel_abi(old)  # type: ignore[arg-type]

@@ -76,6 +76,7 @@ def make_plan(cfg: BuildConfig, onnx: Path, max_length: int, plan_file: str | No
             plan.calibration_cache = str(calibration_cache)
         if calibration_data is not None and plan.uses_calibrator():
             plan.calibration_data = str(calibration_data)
+    plan.attention_plugin = _attention_plugin(onnx)
     problems, warnings = plan.check()
     problems += plan.check_inputs(inputs)
     qdq = has_qdq(onnx)
@@ -92,6 +93,14 @@ def make_plan(cfg: BuildConfig, onnx: Path, max_length: int, plan_file: str | No
         raise TrtEdgeError(f"cannot build {onnx.name} for TensorRT {v.short}"
                            + (f" on {plan.device}" if plan.device else "") + ": " + "; ".join(problems))
     return plan, warnings
+
+
+def _attention_plugin(onnx: Path) -> str | None:
+    """The plugin generation the ONNX's fused-attention nodes bind to (the plan records and checks it)."""
+    from trt_edge.plugins.generation import onnx_generation
+
+    generation = onnx_generation(onnx)
+    return generation.interface if generation is not None else None
 
 
 def _fp32_source(folder: Path, model: Path) -> Path:

@@ -52,11 +52,15 @@ def source_dir() -> Path:
     return path
 
 
+def plugin_source_files() -> list[Path]:
+    """The files CMake builds the libraries from (sources, headers, CMakeLists.txt), sorted by name."""
+    return sorted(p for p in source_dir().iterdir() if p.is_file() and p.suffix in _SOURCE_SUFFIXES)
+
+
 def sources_sha256() -> str:
     """sha256 over the plugin sources (names and contents): the build folder's key."""
     digest = hashlib.sha256()
-    root = source_dir()
-    for file in sorted(p for p in root.iterdir() if p.is_file() and p.suffix in _SOURCE_SUFFIXES):
+    for file in plugin_source_files():
         digest.update(file.name.encode())
         digest.update(b"\0")
         digest.update(sha256_file(file).encode())
