@@ -306,5 +306,15 @@ int32_t launch(FusedAttentionParams const& p, PluginTensorDesc const* inputDesc,
         p.causal, stream);
 }
 
+int32_t enqueueOrLog(FusedAttentionParams const& p, PluginTensorDesc const* inputDesc, void const* const* inputs,
+                     void* const* outputs, cudaStream_t stream) noexcept {
+    int32_t const status = launch(p, inputDesc, inputs, outputs, stream);
+    if (status != TRT_EDGE_ATTENTION_OK) {
+        logError(std::string("enqueue failed: ") + trt_edge_attention_status_string(status));
+        return -1;
+    }
+    return 0;
+}
+
 }  // namespace plugin
 }  // namespace trt_edge

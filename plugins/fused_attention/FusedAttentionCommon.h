@@ -97,6 +97,10 @@ int32_t checkShapes(FusedAttentionParams const& p, nvinfer1::PluginTensorDesc co
 int32_t launch(FusedAttentionParams const& p, nvinfer1::PluginTensorDesc const* inputDesc, void const* const* inputs,
                void* const* outputs, cudaStream_t stream) noexcept;
 
+// Both generations' enqueue: launch, and log the reason of a failure; 0 or -1 as TensorRT expects.
+int32_t enqueueOrLog(FusedAttentionParams const& p, nvinfer1::PluginTensorDesc const* inputDesc,
+                     void const* const* inputs, void* const* outputs, cudaStream_t stream) noexcept;
+
 }  // namespace plugin
 }  // namespace trt_edge
 

@@ -167,12 +167,7 @@ int32_t FusedAttentionPlugin::onShapeChange(PluginTensorDesc const* in, int32_t 
 int32_t FusedAttentionPlugin::enqueue(PluginTensorDesc const* inputDesc, PluginTensorDesc const* /*outputDesc*/,
                                       void const* const* inputs, void* const* outputs, void* /*workspace*/,
                                       cudaStream_t stream) noexcept {
-    int32_t const status = launch(mParams, inputDesc, inputs, outputs, stream);
-    if (status != TRT_EDGE_ATTENTION_OK) {
-        logError(std::string("enqueue failed: ") + trt_edge_attention_status_string(status));
-        return -1;
-    }
-    return 0;
+    return enqueueOrLog(mParams, inputDesc, inputs, outputs, stream);
 }
 
 IPluginV3* FusedAttentionPlugin::attachToContext(IPluginResourceContext* /*context*/) noexcept { return clone(); }

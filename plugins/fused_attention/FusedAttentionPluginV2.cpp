@@ -161,12 +161,7 @@ size_t FusedAttentionPluginV2::getWorkspaceSize(PluginTensorDesc const* /*inputs
 int32_t FusedAttentionPluginV2::enqueue(PluginTensorDesc const* inputDesc, PluginTensorDesc const* /*outputDesc*/,
                                         void const* const* inputs, void* const* outputs, void* /*workspace*/,
                                         cudaStream_t stream) noexcept {
-    int32_t const status = launch(mParams, inputDesc, inputs, outputs, stream);
-    if (status != TRT_EDGE_ATTENTION_OK) {
-        logError(std::string("enqueue failed: ") + trt_edge_attention_status_string(status));
-        return -1;
-    }
-    return 0;
+    return enqueueOrLog(mParams, inputDesc, inputs, outputs, stream);
 }
 
 // ---------------------------------------------------------------------------------------------------------
