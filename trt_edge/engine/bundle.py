@@ -218,11 +218,9 @@ fi
 def plugin_library_entry(plan: BuildPlan) -> str | None:
     """The bundle-relative plugin library the plan must load for its fused attention, None when it loads
     one already (a path the user configured) or has no fused attention."""
-    from trt_edge.plugins.library import PLUGIN_LIBRARY, REGISTRY_PLUGIN_LIBRARY
+    from trt_edge.plugins.library import PLUGIN_LIBRARY, REGISTRY_PLUGIN_LIBRARY, has_attention_library
 
-    if not plan.attention_plugin:
-        return None
-    if any(Path(p).name in (PLUGIN_LIBRARY, REGISTRY_PLUGIN_LIBRARY) for p in plan.plugins):
+    if not plan.attention_plugin or has_attention_library(plan.plugins):
         return None
     return f"{PLUGIN_BUILD_DIR}/{REGISTRY_PLUGIN_LIBRARY if plan.serialize_plugins else PLUGIN_LIBRARY}"
 

@@ -156,6 +156,11 @@ def run(config: RunConfig, onnx: str | os.PathLike[str], out: str | os.PathLike[
                                    "build on the target, or pass --bundle for an on-device bundle")
             cfg = cfg.replace(trt_version=installed)
     plan, warnings = make_plan(cfg, model, _max_length(config, record), plan_file, cache, calib_data)
+    if reason is None and plan.attention_plugin:
+        from trt_edge.plugins.library import attention_library_for, has_attention_library
+
+        if not has_attention_library(plan.plugins):  # the fused attention needs its plugin: build it here
+            plan.plugins.append(str(attention_library_for(plan.attention_plugin, plan.serialize_plugins)))
     warnings += check_onnx(model, plan.trt_version, dla=plan.dla_core is not None)
     data_files = external_data_files(model)
     try:

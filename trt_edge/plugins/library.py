@@ -156,6 +156,27 @@ def plugin_library_path(build: bool = False, for_registry: bool = False) -> Path
     return _locate(PLUGIN_ENV, PLUGIN_LIBRARY, build)
 
 
+def has_attention_library(plugins: list[str]) -> bool:
+    """Whether a plan's plugin list already loads a fused-attention plugin library (either variant)."""
+    return any(Path(p).name in (PLUGIN_LIBRARY, REGISTRY_PLUGIN_LIBRARY) for p in plugins)
+
+
+def attention_library_for(generation: str, for_registry: bool = False) -> Path:
+    """The plugin library for a plan whose ONNX needs `generation` (`IPluginV3`, `IPluginV2DynamicExt`),
+    built here with CMake when missing, against this machine's TensorRT.
+
+    Raises:
+        TrtEdgeError: the build failed, or this TensorRT gives the other generation (then the ONNX was fused
+            for another TensorRT: export it again for this one).
+    """
+    path = plugin_library_path(build=True, for_registry=for_registry)
+    built = read_build_info(path.parent).get("plugin_generation")
+    if built and built != generation:
+        raise TrtEdgeError(f"the plugin library {path} is {built} (this TensorRT) but the ONNX's fused-attention "
+                           f"nodes need {generation}: export the model again for this TensorRT")
+    return path
+
+
 def kernel_library_path(build: bool = False) -> Path:
     """The kernel + C ABI library (no TensorRT needed); build it first when `build` and it is missing."""
     return _locate(KERNEL_ENV, KERNEL_LIBRARY, build)
