@@ -173,3 +173,34 @@ def test_plugin_source_compiles_against_tensorrt_headers() -> None:
                                    "-isystem", str(include), "-isystem", cuda_include, "-I", str(source_dir()),
                                    str(source_dir() / name)], capture_output=True, text=True, check=False)
             assert proc.returncode == 0, f"{name} against {include}:\n{proc.stderr}"
+
+
+def test_plugin_logic_runs_against_tensorrt_headers(kernel_build: dict[str, object], tmp_path: Path) -> None:
+    """plugin_selftest.cpp exercises both generations' CPU-side logic (attributes as the ONNX parser passes
+    them, has_mask/has_bias layouts, formats, V2 serialization, V3 plan fields, shape refusals before any CUDA
+    call), linked against the kernel library only: TensorRT's interfaces are header-only, libnvinfer is
+    not needed, and nothing here stands in for TensorRT."""
+    proc = kernel_build["proc"]
+    assert isinstance(proc, subprocess.CompletedProcess) and proc.returncode == 0
+    includes = _tensorrt_include_dirs()
+    if not includes:
+        pytest.skip("TensorRT headers not installed and ../shared/third_party/tensorrt-headers absent")
+    cuda_include = next((d for d in ("/usr/local/cuda/include", "/usr/include")
+                         if Path(d, "cuda_runtime_api.h").is_file()), None)
+    if cuda_include is None:
+        pytest.skip("CUDA headers (cuda_runtime_api.h) not found: TensorRT's headers include them")
+    library = Path(str(kernel_build["path"]))
+    src = source_dir()
+    for include in includes:
+        exe = tmp_path / f"selftest-{include.parent.name}"
+        build = subprocess.run(
+            ["g++", "-std=c++17", "-O0", "-Wall", "-Wextra", "-Werror", "-isystem", str(include), "-isystem",
+             cuda_include, "-I", str(src), str(Path(__file__).with_name("plugin_selftest.cpp")),
+             *(str(src / n) for n in ("FusedAttentionCommon.cpp", "FusedAttentionPlugin.cpp",
+                                      "FusedAttentionPluginV2.cpp")),
+             str(library), f"-Wl,-rpath,{library.parent}", "-o", str(exe)],
+            capture_output=True, text=True, check=False)
+        assert build.returncode == 0, f"against {include}:\n{build.stderr}"
+        run = subprocess.run([str(exe)], capture_output=True, text=True, check=False, timeout=60)
+        assert run.returncode == 0, f"against {include}:\n{run.stdout}{run.stderr}"
+        assert "all checks passed" in run.stdout
