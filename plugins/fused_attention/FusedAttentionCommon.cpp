@@ -129,14 +129,15 @@ void setLoggerFinderOnce(nvinfer1::ILoggerFinder* finder) noexcept {
 }
 #endif
 
-void declareFields(std::vector<PluginField>& fields) {
-    fields.clear();
-    fields.emplace_back("num_heads", nullptr, PluginFieldType::kINT32, 1);
-    fields.emplace_back("head_size", nullptr, PluginFieldType::kINT32, 1);
-    fields.emplace_back("scale", nullptr, PluginFieldType::kFLOAT32, 1);
-    fields.emplace_back("causal", nullptr, PluginFieldType::kINT32, 1);
-    fields.emplace_back("has_mask", nullptr, PluginFieldType::kINT32, 1);
-    fields.emplace_back("has_bias", nullptr, PluginFieldType::kINT32, 1);
+CreatorFields::CreatorFields() {
+    mFields.emplace_back("num_heads", nullptr, PluginFieldType::kINT32, 1);
+    mFields.emplace_back("head_size", nullptr, PluginFieldType::kINT32, 1);
+    mFields.emplace_back("scale", nullptr, PluginFieldType::kFLOAT32, 1);
+    mFields.emplace_back("causal", nullptr, PluginFieldType::kINT32, 1);
+    mFields.emplace_back("has_mask", nullptr, PluginFieldType::kINT32, 1);
+    mFields.emplace_back("has_bias", nullptr, PluginFieldType::kINT32, 1);
+    mFC.nbFields = static_cast<int32_t>(mFields.size());
+    mFC.fields = mFields.data();
 }
 
 bool parseFields(PluginFieldCollection const* fc, FusedAttentionParams& params, std::string& why) {

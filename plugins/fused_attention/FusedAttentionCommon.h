@@ -71,7 +71,17 @@ void setLoggerFinderOnce(nvinfer1::ILoggerFinder* finder) noexcept;
 #endif
 
 // The creator's field list (getFieldNames): both generations declare the same six fields and types.
-void declareFields(std::vector<nvinfer1::PluginField>& fields);
+class CreatorFields {
+public:
+    CreatorFields();
+    CreatorFields(CreatorFields const&) = delete;  // mFC points into mFields
+    CreatorFields& operator=(CreatorFields const&) = delete;
+    nvinfer1::PluginFieldCollection const* get() const noexcept { return &mFC; }
+
+private:
+    std::vector<nvinfer1::PluginField> mFields;
+    nvinfer1::PluginFieldCollection mFC{};
+};
 
 // Read the attributes from a PluginFieldCollection (ONNX node at build time, plan at runtime for V3).
 // Unknown fields (plugin_version, plugin_namespace) are ignored. False with `why` on a missing or bad one.

@@ -177,19 +177,13 @@ PluginFieldCollection const* FusedAttentionPlugin::getFieldsToSerialize() noexce
 // ---------------------------------------------------------------------------------------------------------
 // FusedAttentionPluginCreator
 
-FusedAttentionPluginCreator::FusedAttentionPluginCreator() {
-    declareFields(mFields);
-    mFC.nbFields = static_cast<int32_t>(mFields.size());
-    mFC.fields = mFields.data();
-}
-
 char const* FusedAttentionPluginCreator::getPluginName() const noexcept { return kFusedAttentionName; }
 
 char const* FusedAttentionPluginCreator::getPluginVersion() const noexcept { return kFusedAttentionVersionV3; }
 
 char const* FusedAttentionPluginCreator::getPluginNamespace() const noexcept { return kFusedAttentionNamespace; }
 
-PluginFieldCollection const* FusedAttentionPluginCreator::getFieldNames() noexcept { return &mFC; }
+PluginFieldCollection const* FusedAttentionPluginCreator::getFieldNames() noexcept { return mFields.get(); }
 
 IPluginV3* FusedAttentionPluginCreator::createPlugin(char const* /*name*/, PluginFieldCollection const* fc,
                                                      TensorRTPhase /*phase*/) noexcept {

@@ -83,7 +83,6 @@ private:
 
 class FusedAttentionPluginCreator : public nvinfer1::IPluginCreatorV3One {
 public:
-    FusedAttentionPluginCreator();
     ~FusedAttentionPluginCreator() override = default;
 
     char const* getPluginName() const noexcept override;
@@ -94,8 +93,7 @@ public:
                                       nvinfer1::TensorRTPhase phase) noexcept override;
 
 private:
-    std::vector<nvinfer1::PluginField> mFields;
-    nvinfer1::PluginFieldCollection mFC{};
+    CreatorFields mFields;
 };
 
 }  // namespace plugin

@@ -167,17 +167,11 @@ int32_t FusedAttentionPluginV2::enqueue(PluginTensorDesc const* inputDesc, Plugi
 // ---------------------------------------------------------------------------------------------------------
 // FusedAttentionPluginV2Creator
 
-FusedAttentionPluginV2Creator::FusedAttentionPluginV2Creator() {
-    declareFields(mFields);
-    mFC.nbFields = static_cast<int32_t>(mFields.size());
-    mFC.fields = mFields.data();
-}
-
 char const* FusedAttentionPluginV2Creator::getPluginName() const noexcept { return kFusedAttentionName; }
 
 char const* FusedAttentionPluginV2Creator::getPluginVersion() const noexcept { return kFusedAttentionVersionV2; }
 
-PluginFieldCollection const* FusedAttentionPluginV2Creator::getFieldNames() noexcept { return &mFC; }
+PluginFieldCollection const* FusedAttentionPluginV2Creator::getFieldNames() noexcept { return mFields.get(); }
 
 IPluginV2* FusedAttentionPluginV2Creator::createPlugin(char const* /*name*/, PluginFieldCollection const* fc) noexcept {
     try {

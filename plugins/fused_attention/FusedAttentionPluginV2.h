@@ -75,7 +75,6 @@ private:
 
 class FusedAttentionPluginV2Creator : public nvinfer1::IPluginCreator {
 public:
-    FusedAttentionPluginV2Creator();
     ~FusedAttentionPluginV2Creator() override = default;
 
     char const* getPluginName() const noexcept override;
@@ -88,9 +87,8 @@ public:
     char const* getPluginNamespace() const noexcept override;
 
 private:
-    // The TensorRT 8.x ONNX parser passes exactly the fields listed here, converted to the listed types.
-    std::vector<nvinfer1::PluginField> mFields;
-    nvinfer1::PluginFieldCollection mFC{};
+    // The ONNX parser passes exactly the fields listed here, converted to the listed types.
+    CreatorFields mFields;
     std::string mNamespace{kFusedAttentionNamespace};
 };
 
