@@ -211,8 +211,16 @@ OUTPUT_MARKERS = ("stage.json", "pipeline.json")
 
 
 def is_trt_edge_output(folder: Path) -> bool:
-    """A folder trt-edge wrote: it holds stage.json or pipeline.json (a stage or a run folder)."""
-    return any((folder / m).is_file() for m in OUTPUT_MARKERS)
+    """A folder trt-edge wrote: it holds stage.json or pipeline.json (a stage or a run folder), or the
+    engine manifest build_on_device.sh's trtexec path writes (no stage.json there)."""
+    if any((folder / m).is_file() for m in OUTPUT_MARKERS):
+        return True
+    manifest = folder / "model.plan.json"
+    try:
+        with open(manifest, "rb") as handle:
+            return b'"trt-edge engine manifest"' in handle.read(1 << 16)
+    except OSError:
+        return False
 
 
 def _nearest_existing(path: Path) -> Path:
