@@ -772,6 +772,11 @@ def _(c: Ctx) -> list[str]:
     return [*_pipeline(c, "--calibrate.data.samples=16")[:-2], f"--distill.teacher={m}", "--out", c.out("run")]
 
 
+@case("pipeline-from-without-earlier-stages", "has no finished output")
+def _(c: Ctx) -> list[str]:
+    return _pipeline(c, "--calibrate.data.samples=16", "--from", "prune")  # the new run folder is removed again
+
+
 @case("pipeline-unknown-stage", "unknown stage 'nope'")
 def _(c: Ctx) -> list[str]:
     return _pipeline(c, "--pipeline.stages=[distill,nope]")
