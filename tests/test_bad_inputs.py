@@ -463,6 +463,24 @@ def _(c: Ctx) -> list[str]:
     return ["build", "--onnx", str(c.work / "none.onnx"), "--out", c.out()]
 
 
+@case("stage-artifact-outside-folder", "points outside the stage folder")
+def _(c: Ctx) -> list[str]:
+    c.file("st/stage.json", json.dumps({"stage": "export", "artifacts": {"onnx": "../../etc/passwd"}}))
+    return ["build", "--onnx", str(c.work / "st"), "--out", c.out()]
+
+
+@case("stage-artifacts-malformed", "malformed stage record")
+def _(c: Ctx) -> list[str]:
+    c.file("st/stage.json", json.dumps({"stage": "export", "artifacts": {"onnx": ["a"]}}))
+    return ["calibrate", "--onnx", str(c.work / "st"), "--out", c.out()]
+
+
+@case("stage-json-deep", "unreadable")
+def _(c: Ctx) -> list[str]:
+    c.file("st/stage.json", "[" * 100000 + "]" * 100000)
+    return ["export", "--model", str(c.work / "st"), "--out", c.out()]
+
+
 # manifests ------------------------------------------------------------------------------------------
 def _engine(c: Ctx, manifest: str | None) -> list[str]:
     plan = c.file("e/model.plan", b"not a plan")

@@ -218,6 +218,15 @@ def read_stage(folder: str | os.PathLike[str], expect: str | None = None) -> dic
         raise TrtEdgeError(f"{path}: unreadable ({str(exc)[:200]}); rerun the stage") from exc
     if not isinstance(data, dict) or "stage" not in data or "artifacts" not in data:
         raise TrtEdgeError(f"{path}: not a trt-edge stage record; rerun the stage")
+    artifacts = data["artifacts"]
+    if not isinstance(data["stage"], str) or not isinstance(artifacts, dict) or not all(
+            isinstance(k, str) and isinstance(v, str) for k, v in artifacts.items()):
+        raise TrtEdgeError(f"{path}: malformed stage record (stage and artifacts must be names and paths); "
+                           "rerun the stage")
+    for role, rel in artifacts.items():  # artifacts live inside the stage folder, never elsewhere
+        if not rel or Path(rel).is_absolute() or ".." in Path(rel).parts:
+            raise TrtEdgeError(f"{path}: artifact {role!r} points outside the stage folder ({rel[:80]!r}); "
+                               "rerun the stage")
     if expect is not None and data["stage"] != expect:
         raise TrtEdgeError(f"{root}: holds the output of stage {data['stage']!r}, expected {expect!r}")
     return data
