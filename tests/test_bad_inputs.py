@@ -701,6 +701,11 @@ def _(c: Ctx) -> list[str]:
     return _run(c, "--text", "x", "--lines")
 
 
+@case("cli-switch-with-a-word", "is a switch")
+def _(c: Ctx) -> list[str]:
+    return ["pipeline", "--force=maybe", "--out", c.out()]
+
+
 @case("cli-trt-version-garbage", "not a TensorRT version")
 def _(c: Ctx) -> list[str]:
     return ["build", "--onnx", str(c.onnx), "--trt-version", "ten", "--out", c.out()]

@@ -18,7 +18,8 @@ def print_summary(record: Any, keys: tuple[str, ...]) -> None:
 # string parameters (and of string config keys given as overrides) are handed to Fire as quoted string
 # literals instead, so they arrive verbatim.
 
-VERBATIM_PARAMS = ("text", "trt_version", "trt")  # typed Any/str but always meant as text
+VERBATIM_PARAMS = ("text", "trt_version", "trt")
+_BOOLS = ("true", "false", "1", "0", "yes", "no")  # typed Any/str but always meant as text
 
 
 def _is_flag(token: str) -> bool:
@@ -119,6 +120,11 @@ def verbatim_argv(argv: list[str], commands: type) -> list[str]:
                 i += 1
             given.add(name)
             _known_option(name, named, has_overrides, command)
+            if name in named and named[name].annotation in ("bool", bool) and value.lower() not in _BOOLS:
+                from trt_edge.errors import TrtEdgeError
+
+                raise TrtEdgeError(f"--{key} is a switch: give it alone, or as --{key}=true / --{key}=false; "
+                                   f"got {value!r}")
             out.append(f"--{key}={value!r}" if verbatim(name) else f"--{key}={value}")
             i += 1
             continue
