@@ -16,6 +16,7 @@ from typing import Any
 
 import numpy as np
 
+from trt_edge import stats
 from trt_edge.config import RunConfig
 from trt_edge.distill.config import DistillConfig, TrainConfig
 from trt_edge.errors import TrtEdgeError
@@ -235,7 +236,8 @@ def run(config: RunConfig, out: str | Path) -> StageRecord:
     distill_info = distill_student(cfg, task, data, teacher, student, tokenizer, logits,
                                    student_info["student_layers"])
     s_enc = encode(tokenizer, test.texts, task.max_length)
-    student_metrics, _ = evaluate(student, s_enc, test.labels, data.num_labels, task.eval_batch_size)
+    student_metrics, student_test_logits = evaluate(student, s_enc, test.labels, data.num_labels,
+                                                    task.eval_batch_size)
     log.info("student test accuracy %.4f, macro-F1 %.4f", student_metrics["accuracy"], student_metrics["macro_f1"])
 
     metrics: dict[str, Any] = {
@@ -252,14 +254,27 @@ def run(config: RunConfig, out: str | Path) -> StageRecord:
         **teacher_info,
         **student_info,
     }
+    # The pipeline judges this pair against pipeline.gates.distill; the stage records the table.
+    paired = stats.judge_predictions("distill", "student vs teacher", teacher_test_logits, student_test_logits,
+                                     test.labels, None)
+    metrics["gate"] = paired.to_dict()
+    log.info("%s", paired.line())
+    predictions: dict[str, np.ndarray] = {"teacher": teacher_test_logits, "student": student_test_logits}
     if cfg.ablation:
         hard_student, hard_tok, _ = build_student(cfg, teacher, data)
         hard_info = finetune_classifier(hard_student, hard_tok, data, task, cfg.train, cfg.seed, "hard-label student")
-        hard_metrics, _ = evaluate(hard_student, encode(hard_tok, test.texts, task.max_length), test.labels,
-                                   data.num_labels, task.eval_batch_size)
+        hard_metrics, hard_logits = evaluate(hard_student, encode(hard_tok, test.texts, task.max_length),
+                                             test.labels, data.num_labels, task.eval_batch_size)
         metrics.update({"student_hard_label_accuracy": hard_metrics["accuracy"],
                         "student_hard_label_macro_f1": hard_metrics["macro_f1"], "hard_label": hard_info})
         log.info("hard-label student test accuracy %.4f", hard_metrics["accuracy"])
+        # Distillation pays when this drop (hard-label minus distilled) has its whole interval below 0.
+        ablation = stats.judge_predictions("distill.ablation", "distilled vs hard-label student", hard_logits,
+                                           student_test_logits, test.labels, None)
+        metrics["ablation_gate"] = ablation.to_dict()
+        metrics["distillation_pays"] = ablation.interval_points[1] < 0
+        log.info("%s", ablation.line())
+        predictions["hard_label"] = hard_logits
         del hard_student
 
     record = StageRecord(
@@ -267,12 +282,13 @@ def run(config: RunConfig, out: str | Path) -> StageRecord:
         config={"task": task.to_dict(), "distill": cfg.to_dict()},
         inputs={"data": sha256_tree(resolve_data_source(task.data.source)),
                 "teacher": sha256_tree(resolve_teacher_source(cfg))},
-        artifacts={"model": "model", "teacher": "teacher"},
+        artifacts={"model": "model", "teacher": "teacher", "predictions": stats.PREDICTIONS_FILE},
     )
     with stage_output(out) as tmp:
         save_classifier(student, tokenizer, tmp / "model")
         save_classifier(teacher.model, teacher.tokenizer, tmp / "teacher")
         np.save(tmp / "teacher" / "test_logits.npy", teacher_test_logits.astype(np.float32), allow_pickle=False)
+        stats.save_predictions(tmp, test.labels, **predictions)
         metrics["student_weight_bytes"] = weight_bytes(tmp / "model")
         metrics["teacher_weight_bytes"] = weight_bytes(tmp / "teacher")
         metrics["train_seconds"] = time.perf_counter() - started
