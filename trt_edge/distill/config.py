@@ -13,7 +13,8 @@ class TrainConfig(ConfigBase):
     """A training budget, shared by teacher fine-tuning, distillation and sparse recovery.
 
     epochs (int): passes over the training split. Defaults to 2.
-    batch_size (int): examples per step (per process under `accelerate launch`). Defaults to 32.
+    batch_size (int): examples per optimizer step, split among the processes under `accelerate launch`
+        (a multiple of their number), so the trained student does not depend on it. Defaults to 32.
     learning_rate (float): peak AdamW learning rate. Defaults to 5e-5.
     weight_decay (float): AdamW decoupled weight decay (not on biases and LayerNorm). Defaults to 0.01.
     warmup_ratio (float): share of steps with a linear warm-up; then linear decay to 0. Defaults to 0.1.

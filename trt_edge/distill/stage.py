@@ -19,6 +19,7 @@ import numpy as np
 from trt_edge import stats
 from trt_edge.config import RunConfig
 from trt_edge.distill.config import DistillConfig, TrainConfig
+from trt_edge.distill.ranks import is_main_process
 from trt_edge.errors import TrtEdgeError
 from trt_edge.log import get_logger
 from trt_edge.stage import StageRecord, sha256_json, sha256_tree, stage_output
@@ -108,6 +109,9 @@ def prepare_teacher(cfg: DistillConfig, task: TaskConfig, data: TextClassificati
     ft = finetune_classifier(loaded.model, loaded.tokenizer, data, task, cfg.teacher_train, cfg.seed,
                              "teacher fine-tune")
     info.update({"teacher_finetuned": True, "teacher_finetune": ft, "teacher_cache": "miss"})
+    loaded.head_trained = True
+    if not is_main_process():  # data-parallel: rank 0 alone writes the cache
+        return loaded, loaded.path, info
     cached.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{key}.", dir=cached.parent))
     save_classifier(loaded.model, loaded.tokenizer, tmp)
@@ -117,7 +121,6 @@ def prepare_teacher(cfg: DistillConfig, task: TaskConfig, data: TextClassificati
     if cached.exists():
         shutil.rmtree(cached)
     os.replace(tmp, cached)
-    loaded.head_trained = True
     return loaded, cached, info
 
 
@@ -131,6 +134,8 @@ def teacher_train_logits(cfg: DistillConfig, teacher: LoadedClassifier, teacher_
         if logits.shape[0] == len(encoded):
             return logits, "hit"
     logits = predict_logits(teacher.model, encoded, batch_size).astype(np.float32)
+    if not is_main_process():
+        return logits, "miss"
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{key}.", suffix=".npy", dir=path.parent)
     with os.fdopen(fd, "wb") as handle:
@@ -284,6 +289,9 @@ def run(config: RunConfig, out: str | Path) -> StageRecord:
                 "teacher": sha256_tree(resolve_teacher_source(cfg))},
         artifacts={"model": "model", "teacher": "teacher", "predictions": stats.PREDICTIONS_FILE},
     )
+    if not is_main_process():  # data-parallel: every rank holds the same student; rank 0 writes the stage
+        record.metrics = metrics
+        return record
     with stage_output(out) as tmp:
         save_classifier(student, tokenizer, tmp / "model")
         save_classifier(teacher.model, teacher.tokenizer, tmp / "teacher")
