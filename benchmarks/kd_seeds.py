@@ -60,6 +60,9 @@ def main() -> None:
     parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                         help="config overrides passed to trt-edge distill, e.g. distill.transfer.source=unused")
     parser.add_argument("--work", default="", help="keep the stage folders here (default: a temporary folder)")
+    parser.add_argument("--vary-teacher", action="store_true",
+                        help="fine-tune a teacher per seed (default: the first seed's fine-tuned teacher is reused, "
+                             "so the seeds vary only the student's initialisation and data order)")
     args = parser.parse_args()
     from trt_edge import stats
 
@@ -73,11 +76,15 @@ def main() -> None:
     commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True, check=False)
     result["commit"] = commit.stdout.strip()
     correct: dict[str, list[np.ndarray]] = {"teacher": [], "student": [], "hard_label": []}
-    for seed in args.seeds:
+    result["teacher"] = "one per seed" if args.vary_teacher else f"seed {args.seeds[0]}'s, reused"
+    for index, seed in enumerate(args.seeds):
         folder = work / f"seed{seed}"
         env = {**os.environ, "TRT_EDGE_CACHE": str(work / f"cache{seed}")}
         cmd = [sys.executable, "-m", "trt_edge", "distill", "--config", args.config, "--out", str(folder),
                f"--distill.seed={seed}", *[f"--{kv}" for kv in args.set]]
+        if index > 0 and not args.vary_teacher:
+            first = work / f"seed{args.seeds[0]}" / "teacher"
+            cmd += [f"--distill.teacher={first}", "--distill.teacher_finetune=never"]
         start = time.perf_counter()
         subprocess.run(cmd, check=True, env=env)
         wall = time.perf_counter() - start
