@@ -210,6 +210,9 @@ def headline(gates: list[dict[str, Any]], targets: list[Target]) -> tuple[str, b
         return f"Not ready: gate {', '.join(failed)} failed.", False
     if not targets:
         return "No deployable artifact in this run (the calibrate stage did not run).", False
+    if not judged:
+        return (f"Deploy {' and '.join(t.artifact for t in targets)}? No gate of this run recorded its paired "
+                "figures (a run from an older trt-edge): rerun it to judge the gates.", False)
     text = f"Deploy {' and '.join(t.artifact for t in targets)}: all {len(judged)} gates with a budget passed"
     notes = []
     if unsure:
