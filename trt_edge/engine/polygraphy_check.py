@@ -131,7 +131,12 @@ def write_polygraphy_check(folder: Path, *, onnx_name: str, precision: str, cali
     if calibration_data is None or not Path(calibration_data).is_file():
         return {"polygraphy": None, "polygraphy_note": "no calibration set with this ONNX, so no saved real "
                 "inputs: run `polygraphy run model.onnx --onnxrt --trt` with a data loader of your own"}
-    feeds = real_feeds(Path(calibration_data), inputs, profiles)
+    from trt_edge.errors import TrtEdgeError
+
+    try:
+        feeds = real_feeds(Path(calibration_data), inputs, profiles)
+    except TrtEdgeError as exc:  # the build does not need these inputs: say why they are missing, go on
+        return {"polygraphy": None, "polygraphy_note": f"no saved real inputs: {exc}"}
     if not feeds:
         return {"polygraphy": None, "polygraphy_note": "no calibration batch fits the engine's profile"}
     atomic_write_text(folder / INPUTS_JSON, dump_feeds(feeds))
