@@ -38,7 +38,9 @@ def test_arrays_round_trip_in_polygraphys_encoding() -> None:
 
 
 def test_script_compares_the_built_engine_with_onnx_runtime() -> None:
-    text = render_script("model.onnx", "int8-qdq", plugins=["/opt/lib/libtrt_edge_plugins.so"])
+    text = render_script("model.onnx", "int8-qdq", plugins=["/opt/lib/libtrt_edge_plugins.so",
+                                                            "plugins/build/libtrt_edge_attention_plugin.so"])
+    assert '--plugins "$HERE/plugins/build/libtrt_edge_attention_plugin.so"' in text
     assert '--onnxrt --load-inputs "$HERE/polygraphy_inputs.json" --save-outputs "$HERE/onnxrt_outputs.json"' in text
     assert '"$ENGINE" --model-type=engine --trt --plugins /opt/lib/libtrt_edge_plugins.so' in text
     assert '--load-outputs "$HERE/onnxrt_outputs.json" --atol "$ATOL" --rtol "$RTOL"' in text

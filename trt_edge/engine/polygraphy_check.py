@@ -102,7 +102,9 @@ def render_script(onnx_name: str, precision: str, plugins: Sequence[str] = ()) -
     kind = "int8" if "int8" in precision or precision in ("best", "fp8-qdq") else (
         "fp16" if precision in ("fp16", "auto") else "fp32")
     atol, rtol = TOLERANCES[kind]
-    plugin_args = "".join(f" --plugins {shlex.quote(p)}" for p in plugins)
+    # bundle-relative libraries (the fused-attention plugin build_on_device.sh builds) are found from $HERE
+    plugin_args = "".join(f" --plugins {shlex.quote(p)}" if p.startswith("/") else f' --plugins "$HERE/{p}"'
+                          for p in plugins)
     return f"""#!/usr/bin/env bash
 # Compare the engine built by build_on_device.sh with ONNX Runtime on saved real inputs, with Polygraphy
 # (pip install polygraphy onnxruntime on the device). Usage: ./{SCRIPT} [ENGINE]   (default: ./engine/model.plan)
