@@ -121,7 +121,11 @@ def run(config: RunConfig, model_dir: str | Path, out: str | Path) -> StageRecor
         if max_change > EQUIVALENCE_TOLERANCE * scale:
             raise RuntimeError(f"channel permutation changed the model's outputs by {max_change:.3g} "
                                f"(tolerance {EQUIVALENCE_TOLERANCE * scale:.3g}): a bug in trt-edge, please report it")
-        log.info("permuted %d layer pairs; largest output change %.2e", len(permutations), max_change)
+        log.info("permuted %d layer pairs (%s); largest output change %.2e", len(permutations),
+                 ", ".join(f"{p.pair.producer} -> {p.pair.consumer} ({p.pair.kind})" for p in permutations) or "none",
+                 max_change)
+        for where, why in permutation_skipped.items():
+            log.warning("channel permutation skipped at %s: %s", where, why)
     masks: Masks = compute_masks(model, method)
     by_consumer = {f"{p.pair.consumer}.weight": p for p in permutations}
     by_producer = {f"{p.pair.producer}.weight": p for p in permutations}
