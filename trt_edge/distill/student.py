@@ -47,6 +47,11 @@ def student_from_teacher(teacher: Any, layers: list[int] | None) -> tuple[Any, l
     if len(set(keep)) != len(keep) or keep != sorted(keep):
         raise TrtEdgeError(f"distill.student.layers must be increasing and distinct, got {keep}")
     student = copy.deepcopy(teacher)
+    if getattr(student.config, "num_hidden_groups", None) == 1:
+        # One block applied num_hidden_layers times (ALBERT): every layer is the same weights, so keeping
+        # k of them is applying the shared block k times.
+        student.config.num_hidden_layers = len(keep)
+        return student, keep
     parent, name, blocks = _layer_list(student)
     setattr(parent, name, torch.nn.ModuleList([blocks[i] for i in keep]))
     student.config.num_hidden_layers = len(keep)
