@@ -175,3 +175,26 @@ def test_vit_attention_without_a_mask_fuses_on_both_targets(vit_onnx: Path) -> N
     assert report.unfused == [] and all(not layer["has_mask"] for layer in report.layers)
     figures = compare_models(model, cpu, feeds)
     assert figures["max_abs_diff"] <= TOLERANCE and figures["argmax_agreement"] == 1.0, figures
+
+
+def test_lint_gives_the_matchers_verdict(mpnet_onnx: Path, tmp_path: Path) -> None:
+    """The lint and `export --fuse-attention` name the same cause: the lint reports the matcher's own
+    structural verdict (MPNet: a plugin candidate, though TensorRT's own MHA fusion misses it)."""
+    from trt_edge.export.lint import lint_file
+    from trt_edge.plugins.onnx_rewrite import find_attention_candidates
+
+    result = lint_file(mpnet_onnx, "10.3")
+    assert all(block["plugin_candidate"] and block["plugin_reason"] == "" for block in result.attention)
+    assert any(f.code == "plugin-fusion" and f.severity == "info" for f in result.findings)
+    # A block the plugin cannot take (the Q.Kᵀ scores feed the softmax through a Sqrt): the same reason.
+    model = onnx.load(str(mpnet_onnx))
+    softmax = next(n for n in model.graph.node if n.op_type == "Softmax")
+    sqrt = helper.make_node("Sqrt", [softmax.input[0]], ["broken_scores"])
+    softmax.input[0] = "broken_scores"
+    model.graph.node.insert(list(model.graph.node).index(softmax), sqrt)
+    path = tmp_path / "broken.onnx"
+    onnx.save(model, str(path))
+    _, rejected = find_attention_candidates(model)
+    linted = {b["softmax"]: b["plugin_reason"] for b in lint_file(path, "10.3").attention}
+    assert rejected and all(linted.get(r["layer"], r["reason"]) == r["reason"] for r in rejected)
+    assert any(f.code == "plugin-fusion" and f.severity == "warning" for f in lint_file(path, "10.3").findings)
