@@ -89,6 +89,21 @@ def _sparsity(onnx_path: Path, model_path: Path) -> dict[str, Any] | None:
     return report.summary()
 
 
+def _target_trt_version(config: RunConfig) -> str | None:
+    """The build section's target TensorRT (build.trt_version or build.jetpack), None when neither is set:
+    the fused node's plugin generation follows it (IPluginV2DynamicExt for 8.5/8.6, IPluginV3 for 10+)."""
+    from trt_edge.engine.plan import resolve_trt_version
+
+    build = config.section("build")
+    version = resolve_trt_version(build) if build.trt_version or build.jetpack else None
+    try:
+        from trt_edge.plugins.generation import plugin_generation
+    except ImportError:  # no plugin area: _check_rewrite_available says so in one line
+        return version
+    plugin_generation(version)  # a TensorRT no generation serves is refused before the export work
+    return version
+
+
 def _check_rewrite_available() -> None:
     """Refuse `fuse_attention` before any work when the rewrite cannot be imported."""
     try:
@@ -99,16 +114,17 @@ def _check_rewrite_available() -> None:
 
 
 def _fuse_attention(onnx_path: Path, out_path: Path, feeds: list[dict[str, np.ndarray]],
-                    strict: bool = False) -> dict[str, Any]:
+                    strict: bool = False, trt_version: str | None = None) -> dict[str, Any]:
     """Fuse what can be fused; layers that cannot stay as exported and are listed with their cause.
 
     Returns the rewrite's figures, with `fused_layers` empty and no file written when nothing could be
-    fused. `strict`: any unfused layer is an error (the caller's stage output is then discarded)."""
+    fused. `strict`: any unfused layer is an error (the caller's stage output is then discarded).
+    `trt_version`: the target TensorRT, which picks the plugin generation the node names."""
     _check_rewrite_available()
     from trt_edge.plugins.onnx_rewrite import AttentionNotFused, fuse_attention_file, summarize
 
     try:
-        result = dict(fuse_attention_file(onnx_path, out_path, feeds))
+        result = dict(fuse_attention_file(onnx_path, out_path, feeds, trt_version))
     except AttentionNotFused as exc:
         result = {"fused_layers": [], "unfused": exc.unfused, "error": str(exc)}
     unfused = result["unfused"]
@@ -133,6 +149,7 @@ def run(config: RunConfig, model_dir: str | Path, out: str | Path) -> StageRecor
     started = time.perf_counter()
     task: TaskConfig = config.section("task")
     cfg: ExportConfig = config.section("export")
+    attention_trt = _target_trt_version(config) if cfg.fuse_attention else None  # a bad version fails here
     path = resolve_model_input(model_dir)
     data = load_data(task.data)
     # Loading first: a bare encoder or a head for other labels is refused with the clearest reason.
@@ -164,7 +181,8 @@ def run(config: RunConfig, model_dir: str | Path, out: str | Path) -> StageRecor
             # Before the parity run over the whole split: a strict refusal costs only the export.
             dtype = np.int32 if cfg.int32_inputs else np.int64
             feeds = [{k: v.astype(dtype) for k, v in case.feeds.items()} for case in cases if case.grid]
-            fusion = _fuse_attention(onnx_path, tmp / "model.fused.onnx", feeds, cfg.fuse_attention_strict)
+            fusion = _fuse_attention(onnx_path, tmp / "model.fused.onnx", feeds, cfg.fuse_attention_strict,
+                                     attention_trt)
         report = run_parity(loaded.model, onnx_path, cases, texts)
         log.info("parity: max |diff| %.3g, argmax agreement %.4f on %d %s examples", report.max_abs_diff,
                  report.argmax_agreement, report.examples, cfg.parity_split)
