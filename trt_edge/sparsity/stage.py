@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import copy
 import json
+import re
 import time
 from pathlib import Path
 from typing import Any
@@ -74,7 +75,13 @@ def run(config: RunConfig, model_dir: str | Path, out: str | Path) -> StageRecor
     import torch
 
     from trt_edge.distill.stage import teacher_train_logits, training_features, validation_eval_fn
-    from trt_edge.sparsity.masks import Masks, Sparse24Config, apply_masks, compute_masks
+    from trt_edge.sparsity.masks import (
+        Masks,
+        Sparse24Config,
+        apply_masks,
+        compute_masks,
+        token_independent_linears,
+    )
     from trt_edge.sparsity.permutation import max_output_change, model_outputs, permute_model_, random_inputs
     from trt_edge.sparsity.torch_check import check_model_sparsity
     from trt_edge.tasks.data import load_data, resolve_data_source
@@ -102,7 +109,18 @@ def run(config: RunConfig, model_dir: str | Path, out: str | Path) -> StageRecor
             raise TrtEdgeError(f"teacher {teacher_dir}: its tokenizer differs from the student's; sparse "
                                "distillation needs the same tokenization")
     method = Sparse24Config(include=list(cfg.include), exclude=list(cfg.exclude))
-    plain = compute_masks(model, method)  # validates the patterns and finds the layers before any work
+    selected = [re.compile(p) for p in cfg.include], [re.compile(p) for p in cfg.exclude]
+    constant = {name: why for name, why in token_independent_linears(model).items()
+                if any(p.search(name) for p in selected[0]) and not any(p.search(name) for p in selected[1])}
+
+    def runs_on_tokens(_module: Any, name: str) -> bool:
+        return f"{name}.weight" not in constant
+
+    # Validates the patterns and finds the layers before any work.
+    plain = compute_masks(model, method, runs_on_tokens)
+    plain.skipped.update(constant)
+    for name, why in constant.items():
+        log.info("not pruned: %s: %s", name, why)
     torch.manual_seed(cfg.seed)
     test = data.test
     test_enc = encode(tokenizer, test.texts, task.max_length)
@@ -122,8 +140,13 @@ def run(config: RunConfig, model_dir: str | Path, out: str | Path) -> StageRecor
         if max_change > EQUIVALENCE_TOLERANCE * scale:
             raise RuntimeError(f"channel permutation changed the model's outputs by {max_change:.3g} "
                                f"(tolerance {EQUIVALENCE_TOLERANCE * scale:.3g}): a bug in trt-edge, please report it")
-        log.info("permuted %d layer pairs; largest output change %.2e", len(permutations), max_change)
-    masks: Masks = compute_masks(model, method)
+        log.info("permuted %d layer pairs (%s); largest output change %.2e", len(permutations),
+                 ", ".join(f"{p.pair.producer} -> {p.pair.consumer} ({p.pair.kind})" for p in permutations) or "none",
+                 max_change)
+        for where, why in permutation_skipped.items():
+            log.warning("channel permutation skipped at %s: %s", where, why)
+    masks: Masks = compute_masks(model, method, runs_on_tokens)
+    masks.skipped.update(constant)
     by_consumer = {f"{p.pair.consumer}.weight": p for p in permutations}
     by_producer = {f"{p.pair.producer}.weight": p for p in permutations}
 
