@@ -21,6 +21,7 @@ from trt_edge.errors import TrtEdgeError
 from trt_edge.log import get_logger
 from trt_edge.stage import sha256_json
 from trt_edge.tasks.config import DataConfig
+from trt_edge.tasks.source_keys import check_source_keys
 
 log = get_logger("data")
 
@@ -159,10 +160,10 @@ def decode_file(path: Path, cfg: DataConfig, decoding: Decoding) -> str:
     ) from first
 
 
-def _read_table(path: Path, fmt: str, cfg: DataConfig, decoding: Decoding) -> list[dict[str, Any]]:
+def _read_table(path: Path, fmt: str, cfg: DataConfig, decoding: Decoding | None = None) -> list[dict[str, Any]]:
     if not path.is_file():
         raise TrtEdgeError(f"{path}: expected a {fmt} file, found {'a folder' if path.is_dir() else 'no file'}")
-    text = decode_file(path, cfg, decoding)
+    text = decode_file(path, cfg, decoding if decoding is not None else Decoding())
     if "\0" in text:
         raise TrtEdgeError(f"{path}: contains NUL characters; not a {fmt} text file (or set task.data.encoding, "
                            "e.g. utf-16)")
@@ -247,7 +248,8 @@ def _rows_to_examples(rows: list[dict[str, Any]], path: Path, cfg: DataConfig) -
     return texts, labels
 
 
-def _read_folder(path: Path, cfg: DataConfig, decoding: Decoding) -> tuple[list[str], list[str]]:
+def _read_folder(path: Path, cfg: DataConfig, decoding: Decoding | None = None) -> tuple[list[str], list[str]]:
+    decoding = decoding if decoding is not None else Decoding()
     texts: list[str] = []
     labels: list[str] = []
     classes = sorted(p for p in path.iterdir() if p.is_dir() and not p.name.startswith("."))
@@ -292,6 +294,7 @@ def load_data(cfg: DataConfig) -> TextClassificationData:
     """Read, filter, deduplicate and split the labelled texts named by `cfg`."""
     path = resolve_data_source(cfg.source)
     fmt = _detect_format(path, cfg.format)
+    check_source_keys(cfg, fmt, path)
     decoding = Decoding()
     if fmt == "folder":
         if not path.is_dir():
