@@ -196,7 +196,7 @@ def activation_importance(model: torch.nn.Module, structure: Structure,
     state: dict[str, Any] = {"mask": None, "tokens": 0}
 
     def weights(x: torch.Tensor) -> torch.Tensor:
-        mask = state["mask"]
+        mask: torch.Tensor | None = state["mask"]
         if mask is None or mask.shape != x.shape[:-1]:
             return torch.ones(x.shape[:-1], dtype=x.dtype)
         return mask.to(x.dtype)
@@ -386,7 +386,7 @@ def _reads_head_dim(model: Any) -> bool:
         structure = find_blocks(probe)
     except TrtEdgeError:
         return False
-    return structure.heads == heads - 1 and structure.head_dim == head_dim
+    return bool(structure.heads == heads - 1 and structure.head_dim == head_dim)
 
 
 def shape_recipe(model: Any) -> dict[str, Any]:
@@ -459,7 +459,7 @@ def width_recipe(config: Any) -> dict[str, Any] | None:
     return dict(recipe) if isinstance(recipe, Mapping) and recipe else None
 
 
-def load_pruned(path: Path, config: Any, model_cls: Any) -> tuple[Any, dict[str, Any]]:
+def load_pruned(path: Path, config: Any, model_cls: Any, trust_remote_code: bool = False) -> tuple[Any, dict[str, Any]]:
     """Build `model_cls` from `config`, apply the width recipe, load the folder's safetensors strictly.
 
     Returns the model and a loading-info dict shaped like transformers' (`missing_keys`,
@@ -470,7 +470,7 @@ def load_pruned(path: Path, config: Any, model_cls: Any) -> tuple[Any, dict[str,
     recipe = width_recipe(config)
     if recipe is None:
         raise RuntimeError(f"{path}: load_pruned called on a folder without {WIDTH_KEY}")
-    model = model_cls.from_config(config)
+    model = model_cls.from_config(config, trust_remote_code=trust_remote_code)
     apply_recipe(model, recipe)
     state: dict[str, torch.Tensor] = {}
     files = sorted(path.glob("*.safetensors"))
