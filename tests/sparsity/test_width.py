@@ -114,7 +114,7 @@ def test_plain_from_pretrained_refuses_a_recipe_folder_instead_of_loading_it_wro
     W.shrink_(model, structure, W.plan_width(structure, W.activation_importance(model, structure, [_batch("bert")]),
                                              2, 64))
     W.save_pruned(model, _NoTokenizer(), tmp_path)
-    with pytest.raises(Exception, match="(?i)size|shape"):
+    with pytest.raises(Exception, match=r"(?i)size|shape"):
         T.AutoModelForSequenceClassification.from_pretrained(tmp_path)
 
 
@@ -133,7 +133,7 @@ def test_a_model_without_the_usual_structure_is_refused_in_one_line() -> None:
 
     model = _tiny("bert")
     model.bert.encoder.layer[1].attention.self.key = torch.nn.Linear(64, 48)
-    with pytest.raises(TrtEdgeError, match="block 1.*no attention found"):
+    with pytest.raises(TrtEdgeError, match=r"block 1.*no attention found"):
         W.find_blocks(model)
 
 

@@ -24,7 +24,33 @@ def _check_patterns(name: str, patterns: list[str]) -> None:
 
 
 @dataclass
-class PruneConfig(ConfigBase):
+class RecoveryConfig(ConfigBase):
+    """What both prune methods share: the distillation that wins the accuracy back, and its gate.
+
+    The fields are documented in the methods' configs (`PruneConfig`, `WidthConfig`)."""
+
+    recover: bool = True
+    train: TrainConfig = field(
+        default_factory=lambda: TrainConfig(epochs=2, learning_rate=1e-4, freeze_embeddings=True))
+    teacher: str | None = None
+    temperature: float = 2.0
+    alpha: float = 0.5
+    max_accuracy_drop: float | None = None
+    cache_dir: str | None = None
+    trust_remote_code: bool = False
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        if self.temperature <= 0:
+            raise ValueError(f"temperature must be positive, got {self.temperature}")
+        if not 0 <= self.alpha <= 1:
+            raise ValueError(f"alpha must be in [0, 1], got {self.alpha}")
+        if self.max_accuracy_drop is not None and self.max_accuracy_drop < 0:
+            raise ValueError(f"max_accuracy_drop must not be negative, got {self.max_accuracy_drop}")
+
+
+@dataclass
+class PruneConfig(RecoveryConfig):
     """2:4 structured sparsity: magnitude masks, channel permutations, sparse recovery.
 
     method (str): how masks are chosen; `magnitude` keeps the 2 largest |w| of every 4. Defaults to
@@ -63,21 +89,12 @@ class PruneConfig(ConfigBase):
     permute: bool = True
     permutation_seconds: float = 3.0
     permutation_seed: int = 0
-    recover: bool = True
     schedule: Literal["oneshot", "gradual"] = "oneshot"
     gradual_steps: int = 4
     gradual_fraction: float = 0.3
-    train: TrainConfig = field(
-        default_factory=lambda: TrainConfig(epochs=2, learning_rate=1e-4, freeze_embeddings=True))
-    teacher: str | None = None
-    temperature: float = 2.0
-    alpha: float = 0.5
-    max_accuracy_drop: float | None = None
-    cache_dir: str | None = None
-    trust_remote_code: bool = False
-    seed: int = 0
 
     def __post_init__(self) -> None:
+        super().__post_init__()
         _check_patterns("include", self.include)
         _check_patterns("exclude", self.exclude)
         if not self.include:
@@ -88,16 +105,10 @@ class PruneConfig(ConfigBase):
             raise ValueError(f"gradual_steps must be at least 1, got {self.gradual_steps}")
         if not 0 < self.gradual_fraction <= 1:
             raise ValueError(f"gradual_fraction must be in (0, 1], got {self.gradual_fraction}")
-        if self.temperature <= 0:
-            raise ValueError(f"temperature must be positive, got {self.temperature}")
-        if not 0 <= self.alpha <= 1:
-            raise ValueError(f"alpha must be in [0, 1], got {self.alpha}")
-        if self.max_accuracy_drop is not None and self.max_accuracy_drop < 0:
-            raise ValueError(f"max_accuracy_drop must not be negative, got {self.max_accuracy_drop}")
 
 
 @dataclass
-class WidthConfig(ConfigBase):
+class WidthConfig(RecoveryConfig):
     """Structured width pruning: whole attention heads and feed-forward neurons removed, then recovered.
 
     keep_heads (float): share of each block's attention heads kept (rounded so the attention width stays
@@ -141,18 +152,9 @@ class WidthConfig(ConfigBase):
         [0.25, 0.25]])
     target_shapes: list[list[int]] = field(default_factory=lambda: [[1, 64], [1, 128]])
     target_rounds: int = 3
-    recover: bool = True
-    train: TrainConfig = field(
-        default_factory=lambda: TrainConfig(epochs=2, learning_rate=1e-4, freeze_embeddings=True))
-    teacher: str | None = None
-    temperature: float = 2.0
-    alpha: float = 0.5
-    max_accuracy_drop: float | None = None
-    cache_dir: str | None = None
-    trust_remote_code: bool = False
-    seed: int = 0
 
     def __post_init__(self) -> None:
+        super().__post_init__()
         for name in ("keep_heads", "keep_ffn"):
             if not 0 < getattr(self, name) <= 1:
                 raise ValueError(f"{name} must be in (0, 1], got {getattr(self, name)}")
@@ -168,12 +170,6 @@ class WidthConfig(ConfigBase):
             raise ValueError("target_shapes must be [batch, sequence] pairs of positive integers")
         if self.target_rounds < 1:
             raise ValueError(f"target_rounds must be at least 1, got {self.target_rounds}")
-        if self.temperature <= 0:
-            raise ValueError(f"temperature must be positive, got {self.temperature}")
-        if not 0 <= self.alpha <= 1:
-            raise ValueError(f"alpha must be in [0, 1], got {self.alpha}")
-        if self.max_accuracy_drop is not None and self.max_accuracy_drop < 0:
-            raise ValueError(f"max_accuracy_drop must not be negative, got {self.max_accuracy_drop}")
 
 
 @dataclass(frozen=True)
