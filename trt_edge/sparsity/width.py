@@ -205,7 +205,10 @@ def activation_importance(model: torch.nn.Module, structure: Structure,
         def hook(_: torch.nn.Module, args: tuple[torch.Tensor, ...]) -> None:
             x = args[0].detach().float()
             norms = x.reshape(*x.shape[:-1], block.heads, block.head_dim).norm(dim=-1)
-            heads[i] += (norms * weights(x)[..., None]).reshape(-1, block.heads).sum(0).double()
+            w = weights(x)
+            heads[i] += (norms * w[..., None]).reshape(-1, block.heads).sum(0).double()
+            if i == 0:  # tokens as the blocks see them (patches for ViT), padding excluded
+                state["tokens"] += int(w.sum())
         return hook
 
     def neuron_hook(i: int) -> Any:
@@ -223,11 +226,7 @@ def activation_importance(model: torch.nn.Module, structure: Structure,
     try:
         with torch.inference_mode():
             for batch in batches:
-                mask = batch.get("attention_mask")
-                state["mask"] = mask
-                first = next(iter(batch.values()))
-                state["tokens"] += int(mask.sum()) if mask is not None else int(first.shape[0] * (
-                    first.shape[1] if first.dim() > 1 else 1))
+                state["mask"] = batch.get("attention_mask")
                 model(**batch)
     finally:
         for handle in handles:
