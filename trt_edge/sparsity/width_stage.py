@@ -217,7 +217,8 @@ def run(config: RunConfig, model_dir: str | Path, out: str | Path) -> StageRecor
             eval_fn = validation_eval_fn(val_enc, data.validation.labels, data.num_labels, task.eval_batch_size)
             result = recover(model, Masks(), training_features(train_enc, data.train.labels), train_enc.pad_token_id,
                              cfg.train, eval_fn=eval_fn, teacher_logits=train_logits, alpha=cfg.alpha,
-                             temperature=cfg.temperature, seed=cfg.seed + step)
+                             temperature=cfg.temperature, seed=cfg.seed + step,
+                             desc=f"width recovery, step {step}/{cfg.steps}")
             entry["recovery"] = {k: v for k, v in result.to_dict().items() if k != "schedule"}
             entry["accuracy_after_recovery"] = evaluate(model, test_enc, data.test.labels, data.num_labels,
                                                         task.eval_batch_size)[0]["accuracy"]
