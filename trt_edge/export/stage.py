@@ -89,13 +89,29 @@ def _sparsity(onnx_path: Path, model_path: Path) -> dict[str, Any] | None:
     return report.summary()
 
 
-def _fuse_attention(onnx_path: Path, out_path: Path, feeds: list[dict[str, np.ndarray]]) -> dict[str, Any]:
+def _target_trt_version(config: RunConfig) -> str | None:
+    """The build section's target TensorRT (build.trt_version or build.jetpack), None when neither is set:
+    the fused node's plugin generation follows it (IPluginV2DynamicExt for 8.5/8.6, IPluginV3 for 10+)."""
+    from trt_edge.engine.plan import resolve_trt_version
+
+    build = config.section("build")
+    version = resolve_trt_version(build) if build.trt_version or build.jetpack else None
+    try:
+        from trt_edge.plugins.generation import plugin_generation
+    except ImportError:  # no plugin area: _fuse_attention says so in one line
+        return version
+    plugin_generation(version)  # a TensorRT no generation serves is refused before the export work
+    return version
+
+
+def _fuse_attention(onnx_path: Path, out_path: Path, feeds: list[dict[str, np.ndarray]],
+                    trt_version: str | None = None) -> dict[str, Any]:
     try:
         from trt_edge.plugins.onnx_rewrite import fuse_attention_file
     except ImportError as exc:
         raise TrtEdgeError(f"export.fuse_attention: the fused attention rewrite is not available ({exc}); "
                            "export without --fuse-attention") from exc
-    result = fuse_attention_file(onnx_path, out_path, feeds)
+    result = fuse_attention_file(onnx_path, out_path, feeds, trt_version)
     return dict(result)
 
 
@@ -108,6 +124,7 @@ def run(config: RunConfig, model_dir: str | Path, out: str | Path) -> StageRecor
     started = time.perf_counter()
     task: TaskConfig = config.section("task")
     cfg: ExportConfig = config.section("export")
+    attention_trt = _target_trt_version(config) if cfg.fuse_attention else None  # a bad version fails here
     path = resolve_model_input(model_dir)
     data = load_data(task.data)
     # Loading first: a bare encoder or a head for other labels is refused with the clearest reason.
@@ -177,7 +194,7 @@ def run(config: RunConfig, model_dir: str | Path, out: str | Path) -> StageRecor
         if cfg.fuse_attention:
             dtype = np.int32 if cfg.int32_inputs else np.int64
             feeds = [{k: v.astype(dtype) for k, v in case.feeds.items()} for case in cases if case.grid]
-            metrics["fuse_attention"] = _fuse_attention(onnx_path, tmp / "model.fused.onnx", feeds)
+            metrics["fuse_attention"] = _fuse_attention(onnx_path, tmp / "model.fused.onnx", feeds, attention_trt)
             record.artifacts["onnx_fused"] = "model.fused.onnx"
         if cfg.lint_trt:
             metrics["lint"] = _lint_summary(onnx_path, cfg.lint_trt)
