@@ -75,9 +75,8 @@ def test_stage_writes_a_truly_sparse_model_and_its_record(pruned_tiny: Path) -> 
     ffn = sparsity["tensors"]["bert.encoder.layer.0.output.dense.weight"]
     assert ffn["axis"] == 1 and ffn["input_channels_permuted"] == "ffn"
     assert ffn["kept_magnitude"] >= ffn["kept_magnitude_without_permutation"]
-    assert sorted(sparsity["permutations"][0]["permutation"]) == list(range(sparsity["permutations"][0]["block"]
-                                                                            * (64 // sparsity["permutations"][0]
-                                                                               ["block"])))
+    ffn_perm = next(p for p in sparsity["permutations"] if p["kind"] == "ffn")
+    assert sorted(ffn_perm["permutation"]) == list(range(ffn_perm["block"] * (64 // ffn_perm["block"])))
     report = check_model_sparsity(model_dir)
     assert report.ok and len(report.sparse_rows) == 12
 

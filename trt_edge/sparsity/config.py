@@ -9,9 +9,10 @@ from typing import Literal
 from trt_edge.configbase import ConfigBase
 from trt_edge.distill.config import TrainConfig
 
-# Linear layers inside a transformer block (`encoder.layer.3.`, `transformer.layer.0.`, `layers.11.`):
+# Linear layers inside a transformer block (`encoder.layer.3.`, `transformer.layer.0.`, `layers.11.`,
+# ALBERT's shared `albert_layers.0.`):
 # attention Q/K/V/output and the feed-forward pair. Heads, pooler and embeddings are outside any block.
-DEFAULT_INCLUDE = [r"(^|\.)(layer|layers|block|blocks|h)\.\d+(\.|$)"]
+DEFAULT_INCLUDE = [r"(^|[._])(layer|layers|block|blocks|h)\.\d+(\.|$)"]
 DEFAULT_EXCLUDE = [r"(^|\.)(classifier|pooler|pre_classifier|score|lm_head|qa_outputs)(\.|$)", r"embeddings?"]
 
 
