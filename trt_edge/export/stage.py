@@ -16,6 +16,7 @@ from typing import Any
 
 import numpy as np
 
+from trt_edge import stats
 from trt_edge.config import RunConfig
 from trt_edge.errors import GateError, TrtEdgeError
 from trt_edge.export.config import ExportConfig
@@ -190,12 +191,20 @@ def run(config: RunConfig, model_dir: str | Path, out: str | Path) -> StageRecor
                  report.argmax_agreement, report.examples, cfg.parity_split)
         parity: dict[str, Any] = {"fp32": report.to_dict()}
         check(report, atol=cfg.atol, rtol=cfg.rtol, min_argmax_agreement=cfg.min_argmax_agreement)
+        # Parity gates on logits and agreement; the paired accuracy difference says what that costs.
+        labels = split.labels[:len(report.torch_pred)]
+        verdict = stats.judge("export", "ONNX fp32 vs PyTorch",
+                              stats.PairedTable.from_predictions(report.torch_pred, report.onnx_pred, labels), None)
+        log.info("%s", verdict.line())
         metrics: dict[str, Any] = {
             "max_abs_diff": report.max_abs_diff,
             "max_rel_diff": report.max_rel_diff,
             "argmax_agreement": report.argmax_agreement,
             "parity_examples": report.examples,
             "parity_split": cfg.parity_split,
+            "gate": {**verdict.to_dict(), "passed": True,
+                     "status": f"pass (max |diff| <= atol {cfg.atol:g}, argmax agreement "
+                               f">= {cfg.min_argmax_agreement:g})"},
             "parity_shapes": [{k: s[k] for k in ("batch", "sequence", "max_abs_diff")}
                               for s in report.shapes if s["grid"]],
             "onnx_bytes": info.onnx_bytes,
@@ -234,6 +243,8 @@ def run(config: RunConfig, model_dir: str | Path, out: str | Path) -> StageRecor
         if cfg.lint_trt:
             metrics["lint"] = _lint_summary(onnx_path, cfg.lint_trt)
         atomic_write_json(tmp / "parity.json", parity)
+        record.artifacts["predictions"] = stats.save_predictions(tmp, labels, torch=report.torch_pred,
+                                                                 onnx=report.onnx_pred)
         metrics["export_seconds"] = time.perf_counter() - started
         metrics["data"] = data.fingerprint()
         record.metrics = metrics

@@ -70,9 +70,12 @@ class CpuCandidate:
     bytes: int | None = None
     note: str = ""
     disabled_optimizers: list[str] = field(default_factory=list)
+    # Per-example predicted classes on the test split, for the paired gate statistics (not serialised).
+    predictions: np.ndarray | None = field(default=None, repr=False, compare=False)
 
     def to_dict(self) -> dict[str, Any]:
         out = asdict(self)
+        out.pop("predictions", None)
         out["path"] = self.path.name if self.path else None
         return out
 
@@ -260,6 +263,7 @@ def select_cpu_artifact(candidates: list[CpuCandidate], arrays: dict[str, np.nda
 
     def judge(cand: CpuCandidate, lg: np.ndarray) -> None:
         pred = lg.argmax(-1)
+        cand.predictions = pred
         cand.accuracy = float((pred == labels).mean())
         cand.macro_f1 = macro_f1(pred, labels, int(lg.shape[-1]))
         cand.agreement = float((pred == ref_pred).mean())
@@ -274,7 +278,7 @@ def select_cpu_artifact(candidates: list[CpuCandidate], arrays: dict[str, np.nda
         for cand in built:
             twin = CpuCandidate(f"{cand.name}/{suffix}", cand.path, cand.accuracy, cand.macro_f1, cand.agreement,
                                 passed=cand.passed, bytes=cand.bytes, note=cand.note,
-                                disabled_optimizers=list(disabled))
+                                disabled_optimizers=list(disabled), predictions=cand.predictions)
             timed.append(twin)
             candidates.append(twin)
             sessions.append(session(str(cand.path), threads, disabled_optimizers=disabled))

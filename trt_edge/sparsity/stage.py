@@ -20,6 +20,7 @@ from typing import Any
 
 import numpy as np
 
+from trt_edge import stats
 from trt_edge.config import RunConfig
 from trt_edge.errors import GateError, TrtEdgeError
 from trt_edge.log import get_logger
@@ -123,7 +124,7 @@ def run(config: RunConfig, model_dir: str | Path, out: str | Path) -> StageRecor
     torch.manual_seed(cfg.seed)
     test = data.test
     test_enc = encode(tokenizer, test.texts, task.max_length)
-    dense_metrics, _ = evaluate(model, test_enc, test.labels, data.num_labels, task.eval_batch_size)
+    dense_metrics, dense_logits = evaluate(model, test_enc, test.labels, data.num_labels, task.eval_batch_size)
     log.info("dense test accuracy %.4f", dense_metrics["accuracy"])
 
     permutations: list[Any] = []
@@ -180,7 +181,7 @@ def run(config: RunConfig, model_dir: str | Path, out: str | Path) -> StageRecor
                          gradual_fraction=cfg.gradual_fraction, seed=cfg.seed)
         recovery = result.to_dict()
     apply_masks(model, masks)
-    sparse_metrics, _ = evaluate(model, test_enc, test.labels, data.num_labels, task.eval_batch_size)
+    sparse_metrics, sparse_logits = evaluate(model, test_enc, test.labels, data.num_labels, task.eval_batch_size)
     log.info("sparse test accuracy %.4f (dense %.4f)", sparse_metrics["accuracy"], dense_metrics["accuracy"])
 
     params = dict(model.named_parameters())
@@ -227,22 +228,29 @@ def run(config: RunConfig, model_dir: str | Path, out: str | Path) -> StageRecor
         logits = np.load(teacher_test_logits, allow_pickle=False)
         if logits.shape[0] == len(test.labels):
             metrics["teacher_accuracy"] = classification_metrics(logits, test.labels, data.num_labels)["accuracy"]
+    verdict = stats.judge_predictions("prune", "sparse vs dense student", dense_logits, sparse_logits, test.labels,
+                                      cfg.max_accuracy_drop, PruneConfig().max_accuracy_drop)
+    metrics["gate"] = verdict.to_dict()
+    log.info("%s", verdict.line())
     if cfg.max_accuracy_drop is not None and accuracy_drop > cfg.max_accuracy_drop:
-        raise GateError(f"sparse accuracy is {accuracy_drop:.2f} points below dense, more than "
-                        f"prune.max_accuracy_drop={cfg.max_accuracy_drop}",
+        lo, hi = verdict.interval_points
+        raise GateError(f"sparse accuracy is {accuracy_drop:.2f} points below dense (95% CI [{lo:.2f}, {hi:.2f}], "
+                        f"n={verdict.n}; {verdict.status}), more than prune.max_accuracy_drop={cfg.max_accuracy_drop}",
                         {"dense_accuracy": dense_metrics["accuracy"], "sparse_accuracy": sparse_metrics["accuracy"],
-                         "pruned_accuracy_before_recovery": pruned_metrics["accuracy"]})
+                         "pruned_accuracy_before_recovery": pruned_metrics["accuracy"],
+                         "interval_points": [round(lo, 4), round(hi, 4)], "n": verdict.n})
 
     record = StageRecord(
         stage="prune",
         config={"task": task.to_dict(), "prune": cfg.to_dict()},
         inputs={"model": sha256_tree(model_path), "data": sha256_tree(resolve_data_source(task.data.source)),
                 **({"teacher": sha256_tree(teacher_dir)} if teacher_dir is not None else {})},
-        artifacts={"model": "model", "sparsity": f"model/{SPARSITY_FILE}"},
+        artifacts={"model": "model", "sparsity": f"model/{SPARSITY_FILE}", "predictions": stats.PREDICTIONS_FILE},
     )
     with stage_output(out) as tmp:
         save_classifier(model, tokenizer, tmp / "model")
         atomic_write_json(tmp / "model" / SPARSITY_FILE, sparsity_doc)
+        stats.save_predictions(tmp, test.labels, dense=dense_logits, sparse=sparse_logits)
         proof = check_model_sparsity(tmp / "model")
         if not proof.ok:
             raise RuntimeError(f"saved weights lost the 2:4 pattern in {proof.violations}: a bug in trt-edge")
