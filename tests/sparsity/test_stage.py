@@ -183,13 +183,13 @@ def test_bad_input_exits_2_with_one_line(tiny_bert_dir: Path, demo_data_config: 
 
 
 def test_task_section_falls_back_to_the_distill_stage_record(tmp_path: Path, demo_data_config: Any) -> None:
-    from trt_edge.sparsity.stage import _task_config
+    from trt_edge.sparsity.stage import task_config_for
 
     folder = tmp_path / "distill"
     (folder / "model").mkdir(parents=True)
     StageRecord(stage="distill", config={"task": {"data": demo_data_config.to_dict(), "max_length": 40}},
                 artifacts={"model": "model"}).write(folder)
-    task, source = _task_config(RunConfig({}), folder)
+    task, source = task_config_for(RunConfig({}), folder)
     assert task.max_length == 40 and task.data.train_size == 800 and source.endswith("stage.json")
-    task, source = _task_config(RunConfig({"task": {"max_length": 20}}), folder)
+    task, source = task_config_for(RunConfig({"task": {"max_length": 20}}), folder)
     assert task.max_length == 20 and source == "config"
