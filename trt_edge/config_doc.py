@@ -114,14 +114,12 @@ def section_keys(cls: type[ConfigBase], prefix: str) -> list[KeyDoc]:
         nested = tp if isinstance(tp, type) and issubclass(tp, ConfigBase) else None
         if nested is not None:
             keys.append(KeyDoc(name, nested.__name__, "(section)", docs.get(f.name, "")))
-            default = _default_text(f)
             sub = section_keys(nested, name)
             # A nested section whose parent gives other defaults (distill.train) shows the parent's.
             if f.default_factory is not dataclasses.MISSING:
                 instance = f.default_factory()
                 sub = [KeyDoc(k.key, k.type, repr(_lookup(instance, k.key[len(name) + 1:])), k.doc)
                        if k.default != "(section)" else k for k in sub]
-            del default
             keys.extend(sub)
         else:
             keys.append(KeyDoc(name, _type_text(tp), _default_text(f), docs.get(f.name, "")))
