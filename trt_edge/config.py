@@ -24,6 +24,7 @@ SECTIONS: dict[str, str] = {
     "task": "trt_edge.tasks.config:TaskConfig",
     "distill": "trt_edge.distill.config:DistillConfig",
     "prune": "trt_edge.sparsity.config:PruneConfig",
+    "width": "trt_edge.sparsity.config:WidthConfig",
     "export": "trt_edge.export.config:ExportConfig",
     "calibrate": "trt_edge.quantize.config:CalibrateConfig",
     "build": "trt_edge.engine.config:BuildConfig",

@@ -21,7 +21,7 @@ from trt_edge.configbase import ConfigBase
 # The config sections each command reads (the rest of a YAML file is ignored by that command).
 COMMAND_SECTIONS: dict[str, tuple[str, ...]] = {
     "distill": ("task", "distill"),
-    "prune": ("task", "prune"),
+    "prune": ("task", "prune", "width"),  # `width` with --method width
     "export": ("task", "export"),
     "calibrate": ("task", "calibrate"),
     "build": ("build",),
@@ -145,7 +145,7 @@ def help_text(command: str) -> str:
     if not sections:
         return ""
     lines = ["", "CONFIG KEYS (YAML sections " + ", ".join(sections) + "; override any with --SECTION.KEY=VALUE"
-             + (f", or the {sections[-1]} keys bare" if command != "pipeline" else "") + "):"]
+             + (", or the command's own section's keys bare" if command != "pipeline" else "") + "):"]
     for k in all_keys(sections):
         if k.default == "(section)":
             lines.append(f"    {k.key}:")

@@ -114,3 +114,31 @@ def test_cli_exit_codes(tiny_bert_onnx: Path, tmp_path: Path, capsys: pytest.Cap
             main(argv)
         assert err.value.code == 2
         assert len(capsys.readouterr().err.strip().splitlines()) == 1
+
+
+def test_unfusable_attention_keeps_the_plain_export_unless_strict(tiny_bert_onnx: Path, tmp_path: Path) -> None:
+    """Issue 15: blocks the fused node cannot express are reported per layer with the matcher's reason and
+    no model.fused.onnx is written; `strict` turns that into a one-line error."""
+    import onnx
+    from onnx import helper
+
+    from trt_edge.export.stage import _fuse_attention
+
+    model = onnx.load(str(tiny_bert_onnx))
+    for softmax in [n for n in model.graph.node if n.op_type == "Softmax"]:
+        broken = f"{softmax.name}_sqrt"
+        model.graph.node.insert(list(model.graph.node).index(softmax),
+                                helper.make_node("Sqrt", [softmax.input[0]], [broken]))
+        softmax.input[0] = broken
+    path = tmp_path / "model.onnx"
+    onnx.save(model, str(path))
+    ids = np.full((2, 6), 7, np.int64)
+    mask = np.ones((2, 6), np.int64)
+    mask[1, 4:] = 0
+    feeds = [{"input_ids": ids, "attention_mask": mask, "token_type_ids": np.zeros_like(ids)}]
+    result = _fuse_attention(path, tmp_path / "model.fused.onnx", feeds)
+    assert result["fused_layers"] == [] and len(result["unfused"]) == 2
+    assert all("no Q.Kᵀ MatMul before the softmax" in u["reason"] for u in result["unfused"])
+    assert not (tmp_path / "model.fused.onnx").exists()
+    with pytest.raises(TrtEdgeError, match="fuse_attention_strict: 2 attention layers cannot be fused"):
+        _fuse_attention(path, tmp_path / "model.fused.onnx", feeds, strict=True)

@@ -136,6 +136,25 @@ def test_plots_never_place_text_beside_points(run_dir: Path, tmp_path: Path, mon
     write_report(run_dir, tmp_path / "report")
 
 
+def test_report_shows_the_width_step_with_its_size_speed_and_accuracy(run_dir: Path, tmp_path: Path) -> None:
+    _stage(run_dir, "width", {"width_accuracy": 0.861, "width_macro_f1": 0.835, "params": 12_000_000,
+                              "weight_bytes": 48_000_000, "structure": {"heads": 6, "head_dim": 32, "ffn": 768}})
+    comparison_path = run_dir / "profile" / "comparison.json"
+    comparison = json.loads(comparison_path.read_text())
+    comparison["shapes"][0]["latency_ms"]["student width-pruned fp32"] = {"median": 2.0}
+    comparison["shapes"][0]["speedup_vs_first"]["student width-pruned fp32"] = 3.0
+    comparison_path.write_text(json.dumps(comparison))
+    rows, _, _ = collect(run_dir)
+    by_model = {r.model: r for r in rows}
+    width = by_model["width-pruned student"]
+    assert (width.accuracy, width.params, width.size_bytes) == (0.861, 12_000_000, 48_000_000)
+    assert width.latency_ms == {"b1s64": 2.0} and "6 heads x 32, feed-forward 768" in width.note
+    assert by_model["sparse student (2:4)"].params == 12_000_000  # 2:4 on the narrow model
+    assert by_model["student (distilled)"].latency_ms == {}  # its ONNX is not in this run
+    assert [r.model for r in rows].index("width-pruned student") < [r.model for r in rows].index(
+        "sparse student (2:4)")
+
+
 def test_report_of_a_folder_that_is_not_a_run(tmp_path: Path) -> None:
     with pytest.raises(TrtEdgeError, match="no finished distill stage"):
         write_report(tmp_path, tmp_path / "out")

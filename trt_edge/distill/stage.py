@@ -144,6 +144,31 @@ def teacher_train_logits(cfg: DistillConfig, teacher: LoadedClassifier, teacher_
     return logits, "miss"
 
 
+def check_student_tokenizer(cfg: DistillConfig) -> None:
+    """Refuse a separate student whose tokenizer differs from the teacher's, before any fine-tuning or
+    teacher inference: logit distillation needs the same tokenization of each example."""
+    if not cfg.student.model:
+        return
+    import transformers
+
+    from trt_edge.tasks.models import resolve_model_path
+
+    def vocab(ref: str) -> dict[str, int]:
+        path = resolve_model_path(ref)
+        try:
+            tokenizer = transformers.AutoTokenizer.from_pretrained(path, local_files_only=True,
+                                                                   trust_remote_code=cfg.trust_remote_code)
+        except (OSError, ValueError) as exc:
+            raise TrtEdgeError(f"{ref}: cannot load its tokenizer ({str(exc).splitlines()[0]})") from exc
+        return dict(tokenizer.get_vocab())
+
+    if vocab(cfg.student.model) != vocab(cfg.teacher):
+        raise TrtEdgeError(
+            f"{cfg.student.model}: its tokenizer differs from the teacher's; logit distillation needs the "
+            "same tokenization of each example (use a student from the same model family)"
+        )
+
+
 def build_student(cfg: DistillConfig, teacher: LoadedClassifier,
                   data: TextClassificationData) -> tuple[Any, Any, dict[str, Any]]:
     """The student model, its tokenizer, and how it was made (for stage.json)."""
@@ -153,13 +178,8 @@ def build_student(cfg: DistillConfig, teacher: LoadedClassifier,
 
     torch.manual_seed(cfg.seed)
     if cfg.student.model:
+        # Same tokenizer as the teacher: checked by `check_student_tokenizer` before any work.
         loaded = load_classifier(cfg.student.model, data.label_names, cfg.trust_remote_code)
-        t_vocab = teacher.tokenizer.get_vocab()
-        if loaded.tokenizer.get_vocab() != t_vocab:
-            raise TrtEdgeError(
-                f"{cfg.student.model}: its tokenizer differs from the teacher's; logit distillation needs the "
-                "same tokenization of each example (use a student from the same model family)"
-            )
         return loaded.model, loaded.tokenizer, {"student_source": str(loaded.path),
                                                 "student_layers": num_layers(loaded.model)}
     student, keep = student_from_teacher(teacher.model, cfg.student.layers)
@@ -250,6 +270,7 @@ def run(config: RunConfig, out: str | Path) -> StageRecord:
     started = time.perf_counter()
     task: TaskConfig = config.section("task")
     cfg: DistillConfig = config.section("distill")
+    check_student_tokenizer(cfg)  # before the teacher's fine-tuning and logits, the expensive part
     data = load_data(task.data)
     teacher, teacher_dir, teacher_info = prepare_teacher(cfg, task, data)
     test = data.test

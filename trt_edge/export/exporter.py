@@ -201,15 +201,33 @@ def _export_torchscript(wrapper: Any, args: tuple[Any, ...], names: list[str], o
     return onnx.load(str(path))
 
 
+def _keep_contract_inputs(model: Any, names: list[str], int32_inputs: bool) -> None:
+    """Put back a contract input the exporter or onnxslim dropped because the model ignores it (DeBERTa-v2
+    without token types under TorchScript), as an unused input: every runtime then feeds the same names
+    whichever exporter ran. Inputs that are not a subset of the contract, in order, are left for the caller."""
+    import onnx
+
+    inits = {t.name for t in model.graph.initializer}
+    got = [i.name for i in model.graph.input if i.name not in inits]
+    if got == names or [n for n in names if n in got] != got:
+        return
+    want_type = onnx.TensorProto.INT32 if int32_inputs else onnx.TensorProto.INT64
+    for position, name in enumerate(names):
+        if name not in got:
+            model.graph.input.insert(position, onnx.helper.make_tensor_value_info(
+                name, want_type, [BATCH_AXIS, SEQUENCE_AXIS]))
+
+
 def _fix_io(model: Any, names: list[str], int32_inputs: bool, num_labels: int) -> None:
     """Make the graph's I/O exactly the contract: names, dtypes and the `batch`/`sequence` axis names."""
     import onnx
 
+    want_type = onnx.TensorProto.INT32 if int32_inputs else onnx.TensorProto.INT64
+    _keep_contract_inputs(model, names, int32_inputs)
     inputs = [i for i in model.graph.input if i.name not in {t.name for t in model.graph.initializer}]
     got = [i.name for i in inputs]
     if got != names:
         raise RuntimeError(f"exported inputs are {got}, expected {names}")
-    want_type = onnx.TensorProto.INT32 if int32_inputs else onnx.TensorProto.INT64
     for value in inputs:
         if value.type.tensor_type.elem_type != want_type:
             raise RuntimeError(f"input {value.name} has ONNX type {value.type.tensor_type.elem_type}, "
@@ -371,6 +389,7 @@ def export_onnx(model_dir: Path, onnx_path: Path, *, opset: int = 17, int32_inpu
     cleanup_info: dict[str, Any] = {}
     if simplify or decompose_layernorm:
         exported, cleanup_info = cleanup_model(exported, slim=simplify, layernorm=decompose_layernorm)
+        _keep_contract_inputs(exported, names, int32_inputs)
     else:
         stable_node_names(exported.graph)  # the version converter may have added unnamed nodes
     meta = {"trt_edge.label_names": json.dumps(labels), "trt_edge.exporter": exporter,

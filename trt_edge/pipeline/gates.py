@@ -17,6 +17,7 @@ from trt_edge.pipeline.config import PipelineConfig
 
 # stage -> (reference accuracy key, new accuracy key, what is compared)
 PAIRS = {"distill": ("teacher_accuracy", "student_accuracy", "student vs teacher"),
+         "width": ("dense_accuracy", "width_accuracy", "width-pruned vs dense student"),
          "prune": ("dense_accuracy", "sparse_accuracy", "sparse vs dense student"),
          "calibrate": ("fp32_accuracy", "int8_accuracy", "INT8 vs fp32")}
 

@@ -71,16 +71,26 @@ def collect(run_dir: Path) -> tuple[list[Row], dict[str, Any], dict[str, dict[st
             d.get("teacher_weight_bytes"), "safetensors", "teacher fp32"),
         Row("student (distilled)", "distill", d.get("student_accuracy"), d.get("student_macro_f1"),
             d.get("student_params"), d.get("student_weight_bytes"), "safetensors",
-            None if "prune" in stages else "student fp32"),
+            None if "prune" in stages or "width" in stages else "student fp32"),
     ]
     if d.get("student_hard_label_accuracy") is not None:
         rows.append(Row("student, hard labels only (ablation)", "distill", d.get("student_hard_label_accuracy"),
                         d.get("student_hard_label_macro_f1"), d.get("student_params"), None, "",
                         note="same student and budget, no teacher"))
+    params = d.get("student_params")
+    if "width" in stages:
+        w = stages["width"]["metrics"]
+        params = w.get("params")
+        shape = w.get("structure") or {}
+        rows.append(Row("width-pruned student", "width", w.get("width_accuracy"), w.get("width_macro_f1"), params,
+                        w.get("weight_bytes"), "safetensors",
+                        "student width-pruned fp32",
+                        note=f"{shape.get('heads', '?')} heads x {shape.get('head_dim', '?')}, feed-forward "
+                             f"{shape.get('ffn', '?')} per layer; timed as its fp32 ONNX"))
     if "prune" in stages:
         p = stages["prune"]["metrics"]
         rows.append(Row("sparse student (2:4)", "prune", _first(p, "sparse_accuracy"),
-                        _first(p, "sparse_macro_f1"), d.get("student_params"),
+                        _first(p, "sparse_macro_f1"), params,
                         _first(p, "weight_bytes", "sparse_weight_bytes"), "safetensors", "student fp32",
                         note="2:4 pattern; ONNX Runtime on CPU runs it dense"))
     if "export" in stages:

@@ -54,6 +54,12 @@ def _prune(config: RunConfig, parent: Path | None, out: Path) -> StageRecord:
     return run(config, _need(parent), out)
 
 
+def _width(config: RunConfig, parent: Path | None, out: Path) -> StageRecord:
+    from trt_edge.sparsity.width_stage import run
+
+    return run(config, _need(parent), out)
+
+
 def _export(config: RunConfig, parent: Path | None, out: Path) -> StageRecord:
     from trt_edge.export.stage import run
 
@@ -100,6 +106,7 @@ def _need(path: Path | None) -> Path:
 
 SPECS: dict[str, StageSpec] = {
     "distill": StageSpec("distill", ("task", "distill"), _distill),
+    "width": StageSpec("width", ("task", "distill", "width", "export"), _width),
     "prune": StageSpec("prune", ("task", "distill", "prune"), _prune),
     "export": StageSpec("export", ("task", "export"), _export),
     "export-teacher": StageSpec("export-teacher", ("task", "export"), _export_teacher),
@@ -121,10 +128,12 @@ def parent_of(name: str, stages: list[str], run_dir: Path) -> Path | None:
 
     if name == "distill":
         return None
-    if name in ("prune", "export-teacher"):
+    if name in ("width", "export-teacher"):
         return first("distill")
+    if name == "prune":
+        return first("width", "distill")
     if name == "export":
-        return first("prune", "distill")
+        return first("prune", "width", "distill")
     if name == "calibrate":
         return first("export")
     if name == "build":
@@ -313,7 +322,8 @@ def _overall(results: list[StageResult], cfg: PipelineConfig, root: Path) -> Non
 
 
 def summary_rows(results: list[StageResult]) -> list[dict[str, Any]]:
-    keys = ("student_accuracy", "sparse_accuracy", "argmax_agreement", "int8_accuracy", "teacher_accuracy")
+    keys = ("student_accuracy", "width_accuracy", "sparse_accuracy", "argmax_agreement", "int8_accuracy",
+            "teacher_accuracy")
     rows = []
     for r in results:
         shown = {k: r.metrics[k] for k in keys if k in r.metrics}

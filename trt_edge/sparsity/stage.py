@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import copy
 import json
+import re
 import time
 from pathlib import Path
 from typing import Any
@@ -23,7 +24,7 @@ from trt_edge import stats
 from trt_edge.config import RunConfig
 from trt_edge.errors import GateError, TrtEdgeError
 from trt_edge.log import get_logger
-from trt_edge.sparsity.config import PruneConfig
+from trt_edge.sparsity.config import PruneConfig, WidthConfig
 from trt_edge.sparsity.report import SPARSITY_FILE, SPARSITY_FORMAT, SPARSITY_VERSION
 from trt_edge.stage import STAGE_FILE, StageRecord, atomic_write_json, read_stage, sha256_tree, stage_output
 from trt_edge.tasks.config import TaskConfig
@@ -33,7 +34,7 @@ log = get_logger("prune")
 EQUIVALENCE_TOLERANCE = 1e-5
 
 
-def _task_config(config: RunConfig, model_dir: Path) -> tuple[TaskConfig, str]:
+def task_config_for(config: RunConfig, model_dir: Path) -> tuple[TaskConfig, str]:
     """The task section of the run config, else the one the distill stage that made the model used."""
     if config.raw.get("task"):
         return config.section("task"), "config"
@@ -44,7 +45,7 @@ def _task_config(config: RunConfig, model_dir: Path) -> tuple[TaskConfig, str]:
     return config.section("task"), "defaults"
 
 
-def _inputs(model_dir: Path, cfg: PruneConfig) -> tuple[Path, Path | None, Path | None]:
+def stage_inputs(model_dir: Path, cfg: PruneConfig | WidthConfig) -> tuple[Path, Path | None, Path | None]:
     """(student folder, teacher folder or None, teacher test logits or None) for a stage or bare folder."""
     from trt_edge.stage import stage_artifact
     from trt_edge.tasks.models import resolve_model_path
@@ -64,6 +65,25 @@ def _inputs(model_dir: Path, cfg: PruneConfig) -> tuple[Path, Path | None, Path 
     return student, (resolve_model_path(cfg.teacher) if cfg.teacher else None), None
 
 
+def load_teacher(cfg: PruneConfig | WidthConfig, teacher_dir: Path | None, label_names: list[str],
+                 tokenizer: Any) -> Any:
+    """The teacher of the recovery distillation, or None; checked now, so a wrong teacher fails before
+    minutes of work."""
+    from trt_edge.tasks.models import load_classifier
+
+    if not (cfg.recover and teacher_dir is not None and cfg.alpha > 0):
+        return None
+    section = "width" if isinstance(cfg, WidthConfig) else "prune"
+    teacher = load_classifier(teacher_dir, label_names, cfg.trust_remote_code)
+    if not teacher.head_trained:
+        raise TrtEdgeError(f"teacher {teacher_dir}: {teacher.head_note}; give a fine-tuned teacher "
+                           f"(the distill stage's teacher/ folder) or set {section}.alpha to 0")
+    if teacher.tokenizer.get_vocab() != tokenizer.get_vocab():
+        raise TrtEdgeError(f"teacher {teacher_dir}: its tokenizer differs from the student's; distillation "
+                           "during recovery needs the same tokenization")
+    return teacher
+
+
 def _aggregate(kept: dict[str, float], totals: dict[str, float]) -> float:
     total = sum(totals.values())
     return sum(kept[k] * totals[k] for k in kept) / total if total > 0 else 1.0
@@ -74,7 +94,13 @@ def run(config: RunConfig, model_dir: str | Path, out: str | Path) -> StageRecor
     import torch
 
     from trt_edge.distill.stage import teacher_train_logits, training_features, validation_eval_fn
-    from trt_edge.sparsity.masks import Masks, Sparse24Config, apply_masks, compute_masks
+    from trt_edge.sparsity.masks import (
+        Masks,
+        Sparse24Config,
+        apply_masks,
+        compute_masks,
+        token_independent_linears,
+    )
     from trt_edge.sparsity.permutation import max_output_change, model_outputs, permute_model_, random_inputs
     from trt_edge.sparsity.torch_check import check_model_sparsity
     from trt_edge.tasks.data import load_data, resolve_data_source
@@ -85,24 +111,27 @@ def run(config: RunConfig, model_dir: str | Path, out: str | Path) -> StageRecor
     started = time.perf_counter()
     cfg: PruneConfig = config.section("prune")
     model_path = Path(model_dir)
-    task, task_source = _task_config(config, model_path)
-    student_dir, teacher_dir, teacher_test_logits = _inputs(model_path, cfg)
+    task, task_source = task_config_for(config, model_path)
+    student_dir, teacher_dir, teacher_test_logits = stage_inputs(model_path, cfg)
     data = load_data(task.data)
     loaded = load_classifier(student_dir, data.label_names, cfg.trust_remote_code)
     if not loaded.head_trained and not cfg.recover:
         raise TrtEdgeError(f"{student_dir}: {loaded.head_note}; prune a trained classifier or keep prune.recover on")
     model, tokenizer = loaded.model, loaded.tokenizer
-    teacher = None  # checked now, so a wrong teacher fails before minutes of work
-    if cfg.recover and teacher_dir is not None and cfg.alpha > 0:
-        teacher = load_classifier(teacher_dir, data.label_names, cfg.trust_remote_code)
-        if not teacher.head_trained:
-            raise TrtEdgeError(f"teacher {teacher_dir}: {teacher.head_note}; give a fine-tuned teacher "
-                               "(the distill stage's teacher/ folder) or set prune.alpha to 0")
-        if teacher.tokenizer.get_vocab() != tokenizer.get_vocab():
-            raise TrtEdgeError(f"teacher {teacher_dir}: its tokenizer differs from the student's; sparse "
-                               "distillation needs the same tokenization")
+    teacher = load_teacher(cfg, teacher_dir, data.label_names, tokenizer)
     method = Sparse24Config(include=list(cfg.include), exclude=list(cfg.exclude))
-    plain = compute_masks(model, method)  # validates the patterns and finds the layers before any work
+    selected = [re.compile(p) for p in cfg.include], [re.compile(p) for p in cfg.exclude]
+    constant = {name: why for name, why in token_independent_linears(model).items()
+                if any(p.search(name) for p in selected[0]) and not any(p.search(name) for p in selected[1])}
+
+    def runs_on_tokens(_module: Any, name: str) -> bool:
+        return f"{name}.weight" not in constant
+
+    # Validates the patterns and finds the layers before any work.
+    plain = compute_masks(model, method, runs_on_tokens)
+    plain.skipped.update(constant)
+    for name, why in constant.items():
+        log.info("not pruned: %s: %s", name, why)
     torch.manual_seed(cfg.seed)
     test = data.test
     test_enc = encode(tokenizer, test.texts, task.max_length)
@@ -122,8 +151,13 @@ def run(config: RunConfig, model_dir: str | Path, out: str | Path) -> StageRecor
         if max_change > EQUIVALENCE_TOLERANCE * scale:
             raise RuntimeError(f"channel permutation changed the model's outputs by {max_change:.3g} "
                                f"(tolerance {EQUIVALENCE_TOLERANCE * scale:.3g}): a bug in trt-edge, please report it")
-        log.info("permuted %d layer pairs; largest output change %.2e", len(permutations), max_change)
-    masks: Masks = compute_masks(model, method)
+        log.info("permuted %d layer pairs (%s); largest output change %.2e", len(permutations),
+                 ", ".join(f"{p.pair.producer} -> {p.pair.consumer} ({p.pair.kind})" for p in permutations) or "none",
+                 max_change)
+        for where, why in permutation_skipped.items():
+            log.warning("channel permutation skipped at %s: %s", where, why)
+    masks: Masks = compute_masks(model, method, runs_on_tokens)
+    masks.skipped.update(constant)
     by_consumer = {f"{p.pair.consumer}.weight": p for p in permutations}
     by_producer = {f"{p.pair.producer}.weight": p for p in permutations}
 
