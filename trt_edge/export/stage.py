@@ -107,8 +107,10 @@ def _target_trt_version(config: RunConfig) -> str | None:
 
 def _check_rewrite_available() -> None:
     """Refuse `fuse_attention` before any work when the rewrite cannot be imported."""
+    import importlib
+
     try:
-        from trt_edge.plugins import onnx_rewrite  # noqa: F401
+        importlib.import_module("trt_edge.plugins.onnx_rewrite")
     except ImportError as exc:
         raise TrtEdgeError(f"export.fuse_attention: the fused attention rewrite is not available ({exc}); "
                            "export without --fuse-attention") from exc
