@@ -21,7 +21,7 @@ from trt_edge.configbase import ConfigBase
 # The config sections each command reads (the rest of a YAML file is ignored by that command).
 COMMAND_SECTIONS: dict[str, tuple[str, ...]] = {
     "distill": ("task", "distill"),
-    "prune": ("task", "prune"),
+    "prune": ("task", "prune", "width"),  # `width` with --method width
     "export": ("task", "export"),
     "calibrate": ("task", "calibrate"),
     "build": ("build",),
@@ -114,14 +114,12 @@ def section_keys(cls: type[ConfigBase], prefix: str) -> list[KeyDoc]:
         nested = tp if isinstance(tp, type) and issubclass(tp, ConfigBase) else None
         if nested is not None:
             keys.append(KeyDoc(name, nested.__name__, "(section)", docs.get(f.name, "")))
-            default = _default_text(f)
             sub = section_keys(nested, name)
             # A nested section whose parent gives other defaults (distill.train) shows the parent's.
             if f.default_factory is not dataclasses.MISSING:
                 instance = f.default_factory()
                 sub = [KeyDoc(k.key, k.type, repr(_lookup(instance, k.key[len(name) + 1:])), k.doc)
                        if k.default != "(section)" else k for k in sub]
-            del default
             keys.extend(sub)
         else:
             keys.append(KeyDoc(name, _type_text(tp), _default_text(f), docs.get(f.name, "")))
@@ -147,7 +145,7 @@ def help_text(command: str) -> str:
     if not sections:
         return ""
     lines = ["", "CONFIG KEYS (YAML sections " + ", ".join(sections) + "; override any with --SECTION.KEY=VALUE"
-             + (f", or the {sections[-1]} keys bare" if command != "pipeline" else "") + "):"]
+             + (", or the command's own section's keys bare" if command != "pipeline" else "") + "):"]
     for k in all_keys(sections):
         if k.default == "(section)":
             lines.append(f"    {k.key}:")

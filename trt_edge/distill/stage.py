@@ -336,8 +336,12 @@ def run(config: RunConfig, out: str | Path) -> StageRecord:
         ablation = stats.judge_predictions("distill.ablation", "distilled vs hard-label student", hard_logits,
                                            student_test_logits, test.labels, None)
         pays = ablation.interval_points[1] < 0
-        ablation.status = ("distillation pays: the whole interval is below 0" if pays else
-                           f"no evidence at this n ({ablation.n:,}) that distillation pays: the interval reaches 0")
+        if pays:
+            ablation.status = "distillation pays: the whole interval is below 0"
+        elif ablation.interval_points[0] > 0:
+            ablation.status = "distillation costs accuracy here: the hard-label student is better (interval above 0)"
+        else:
+            ablation.status = f"no evidence at this n ({ablation.n:,}) either way: the interval contains 0"
         metrics["ablation_gate"] = ablation.to_dict()
         metrics["distillation_pays"] = pays
         log.info("%s", ablation.line())
