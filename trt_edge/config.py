@@ -22,6 +22,7 @@ from trt_edge.errors import TrtEdgeError
 # section name -> "module:Class". Every stage registers its own section here.
 SECTIONS: dict[str, str] = {
     "task": "trt_edge.tasks.config:TaskConfig",
+    "target": "trt_edge.target:TargetConfig",
     "distill": "trt_edge.distill.config:DistillConfig",
     "prune": "trt_edge.sparsity.config:PruneConfig",
     "export": "trt_edge.export.config:ExportConfig",

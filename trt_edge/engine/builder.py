@@ -31,7 +31,8 @@ from trt_edge.engine.manifest import (
     plugin_entries,
     write_manifest,
 )
-from trt_edge.engine.plan import BuildPlan, TrtVersion
+from trt_edge.engine.plan import BuildPlan
+from trt_edge.trt_version import TrtVersion
 from trt_edge.engine.trt_api import enum_member, trt
 from trt_edge.errors import TrtEdgeError
 from trt_edge.log import get_logger

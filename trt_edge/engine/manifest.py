@@ -19,7 +19,8 @@ from pathlib import Path
 from typing import Any
 
 from trt_edge import __version__
-from trt_edge.engine.plan import BuildPlan, TrtVersion
+from trt_edge.engine.plan import BuildPlan
+from trt_edge.trt_version import TrtVersion
 from trt_edge.errors import TrtEdgeError
 from trt_edge.stage import atomic_write_json, now, sha256_file
 

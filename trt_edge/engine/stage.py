@@ -16,7 +16,9 @@ from typing import Any
 from trt_edge.config import RunConfig
 from trt_edge.engine.config import BuildConfig
 from trt_edge.engine.onnxinfo import check_onnx, external_data_files, has_qdq, onnx_inputs
-from trt_edge.engine.plan import BuildPlan, TrtVersion
+from trt_edge.engine.plan import BuildPlan
+from trt_edge.target import resolve_target
+from trt_edge.trt_version import TrtVersion
 from trt_edge.errors import TrtEdgeError
 from trt_edge.lazy import lazy_import
 from trt_edge.log import get_logger
@@ -125,6 +127,8 @@ def run(config: RunConfig, onnx: str | os.PathLike[str], out: str | os.PathLike[
     from trt_edge.runtime.text import find_tokenizer
 
     cfg: BuildConfig = config.section("build")
+    target = resolve_target(config.raw, "build")
+    cfg = cfg.replace(trt_version=target.trt_version, device=target.device, jetpack=target.jetpack)
     model, cache, calib_data, record = resolve_inputs(onnx)
     if cfg.precision == "int8-cache" and record is not None and record.get("stage") == "calibrate":
         model = _fp32_source(Path(onnx), model)

@@ -21,6 +21,7 @@ from trt_edge.errors import GateError, TrtEdgeError
 from trt_edge.export.config import ExportConfig
 from trt_edge.log import get_logger
 from trt_edge.stage import STAGE_FILE, StageRecord, atomic_write_json, sha256_tree, stage_artifact, stage_output
+from trt_edge.target import resolve_target
 from trt_edge.tasks.config import TaskConfig
 
 log = get_logger("export")
@@ -108,6 +109,7 @@ def run(config: RunConfig, model_dir: str | Path, out: str | Path) -> StageRecor
     started = time.perf_counter()
     task: TaskConfig = config.section("task")
     cfg: ExportConfig = config.section("export")
+    target = resolve_target(config.raw, "export")
     path = resolve_model_input(model_dir)
     data = load_data(task.data)
     # Loading first: a bare encoder or a head for other labels is refused with the clearest reason.
@@ -118,7 +120,7 @@ def run(config: RunConfig, model_dir: str | Path, out: str | Path) -> StageRecor
 
     record = StageRecord(
         stage="export",
-        config={"task": task.to_dict(), "export": cfg.to_dict()},
+        config={"task": task.to_dict(), "export": cfg.to_dict(), "target": target.to_dict()},
         inputs={"model": sha256_tree(path), "data": sha256_tree(resolve_data_source(task.data.source))},
         artifacts={"onnx": "model.onnx", "parity": "parity.json"},
     )
@@ -179,8 +181,10 @@ def run(config: RunConfig, model_dir: str | Path, out: str | Path) -> StageRecor
             feeds = [{k: v.astype(dtype) for k, v in case.feeds.items()} for case in cases if case.grid]
             metrics["fuse_attention"] = _fuse_attention(onnx_path, tmp / "model.fused.onnx", feeds)
             record.artifacts["onnx_fused"] = "model.fused.onnx"
-        if cfg.lint_trt:
-            metrics["lint"] = _lint_summary(onnx_path, cfg.lint_trt)
+        # `export.lint_trt: null` used to switch the lint off; it still does.
+        lint_off = "lint_trt" in (config.raw.get("export") or {}) and cfg.lint_trt is None
+        if cfg.lint and not lint_off:
+            metrics["lint"] = _lint_summary(onnx_path, str(target.tensorrt()))
         atomic_write_json(tmp / "parity.json", parity)
         metrics["export_seconds"] = time.perf_counter() - started
         metrics["data"] = data.fingerprint()

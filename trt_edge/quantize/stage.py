@@ -21,6 +21,7 @@ from trt_edge.log import get_logger
 from trt_edge.quantize import calib_data, calibrators, evaluate, placement, sensitivity
 from trt_edge.quantize.cache import supports_implicit_calibration, write_cache
 from trt_edge.quantize.config import CalibrateConfig
+from trt_edge.target import resolve_target
 from trt_edge.stage import (
     StageRecord,
     atomic_write_json,
@@ -70,6 +71,7 @@ def run(config: RunConfig, onnx: str | Path, out: str | Path) -> StageRecord:
 
     task = config.section("task")
     cfg: CalibrateConfig = config.section("calibrate")
+    cfg = cfg.replace(trt_version=str(resolve_target(config.raw, "calibrate").tensorrt()))
     onnx_path = resolve_onnx(onnx)
     model = load_onnx(onnx_path)
     names = evaluate.check_model_io(model, str(onnx_path))
@@ -98,7 +100,7 @@ def run(config: RunConfig, onnx: str | Path, out: str | Path) -> StageRecord:
         raise TrtEdgeError(f"{onnx_path}: no MatMul/Gemm left to quantize (skipped: {len(plan.skipped)}); "
                            "check calibrate.placement.exclude and op_types")
     quant_acts = plan.activation_tensors()
-    write_cache_file = supports_implicit_calibration(cfg.trt_version)
+    write_cache_file = supports_implicit_calibration(str(cfg.trt_version))
     tensors = list(quant_acts)
     not_cached: dict[str, str] = {}
     if write_cache_file and cfg.cache_tensors == "all":
@@ -198,7 +200,7 @@ def run(config: RunConfig, onnx: str | Path, out: str | Path) -> StageRecord:
                 else:
                     not_cached[name] = ("non-finite or mask-fill values (|x| >= 1e30)" if not rng.finite
                                         else "constant zero on the calibration set")
-            write_cache(tmp / CACHE_FILE, cache_scales, cfg.trt_version)
+            write_cache(tmp / CACHE_FILE, cache_scales, str(cfg.trt_version))
             artifacts["calibration_cache"] = CACHE_FILE
         atomic_write_json(tmp / RANGES_FILE, {
             "method": cfg.calibrator.method, "num_bins": cfg.calibrator.num_bins,
