@@ -245,6 +245,19 @@ def _rename_value(graph: Any, old: str, new: str) -> None:
             value.name = new
 
 
+def _drop_opset18_reduce_attributes(model: Any) -> None:
+    """The 18 -> 17 converter leaves `noop_with_empty_axes=0` on ReduceMean & co (DINOv2's mean-pooled
+    head), an attribute opset 17 does not know; 0 is its default, so dropping it changes nothing."""
+    if default_opset(model) >= 18:
+        return
+    for node in model.graph.node:
+        if node.op_type.startswith("Reduce") and node.op_type != "ReduceSum":
+            keep = [a for a in node.attribute if not (a.name == "noop_with_empty_axes" and a.i == 0)]
+            if len(keep) != len(node.attribute):
+                del node.attribute[:]
+                node.attribute.extend(keep)
+
+
 def default_opset(model: Any) -> int:
     """The opset of the default ONNX domain."""
     for entry in model.opset_import:
@@ -370,6 +383,7 @@ def export_onnx(model_dir: Path, onnx_path: Path, *, opset: int = 17, int32_inpu
             raise TrtEdgeError(f"the {exporter} export (opset {default_opset(exported)}) cannot be converted to "
                                f"opset {opset}: {_first_line(exc)}; use export.opset={default_opset(exported)}"
                                ) from exc
+    _drop_opset18_reduce_attributes(exported)
     cleanup_info: dict[str, Any] = {}
     if simplify or decompose_layernorm:
         exported, cleanup_info = cleanup_model(exported, slim=simplify, layernorm=decompose_layernorm)

@@ -103,17 +103,22 @@ def _fuse_attention(onnx_path: Path, out_path: Path, feeds: list[dict[str, np.nd
 def run(config: RunConfig, model_dir: str | Path, out: str | Path) -> StageRecord:
     """Export the classifier in `model_dir` (a stage folder or a HF folder) and write stage folder `out`."""
     from trt_edge.export.exporter import export_onnx, folder_label_names, load_for_export, model_bytes
-    from trt_edge.export.parity import check, parity_cases, run_parity
-    from trt_edge.tasks.data import load_data, resolve_data_source
+    from trt_edge.export.parity import check, image_parity_cases, parity_cases, run_parity
+    from trt_edge.tasks.data import load_task_data, resolve_data_source
+    from trt_edge.tasks.spec import PREPROCESSOR_DIR, get_task
 
     started = time.perf_counter()
     task: TaskConfig = config.section("task")
     cfg: ExportConfig = config.section("export")
     target = resolve_target(config.raw, "export")
     path = resolve_model_input(model_dir)
-    data = load_data(task.data)
+    spec = get_task(task.type)
+    from trt_edge.tasks.models import check_preprocessor
+
+    check_preprocessor(path, task.type)  # a text model given image data (or the reverse): before the data
+    data = load_task_data(task)
     # Loading first: a bare encoder or a head for other labels is refused with the clearest reason.
-    loaded = load_for_export(path, data.label_names, cfg.trust_remote_code)
+    loaded = load_for_export(path, data.label_names, cfg.trust_remote_code, task.type)
     check_head(folder_label_names(path), data.label_names, path)
     split = data.split(cfg.parity_split)
     texts = split.texts[:cfg.parity_max_examples] if cfg.parity_max_examples else split.texts
@@ -122,7 +127,7 @@ def run(config: RunConfig, model_dir: str | Path, out: str | Path) -> StageRecor
         stage="export",
         config={"task": task.to_dict(), "export": cfg.to_dict(), "target": target.to_dict()},
         inputs={"model": sha256_tree(path), "data": sha256_tree(resolve_data_source(task.data.source))},
-        artifacts={"onnx": "model.onnx", "parity": "parity.json"},
+        artifacts={"onnx": "model.onnx", "parity": "parity.json", "preprocessor": PREPROCESSOR_DIR},
     )
     with stage_output(out) as tmp:
         onnx_path = tmp / "model.onnx"
@@ -130,11 +135,18 @@ def run(config: RunConfig, model_dir: str | Path, out: str | Path) -> StageRecor
         info = export_onnx(path, onnx_path, opset=cfg.opset, int32_inputs=cfg.int32_inputs, dynamo=dynamo,
                            simplify=cfg.simplify, label_names=data.label_names,
                            trust_remote_code=cfg.trust_remote_code, loaded=loaded,
-                           decompose_layernorm=cfg.decompose_layernorm)
-        cases = parity_cases(loaded.tokenizer, texts, info.input_names, max_length=task.max_length,
-                             batch_size=task.eval_batch_size, batch_sizes=cfg.parity_batch_sizes,
-                             sequence_lengths=cfg.parity_sequence_lengths)
-        report = run_parity(loaded.model, onnx_path, cases, texts)
+                           decompose_layernorm=cfg.decompose_layernorm, task=task.type)
+        # The preprocessor travels with the model: calibrate, build, profile and run read it from here.
+        spec.preprocessor.copy(path, tmp / PREPROCESSOR_DIR)
+        if spec.modality == "image":
+            cases = image_parity_cases(loaded.tokenizer, texts, info.input_names, loaded.model.config,
+                                       batch_size=task.eval_batch_size, batch_sizes=cfg.parity_batch_sizes)
+        else:
+            cases = parity_cases(loaded.tokenizer, texts, info.input_names, max_length=task.max_length,
+                                 batch_size=task.eval_batch_size, batch_sizes=cfg.parity_batch_sizes,
+                                 sequence_lengths=cfg.parity_sequence_lengths)
+        shown = texts if spec.modality == "text" else None
+        report = run_parity(loaded.model, onnx_path, cases, shown)
         log.info("parity: max |diff| %.3g, argmax agreement %.4f on %d %s examples", report.max_abs_diff,
                  report.argmax_agreement, report.examples, cfg.parity_split)
         parity: dict[str, Any] = {"fp32": report.to_dict()}
@@ -168,7 +180,7 @@ def run(config: RunConfig, model_dir: str | Path, out: str | Path) -> StageRecor
         if cfg.fp16:
             fp16_path = tmp / "model.fp16.onnx"
             _fp16_variant(onnx_path, fp16_path)
-            fp16_report = run_parity(loaded.model, fp16_path, cases, texts)
+            fp16_report = run_parity(loaded.model, fp16_path, cases, shown)
             parity["fp16"] = fp16_report.to_dict()
             check(fp16_report, atol=cfg.fp16_atol, rtol=None, min_argmax_agreement=cfg.fp16_min_argmax_agreement,
                   what="model.fp16.onnx")
@@ -178,7 +190,8 @@ def run(config: RunConfig, model_dir: str | Path, out: str | Path) -> StageRecor
                                "onnx_bytes": model_bytes(fp16_path)}
         if cfg.fuse_attention:
             dtype = np.int32 if cfg.int32_inputs else np.int64
-            feeds = [{k: v.astype(dtype) for k, v in case.feeds.items()} for case in cases if case.grid]
+            feeds = [{k: (v.astype(dtype) if v.dtype.kind in "iu" else v) for k, v in case.feeds.items()}
+                     for case in cases if case.grid]
             metrics["fuse_attention"] = _fuse_attention(onnx_path, tmp / "model.fused.onnx", feeds)
             record.artifacts["onnx_fused"] = "model.fused.onnx"
         # `export.lint_trt: null` used to switch the lint off; it still does.
