@@ -19,9 +19,9 @@ from typing import Any
 from trt_edge import __version__
 from trt_edge.engine.manifest import new_manifest
 from trt_edge.engine.plan import BuildPlan
-from trt_edge.trt_version import TrtVersion
 from trt_edge.engine.trtexec import JETPACK_TRTEXEC, render_build, shell_join
 from trt_edge.stage import atomic_write_json, atomic_write_text, now
+from trt_edge.trt_version import TrtVersion
 
 ONNX_NAME = "model.onnx"
 CACHE_NAME = "calibration.cache"

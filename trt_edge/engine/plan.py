@@ -14,7 +14,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-from trt_edge.devices import Device, device, devices, platform, platforms
+from trt_edge.devices import Device, device, devices, platforms
 from trt_edge.engine.config import MEMORY_POOLS, PRECISIONS, BuildConfig
 from trt_edge.errors import TrtEdgeError
 from trt_edge.trt_version import TrtVersion
@@ -164,7 +164,8 @@ class BuildPlan:
         return cls(
             precision=cfg.precision, trt_version=resolve_trt_version(cfg), device=cfg.device,
             sparse_weights=cfg.sparse_weights, workspace_mib=cfg.workspace_mib,
-            memory_pools=dict(cfg.memory_pools), profiles=profiles_for_inputs(inputs, {"batch": cfg.batch, "sequence": sequence}),
+            memory_pools=dict(cfg.memory_pools),
+            profiles=profiles_for_inputs(inputs, {"batch": cfg.batch, "sequence": sequence}),
             timing_cache=cfg.timing_cache, optimization_level=cfg.optimization_level, dla_core=cfg.dla_core,
             gpu_fallback=cfg.gpu_fallback, plugins=list(cfg.plugins), serialize_plugins=cfg.serialize_plugins,
             hardware_compatibility=cfg.hardware_compatibility, version_compatible=cfg.version_compatible,

@@ -17,12 +17,12 @@ from trt_edge.config import RunConfig
 from trt_edge.engine.config import BuildConfig
 from trt_edge.engine.onnxinfo import check_onnx, external_data_files, has_qdq, onnx_inputs
 from trt_edge.engine.plan import BuildPlan
-from trt_edge.target import resolve_target
-from trt_edge.trt_version import TrtVersion
 from trt_edge.errors import TrtEdgeError
 from trt_edge.lazy import lazy_import
 from trt_edge.log import get_logger
 from trt_edge.stage import StageRecord, read_stage, sha256_file, stage_artifact, stage_output
+from trt_edge.target import resolve_target
+from trt_edge.trt_version import TrtVersion
 
 log = get_logger("build")
 
@@ -124,7 +124,7 @@ def run(config: RunConfig, onnx: str | os.PathLike[str], out: str | os.PathLike[
         bundle: bool = False, tokenizer: str | None = None) -> StageRecord:
     """Build (TensorRT present, `bundle` False) or write the on-device bundle; `stage.json` names the
     artifacts `plan` + `manifest`, or `bundle`."""
-    from trt_edge.runtime.text import find_tokenizer
+    from trt_edge.tasks.spec import preprocessor_dir
 
     cfg: BuildConfig = config.section("build")
     target = resolve_target(config.raw, "build")
@@ -154,12 +154,12 @@ def run(config: RunConfig, onnx: str | os.PathLike[str], out: str | os.PathLike[
     warnings += check_onnx(model, plan.trt_version, dla=plan.dla_core is not None)
     data_files = external_data_files(model)
     try:
-        tok_dir: Path | None = find_tokenizer(model, tokenizer)
+        tok_dir: Path | None = preprocessor_dir(model, tokenizer)
     except TrtEdgeError:
         if tokenizer:
             raise
         tok_dir = None
-        warnings.append("no tokenizer found next to the ONNX: `trt-edge run` will need --tokenizer")
+        warnings.append("no preprocessor beside the ONNX (export carries one): `trt-edge run` will need --tokenizer")
     for w in warnings:
         log.warning("%s", w)
 
@@ -178,6 +178,8 @@ def run(config: RunConfig, onnx: str | os.PathLike[str], out: str | os.PathLike[
                                    else None, tokenizer=tok_dir, reason=reason, warnings=warnings,
                                    onnx_sha256=inputs["onnx"])
             st.artifacts = {"bundle": "bundle"}
+            if tok_dir is not None:
+                st.artifacts["preprocessor"] = "bundle/tokenizer"
             st.metrics = {**summary, "warnings": warnings, "trt_version": plan.trt_version,
                           "device": plan.device, "precision": plan.precision}
         else:
@@ -188,6 +190,8 @@ def run(config: RunConfig, onnx: str | os.PathLike[str], out: str | os.PathLike[
             result = build_engine(plan, model, tmp, base_dir=base)
             copy_tokenizer(tok_dir, tmp / "tokenizer")
             st.artifacts = {"plan": PLAN_FILE, "manifest": MANIFEST_FILE, "build_log": LOG_FILE}
+            if tok_dir is not None:
+                st.artifacts["preprocessor"] = "tokenizer"
             if result.layers_path is not None:
                 st.artifacts["layers"] = LAYERS_FILE
             m = result.manifest

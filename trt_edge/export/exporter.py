@@ -403,12 +403,17 @@ def export_onnx(model_dir: Path, onnx_path: Path, *, opset: int = 17, int32_inpu
         onnx.checker.check_model(str(onnx_path))
     info = ExportInfo(onnx_path=Path(onnx_path), exporter=exporter, opset=default_opset(exported),
                       input_names=names, output_names=[spec.output],
-                      input_dtype=("int32" if int32_inputs else "int64") if spec.modality == "text" else "float32", onnx_bytes=model_bytes(Path(onnx_path)),
+                      input_dtype=_input_dtype(spec, int32_inputs), onnx_bytes=model_bytes(Path(onnx_path)),
                       external_data=external, label_names=labels, fallback_reason=fallback_reason,
                       cleanup=cleanup_info)
     log.info("exported %s with the %s exporter (opset %d, %d bytes)", onnx_path, exporter, info.opset,
              info.onnx_bytes)
     return info
+
+
+def _input_dtype(spec: TaskSpec, int32_inputs: bool) -> str:
+    dtype = spec.inputs[0].dtype
+    return "int32" if int32_inputs and dtype.startswith("int") else dtype
 
 
 def _first_line(exc: BaseException) -> str:

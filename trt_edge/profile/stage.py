@@ -67,16 +67,21 @@ def text_source(config: RunConfig, cfg: ProfileConfig, model_file: Path, folder:
     """Real texts of the task when the config has a task and a tokenizer is found, else random ids."""
     if cfg.inputs == "random":
         return None, {"kind": "random", "description": "random token ids (latency only: never for accuracy)"}
+    from trt_edge.tasks.spec import preprocessor_dir
+
     has_task = "task" in config.raw
-    candidates: list[Any] = [cfg.tokenizer, model_file, folder]
-    if folder is not None:
-        candidates += [Path(k) for k in read_stage(folder).get("inputs", {})]
-    tok_dir = Path(cfg.tokenizer) if cfg.tokenizer else harness.find_tokenizer(*candidates)
+    tok_dir: Path | None
+    try:
+        tok_dir = preprocessor_dir(model_file, cfg.tokenizer)
+    except TrtEdgeError:
+        if cfg.tokenizer:
+            raise
+        tok_dir = None
     why = None
     if not has_task:
         why = "no task section in the config (give --config with a task for real texts)"
     elif tok_dir is None:
-        why = "no tokenizer found next to the model (set profile.tokenizer)"
+        why = "no preprocessor beside the model (export carries it; or set profile.tokenizer)"
     if why:
         if cfg.inputs == "texts":
             raise TrtEdgeError(f"profile.inputs=texts, but {why}")

@@ -22,12 +22,12 @@ import numpy as np
 from trt_edge.errors import TrtEdgeError
 from trt_edge.log import get_logger
 from trt_edge.quantize.config import CalibrationDataConfig
-from trt_edge.runtime.text import TOKENIZER_FILES, config_strings, has_tokenizer
 from trt_edge.stage import atomic_write_bytes, sha256_file
+from trt_edge.tasks.spec import TEXT_CLASSIFICATION
 
 log = get_logger("calibrate")
 
-MODEL_INPUTS = ("input_ids", "attention_mask", "token_type_ids")
+MODEL_INPUTS = TEXT_CLASSIFICATION.input_names
 
 
 @dataclass
@@ -120,15 +120,17 @@ def tokenize_padded(tokenizer: Any, texts: Sequence[str], max_length: int,
     """Token arrays [N, max_length] padded on the right, and each example's true length."""
     out = tokenizer(list(texts), truncation=True, max_length=max_length, padding="max_length",
                     return_tensors="np")
+    spec = TEXT_CLASSIFICATION
+    first = spec.inputs[0].name
     arrays: dict[str, np.ndarray] = {}
     for name in input_names:
         if name in out:
             arrays[name] = np.asarray(out[name], dtype=np.int64)
-        elif name == "token_type_ids":
-            arrays[name] = np.zeros_like(np.asarray(out["input_ids"]), dtype=np.int64)
+        elif spec.input(name).optional:  # token types the tokenizer does not make: all segment 0
+            arrays[name] = np.zeros_like(np.asarray(out[first]), dtype=np.int64)
         else:
             raise TrtEdgeError(f"the tokenizer produces {sorted(out.keys())}, not the model input {name!r}")
-    lengths = np.asarray(out["attention_mask"]).sum(axis=1).astype(np.int64)
+    lengths = np.asarray(out[str(spec.length_input)]).sum(axis=1).astype(np.int64)
     if getattr(tokenizer, "padding_side", "right") != "right":
         raise TrtEdgeError("the tokenizer pads on the left; calibration batches assume right padding")
     return arrays, lengths
@@ -158,60 +160,3 @@ def _sha_ints(values: Sequence[int]) -> str:
     from trt_edge.stage import sha256_json
 
     return sha256_json([int(v) for v in values])
-
-
-def find_tokenizer(onnx_path: Path, explicit: str | None = None) -> Path:
-    """The tokenizer folder for an ONNX file: `explicit`, the ONNX file's folder, its stage folder, a
-    model folder the export stage recorded in its stage.json (config or inputs), or the `model`
-    artifact of a sibling stage in the same run folder (prune, then distill, then any)."""
-    if explicit:
-        from trt_edge.tasks.models import resolve_model_path
-
-        path = Path(explicit) if not explicit.startswith("demo:") else resolve_model_path(explicit)
-        if not has_tokenizer(path):
-            raise TrtEdgeError(f"{path}: no tokenizer files ({', '.join(TOKENIZER_FILES)}) in this folder")
-        return path
-    candidates: list[Path] = [onnx_path.parent, onnx_path.parent.parent]
-    for folder in (onnx_path.parent, onnx_path.parent.parent):
-        stage_file = folder / "stage.json"
-        if not stage_file.is_file():
-            continue
-        try:
-            record = json.loads(stage_file.read_text(encoding="utf-8"))
-        except (OSError, json.JSONDecodeError):
-            continue
-        values = [*config_strings(record.get("config", {})), *record.get("inputs", {}).keys()]
-        for value in values:
-            if value.startswith("demo:"):
-                from trt_edge.tasks.models import resolve_model_path
-
-                try:
-                    candidates.append(resolve_model_path(value))
-                except TrtEdgeError:
-                    continue
-            else:
-                p = Path(value)
-                candidates.extend([p, folder / p])
-        for sub in ("model", "tokenizer"):
-            candidates.append(folder / sub)
-    # In a pipeline run folder the export stage sits beside the stages that made the model
-    # (RUN/prune/model, RUN/distill/model): their `model` artifacts hold the tokenizer.
-    run_dir = onnx_path.parent.parent
-    for order in ("prune", "distill"):
-        candidates.append(run_dir / order / "model")
-    if run_dir.is_dir():
-        for sibling in sorted(run_dir.iterdir()):
-            if (sibling / "stage.json").is_file():
-                try:
-                    record = json.loads((sibling / "stage.json").read_text(encoding="utf-8"))
-                except (OSError, json.JSONDecodeError):
-                    continue
-                model = record.get("artifacts", {}).get("model")
-                if isinstance(model, str):
-                    candidates.append(sibling / model)
-    for candidate in candidates:
-        if has_tokenizer(candidate):
-            return candidate
-    raise TrtEdgeError(f"{onnx_path}: no tokenizer found next to the ONNX file or in the model folder its "
-                       "export stage recorded; pass --tokenizer MODEL_DIR")
-

@@ -21,7 +21,6 @@ from trt_edge.log import get_logger
 from trt_edge.quantize import calib_data, calibrators, evaluate, placement, sensitivity
 from trt_edge.quantize.cache import supports_implicit_calibration, write_cache
 from trt_edge.quantize.config import CalibrateConfig
-from trt_edge.target import resolve_target
 from trt_edge.stage import (
     StageRecord,
     atomic_write_json,
@@ -30,7 +29,9 @@ from trt_edge.stage import (
     stage_artifact,
     stage_output,
 )
+from trt_edge.target import resolve_target
 from trt_edge.tasks.metrics import argmax_agreement, classification_metrics
+from trt_edge.tasks.spec import PREPROCESSOR_DIR, TEXT_CLASSIFICATION, preprocessor_dir
 
 log = get_logger("calibrate")
 
@@ -63,6 +64,12 @@ def load_onnx(path: Path) -> Any:
         raise TrtEdgeError(f"{path}: not a readable ONNX model ({str(exc).splitlines()[0][:160]})") from exc
 
 
+def _carry_preprocessor(src: Path, tmp: Path) -> str:
+    """Copy the preprocessor beside this stage's ONNX files, so build, profile and run read it here."""
+    TEXT_CLASSIFICATION.preprocessor.copy(src, tmp / PREPROCESSOR_DIR)
+    return PREPROCESSOR_DIR
+
+
 def run(config: RunConfig, onnx: str | Path, out: str | Path) -> StageRecord:
     """Calibrate `onnx` (file or export stage folder) into `out`; see the module docstring."""
     from transformers import AutoTokenizer
@@ -75,7 +82,7 @@ def run(config: RunConfig, onnx: str | Path, out: str | Path) -> StageRecord:
     onnx_path = resolve_onnx(onnx)
     model = load_onnx(onnx_path)
     names = evaluate.check_model_io(model, str(onnx_path))
-    tok_dir = calib_data.find_tokenizer(onnx_path, cfg.tokenizer)
+    tok_dir = preprocessor_dir(onnx_path, cfg.tokenizer)
     tokenizer = AutoTokenizer.from_pretrained(str(tok_dir), local_files_only=True)
     max_length = cfg.data.max_length or task.max_length
     data = load_data(task.data)
@@ -93,7 +100,7 @@ def run(config: RunConfig, onnx: str | Path, out: str | Path) -> StageRecord:
             {"data_sha256": split.sha256(), "tokenizer": str(tok_dir)})
 
     if "tensorrt" not in cfg.targets:  # the CPU artifact alone
-        return _run_cpu_only(task, cfg, onnx_path, names, tokenizer, data, calib, inputs, max_length, out)
+        return _run_cpu_only(task, cfg, onnx_path, names, tokenizer, data, calib, inputs, max_length, out, tok_dir)
 
     plan = placement.plan_placement(model, cfg.placement)
     if not plan.nodes:
@@ -240,6 +247,7 @@ def run(config: RunConfig, onnx: str | Path, out: str | Path) -> StageRecord:
         if not write_cache_file:
             metrics["calibration_cache_note"] = (f"TensorRT {cfg.trt_version} removed implicit calibration: "
                                                  "no cache written; model.int8.onnx carries the scales")
+        artifacts["preprocessor"] = _carry_preprocessor(tok_dir, tmp)
         record = StageRecord(stage="calibrate", config={"task": task.to_dict(), "calibrate": cfg.to_dict()},
                              inputs=inputs, metrics=metrics, artifacts=artifacts)
         record.write(tmp)
@@ -281,7 +289,7 @@ def _cpu_artifact(tmp: Path, onnx_path: Path, calib: calib_data.CalibrationSet, 
 
 def _run_cpu_only(task: Any, cfg: CalibrateConfig, onnx_path: Path, names: list[str], tokenizer: Any, data: Any,
                   calib: calib_data.CalibrationSet, inputs: dict[str, str], max_length: int,
-                  out: str | Path) -> StageRecord:
+                  out: str | Path, tok_dir: Path) -> StageRecord:
     """`--target cpu`: the CPU artifact without the TensorRT Q/DQ model and cache."""
     test = data.split("test")
     test_arrays, test_lengths = calib_data.tokenize_padded(tokenizer, test.texts, max_length, names)
@@ -294,7 +302,9 @@ def _run_cpu_only(task: Any, cfg: CalibrateConfig, onnx_path: Path, names: list[
         metrics.update({"fp32_accuracy": fp32["accuracy"], "calibration_samples": len(calib),
                         "calibration_sha256": data_sha, "targets": list(cfg.targets)})
         record = StageRecord(stage="calibrate", config={"task": task.to_dict(), "calibrate": cfg.to_dict()},
-                             inputs=inputs, metrics=metrics, artifacts={**artifacts, "calibration_data": DATA_FILE})
+                             inputs=inputs, metrics=metrics,
+                             artifacts={**artifacts, "calibration_data": DATA_FILE,
+                                        "preprocessor": _carry_preprocessor(tok_dir, tmp)})
         record.write(tmp)
     log.info("CPU artifact %s: accuracy %.4f (fp32 %.4f); written to %s", metrics["cpu_artifact"],
              metrics["cpu_accuracy"], metrics["fp32_accuracy"], out)

@@ -23,8 +23,8 @@ from trt_edge.errors import TrtEdgeError
 from trt_edge.lazy import lazy_import
 from trt_edge.log import get_logger
 from trt_edge.quantize.cache import DEFAULT_ALGORITHM, parse_cache, trt_version_int
-from trt_edge.trt_version import TrtVersion
 from trt_edge.quantize.calib_data import CalibrationSet, load_calibration_set
+from trt_edge.trt_version import TrtVersion
 
 if TYPE_CHECKING:
     import tensorrt as trt

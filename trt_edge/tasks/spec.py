@@ -14,6 +14,7 @@ This module is the only place where input names are written down.
 from __future__ import annotations
 
 import importlib
+import os
 import shutil
 from dataclasses import dataclass
 from pathlib import Path
@@ -24,6 +25,8 @@ from trt_edge.errors import TrtEdgeError
 BATCH_AXIS = "batch"
 SEQUENCE_AXIS = "sequence"
 PREPROCESSOR_DIR = "preprocessor"
+# What the build stage and its on-device bundle call the same folder (`tokenizer/`, from before images).
+BUNDLE_PREPROCESSOR_DIR = "tokenizer"
 
 
 @dataclass(frozen=True)
@@ -125,12 +128,12 @@ class TaskSpec:
         missing = [n for n in self.required_inputs if n not in input_names]
         unknown = [n for n in input_names if n not in self.input_names]
         if missing or unknown or self.output not in output_names:
+            optional = [n for n in self.input_names if n not in self.required_inputs]
             raise TrtEdgeError(
-                f"{source}: a {self.name} model takes {list(self.required_inputs)}"
-                + (f" (+ {[n for n in self.input_names if n not in self.required_inputs]})"
-                   if len(self.required_inputs) < len(self.inputs) else "")
-                + f" and gives {self.output!r}; found inputs {input_names} and outputs {output_names}; "
-                "export it with `trt-edge export`"
+                f"{source}: expected inputs {list(self.required_inputs)}"
+                + (f" (+ {', '.join(optional)})" if optional else "")
+                + f" and output {self.output!r} of a {self.name} model, found inputs {input_names} and outputs "
+                f"{output_names}; export it with `trt-edge export`"
             )
         return input_names
 
@@ -203,10 +206,11 @@ def sequence_profile(max_length: int) -> list[int]:
     return [1, max(1, max_length // 2), max_length]
 
 
-def preprocessor_dir(model_file: str | Path, explicit: str | Path | None = None) -> Path:
+def preprocessor_dir(model_file: str | os.PathLike[str], explicit: str | os.PathLike[str] | None = None) -> Path:
     """The preprocessor folder of a model file (ONNX or plan): `explicit`, else the `preprocessor`
-    artifact the stage that wrote the file names in its `stage.json`, else `preprocessor/` beside the
-    file (an on-device bundle). Never a search through other stages' folders."""
+    artifact the stage that wrote the file names in its `stage.json`, else `preprocessor/` or (an
+    on-device bundle, a build folder) `tokenizer/` beside the file. Never a search through other stages'
+    folders."""
     import json
 
     if explicit:
@@ -228,8 +232,9 @@ def preprocessor_dir(model_file: str | Path, explicit: str | Path | None = None)
         rel = (record.get("artifacts") or {}).get("preprocessor")
         if isinstance(rel, str) and (model.parent / rel).is_dir():
             return model.parent / rel
-    beside = model.parent / PREPROCESSOR_DIR
-    if beside.is_dir():
-        return beside
+    for name in (PREPROCESSOR_DIR, BUNDLE_PREPROCESSOR_DIR):
+        beside = model.parent / name
+        if beside.is_dir():
+            return beside
     raise TrtEdgeError(f"{model}: no preprocessor beside it ({PREPROCESSOR_DIR}/ or a stage.json naming one); "
                        "export the model with `trt-edge export` (which carries it), or pass --tokenizer FOLDER")
