@@ -83,7 +83,7 @@ def check_preprocessor(path: Path, task: str) -> None:
         return
     other = [s for s in TASKS.values() if s is not spec and s.preprocessor.present(path)]
     if other:
-        raise TrtEdgeError(f"{path}: this is a {other[0].modality} model (it carries a {other[0].preprocessor.kind}), "
+        raise TrtEdgeError(f"{path}: this is a model for {other[0].name} (it carries a {other[0].preprocessor.kind}), "
                            f"the task is {task}; set task.type: {other[0].name} or give a {spec.modality} model")
     raise TrtEdgeError(f"{path}: no {spec.preprocessor.kind} in this folder ({' or '.join(spec.preprocessor.files)}); "
                        "a model folder must carry the preprocessor its inputs come from")

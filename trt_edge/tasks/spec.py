@@ -220,7 +220,7 @@ def preprocessor_dir(model_file: str | os.PathLike[str], explicit: str | os.Path
 
             path = resolve_model_path(str(explicit))
         if not any(s.preprocessor.present(path) for s in TASKS.values()):
-            raise TrtEdgeError(f"{path}: no preprocessor (tokenizer or preprocessor_config.json) in this folder")
+            raise TrtEdgeError(f"{path}: no tokenizer files or preprocessor_config.json in this folder")
         return path
     model = Path(model_file)
     stage_file = model.parent / "stage.json"

@@ -1,0 +1,123 @@
+"""The image-classification task end to end on tiny random-weight ViT, DeiT and DINOv2 classifiers
+(seconds each), and its bad inputs: one line, exit 2, nothing half-written."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from trt_edge.config import RunConfig
+from trt_edge.errors import TrtEdgeError
+
+sys.path.insert(0, str(Path(__file__).parent))
+from vision_helpers import LABELS, write_image_folder, write_vision_model
+
+
+def _config(data: Path) -> RunConfig:
+    return RunConfig({"task": {"type": "image-classification",
+                               "data": {"source": str(data), "train_size": 0.6, "validation_size": 0.2,
+                                        "test_size": 0.2}},
+                      "export": {"parity_batch_sizes": [1, 4]}})
+
+
+@pytest.fixture(scope="module")
+def images(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return write_image_folder(tmp_path_factory.mktemp("vision") / "images")
+
+
+@pytest.mark.parametrize("kind", ["vit", "deit", "dinov2"])
+def test_export_with_pixel_values_and_a_dynamic_batch(kind: str, images: Path, tmp_path: Path) -> None:
+    import onnx
+
+    from trt_edge.engine.onnxinfo import onnx_inputs
+    from trt_edge.engine.plan import profiles_for_inputs
+    from trt_edge.export.stage import run
+    from trt_edge.runtime.ort import OnnxRuntimeRunner
+    from trt_edge.tasks.spec import preprocessor_dir
+
+    model_dir = write_vision_model(tmp_path / kind, kind)
+    record = run(_config(images), model_dir, tmp_path / "export")
+    onnx_path = tmp_path / "export" / "model.onnx"
+    model = onnx.load(str(onnx_path))
+    (value,) = model.graph.input
+    dims = [d.dim_param or d.dim_value for d in value.type.tensor_type.shape.dim]
+    assert value.name == "pixel_values" and dims == ["batch", 3, 16, 16]
+    assert record.metrics["max_abs_diff"] <= 1e-4 and record.metrics["argmax_agreement"] == 1.0
+    assert (preprocessor_dir(onnx_path) / "preprocessor_config.json").is_file()
+    # TensorRT profiles come from the axis names: only the batch varies.
+    (profile,) = profiles_for_inputs(onnx_inputs(onnx_path), {"batch": [1, 4, 8], "sequence": [1, 2, 3]})
+    assert profile.min == (1, 3, 16, 16) and profile.max == (8, 3, 16, 16)
+    with OnnxRuntimeRunner(onnx_path) as runner:
+        out = runner.infer({"pixel_values": np.zeros((5, 3, 16, 16), dtype=np.float32)})["logits"]
+    assert out.shape == (5, len(LABELS))
+
+
+def test_grayscale_and_colour_images_meet_the_models_channels(tmp_path: Path) -> None:
+    from trt_edge.tasks.config import DataConfig
+    from trt_edge.tasks.image_classification import load_data, match_channels
+
+    folder = write_image_folder(tmp_path / "rgb", per_class=4, mode="RGB")
+    data = load_data(DataConfig(source=str(folder), train_size=0.5, validation_size=0.25, test_size=0.25))
+    assert data.label_names == LABELS and data.train.examples[0].shape == (16, 16, 3)
+    gray = match_channels(data.train.examples[0], 1)
+    assert gray.shape == (16, 16, 1) and match_channels(gray, 3).shape == (16, 16, 3)
+
+
+def test_bad_image_data_is_one_line(tmp_path: Path) -> None:
+    from trt_edge.tasks.config import DataConfig
+    from trt_edge.tasks.image_classification import load_data
+
+    empty = tmp_path / "empty"
+    (empty / "a").mkdir(parents=True)
+    (empty / "b").mkdir()
+    with pytest.raises(TrtEdgeError, match="no images"):
+        load_data(DataConfig(source=str(empty)))
+    truncated = write_image_folder(tmp_path / "trunc", per_class=3)
+    victim = next((truncated / LABELS[0]).glob("*.png"))
+    victim.write_bytes(victim.read_bytes()[:40])
+    with pytest.raises(TrtEdgeError, match="not a readable image"):
+        load_data(DataConfig(source=str(truncated)))
+    mixed = write_image_folder(tmp_path / "mixed", per_class=3)
+    write_image_folder(tmp_path / "big", per_class=1, size=20)
+    (tmp_path / "big" / LABELS[0] / "000.png").rename(mixed / LABELS[1] / "zzz.png")
+    with pytest.raises(TrtEdgeError, match="one image size"):
+        load_data(DataConfig(source=str(mixed)))
+
+
+def test_wrong_task_wrong_head_missing_processor(images: Path, tiny_bert_dir: Path, tmp_path: Path) -> None:
+    from trt_edge.export.stage import run
+
+    with pytest.raises(TrtEdgeError, match="model for text-classification"):
+        run(_config(images), tiny_bert_dir, tmp_path / "a")
+    no_processor = write_vision_model(tmp_path / "np", "vit", processor=False)
+    with pytest.raises(TrtEdgeError, match="no image processor"):
+        run(_config(images), no_processor, tmp_path / "b")
+    two_classes = write_vision_model(tmp_path / "two", "vit", num_labels=2)
+    with pytest.raises(TrtEdgeError, match=r"head|classes"):
+        run(_config(images), two_classes, tmp_path / "c")
+    # A vision model given a text task (and image folders given to a text task).
+    text_cfg = RunConfig({"task": {"data": {"source": str(images)}}})
+    with pytest.raises(TrtEdgeError, match="model for image-classification"):
+        run(text_cfg, write_vision_model(tmp_path / "v", "vit"), tmp_path / "d")
+    from trt_edge.tasks.data import load_data
+
+    with pytest.raises(TrtEdgeError, match="holds images"):
+        load_data(text_cfg.section("task").data)
+    assert not any((tmp_path / n).exists() for n in "abcd")
+
+
+def test_cli_error_is_one_line_exit_2(images: Path, tiny_bert_dir: Path, tmp_path: Path) -> None:
+    cfg = tmp_path / "c.yaml"
+    cfg.write_text(json.dumps({"task": {"type": "image-classification", "data": {"source": str(images)}}}))
+    proc = subprocess.run([sys.executable, "-m", "trt_edge", "export", "--config", str(cfg), "--model",
+                           str(tiny_bert_dir), "--out", str(tmp_path / "out")], capture_output=True, text=True,
+                          timeout=300)
+    assert proc.returncode == 2, proc.stderr
+    errors = [line for line in proc.stderr.splitlines() if line.startswith("trt-edge: error:")]
+    assert len(errors) == 1 and "model for text-classification" in errors[0] and "Traceback" not in proc.stderr
+    assert not (tmp_path / "out").exists()
