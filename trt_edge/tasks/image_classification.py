@@ -215,12 +215,16 @@ class Encoded:
         return [1] * len(self.features)
 
 
-def encode(processor: Any, images: Sequence[np.ndarray], max_length: int = 0, model_config: Any = None,
-           channels: int | None = None) -> Encoded:
+def processor_channels(processor: Any) -> int:
+    """The channel count the processor normalises (its per-channel mean), 3 when it does not say."""
+    mean = getattr(processor, "image_mean", None)
+    return len(mean) if isinstance(mean, (list, tuple)) else 3
+
+
+def encode(processor: Any, images: Sequence[np.ndarray], max_length: int = 0) -> Encoded:
     """`max_length` is unused (images have no sequence axis); kept so text and images share one call."""
     del max_length
-    c = channels if channels is not None else (num_channels(model_config) if model_config is not None else 3)
-    return Encoded(pixel_values(processor, images, c))
+    return Encoded(pixel_values(processor, images, processor_channels(processor)))
 
 
 def collate(features: Sequence[dict[str, Any]], pad_token_id: int = 0) -> dict[str, Any]:
@@ -271,6 +275,7 @@ def feeds(processor: Any, images: Sequence[np.ndarray], model_config: Any = None
           max_length: int = 0) -> tuple[dict[str, np.ndarray], np.ndarray]:
     """ONNX feeds for the examples and their "lengths" (all 1: images have no sequence axis)."""
     del max_length
-    c = channels if channels is not None else (num_channels(model_config) if model_config is not None else 3)
+    c = channels if channels is not None else (num_channels(model_config) if model_config is not None
+                                               else processor_channels(processor))
     pixels = pixel_values(processor, images, c)
     return {INPUT: pixels}, np.ones(len(pixels), dtype=np.int64)
