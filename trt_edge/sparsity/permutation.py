@@ -98,7 +98,8 @@ def find_pairs(model: torch.nn.Module) -> PairDiscovery:
 
     Recognised: BERT-family blocks (`BertLayer` and the RoBERTa/ELECTRA/XLM-R/MiniLM copies of it:
     `intermediate.dense` → `output.dense`, `attention.self.value` → `attention.output.dense`) and
-    DistilBERT's `TransformerBlock` (`ffn.lin1` → `ffn.lin2`, `attention.v_lin` → `attention.out_lin`).
+    DistilBERT's `TransformerBlock` (`ffn.lin1` → `ffn.lin2`, `attention.v_lin` → `attention.out_lin`), and
+    the ViT/DeiT/DINOv2 blocks (`mlp.fc1` → `mlp.fc2`, `attention.v_proj` → `attention.o_proj`).
     A block of any other shape is reported in `unrecognised` and left unpermuted.
     """
     found = PairDiscovery()
@@ -117,8 +118,15 @@ def find_pairs(model: torch.nn.Module) -> PairDiscovery:
             ffn = ("ffn.lin1", "ffn.lin2")
             value = ("attention.v_lin", "attention.out_lin")
             heads = getattr(getattr(block, "attention", None), "n_heads", None)
+        elif _linear(block, "mlp.fc1") and _linear(block, "mlp.fc2") and _linear(
+                block, "attention.v_proj") and _linear(block, "attention.o_proj"):
+            # ViT, DeiT and DINOv2 blocks as transformers 5 writes them (DINOv2's layer scales act on the
+            # consumers' outputs, which a permutation of their inputs leaves alone).
+            ffn = ("mlp.fc1", "mlp.fc2")
+            value = ("attention.v_proj", "attention.o_proj")
+            heads = getattr(getattr(block, "attention", None), "num_attention_heads", None)
         if ffn is None or value is None:
-            found.unrecognised[name] = (f"{type(block).__name__}: not a BERT-family or DistilBERT block; "
+            found.unrecognised[name] = (f"{type(block).__name__}: not a BERT-family, DistilBERT or ViT-family block; "
                                         "channel permutation skipped, plain magnitude masks used")
             continue
         p, c = _linear(block, ffn[0]), _linear(block, ffn[1])
@@ -280,16 +288,24 @@ def permute_model_(model: torch.nn.Module, consumers: set[str] | None = None, se
     return results, skipped
 
 
-def random_inputs(model: torch.nn.Module, batch: int = 4, length: int = 24, seed: int = 0) -> dict[str, torch.Tensor]:
-    """Random token ids with some padding, to compare a model before and after a rewrite."""
+def random_inputs(model: torch.nn.Module, batch: int = 4, length: int = 24, seed: int = 0,
+                  task: str = "text-classification") -> dict[str, torch.Tensor]:
+    """Random inputs (token ids with some padding; pixels) to compare a model before and after a rewrite."""
+    from trt_edge.tasks.spec import get_task
+
+    spec = get_task(task)
     config = getattr(model, "config", None)
+    if spec.modality != "text":
+        example: dict[str, torch.Tensor] = spec.module().example_inputs(config, spec.required_inputs, False)
+        return example
     vocab = int(getattr(config, "vocab_size", 1000))
     gen = torch.Generator().manual_seed(seed)
     ids = torch.randint(5, vocab, (batch, length), generator=gen)
     mask = torch.ones(batch, length, dtype=torch.long)
     for i in range(batch):
         mask[i, length - i * (length // (2 * batch)):] = 0
-    return {"input_ids": ids, "attention_mask": mask}
+    ids_name, mask_name = spec.required_inputs
+    return {ids_name: ids, mask_name: mask}
 
 
 def model_outputs(model: torch.nn.Module, inputs: dict[str, torch.Tensor]) -> torch.Tensor:
