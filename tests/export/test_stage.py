@@ -74,7 +74,7 @@ def test_student_stage_with_fp16_and_fused_attention(minilm_student_dir: Path, d
                                  parity_max_examples=32, parity_batch_sizes=[2], parity_sequence_lengths=[24]))
     out = tmp_path / "export"
     record = run(config, minilm_student_dir, out)
-    assert set(record.artifacts) == {"onnx", "parity", "onnx_fp16", "onnx_fused"}
+    assert set(record.artifacts) == {"onnx", "parity", "onnx_fp16", "onnx_fused", "preprocessor"}
     m = record.metrics
     assert m["argmax_agreement"] == 1.0 and m["max_abs_diff"] <= 1e-4
     fp16 = onnx.load(str(out / "model.fp16.onnx"))

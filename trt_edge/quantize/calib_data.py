@@ -32,7 +32,8 @@ MODEL_INPUTS = TEXT_CLASSIFICATION.input_names
 
 @dataclass
 class CalibrationSet:
-    """Padded model inputs [N, max_length] (int64), true lengths [N], labels [N], and provenance."""
+    """Model inputs (padded token ids [N, max_length] int64, or pixels [N, C, H, W] float32), true
+    lengths [N] (1 for images), labels [N], and provenance."""
 
     inputs: dict[str, np.ndarray]
     lengths: np.ndarray
@@ -63,14 +64,15 @@ class CalibrationSet:
                 part = idx[start:start + batch_size]
                 feed = {}
                 for name in names:
-                    array = self.inputs[name][part, :width]
-                    feed[name] = array.astype((dtypes or {}).get(name, np.int64), copy=False)
+                    # Only [batch, sequence] token arrays have a length to trim; pixels are fed whole.
+                    array = self.inputs[name][part, :width] if self.inputs[name].ndim == 2 else self.inputs[name][part]
+                    feed[name] = array.astype((dtypes or {}).get(name, array.dtype), copy=False)
                 yield feed
 
     def save(self, path: str | os.PathLike[str]) -> str:
         """Write the set atomically as `.npz` (no pickled objects); return its sha256."""
         buffer = io.BytesIO()
-        arrays: dict[str, Any] = {f"input.{k}": v.astype(np.int64) for k, v in self.inputs.items()}
+        arrays: dict[str, Any] = {f"input.{k}": _stored(v) for k, v in self.inputs.items()}
         np.savez(buffer, lengths=self.lengths.astype(np.int64), labels=self.labels.astype(np.int64),
                  meta=np.frombuffer(json.dumps(self.meta, sort_keys=True).encode(), dtype=np.uint8), **arrays)
         atomic_write_bytes(path, buffer.getvalue())
@@ -79,9 +81,14 @@ class CalibrationSet:
     def feeds_npz(self, path: str | os.PathLike[str], names: Sequence[str]) -> Path:
         """The same examples as a plain `{input name: array}` npz, the form ModelOpt and polygraphy read."""
         buffer = io.BytesIO()
-        arrays: dict[str, Any] = {n: self.inputs[n].astype(np.int64) for n in names}
+        arrays: dict[str, Any] = {n: _stored(self.inputs[n]) for n in names}
         np.savez(buffer, **arrays)
         return atomic_write_bytes(path, buffer.getvalue())
+
+
+def _stored(array: np.ndarray) -> np.ndarray:
+    """Token ids as int64, pixels as float32: the dtypes the exported models take."""
+    return array.astype(np.int64 if array.dtype.kind in "iub" else np.float32)
 
 
 def load_calibration_set(path: str | os.PathLike[str], input_names: Sequence[str] = (),
@@ -136,9 +143,26 @@ def tokenize_padded(tokenizer: Any, texts: Sequence[str], max_length: int,
     return arrays, lengths
 
 
-def draw_calibration_set(texts: Sequence[str], labels: Sequence[int], tokenizer: Any,
+def prepare(preprocessor: Any, examples: Sequence[Any], max_length: int, input_names: Sequence[str],
+            task: str = "text-classification") -> tuple[dict[str, np.ndarray], np.ndarray]:
+    """Model inputs for examples of `task` and each example's true length: token arrays padded to
+    `max_length` (text), or the image processor's pixels with lengths all 1 (images)."""
+    from trt_edge.tasks.spec import get_task
+
+    spec = get_task(task)
+    if spec.modality == "text":
+        return tokenize_padded(preprocessor, examples, max_length, input_names)
+    arrays, lengths = spec.module().feeds(preprocessor, examples)
+    missing = [n for n in input_names if n not in arrays]
+    if missing:
+        raise TrtEdgeError(f"the {spec.preprocessor.kind} gives {sorted(arrays)}, not the model inputs {missing}")
+    return {n: arrays[n] for n in input_names}, lengths
+
+
+def draw_calibration_set(texts: Sequence[Any], labels: Sequence[int], tokenizer: Any,
                          recipe: CalibrationDataConfig, max_length: int, seed: int,
-                         input_names: Sequence[str], source: dict[str, Any] | None = None) -> CalibrationSet:
+                         input_names: Sequence[str], source: dict[str, Any] | None = None,
+                         task: str = "text-classification") -> CalibrationSet:
     """The first `recipe.samples` examples of a seeded, label-stratified order of the split."""
     from trt_edge.tasks.data import stratified_order
 
@@ -147,7 +171,7 @@ def draw_calibration_set(texts: Sequence[str], labels: Sequence[int], tokenizer:
                            f"for {recipe.samples}; lower calibrate.data.samples")
     order = stratified_order([str(label) for label in labels], seed)[: recipe.samples]
     chosen = [texts[i] for i in order]
-    arrays, lengths = tokenize_padded(tokenizer, chosen, max_length, input_names)
+    arrays, lengths = prepare(tokenizer, chosen, max_length, input_names, task)
     meta = {"split": recipe.split, "samples": recipe.samples, "seed": seed, "max_length": max_length,
             "indices_sha256": _sha_ints(order), **(source or {})}
     label_array = np.asarray([labels[i] for i in order], dtype=np.int64)

@@ -18,18 +18,25 @@ from trt_edge.lazy import lazy_import
 from trt_edge.tasks.spec import TEXT_CLASSIFICATION
 
 OUTPUT = TEXT_CLASSIFICATION.output
-_ORT_DTYPES = {"tensor(int64)": np.int64, "tensor(int32)": np.int32}
+_ORT_DTYPES = {"tensor(int64)": np.int64, "tensor(int32)": np.int32, "tensor(float)": np.float32}
 
 
 def check_model_io(model: Any, source: str) -> list[str]:
-    """The model's input names, after checking it is a text classifier export (the spec's inputs and
-    output, integer token inputs)."""
-    spec = TEXT_CLASSIFICATION
+    """The model's input names, after checking it is an export of a declared task (the spec's inputs
+    and output; integer token inputs for text)."""
+    from trt_edge.tasks.spec import task_for_onnx
+
     inits = {i.name for i in model.graph.initializer}
     names = [i.name for i in model.graph.input if i.name not in inits]
-    spec.check_onnx_io(names, [o.name for o in model.graph.output], source)
+    outputs = [o.name for o in model.graph.output]
+    try:
+        spec = task_for_onnx(model, source)
+    except TrtEdgeError:
+        spec = TEXT_CLASSIFICATION  # say what a text classifier export looks like
+    spec.check_onnx_io(names, outputs, source)
     for value in model.graph.input:
-        if value.name in names and value.type.tensor_type.elem_type not in (6, 7):  # int32, int64
+        if value.name in names and spec.input(value.name).dtype.startswith("int") and \
+                value.type.tensor_type.elem_type not in (6, 7):  # int32, int64
             raise TrtEdgeError(f"{source}: input {value.name!r} must be int32 or int64 token ids")
     return names
 
@@ -95,7 +102,8 @@ def predict(sess: Any, arrays: dict[str, np.ndarray], lengths: np.ndarray, batch
     for start in range(0, len(order), batch_size):
         idx = order[start:start + batch_size]
         width = max(int(lengths[idx].max()), 1)
-        feed = {n: arrays[n][idx, :width].astype(dtypes.get(n, np.int64)) for n in dtypes}
+        feed = {n: (arrays[n][idx, :width] if arrays[n].ndim == 2 else arrays[n][idx]).astype(dtypes.get(n, np.int64))
+                for n in dtypes}
         chunks.append(sess.run([OUTPUT], feed)[0])
     logits = np.concatenate(chunks) if chunks else np.zeros((0, 0), dtype=np.float32)
     result = np.empty_like(logits)

@@ -66,15 +66,16 @@ def load_onnx(path: Path) -> Any:
 
 def _carry_preprocessor(src: Path, tmp: Path) -> str:
     """Copy the preprocessor beside this stage's ONNX files, so build, profile and run read it here."""
-    TEXT_CLASSIFICATION.preprocessor.copy(src, tmp / PREPROCESSOR_DIR)
+    from trt_edge.tasks.spec import task_for_model_folder
+
+    (task_for_model_folder(src) or TEXT_CLASSIFICATION).preprocessor.copy(src, tmp / PREPROCESSOR_DIR)
     return PREPROCESSOR_DIR
 
 
 def run(config: RunConfig, onnx: str | Path, out: str | Path) -> StageRecord:
     """Calibrate `onnx` (file or export stage folder) into `out`; see the module docstring."""
-    from transformers import AutoTokenizer
-
-    from trt_edge.tasks.data import load_data, resolve_data_source
+    from trt_edge.tasks.data import load_task_data, resolve_data_source
+    from trt_edge.tasks.spec import get_task
 
     task = config.section("task")
     cfg: CalibrateConfig = config.section("calibrate")
@@ -83,9 +84,10 @@ def run(config: RunConfig, onnx: str | Path, out: str | Path) -> StageRecord:
     model = load_onnx(onnx_path)
     names = evaluate.check_model_io(model, str(onnx_path))
     tok_dir = preprocessor_dir(onnx_path, cfg.tokenizer)
-    tokenizer = AutoTokenizer.from_pretrained(str(tok_dir), local_files_only=True)
+    spec = get_task(task.type)
+    tokenizer = spec.preprocessor.load(tok_dir)
     max_length = cfg.data.max_length or task.max_length
-    data = load_data(task.data)
+    data = load_task_data(task)
 
     inputs = {"onnx": sha256_file(onnx_path), "data": sha256_tree(resolve_data_source(task.data.source)),
               "tokenizer": sha256_tree(tok_dir)}
@@ -97,7 +99,7 @@ def run(config: RunConfig, onnx: str | Path, out: str | Path) -> StageRecord:
         calib = calib_data.draw_calibration_set(
             split.texts, split.labels, tokenizer, cfg.data, max_length,
             cfg.data.seed if cfg.data.seed is not None else task.data.seed, names,
-            {"data_sha256": split.sha256(), "tokenizer": str(tok_dir)})
+            {"data_sha256": split.sha256(), "tokenizer": str(tok_dir)}, task.type)
 
     if "tensorrt" not in cfg.targets:  # the CPU artifact alone
         return _run_cpu_only(task, cfg, onnx_path, names, tokenizer, data, calib, inputs, max_length, out, tok_dir)
@@ -129,7 +131,7 @@ def run(config: RunConfig, onnx: str | Path, out: str | Path) -> StageRecord:
 
     # ---- accuracy: fp32 vs INT8 on the test split, and the mixed-precision fallback ------------------
     test = data.split("test")
-    test_arrays, test_lengths = calib_data.tokenize_padded(tokenizer, test.texts, max_length, names)
+    test_arrays, test_lengths = calib_data.prepare(tokenizer, test.texts, max_length, names, task.type)
     fp32_sess = evaluate.session(model)
     fp32_logits = evaluate.predict(fp32_sess, test_arrays, test_lengths, task.eval_batch_size)
     fp32_metrics = classification_metrics(fp32_logits, test.labels, data.num_labels)
@@ -159,7 +161,7 @@ def run(config: RunConfig, onnx: str | Path, out: str | Path) -> StageRecord:
     if not passed and cfg.gate.mixed_precision and cfg.gate.max_float_layers > 0:
         log.info("INT8 loses %.2f points (budget %.2f): ranking layer sensitivity", first_drop, cfg.gate.budget)
         sens = data.split(cfg.gate.sensitivity_split)
-        s_arrays, s_lengths = calib_data.tokenize_padded(tokenizer, sens.texts, max_length, names)
+        s_arrays, s_lengths = calib_data.prepare(tokenizer, sens.texts, max_length, names, task.type)
         s_ref = evaluate.predict(fp32_sess, s_arrays, s_lengths, task.eval_batch_size)
         _, ranked = sensitivity.rank_layers(lambda f: int8_logits(f, s_arrays, s_lengths), s_ref,
                                             plan.node_names())
@@ -189,7 +191,7 @@ def run(config: RunConfig, onnx: str | Path, out: str | Path) -> StageRecord:
     latency = [math.nan, math.nan]
     if cfg.latency_runs:
         longest = int(np.argmax(test_lengths))
-        feed = {n: test_arrays[n][longest:longest + 1, :max_length] for n in names}
+        feed = {n: test_arrays[n][longest:longest + 1] for n in names}
         latency = evaluate.latency_ms([fp32_sess, int8_sess], feed, cfg.latency_runs)
 
     with stage_output(out) as tmp:
@@ -234,14 +236,15 @@ def run(config: RunConfig, onnx: str | Path, out: str | Path) -> StageRecord:
                                                     for n in float_layers}},
             "qdq_pairs": desc["quantize_linear"], "test_examples": len(test),
             "ort_latency_ms_fp32": latency[0], "ort_latency_ms_int8": latency[1],
-            "latency_shape": [1, max_length], "trt_version": cfg.trt_version,
+            "latency_shape": list(next(iter(test_arrays.values()))[:1].shape), "trt_version": cfg.trt_version,
             "cache_tensors": len(cache_scales) if write_cache_file else 0,
         }
         metrics.update(sparse)
         if "cpu" in cfg.targets:
             cpu_artifacts, cpu_metrics = _cpu_artifact(tmp, onnx_path, calib, names, evaluate.input_dtypes(fp32_sess),
                                                        tokenizer, test.texts, test_arrays, test_lengths,
-                                                       np.asarray(test.labels), cfg, fp32_logits=fp32_logits)
+                                                       np.asarray(test.labels), cfg, fp32_logits=fp32_logits,
+                                                       task_type=task.type)
             artifacts.update(cpu_artifacts)
             metrics.update(cpu_metrics)
         if not write_cache_file:
@@ -259,7 +262,8 @@ def run(config: RunConfig, onnx: str | Path, out: str | Path) -> StageRecord:
 def _cpu_artifact(tmp: Path, onnx_path: Path, calib: calib_data.CalibrationSet, names: list[str],
                   dtypes: dict[str, Any], tokenizer: Any, test_texts: list[str], test_arrays: dict[str, np.ndarray],
                   test_lengths: np.ndarray, labels: np.ndarray, cfg: CalibrateConfig,
-                  fp32_logits: np.ndarray | None = None) -> tuple[dict[str, str], dict[str, Any]]:
+                  fp32_logits: np.ndarray | None = None, task_type: str = "text-classification"
+                  ) -> tuple[dict[str, str], dict[str, Any]]:
     """Build the CPU candidates from the same calibration set, measure them, keep the winner as
     `model.cpu.onnx`; every candidate's accuracy and latency go into the metrics."""
     import shutil
@@ -270,8 +274,8 @@ def _cpu_artifact(tmp: Path, onnx_path: Path, calib: calib_data.CalibrationSet, 
     feeds = list(head.batches(16, names=names, dtypes=dtypes))
     work = tmp / ".cpu_candidates"
     candidates = cpu_target.build_candidates(onnx_path, feeds, work, cfg.cpu.candidates)
-    timed = cpu_target.latency_feeds(tokenizer, test_texts, names)
-    timed = {k: {n: v.astype(dtypes.get(n, np.int64)) for n, v in f.items()} for k, f in timed.items()}
+    timed = cpu_target.latency_feeds(tokenizer, test_texts, names, task=task_type)
+    timed = {k: {n: v.astype(dtypes.get(n, v.dtype)) for n, v in f.items()} for k, f in timed.items()}
     winner = cpu_target.select_cpu_artifact(candidates, test_arrays, test_lengths, labels, cfg.cpu.budget, timed,
                                             cfg.cpu.runs, reference_logits=fp32_logits)
     cpu_target.write_artifact(winner, tmp / CPU_ONNX)
@@ -292,12 +296,13 @@ def _run_cpu_only(task: Any, cfg: CalibrateConfig, onnx_path: Path, names: list[
                   out: str | Path, tok_dir: Path) -> StageRecord:
     """`--target cpu`: the CPU artifact without the TensorRT Q/DQ model and cache."""
     test = data.split("test")
-    test_arrays, test_lengths = calib_data.tokenize_padded(tokenizer, test.texts, max_length, names)
+    test_arrays, test_lengths = calib_data.prepare(tokenizer, test.texts, max_length, names, task.type)
     fp32_sess = evaluate.session(str(onnx_path))
     with stage_output(out) as tmp:
         data_sha = calib.save(tmp / DATA_FILE)
         artifacts, metrics = _cpu_artifact(tmp, onnx_path, calib, names, evaluate.input_dtypes(fp32_sess), tokenizer,
-                                           test.texts, test_arrays, test_lengths, np.asarray(test.labels), cfg)
+                                           test.texts, test_arrays, test_lengths, np.asarray(test.labels), cfg,
+                                           task_type=task.type)
         fp32 = next(c for c in metrics["cpu_candidates"] if c["name"] == "fp32")
         metrics.update({"fp32_accuracy": fp32["accuracy"], "calibration_samples": len(calib),
                         "calibration_sha256": data_sha, "targets": list(cfg.targets)})
