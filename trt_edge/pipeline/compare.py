@@ -47,9 +47,11 @@ def _texts(config: RunConfig, models: list[tuple[str, Path]]) -> tuple[Any, list
     from trt_edge.tasks.data import load_data
     from trt_edge.tasks.spec import TEXT_CLASSIFICATION, preprocessor_dir
 
-    data = load_data(config.section("task").data)
     if not models:
         raise TrtEdgeError("no exported model in the run folder to compare")
+    if config.section("task").type != TEXT_CLASSIFICATION.name:
+        return None, []  # images: latency does not depend on pixel values; the feeds are random pixels
+    data = load_data(config.section("task").data)
     folder = preprocessor_dir(models[0][1])
     return TEXT_CLASSIFICATION.preprocessor.load(folder), data.test.texts
 

@@ -100,10 +100,10 @@ def _need(path: Path | None) -> Path:
 SPECS: dict[str, StageSpec] = {
     "distill": StageSpec("distill", ("task", "distill"), _distill),
     "prune": StageSpec("prune", ("task", "distill", "prune"), _prune),
-    "export": StageSpec("export", ("task", "export"), _export),
-    "export-teacher": StageSpec("export-teacher", ("task", "export"), _export_teacher),
-    "calibrate": StageSpec("calibrate", ("task", "calibrate"), _calibrate),
-    "build": StageSpec("build", ("build",), _build),
+    "export": StageSpec("export", ("task", "target", "export"), _export),
+    "export-teacher": StageSpec("export-teacher", ("task", "target", "export"), _export_teacher),
+    "calibrate": StageSpec("calibrate", ("task", "target", "calibrate"), _calibrate),
+    "build": StageSpec("build", ("target", "build"), _build),
     "profile": StageSpec("profile", ("task", "profile"), _profile),
     "report": StageSpec("report", ("pipeline",), _report),
 }

@@ -70,6 +70,12 @@ def make_feed(inputs: Sequence[TensorMeta], batch: int, seq: int, texts: TextSou
     for accuracy (the profile labels them).
     """
     feed: dict[str, np.ndarray] = {}
+    if any(len(meta.shape) > 2 for meta in inputs):  # images: the fixed C, H, W of the model, random pixels
+        rng = np.random.default_rng(seed)
+        for meta in inputs:
+            fixed = [d if isinstance(d, int) and d > 0 else 1 for d in meta.shape[1:]]
+            feed[meta.name] = rng.standard_normal((batch, *fixed)).astype(meta.dtype)
+        return feed
     if texts is not None:
         rows = [texts.texts[(offset + i) % len(texts.texts)] for i in range(batch)]
         enc = texts.tokenizer(rows, truncation=True, max_length=seq, padding="max_length", return_tensors="np")
@@ -99,7 +105,8 @@ def check_shape(runner: Runner, batch: int, seq: int) -> None:
     profile when the runner tells it (`profile_shapes(name) -> (min, opt, max)`, the TensorRT runner)."""
     problems = []
     for meta in runner.inputs():
-        want = (batch, seq)[: len(meta.shape)]
+        # A [batch, sequence] token input takes both; a pixel input [batch, C, H, W] only the batch.
+        want = (batch, seq)[: len(meta.shape)] if len(meta.shape) <= 2 else (batch,)
         for axis, (dim, value) in enumerate(zip(meta.shape, want, strict=False)):
             if isinstance(dim, int) and dim >= 0 and dim != value:
                 problems.append(f"{meta.name} axis {axis} is fixed at {dim}")
@@ -199,7 +206,9 @@ def benchmark(runner: Runner, feed: Mapping[str, np.ndarray], *, warmup: int = 1
 
 def _shape_of(feed: Mapping[str, np.ndarray]) -> tuple[int, int]:
     first = np.asarray(next(iter(feed.values())))
-    return (int(first.shape[0]) if first.ndim > 0 else 1, int(first.shape[1]) if first.ndim > 1 else 1)
+    # seq is 0 for inputs without a sequence axis (pixels [batch, C, H, W])
+    return (int(first.shape[0]) if first.ndim > 0 else 1,
+            int(first.shape[1]) if first.ndim == 2 else (0 if first.ndim > 2 else 1))
 
 
 def _bar(progress: bool, iterations: int | None, duration_s: float | None, label: str) -> Any:

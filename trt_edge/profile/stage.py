@@ -67,6 +67,9 @@ def text_source(config: RunConfig, cfg: ProfileConfig, model_file: Path, folder:
     """Real texts of the task when the config has a task and a tokenizer is found, else random ids."""
     if cfg.inputs == "random":
         return None, {"kind": "random", "description": "random token ids (latency only: never for accuracy)"}
+    if "task" in config.raw and config.section("task").type == "image-classification":
+        # Latency does not depend on pixel values: the sweep feeds random pixels at the model's size.
+        return None, {"kind": "random", "description": "random pixels at the model's input size (latency only)"}
     from trt_edge.tasks.spec import preprocessor_dir
 
     has_task = "task" in config.raw

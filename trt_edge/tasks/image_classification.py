@@ -144,6 +144,7 @@ def _load_fashion_mnist(cfg: DataConfig) -> ClassificationData:
     index = {name: i for i, name in enumerate(data.label_names)}
     data.test.examples = [test_images[i][:, :, None] for i in order]
     data.test.labels = [index[FASHION_MNIST_LABELS[int(test_labels[i])]] for i in order]
+    log.info("fashion-mnist: test split is %d images of the official test file", len(order))
     return data
 
 
