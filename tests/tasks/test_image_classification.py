@@ -121,3 +121,43 @@ def test_cli_error_is_one_line_exit_2(images: Path, tiny_bert_dir: Path, tmp_pat
     errors = [line for line in proc.stderr.splitlines() if line.startswith("trt-edge: error:")]
     assert len(errors) == 1 and "model for text-classification" in errors[0] and "Traceback" not in proc.stderr
     assert not (tmp_path / "out").exists()
+
+
+@pytest.mark.parametrize("kind", ["vit", "deit", "dinov2"])
+def test_whole_chain_on_a_tiny_model(kind: str, images: Path, tmp_path: Path) -> None:
+    """distill -> 2:4 prune -> export -> calibrate (Q/DQ, cache, CPU artifact) -> bundle -> comparison ->
+    report, on a random-weight teacher folder fine-tuned for a few steps."""
+    from trt_edge.pipeline.runner import run_pipeline
+    from trt_edge.sparsity.onnx_check import check_onnx_sparsity
+    from trt_edge.stage import read_stage
+
+    teacher = write_vision_model(tmp_path / "teacher", kind, channels=1)
+    cache = tmp_path / "cache"
+    raw = {
+        "task": {"type": "image-classification", "eval_batch_size": 16,
+                 "data": {"source": str(images), "train_size": 0.6, "validation_size": 0.2, "test_size": 0.2}},
+        "distill": {"teacher": str(teacher), "teacher_finetune": "always",
+                    "teacher_train": {"epochs": 1, "batch_size": 8, "max_steps": 2, "learning_rate": 1e-3},
+                    "student": {"layers": [1]}, "train": {"epochs": 1, "batch_size": 8, "max_steps": 2},
+                    "ablation": False, "cache_dir": str(cache)},
+        "prune": {"train": {"epochs": 1, "batch_size": 8, "max_steps": 2}, "permutation_seconds": 0.2,
+                  "cache_dir": str(cache)},
+        "export": {"parity_batch_sizes": [1, 3]},
+        "calibrate": {"targets": ["tensorrt", "cpu"], "data": {"samples": 8}, "latency_runs": 2,
+                      "gate": {"budget": 100.0, "mixed_precision": False},
+                      "cpu": {"runs": 2, "budget": 100.0, "candidates": ["fp32", "dynamic-int8"]}},
+        "pipeline": {"gates": {"distill": 100.0, "prune": 100.0, "calibrate": 100.0},
+                     "compare_shapes": [[1, 1]], "compare_rounds": 1, "compare_runs": 2},
+    }
+    run_dir = tmp_path / "run"
+    run_pipeline(RunConfig(raw), run_dir)
+    prune = read_stage(run_dir / "prune")
+    assert prune["metrics"]["sparse_layers"] > 0 and prune["metrics"]["permuted_layers"] > 0
+    assert check_onnx_sparsity(run_dir / "export" / "model.onnx").ok
+    calibrate = read_stage(run_dir / "calibrate")
+    assert {"onnx", "calibration_cache", "onnx_cpu", "preprocessor"} <= set(calibrate["artifacts"])
+    assert calibrate["metrics"]["qdq_pairs"] > 0
+    assert (run_dir / "build" / "bundle" / "tokenizer" / "preprocessor_config.json").is_file()
+    (profile,) = json.loads((run_dir / "build" / "bundle" / "plan.json").read_text())["profiles"]
+    assert profile["name"] == "pixel_values" and profile["min"][1:] == profile["max"][1:] == [1, 16, 16]
+    assert (run_dir / "report" / "report.html").is_file()

@@ -34,7 +34,7 @@ README = "README.txt"
 TOKENIZER_DIR = "tokenizer"
 TOKENIZER_EXTRA = ("config.json", "tokenizer.json", "tokenizer_config.json", "special_tokens_map.json",
                    "vocab.txt", "vocab.json", "merges.txt", "spiece.model", "sentencepiece.bpe.model",
-                   "added_tokens.json")
+                   "added_tokens.json", "preprocessor_config.json")  # the last: an image model's processor
 _OUT = "OUT_DIR_PLACEHOLDER"
 
 # The manifest writer used after a trtexec build: standard library only (it runs on the Jetson's
