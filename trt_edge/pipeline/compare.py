@@ -118,8 +118,10 @@ def run(config: RunConfig, run_dir: Path, out: str | Path) -> StageRecord:
         "threads": _threads(),
         "method": f"{cfg.compare_rounds} interleaved rounds per model and shape, each chunk re-warmed for "
                   f"{REWARM_MS:g} ms (>= 2 runs) then timed for {cfg.compare_runs} runs or "
-                  f"{cfg.compare_chunk_ms:g} ms (>= {MIN_CHUNK_RUNS} runs), real test texts padded to the "
-                  "sequence length; the sample count of every cell is in latency_ms",
+                  f"{cfg.compare_chunk_ms:g} ms (>= {MIN_CHUNK_RUNS} runs), "
+                  + ("real test texts padded to the sequence length" if texts else
+                     "random pixels at the model's input size (the sequence of a shape is ignored)")
+                  + "; the sample count of every cell is in latency_ms",
     }
     metrics: dict[str, Any] = {}
     for point in results:
