@@ -43,11 +43,7 @@ class TargetConfig(ConfigBase):
 
     def __post_init__(self) -> None:
         if self.trt_version is not None:
-            try:
-                TrtVersion.supported(self.trt_version)
-            except TrtEdgeError as exc:
-                raise ValueError(str(exc)) from exc
-            self.trt_version = str(self.trt_version).strip()
+            self.trt_version = TrtVersion.config_value(self.trt_version)
         if self.jetpack is not None:
             self.jetpack = str(self.jetpack)
 

@@ -54,6 +54,15 @@ class TrtVersion:
                                f"{MIN_SUPPORTED[0]}.{MIN_SUPPORTED[1]} and later")
         return v
 
+    @classmethod
+    def config_value(cls, value: object) -> str:
+        """A config field's version as the string it stands for, or ValueError (a config's own error)."""
+        try:
+            cls.supported(value)  # type: ignore[arg-type]
+        except TrtEdgeError as exc:
+            raise ValueError(str(exc)) from exc
+        return str(value).strip()
+
     def at_least(self, major: int, minor: int = 0, patch: int = 0) -> bool:
         return (self.major, self.minor, self.patch) >= (major, minor, patch)
 

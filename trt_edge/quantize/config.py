@@ -195,14 +195,10 @@ class CalibrateConfig(ConfigBase):
     cpu: CpuTargetConfig = field(default_factory=CpuTargetConfig)
 
     def __post_init__(self) -> None:
-        from trt_edge.errors import TrtEdgeError
         from trt_edge.trt_version import TrtVersion
 
         if self.trt_version is not None:
-            try:
-                TrtVersion.supported(self.trt_version)
-            except TrtEdgeError as exc:
-                raise ValueError(str(exc)) from exc
+            TrtVersion.config_value(self.trt_version)
         if self.latency_runs < 0:
             raise ValueError(f"latency_runs must not be negative, got {self.latency_runs}")
         if not self.targets or len(set(self.targets)) != len(self.targets):

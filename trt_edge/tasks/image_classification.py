@@ -241,18 +241,9 @@ def model_inputs(batch: dict[str, Any]) -> dict[str, Any]:
 
 
 def predict_logits(model: Any, encoded: Encoded, batch_size: int = 64, device: Any = None) -> np.ndarray:
-    import torch
+    from trt_edge.tasks.text_classification import predict_logits as predict
 
-    device = device or next(model.parameters()).device
-    was_training = model.training
-    model.eval()
-    chunks: list[np.ndarray] = []
-    with torch.inference_mode():
-        for start in range(0, len(encoded), batch_size):
-            batch = torch.from_numpy(np.ascontiguousarray(encoded.pixels[start:start + batch_size]))
-            chunks.append(model(**{INPUT: batch.to(device)}).logits.float().cpu().numpy())
-    model.train(was_training)
-    return np.concatenate(chunks) if chunks else np.zeros((0, 0), dtype=np.float32)
+    return predict(model, encoded, batch_size, device, collate_fn=collate)
 
 
 def evaluate(model: Any, encoded: Encoded, labels: Sequence[int], num_labels: int,

@@ -70,8 +70,10 @@ def model_inputs(batch: dict[str, Any]) -> dict[str, Any]:
     return {k: v for k, v in batch.items() if k in INPUT_NAMES}
 
 
-def predict_logits(model: Any, encoded: Encoded, batch_size: int = 64, device: Any = None) -> np.ndarray:
-    """Logits for every example, in the original order."""
+def predict_logits(model: Any, encoded: Any, batch_size: int = 64, device: Any = None,
+                   collate_fn: Any = None) -> np.ndarray:
+    """Logits for every example, in the original order (batches of similar length; `collate_fn` batches
+    another task's features: the image task's stacking)."""
     import torch
 
     order = np.argsort(encoded.lengths(), kind="stable")
@@ -82,7 +84,7 @@ def predict_logits(model: Any, encoded: Encoded, batch_size: int = 64, device: A
     with torch.inference_mode():
         for start in range(0, len(order), batch_size):
             idx = order[start:start + batch_size]
-            batch = collate([encoded.features[i] for i in idx], encoded.pad_token_id)
+            batch = (collate_fn or collate)([encoded.features[i] for i in idx], encoded.pad_token_id)
             out = model(**{k: v.to(device) for k, v in batch.items()})
             chunks.append(out.logits.float().cpu().numpy())
     model.train(was_training)
