@@ -38,7 +38,7 @@ class TrtVersion:
                                f"(\"{text}\"), so 10.10 does not become 10.1")
         match = _PATTERN.fullmatch(str(text))
         if not match or isinstance(text, bool):
-            raise TrtEdgeError(f"not a TensorRT version: {text!r} "
+            raise TrtEdgeError(f"TensorRT version {text!r} is not a TensorRT version "
                                "(expected MAJOR.MINOR[.PATCH], e.g. 8.5, 10.3, 10.13.3, 11.1)")
         groups = match.groups()
         given = 1 + sum(g not in (None, "x") for g in groups[1:])

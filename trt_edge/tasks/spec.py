@@ -209,8 +209,8 @@ def sequence_profile(max_length: int) -> list[int]:
 def preprocessor_dir(model_file: str | os.PathLike[str], explicit: str | os.PathLike[str] | None = None) -> Path:
     """The preprocessor folder of a model file (ONNX or plan): `explicit`, else the `preprocessor`
     artifact the stage that wrote the file names in its `stage.json`, else `preprocessor/` or (an
-    on-device bundle, a build folder) `tokenizer/` beside the file. Never a search through other stages'
-    folders."""
+    on-device bundle, a build folder) `tokenizer/` beside the file, else the file's own folder when the
+    preprocessor files lie there. Never a search through other stages' folders."""
     import json
 
     if explicit:
@@ -236,5 +236,7 @@ def preprocessor_dir(model_file: str | os.PathLike[str], explicit: str | os.Path
         beside = model.parent / name
         if beside.is_dir():
             return beside
+    if any(s.preprocessor.present(model.parent) for s in TASKS.values()):  # a hand-made folder: files beside
+        return model.parent
     raise TrtEdgeError(f"{model}: no preprocessor beside it ({PREPROCESSOR_DIR}/ or a stage.json naming one); "
                        "export the model with `trt-edge export` (which carries it), or pass --tokenizer FOLDER")
