@@ -47,6 +47,16 @@ class TargetConfig(ConfigBase):
         if self.jetpack is not None:
             self.jetpack = str(self.jetpack)
 
+    def tensorrt_text(self) -> str:
+        """The target TensorRT as written (`10.3`, not `10.3.0`): what lint summaries and caches record."""
+        if self.trt_version:
+            return str(self.trt_version)
+        if self.jetpack:
+            from trt_edge.devices import platform
+
+            return str(platform(self.jetpack).tensorrt)
+        return str(self.tensorrt())  # raises the one-line "set target.trt_version" error
+
     def tensorrt(self) -> TrtVersion:
         """The target TensorRT: `trt_version`, else the one the target JetPack ships."""
         if self.trt_version:

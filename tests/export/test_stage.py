@@ -36,7 +36,7 @@ def test_export_command_writes_the_stage(tiny_bert_dir: Path, demo_data_config, 
     assert printed["argmax_agreement"] == 1.0 and printed["exporter"] == "torchscript"
     data = read_stage(out, "export")
     m = data["metrics"]
-    assert data["artifacts"] == {"onnx": "model.onnx", "parity": "parity.json"}
+    assert data["artifacts"] == {"onnx": "model.onnx", "parity": "parity.json", "preprocessor": "preprocessor"}
     assert m["max_abs_diff"] <= 1e-4 and m["argmax_agreement"] == 1.0 and m["opset"] == 17
     assert m["onnx_bytes"] == (out / "model.onnx").stat().st_size
     assert m["input_dtype"] == "int32" and m["parity_examples"] == 96

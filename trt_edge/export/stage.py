@@ -197,7 +197,8 @@ def run(config: RunConfig, model_dir: str | Path, out: str | Path) -> StageRecor
         # `export.lint_trt: null` used to switch the lint off; it still does.
         lint_off = "lint_trt" in (config.raw.get("export") or {}) and cfg.lint_trt is None
         if cfg.lint and not lint_off:
-            metrics["lint"] = _lint_summary(onnx_path, str(target.tensorrt()))
+            # Lint tables are per minor release: `10.3` from JetPack 6.2's 10.3.0.
+            metrics["lint"] = _lint_summary(onnx_path, target.trt_version or target.tensorrt().short)
         atomic_write_json(tmp / "parity.json", parity)
         metrics["export_seconds"] = time.perf_counter() - started
         metrics["data"] = data.fingerprint()

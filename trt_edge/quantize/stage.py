@@ -79,7 +79,7 @@ def run(config: RunConfig, onnx: str | Path, out: str | Path) -> StageRecord:
 
     task = config.section("task")
     cfg: CalibrateConfig = config.section("calibrate")
-    cfg = cfg.replace(trt_version=str(resolve_target(config.raw, "calibrate").tensorrt()))
+    cfg = cfg.replace(trt_version=resolve_target(config.raw, "calibrate").tensorrt_text())
     onnx_path = resolve_onnx(onnx)
     model = load_onnx(onnx_path)
     names = evaluate.check_model_io(model, str(onnx_path))
