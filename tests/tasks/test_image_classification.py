@@ -161,3 +161,46 @@ def test_whole_chain_on_a_tiny_model(kind: str, images: Path, tmp_path: Path) ->
     (profile,) = json.loads((run_dir / "build" / "bundle" / "plan.json").read_text())["profiles"]
     assert profile["name"] == "pixel_values" and profile["min"][1:] == profile["max"][1:] == [1, 16, 16]
     assert (run_dir / "report" / "report.html").is_file()
+
+
+def _idx(path: Path, array: np.ndarray) -> Path:
+    import gzip
+    import struct
+
+    header = b"\0\0\x08" + bytes([array.ndim]) + struct.pack(">" + "I" * array.ndim, *array.shape)
+    with gzip.open(path, "wb") as handle:
+        handle.write(header + array.astype(np.uint8).tobytes())
+    return path
+
+
+def test_fashion_mnist_reader(tmp_path: Path) -> None:
+    """The IDX reader on small files in Debian's layout (the real package is used when installed)."""
+    from trt_edge.tasks import image_classification as ic
+
+    rng = np.random.default_rng(0)
+    for prefix, n in (("train", 40), ("t10k", 20)):
+        _idx(tmp_path / f"{prefix}-images-idx3-ubyte.gz", rng.integers(0, 255, (n, 28, 28)))
+        _idx(tmp_path / f"{prefix}-labels-idx1-ubyte.gz", np.arange(n) % 10)
+    arrays = ic.fashion_mnist(tmp_path)
+    assert arrays["train"][0].shape == (40, 28, 28) and arrays["test"][1].tolist()[:3] == [0, 1, 2]
+    raw = (tmp_path / "t10k-labels-idx1-ubyte.gz")
+    _idx(raw, np.arange(5))
+    import gzip
+
+    data = gzip.decompress(raw.read_bytes())
+    raw.write_bytes(gzip.compress(data[:-2]))
+    with pytest.raises(TrtEdgeError, match="truncated"):
+        ic.fashion_mnist(tmp_path)
+    with pytest.raises(TrtEdgeError, match="apt-get install dataset-fashion-mnist"):
+        ic.fashion_mnist(tmp_path / "absent")
+
+
+@pytest.mark.skipif(not Path("/usr/share/datasets/fashion-mnist").is_dir(),
+                    reason="Debian's dataset-fashion-mnist is not installed")
+def test_demo_fashion_mnist_splits() -> None:
+    from trt_edge.tasks.config import DataConfig
+    from trt_edge.tasks.image_classification import load_data
+
+    data = load_data(DataConfig(source="demo:fashion-mnist", train_size=200, validation_size=50, test_size=100))
+    assert len(data.label_names) == 10 and len(data.train) == 200 and len(data.test) == 100
+    assert data.test.examples[0].shape == (28, 28, 1)
