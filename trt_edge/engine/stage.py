@@ -22,6 +22,7 @@ from trt_edge.lazy import lazy_import
 from trt_edge.log import get_logger
 from trt_edge.stage import StageRecord, read_stage, sha256_file, stage_artifact, stage_output
 from trt_edge.target import resolve_target
+from trt_edge.tasks.spec import task_max_length
 from trt_edge.trt_version import TrtVersion
 
 log = get_logger("build")
@@ -113,13 +114,6 @@ def _fp32_source(folder: Path, model: Path) -> Path:
     return source
 
 
-def _max_length(config: RunConfig, record: dict[str, Any] | None) -> int:
-    if "task" in config.raw or record is None:
-        return int(config.section("task").max_length)
-    task = (record.get("config") or {}).get("task") or {}
-    return int(task.get("max_length") or config.section("task").max_length)
-
-
 def run(config: RunConfig, onnx: str | os.PathLike[str], out: str | os.PathLike[str], *, plan_file: str | None = None,
         bundle: bool = False, tokenizer: str | None = None) -> StageRecord:
     """Build (TensorRT present, `bundle` False) or write the on-device bundle; `stage.json` names the
@@ -150,7 +144,7 @@ def run(config: RunConfig, onnx: str | os.PathLike[str], out: str | os.PathLike[
                 raise TrtEdgeError(f"build.trt_version is {cfg.trt_version} but this machine has TensorRT {installed}: "
                                    "build on the target, or pass --bundle for an on-device bundle")
             cfg = cfg.replace(trt_version=installed)
-    plan, warnings = make_plan(cfg, model, _max_length(config, record), plan_file, cache, calib_data)
+    plan, warnings = make_plan(cfg, model, task_max_length(config, record), plan_file, cache, calib_data)
     warnings += check_onnx(model, plan.trt_version, dla=plan.dla_core is not None)
     data_files = external_data_files(model)
     try:

@@ -20,6 +20,7 @@ from trt_edge.profile import harness
 from trt_edge.profile.config import ProfileConfig
 from trt_edge.runtime.base import Runner
 from trt_edge.stage import StageRecord, atomic_write_json, read_stage, sha256_file, stage_output
+from trt_edge.tasks.spec import recorded_stage, task_max_length
 
 log = get_logger("profile")
 PROFILE_SCHEMA = 1
@@ -118,7 +119,7 @@ def run(config: RunConfig, target: str | Path, out: str | Path) -> StageRecord:
 
     cfg: ProfileConfig = config.section("profile")
     kind, model_file, folder = resolve_target(target)
-    seqs = list(cfg.seq) if cfg.seq else [int(config.section("task").max_length)]
+    seqs = list(cfg.seq) if cfg.seq else [task_max_length(config, recorded_stage(model_file))]
     texts, inputs_info = text_source(config, cfg, model_file, folder)
     env = jetson_env.collect()
     record = StageRecord(stage="profile", config={"profile": cfg.to_dict(), "task": config.raw.get("task")},

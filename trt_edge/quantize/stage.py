@@ -31,7 +31,13 @@ from trt_edge.stage import (
 )
 from trt_edge.target import resolve_target
 from trt_edge.tasks.metrics import argmax_agreement, classification_metrics
-from trt_edge.tasks.spec import PREPROCESSOR_DIR, TEXT_CLASSIFICATION, preprocessor_dir
+from trt_edge.tasks.spec import (
+    PREPROCESSOR_DIR,
+    TEXT_CLASSIFICATION,
+    preprocessor_dir,
+    recorded_stage,
+    task_max_length,
+)
 
 log = get_logger("calibrate")
 
@@ -86,7 +92,7 @@ def run(config: RunConfig, onnx: str | Path, out: str | Path) -> StageRecord:
     tok_dir = preprocessor_dir(onnx_path, cfg.tokenizer)
     spec = get_task(task.type)
     tokenizer = spec.preprocessor.load(tok_dir)
-    max_length = cfg.data.max_length or task.max_length
+    max_length = cfg.data.max_length or task_max_length(config, recorded_stage(onnx_path))
     data = load_task_data(task)
 
     inputs = {"onnx": sha256_file(onnx_path), "data": sha256_tree(resolve_data_source(task.data.source)),

@@ -200,6 +200,28 @@ def task_for_model_folder(folder: Path) -> TaskSpec | None:
     return None
 
 
+def task_max_length(config: Any, record: dict[str, Any] | None = None) -> int:
+    """The one derivation of `max_length` for stages that get a model file: the run config's
+    `task.max_length` when it has a task section, else the one the stage that wrote the model recorded
+    (`record`, its stage.json), else the default."""
+    if "task" in config.raw or record is None:
+        return int(config.section("task").max_length)
+    task = (record.get("config") or {}).get("task") or {}
+    return int(task.get("max_length") or config.section("task").max_length)
+
+
+def recorded_stage(model_file: str | os.PathLike[str]) -> dict[str, Any] | None:
+    """The stage.json beside a model file, or None (a bare file)."""
+    import json
+
+    path = Path(model_file).parent / "stage.json"
+    try:
+        record = json.loads(path.read_text(encoding="utf-8")) if path.is_file() else None
+    except (OSError, ValueError):
+        return None
+    return record if isinstance(record, dict) else None
+
+
 def sequence_profile(max_length: int) -> list[int]:
     """min/opt/max of the `sequence` axis when the config gives none: [1, max_length // 2, max_length].
     The one place `max_length` turns into engine shapes (build plan, bundle, profile sweeps)."""
