@@ -68,21 +68,23 @@ def _build(arch: str | None) -> ctypes.CDLL:
 
 
 class Kernel:
-    """ctypes wrapper: BSNH fp16 tensors in, one call of trt_edge_attention_forward."""
+    """ctypes wrapper: BSNH fp16 tensors in, one call of trt_edge_attention_forward_bias (C ABI 2)."""
 
     def __init__(self, lib: ctypes.CDLL) -> None:
         self.lib = lib
 
     def __call__(self, q: Any, k: Any, v: Any, mask: Any, out: Any, heads: int, head_size: int, scale: float,
-                 causal: bool, mask_shape: tuple[int, int] | None = None) -> int:
+                 causal: bool, mask_shape: tuple[int, int] | None = None, bias: Any = None) -> int:
+        """`mask` None: no padding; `bias` None: no additive bias, else fp16 [1 or batch, heads, seq, seq]."""
         import torch
 
         b, s = q.shape[0], q.shape[1]
         mb, ms = mask_shape if mask_shape is not None else (b, s)
         stream = torch.cuda.current_stream().cuda_stream
-        return int(self.lib.trt_edge_attention_forward(
-            q.data_ptr(), k.data_ptr(), v.data_ptr(), mask.data_ptr(), out.data_ptr(), b, s, heads, head_size,
-            mb, ms, ctypes.c_float(scale), int(causal), ctypes.c_void_p(stream)))
+        return int(self.lib.trt_edge_attention_forward_bias(
+            q.data_ptr(), k.data_ptr(), v.data_ptr(), None if mask is None else mask.data_ptr(),
+            None if bias is None else bias.data_ptr(), out.data_ptr(), b, s, heads, head_size, mb, ms,
+            0 if bias is None else int(bias.shape[0]), ctypes.c_float(scale), int(causal), ctypes.c_void_p(stream)))
 
 
 def _inputs(b: int, s: int, heads: int, head_size: int, gen: Any) -> tuple[Any, ...]:
@@ -97,7 +99,8 @@ def _inputs(b: int, s: int, heads: int, head_size: int, gen: Any) -> tuple[Any, 
 
 
 def _sdpa_reference(q: Any, k: Any, v: Any, mask: Any, heads: int, head_size: int, scale: float,
-                    causal: bool) -> Any:
+                    causal: bool, bias: Any = None) -> Any:
+    """fp32 SDPA; `mask` None means no padding, `bias` is added to the scaled scores before the masks."""
     import torch
     import torch.nn.functional as F
 
@@ -106,38 +109,68 @@ def _sdpa_reference(q: Any, k: Any, v: Any, mask: Any, heads: int, head_size: in
     def split(x: Any) -> Any:
         return x.float().view(b, s, heads, head_size).transpose(1, 2)
 
-    allowed = (mask != 0)[:, None, None, :].expand(b, 1, s, s)
+    allowed = torch.ones(b, 1, s, s, dtype=torch.bool, device=q.device)
+    if mask is not None:
+        allowed = allowed & (mask != 0)[:, None, None, :]
     if causal:
         allowed = allowed & torch.ones(s, s, dtype=torch.bool, device=q.device).tril()
-    ref = F.scaled_dot_product_attention(split(q), split(k), split(v), attn_mask=allowed, scale=scale)
+    additive = torch.zeros(b, heads, s, s, device=q.device).masked_fill(~allowed, float("-inf"))
+    if bias is not None:
+        additive = additive + bias.float()
+    ref = F.scaled_dot_product_attention(split(q), split(k), split(v), attn_mask=additive, scale=scale)
     return ref.transpose(1, 2).reshape(b, s, hidden)
 
 
-def check_shape(kernel: Kernel, b: int, s: int, heads: int, head_size: int, causal: bool, gen: Any) -> dict[str, Any]:
-    """One correctness check on fresh inputs; returns the figures and whether they pass."""
+BIAS_KINDS = ("none", "shared", "per_batch")  # no bias; [1, N, S, S]; [B, N, S, S]
+
+
+def check_shape(kernel: Kernel, b: int, s: int, heads: int, head_size: int, causal: bool, gen: Any,
+                padded: bool = True, bias_kind: str = "none") -> dict[str, Any]:
+    """One correctness check on fresh inputs; returns the figures and whether they pass.
+
+    `padded` False passes no mask at all (NULL: ViT-style, no padding); `bias_kind` adds a random fp16
+    additive bias shared by the batch or one per batch row (relative-position bias).
+    """
     import torch
 
     scale = head_size ** -0.5
     q, k, v, mask = _inputs(b, s, heads, head_size, gen)
+    if not padded:
+        mask = None
+    bias = None
+    if bias_kind != "none":
+        bias = torch.randn((1 if bias_kind == "shared" else b, heads, s, s), generator=gen, device="cuda",
+                           dtype=torch.float16)
     out = torch.full_like(q, float("nan"))
-    status = kernel(q, k, v, mask, out, heads, head_size, scale, causal)
+    status = kernel(q, k, v, mask, out, heads, head_size, scale, causal, bias=bias)
     torch.cuda.synchronize()
-    ref = _sdpa_reference(q, k, v, mask, heads, head_size, scale, causal)
+    ref = _sdpa_reference(q, k, v, mask, heads, head_size, scale, causal, bias)
     diff = (out.float() - ref).nan_to_num(nan=float("inf"))
     rel = float(diff.norm() / ref.norm()) if status == 0 else float("inf")
     max_abs = float(diff.abs().max()) if status == 0 else float("inf")
-    # Masked keys must have no influence at all: new K/V values there leave the output bit-identical.
-    padded = (mask == 0)[:, :, None].expand_as(k)
-    k2 = torch.where(padded, torch.randn_like(k) * 10, k)
-    v2 = torch.where(padded, torch.randn_like(v) * 10, v)
-    out2 = torch.full_like(q, float("nan"))
-    status2 = kernel(q, k2, v2, mask, out2, heads, head_size, scale, causal)
-    torch.cuda.synchronize()
-    masked_exact = status2 == 0 and bool(torch.equal(out, out2))
+    # Masked keys must have no influence at all: new K/V (and bias) values there leave the output
+    # bit-identical. Without a mask nothing is masked, so the check is vacuous and reported as such.
+    masked_exact: bool | None = None
+    if mask is not None:
+        padded_keys = (mask == 0)[:, :, None].expand_as(k)
+        k2 = torch.where(padded_keys, torch.randn_like(k) * 10, k)
+        v2 = torch.where(padded_keys, torch.randn_like(v) * 10, v)
+        bias2 = None
+        if bias is not None:
+            # A shared bias column may change only where every batch row pads that key.
+            pad_cols = (mask == 0)[:, None, None, :].expand(b, heads, s, s)
+            if bias.shape[0] == 1:
+                pad_cols = pad_cols.all(dim=0, keepdim=True)
+            bias2 = torch.where(pad_cols, torch.randn_like(bias) * 10, bias)
+        out2 = torch.full_like(q, float("nan"))
+        status2 = kernel(q, k2, v2, mask, out2, heads, head_size, scale, causal, bias=bias2)
+        torch.cuda.synchronize()
+        masked_exact = status2 == 0 and bool(torch.equal(out, out2))
     written = not bool(torch.isnan(out).any())
-    ok = status == 0 and written and rel <= REL_TOL and max_abs <= ABS_TOL and masked_exact
-    return {"batch": b, "seq": s, "heads": heads, "head_size": head_size, "causal": causal, "status": status,
-            "rel_l2": rel, "max_abs": max_abs, "all_written": written, "masked_exact": masked_exact, "ok": ok}
+    ok = status == 0 and written and rel <= REL_TOL and max_abs <= ABS_TOL and masked_exact is not False
+    return {"batch": b, "seq": s, "heads": heads, "head_size": head_size, "causal": causal, "padded": padded,
+            "bias": bias_kind, "status": status, "rel_l2": rel, "max_abs": max_abs, "all_written": written,
+            "masked_exact": masked_exact, "ok": ok}
 
 
 def check_bad_input(kernel: Kernel) -> dict[str, bool]:
@@ -149,7 +182,10 @@ def check_bad_input(kernel: Kernel) -> dict[str, bool]:
     head = kernel(q, q, q, mask, out, 2, 48, 0.1, False) == 1
     q64 = torch.zeros(1, 16, 2 * 64, device="cuda", dtype=torch.float16)
     shape = kernel(q64, q64, q64, mask, torch.empty_like(q64), 2, 64, 0.1, False, mask_shape=(1, 15)) == 3
-    return {"head_size_48_rejected": head, "mask_shape_rejected": shape}
+    q2 = torch.zeros(2, 16, 2 * 64, device="cuda", dtype=torch.float16)
+    bias3 = torch.zeros(3, 2, 16, 16, device="cuda", dtype=torch.float16)  # bias batch neither 1 nor 2
+    bias = kernel(q2, q2, q2, None, torch.empty_like(q2), 2, 64, 0.1, False, bias=bias3) == 6
+    return {"head_size_48_rejected": head, "mask_shape_rejected": shape, "bias_shape_rejected": bias}
 
 
 def _time(fn: Any, warmup: int = 10, iters: int = 50, repeats: int = 5) -> float:
@@ -186,6 +222,22 @@ def time_shape(kernel: Kernel, b: int, s: int, heads: int, head_size: int, gen: 
             "speedup": sdpa / ours}
 
 
+def print_checks(checks: list[dict[str, Any]]) -> None:
+    print(f"{'B':>2} {'S':>5} {'N':>3} {'H':>4} {'causal':>6} {'padded':>6} {'bias':>9} {'rel_l2':>9} {'max_abs':>9} "
+          f"{'masked':>6} ok")
+    for c in checks:
+        print(f"{c['batch']:>2} {c['seq']:>5} {c['heads']:>3} {c['head_size']:>4} {c['causal']!s:>6} "
+              f"{c.get('padded', True)!s:>6} {c.get('bias', 'none'):>9} {c['rel_l2']:>9.2e} {c['max_abs']:>9.2e} "
+              f"{c['masked_exact']!s:>6} {c['ok']}")
+
+
+def print_timings(timings: list[dict[str, Any]]) -> None:
+    print(f"\n{'B':>2} {'S':>4} {'H':>3} {'ours_us':>9} {'sdpa_us':>9} {'speedup':>7}")
+    for t in timings:
+        print(f"{t['batch']:>2} {t['seq']:>4} {t['head_size']:>3} {t['ours_us']:>9.1f} {t['sdpa_us']:>9.1f} "
+              f"{t['speedup']:>7.2f}")
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--out", type=Path, default=None, help="JSON file for the results")
@@ -213,17 +265,11 @@ def main(argv: list[str] | None = None) -> int:
     checks += [check_shape(kernel, 2, s, HEADS, 64, True, gen) for s in (64, 200)]
     checks += [check_shape(kernel, 1, 1024, HEADS, 32, False, gen), check_shape(kernel, 3, 1, HEADS, 64, False, gen)]
     bad = check_bad_input(kernel)
-    print(f"{'B':>2} {'S':>5} {'N':>3} {'H':>4} {'causal':>6} {'rel_l2':>9} {'max_abs':>9} {'masked':>6} ok")
-    for c in checks:
-        print(f"{c['batch']:>2} {c['seq']:>5} {c['heads']:>3} {c['head_size']:>4} {c['causal']!s:>6} "
-              f"{c['rel_l2']:>9.2e} {c['max_abs']:>9.2e} {c['masked_exact']!s:>6} {c['ok']}")
+    print_checks(checks)
     print("bad input:", bad)
 
     timings = [time_shape(kernel, b, s, HEADS, h, gen) for h in HEAD_SIZES for b in batches for s in seqs]
-    print(f"\n{'B':>2} {'S':>4} {'H':>3} {'ours_us':>9} {'sdpa_us':>9} {'speedup':>7}")
-    for t in timings:
-        print(f"{t['batch']:>2} {t['seq']:>4} {t['head_size']:>3} {t['ours_us']:>9.1f} {t['sdpa_us']:>9.1f} "
-              f"{t['speedup']:>7.2f}")
+    print_timings(timings)
     all_ok = all(c["ok"] for c in checks) and all(bad.values())
     target = [t for t in timings if t["batch"] == 1 and t["seq"] <= 256]
     result = {

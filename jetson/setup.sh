@@ -40,7 +40,13 @@ import tensorrt, torch
 print("tensorrt", tensorrt.__version__, "| torch", torch.__version__, "| cuda", torch.cuda.is_available())
 PY
 
+# The plugin needs CMake 3.18+; JetPack 5's Ubuntu 20.04 ships 3.16, so take PyPI's into the venv then.
+if ! cmake --version 2>/dev/null | awk 'NR==1 {split($3, v, "."); exit !(v[1] > 3 || (v[1] == 3 && v[2] >= 18))}'; then
+    python -m pip install "cmake>=3.18"
+fi
+# The TensorRT found here picks the plugin generation: IPluginV2DynamicExt on 8.5/8.6, IPluginV3 on 10+.
 cmake -S plugins/fused_attention -B build/plugins -DCMAKE_BUILD_TYPE=Release
 cmake --build build/plugins -j"$(nproc)"
-echo "plugin built in build/plugins; export TRT_EDGE_PLUGIN_DIR=$PWD/build/plugins"
+grep plugin_generation build/plugins/trt_edge_build_info.txt
+echo "plugin built in build/plugins; export TRT_EDGE_PLUGIN_LIB=$PWD/build/plugins/libtrt_edge_attention_plugin.so"
 echo "done: . $VENV/bin/activate && trt-edge --help"

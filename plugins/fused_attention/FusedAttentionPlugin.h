@@ -1,41 +1,30 @@
 /*
  * trt-edge fused attention as a TensorRT IPluginV3 (TensorRT 10.0+; the ONNX parser maps an ONNX node with
  * op_type "TrtEdgeFusedAttention", plugin_version "1", plugin_namespace "" to it, TensorRT 10.1+).
+ * TensorRT 8.5/8.6 have no IPluginV3: FusedAttentionPluginV2.h serves them (plugin_version "2").
  *
- * Inputs:  0 q    fp16 [batch, seq, num_heads * head_size]   (the Q projection output, bias added)
- *          1 k    fp16 [batch, seq, num_heads * head_size]
- *          2 v    fp16 [batch, seq, num_heads * head_size]
- *          3 mask int32 [batch, seq]                         (attention_mask: 1 attend, 0 padding)
+ * Inputs:  q, k, v fp16 [batch, seq, num_heads * head_size], then the int32 [batch, seq] mask when has_mask,
+ *          then the fp16 [1 or batch, num_heads, seq, seq] additive bias when has_bias (FusedAttentionCommon.h).
  * Output:  0 out  fp16 [batch, seq, num_heads * head_size]   (heads merged, ready for the output projection)
  * Attributes (PluginFields, also what getFieldsToSerialize writes into the plan):
- *          num_heads (int32), head_size (int32: 32, 64, 128), scale (float32), causal (int32 0/1).
+ *          num_heads (int32), head_size (int32: 32, 64, 128), scale (float32), causal (int32 0/1),
+ *          has_mask (int32 0/1, default 1), has_bias (int32 0/1, default 0).
  *
  * See fused_attention.h for the exact computation and README.md for building and loading.
  */
 #ifndef TRT_EDGE_FUSED_ATTENTION_PLUGIN_H
 #define TRT_EDGE_FUSED_ATTENTION_PLUGIN_H
 
-#include <NvInferRuntime.h>
+#include "FusedAttentionCommon.h"
 
 #include <cstdint>
 #include <string>
 #include <vector>
 
+#if NV_TENSORRT_MAJOR >= 10
+
 namespace trt_edge {
 namespace plugin {
-
-constexpr char const* kFusedAttentionName = "TrtEdgeFusedAttention";
-constexpr char const* kFusedAttentionVersion = "1";
-// The empty namespace, like TensorRT's own plugins: REGISTER_TENSORRT_PLUGIN registers under "" and the
-// ONNX node says plugin_namespace "", so every lookup path agrees (see docs/plugins.md).
-constexpr char const* kFusedAttentionNamespace = "";
-
-struct FusedAttentionParams {
-    int32_t numHeads{0};
-    int32_t headSize{0};
-    float scale{0.0F};
-    int32_t causal{0};
-};
 
 class FusedAttentionPlugin : public nvinfer1::IPluginV3,
                              public nvinfer1::IPluginV3OneCore,
@@ -94,7 +83,6 @@ private:
 
 class FusedAttentionPluginCreator : public nvinfer1::IPluginCreatorV3One {
 public:
-    FusedAttentionPluginCreator();
     ~FusedAttentionPluginCreator() override = default;
 
     char const* getPluginName() const noexcept override;
@@ -105,11 +93,11 @@ public:
                                       nvinfer1::TensorRTPhase phase) noexcept override;
 
 private:
-    std::vector<nvinfer1::PluginField> mFields;
-    nvinfer1::PluginFieldCollection mFC{};
+    CreatorFields mFields;
 };
 
 }  // namespace plugin
 }  // namespace trt_edge
 
+#endif  // NV_TENSORRT_MAJOR >= 10
 #endif  // TRT_EDGE_FUSED_ATTENTION_PLUGIN_H

@@ -12,6 +12,8 @@
  * opaque, which is why the per-row softmax rescaling happens on the shared-memory copy of the tiles.
  *
  * Layout: see fused_attention.h ("BSNH": [batch, seq, heads, head_size], row stride heads * head_size).
+ * The optional additive bias [bias_batch, heads, seq, seq] (fp16) is read one score row at a time, the
+ * 32 lanes of a warp on consecutive keys, and added to scale * Q.K^T before the key mask and the softmax.
  */
 #ifndef TRT_EDGE_FUSED_ATTENTION_KERNEL_CUH
 #define TRT_EDGE_FUSED_ATTENTION_KERNEL_CUH
@@ -29,6 +31,7 @@ constexpr int kThreads = kWarps * 32;
 constexpr int kBlockM = 16 * kWarps;  // query rows per block: 16 per warp
 constexpr int kMaxSeqLen = 16384;     // keeps every index product well inside int32 / grid limits
 constexpr int kVec = 8;               // halves per 16-byte vector load
+constexpr float kLog2e = 1.4426950408889634f;  // softmax runs in base 2: x * log2(e), then exp2
 
 __host__ __device__ constexpr size_t align128(size_t bytes) { return (bytes + 127) / 128 * 128; }
 __host__ __device__ constexpr size_t max_size(size_t a, size_t b) { return a > b ? a : b; }
@@ -90,8 +93,8 @@ __device__ __forceinline__ void load_rows(__half* __restrict__ dst, const __half
 template <int D>
 __global__ void __launch_bounds__(kThreads)
     fused_attention_kernel(const __half* __restrict__ q, const __half* __restrict__ k, const __half* __restrict__ v,
-                           const int32_t* __restrict__ key_mask, __half* __restrict__ out, int seq_len,
-                           int num_heads, float scale_log2, int causal) {
+                           const int32_t* __restrict__ key_mask, const __half* __restrict__ bias, int bias_batch,
+                           __half* __restrict__ out, int seq_len, int num_heads, float scale_log2, int causal) {
     using namespace nvcuda;
     using T = Tile<D>;
     constexpr int BN = T::kBlockN;
@@ -135,6 +138,12 @@ __global__ void __launch_bounds__(kThreads)
     // Causal: keys beyond the block's last query are never needed.
     const int kv_end = causal ? min(seq_len, q0 + kBlockM) : seq_len;
     const int32_t* mask_row = key_mask == nullptr ? nullptr : key_mask + static_cast<size_t>(b) * seq_len;
+    // Additive bias [bias_batch, num_heads, seq, seq] (bias_batch 1 broadcasts over the batch): the plane of
+    // this (batch, head); row qi starts at qi * seq_len. Scaled by log2(e) like the scores (exp2 softmax).
+    const __half* bias_plane =
+        bias == nullptr ? nullptr
+                        : bias + (static_cast<size_t>(bias_batch == 1 ? 0 : b) * num_heads + head) *
+                                     static_cast<size_t>(seq_len) * seq_len;
 
     for (int k0 = 0; k0 < kv_end; k0 += BN) {
         __syncthreads();  // every warp is done with the previous K/V tile
@@ -166,13 +175,17 @@ __global__ void __launch_bounds__(kThreads)
             const int r = warp * 16 + rr;
             const int qi = q0 + r;
             const float* s_row = s_s + r * T::kLdS;
+            const __half* bias_row =
+                bias_plane == nullptr || qi >= seq_len ? nullptr : bias_plane + static_cast<size_t>(qi) * seq_len + k0;
             float x[kPerLane];
             float tile_max = -INFINITY;
 #pragma unroll
             for (int t = 0; t < kPerLane; ++t) {
                 const int j = lane + 32 * t;
                 const bool ok = s_key_ok[j] != 0 && (!causal || k0 + j <= qi);
-                x[t] = ok ? s_row[j] * scale_log2 : -INFINITY;
+                // s_key_ok[j] implies k0 + j < seq_len, so the bias read stays inside the row.
+                const float add = ok && bias_row != nullptr ? __half2float(bias_row[j]) * kLog2e : 0.0f;
+                x[t] = ok ? s_row[j] * scale_log2 + add : -INFINITY;
                 tile_max = fmaxf(tile_max, x[t]);
             }
             tile_max = warp_max(tile_max);

@@ -218,3 +218,56 @@ def test_int8_cache_from_a_real_calibrate_layout(tiny_onnx_dir: Path, qdq_onnx: 
     assert (bundle / "calibration.npz").is_file()
     with pytest.raises(TrtEdgeError, match="has Q/DQ nodes: build it with int8-qdq"):
         _build(qdq_onnx, tmp_path / "c", precision="int8-cache", calibration_cache=str(folder / "calibration.cache"))
+
+
+def _with_fused_node(source: Path, dest: Path, plugin_version: str) -> Path:
+    """The tiny model plus one fused-attention node (its output unused: the plan only reads its generation)."""
+    import onnx
+    from onnx import helper
+
+    model = onnx.load(str(source))
+    model.graph.node.append(helper.make_node(
+        "TrtEdgeFusedAttention", [model.graph.input[0].name] * 3, ["unused_attention"], name="fused0",
+        domain="trt_edge", plugin_version=plugin_version, plugin_namespace="", num_heads=2, head_size=32,
+        scale=0.125, causal=0, has_mask=0, has_bias=0))
+    model.opset_import.append(helper.make_opsetid("trt_edge", 1))
+    dest.mkdir(parents=True, exist_ok=True)
+    for f in source.parent.iterdir():
+        if f.is_file() and f.name != "model.onnx":
+            (dest / f.name).write_bytes(f.read_bytes())
+    onnx.save(model, str(dest / "model.onnx"))
+    return dest / "model.onnx"
+
+
+def test_fused_attention_bundle_builds_the_targets_plugin(tiny_onnx_dir: Path, tmp_path: Path) -> None:
+    """TensorRT 8.6 (JetPack 6.0; the tiny model's LayerNormalization needs 8.6, so not 8.5 here): the plan
+    records IPluginV2DynamicExt, the bundle carries the plugin sources and its script builds the plugin before
+    the engine; V3 nodes are refused for that target and accepted for JetPack 6.2 (TensorRT 10.3)."""
+    v2 = _with_fused_node(tiny_onnx_dir / "model.onnx", tmp_path / "v2", "2")
+    out = tmp_path / "build"
+    record = _build(v2, out, device="agx-orin-64gb", jetpack="6.0")
+    assert record.metrics["attention_plugin"] == "IPluginV2DynamicExt"
+    bundle = stage_artifact(out, "bundle", expect="build")
+    plan = BuildPlan.from_dict(json.loads((bundle / "plan.json").read_text()))
+    assert plan.trt_version.startswith("8.6.") and plan.attention_plugin == "IPluginV2DynamicExt"
+    assert plan.plugins == ["plugins/build/libtrt_edge_attention_plugin.so"]
+    assert {"CMakeLists.txt", "fused_attention.cu", "FusedAttentionPluginV2.cpp",
+            "FusedAttentionRegistration.cpp"} <= {p.name for p in (bundle / "plugins" / "fused_attention").iterdir()}
+    assert "Plugins=plugins/build/libtrt_edge_attention_plugin.so" in (bundle / "trtexec_command.txt").read_text()
+    template = json.loads((bundle / "model.plan.json.template").read_text())
+    assert template["attention_plugin"] == "IPluginV2DynamicExt"
+    script = bundle / "build_on_device.sh"
+    subprocess.run(["bash", "-n", str(script)], check=True)
+    text = script.read_text()
+    assert "plugin_generation=IPluginV2DynamicExt" in text
+    assert text.index('cmake --build "$PLUGIN_BUILD"') < text.index("exec trt-edge build")
+    shellcheck = Path(sys.executable).parent / "shellcheck"
+    if shellcheck.is_file():
+        proc = subprocess.run([str(shellcheck), str(script)], capture_output=True, text=True, check=False)
+        assert proc.returncode == 0, proc.stdout
+
+    v3 = _with_fused_node(tiny_onnx_dir / "model.onnx", tmp_path / "v3", "1")
+    with pytest.raises(TrtEdgeError, match=r"IPluginV3 .*export it again"):
+        _build(v3, tmp_path / "refused", device="agx-orin-64gb", jetpack="6.0")
+    record = _build(v3, tmp_path / "orin", device="agx-orin-64gb", jetpack="6.2")
+    assert record.metrics["attention_plugin"] == "IPluginV3"

@@ -73,3 +73,34 @@ def test_build_folder_follows_the_sources() -> None:
     digest = sources_sha256()
     assert len(digest) == 64
     assert build_dir().name == digest[:16]
+
+
+def test_an_older_kernel_library_is_refused() -> None:
+    """A library built before the bias entry points (ABI 1) must be rebuilt, not called into."""
+
+    class OldLibrary:
+        pass
+
+    def abi_version() -> int:
+        return 1
+
+    old = OldLibrary()
+    old.trt_edge_attention_abi_version = abi_version  # type: ignore[attr-defined]
+    with pytest.raises(TrtEdgeError, match=r"ABI version 1.*rebuild"):
+        library.bind_kernel_abi(old)  # type: ignore[arg-type]
+
+
+def test_attention_library_must_be_the_plans_generation(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A local build loads the plugin it builds only when this TensorRT gives the ONNX's generation."""
+    monkeypatch.setenv("TRT_EDGE_CACHE", str(tmp_path))
+    monkeypatch.delenv(PLUGIN_ENV, raising=False)
+    folder = build_dir()
+    folder.mkdir(parents=True)
+    (folder / "libtrt_edge_attention_plugin.so").write_bytes(b"x")
+    (folder / "trt_edge_build_info.txt").write_text("plugin_built=ON\ntensorrt_version=8.6.2\n"
+                                                    "plugin_generation=IPluginV2DynamicExt\n")
+    assert library.attention_library_for("IPluginV2DynamicExt") == folder / "libtrt_edge_attention_plugin.so"
+    with pytest.raises(TrtEdgeError, match="export the model again"):
+        library.attention_library_for("IPluginV3")
+    assert library.has_attention_library(["/opt/x/libtrt_edge_attention_plugin_registry.so"])
+    assert not library.has_attention_library(["libother.so"])

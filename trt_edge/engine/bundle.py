@@ -6,6 +6,12 @@ the ONNX (and its external data), the calibration cache if any, `plan.json` (the
 `trt-edge build --plan plan.json` when trt-edge and TensorRT's Python bindings are there, else trtexec,
 and then writes the manifest), `model.plan.json.template` (the manifest with the target's versions),
 the tokenizer (for `trt-edge run`), and a README that says no plan was built here and why.
+
+When the ONNX holds fused-attention nodes (`plan.attention_plugin`), the plugin's sources go into
+`plugins/fused_attention/` and `build_on_device.sh` first builds `plugins/build/libtrt_edge_attention_plugin.so`
+there with CMake, against the device's own TensorRT (whose major version picks the plugin generation,
+IPluginV2DynamicExt on 8.5/8.6 or IPluginV3 on 10+), refuses to go on when that generation is not the one the
+ONNX's nodes name, and loads it in the build; the manifest records its sha256.
 """
 
 from __future__ import annotations
@@ -32,6 +38,8 @@ TRTEXEC_TXT = "trtexec_command.txt"
 TEMPLATE = "model.plan.json.template"
 README = "README.txt"
 TOKENIZER_DIR = "tokenizer"
+PLUGIN_SOURCES_DIR = "plugins/fused_attention"
+PLUGIN_BUILD_DIR = "plugins/build"
 TOKENIZER_EXTRA = ("config.json", "tokenizer.json", "tokenizer_config.json", "special_tokens_map.json",
                    "vocab.txt", "vocab.json", "merges.txt", "spiece.model", "sentencepiece.bpe.model",
                    "added_tokens.json", "preprocessor_config.json")  # the last: an image model's processor
@@ -95,6 +103,14 @@ if trt:
 m["l4t"] = l4t
 m["jetpack"] = JETPACK.get(l4t) if l4t else None
 m["plan"] = {"file": "model.plan", "sha256": h.hexdigest(), "bytes": os.path.getsize(plan)}
+plugins = []
+for lib in m["build"].get("plugins") or []:
+    ph = hashlib.sha256()
+    with open(lib, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            ph.update(chunk)
+    plugins.append({"path": os.path.abspath(lib), "sha256": ph.hexdigest()})
+m["plugins"] = plugins
 m["status"] = "built"
 m["built_by"] = "trtexec (build_on_device.sh)"
 m["inferred"] = ["device.compute_capability (from the device catalog, not queried)"] + ([] if trt else ["tensorrt"])
@@ -121,6 +137,7 @@ def render_script(plan: BuildPlan, has_tokenizer: bool) -> str:
                         trtexec="TRTEXEC_PLACEHOLDER")
     trtexec_line = shell_join(argv).replace("TRTEXEC_PLACEHOLDER", '"$TRTEXEC"').replace(f"{_OUT}/", '"$OUT"/')
     tok = ' --tokenizer "$HERE/tokenizer"' if has_tokenizer else ""
+    plugin_block = _plugin_build_block(plan) if plan.attention_plugin else ""
     code_prefix = f"{v.major}{v.minor:02d}" if v.major >= 10 else f"{v.major}{v.minor}"  # v100300, v8502
     fill = _FILL_MANIFEST.replace("JETPACK.get", f"{json.dumps(_jetpack_table())}.get")
     return f"""#!/usr/bin/env bash
@@ -133,7 +150,7 @@ set -euo pipefail
 HERE="$(cd "$(dirname "${{BASH_SOURCE[0]}}")" && pwd)"
 OUT="$(mkdir -p "${{1:-$HERE/engine}}" && cd "${{1:-$HERE/engine}}" && pwd)"
 EXPECTED_TRT="{v.short}"
-
+{plugin_block}
 if [ "${{USE_TRTEXEC:-0}}" != 1 ] && command -v trt-edge >/dev/null 2>&1 \\
     && python3 -c "import tensorrt" >/dev/null 2>&1; then
   exec trt-edge build --onnx "$HERE/{ONNX_NAME}" --plan "$HERE/{PLAN_JSON}" --out "$OUT"{tok}
@@ -163,6 +180,63 @@ PY
 """
 
 
+def _plugin_build_block(plan: BuildPlan) -> str:
+    """The part of build_on_device.sh that builds the fused-attention plugin from the bundled sources."""
+    from trt_edge.plugins.library import PLUGIN_LIBRARY, REGISTRY_PLUGIN_LIBRARY
+
+    library = REGISTRY_PLUGIN_LIBRARY if plan.serialize_plugins else PLUGIN_LIBRARY
+    generation = plan.attention_plugin
+    arch = ""
+    if plan.device:
+        from trt_edge.devices import device
+
+        arch = f"CUDA_ARCHITECTURES=\"${{CUDA_ARCHITECTURES:-{device(plan.device).sm}}}\"  # the target's SM\n"
+    return f"""
+# The fused-attention plugin, built here against this device's TensorRT: its major version picks the plugin
+# generation (IPluginV2DynamicExt on 8.5/8.6, IPluginV3 on 10+); the ONNX's nodes need {generation}.
+# CUDA_ARCHITECTURES (e.g. 87, or native with CMake >= 3.24) limits the build to this GPU's SM.
+{arch}PLUGIN_BUILD="$HERE/{PLUGIN_BUILD_DIR}"
+if [ ! -f "$PLUGIN_BUILD/{library}" ]; then
+  if ! command -v cmake >/dev/null 2>&1; then
+    echo "build_on_device.sh: cmake (3.18 or newer) is needed to build the fused-attention plugin:" \\
+         "sudo apt-get install cmake, or pip3 install cmake" >&2
+    exit 2
+  fi
+  export CUDACXX="${{CUDACXX:-$(command -v nvcc || echo /usr/local/cuda/bin/nvcc)}}"
+  cmake -S "$HERE/{PLUGIN_SOURCES_DIR}" -B "$PLUGIN_BUILD" -DCMAKE_BUILD_TYPE=Release \\
+    ${{CUDA_ARCHITECTURES:+-DCMAKE_CUDA_ARCHITECTURES=$CUDA_ARCHITECTURES}}
+  cmake --build "$PLUGIN_BUILD" -j"$(nproc)"
+fi
+if ! grep -qx "plugin_generation={generation}" "$PLUGIN_BUILD/trt_edge_build_info.txt"; then
+  echo "build_on_device.sh: the plugin built against this TensorRT is not {generation}, which the ONNX's" \\
+       "fused-attention nodes name (see $PLUGIN_BUILD/trt_edge_build_info.txt): export the model again" \\
+       "for this TensorRT" >&2
+  exit 2
+fi
+"""
+
+
+def plugin_library_entry(plan: BuildPlan) -> str | None:
+    """The bundle-relative plugin library the plan must load for its fused attention, None when it loads
+    one already (a path the user configured) or has no fused attention."""
+    from trt_edge.plugins.library import PLUGIN_LIBRARY, REGISTRY_PLUGIN_LIBRARY, has_attention_library
+
+    if not plan.attention_plugin or has_attention_library(plan.plugins):
+        return None
+    return f"{PLUGIN_BUILD_DIR}/{REGISTRY_PLUGIN_LIBRARY if plan.serialize_plugins else PLUGIN_LIBRARY}"
+
+
+def copy_plugin_sources(dest: Path) -> list[str]:
+    """Copy the fused-attention plugin's sources (what CMake builds) into `dest`; their names."""
+    from trt_edge.plugins.library import plugin_source_files
+
+    dest.mkdir(parents=True, exist_ok=True)
+    files = plugin_source_files()
+    for f in files:
+        shutil.copy2(f, dest / f.name)
+    return [f.name for f in files]
+
+
 def copy_tokenizer(source: Path | None, dest: Path) -> bool:
     """Copy the tokenizer files and `config.json` (label names) of a model folder; False when none."""
     if source is None or not source.is_dir():
@@ -190,6 +264,10 @@ def write_bundle(folder: Path, plan: BuildPlan, onnx: Path, *, external_data: Se
     if calibration_cache is not None:
         shutil.copy2(calibration_cache, folder / CACHE_NAME)
         bundled.calibration_cache = CACHE_NAME
+    plugin_entry = plugin_library_entry(bundled)
+    if plugin_entry is not None:
+        copy_plugin_sources(folder / PLUGIN_SOURCES_DIR)
+        bundled.plugins = [*bundled.plugins, plugin_entry]
     bundled.calibration_data = None
     if calibration_data is not None and calibration_data.is_file():
         shutil.copy2(calibration_data, folder / CALIB_DATA_NAME)
@@ -218,6 +296,10 @@ def write_bundle(folder: Path, plan: BuildPlan, onnx: Path, *, external_data: Se
         "The equivalent trtexec command (also in trtexec_command.txt):",
         "  " + command,
     ]
+    if bundled.attention_plugin:
+        lines += ["", f"Fused attention: the ONNX's nodes bind to the {bundled.attention_plugin} plugin; "
+                  f"build_on_device.sh builds it from {PLUGIN_SOURCES_DIR}/ into {PLUGIN_BUILD_DIR}/ first "
+                  "(needs cmake and the CUDA toolkit on the device)."]
     if bundled.plugins:
         lines += ["", "Plugin libraries the build loads (build them on the device at these paths):"]
         lines += [f"  {p}" for p in bundled.plugins]
@@ -225,4 +307,4 @@ def write_bundle(folder: Path, plan: BuildPlan, onnx: Path, *, external_data: Se
         lines += ["", "Warnings:"] + [f"  - {w}" for w in warnings]
     atomic_write_text(folder / README, "\n".join(lines) + "\n")
     return {"built": False, "reason": reason, "trtexec": command, "tokenizer": has_tok,
-            "calibration_cache": calibration_cache is not None}
+            "calibration_cache": calibration_cache is not None, "attention_plugin": bundled.attention_plugin}

@@ -141,6 +141,7 @@ def new_manifest(plan: BuildPlan, *, status: str, plan_file: str = "model.plan",
         "io": [dict(t) for t in io],
         "onnx_sha256": onnx_sha256,
         "plugins": [dict(p) for p in plugins],
+        "attention_plugin": plan.attention_plugin,  # plugin generation of the fused attention, None without
         "host_code": plan.embeds_host_code(),
         "version_compatible": plan.version_compatible,
         "hardware_compatibility": plan.hardware_compatibility,

@@ -17,7 +17,7 @@ from typing import Any
 from trt_edge.devices import Device, device, devices, platforms
 from trt_edge.engine.config import MEMORY_POOLS, PRECISIONS, BuildConfig
 from trt_edge.errors import TrtEdgeError
-from trt_edge.trt_version import TrtVersion
+from trt_edge.trt_version import TrtVersion as TrtVersion  # re-exported: callers written before trt_version.py
 
 PLAN_SCHEMA = 1
 # Precisions whose ONNX carries its own types (Q/DQ or fp16 tensors): built strongly typed where possible.
@@ -152,6 +152,9 @@ class BuildPlan:
     calibration_cache: str | None = None
     calibration_data: str | None = None
     onnx: str = "model.onnx"
+    # The fused-attention plugin generation the ONNX's TrtEdgeFusedAttention nodes bind to ("IPluginV3",
+    # "IPluginV2DynamicExt"; trt_edge.plugins.generation), None when the ONNX has no fused attention.
+    attention_plugin: str | None = None
     schema: int = PLAN_SCHEMA
 
     @classmethod
@@ -328,6 +331,7 @@ class BuildPlan:
             problems.append(f"version-compatible plans need TensorRT 8.6+, not {where}")
         if self.serialize_plugins and not f["plugins_to_serialize"]:
             problems.append(f"serializing plugins into the plan needs TensorRT 8.6+, not {where}")
+        problems += self._attention_plugin_problems(v)
         if "tactic_shared_memory" in self.memory_pools and not f["tactic_shared_memory_pool"]:
             problems.append(f"memory pool tactic_shared_memory needs TensorRT 10+, not {where}")
         sram = self.memory_pools.get("dla_sram")
@@ -353,6 +357,23 @@ class BuildPlan:
         if dev is not None:
             warnings += _platform_warnings(dev, v)
         return problems, warnings
+
+    def _attention_plugin_problems(self, v: TrtVersion) -> list[str]:
+        """The fused-attention nodes must name the generation this TensorRT's plugin library registers."""
+        if self.attention_plugin is None:
+            return []
+        from trt_edge.plugins.generation import by_interface, plugin_generation
+
+        try:
+            have, want = by_interface(self.attention_plugin), plugin_generation(v)
+        except TrtEdgeError as exc:
+            return [str(exc)]
+        if have == want:
+            return []
+        return [f"the ONNX's fused-attention nodes are for {have.interface} (plugin_version {have.plugin_version}, "
+                f"TensorRT {have.tensorrt}) but TensorRT {v.short} runs {want.interface}: export it again with "
+                f"build.trt_version {v.short} (or the target's build.jetpack) so the rewrite emits "
+                f"plugin_version {want.plugin_version}"]
 
     def validate(self, trt_version: str | TrtVersion | None = None, target: Device | str | None = None
                  ) -> list[str]:

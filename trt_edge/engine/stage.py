@@ -79,6 +79,7 @@ def make_plan(cfg: BuildConfig, onnx: Path, max_length: int, plan_file: str | No
             plan.calibration_cache = str(calibration_cache)
         if calibration_data is not None and plan.uses_calibrator():
             plan.calibration_data = str(calibration_data)
+    plan.attention_plugin = _attention_plugin(onnx)
     problems, warnings = plan.check()
     problems += plan.check_inputs(inputs)
     qdq = has_qdq(onnx)
@@ -95,6 +96,14 @@ def make_plan(cfg: BuildConfig, onnx: Path, max_length: int, plan_file: str | No
         raise TrtEdgeError(f"cannot build {onnx.name} for TensorRT {v.short}"
                            + (f" on {plan.device}" if plan.device else "") + ": " + "; ".join(problems))
     return plan, warnings
+
+
+def _attention_plugin(onnx: Path) -> str | None:
+    """The plugin generation the ONNX's fused-attention nodes bind to (the plan records and checks it)."""
+    from trt_edge.plugins.generation import onnx_generation
+
+    generation = onnx_generation(onnx)
+    return generation.interface if generation is not None else None
 
 
 def _fp32_source(folder: Path, model: Path) -> Path:
@@ -145,6 +154,11 @@ def run(config: RunConfig, onnx: str | os.PathLike[str], out: str | os.PathLike[
                                    "build on the target, or pass --bundle for an on-device bundle")
             cfg = cfg.replace(trt_version=installed)
     plan, warnings = make_plan(cfg, model, task_max_length(config, record), plan_file, cache, calib_data)
+    if reason is None and plan.attention_plugin:
+        from trt_edge.plugins.library import attention_library_for, has_attention_library
+
+        if not has_attention_library(plan.plugins):  # the fused attention needs its plugin: build it here
+            plan.plugins.append(str(attention_library_for(plan.attention_plugin, plan.serialize_plugins)))
     warnings += check_onnx(model, plan.trt_version, dla=plan.dla_core is not None)
     data_files = external_data_files(model)
     try:

@@ -90,13 +90,28 @@ def _sparsity(onnx_path: Path, model_path: Path) -> dict[str, Any] | None:
     return report.summary()
 
 
-def _fuse_attention(onnx_path: Path, out_path: Path, feeds: list[dict[str, np.ndarray]]) -> dict[str, Any]:
+def _target_trt_version(config: RunConfig) -> str | None:
+    """The target TensorRT (the `target:` section; the deprecated build.trt_version/build.jetpack still
+    count), None when neither a version nor a JetPack is set: the fused node's plugin generation follows
+    it (IPluginV2DynamicExt for 8.5/8.6, IPluginV3 for 10+)."""
+    target = resolve_target(config.raw, "build")
+    version = str(target.tensorrt()) if target.trt_version or target.jetpack else None
+    try:
+        from trt_edge.plugins.generation import plugin_generation
+    except ImportError:  # no plugin area: _fuse_attention says so in one line
+        return version
+    plugin_generation(version)  # a TensorRT no generation serves is refused before the export work
+    return version
+
+
+def _fuse_attention(onnx_path: Path, out_path: Path, feeds: list[dict[str, np.ndarray]],
+                    trt_version: str | None = None) -> dict[str, Any]:
     try:
         from trt_edge.plugins.onnx_rewrite import fuse_attention_file
     except ImportError as exc:
         raise TrtEdgeError(f"export.fuse_attention: the fused attention rewrite is not available ({exc}); "
                            "export without --fuse-attention") from exc
-    result = fuse_attention_file(onnx_path, out_path, feeds)
+    result = fuse_attention_file(onnx_path, out_path, feeds, trt_version)
     return dict(result)
 
 
@@ -111,6 +126,7 @@ def run(config: RunConfig, model_dir: str | Path, out: str | Path) -> StageRecor
     task: TaskConfig = config.section("task")
     cfg: ExportConfig = config.section("export")
     target = resolve_target(config.raw, "export")
+    attention_trt = _target_trt_version(config) if cfg.fuse_attention else None  # a bad version fails here
     path = resolve_model_input(model_dir)
     spec = get_task(task.type)
     from trt_edge.tasks.models import check_preprocessor
@@ -192,7 +208,7 @@ def run(config: RunConfig, model_dir: str | Path, out: str | Path) -> StageRecor
             dtype = np.int32 if cfg.int32_inputs else np.int64
             feeds = [{k: (v.astype(dtype) if v.dtype.kind in "iu" else v) for k, v in case.feeds.items()}
                      for case in cases if case.grid]
-            metrics["fuse_attention"] = _fuse_attention(onnx_path, tmp / "model.fused.onnx", feeds)
+            metrics["fuse_attention"] = _fuse_attention(onnx_path, tmp / "model.fused.onnx", feeds, attention_trt)
             record.artifacts["onnx_fused"] = "model.fused.onnx"
         # `export.lint_trt: null` used to switch the lint off; it still does.
         lint_off = "lint_trt" in (config.raw.get("export") or {}) and cfg.lint_trt is None

@@ -52,11 +52,15 @@ def source_dir() -> Path:
     return path
 
 
+def plugin_source_files() -> list[Path]:
+    """The files CMake builds the libraries from (sources, headers, CMakeLists.txt), sorted by name."""
+    return sorted(p for p in source_dir().iterdir() if p.is_file() and p.suffix in _SOURCE_SUFFIXES)
+
+
 def sources_sha256() -> str:
     """sha256 over the plugin sources (names and contents): the build folder's key."""
     digest = hashlib.sha256()
-    root = source_dir()
-    for file in sorted(p for p in root.iterdir() if p.is_file() and p.suffix in _SOURCE_SUFFIXES):
+    for file in plugin_source_files():
         digest.update(file.name.encode())
         digest.update(b"\0")
         digest.update(sha256_file(file).encode())
@@ -152,6 +156,27 @@ def plugin_library_path(build: bool = False, for_registry: bool = False) -> Path
     return _locate(PLUGIN_ENV, PLUGIN_LIBRARY, build)
 
 
+def has_attention_library(plugins: list[str]) -> bool:
+    """Whether a plan's plugin list already loads a fused-attention plugin library (either variant)."""
+    return any(Path(p).name in (PLUGIN_LIBRARY, REGISTRY_PLUGIN_LIBRARY) for p in plugins)
+
+
+def attention_library_for(generation: str, for_registry: bool = False) -> Path:
+    """The plugin library for a plan whose ONNX needs `generation` (`IPluginV3`, `IPluginV2DynamicExt`),
+    built here with CMake when missing, against this machine's TensorRT.
+
+    Raises:
+        TrtEdgeError: the build failed, or this TensorRT gives the other generation (then the ONNX was fused
+            for another TensorRT: export it again for this one).
+    """
+    path = plugin_library_path(build=True, for_registry=for_registry)
+    built = read_build_info(path.parent).get("plugin_generation")
+    if built and built != generation:
+        raise TrtEdgeError(f"the plugin library {path} is {built} (this TensorRT) but the ONNX's fused-attention "
+                           f"nodes need {generation}: export the model again for this TensorRT")
+    return path
+
+
 def kernel_library_path(build: bool = False) -> Path:
     """The kernel + C ABI library (no TensorRT needed); build it first when `build` and it is missing."""
     return _locate(KERNEL_ENV, KERNEL_LIBRARY, build)
@@ -185,13 +210,24 @@ def library_sha256(path: Path) -> str:
 
 # C ABI status codes (fused_attention.h).
 STATUS_NAMES = {0: "ok", 1: "unsupported head size", 2: "sequence length out of range",
-                3: "mask shape mismatch", 4: "invalid argument", 5: "CUDA error"}
+                3: "mask shape mismatch", 4: "invalid argument", 5: "CUDA error", 6: "bias shape mismatch"}
+# The C ABI version these bindings declare (trt_edge_attention_abi_version()): 2 adds the additive bias.
+ABI_VERSION = 2
 
 
 def bind_kernel_abi(lib: ctypes.CDLL) -> ctypes.CDLL:
-    """Declare the C ABI's argument and return types on a loaded kernel or plugin library."""
+    """Declare the C ABI's argument and return types on a loaded kernel or plugin library.
+
+    Raises:
+        TrtEdgeError: the library is an older build (ABI version below `ABI_VERSION`): rebuild it, since
+            calling a missing bias entry point would otherwise fail later with a less clear error.
+    """
     c_int, c_void_p = ctypes.c_int, ctypes.c_void_p
     lib.trt_edge_attention_abi_version.restype = c_int
+    found = int(lib.trt_edge_attention_abi_version())
+    if found < ABI_VERSION:
+        raise TrtEdgeError(f"the fused-attention library has C ABI version {found}, these bindings need "
+                           f"{ABI_VERSION}: rebuild it (trt_edge.plugins.library.build_libraries)")
     lib.trt_edge_attention_max_seq_len.restype = c_int
     lib.trt_edge_attention_supports_head_size.argtypes = [c_int]
     lib.trt_edge_attention_supports_head_size.restype = c_int
@@ -199,7 +235,13 @@ def bind_kernel_abi(lib: ctypes.CDLL) -> ctypes.CDLL:
     lib.trt_edge_attention_status_string.restype = ctypes.c_char_p
     lib.trt_edge_attention_check.argtypes = [c_int] * 6
     lib.trt_edge_attention_check.restype = c_int
+    lib.trt_edge_attention_check_bias.argtypes = [c_int] * 10
+    lib.trt_edge_attention_check_bias.restype = c_int
     lib.trt_edge_attention_forward.argtypes = [c_void_p, c_void_p, c_void_p, c_void_p, c_void_p, c_int, c_int,
                                                c_int, c_int, c_int, c_int, ctypes.c_float, c_int, c_void_p]
     lib.trt_edge_attention_forward.restype = c_int
+    # q, k, v, key_mask, bias, out, batch, seq, heads, head_size, mask_batch, mask_len, bias_batch, scale,
+    # causal, stream
+    lib.trt_edge_attention_forward_bias.argtypes = [c_void_p] * 6 + [c_int] * 7 + [ctypes.c_float, c_int, c_void_p]
+    lib.trt_edge_attention_forward_bias.restype = c_int
     return lib

@@ -12,7 +12,8 @@ What is matched (anchored on each Softmax; both the dynamo and the TorchScript e
 
     Cast<fp32>(TrtEdgeFusedAttention(Cast<fp16>(q_src), Cast<fp16>(k_src), Cast<fp16>(v_src),
                                      Cast<int32>(attention_mask))) -> out
-        domain "trt_edge"; attributes plugin_version "1", plugin_namespace "",
+        domain "trt_edge"; attributes plugin_version ("1" IPluginV3 for TensorRT 10+, "2"
+        IPluginV2DynamicExt for 8.5/8.6: `generation.plugin_generation`), plugin_namespace "",
         num_heads, head_size, scale, causal
 
 which TensorRT's ONNX parser hands to our IPluginV3 (op_type = plugin name, see
@@ -46,7 +47,6 @@ from trt_edge.plugins.ort_reference import (
     PLUGIN_DOMAIN,
     PLUGIN_NAME,
     PLUGIN_NAMESPACE,
-    PLUGIN_VERSION,
     SUPPORTED_HEAD_SIZES,
     attention_reference,
     expand_fused_attention,
@@ -430,10 +430,17 @@ def splice_nodes(model: Any, replacements: dict[str, list[Any]], prelude: list[A
     return spliced
 
 
-def rewrite_model(model: Any, layers: list[FusedLayer]) -> Any:
-    """A copy of `model` where each verified block is one fused node; the input model is untouched."""
+def rewrite_model(model: Any, layers: list[FusedLayer], trt_version: str | None = None) -> Any:
+    """A copy of `model` where each verified block is one fused node; the input model is untouched.
+
+    `trt_version` is the target TensorRT: the node names the plugin generation that version's ONNX parser
+    resolves (None: TensorRT 10+, IPluginV3).
+    """
     from onnx import TensorProto, helper
 
+    from trt_edge.plugins.generation import node_attributes
+
+    plugin_attributes = node_attributes(trt_version)
     replacements: dict[str, list[Any]] = {}
     for i, layer in enumerate(layers):
         c = layer.candidate
@@ -446,7 +453,7 @@ def rewrite_model(model: Any, layers: list[FusedLayer]) -> Any:
                  for src, half in zip((c.q_src, c.k_src, c.v_src), halves, strict=True)]
         nodes.append(helper.make_node(
             PLUGIN_NAME, [*halves, MASK_INT32], [f"{name}_out_fp16"], name=name,
-            domain=PLUGIN_DOMAIN, plugin_version=PLUGIN_VERSION, plugin_namespace=PLUGIN_NAMESPACE,
+            domain=PLUGIN_DOMAIN, **plugin_attributes,
             num_heads=layer.num_heads, head_size=layer.head_size, scale=float(layer.scale),
             causal=int(layer.causal)))
         nodes.append(helper.make_node("Cast", [f"{name}_out_fp16"], [c.output], name=f"{name}_out_cast",
@@ -457,9 +464,10 @@ def rewrite_model(model: Any, layers: list[FusedLayer]) -> Any:
     return splice_nodes(model, replacements, prelude, PLUGIN_DOMAIN)
 
 
-def fuse_attention(model: Any, feeds: list[dict[str, np.ndarray]]) -> tuple[Any, list[FusedLayer],
-                                                                           list[dict[str, str]]]:
-    """Find, verify and fuse every attention block of `model` (onnx.ModelProto).
+def fuse_attention(model: Any, feeds: list[dict[str, np.ndarray]], trt_version: str | None = None
+                   ) -> tuple[Any, list[FusedLayer], list[dict[str, str]]]:
+    """Find, verify and fuse every attention block of `model` (onnx.ModelProto) for TensorRT `trt_version`
+    (None: 10+; see `rewrite_model`).
 
     Returns:
         tuple: (fused model, fused layers, unfused [{"layer", "reason"}]).
@@ -477,7 +485,7 @@ def fuse_attention(model: Any, feeds: list[dict[str, np.ndarray]]) -> tuple[Any,
     layers, unfused = verify_candidates(model, candidates, feeds)
     unfused = rejected + unfused
     while layers:
-        fused = rewrite_model(model, layers)
+        fused = rewrite_model(model, layers, trt_version)
         left = {n.output[0] for n in fused.graph.node if n.op_type == "Softmax"}
         stuck = [layer for layer in layers if layer.candidate.softmax in left]
         if not stuck:
@@ -524,24 +532,28 @@ def parity(original: Any, fused: Any, feeds: list[dict[str, np.ndarray]]) -> dic
     return compare_models(original, expand_fused_attention(fused), feeds)
 
 
-def fuse_attention_file(onnx_path: Path, out_path: Path, feeds: list[dict[str, np.ndarray]]) -> dict[str, Any]:
+def fuse_attention_file(onnx_path: Path, out_path: Path, feeds: list[dict[str, np.ndarray]],
+                        trt_version: str | None = None) -> dict[str, Any]:
     """Fuse the attention blocks of an ONNX file, write the result, and check it against the original.
 
     Args:
         onnx_path (Path): the exported (unfused) model.
         out_path (Path): where the fused model goes (written atomically).
         feeds (list[dict[str, np.ndarray]]): input batches used for the per-layer checks and the parity.
+        trt_version (str | None): the target TensorRT, which picks the plugin generation. Defaults to None
+            (TensorRT 10+, IPluginV3).
 
     Returns:
         dict: {"fused_layers": [...], "unfused": [{"layer", "reason"}], "max_abs_diff": float,
         "argmax_agreement": float, plus "layers" (per fused layer: heads, head size, scale, causal,
-        check error) and "plugin" (name, version, namespace)}.
+        check error) and "plugin" (name, version, namespace, generation)}.
 
     Raises:
         TrtEdgeError: the file is missing or unreadable, or no attention pattern was recognised/fusable.
     """
     import onnx
 
+    from trt_edge.plugins.generation import plugin_generation
     from trt_edge.stage import atomic_write_bytes
 
     onnx_path = Path(onnx_path)
@@ -551,7 +563,8 @@ def fuse_attention_file(onnx_path: Path, out_path: Path, feeds: list[dict[str, n
         model = onnx.load(str(onnx_path))
     except Exception as exc:  # onnx raises several types for a bad file
         raise TrtEdgeError(f"cannot read ONNX model {onnx_path}: {exc}") from exc
-    fused, layers, unfused = fuse_attention(model, feeds)
+    generation = plugin_generation(trt_version)  # checked before the expensive work
+    fused, layers, unfused = fuse_attention(model, feeds, trt_version)
     onnx.checker.check_model(fused)
     atomic_write_bytes(out_path, fused.SerializeToString())
     figures = parity(model, fused, feeds)
@@ -565,5 +578,6 @@ def fuse_attention_file(onnx_path: Path, out_path: Path, feeds: list[dict[str, n
         "layers": [{"layer": layer.candidate.layer, "num_heads": layer.num_heads, "head_size": layer.head_size,
                     "scale": layer.scale, "causal": layer.causal, "check_max_abs_diff": layer.max_abs_diff}
                    for layer in layers],
-        "plugin": {"name": PLUGIN_NAME, "version": PLUGIN_VERSION, "namespace": PLUGIN_NAMESPACE},
+        "plugin": {"name": PLUGIN_NAME, "version": generation.plugin_version, "namespace": PLUGIN_NAMESPACE,
+                   "generation": generation.interface},
     }
