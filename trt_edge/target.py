@@ -60,7 +60,7 @@ class TargetConfig(ConfigBase):
     def tensorrt(self) -> TrtVersion:
         """The target TensorRT: `trt_version`, else the one the target JetPack ships."""
         if self.trt_version:
-            return TrtVersion.supported(self.trt_version)
+            return TrtVersion.parse(self.trt_version)
         if self.jetpack:
             from trt_edge.devices import platform
 

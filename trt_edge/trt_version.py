@@ -56,9 +56,11 @@ class TrtVersion:
 
     @classmethod
     def config_value(cls, value: object) -> str:
-        """A config field's version as the string it stands for, or ValueError (a config's own error)."""
+        """A config field's version as the string it stands for, or ValueError (a config's own error).
+        Only the spelling is checked here; each consumer says what it supports (the plugin generations,
+        the calibration cache)."""
         try:
-            cls.supported(value)  # type: ignore[arg-type]
+            cls.parse(value)  # type: ignore[arg-type]
         except TrtEdgeError as exc:
             raise ValueError(str(exc)) from exc
         return str(value).strip()

@@ -10,6 +10,7 @@ import pytest
 
 from trt_edge.config import RunConfig
 from trt_edge.errors import TrtEdgeError
+from trt_edge.quantize.cache import trt_version_int
 from trt_edge.target import resolve_target
 from trt_edge.tasks.spec import IMAGE_CLASSIFICATION, TEXT_CLASSIFICATION, preprocessor_dir, task_for_inputs
 from trt_edge.trt_version import TrtVersion
@@ -39,6 +40,10 @@ def test_version_refuses_a_yaml_float_and_old_releases() -> None:
         TrtVersion.parse(10.1)
     with pytest.raises(TrtEdgeError, match="not supported"):
         TrtVersion.supported("8.4")
+    # The target only checks the spelling; the calibration cache refuses 8.4 where it is used.
+    assert str(resolve_target({"target": {"trt_version": "8.4"}}, "calibrate").tensorrt()) == "8.4.0"
+    with pytest.raises(TrtEdgeError, match="not supported"):
+        trt_version_int("8.4")
     with pytest.raises(TrtEdgeError, match="not a TensorRT version"):
         TrtVersion.parse("ten")
 
