@@ -73,15 +73,17 @@ class LoadedClassifier:
         return self.tokenizer
 
 
-def check_preprocessor(path: Path, task: str) -> None:
-    """Refuse a folder whose preprocessor is missing or belongs to another task (a text model given
-    image data, or the reverse), before any weights are loaded."""
+def check_preprocessor(path: Path, task: str, require: bool = True) -> None:
+    """Refuse a folder whose preprocessor belongs to another task (a text model given image data, or the
+    reverse), or (`require`) carries none, before any weights are loaded."""
     from trt_edge.tasks.spec import TASKS, get_task
 
     spec = get_task(task)
     if spec.preprocessor.present(path):
         return
     other = [s for s in TASKS.values() if s is not spec and s.preprocessor.present(path)]
+    if not other and not require:
+        return
     if other:
         raise TrtEdgeError(f"{path}: this is a model for {other[0].name} (it carries a {other[0].preprocessor.kind}), "
                            f"the task is {task}; set task.type: {other[0].name} or give a {spec.modality} model")
@@ -107,7 +109,7 @@ def load_classifier(ref: str | Path, label_names: list[str], trust_remote_code: 
 
     spec = get_task(task)
     path = resolve_model_path(str(ref))
-    check_preprocessor(path, task)
+    check_preprocessor(path, task, require=False)  # the stages require it; the library tries transformers
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     transformers.logging.set_verbosity_error()  # type: ignore[no-untyped-call]
     try:

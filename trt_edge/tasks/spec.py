@@ -57,15 +57,16 @@ class PreprocessorSpec:
         return folder.is_dir() and any((folder / name).is_file() for name in self.files)
 
     def load(self, folder: Path, trust_remote_code: bool = False) -> Any:
-        """Load it from `folder` (local files only), or say in one line what is missing."""
-        if not self.present(folder):
-            raise TrtEdgeError(f"{folder}: no {self.kind} ({' or '.join(self.files)}) in this folder")
+        """Load it from `folder` (local files only), or say in one line what is missing. transformers is
+        asked even when none of `files` is there (some tokenizers rebuild from the model config); the
+        stages refuse such folders earlier (`tasks.models.check_preprocessor`)."""
         module, _, attr = self.loader.partition(":")
         cls = getattr(importlib.import_module(module), attr)
         try:
             return cls.from_pretrained(str(folder), local_files_only=True, trust_remote_code=trust_remote_code)
-        except (OSError, ValueError, KeyError) as exc:
-            raise TrtEdgeError(f"{folder}: unreadable {self.kind} ({str(exc).splitlines()[0][:200]})") from exc
+        except (OSError, ValueError, KeyError, TypeError) as exc:
+            what = "unreadable" if self.present(folder) else f"no {' or '.join(self.files)} for the"
+            raise TrtEdgeError(f"{folder}: {what} {self.kind} ({str(exc).splitlines()[0][:200]})") from exc
 
     def copy(self, src: Path, dst: Path) -> Path:
         """Copy the preprocessor's files (and `config.json`, which holds the label names) into `dst`."""
