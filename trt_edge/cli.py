@@ -40,6 +40,18 @@ def _fire_argv(argv: list[str]) -> list[str]:
     return [a for a in argv if a not in ("--help", "-h")] + ["--", "--help"]
 
 
+def _config_help(args: list[str], exc: SystemExit) -> None:
+    """After Fire's help of a stage command, list the config keys that command reads (types, defaults)."""
+    if exc.code not in (0, None) or args[-2:] != ["--", "--help"] or not args[:1]:
+        return
+    from trt_edge.config_doc import help_text
+
+    text = help_text(args[0].replace("-", "_"))
+    if text:
+        sys.stdout.flush()
+        print(text)
+
+
 def main(argv: list[str] | None = None) -> None:
     """Console entry point: user errors become one line and exit 2, gate failures exit 1."""
     import fire
@@ -48,6 +60,9 @@ def main(argv: list[str] | None = None) -> None:
     os.environ.setdefault("PAGER", "cat")
     try:
         fire.Fire(TrtEdge, command=args, name="trt-edge")
+    except SystemExit as exc:
+        _config_help(args, exc)
+        raise
     except TrtEdgeError as exc:
         message = str(exc).replace("\n", " ")
         figures = getattr(exc, "figures", None)

@@ -25,6 +25,7 @@ SECTIONS: dict[str, str] = {
     "target": "trt_edge.target:TargetConfig",
     "distill": "trt_edge.distill.config:DistillConfig",
     "prune": "trt_edge.sparsity.config:PruneConfig",
+    "width": "trt_edge.sparsity.config:WidthConfig",
     "export": "trt_edge.export.config:ExportConfig",
     "calibrate": "trt_edge.quantize.config:CalibrateConfig",
     "build": "trt_edge.engine.config:BuildConfig",

@@ -70,3 +70,30 @@ def test_real_minilm_student_learns_and_reruns_from_cache(tmp_path: Path, cache_
     assert again.metrics["teacher_cache"] == "hit"
     assert again.metrics["teacher_logits_cache"] == "hit"
     assert again.metrics["teacher_accuracy"] == pytest.approx(m["teacher_accuracy"])
+
+
+def test_student_tokenizer_is_checked_before_any_work(tmp_path: Path, tiny_bert_dir: Path,
+                                                      demo_data_config: DataConfig,
+                                                      monkeypatch: pytest.MonkeyPatch) -> None:
+    """Issue 15: a separate student with another tokenizer is refused before the teacher is fine-tuned or
+    run (prepare_teacher is never reached), with the one-line reason."""
+    import shutil
+
+    from transformers import AutoTokenizer
+
+    import trt_edge.distill.stage as stage
+
+    student = tmp_path / "student"
+    shutil.copytree(tiny_bert_dir, student)
+    tokenizer = AutoTokenizer.from_pretrained(student)
+    tokenizer.add_tokens(["zzzunseenzzz"])
+    tokenizer.save_pretrained(student)
+
+    def no_work(*_args: object, **_kwargs: object) -> None:
+        raise AssertionError("the teacher was prepared before the tokenizer check")
+
+    monkeypatch.setattr(stage, "prepare_teacher", no_work)
+    monkeypatch.setattr(stage, "load_data", no_work)
+    with pytest.raises(TrtEdgeError, match="tokenizer differs from the teacher's"):
+        run(_config(demo_data_config, str(tiny_bert_dir), student={"model": str(student)}), tmp_path / "out")
+    assert not (tmp_path / "out").exists()

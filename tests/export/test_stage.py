@@ -36,7 +36,8 @@ def test_export_command_writes_the_stage(tiny_bert_dir: Path, demo_data_config, 
     assert printed["argmax_agreement"] == 1.0 and printed["exporter"] == "torchscript"
     data = read_stage(out, "export")
     m = data["metrics"]
-    assert data["artifacts"] == {"onnx": "model.onnx", "parity": "parity.json", "preprocessor": "preprocessor"}
+    assert data["artifacts"] == {"onnx": "model.onnx", "parity": "parity.json", "preprocessor": "preprocessor",
+                                 "predictions": "test_predictions.npz"}  # per-example, for the paired gate
     assert m["max_abs_diff"] <= 1e-4 and m["argmax_agreement"] == 1.0 and m["opset"] == 17
     assert m["onnx_bytes"] == (out / "model.onnx").stat().st_size
     assert m["input_dtype"] == "int32" and m["parity_examples"] == 96
@@ -74,7 +75,7 @@ def test_student_stage_with_fp16_and_fused_attention(minilm_student_dir: Path, d
                                  parity_max_examples=32, parity_batch_sizes=[2], parity_sequence_lengths=[24]))
     out = tmp_path / "export"
     record = run(config, minilm_student_dir, out)
-    assert set(record.artifacts) == {"onnx", "parity", "onnx_fp16", "onnx_fused", "preprocessor"}
+    assert set(record.artifacts) == {"onnx", "parity", "onnx_fp16", "onnx_fused", "predictions", "preprocessor"}
     m = record.metrics
     assert m["argmax_agreement"] == 1.0 and m["max_abs_diff"] <= 1e-4
     fp16 = onnx.load(str(out / "model.fp16.onnx"))
@@ -113,3 +114,31 @@ def test_cli_exit_codes(tiny_bert_onnx: Path, tmp_path: Path, capsys: pytest.Cap
             main(argv)
         assert err.value.code == 2
         assert len(capsys.readouterr().err.strip().splitlines()) == 1
+
+
+def test_unfusable_attention_keeps_the_plain_export_unless_strict(tiny_bert_onnx: Path, tmp_path: Path) -> None:
+    """Issue 15: blocks the fused node cannot express are reported per layer with the matcher's reason and
+    no model.fused.onnx is written; `strict` turns that into a one-line error."""
+    import onnx
+    from onnx import helper
+
+    from trt_edge.export.stage import _fuse_attention
+
+    model = onnx.load(str(tiny_bert_onnx))
+    for softmax in [n for n in model.graph.node if n.op_type == "Softmax"]:
+        broken = f"{softmax.name}_sqrt"
+        model.graph.node.insert(list(model.graph.node).index(softmax),
+                                helper.make_node("Sqrt", [softmax.input[0]], [broken]))
+        softmax.input[0] = broken
+    path = tmp_path / "model.onnx"
+    onnx.save(model, str(path))
+    ids = np.full((2, 6), 7, np.int64)
+    mask = np.ones((2, 6), np.int64)
+    mask[1, 4:] = 0
+    feeds = [{"input_ids": ids, "attention_mask": mask, "token_type_ids": np.zeros_like(ids)}]
+    result = _fuse_attention(path, tmp_path / "model.fused.onnx", feeds)
+    assert result["fused_layers"] == [] and len(result["unfused"]) == 2
+    assert all("no Q.Kᵀ MatMul before the softmax" in u["reason"] for u in result["unfused"])
+    assert not (tmp_path / "model.fused.onnx").exists()
+    with pytest.raises(TrtEdgeError, match="fuse_attention_strict: 2 attention layers cannot be fused"):
+        _fuse_attention(path, tmp_path / "model.fused.onnx", feeds, strict=True)

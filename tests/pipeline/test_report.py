@@ -3,13 +3,16 @@
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 
+import numpy as np
 import pytest
 
+from trt_edge import stats
 from trt_edge.errors import TrtEdgeError
 from trt_edge.pipeline.report import collect, write_report
-from trt_edge.stage import StageRecord
+from trt_edge.stage import StageRecord, atomic_write_json
 
 from .chromium import chromium, render
 
@@ -22,18 +25,58 @@ def _stage(root: Path, name: str, metrics: dict, artifacts: dict | None = None, 
     StageRecord(stage=name, config={}, metrics=metrics, artifacts=artifacts or {}).write(folder)
 
 
+def _flip(rng: np.random.Generator, labels: np.ndarray, error: float) -> np.ndarray:
+    """Predictions right except on a random `error` share of the examples."""
+    pred = labels.copy()
+    wrong = rng.random(len(labels)) < error
+    pred[wrong] = (labels[wrong] + 1) % 3
+    return pred
+
+
 @pytest.fixture
 def run_dir(tmp_path: Path) -> Path:
     root = tmp_path / "run"
+    rng = np.random.default_rng(0)
+    labels = rng.choice(3, size=600, p=[0.5, 0.3, 0.2])
+    teacher = _flip(rng, labels, 0.13)
+    student = np.where(rng.random(600) < 0.04, (teacher + 1) % 3, teacher)
+    hard = np.zeros(600, dtype=np.int64)  # collapsed to the majority class: a warning
+    sparse = np.where(rng.random(600) < 0.01, (student + 1) % 3, student)
+    int8 = np.where(rng.random(600) < 0.01, (sparse + 1) % 3, sparse)
+    cpu = sparse.copy()
+    d_gate = stats.judge_predictions("distill", "student vs teacher", teacher, student, labels, None).to_dict()
+    p_gate = stats.judge_predictions("prune", "sparse vs dense student", student, sparse, labels, None).to_dict()
+    c_gate = stats.judge_predictions("calibrate.gate", "INT8 Q/DQ vs fp32 ONNX", sparse, int8, labels, 1.0,
+                                     1.0).to_dict()
     _stage(root, "distill", {"teacher_accuracy": 0.866, "teacher_macro_f1": 0.84, "student_accuracy": 0.865,
                              "student_macro_f1": 0.838, "student_hard_label_accuracy": 0.85,
                              "teacher_params": 22_700_000, "student_params": 17_400_000,
-                             "teacher_weight_bytes": 91_000_000, "student_weight_bytes": 69_600_000})
-    _stage(root, "prune", {"sparse_accuracy": 0.864, "sparse_macro_f1": 0.839})
-    _stage(root, "export", {"onnx_bytes": 69_600_000, "max_abs_diff": 2e-6, "argmax_agreement": 1.0})
+                             "teacher_weight_bytes": 91_000_000, "student_weight_bytes": 69_600_000,
+                             "gate": d_gate, "data": {"label_names": ["anger", "joy", "sadness"]}})
+    stats.save_predictions(root / "distill", labels, teacher=teacher, student=student, hard_label=hard)
+    _stage(root, "prune", {"sparse_accuracy": 0.864, "sparse_macro_f1": 0.839, "gate": p_gate,
+                           "layers": {"encoder.layer.0.attention.self.query.weight": {
+                               "kept_magnitude": 0.71, "kept_magnitude_without_permutation": 0.69,
+                               "input_channels_permuted": "attention"}}})
+    stats.save_predictions(root / "prune", labels, dense=student, sparse=sparse)
+    _stage(root, "export", {"onnx_bytes": 69_600_000, "max_abs_diff": 2e-6, "argmax_agreement": 1.0,
+                            "parity_shapes": [{"batch": 1, "sequence": 16}, {"batch": 8, "sequence": 64}]})
+    (root / "export" / "stage.json").write_text(
+        (root / "export" / "stage.json").read_text().replace('"config": {}', '"config": {"task": {"max_length": 128}}'))
     _stage(root, "calibrate", {"fp32_accuracy": 0.864, "int8_accuracy": 0.86, "int8_macro_f1": 0.83,
                                "method": "entropy", "cpu_accuracy": 0.862, "cpu_artifact": "dynamic-int8",
-                               "cpu_onnx_bytes": 30_000_000})
+                               "cpu_onnx_bytes": 30_000_000, "gate": c_gate},
+           {"onnx": "model.int8.onnx", "onnx_cpu": "model.cpu.onnx", "ranges": "ranges.json"},
+           {"model.int8.onnx": "x" * 2000, "model.cpu.onnx": "y" * 1000,
+            "ranges.json": json.dumps({"float_layers": ["/l1/MatMul"], "skipped": {"/attn/MatMul": "bmm"},
+                                       "placement": [{"node": "/l0/MatMul", "op_type": "MatMul",
+                                                      "kind": "projection"},
+                                                     {"node": "/l1/MatMul", "op_type": "MatMul",
+                                                      "kind": "projection"}]})})
+    stats.save_predictions(root / "calibrate", labels, fp32=sparse, int8=int8, cpu=cpu)
+    # the distill budget was loosened from 3.0 to 6.0
+    atomic_write_json(root / "pipeline.json", {"config": {"pipeline": {"gates": {"distill": 6.0, "prune": 1.5,
+                                                                                 "calibrate": 1.0}}}})
     labels = ["teacher fp32", "student fp32", "student INT8 Q/DQ (TensorRT)", "student INT8 (CPU)"]
     medians = [6.0, 3.0, 5.5, 1.2]
     comparison = {"models": [{"label": label} for label in labels], "reference": labels[0],
@@ -59,7 +102,57 @@ def test_report_table_and_speedups(run_dir: Path, tmp_path: Path) -> None:
     assert "| b1 s64 | 1.00× | 2.00× | 1.09× | 5.00× |" in text
     assert "on-device build bundle" in text
     assert {p.name for p in (tmp_path / "report").glob("*.png")} == {
-        "accuracy_vs_latency.png", "accuracy_vs_size.png", "accuracy_per_stage.png"}
+        "accuracy_vs_latency.png", "accuracy_vs_size.png", "accuracy_per_stage.png", "latency_percentiles.png"}
+
+
+def test_report_states_the_verdict_first(run_dir: Path, tmp_path: Path) -> None:
+    md, _ = write_report(run_dir, tmp_path / "report")
+    text = md.read_text()
+    first = text.split("## Gates")[0]
+    # what to deploy, per target, with size, speed-up and accuracy against the teacher with an interval
+    assert "Deploy build/bundle and calibrate/model.cpu.onnx: all 4 gates with a budget passed" in first
+    assert "TensorRT (Jetson)" in first and "CPU (ONNX Runtime)" in first
+    assert "5.0× (b1 s64)" in first  # the CPU artifact against the teacher, from comparison.json
+    assert re.search(r"\[[+-]\d+\.\d\d, [+-]\d+\.\d\d\], n=600", first)  # accuracy vs teacher with its interval
+    gates = text.split("## Gates")[1].split("## Warnings")[0]
+    for gate in ("pipeline.gates.distill", "pipeline.gates.prune", "pipeline.gates.calibrate", "calibrate.gate"):
+        assert f"| {gate} |" in gates
+    assert "6 (loosened from 3)" in gates
+    warnings = text.split("## Warnings")[1].split("## Models")[0]
+    assert "hard labels only (ablation) predicts class 'anger' for 100%" in warnings
+    assert "parity grid reaches sequence length 64, short of the task's max_length 128" in warnings
+    assert "## Confusion: teacher" in text and "## Confusion: student INT8 Q/DQ (TensorRT)" in text
+    assert "## Per-layer 2:4 sparsity" in text and "| /l1/MatMul | MatMul | float |" in text
+
+
+def test_plots_never_place_text_beside_points(run_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import matplotlib.axes
+
+    def refuse(*args: object, **kwargs: object) -> None:
+        raise AssertionError("a label placed next to a point can overlap another; use the legend")
+
+    monkeypatch.setattr(matplotlib.axes.Axes, "annotate", refuse)
+    monkeypatch.setattr(matplotlib.axes.Axes, "text", refuse)
+    write_report(run_dir, tmp_path / "report")
+
+
+def test_report_shows_the_width_step_with_its_size_speed_and_accuracy(run_dir: Path, tmp_path: Path) -> None:
+    _stage(run_dir, "width", {"width_accuracy": 0.861, "width_macro_f1": 0.835, "params": 12_000_000,
+                              "weight_bytes": 48_000_000, "structure": {"heads": 6, "head_dim": 32, "ffn": 768}})
+    comparison_path = run_dir / "profile" / "comparison.json"
+    comparison = json.loads(comparison_path.read_text())
+    comparison["shapes"][0]["latency_ms"]["student width-pruned fp32"] = {"median": 2.0}
+    comparison["shapes"][0]["speedup_vs_first"]["student width-pruned fp32"] = 3.0
+    comparison_path.write_text(json.dumps(comparison))
+    rows, _, _ = collect(run_dir)
+    by_model = {r.model: r for r in rows}
+    width = by_model["width-pruned student"]
+    assert (width.accuracy, width.params, width.size_bytes) == (0.861, 12_000_000, 48_000_000)
+    assert width.latency_ms == {"b1s64": 2.0} and "6 heads x 32, feed-forward 768" in width.note
+    assert by_model["sparse student (2:4)"].params == 12_000_000  # 2:4 on the narrow model
+    assert by_model["student (distilled)"].latency_ms == {}  # its ONNX is not in this run
+    assert [r.model for r in rows].index("width-pruned student") < [r.model for r in rows].index(
+        "sparse student (2:4)")
 
 
 def test_report_of_a_folder_that_is_not_a_run(tmp_path: Path) -> None:
@@ -69,14 +162,32 @@ def test_report_of_a_folder_that_is_not_a_run(tmp_path: Path) -> None:
         write_report(tmp_path / "missing", tmp_path / "out")
 
 
+MEASURE = """<script>
+const v = document.getElementById('verdict').getBoundingClientRect();
+document.body.setAttribute('data-verdict-bottom', String(v.bottom));
+document.body.setAttribute('data-scroll-width', String(document.documentElement.scrollWidth));
+document.body.setAttribute('data-client-width', String(document.documentElement.clientWidth));
+</script></body>"""
+
+
 @pytest.mark.skipif(chromium() is None, reason="needs Debian's chromium (apt-get install chromium)")
-def test_report_renders_in_headless_chromium(run_dir: Path, tmp_path: Path) -> None:
+@pytest.mark.parametrize(("width", "height"), [(390, 844), (1280, 800)])
+def test_report_renders_in_headless_chromium(run_dir: Path, tmp_path: Path, width: int, height: int) -> None:
+    """Phone and desktop widths: the verdict is on the first screen, nothing overflows the page sideways."""
     _, html = write_report(run_dir, tmp_path / "report")
-    png = tmp_path / "report.png"
-    dom = render(html, png)
+    measured = tmp_path / "measured.html"
+    measured.write_text(html.read_text().replace("</body>", MEASURE))
+    png = tmp_path / f"report-{width}.png"
+    dom = render(measured, png, width=width, height=height)
     assert dom.count("<tr>") >= 7 and "student INT8 (CPU)" in dom
-    assert dom.count('src="data:image/png;base64,') == 3
+    assert dom.count('src="data:image/png;base64,') == 4
+    attrs = {k: float(v) for k, v in re.findall(r'data-([a-z-]+)="([0-9.]+)"', dom)}
+    bottom = attrs["verdict-bottom"]
+    assert 0 < bottom <= height, f"the verdict ends at {bottom} px, below the first screen"
+    assert attrs["scroll-width"] <= attrs["client-width"] + 1, "the page scrolls sideways (a table or image too wide)"
     import matplotlib.image
 
     pixels = matplotlib.image.imread(str(png))
-    assert pixels.shape[0] >= 1000 and pixels.std() > 0.05
+    assert pixels.shape[1] == width and pixels.shape[0] == height and pixels.std() > 0.05
+    top = pixels[: height // 3]
+    assert top.std() > 0.05  # the first screen is drawn (headline, target cards), not blank

@@ -54,7 +54,8 @@ def test_cpu_only_target_writes_no_tensorrt_artifacts(tiny_bert_onnx: Path, tiny
                                    "cpu": {"runs": 2, "candidates": ["fp32", "dynamic-int8", "u8s8-qdq"],
                                            "budget": 100.0}}})
     record = run(cfg, tiny_bert_onnx, tmp_path / "cpu")
-    assert set(record.artifacts) == {"onnx_cpu", "cpu_candidates", "calibration_data", "preprocessor"}
+    assert set(record.artifacts) == {"onnx_cpu", "cpu_candidates", "calibration_data", "predictions",
+                                     "preprocessor"}
     assert not (tmp_path / "cpu" / "model.int8.onnx").exists()
     qdq = onnx.load(str(tmp_path / "cpu" / "model.cpu.onnx"))
     if record.metrics["cpu_artifact"] == "u8s8-qdq":
@@ -69,3 +70,24 @@ def test_bad_cpu_config(bad: dict[str, Any]) -> None:
 
     with pytest.raises(TrtEdgeError, match=r"CPU candidate|must include fp32"):
         RunConfig({"calibrate": {"cpu": bad}}).section("calibrate")
+
+
+def test_size_decides_between_candidates_equally_fast() -> None:
+    """Issue 15: a 125 MB fp32 fusion and a 53 MB dynamic INT8 file at the same speed within noise: the
+    smaller wins; a clearly faster one still wins whatever its size; failing or slower ones never do."""
+    from trt_edge.quantize.cpu_target import LATENCY_NOISE, CpuCandidate, smallest_within_noise
+
+    def cand(name: str, ms: float, mb: float, passed: bool = True, variant: bool = False) -> CpuCandidate:
+        return CpuCandidate(name, Path(f"{name}.onnx"), latency_ms={"b1s64": ms, "b1s128": 2 * ms},
+                            passed=passed, bytes=int(mb * 1e6),
+                            disabled_optimizers=["SkipLayerNormFusion"] if variant else [])
+
+    fused = cand("fused", 1.00, 124.6)
+    tie = 1.0 + LATENCY_NOISE / 2
+    dyn = cand("dynamic-int8", tie, 53.1)
+    tiny_but_slow = cand("u8s8-qdq", 1.0 + 3 * LATENCY_NOISE, 20.0)
+    failed = cand("fused-dynamic-int8", 0.99, 10.0, passed=False)
+    variant = cand("dynamic-int8/no-sln", tie, 5.0, variant=True)  # not re-evaluated: never a tie-winner
+    assert smallest_within_noise([fused, dyn, tiny_but_slow, failed, variant], fused) is dyn
+    assert smallest_within_noise([fused, tiny_but_slow], fused) is fused
+    assert smallest_within_noise([dyn, fused], dyn) is dyn

@@ -34,14 +34,20 @@ def test_finds_ffn_and_per_head_value_pairs(tiny_bert_dir: Path) -> None:
     assert len(pairs) == 4
 
 
-def test_unrecognised_architecture_is_reported_not_guessed() -> None:
-    model = torch.nn.Module()
-    model.layers = torch.nn.ModuleList([torch.nn.Sequential(torch.nn.Linear(8, 16), torch.nn.ReLU(),
-                                                            torch.nn.Linear(16, 8)) for _ in range(2)])
+def test_pairs_come_from_the_computation_not_the_names(tiny_bert_dir: Path) -> None:
+    """A BERT whose FFN activation mixes channels (a cumulative sum) has the same module names but no
+    permutable FFN pair: it is reported per block, the value pairs are still found."""
+    class CumSum(torch.nn.Module):
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            return torch.cumsum(x, dim=-1)
+
+    model = _load(tiny_bert_dir)
+    for layer in model.bert.encoder.layer:
+        layer.intermediate.intermediate_act_fn = CumSum()
     found = find_pairs(model)
-    assert not found.pairs
-    assert set(found.unrecognised) == {"layers.0", "layers.1"}
-    assert "not a BERT-family" in found.unrecognised["layers.0"]
+    assert {p.kind for p in found.pairs} == {"value"}
+    assert set(found.unrecognised) == {"bert.encoder.layer.0 (FFN in->out)", "bert.encoder.layer.1 (FFN in->out)"}
+    assert "keeps the model's function" in found.unrecognised["bert.encoder.layer.0 (FFN in->out)"]
 
 
 def test_search_stays_in_blocks_and_never_loses_magnitude() -> None:

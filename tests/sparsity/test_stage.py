@@ -75,9 +75,8 @@ def test_stage_writes_a_truly_sparse_model_and_its_record(pruned_tiny: Path) -> 
     ffn = sparsity["tensors"]["bert.encoder.layer.0.output.dense.weight"]
     assert ffn["axis"] == 1 and ffn["input_channels_permuted"] == "ffn"
     assert ffn["kept_magnitude"] >= ffn["kept_magnitude_without_permutation"]
-    assert sorted(sparsity["permutations"][0]["permutation"]) == list(range(sparsity["permutations"][0]["block"]
-                                                                            * (64 // sparsity["permutations"][0]
-                                                                               ["block"])))
+    ffn_perm = next(p for p in sparsity["permutations"] if p["kind"] == "ffn")
+    assert sorted(ffn_perm["permutation"]) == list(range(ffn_perm["block"] * (64 // ffn_perm["block"])))
     report = check_model_sparsity(model_dir)
     assert report.ok and len(report.sparse_rows) == 12
 
@@ -183,13 +182,13 @@ def test_bad_input_exits_2_with_one_line(tiny_bert_dir: Path, demo_data_config: 
 
 
 def test_task_section_falls_back_to_the_distill_stage_record(tmp_path: Path, demo_data_config: Any) -> None:
-    from trt_edge.sparsity.stage import _task_config
+    from trt_edge.sparsity.stage import task_config_for
 
     folder = tmp_path / "distill"
     (folder / "model").mkdir(parents=True)
     StageRecord(stage="distill", config={"task": {"data": demo_data_config.to_dict(), "max_length": 40}},
                 artifacts={"model": "model"}).write(folder)
-    task, source = _task_config(RunConfig({}), folder)
+    task, source = task_config_for(RunConfig({}), folder)
     assert task.max_length == 40 and task.data.train_size == 800 and source.endswith("stage.json")
-    task, source = _task_config(RunConfig({"task": {"max_length": 20}}), folder)
+    task, source = task_config_for(RunConfig({"task": {"max_length": 20}}), folder)
     assert task.max_length == 20 and source == "config"

@@ -13,7 +13,8 @@ class TrainConfig(ConfigBase):
     """A training budget, shared by teacher fine-tuning, distillation and sparse recovery.
 
     epochs (int): passes over the training split. Defaults to 2.
-    batch_size (int): examples per step (per process under `accelerate launch`). Defaults to 32.
+    batch_size (int): examples per optimizer step, split among the processes under `accelerate launch`
+        (a multiple of their number), so the trained student does not depend on it. Defaults to 32.
     learning_rate (float): peak AdamW learning rate. Defaults to 5e-5.
     weight_decay (float): AdamW decoupled weight decay (not on biases and LayerNorm). Defaults to 0.01.
     warmup_ratio (float): share of steps with a linear warm-up; then linear decay to 0. Defaults to 0.1.
@@ -66,6 +67,27 @@ class StudentConfig(ConfigBase):
 
 
 @dataclass
+class TransferConfig(ConfigBase):
+    """A transfer set: unlabelled in-domain texts the teacher scores, so the student learns from more
+    examples than the labelled split holds (the labels are used only where they exist).
+
+    source (str | None): `unused` takes the texts of the task's own data source that no labelled split
+        uses (every row, whatever its label or filter value); a CSV/TSV/JSONL file, a folder of `.txt`
+        files, or `demo:NAME` takes that source's texts (labels ignored). None turns it off. Defaults to None.
+    text_column (str | None): the text column of a table source; None uses task.data.text_column.
+    max_examples (int | None): cap on the transfer texts, drawn with the task's seed. Defaults to 20000.
+    """
+
+    source: str | None = None
+    text_column: str | None = None
+    max_examples: int | None = 20000
+
+    def __post_init__(self) -> None:
+        if self.max_examples is not None and self.max_examples < 1:
+            raise ValueError(f"transfer.max_examples must be at least 1, got {self.max_examples}")
+
+
+@dataclass
 class DistillConfig(ConfigBase):
     """Knowledge distillation from a teacher into a student.
 
@@ -83,8 +105,10 @@ class DistillConfig(ConfigBase):
     hidden_weight (float): weight of the hidden-state MSE on mapped layers. Defaults to 0 (off).
     attention_weight (float): weight of the attention-distribution KL on mapped layers (MiniLM-style;
         needs equal head counts). Defaults to 0 (off).
-    ablation (bool): also train the same student on hard labels only with the same budget, the figure
-        that shows distillation pays. Defaults to True.
+    transfer (TransferConfig): unlabelled in-domain texts scored by the teacher, added to the
+        distillation data (off by default).
+    ablation (bool): also train the same student on hard labels only, on the same labelled data and for
+        the same number of optimizer steps, the figure that shows distillation pays. Defaults to True.
     cache_dir (str | None): where teacher logits are cached, keyed by model and data hashes. Defaults to
         `$TRT_EDGE_CACHE` or `~/.cache/trt-edge`.
     trust_remote_code (bool): let transformers run code shipped with a model folder. Defaults to False.
@@ -100,6 +124,7 @@ class DistillConfig(ConfigBase):
     alpha: float = 0.5
     hidden_weight: float = 0.0
     attention_weight: float = 0.0
+    transfer: TransferConfig = field(default_factory=TransferConfig)
     ablation: bool = True
     cache_dir: str | None = None
     trust_remote_code: bool = False

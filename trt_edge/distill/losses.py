@@ -40,13 +40,24 @@ def attention_kl_loss(student_attn: torch.Tensor, teacher_attn: torch.Tensor, ma
     return (kl * rows).sum() / rows.sum().clamp_min(1.0)
 
 
+UNLABELLED = -100  # the label of a transfer-set example (torch's ignore_index)
+
+
 def combined_loss(student_out: Any, labels: torch.Tensor, teacher_logits: torch.Tensor | None, *,
                   alpha: float, temperature: float, teacher_out: Any = None, mask: torch.Tensor | None = None,
                   layer_map: list[tuple[int, int]] | None = None, hidden_weight: float = 0.0,
                   attention_weight: float = 0.0, projection: torch.nn.Module | None = None,
                   ) -> tuple[torch.Tensor, dict[str, float]]:
-    """(1 - alpha) * CE(hard labels) + alpha * KD + hidden_weight * MSE + attention_weight * attn-KL."""
-    ce = F.cross_entropy(student_out.logits.float(), labels)
+    """(1 - alpha) * CE(hard labels) + alpha * KD + hidden_weight * MSE + attention_weight * attn-KL.
+
+    Rows labelled `UNLABELLED` (transfer-set examples) take no part in the cross-entropy."""
+    labelled = labels != UNLABELLED
+    if bool(labelled.all()):
+        ce = F.cross_entropy(student_out.logits.float(), labels)
+    elif bool(labelled.any()):
+        ce = F.cross_entropy(student_out.logits.float()[labelled], labels[labelled])
+    else:
+        ce = student_out.logits.float().sum() * 0.0
     parts = {"ce": float(ce.detach())}
     loss = (1 - alpha) * ce
     if teacher_logits is not None and alpha > 0:

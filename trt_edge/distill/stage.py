@@ -16,8 +16,10 @@ from typing import Any
 
 import numpy as np
 
+from trt_edge import stats
 from trt_edge.config import RunConfig
 from trt_edge.distill.config import DistillConfig, TrainConfig
+from trt_edge.distill.ranks import is_main_process
 from trt_edge.errors import TrtEdgeError
 from trt_edge.log import get_logger
 from trt_edge.stage import StageRecord, sha256_json, sha256_tree, stage_output
@@ -124,6 +126,9 @@ def prepare_teacher(cfg: DistillConfig, task: TaskConfig, data: TextClassificati
     ft = finetune_classifier(loaded.model, loaded.tokenizer, data, task, cfg.teacher_train, cfg.seed,
                              "teacher fine-tune")
     info.update({"teacher_finetuned": True, "teacher_finetune": ft, "teacher_cache": "miss"})
+    loaded.head_trained = True
+    if not is_main_process():  # data-parallel: rank 0 alone writes the cache
+        return loaded, loaded.path, info
     cached.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{key}.", dir=cached.parent))
     save_classifier(loaded.model, loaded.tokenizer, tmp)
@@ -133,7 +138,6 @@ def prepare_teacher(cfg: DistillConfig, task: TaskConfig, data: TextClassificati
     if cached.exists():
         shutil.rmtree(cached)
     os.replace(tmp, cached)
-    loaded.head_trained = True
     return loaded, cached, info
 
 
@@ -199,12 +203,39 @@ def teacher_train_logits(cfg: DistillConfig, teacher: LoadedClassifier, teacher_
     predict_logits = adapter(task).predict_logits if task is not None else \
         get_task("text-classification").module().predict_logits
     logits = predict_logits(teacher.model, encoded, batch_size).astype(np.float32)
+    if not is_main_process():
+        return logits, "miss"
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{key}.", suffix=".npy", dir=path.parent)
     with os.fdopen(fd, "wb") as handle:
         np.save(handle, logits, allow_pickle=False)
     os.replace(tmp, path)
     return logits, "miss"
+
+
+def check_student_tokenizer(cfg: DistillConfig) -> None:
+    """Refuse a separate student whose tokenizer differs from the teacher's, before any fine-tuning or
+    teacher inference: logit distillation needs the same tokenization of each example."""
+    if not cfg.student.model:
+        return
+    import transformers
+
+    from trt_edge.tasks.models import resolve_model_path
+
+    def vocab(ref: str) -> dict[str, int]:
+        path = resolve_model_path(ref)
+        try:
+            tokenizer = transformers.AutoTokenizer.from_pretrained(path, local_files_only=True,
+                                                                   trust_remote_code=cfg.trust_remote_code)
+        except (OSError, ValueError) as exc:
+            raise TrtEdgeError(f"{ref}: cannot load its tokenizer ({str(exc).splitlines()[0]})") from exc
+        return dict(tokenizer.get_vocab())
+
+    if vocab(cfg.student.model) != vocab(cfg.teacher):
+        raise TrtEdgeError(
+            f"{cfg.student.model}: its tokenizer differs from the teacher's; logit distillation needs the "
+            "same tokenization of each example (use a student from the same model family)"
+        )
 
 
 def build_student(cfg: DistillConfig, teacher: LoadedClassifier,
@@ -217,13 +248,8 @@ def build_student(cfg: DistillConfig, teacher: LoadedClassifier,
 
     torch.manual_seed(cfg.seed)
     if cfg.student.model:
+        # Same tokenizer as the teacher: checked by `check_student_tokenizer` before any work.
         loaded = load_classifier(cfg.student.model, data.label_names, cfg.trust_remote_code, task_type)
-        t_vocab = teacher.tokenizer.get_vocab() if hasattr(teacher.tokenizer, "get_vocab") else None
-        if t_vocab is not None and loaded.tokenizer.get_vocab() != t_vocab:
-            raise TrtEdgeError(
-                f"{cfg.student.model}: its tokenizer differs from the teacher's; logit distillation needs the "
-                "same tokenization of each example (use a student from the same model family)"
-            )
         return loaded.model, loaded.tokenizer, {"student_source": str(loaded.path),
                                                 "student_layers": num_layers(loaded.model)}
     student, keep = student_from_teacher(teacher.model, cfg.student.layers)
@@ -231,8 +257,10 @@ def build_student(cfg: DistillConfig, teacher: LoadedClassifier,
 
 
 def distill_student(cfg: DistillConfig, task: TaskConfig, data: TextClassificationData, teacher: LoadedClassifier,
-                    student: Any, tokenizer: Any, train_logits: np.ndarray, student_layers: Any) -> dict[str, Any]:
-    """Train `student` in place from teacher logits (+ optional hidden/attention losses)."""
+                    student: Any, tokenizer: Any, train_logits: np.ndarray, student_layers: Any,
+                    transfer: tuple[Any, np.ndarray] | None = None) -> dict[str, Any]:
+    """Train `student` in place from teacher logits (+ optional hidden/attention losses), on the labelled
+    split and, when given, the transfer set (teacher logits only, no label)."""
     import torch
 
     from trt_edge.distill.losses import combined_loss
@@ -282,7 +310,13 @@ def distill_student(cfg: DistillConfig, task: TaskConfig, data: TextClassificati
                              layer_map=layer_map, hidden_weight=cfg.hidden_weight,
                              attention_weight=cfg.attention_weight, projection=projection)
 
-    result = train(student, training_features(train_enc, data.train.labels, train_logits), train_enc.pad_token_id,
+    features = training_features(train_enc, data.train.labels, train_logits)
+    if transfer is not None:
+        from trt_edge.distill.losses import UNLABELLED
+
+        t_enc, t_logits = transfer
+        features += training_features(t_enc, [UNLABELLED] * len(t_enc), t_logits)
+    result = train(student, features, train_enc.pad_token_id,
                    loss_fn, cfg.train, eval_fn=validation_eval_fn(val_enc, data.validation.labels, data.num_labels,
                                                         task.eval_batch_size, task),
                    seed=cfg.seed, desc="distill", extra_modules=[projection] if projection is not None else [],
@@ -292,6 +326,21 @@ def distill_student(cfg: DistillConfig, task: TaskConfig, data: TextClassificati
     return {"best_epoch": result.best_epoch, "seconds": result.seconds, "steps": result.steps,
             "examples_per_second": result.examples_per_second,
             "validation_accuracy": result.best_metrics["accuracy"]}
+
+
+def ablation_budget(cfg: DistillConfig, data: TextClassificationData, distill_info: dict[str, Any]) -> TrainConfig:
+    """The hard-label ablation's budget: the distilled student's optimizer steps on the labelled split.
+
+    Without a transfer set that is `distill.train` itself; with one, the distilled student took more steps
+    (labelled + transfer examples), so the ablation gets as many steps over the labelled data, more epochs.
+    """
+    if cfg.transfer.source is None:
+        return cfg.train
+    import math
+
+    steps = int(distill_info["steps"])
+    per_epoch = math.ceil(len(data.train) / cfg.train.batch_size)
+    return cfg.train.replace(epochs=max(cfg.train.epochs, math.ceil(steps / per_epoch)), max_steps=steps)
 
 
 def run(config: RunConfig, out: str | Path) -> StageRecord:
@@ -305,6 +354,7 @@ def run(config: RunConfig, out: str | Path) -> StageRecord:
         from trt_edge.tasks.models import check_preprocessor, resolve_model_path
 
         check_preprocessor(resolve_model_path(cfg.teacher), task.type)  # wrong modality: before the data
+        check_student_tokenizer(cfg)  # before the teacher's fine-tuning and logits, the expensive part
     data = load_task_data(task)
     teacher, teacher_dir, teacher_info = prepare_teacher(cfg, task, data)
     test = data.test
@@ -315,11 +365,23 @@ def run(config: RunConfig, out: str | Path) -> StageRecord:
     train_enc = encode(teacher.tokenizer, data.train.texts, task.max_length)
     logits, logits_cache = teacher_train_logits(cfg, teacher, teacher_dir, train_enc, task.eval_batch_size, task)
 
+    transfer_info: dict[str, Any] = {}
+    transfer: tuple[Any, np.ndarray] | None = None
+    if cfg.transfer.source is not None:
+        from trt_edge.distill.transfer import transfer_texts
+
+        texts, transfer_info = transfer_texts(cfg.transfer, task.data, data)
+        t_enc = encode(teacher.tokenizer, texts, task.max_length)
+        t_logits, transfer_info["teacher_logits_cache"] = teacher_train_logits(cfg, teacher, teacher_dir, t_enc,
+                                                                               task.eval_batch_size, task)
+        transfer = (t_enc, t_logits)
+
     student, tokenizer, student_info = build_student(cfg, teacher, data, task.type)
     distill_info = distill_student(cfg, task, data, teacher, student, tokenizer, logits,
-                                   student_info["student_layers"])
+                                   student_info["student_layers"], transfer)
     s_enc = encode(tokenizer, test.texts, task.max_length)
-    student_metrics, _ = evaluate(student, s_enc, test.labels, data.num_labels, task.eval_batch_size)
+    student_metrics, student_test_logits = evaluate(student, s_enc, test.labels, data.num_labels,
+                                                    task.eval_batch_size)
     log.info("student test accuracy %.4f, macro-F1 %.4f", student_metrics["accuracy"], student_metrics["macro_f1"])
 
     metrics: dict[str, Any] = {
@@ -333,30 +395,52 @@ def run(config: RunConfig, out: str | Path) -> StageRecord:
         "student_params": count_parameters(student),
         "distill": distill_info,
         "teacher_logits_cache": logits_cache,
+        "transfer": transfer_info or None,
         **teacher_info,
         **student_info,
     }
+    # The pipeline judges this pair against pipeline.gates.distill; the stage records the table.
+    paired = stats.judge_predictions("distill", "student vs teacher", teacher_test_logits, student_test_logits,
+                                     test.labels, None)
+    metrics["gate"] = paired.to_dict()
+    log.info("%s", paired.line())
+    predictions: dict[str, np.ndarray] = {"teacher": teacher_test_logits, "student": student_test_logits}
     if cfg.ablation:
         hard_student, hard_tok, _ = build_student(cfg, teacher, data, task.type)
-        hard_info = finetune_classifier(hard_student, hard_tok, data, task, cfg.train, cfg.seed, "hard-label student")
-        hard_metrics, _ = evaluate(hard_student, encode(hard_tok, test.texts, task.max_length), test.labels,
-                                   data.num_labels, task.eval_batch_size)
+        hard_info = finetune_classifier(hard_student, hard_tok, data, task, ablation_budget(cfg, data, distill_info),
+                                        cfg.seed, "hard-label student")
+        hard_metrics, hard_logits = evaluate(hard_student, encode(hard_tok, test.texts, task.max_length),
+                                             test.labels, data.num_labels, task.eval_batch_size)
         metrics.update({"student_hard_label_accuracy": hard_metrics["accuracy"],
                         "student_hard_label_macro_f1": hard_metrics["macro_f1"], "hard_label": hard_info})
         log.info("hard-label student test accuracy %.4f", hard_metrics["accuracy"])
+        # Distillation pays when this drop (hard-label minus distilled) has its whole interval below 0.
+        ablation = stats.judge_predictions("distill.ablation", "distilled vs hard-label student", hard_logits,
+                                           student_test_logits, test.labels, None)
+        pays = ablation.interval_points[1] < 0
+        ablation.status = ("distillation pays: the whole interval is below 0" if pays else
+                           f"no evidence at this n ({ablation.n:,}) that distillation pays: the interval reaches 0")
+        metrics["ablation_gate"] = ablation.to_dict()
+        metrics["distillation_pays"] = pays
+        log.info("%s", ablation.line())
+        predictions["hard_label"] = hard_logits
         del hard_student
 
     record = StageRecord(
         stage="distill",
         config={"task": task.to_dict(), "distill": cfg.to_dict()},
         inputs={"data": sha256_tree(resolve_data_source(task.data.source)),
-                "teacher": teacher_hash(cfg)},
-        artifacts={"model": "model", "teacher": "teacher"},
+                "teacher": teacher_hash(cfg), **_transfer_input(cfg, task)},
+        artifacts={"model": "model", "teacher": "teacher", "predictions": stats.PREDICTIONS_FILE},
     )
+    if not is_main_process():  # data-parallel: every rank holds the same student; rank 0 writes the stage
+        record.metrics = metrics
+        return record
     with stage_output(out) as tmp:
         save_classifier(student, tokenizer, tmp / "model")
         save_classifier(teacher.model, teacher.tokenizer, tmp / "teacher")
         np.save(tmp / "teacher" / "test_logits.npy", teacher_test_logits.astype(np.float32), allow_pickle=False)
+        stats.save_predictions(tmp, test.labels, **predictions)
         metrics["student_weight_bytes"] = weight_bytes(tmp / "model")
         metrics["teacher_weight_bytes"] = weight_bytes(tmp / "teacher")
         metrics["train_seconds"] = time.perf_counter() - started
@@ -377,3 +461,10 @@ def teacher_hash(cfg: DistillConfig) -> str:
     if isinstance(cfg.teacher, str):
         return sha256_tree(resolve_teacher_source(cfg))
     return sha256_json(cfg.teacher)
+
+
+def _transfer_input(cfg: DistillConfig, task: TaskConfig) -> dict[str, str]:
+    from trt_edge.distill.transfer import transfer_source_path
+
+    path = transfer_source_path(cfg.transfer, task.data)
+    return {"transfer": sha256_tree(path)} if path is not None else {}

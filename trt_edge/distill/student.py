@@ -47,6 +47,11 @@ def student_from_teacher(teacher: Any, layers: list[int] | None) -> tuple[Any, l
     if len(set(keep)) != len(keep) or keep != sorted(keep):
         raise TrtEdgeError(f"distill.student.layers must be increasing and distinct, got {keep}")
     student = copy.deepcopy(teacher)
+    if getattr(student.config, "num_hidden_groups", None) == 1:
+        # One block applied num_hidden_layers times (ALBERT): every layer is the same weights, so keeping
+        # k of them is applying the shared block k times.
+        student.config.num_hidden_layers = len(keep)
+        return student, keep
     parent, name, blocks = _layer_list(student)
     setattr(parent, name, torch.nn.ModuleList([blocks[i] for i in keep]))
     student.config.num_hidden_layers = len(keep)
@@ -76,19 +81,31 @@ def fit_probe_head(model: Any, tokenizer: Any, texts: list[str], labels: list[in
 
     A classifier that is right well above chance in seconds, without training the encoder: the stand-in
     for a distilled student in tests and benchmarks that need real predictions but not distillation.
-    A linear probe on the pooled output is exactly a BERT classifier's own head (dropout is off in eval).
+    A linear probe on the pooled output is exactly a BERT classifier's own head (dropout is off in eval);
+    in heads with a dense layer first (RoBERTa, MPNet) the last Linear is fitted on the dense layer's output.
     """
     from trt_edge.tasks.text_classification import collate, encode
 
+    # The head's last Linear (BERT: `classifier` itself; RoBERTa/MPNet/DeBERTa: `classifier.out_proj`),
+    # fitted on the inputs it really receives, captured by a hook: any family's head, no names assumed.
+    head_module = getattr(model, "classifier", None)
+    linears = [m for m in head_module.modules() if isinstance(m, torch.nn.Linear)] if head_module is not None else []
+    if not linears:
+        raise ValueError(f"{type(model).__name__}: no Linear in its classifier head to fit")
+    last = linears[-1]
     model.eval()
     enc = encode(tokenizer, texts, max_length)
-    feats = []
-    with torch.inference_mode():
-        for i in range(0, len(enc), 64):
-            feats.append(model.base_model(**collate(enc.features[i:i + 64], enc.pad_token_id)).pooler_output)
-    x, y = torch.cat(feats), torch.tensor(labels)
+    feats: list[torch.Tensor] = []
+    hook = last.register_forward_pre_hook(lambda _m, args: feats.append(args[0].detach()))
+    try:
+        with torch.inference_mode():
+            for i in range(0, len(enc), 64):
+                model(**collate(enc.features[i:i + 64], enc.pad_token_id))
+    finally:
+        hook.remove()
+    x, y = torch.cat(feats).clone(), torch.tensor(labels)
     torch.manual_seed(seed)
-    head = torch.nn.Linear(x.shape[1], int(model.classifier.out_features))
+    head = torch.nn.Linear(x.shape[1], int(last.out_features))
     opt = torch.optim.Adam(head.parameters(), lr=lr)
     for _ in range(steps):
         opt.zero_grad()
@@ -96,5 +113,5 @@ def fit_probe_head(model: Any, tokenizer: Any, texts: list[str], labels: list[in
         loss.backward()  # Tensor.backward is untyped in the stubs
         opt.step()
     with torch.no_grad():
-        model.classifier.weight.copy_(head.weight)
-        model.classifier.bias.copy_(head.bias)
+        last.weight.copy_(head.weight)
+        last.bias.copy_(head.bias)

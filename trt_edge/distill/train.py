@@ -1,7 +1,11 @@
 """One training loop for teacher fine-tuning, distillation and sparse recovery.
 
-Written on Hugging Face Accelerate, so `accelerate launch -m trt_edge distill ...` runs the same code
-data-parallel on several GPUs or nodes, and a single GPU is used when present. The loss is a callable,
+Written on Hugging Face Accelerate, so `accelerate launch -m trt_edge distill ...` (or `torchrun`) runs
+the same code data-parallel on several GPUs or nodes, and a single GPU is used when present. Batches are
+split across the processes (`split_batches`): `batch_size` is the global batch, so the step count, the
+learning-rate schedule and the trained student do not depend on how many processes share the work
+(tests/distill/test_data_parallel.py checks two CPU processes against one). Validation runs on the main
+process and its figures are broadcast, so every process keeps the same best epoch. The loss is a callable,
 so every use differs only in what it computes from a batch; `on_step` runs after each optimizer step
 (the sparsity stage re-applies its masks there). The best epoch by validation accuracy is kept.
 """
@@ -98,11 +102,15 @@ def train(model: torch.nn.Module, features: Sequence[dict[str, Any]], pad_token_
     when None); examples are grouped by the length of their first input (1 for fixed-size images).
     """
     from accelerate import Accelerator
+    from accelerate.utils import DataLoaderConfiguration, broadcast_object_list
     from tqdm.auto import tqdm
     from transformers import get_linear_schedule_with_warmup
 
     torch.manual_seed(seed)
-    accelerator = Accelerator()
+    accelerator = Accelerator(dataloader_config=DataLoaderConfiguration(split_batches=True))
+    if cfg.batch_size % accelerator.num_processes:
+        raise ValueError(f"batch_size {cfg.batch_size} must be a multiple of the {accelerator.num_processes} "
+                         "processes (each takes an equal share of every batch)")
     items = list(features)
     first = next(iter(items[0])) if items else ""
     lengths = [len(f[first]) if isinstance(f[first], list) else 1 for f in items]
@@ -114,7 +122,7 @@ def train(model: torch.nn.Module, features: Sequence[dict[str, Any]], pad_token_
     )
     frozen = _freeze_word_embeddings(model) if cfg.freeze_embeddings else []
     optimizer = torch.optim.AdamW(_param_groups([model, *extra_modules], cfg.weight_decay), lr=cfg.learning_rate)
-    steps_per_epoch = math.ceil(len(loader) / accelerator.num_processes)
+    steps_per_epoch = len(loader)  # split_batches: every process sees every step
     total = cfg.epochs * steps_per_epoch
     if cfg.max_steps is not None:
         total = min(total, cfg.max_steps)
@@ -147,7 +155,7 @@ def train(model: torch.nn.Module, features: Sequence[dict[str, Any]], pad_token_
             if on_step is not None:
                 on_step(accelerator.unwrap_model(model))
             result.steps += 1
-            examples += int(batch[first].shape[0]) * accelerator.num_processes
+            examples += int(batch[first].shape[0]) * accelerator.num_processes  # this process's share
             running = 0.9 * running + 0.1 * float(loss.detach()) if result.steps > 1 else float(loss.detach())
             rate = examples / max(time.perf_counter() - started, 1e-9)
             bar.set_postfix(epoch=epoch + 1, loss=f"{running:.4f}", ex_s=f"{rate:.0f}", **{
@@ -156,7 +164,10 @@ def train(model: torch.nn.Module, features: Sequence[dict[str, Any]], pad_token_
             if result.steps >= total:
                 break
         unwrapped = accelerator.unwrap_model(model)
-        metrics = eval_fn(unwrapped) if accelerator.is_main_process else {"accuracy": 0.0}
+        shared: list[Any] = [eval_fn(unwrapped) if accelerator.is_main_process else None]
+        if accelerator.num_processes > 1:
+            broadcast_object_list(shared, from_process=0)
+        metrics = dict(shared[0])
         metrics = {**metrics, "epoch": float(epoch + 1), "train_loss": running}
         result.history.append(metrics)
         log.info("%s epoch %d: validation accuracy %.4f, loss %.4f", desc, epoch + 1, metrics["accuracy"], running)

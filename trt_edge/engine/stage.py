@@ -185,6 +185,7 @@ def run(config: RunConfig, onnx: str | os.PathLike[str], out: str | os.PathLike[
                                    else None, calibration_data=Path(plan.calibration_data) if plan.calibration_data
                                    else None, tokenizer=tok_dir, reason=reason, warnings=warnings,
                                    onnx_sha256=inputs["onnx"])
+            summary.update(_polygraphy(tmp / "bundle", model, plan, calib_data))
             st.artifacts = {"bundle": "bundle"}
             if tok_dir is not None:
                 st.artifacts["preprocessor"] = "bundle/tokenizer"
@@ -210,3 +211,15 @@ def run(config: RunConfig, onnx: str | os.PathLike[str], out: str | os.PathLike[
                           "precisions": m["precisions"].get("counts"), "warnings": [*warnings, *result.warnings]}
         st.write(tmp)
     return st
+
+
+def _polygraphy(folder: Path, model: Path, plan: BuildPlan, calib_data: Path | None) -> dict[str, Any]:
+    """The bundle's Polygraphy comparison of the built engine with ONNX Runtime on real inputs."""
+    from trt_edge.engine.bundle import ONNX_NAME, PLAN_JSON
+    from trt_edge.engine.polygraphy_check import write_polygraphy_check
+
+    # The bundle's own plan names the plugin libraries as the device sees them (bundle-relative).
+    plugins = json.loads((folder / PLAN_JSON).read_text(encoding="utf-8")).get("plugins") or plan.plugins
+    inputs = [(i.name, i.dtype) for i in onnx_inputs(model)]
+    return write_polygraphy_check(folder, onnx_name=ONNX_NAME, precision=plan.precision, calibration_data=calib_data,
+                                  inputs=inputs, profiles=plan.profiles, plugins=plugins)

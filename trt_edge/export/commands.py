@@ -12,7 +12,7 @@ from typing import Any
 
 class ExportCommands:
     def export(self, model: str, config: str = "", out: str = "runs/export", fuse_attention: bool = False,
-               **overrides: Any) -> None:
+               strict: bool = False, **overrides: Any) -> None:
         """Export a classifier to ONNX (model.onnx) and prove parity with PyTorch on the task's test split.
 
         Args:
@@ -20,7 +20,9 @@ class ExportCommands:
           config: YAML config file (sections `task` and `export`); empty for the defaults.
           out: output folder; gets model.onnx, parity.json and stage.json (+ model.fp16.onnx,
             model.fused.onnx when asked).
-          fuse_attention: also write model.fused.onnx with attention replaced by the fused plugin node.
+          fuse_attention: also write model.fused.onnx with attention replaced by the fused plugin node;
+            layers it cannot express stay unfused and are reported (the plain export is always kept).
+          strict: with --fuse-attention, fail (exit 2) when any attention layer stays unfused.
           **overrides: `--export.opset=18`, `--int32_inputs`, `--fp16`, `--atol=1e-4`, `--exporter=torchscript`,
             `--task.data.source=data.csv`, or any other `export` key bare.
         """
@@ -30,6 +32,8 @@ class ExportCommands:
 
         if fuse_attention:
             overrides = {**overrides, "fuse_attention": True}
+        if strict:
+            overrides = {**overrides, "fuse_attention_strict": True}
         record = run(load_config(config or None, overrides, "export"), model, out)
         print_summary(record, ("max_abs_diff", "max_rel_diff", "argmax_agreement", "onnx_bytes", "opset",
                                "exporter", "lint"))

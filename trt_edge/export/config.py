@@ -41,7 +41,12 @@ class ExportConfig(ConfigBase):
         split at its own lengths. Defaults to [1, 8].
     parity_sequence_lengths (list[int]): padded sequence lengths checked. Defaults to [16, 128].
     fuse_attention (bool): also write `model.fused.onnx` with the attention subgraphs replaced by the
-        kit's fused attention plugin node (needs `trt_edge.plugins`). Defaults to False.
+        kit's fused attention plugin node (needs `trt_edge.plugins`). Layers the node cannot express
+        (disentangled or rotary attention, sliding windows, ...) stay unfused and are listed with their
+        cause in stage.json; when no layer can be fused the plain export is kept without
+        `model.fused.onnx`. Defaults to False.
+    fuse_attention_strict (bool): with `fuse_attention`, fail (exit 2) when any attention layer stays
+        unfused, before the parity run. Defaults to False.
     lint (bool): lint the export against the `target:` TensorRT version (warnings are recorded in
         stage.json, errors are logged). Defaults to True.
     lint_trt (str | None): deprecated: set `target.trt_version` instead (still honoured, with a warning).
@@ -65,6 +70,7 @@ class ExportConfig(ConfigBase):
     parity_batch_sizes: list[int] = field(default_factory=lambda: [1, 8])
     parity_sequence_lengths: list[int] = field(default_factory=lambda: [16, 128])
     fuse_attention: bool = False
+    fuse_attention_strict: bool = False
     lint: bool = True
     lint_trt: str | None = None
     trust_remote_code: bool = False

@@ -198,9 +198,29 @@ def _export_torchscript(wrapper: Any, args: tuple[Any, ...], names: list[str], o
 _ONNX_TYPES = {"int64": 7, "int32": 6, "float32": 1}
 
 
+def _keep_contract_inputs(model: Any, names: list[str], int32_inputs: bool,
+                          spec: TaskSpec = TEXT_CLASSIFICATION) -> None:
+    """Put back a contract input the exporter or onnxslim dropped because the model ignores it (DeBERTa-v2
+    without token types under TorchScript), as an unused input: every runtime then feeds the same names
+    whichever exporter ran. Inputs that are not a subset of the contract, in order, are left for the caller."""
+    import onnx
+
+    inits = {t.name for t in model.graph.initializer}
+    got = [i.name for i in model.graph.input if i.name not in inits]
+    if got == names or [n for n in names if n in got] != got:
+        return
+    for position, name in enumerate(names):
+        if name not in got:
+            declared = spec.input(name)
+            dtype = "int32" if int32_inputs and declared.dtype.startswith("int") else declared.dtype
+            model.graph.input.insert(position, onnx.helper.make_tensor_value_info(
+                name, _ONNX_TYPES[dtype], list(declared.axes)))
+
+
 def _fix_io(model: Any, names: list[str], int32_inputs: bool, num_labels: int,
             spec: TaskSpec = TEXT_CLASSIFICATION) -> None:
     """Make the graph's I/O exactly the spec's: names, dtypes and the named dynamic axes."""
+    _keep_contract_inputs(model, names, int32_inputs, spec)
     inputs = [i for i in model.graph.input if i.name not in {t.name for t in model.graph.initializer}]
     got = [i.name for i in inputs]
     if got != names:
@@ -387,6 +407,7 @@ def export_onnx(model_dir: Path, onnx_path: Path, *, opset: int = 17, int32_inpu
     cleanup_info: dict[str, Any] = {}
     if simplify or decompose_layernorm:
         exported, cleanup_info = cleanup_model(exported, slim=simplify, layernorm=decompose_layernorm)
+        _keep_contract_inputs(exported, names, int32_inputs)
     else:
         stable_node_names(exported.graph)  # the version converter may have added unnamed nodes
     meta = {"trt_edge.label_names": json.dumps(labels), "trt_edge.exporter": exporter, "trt_edge.task": spec.name,

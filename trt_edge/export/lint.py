@@ -514,6 +514,32 @@ def _check_dla(g: _Graph, table: dict[str, Any], version: str, findings: list[Fi
     return dict(fallback)
 
 
+def _check_plugin_attention(model: Any, blocks: list[dict[str, Any]], findings: list[Finding]) -> None:
+    """Our fused-attention plugin's structural verdict on each block, in the matcher's own words.
+
+    TensorRT's MHA fusion (above) and our plugin accept different shapes: MPNet's relative position bias
+    misses the first ("scale after BMM1") and is fused by the second. The reasons come from
+    `plugins.onnx_rewrite.find_attention_candidates`, the same code `export --fuse-attention` runs, so
+    lint and export never disagree about why a block is not fused; the numeric checks (mask semantics,
+    head size) run only at export, on real feeds."""
+    from trt_edge.plugins.onnx_rewrite import find_attention_candidates, summarize
+
+    candidates, rejected = find_attention_candidates(model)
+    verdict = {c.layer: "" for c in candidates}
+    verdict.update({r["layer"]: r["reason"] for r in rejected})
+    for block in blocks:
+        reason = verdict.get(block["softmax"], "not examined")
+        block["plugin_candidate"] = not reason
+        block["plugin_reason"] = reason
+    if rejected:
+        findings.append(Finding("warning", "plugin-fusion", f"{len(rejected)} attention blocks cannot take the fused "
+                                f"attention plugin: {summarize(rejected)}", [r["layer"] for r in rejected]))
+    if candidates:
+        findings.append(Finding("info", "plugin-fusion", f"{len(candidates)} attention blocks match the fused "
+                                "attention plugin's pattern (scores + additive terms); `export --fuse-attention` "
+                                "checks each numerically", [c.layer for c in candidates]))
+
+
 def lint_model(model: Any, trt: str = "10.3", dla: bool = False, onnx_path: str = "<model>") -> LintResult:
     """Lint an in-memory ONNX model against TensorRT `trt` (and its DLA when `dla`)."""
     import onnx
@@ -536,6 +562,7 @@ def lint_model(model: Any, trt: str = "10.3", dla: bool = False, onnx_path: str 
     _check_int64(g, table, version, result.findings)
     _check_data_dependent(g, table, result.findings)
     result.attention = _check_attention(g, result.findings)
+    _check_plugin_attention(model, result.attention, result.findings)
     if dla:
         result.dla_fallback = _check_dla(g, table, version, result.findings)
     if not _is_exact(version, trt):

@@ -43,9 +43,16 @@ class ParityReport:
     disagreements: int = 0
     shapes: list[dict[str, Any]] = field(default_factory=list)
     worst: dict[str, Any] = field(default_factory=dict)
+    # Per-example predicted classes over the split (index = example id), for the paired statistics;
+    # kept out of `to_dict` (parity.json stays small).
+    torch_pred: list[int] = field(default_factory=list, repr=False)
+    onnx_pred: list[int] = field(default_factory=list, repr=False)
 
     def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
+        out = asdict(self)
+        out.pop("torch_pred")
+        out.pop("onnx_pred")
+        return out
 
     def failures(self, atol: float, rtol: float | None, min_argmax_agreement: float) -> list[str]:
         """Every tolerance that does not hold, in words with the figures (empty when all hold)."""
@@ -194,6 +201,9 @@ def compare(model: Any, runner: Any, cases: Sequence[ParityCase], texts: Sequenc
         report.examples = len(torch_pred)
         report.disagreements = sum(torch_pred[i] != onnx_pred[i] for i in torch_pred)
         report.argmax_agreement = 1.0 - report.disagreements / report.examples
+        ids = sorted(torch_pred)
+        report.torch_pred = [torch_pred[i] for i in ids]
+        report.onnx_pred = [onnx_pred[i] for i in ids]
     return report
 
 

@@ -16,6 +16,7 @@ from typing import Any
 
 import numpy as np
 
+from trt_edge import stats
 from trt_edge.config import RunConfig
 from trt_edge.errors import GateError, TrtEdgeError
 from trt_edge.export.config import ExportConfig
@@ -98,21 +99,46 @@ def _target_trt_version(config: RunConfig) -> str | None:
     version = str(target.tensorrt()) if target.trt_version or target.jetpack else None
     try:
         from trt_edge.plugins.generation import plugin_generation
-    except ImportError:  # no plugin area: _fuse_attention says so in one line
+    except ImportError:  # no plugin area: _check_rewrite_available says so in one line
         return version
     plugin_generation(version)  # a TensorRT no generation serves is refused before the export work
     return version
 
 
-def _fuse_attention(onnx_path: Path, out_path: Path, feeds: list[dict[str, np.ndarray]],
-                    trt_version: str | None = None) -> dict[str, Any]:
+def _check_rewrite_available() -> None:
+    """Refuse `fuse_attention` before any work when the rewrite cannot be imported."""
     try:
-        from trt_edge.plugins.onnx_rewrite import fuse_attention_file
+        from trt_edge.plugins import onnx_rewrite  # noqa: F401
     except ImportError as exc:
         raise TrtEdgeError(f"export.fuse_attention: the fused attention rewrite is not available ({exc}); "
                            "export without --fuse-attention") from exc
-    result = fuse_attention_file(onnx_path, out_path, feeds, trt_version)
-    return dict(result)
+
+
+def _fuse_attention(onnx_path: Path, out_path: Path, feeds: list[dict[str, np.ndarray]],
+                    strict: bool = False, trt_version: str | None = None) -> dict[str, Any]:
+    """Fuse what can be fused; layers that cannot stay as exported and are listed with their cause.
+
+    Returns the rewrite's figures, with `fused_layers` empty and no file written when nothing could be
+    fused. `strict`: any unfused layer is an error (the caller's stage output is then discarded).
+    `trt_version`: the target TensorRT, which picks the plugin generation the node names."""
+    _check_rewrite_available()
+    from trt_edge.plugins.onnx_rewrite import AttentionNotFused, fuse_attention_file, summarize
+
+    try:
+        result = dict(fuse_attention_file(onnx_path, out_path, feeds, trt_version))
+    except AttentionNotFused as exc:
+        result = {"fused_layers": [], "unfused": exc.unfused, "error": str(exc)}
+    unfused = result["unfused"]
+    if unfused and strict:
+        raise TrtEdgeError(f"export.fuse_attention_strict: {len(unfused)} attention layers cannot be fused: "
+                           f"{summarize(unfused)}")
+    if not result["fused_layers"]:
+        log.warning("--fuse-attention: no attention layer could be fused (%s); the plain model.onnx is kept",
+                    summarize(unfused))
+    elif unfused:
+        log.warning("--fuse-attention: %d of %d attention layers stay unfused: %s", len(unfused),
+                    len(unfused) + len(result["fused_layers"]), summarize(unfused))
+    return result
 
 
 def run(config: RunConfig, model_dir: str | Path, out: str | Path) -> StageRecord:
@@ -136,6 +162,8 @@ def run(config: RunConfig, model_dir: str | Path, out: str | Path) -> StageRecor
     # Loading first: a bare encoder or a head for other labels is refused with the clearest reason.
     loaded = load_for_export(path, data.label_names, cfg.trust_remote_code, task.type)
     check_head(folder_label_names(path), data.label_names, path)
+    if cfg.fuse_attention:
+        _check_rewrite_available()
     split = data.split(cfg.parity_split)
     texts = split.texts[:cfg.parity_max_examples] if cfg.parity_max_examples else split.texts
 
@@ -161,18 +189,34 @@ def run(config: RunConfig, model_dir: str | Path, out: str | Path) -> StageRecor
             cases = parity_cases(loaded.tokenizer, texts, info.input_names, max_length=task.max_length,
                                  batch_size=task.eval_batch_size, batch_sizes=cfg.parity_batch_sizes,
                                  sequence_lengths=cfg.parity_sequence_lengths)
+        fusion: dict[str, Any] | None = None
+        if cfg.fuse_attention:
+            # Before the parity run over the whole split: a strict refusal costs only the export.
+            dtype = np.int32 if cfg.int32_inputs else np.int64
+            feeds = [{k: (v.astype(dtype) if v.dtype.kind in "iu" else v) for k, v in case.feeds.items()}
+                     for case in cases if case.grid]
+            fusion = _fuse_attention(onnx_path, tmp / "model.fused.onnx", feeds, cfg.fuse_attention_strict,
+                                     attention_trt)
         shown = texts if spec.modality == "text" else None
         report = run_parity(loaded.model, onnx_path, cases, shown)
         log.info("parity: max |diff| %.3g, argmax agreement %.4f on %d %s examples", report.max_abs_diff,
                  report.argmax_agreement, report.examples, cfg.parity_split)
         parity: dict[str, Any] = {"fp32": report.to_dict()}
         check(report, atol=cfg.atol, rtol=cfg.rtol, min_argmax_agreement=cfg.min_argmax_agreement)
+        # Parity gates on logits and agreement; the paired accuracy difference says what that costs.
+        labels = split.labels[:len(report.torch_pred)]
+        verdict = stats.judge("export", "ONNX fp32 vs PyTorch",
+                              stats.PairedTable.from_predictions(report.torch_pred, report.onnx_pred, labels), None)
+        log.info("%s", verdict.line())
         metrics: dict[str, Any] = {
             "max_abs_diff": report.max_abs_diff,
             "max_rel_diff": report.max_rel_diff,
             "argmax_agreement": report.argmax_agreement,
             "parity_examples": report.examples,
             "parity_split": cfg.parity_split,
+            "gate": {**verdict.to_dict(), "passed": True,
+                     "status": f"pass (max |diff| <= atol {cfg.atol:g}, argmax agreement "
+                               f">= {cfg.min_argmax_agreement:g})"},
             "parity_shapes": [{k: s[k] for k in ("batch", "sequence", "max_abs_diff")}
                               for s in report.shapes if s["grid"]],
             "onnx_bytes": info.onnx_bytes,
@@ -204,18 +248,18 @@ def run(config: RunConfig, model_dir: str | Path, out: str | Path) -> StageRecor
             metrics["fp16"] = {"max_abs_diff": fp16_report.max_abs_diff, "max_rel_diff": fp16_report.max_rel_diff,
                                "argmax_agreement": fp16_report.argmax_agreement,
                                "onnx_bytes": model_bytes(fp16_path)}
-        if cfg.fuse_attention:
-            dtype = np.int32 if cfg.int32_inputs else np.int64
-            feeds = [{k: (v.astype(dtype) if v.dtype.kind in "iu" else v) for k, v in case.feeds.items()}
-                     for case in cases if case.grid]
-            metrics["fuse_attention"] = _fuse_attention(onnx_path, tmp / "model.fused.onnx", feeds, attention_trt)
-            record.artifacts["onnx_fused"] = "model.fused.onnx"
+        if fusion is not None:
+            metrics["fuse_attention"] = fusion
+            if fusion["fused_layers"]:
+                record.artifacts["onnx_fused"] = "model.fused.onnx"
         # `export.lint_trt: null` used to switch the lint off; it still does.
         lint_off = "lint_trt" in (config.raw.get("export") or {}) and cfg.lint_trt is None
         if cfg.lint and not lint_off:
             # Lint tables are per minor release: `10.3` from JetPack 6.2's 10.3.0.
             metrics["lint"] = _lint_summary(onnx_path, target.trt_version or target.tensorrt().short)
         atomic_write_json(tmp / "parity.json", parity)
+        record.artifacts["predictions"] = stats.save_predictions(tmp, labels, torch=report.torch_pred,
+                                                                 onnx=report.onnx_pred)
         metrics["export_seconds"] = time.perf_counter() - started
         metrics["data"] = data.fingerprint()
         record.metrics = metrics

@@ -23,6 +23,7 @@ log = get_logger("compare")
 # (label, stage folder, artifact role): the models a run can hold, in report order.
 MODELS = (
     ("teacher fp32", "export-teacher", "onnx"),
+    ("student width-pruned fp32", "width", "onnx"),
     ("student fp32", "export", "onnx"),
     ("student INT8 Q/DQ (TensorRT)", "calibrate", "onnx"),
     ("student INT8 (CPU)", "calibrate", "onnx_cpu"),

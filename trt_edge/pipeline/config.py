@@ -6,7 +6,10 @@ from dataclasses import dataclass, field
 
 from trt_edge.configbase import ConfigBase
 
-STAGES = ("distill", "prune", "export", "export-teacher", "calibrate", "build", "profile", "report")
+STAGES = ("distill", "width", "prune", "export", "export-teacher", "calibrate", "build", "profile", "report")
+# Opt-in stages: not in the default list (width pruning changes the model's shape; a config asks for it).
+OPTIONAL_STAGES = ("width",)
+GATED = ("distill", "width", "prune", "calibrate")
 
 
 @dataclass
@@ -14,9 +17,11 @@ class PipelineConfig(ConfigBase):
     """What `trt-edge pipeline` runs.
 
     stages (list[str]): stages in order; drop one to skip it (e.g. without `prune` the dense student is
-        exported). Defaults to all: distill, prune, export, export-teacher, calibrate, build, profile, report.
+        exported). `width` (heads and feed-forward neurons removed, before 2:4) runs only when listed.
+        Defaults to: distill, prune, export, export-teacher, calibrate, build, profile, report.
     gates (dict[str, float]): largest accuracy drop allowed at a stage, in points of test accuracy, against
-        the stage's own reference: distill (student vs teacher), prune (sparse vs dense student), calibrate
+        the stage's own reference: distill (student vs teacher), width (width-pruned vs dense student),
+        prune (sparse vs its input), calibrate
         (INT8 vs fp32 ONNX). A stage past its budget stops the run and is named. Defaults to
         distill 3.0, prune 1.5, calibrate 1.0.
     overall_budget (float | None): largest drop of the final INT8 student against the teacher, in points;
@@ -31,7 +36,7 @@ class PipelineConfig(ConfigBase):
         of 25 slow runs is as steady as that of 100 fast ones. Defaults to 500.
     """
 
-    stages: list[str] = field(default_factory=lambda: list(STAGES))
+    stages: list[str] = field(default_factory=lambda: [s for s in STAGES if s not in OPTIONAL_STAGES])
     gates: dict[str, float] = field(default_factory=lambda: {"distill": 3.0, "prune": 1.5, "calibrate": 1.0})
     overall_budget: float | None = None
     compare_shapes: list[list[int]] = field(default_factory=lambda: [[1, 64], [1, 128], [8, 128]])
@@ -48,9 +53,9 @@ class PipelineConfig(ConfigBase):
             raise ValueError(f"stages must be distinct and in pipeline order ({', '.join(STAGES)})")
         if "distill" not in self.stages:
             raise ValueError("the pipeline starts from distill; run the other stages alone otherwise")
-        bad = [k for k in self.gates if k not in ("distill", "prune", "calibrate")]
+        bad = [k for k in self.gates if k not in GATED]
         if bad:
-            raise ValueError(f"no accuracy gate for stage {bad[0]!r} (gated: distill, prune, calibrate)")
+            raise ValueError(f"no accuracy gate for stage {bad[0]!r} (gated: {', '.join(GATED)})")
         if any(v < 0 for v in self.gates.values()):
             raise ValueError("gate budgets must not be negative")
         if any(len(s) != 2 or min(s) < 1 for s in self.compare_shapes):

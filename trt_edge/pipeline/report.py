@@ -1,6 +1,8 @@
 """`trt-edge report RUN_DIR`: one Markdown page and one self-contained HTML page for a run.
 
-A table of every model of the run (teacher, student, hard-label ablation, sparse student, INT8 artifacts,
+The verdict comes first (`trt_edge.pipeline.verdict`): what to deploy for each target with its size,
+speed-up and accuracy against the teacher (paired 95% intervals), every gate's status, and warnings.
+Then a table of every model of the run (teacher, student, hard-label ablation, sparse student, INT8 artifacts,
 engine) with accuracy, macro-F1, parameters, sizes and side-by-side ONNX Runtime latency, and plots:
 accuracy vs latency, accuracy vs size, accuracy per stage. Everything is read from the stage folders'
 `stage.json` files and the profile step's `comparison.json`; nothing is recomputed.
@@ -16,9 +18,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
+from trt_edge import stats
 from trt_edge.config import RunConfig
 from trt_edge.errors import TrtEdgeError
-from trt_edge.stage import STAGE_FILE, StageRecord, atomic_write_text, read_stage, stage_output
+from trt_edge.pipeline.verdict import Target, Verdict, build_verdict, confusion
+from trt_edge.stage import STAGE_FILE, StageRecord, atomic_write_bytes, atomic_write_text, read_stage, stage_output
 
 REFERENCE_SHAPE = (1, 64)
 
@@ -65,16 +71,26 @@ def collect(run_dir: Path) -> tuple[list[Row], dict[str, Any], dict[str, dict[st
             d.get("teacher_weight_bytes"), "safetensors", "teacher fp32"),
         Row("student (distilled)", "distill", d.get("student_accuracy"), d.get("student_macro_f1"),
             d.get("student_params"), d.get("student_weight_bytes"), "safetensors",
-            None if "prune" in stages else "student fp32"),
+            None if "prune" in stages or "width" in stages else "student fp32"),
     ]
     if d.get("student_hard_label_accuracy") is not None:
         rows.append(Row("student, hard labels only (ablation)", "distill", d.get("student_hard_label_accuracy"),
                         d.get("student_hard_label_macro_f1"), d.get("student_params"), None, "",
                         note="same student and budget, no teacher"))
+    params = d.get("student_params")
+    if "width" in stages:
+        w = stages["width"]["metrics"]
+        params = w.get("params")
+        shape = w.get("structure") or {}
+        rows.append(Row("width-pruned student", "width", w.get("width_accuracy"), w.get("width_macro_f1"), params,
+                        w.get("weight_bytes"), "safetensors",
+                        "student width-pruned fp32",
+                        note=f"{shape.get('heads', '?')} heads x {shape.get('head_dim', '?')}, feed-forward "
+                             f"{shape.get('ffn', '?')} per layer; timed as its fp32 ONNX"))
     if "prune" in stages:
         p = stages["prune"]["metrics"]
         rows.append(Row("sparse student (2:4)", "prune", _first(p, "sparse_accuracy"),
-                        _first(p, "sparse_macro_f1"), d.get("student_params"),
+                        _first(p, "sparse_macro_f1"), params,
                         _first(p, "weight_bytes", "sparse_weight_bytes"), "safetensors", "student fp32",
                         note="2:4 pattern; ONNX Runtime on CPU runs it dense"))
     if "export" in stages:
@@ -131,17 +147,33 @@ def _png(fig: Any) -> str:
     return base64.b64encode(buf.getvalue()).decode()
 
 
-def plots(rows: list[Row], shapes: list[str]) -> dict[str, str]:
-    """Base64 PNGs: accuracy vs latency, accuracy vs size, accuracy per stage."""
+MARKERS = "osD^vP*Xph"
+
+
+def _pyplot() -> Any:
     from trt_edge.lazy import lazy_import
 
     matplotlib = lazy_import("matplotlib")
     matplotlib.use("Agg")
-    plt = lazy_import("matplotlib.pyplot")
-    out: dict[str, str] = {}
+    return lazy_import("matplotlib.pyplot")
+
+
+def _reference_shape(shapes: list[str]) -> str:
     ref = f"b{REFERENCE_SHAPE[0]}s{REFERENCE_SHAPE[1]}"
-    ref = ref if ref in shapes else (shapes[0] if shapes else ref)
+    return ref if ref in shapes else (shapes[0] if shapes else ref)
+
+
+def plots(rows: list[Row], shapes: list[str], comparison: dict[str, Any] | None = None) -> dict[str, str]:
+    """Base64 PNGs: accuracy vs latency, accuracy vs size, latency percentiles, accuracy per stage.
+
+    Models are told apart by marker and colour with a legend below the axes, never by text placed next
+    to a point: three models of nearly equal accuracy and size would print their names on top of each other.
+    """
+    plt = _pyplot()
+    out: dict[str, str] = {}
+    ref = _reference_shape(shapes)
     acc = {r.model: 100 * r.accuracy for r in rows if r.accuracy is not None}
+    style = {r.model: (MARKERS[i % len(MARKERS)], f"C{i % 10}") for i, r in enumerate(rows)}
     latency = [(r.model, r.latency_ms[ref], acc[r.model]) for r in rows if r.model in acc and ref in r.latency_ms]
     size = [(r.model, r.size_bytes / 1e6, acc[r.model]) for r in rows if r.model in acc and r.size_bytes]
     for key, points, xlabel, title in (
@@ -150,21 +182,38 @@ def plots(rows: list[Row], shapes: list[str]) -> dict[str, str]:
     ):
         if not points:
             continue
-        fig, ax = plt.subplots(figsize=(6, 4))
+        fig, ax = plt.subplots(figsize=(6, 4.2))
         merged: dict[tuple[float, float], list[str]] = {}
-        for label, x, y in points:  # the same model file reached by two stages gets one point, both names
+        for label, x, y in points:  # the same file reached by two stages: one point, both names in the legend
             merged.setdefault((round(x, 6), round(y, 6)), []).append(label)
         for (x, y), labels in merged.items():
-            ax.scatter(x, y, s=60)
-            ax.annotate(" / ".join(labels), (x, y), textcoords="offset points", xytext=(5, 5), fontsize=8)
+            marker, colour = style[labels[0]]
+            ax.scatter(x, y, s=70, marker=marker, color=colour, label=" = ".join(labels), alpha=0.85,
+                       edgecolors="black", linewidths=0.5)
         ax.set_xlabel(xlabel)
         ax.set_ylabel("test accuracy (%)")
         ax.set_title(title)
         ax.grid(alpha=0.3)
+        ax.legend(loc="upper center", bbox_to_anchor=(0.5, -0.16), ncol=2, fontsize=8, frameon=False)
         out[key] = _png(fig)
         plt.close(fig)
+    percentiles = _percentile_points(comparison or {}, ref)
+    if percentiles:
+        fig, ax = plt.subplots(figsize=(6, 0.55 * len(percentiles) + 1.6))
+        names = [p[0] for p in percentiles][::-1]
+        ys = np.arange(len(names))
+        for j, (stat, colour) in enumerate((("median", "#4c72b0"), ("p90", "#dd8452"), ("p99", "#c44e52"))):
+            values = [dict(p[1]).get(stat, np.nan) for p in percentiles][::-1]
+            ax.barh(ys + (j - 1) * 0.26, values, height=0.26, color=colour, label=stat)
+        ax.set_yticks(ys, names, fontsize=8)
+        ax.set_xlabel(f"ONNX Runtime CPU latency, ms ({ref})")
+        ax.set_title("Latency percentiles")
+        ax.grid(axis="x", alpha=0.3)
+        ax.legend(loc="upper center", bbox_to_anchor=(0.5, -0.22), ncol=3, fontsize=8, frameon=False)
+        out["latency_percentiles"] = _png(fig)
+        plt.close(fig)
     if acc:
-        fig, ax = plt.subplots(figsize=(7, 3.6))
+        fig, ax = plt.subplots(figsize=(7, 0.45 * len(acc) + 1.4))
         ax.barh(list(acc)[::-1], list(acc.values())[::-1], color="#4c72b0")
         ax.set_xlim(max(0.0, min(acc.values()) - 10), 100)
         ax.set_xlabel("test accuracy (%)")
@@ -174,13 +223,118 @@ def plots(rows: list[Row], shapes: list[str]) -> dict[str, str]:
     return out
 
 
-def _markdown(run_dir: Path, head: list[str], body: list[list[str]], stages: dict[str, dict[str, Any]],
-              comparison: dict[str, Any], images: dict[str, str]) -> str:
-    lines = [f"# trt-edge report: {run_dir.name}", ""]
-    lines += ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
-    lines += ["| " + " | ".join(row) + " |" for row in body]
-    lines += ["", _latency_note(comparison), ""]
+def _percentile_points(comparison: dict[str, Any], ref: str) -> list[tuple[str, list[tuple[str, float]]]]:
+    for point in comparison.get("shapes", []):
+        if f"b{point['batch']}s{point['seq']}" == ref:
+            return [(label, [(k, float(v)) for k, v in st.items() if k in ("median", "p90", "p99")])
+                    for label, st in point.get("latency_ms", {}).items()]
+    return []
+
+
+# ---- the verdict and the tables under it ---------------------------------------------------------------
+
+
+def _ci(g: dict[str, Any] | None) -> str:
+    if not g:
+        return "–"
+    lo, hi = g["interval_points"]
+    return f"{g['drop_points']:+.2f} [{lo:+.2f}, {hi:+.2f}]"
+
+
+def target_table(v: Verdict) -> tuple[list[str], list[list[str]]]:
+    head = ["target", "deploy", "size", "speed-up vs teacher", "accuracy vs teacher (drop, 95% CI, points)", "how"]
+    body = []
+    for t in v.targets:
+        speed = ", ".join(f"{x:.1f}× ({s})" for s, x in t.speedup.items()) or "not measured"
+        vt = t.vs_teacher
+        acc = (f"{100 * vt['new_accuracy']:.2f}% vs {100 * vt['ref_accuracy']:.2f}%: {_ci(vt)}, n={vt['n']}"
+               if vt else "–")
+        body.append([t.target, t.artifact, _fmt(t.size_bytes, "bytes"), f"{speed}; {t.speedup_note}", acc, t.how])
+    return head, body
+
+
+def gate_table(v: Verdict) -> tuple[list[str], list[list[str]]]:
+    head = ["gate", "compares", "drop, 95% CI (points)", "n", "budget", "status"]
+    body = []
+    for g in v.gates:
+        budget = "–" if g.get("budget_points") is None else f"{g['budget_points']:g}"
+        if g.get("loosened"):
+            budget += f" (loosened from {g['default_budget_points']:g})"
+        body.append([g["gate"], g["compares"], _ci(g), f"{g['n']:,}", budget, g["status"]])
+    return head, body
+
+
+def confusion_tables(v: Verdict) -> list[tuple[str, list[str], list[list[str]]]]:
+    """Teacher and final model: counts by true (rows) and predicted (columns) class, with recall."""
+    if v.labels is None:
+        return []
+    names = v.label_names or [str(i) for i in range(int(v.labels.max()) + 1)]
+    final = next((m for m in ("student INT8 Q/DQ (TensorRT)", "student INT8 (CPU)", "sparse student (2:4)",
+                              "student (distilled)") if m in v.predictions), None)
+    out = []
+    for model in [m for m in ("teacher", final) if m and m in v.predictions]:
+        matrix = confusion(v.labels, v.predictions[model], len(names))
+        head = ["true \\ predicted", *names, "recall"]
+        body = []
+        for i, name in enumerate(names):
+            total = int(matrix[i].sum())
+            recall = f"{100 * matrix[i, i] / total:.1f}%" if total else "–"
+            body.append([name, *(str(int(c)) for c in matrix[i]), recall])
+        share = [f"{100 * matrix[:, j].sum() / max(1, matrix.sum()):.0f}%" for j in range(len(names))]
+        body.append(["share of predictions", *share, ""])
+        out.append((f"Confusion: {model}", head, body))
+    return out
+
+
+def sparsity_table(stages: dict[str, dict[str, Any]]) -> tuple[list[str], list[list[str]]] | None:
+    layers = stages.get("prune", {}).get("metrics", {}).get("layers")
+    if not layers:
+        return None
+    head = ["layer (2:4)", "kept magnitude", "without permutation", "input channels permuted"]
+    body = [[name, f"{100 * float(d.get('kept_magnitude', 0)):.1f}%",
+             f"{100 * float(d.get('kept_magnitude_without_permutation', 0)):.1f}%",
+             str(d.get("input_channels_permuted") or "–")] for name, d in layers.items()]
+    return head, body
+
+
+def precision_table(run_dir: Path, stages: dict[str, dict[str, Any]]) -> tuple[list[str], list[list[str]]] | None:
+    cal = stages.get("calibrate")
+    ranges = (cal or {}).get("artifacts", {}).get("ranges")
+    if not ranges or not (run_dir / "calibrate" / ranges).is_file():
+        return None
+    doc = json.loads((run_dir / "calibrate" / ranges).read_text(encoding="utf-8"))
+    floated = set(doc.get("float_layers", []))
+    head = ["layer", "op", "precision (Q/DQ ONNX)", "why"]
+    body = []
+    for p in doc.get("placement", []):
+        name = p.get("node", "")
+        precision = "float" if name in floated else "INT8"
+        why = ("accuracy gate: among the most sensitive layers" if name in floated
+               else f"{p.get('kind', '')} inputs quantized")
+        body.append([name, p.get("op_type", ""), precision, why])
+    for name, why in sorted(doc.get("skipped", {}).items()):
+        body.append([name, "", "float", str(why)])
+    return head, body
+
+
+def _markdown(run_dir: Path, v: Verdict, head: list[str], body: list[list[str]], stages: dict[str, dict[str, Any]],
+              comparison: dict[str, Any], images: dict[str, str], extra_tables: list[tuple[str, list[str],
+                                                                                          list[list[str]]]]) -> str:
+    lines = [f"# trt-edge report: {run_dir.name}", "", f"**{v.headline}**", ""]
+    t_head, t_body = target_table(v)
+    lines += _md_table(t_head, t_body)
+    g_head, g_body = gate_table(v)
+    lines += ["## Gates", "", f"Paired on the same test examples; {stats.METHOD}.", ""]
+    lines += _md_table(g_head, g_body)
+    if v.warnings:
+        lines += ["## Warnings", "", *[f"- {w}" for w in v.warnings], ""]
+    lines += ["## Models", ""]
+    lines += _md_table(head, body)
+    lines += [_latency_note(comparison), ""]
     lines += _speedups(comparison)
+    for caption, e_head, e_body in extra_tables:
+        lines += [f"## {caption}", ""]
+        lines += _md_table(e_head, e_body)
     if "build" in stages:
         b = stages["build"]
         lines += ["## Engine", "", _engine_note(b), ""]
@@ -191,6 +345,14 @@ def _markdown(run_dir: Path, head: list[str], body: list[list[str]], stages: dic
         lines.append(f"| {name} | {s.get('finished', '')} | {shown} |")
     lines += ["", "Plots: " + ", ".join(f"`{k}.png`" for k in images) if images else ""]
     return "\n".join(lines) + "\n"
+
+
+def _md_table(head: list[str], body: list[list[str]]) -> list[str]:
+    def cell(text: str) -> str:
+        return text.replace("|", "\\|")
+
+    return ["| " + " | ".join(map(cell, head)) + " |", "|" + "---|" * len(head),
+            *["| " + " | ".join(map(cell, row)) + " |" for row in body], ""]
 
 
 def _short(value: Any) -> str:
@@ -205,15 +367,11 @@ def _latency_note(comparison: dict[str, Any]) -> str:
 
 
 def _speedups(comparison: dict[str, Any]) -> list[str]:
-    if not comparison.get("shapes"):
+    table = _speedup_table(comparison)
+    if table is None:
         return []
-    lines = [f"Speed-up against {comparison.get('reference')} (median latency ratio, same run):", ""]
-    labels = [m["label"] for m in comparison["models"]]
-    lines += ["| shape | " + " | ".join(labels) + " |", "|" + "---|" * (len(labels) + 1)]
-    for p in comparison["shapes"]:
-        lines.append(f"| b{p['batch']} s{p['seq']} | "
-                     + " | ".join(f"{p['speedup_vs_first'][label]:.2f}×" for label in labels) + " |")
-    return [*lines, ""]
+    caption, head, rows = table
+    return [f"{caption}:", "", *_md_table(head, rows)]
 
 
 def _engine_note(build: dict[str, Any]) -> str:
@@ -235,39 +393,97 @@ def _speedup_table(comparison: dict[str, Any]) -> tuple[str, list[str], list[lis
     return f"Speed-up against {comparison.get('reference')} (median latency ratio, same run)", ["shape", *labels], rows
 
 
-def _html(title: str, head: list[str], body: list[list[str]], markdown_extra: list[str],
-          images: dict[str, str], speedups: tuple[str, list[str], list[list[str]]] | None = None) -> str:
+CSS = """
+body { font-family: system-ui, sans-serif; margin: 0 auto; padding: 0.8rem; max-width: 1200px; color: #222;
+       line-height: 1.4; }
+h1 { font-size: 1.3rem; margin: 0.2rem 0 0.5rem; }
+h2 { font-size: 1.1rem; margin: 1.4rem 0 0.4rem; }
+.verdict { border-left: 6px solid #2a7f3f; background: #eef7f0; padding: 0.6rem 0.8rem; margin: 0.5rem 0; }
+.verdict.not-ready { border-color: #b3261e; background: #fbeeed; }
+.verdict p.headline { font-size: 1.05rem; font-weight: 600; margin: 0 0 0.4rem; }
+.targets { display: flex; flex-wrap: wrap; gap: 0.6rem; }
+.target { flex: 1 1 260px; background: #fff; border: 1px solid #d5dbe3; border-radius: 6px; padding: 0.5rem 0.7rem;
+          font-size: 0.9rem; overflow-wrap: anywhere; }
+.target b { display: block; }
+.warnings li { color: #8a4b00; margin: 0.2rem 0; }
+.scroll { overflow-x: auto; max-width: 100%; }
+table { border-collapse: collapse; margin: 0.5rem 0; font-size: 0.85rem; }
+th, td { border: 1px solid #ccc; padding: 0.3rem 0.5rem; text-align: right; vertical-align: top; }
+td:first-child, th:first-child { text-align: left; }
+td.text { text-align: left; }
+th { background: #f0f3f8; }
+figure { display: inline-block; margin: 0.5rem 0.5rem 0.5rem 0; max-width: 100%; }
+img { max-width: 100%; height: auto; }
+details summary { cursor: pointer; font-weight: 600; margin: 0.8rem 0 0.3rem; }
+"""
+
+
+def _html_table(head: list[str], body: list[list[str]], text_columns: tuple[int, ...] = ()) -> str:
     esc = html.escape
+    text = ' class="text"'
+    rows = "".join("<tr>" + "".join(f"<td{text if i in text_columns else ''}>{esc(c)}</td>"
+                                    for i, c in enumerate(row)) + "</tr>" for row in body)
+    return (f'<div class="scroll"><table><thead><tr>{"".join(f"<th>{esc(h)}</th>" for h in head)}</tr></thead>'
+            f"<tbody>{rows}</tbody></table></div>")
+
+
+def _html(title: str, v: Verdict, head: list[str], body: list[list[str]], notes: list[str],
+          images: dict[str, str], speedups: tuple[str, list[str], list[list[str]]] | None,
+          extra_tables: list[tuple[str, list[str], list[list[str]]]]) -> str:
+    esc = html.escape
+    cards = "".join(
+        f'<div class="target"><b>{esc(t.target)}</b>deploy <code>{esc(t.artifact)}</code> '
+        f"({esc(_fmt(t.size_bytes, 'bytes'))})<br>speed-up vs teacher: "
+        f"{esc(', '.join(f'{x:.1f}× ({s})' for s, x in t.speedup.items()) or 'not measured')}<br>"
+        f"accuracy vs teacher: {esc(_target_accuracy(t))}</div>" for t in v.targets)
+    g_head, g_body = gate_table(v)
+    gates = _html_table(g_head, g_body, (1, 5))
+    warnings = ("<h2>Warnings</h2><ul class=\"warnings\">" + "".join(f"<li>{esc(w)}</li>" for w in v.warnings)
+                + "</ul>") if v.warnings else ""
+    t_head, t_body = target_table(v)
     speed = ""
     if speedups is not None:
         caption, s_head, s_rows = speedups
-        speed = (f"<h2>{esc(caption)}</h2><table><thead><tr>" + "".join(f"<th>{esc(h)}</th>" for h in s_head)
-                 + "</tr></thead><tbody>" + "".join("<tr>" + "".join(f"<td>{esc(c)}</td>" for c in row) + "</tr>"
-                                                    for row in s_rows) + "</tbody></table>")
-    rows = "\n".join("<tr>" + "".join(f"<td>{esc(c)}</td>" for c in row) + "</tr>" for row in body)
-    figs = "\n".join(f'<figure><img alt="{esc(k)}" src="data:image/png;base64,{v}">'
-                     f'<figcaption>{esc(k.replace("_", " "))}</figcaption></figure>' for k, v in images.items())
-    extra = "\n".join(f"<p>{esc(p)}</p>" for p in markdown_extra if p)
+        speed = f"<h2>{esc(caption)}</h2>" + _html_table(s_head, s_rows)
+    figs = "\n".join(f'<figure><img alt="{esc(k)}" src="data:image/png;base64,{d}">'
+                     f'<figcaption>{esc(k.replace("_", " "))}</figcaption></figure>' for k, d in images.items())
+    extra = "".join(f"<details{' open' if caption.startswith('Confusion') else ''}><summary>{esc(caption)}"
+                    f"</summary>{_html_table(e_head, e_body, (0,) if caption.startswith('Confusion') else (0, 1, 3))}"
+                    "</details>" for caption, e_head, e_body in extra_tables)
+    para = "\n".join(f"<p>{esc(p)}</p>" for p in notes if p)
+    ready = "" if v.ready else " not-ready"
     return f"""<!doctype html>
-<html lang="en"><head><meta charset="utf-8"><title>{esc(title)}</title>
-<style>
-body {{ font-family: system-ui, sans-serif; margin: 2rem; color: #222; }}
-table {{ border-collapse: collapse; margin: 1rem 0; font-size: 0.9rem; }}
-th, td {{ border: 1px solid #ccc; padding: 0.35rem 0.6rem; text-align: right; }}
-td:first-child, th:first-child, td:last-child {{ text-align: left; }}
-th {{ background: #f0f3f8; }}
-figure {{ display: inline-block; margin: 0.5rem; }} img {{ max-width: 560px; }}
-</style></head><body>
+<html lang="en"><head><meta charset="utf-8"><meta name="viewport" content="width=device-width, initial-scale=1">
+<title>{esc(title)}</title>
+<style>{CSS}</style></head><body>
 <h1>{esc(title)}</h1>
-<table><thead><tr>{"".join(f"<th>{esc(h)}</th>" for h in head)}</tr></thead>
-<tbody>
-{rows}
-</tbody></table>
-{extra}
+<section class="verdict{ready}" id="verdict">
+<p class="headline">{esc(v.headline)}</p>
+<div class="targets">{cards}</div>
+</section>
+<h2>Gates</h2>
+<p>Each model against its parent on the same test examples; {esc(stats.METHOD)}.</p>
+{gates}
+{warnings}
+<h2>Deployment targets</h2>
+{_html_table(t_head, t_body, (1, 3, 4, 5))}
+<h2>Models</h2>
+{_html_table(head, body, (len(head) - 1,))}
+{para}
 {speed}
 <div class="plots">{figs}</div>
+{extra}
 </body></html>
 """
+
+
+def _target_accuracy(t: Target) -> str:
+    vt = t.vs_teacher
+    if not vt:
+        return "–"
+    lo, hi = vt["interval_points"]
+    return (f"{100 * vt['new_accuracy']:.2f}% vs {100 * vt['ref_accuracy']:.2f}%, drop {vt['drop_points']:+.2f} "
+            f"points (95% CI [{lo:+.2f}, {hi:+.2f}], n={vt['n']:,})")
 
 
 def write_report(run_dir: str | Path, out: str | Path) -> tuple[Path, Path]:
@@ -276,20 +492,27 @@ def write_report(run_dir: str | Path, out: str | Path) -> tuple[Path, Path]:
     if not root.is_dir():
         raise TrtEdgeError(f"run folder not found: {root}")
     rows, comparison, stages = collect(root)
+    v = build_verdict(root, stages, comparison)
     shapes = [f"b{p['batch']}s{p['seq']}" for p in comparison.get("shapes", [])]
     head, body = table(rows, shapes)
-    images = plots(rows, shapes)
+    images = plots(rows, shapes, comparison)
+    extra_tables = confusion_tables(v)
+    for caption, maker in (("Per-layer 2:4 sparsity", sparsity_table(stages)),
+                           ("Per-layer precision", precision_table(root, stages))):
+        if maker is not None:
+            extra_tables.append((caption, *maker))
     folder = Path(out)
     folder.mkdir(parents=True, exist_ok=True)
-    md = _markdown(root, head, body, stages, comparison, images)
+    md = _markdown(root, v, head, body, stages, comparison, images, extra_tables)
     for name, data in images.items():
-        (folder / f"{name}.png").write_bytes(base64.b64decode(data))
+        atomic_write_bytes(folder / f"{name}.png", base64.b64decode(data))
     md_path = atomic_write_text(folder / "report.md", md)
-    extra = [_latency_note(comparison)]
+    notes = [_latency_note(comparison)]
     if "build" in stages:
-        extra.append(_engine_note(stages["build"]))
-    html_path = atomic_write_text(folder / "report.html", _html(f"trt-edge report: {root.name}", head, body,
-                                                                 extra, images, _speedup_table(comparison)))
+        notes.append(_engine_note(stages["build"]))
+    html_path = atomic_write_text(folder / "report.html", _html(f"trt-edge report: {root.name}", v, head, body,
+                                                                 notes, images, _speedup_table(comparison),
+                                                                 extra_tables))
     return md_path, html_path
 
 
@@ -299,7 +522,10 @@ def run(config: RunConfig, run_dir: Path, out: str | Path) -> StageRecord:
                          artifacts={"report": "report.md", "html": "report.html"})
     with stage_output(out) as tmp:
         write_report(run_dir, tmp)
-        rows, _, _ = collect(Path(run_dir))
+        rows, comparison, stages = collect(Path(run_dir))
+        verdict = build_verdict(Path(run_dir), stages, comparison)
         record.metrics = {r.model: r.accuracy for r in rows if r.accuracy is not None}
+        record.metrics.update({"verdict": verdict.headline, "ready": verdict.ready, "warnings": verdict.warnings,
+                               "gates": verdict.gates})
         record.write(tmp)
     return record

@@ -19,6 +19,7 @@ from trt_edge.config import RunConfig
 from trt_edge.errors import GateError, TrtEdgeError
 from trt_edge.log import get_logger
 from trt_edge.pipeline.config import STAGES, PipelineConfig
+from trt_edge.pipeline.gates import PAIRS, overall_verdict, stage_verdict
 from trt_edge.stage import (
     STAGE_FILE,
     StageRecord,
@@ -49,6 +50,12 @@ def _distill(config: RunConfig, _: Path | None, out: Path) -> StageRecord:
 
 def _prune(config: RunConfig, parent: Path | None, out: Path) -> StageRecord:
     from trt_edge.sparsity.stage import run
+
+    return run(config, _need(parent), out)
+
+
+def _width(config: RunConfig, parent: Path | None, out: Path) -> StageRecord:
+    from trt_edge.sparsity.width_stage import run
 
     return run(config, _need(parent), out)
 
@@ -99,6 +106,7 @@ def _need(path: Path | None) -> Path:
 
 SPECS: dict[str, StageSpec] = {
     "distill": StageSpec("distill", ("task", "distill"), _distill),
+    "width": StageSpec("width", ("task", "distill", "width", "export"), _width),
     "prune": StageSpec("prune", ("task", "distill", "prune"), _prune),
     "export": StageSpec("export", ("task", "target", "export"), _export),
     "export-teacher": StageSpec("export-teacher", ("task", "target", "export"), _export_teacher),
@@ -120,10 +128,12 @@ def parent_of(name: str, stages: list[str], run_dir: Path) -> Path | None:
 
     if name == "distill":
         return None
-    if name in ("prune", "export-teacher"):
+    if name in ("width", "export-teacher"):
         return first("distill")
+    if name == "prune":
+        return first("width", "distill")
     if name == "export":
-        return first("prune", "distill")
+        return first("prune", "width", "distill")
     if name == "calibrate":
         return first("export")
     if name == "build":
@@ -139,25 +149,31 @@ class StageResult:
     metrics: dict[str, Any]
 
 
-def _gate(name: str, metrics: dict[str, Any], cfg: PipelineConfig) -> None:
-    pairs = {"distill": ("teacher_accuracy", "student_accuracy", "student vs teacher"),
-             "prune": ("dense_accuracy", "sparse_accuracy", "sparse vs dense student"),
-             "calibrate": ("fp32_accuracy", "int8_accuracy", "INT8 vs fp32")}
-    if name not in pairs or name not in cfg.gates:
-        return
-    ref_key, new_key, what = pairs[name]
-    if ref_key not in metrics or new_key not in metrics:
-        raise RuntimeError(f"stage {name} did not report {ref_key} and {new_key}")
-    drop = (float(metrics[ref_key]) - float(metrics[new_key])) * 100
+def _gate(name: str, metrics: dict[str, Any], cfg: PipelineConfig) -> dict[str, Any] | None:
+    """Judge stage `name` against `pipeline.gates`; raise `GateError` when it fails, else the verdict."""
+    if name not in PAIRS or name not in cfg.gates:
+        return None
+    ref_key, new_key, what = PAIRS[name]
+    verdict = stage_verdict(name, metrics, cfg)
     budget = cfg.gates[name]
-    if drop > budget:
+    if verdict is None:  # a stage.json written before the paired tables: the plain rule
+        drop = (float(metrics[ref_key]) - float(metrics[new_key])) * 100
+        interval, status, passed = "", "", drop <= budget
+    else:
+        drop, passed = verdict.drop_points, verdict.passed
+        lo, hi = verdict.interval_points
+        interval, status = f", 95% CI [{lo:.2f}, {hi:.2f}], n={verdict.n}", f" ({verdict.status})"
+        log.info("%s", verdict.line())
+    if not passed:
         raise GateError(
             f"accuracy gate failed at stage {name!r}: {what} lost {drop:.2f} points "
-            f"({metrics[ref_key]:.4f} -> {metrics[new_key]:.4f}), budget {budget:.2f}; "
+            f"({metrics[ref_key]:.4f} -> {metrics[new_key]:.4f}{interval}), budget {budget:.2f}{status}; "
             f"the run stopped here: raise pipeline.gates.{name} or change the {name} config",
             {"stage": name, ref_key: metrics[ref_key], new_key: metrics[new_key], "drop_points": round(drop, 3),
-             "budget_points": budget},
+             "budget_points": budget, **({"interval_points": verdict.to_dict()["interval_points"],
+                                          "n": verdict.n} if verdict is not None else {})},
         )
+    return verdict.to_dict() if verdict is not None else None
 
 
 def _load_run(run_dir: Path) -> dict[str, Any]:
@@ -220,7 +236,7 @@ def run_pipeline(config: RunConfig, run_dir: str | Path, *, start: str | None = 
             stage = read_stage(folder, None)
             log.info("%s: up to date, skipped", name)
             results.append(StageResult(name, "skipped", 0.0, stage.get("metrics", {})))
-            _gate(name, stage.get("metrics", {}), cfg)
+            _record_gate(record, name, _gate(name, stage.get("metrics", {}), cfg), root)
             continue
         if reason and previous:
             log.info("%s: %s; running it", name, reason)
@@ -234,9 +250,17 @@ def run_pipeline(config: RunConfig, run_dir: str | Path, *, start: str | None = 
                                   "finished": stage.get("finished")}
         atomic_write_json(root / RUN_FILE, record)
         results.append(StageResult(name, "ran", seconds, result.metrics))
-        _gate(name, result.metrics, cfg)
-    _overall(results, cfg)
+        _record_gate(record, name, _gate(name, result.metrics, cfg), root)
+    _overall(results, cfg, root)
     return results
+
+
+def _record_gate(record: dict[str, Any], name: str, verdict: dict[str, Any] | None, root: Path) -> None:
+    """Keep the pipeline's verdict in pipeline.json (stage.json is the stage's own, hashed, record)."""
+    if verdict is None:
+        return
+    record.setdefault("gates", {})[name] = verdict
+    atomic_write_json(root / RUN_FILE, record)
 
 
 def _remove_stale_partials(root: Path) -> None:
@@ -279,20 +303,27 @@ def _rerun_reason(folder: Path, previous: dict[str, Any], config_hash: str, inpu
     return None
 
 
-def _overall(results: list[StageResult], cfg: PipelineConfig) -> None:
+def _overall(results: list[StageResult], cfg: PipelineConfig, root: Path) -> None:
     metrics = {r.name: r.metrics for r in results}
     teacher = metrics.get("distill", {}).get("teacher_accuracy")
     final = metrics.get("calibrate", {}).get("int8_accuracy")
     if cfg.overall_budget is None or teacher is None or final is None:
         return
     drop = (teacher - final) * 100
+    verdict = overall_verdict(root, cfg)
+    interval = ""
+    if verdict is not None:
+        lo, hi = verdict.interval_points
+        interval = f", 95% CI [{lo:.2f}, {hi:.2f}], n={verdict.n}; {verdict.status}"
     if drop > cfg.overall_budget:
         raise GateError(f"overall accuracy gate failed: the INT8 student is {drop:.2f} points below the teacher "
-                        f"(budget {cfg.overall_budget:.2f})", {"teacher_accuracy": teacher, "int8_accuracy": final})
+                        f"(budget {cfg.overall_budget:.2f}{interval})",
+                        {"teacher_accuracy": teacher, "int8_accuracy": final})
 
 
 def summary_rows(results: list[StageResult]) -> list[dict[str, Any]]:
-    keys = ("student_accuracy", "sparse_accuracy", "argmax_agreement", "int8_accuracy", "teacher_accuracy")
+    keys = ("student_accuracy", "width_accuracy", "sparse_accuracy", "argmax_agreement", "int8_accuracy",
+            "teacher_accuracy")
     rows = []
     for r in results:
         shown = {k: r.metrics[k] for k in keys if k in r.metrics}

@@ -62,6 +62,14 @@ MASKED_BELOW = -1.0e4
 LAYER_TOLERANCE = 1e-3
 
 
+class AttentionNotFused(TrtEdgeError):
+    """No attention block could be fused; `unfused` holds each block's [{"layer", "reason"}]."""
+
+    def __init__(self, message: str, unfused: list[dict[str, str]]) -> None:
+        super().__init__(message)
+        self.unfused = unfused
+
+
 @dataclass
 class _Factor:
     tensor: str
@@ -78,8 +86,9 @@ class AttentionCandidate:
     k_src: str
     v_src: str
     q_heads: str
-    mask: str | None
     output: str
+    # Additive terms between Q.Kᵀ and the Softmax (masks and position biases, classified numerically).
+    terms: list[str] = field(default_factory=list)
     factors: list[_Factor] = field(default_factory=list)
 
 
@@ -93,6 +102,15 @@ class FusedLayer:
     scale: float
     causal: bool
     max_abs_diff: float
+    # Whether the node takes the key-padding mask, and the additive position-bias terms it takes (summed).
+    has_mask: bool = True
+    bias_terms: list[str] = field(default_factory=list)
+    # Whether each bias term needs broadcasting to [1|batch, num_heads, seq, seq] for the kernel.
+    bias_expand: bool = False
+
+    @property
+    def has_bias(self) -> bool:
+        return bool(self.bias_terms)
 
 
 class _Graph:
@@ -175,8 +193,64 @@ def _single_consumer(g: _Graph, tensor: str, op_type: str) -> Any | None:
     return nodes[0] if len(nodes) == 1 else None
 
 
+def _reaches_qk(g: _Graph, tensor: str, depth: int = 0) -> bool:
+    """Whether `tensor` is (a scaled, possibly biased) activation x activation MatMul: the Q.Kᵀ scores."""
+    base = _walk_scale(g, tensor, [])
+    node = g.producer.get(base)
+    if node is None:
+        return False
+    if node.op_type == "MatMul":
+        return not any(i in g.constants for i in node.input)
+    if node.op_type == "Add" and depth < 4:
+        return any(_reaches_qk(g, i, depth + 1) for i in node.input)
+    return False
+
+
+def _ancestors(g: _Graph, tensor: str, limit: int = 400) -> set[str]:
+    """Tensor names above `tensor` (bounded breadth-first walk), itself included."""
+    seen = {tensor}
+    todo = [tensor]
+    while todo and len(seen) < limit:
+        node = g.producer.get(todo.pop())
+        if node is None:
+            continue
+        for inp in node.input:
+            if inp and inp not in seen:
+                seen.add(inp)
+                todo.append(inp)
+    return seen
+
+
+def _ancestor_ops(g: _Graph, tensor: str, stop: set[str], limit: int = 400) -> set[str]:
+    """Op types above `tensor`, not walking past the tensors in `stop` (the projections)."""
+    ops: set[str] = set()
+    seen = {tensor}
+    todo = [tensor]
+    while todo and len(seen) < limit:
+        t = todo.pop()
+        if t in stop:
+            continue
+        node = g.producer.get(t)
+        if node is None:
+            continue
+        ops.add(str(node.op_type))
+        for inp in node.input:
+            if inp and inp not in seen:
+                seen.add(inp)
+                todo.append(inp)
+    return ops
+
+
+ROTARY_REASON = ("rotary position embedding (Sin/Cos applied to Q and K between the projection and Q.Kᵀ); "
+                 "the fused kernel takes Q and K as projected")
+
+
 def _match(g: _Graph, softmax: Any) -> tuple[AttentionCandidate | None, str]:
-    """Match the block around one Softmax; return (candidate, "") or (None, reason)."""
+    """Match the block around one Softmax; return (candidate, "") or (None, reason).
+
+    The scores may carry any number of additive terms (`Add` nodes between Q.Kᵀ and the Softmax): which
+    of them is a key-padding mask, a position bias or neither is decided numerically in `verify_candidates`.
+    """
     axis = _attr(softmax, "axis", -1)
     if axis not in (-1, 3):
         return None, f"Softmax axis {axis} is not the last axis"
@@ -202,23 +276,31 @@ def _match(g: _Graph, softmax: Any) -> tuple[AttentionCandidate | None, str]:
     if not any(n.op_type == "Transpose" for n in chain) or chain[-1].op_type != "Reshape":
         return None, "attention output is not transposed and reshaped back to [batch, seq, hidden]"
     merge_r = chain[-1]
-    # Input side: [Add mask] <- [Mul/Div scale] <- MatMul(q, kᵀ).
+    # Input side: [Add term]* <- [Mul/Div scale] <- MatMul(q, kᵀ).
     factors: list[_Factor] = []
     scores = softmax.input[0]
-    mask: str | None = None
-    add = g.producer.get(scores)
-    if add is not None and add.op_type == "Add":
-        a, b = add.input
-        a_base = _walk_scale(g, a, [])
-        b_base = _walk_scale(g, b, [])
-        if g.op(a_base) == "MatMul":
-            scores, mask = a, b
-        elif g.op(b_base) == "MatMul":
-            scores, mask = b, a
-        else:
-            return None, "the softmax input is an Add without a Q.Kᵀ MatMul"
+    terms: list[str] = []
+    while True:
+        node = g.producer.get(scores)
+        if node is None:
+            break
+        if node.op_type == "Add" and len(node.input) == 2:
+            a, b = node.input
+            a_qk, b_qk = _reaches_qk(g, a), _reaches_qk(g, b)
+            if a_qk and b_qk:
+                return None, ("an additive attention term is itself a product of activations "
+                              "(content-dependent position scores, e.g. DeBERTa's disentangled attention); "
+                              "the kernel takes only a fixed additive bias")
+            if not (a_qk or b_qk):
+                return None, "the softmax input is an Add without a Q.Kᵀ MatMul"
+            scores, term = (a, b) if a_qk else (b, a)
+            terms.append(term)
+            continue
+        break
     qk_out = _walk_scale(g, scores, factors)
     qk = g.producer.get(qk_out)
+    if qk is not None and qk.op_type == "Add" and _reaches_qk(g, qk_out):
+        return None, "the scores are scaled after an additive term was added (scale · (Q.Kᵀ + bias))"
     if qk is None or qk.op_type != "MatMul":
         return None, "no Q.Kᵀ MatMul before the softmax"
     q_heads = _walk_scale(g, qk.input[0], factors)
@@ -227,14 +309,49 @@ def _match(g: _Graph, softmax: Any) -> tuple[AttentionCandidate | None, str]:
     k_src, k_reshapes = _walk_heads(g, k_heads)
     v_src, v_reshapes = _walk_heads(g, pv.input[1])
     if min(q_reshapes, k_reshapes, v_reshapes) < 1:
+        if {"Sin", "Cos"} & (_ancestor_ops(g, qk.input[0], {v_src}) | _ancestor_ops(g, qk.input[1], {v_src})):
+            return None, ROTARY_REASON
         return None, "Q, K or V does not come from a head-splitting Reshape"
     if len({q_src, k_src, v_src}) != 3:
         return None, "Q, K and V do not come from three separate projections"
-    if mask is None:
-        return None, "no additive attention mask (the plugin applies attention_mask)"
+    for term in terms:
+        if {q_src, k_src} & _ancestors(g, term):
+            return None, ("an additive attention term is computed from Q or K (content-dependent position "
+                          "scores, e.g. DeBERTa's disentangled attention); the kernel takes only a fixed bias")
     layer = softmax.name or softmax.output[0]
     return AttentionCandidate(layer=layer, softmax=softmax.output[0], q_src=q_src, k_src=k_src, v_src=v_src,
-                              q_heads=q_heads, mask=mask, output=merge_r.output[0], factors=factors), ""
+                              q_heads=q_heads, terms=terms, output=merge_r.output[0], factors=factors), ""
+
+
+def _real_cause(g: _Graph, softmax: Any) -> str:
+    """The attention variant behind a structural mismatch, named when it is one the kernel cannot express.
+
+    Walks up from the Softmax input through the block (stopping at weight projections, normalisations and
+    embedding lookups): more than one activation x activation MatMul means content-dependent position
+    scores (DeBERTa's disentangled attention); Sin/Cos means rotary position embedding. "" otherwise."""
+    products = 0
+    ops: set[str] = set()
+    seen = {softmax.input[0]}
+    todo = [softmax.input[0]]
+    while todo and len(seen) < 600:
+        node = g.producer.get(todo.pop())
+        if node is None or node.op_type in ("LayerNormalization", "Gather", "Softmax", "SimplifiedLayerNormalization"):
+            continue
+        ops.add(str(node.op_type))
+        if node.op_type in ("MatMul", "Gemm"):
+            if any(i in g.constants for i in node.input):
+                continue
+            products += 1
+        for inp in node.input:
+            if inp and inp not in seen:
+                seen.add(inp)
+                todo.append(inp)
+    if products > 1:
+        return ("content-dependent position scores (more than one Q/K product feeds the softmax, e.g. DeBERTa's "
+                "disentangled attention); the kernel takes one Q.Kᵀ plus a fixed additive bias")
+    if {"Sin", "Cos"} & ops:
+        return ROTARY_REASON
+    return ""
 
 
 def find_attention_candidates(model: Any) -> tuple[list[AttentionCandidate], list[dict[str, str]]]:
@@ -247,6 +364,7 @@ def find_attention_candidates(model: Any) -> tuple[list[AttentionCandidate], lis
             continue
         cand, reason = _match(g, node)
         if cand is None:
+            reason = _real_cause(g, node) or reason
             rejected.append({"layer": node.name or node.output[0], "reason": reason})
         else:
             found.append(cand)
@@ -285,15 +403,23 @@ def _run_with_intermediates(model: Any, names: list[str], feeds: list[dict[str, 
     return results
 
 
+def _full(value: np.ndarray, batch: int, seq: int) -> np.ndarray | None:
+    """An additive term broadcast to [batch, heads|1, seq, seq], or None when it does not broadcast."""
+    heads = value.shape[1] if value.ndim == 4 else (value.shape[0] if value.ndim == 3 else 1)
+    try:
+        return np.broadcast_to(value, (batch, heads, seq, seq))
+    except ValueError:
+        return None
+
+
 def _classify_mask(values: list[np.ndarray], masks: list[np.ndarray]) -> tuple[bool | None, str]:
     """Whether an additive mask equals key padding of attention_mask (causal False) or padding + causal."""
     causal_ok = True
     padding_ok = True
     for value, am in zip(values, masks, strict=True):
         b, s = am.shape
-        try:
-            full = np.broadcast_to(value, (b, value.shape[1] if value.ndim == 4 else 1, s, s))
-        except ValueError:
+        full = _full(value, b, s)
+        if full is None:
             return None, f"mask shape {list(value.shape)} does not broadcast to [batch, heads, seq, seq]"
         excluded = full <= MASKED_BELOW
         if not np.all(excluded | (np.abs(full) <= 1e-6)):
@@ -306,7 +432,48 @@ def _classify_mask(values: list[np.ndarray], masks: list[np.ndarray]) -> tuple[b
         return False, ""
     if causal_ok:
         return True, ""
+    for value, am in zip(values, masks, strict=True):
+        b, s = am.shape
+        full = _full(value, b, s)
+        if full is None:
+            continue
+        kept = ~(full <= MASKED_BELOW) & np.broadcast_to((am != 0)[:, None, None, :], full.shape)
+        distance = np.abs(np.arange(s)[:, None] - np.arange(s)[None, :])
+        band = np.broadcast_to((distance < s - 1)[None, None], full.shape)
+        if s > 2 and not np.any(kept & ~band) and np.all(full[..., np.arange(s), np.arange(s)] > MASKED_BELOW):
+            return None, ("the mask excludes keys by distance from the query (sliding-window / local "
+                          "attention); the kernel has no window")
     return None, "mask is not a key-padding (or padding + causal) mask of attention_mask"
+
+
+def _sum(values: list[np.ndarray]) -> np.ndarray:
+    """The float64 sum of broadcastable arrays (several mask or bias terms of one block)."""
+    total = np.asarray(values[0], np.float64)
+    for value in values[1:]:
+        total = total + np.asarray(value, np.float64)
+    return total
+
+
+def _classify_term(values: list[np.ndarray]) -> str:
+    """'zero' (adds nothing), 'mask' (0 or very negative), 'bias' (finite, moderate) or 'mixed'."""
+    kinds = set()
+    for value in values:
+        v = np.asarray(value, dtype=np.float64)
+        excluded = v <= MASKED_BELOW
+        if np.all(np.abs(v) <= 1e-6):
+            kinds.add("zero")
+        elif np.all(excluded | (np.abs(v) <= 1e-6)):
+            kinds.add("mask")
+        elif not np.any(excluded) and np.all(np.isfinite(v)):
+            kinds.add("bias")
+        else:
+            kinds.add("mixed")
+    if "mixed" in kinds or {"mask", "bias"} <= kinds:
+        return "mixed"
+    for kind in ("bias", "mask"):
+        if kind in kinds:
+            return kind
+    return "zero"
 
 
 def verify_candidates(model: Any, candidates: list[AttentionCandidate], feeds: list[dict[str, np.ndarray]],
@@ -317,16 +484,13 @@ def verify_candidates(model: Any, candidates: list[AttentionCandidate], feeds: l
     ops (the CPU target) have neither, so that caller turns them off."""
     if not candidates:
         return [], []
-    input_names = {i.name for i in model.graph.input}
-    if MASK_INPUT not in input_names:
-        return [], [{"layer": c.layer, "reason": f"the model has no {MASK_INPUT!r} input"} for c in candidates]
     check_feeds = list(feeds)
     extra = _with_padding(feeds[0]) if feeds else None
     if extra is not None:
         check_feeds.append(extra)
     names: list[str] = []
     for c in candidates:
-        names += [c.q_src, c.k_src, c.v_src, c.q_heads, c.output] + ([c.mask] if c.mask else [])
+        names += [c.q_src, c.k_src, c.v_src, c.q_heads, c.output, *c.terms]
         names += [f.tensor for f in c.factors]
     names = list(dict.fromkeys(names))
     results = _run_with_intermediates(model, names, check_feeds)
@@ -361,21 +525,54 @@ def _verify_one(c: AttentionCandidate, results: list[dict[str, Any]], feeds: lis
         scale = scale / value if factor.divide else scale * value
     if not (scale > 0 and math.isfinite(scale)):
         return f"attention scale {scale} is not a positive number", None
-    causal, why = _classify_mask([r[c.mask] for r in results] if c.mask else [], [f[MASK_INPUT] for f in feeds])
-    if causal is None:
-        return why, None
+    has_mask_input = all(MASK_INPUT in f for f in feeds)
+    shapes = [(int(r[c.q_src].shape[0]), int(r[c.q_src].shape[1])) for r in results]
+    masks = [f[MASK_INPUT] if has_mask_input else np.ones(shape, np.int64)
+             for f, shape in zip(feeds, shapes, strict=True)]
+    mask_terms: list[str] = []
+    bias_terms: list[str] = []
+    for term in c.terms:
+        values = [np.asarray(r[term]) for r in results]
+        kind = _classify_term(values)
+        if kind == "mixed":
+            return (f"additive term {term!r} mixes a position bias with mask values (a pre-combined mask); "
+                    "the kernel takes them as separate inputs"), None
+        if any(_full(v, b, s) is None for v, (b, s) in zip(values, shapes, strict=True)):
+            return f"additive term {term!r} of shape {list(values[0].shape)} does not broadcast to the scores", None
+        if kind == "mask":
+            mask_terms.append(term)
+        elif kind == "bias":
+            if any(v.ndim == 4 and v.shape[1] not in (1, num_heads) for v in values):
+                return f"bias {term!r} has {values[0].shape[1]} heads, the block {num_heads}", None
+            bias_terms.append(term)
+    causal = False
+    if mask_terms:
+        combined = [_sum([r[t] for t in mask_terms]) for r in results]
+        verdict, why = _classify_mask(combined, masks)
+        if verdict is None:
+            return why, None
+        causal = verdict
+    # No mask term: the block ignores attention_mask (or the model has none), and so does the fused node.
+    has_mask = has_mask_input and bool(mask_terms)
+    bias_expand = False
+    for r in results:
+        for t in bias_terms:
+            v = np.asarray(r[t])
+            if not (v.ndim == 4 and v.shape[1] == num_heads and v.shape[2] == v.shape[3] == r[c.q_src].shape[1]):
+                bias_expand = True
     worst = 0.0
-    for r, feed in zip(results, feeds, strict=True):
+    for r, mask in zip(results, masks, strict=True):
         expected = r[c.output]
-        got = attention_reference(r[c.q_src], r[c.k_src], r[c.v_src], feed[MASK_INPUT], num_heads, head_size,
-                                  scale, causal)
+        bias = _sum([r[t] for t in bias_terms]) if bias_terms else None
+        got = attention_reference(r[c.q_src], r[c.k_src], r[c.v_src], mask if has_mask else None, num_heads,
+                                  head_size, scale, causal, bias=bias)
         if got.shape != expected.shape:
             return f"block output shape {list(expected.shape)} != fused shape {list(got.shape)}", None
         worst = max(worst, float(np.max(np.abs(got - expected))))
     if worst > LAYER_TOLERANCE:
         return f"the fused computation differs from the block by {worst:.3g} (> {LAYER_TOLERANCE})", None
     return "", FusedLayer(candidate=c, num_heads=num_heads, head_size=head_size, scale=scale, causal=causal,
-                          max_abs_diff=worst)
+                          max_abs_diff=worst, has_mask=has_mask, bias_terms=bias_terms, bias_expand=bias_expand)
 
 
 def _eliminate_dead_nodes(graph: Any) -> None:
@@ -430,11 +627,40 @@ def splice_nodes(model: Any, replacements: dict[str, list[Any]], prelude: list[A
     return spliced
 
 
+def bias_nodes(layer: FusedLayer, prefix: str) -> tuple[list[Any], str]:
+    """Nodes computing a layer's additive bias as one float tensor [1|batch, heads, seq, seq] (the shape
+    both our plugin and ONNX Runtime's attention ops take); returns (nodes, tensor name).
+
+    Several bias terms are summed; a term that broadcasts (e.g. [1, 1, seq, seq] or [heads, seq, seq]) is
+    expanded against [1, heads, seq, seq], with seq read from the Q projection at run time."""
+    from onnx import helper, numpy_helper
+
+    c = layer.candidate
+    nodes: list[Any] = []
+    tensor = layer.bias_terms[0]
+    for i, term in enumerate(layer.bias_terms[1:]):
+        nodes.append(helper.make_node("Add", [tensor, term], [f"{prefix}_bias_sum{i}"], name=f"{prefix}_bias_sum{i}"))
+        tensor = f"{prefix}_bias_sum{i}"
+    if layer.bias_expand:
+        head_dims = numpy_helper.from_array(np.array([1, layer.num_heads], np.int64), f"{prefix}_bias_heads")
+        nodes += [
+            helper.make_node("Constant", [], [f"{prefix}_bias_heads"], value=head_dims),
+            helper.make_node("Shape", [c.q_src], [f"{prefix}_bias_seq"], start=1, end=2),
+            helper.make_node("Concat", [f"{prefix}_bias_heads", f"{prefix}_bias_seq", f"{prefix}_bias_seq"],
+                             [f"{prefix}_bias_shape"], axis=0),
+            helper.make_node("Expand", [tensor, f"{prefix}_bias_shape"], [f"{prefix}_bias_full"]),
+        ]
+        tensor = f"{prefix}_bias_full"
+    return nodes, tensor
+
+
 def rewrite_model(model: Any, layers: list[FusedLayer], trt_version: str | None = None) -> Any:
     """A copy of `model` where each verified block is one fused node; the input model is untouched.
 
-    `trt_version` is the target TensorRT: the node names the plugin generation that version's ONNX parser
-    resolves (None: TensorRT 10+, IPluginV3).
+    Node inputs follow the contract (docs/plugins.md): q, k, v, the int32 key-padding mask when
+    `has_mask`, the fp16 additive bias when `has_bias`; both flags are always written. `trt_version` is
+    the target TensorRT: the node names the plugin generation that version's ONNX parser resolves (None:
+    TensorRT 10+, IPluginV3).
     """
     from onnx import TensorProto, helper
 
@@ -451,16 +677,27 @@ def rewrite_model(model: Any, layers: list[FusedLayer], trt_version: str | None 
         halves = [f"{name}_{t}_fp16" for t in ("q", "k", "v")]
         nodes = [helper.make_node("Cast", [src], [half], name=f"{half}_cast", to=TensorProto.FLOAT16)
                  for src, half in zip((c.q_src, c.k_src, c.v_src), halves, strict=True)]
+        inputs = [*halves]
+        if layer.has_mask:
+            inputs.append(MASK_INT32)
+        if layer.has_bias:
+            extra, bias = bias_nodes(layer, name)
+            nodes += extra
+            nodes.append(helper.make_node("Cast", [bias], [f"{name}_bias_fp16"], name=f"{name}_bias_cast",
+                                          to=TensorProto.FLOAT16))
+            inputs.append(f"{name}_bias_fp16")
         nodes.append(helper.make_node(
-            PLUGIN_NAME, [*halves, MASK_INT32], [f"{name}_out_fp16"], name=name,
+            PLUGIN_NAME, inputs, [f"{name}_out_fp16"], name=name,
             domain=PLUGIN_DOMAIN, **plugin_attributes,
             num_heads=layer.num_heads, head_size=layer.head_size, scale=float(layer.scale),
-            causal=int(layer.causal)))
+            causal=int(layer.causal), has_mask=int(layer.has_mask), has_bias=int(layer.has_bias)))
         nodes.append(helper.make_node("Cast", [f"{name}_out_fp16"], [c.output], name=f"{name}_out_cast",
                                       to=TensorProto.FLOAT))
         replacements[c.output] = nodes
-    prelude = [helper.make_node("Cast", [MASK_INPUT], [MASK_INT32], name="trt_edge_attention_mask_cast",
-                                to=TensorProto.INT32)]
+    prelude = []
+    if any(layer.has_mask for layer in layers):
+        prelude.append(helper.make_node("Cast", [MASK_INPUT], [MASK_INT32], name="trt_edge_attention_mask_cast",
+                                        to=TensorProto.INT32))
     return splice_nodes(model, replacements, prelude, PLUGIN_DOMAIN)
 
 
@@ -479,9 +716,9 @@ def fuse_attention(model: Any, feeds: list[dict[str, np.ndarray]], trt_version: 
         raise TrtEdgeError("fuse_attention needs at least one feed (dict of input arrays) for its checks")
     candidates, rejected = find_attention_candidates(model)
     if not candidates:
-        detail = "; ".join(f"{r['layer']}: {r['reason']}" for r in rejected) or "the model has no Softmax"
-        raise TrtEdgeError(f"no attention pattern recognised in the ONNX model ({detail}); "
-                           "export a BERT-family encoder or run without attention fusion")
+        detail = summarize(rejected) or "the model has no Softmax"
+        raise AttentionNotFused(f"no attention pattern recognised in the ONNX model ({detail}); "
+                                "run without attention fusion", rejected)
     layers, unfused = verify_candidates(model, candidates, feeds)
     unfused = rejected + unfused
     while layers:
@@ -495,11 +732,20 @@ def fuse_attention(model: Any, feeds: list[dict[str, np.ndarray]], trt_version: 
                             "reason": "tensors inside the block are used outside it; fusing would not remove it"})
         layers = [layer for layer in layers if layer not in stuck]
     if not layers:
-        detail = "; ".join(f"{r['layer']}: {r['reason']}" for r in unfused)
-        raise TrtEdgeError(f"attention blocks were found but none can be fused ({detail})")
+        raise AttentionNotFused(f"attention blocks were found but none can be fused ({summarize(unfused)})",
+                                unfused)
     for item in unfused:
         log.warning("attention not fused at %s: %s", item["layer"], item["reason"])
     return fused, layers, unfused
+
+
+def summarize(unfused: list[dict[str, str]]) -> str:
+    """Per-layer reasons grouped by reason: "reason (layers a, b, c)"; one line for logs and errors."""
+    by_reason: dict[str, list[str]] = {}
+    for item in unfused:
+        by_reason.setdefault(item["reason"], []).append(item["layer"])
+    return "; ".join(f"{reason} ({len(layers)} layer{'s' if len(layers) > 1 else ''}: {', '.join(layers[:3])}"
+                     f"{', ...' if len(layers) > 3 else ''})" for reason, layers in by_reason.items())
 
 
 def _run(model: Any, feeds: list[dict[str, np.ndarray]]) -> list[list[np.ndarray]]:
@@ -576,7 +822,8 @@ def fuse_attention_file(onnx_path: Path, out_path: Path, feeds: list[dict[str, n
         "max_abs_diff": figures["max_abs_diff"],
         "argmax_agreement": figures["argmax_agreement"],
         "layers": [{"layer": layer.candidate.layer, "num_heads": layer.num_heads, "head_size": layer.head_size,
-                    "scale": layer.scale, "causal": layer.causal, "check_max_abs_diff": layer.max_abs_diff}
+                    "scale": layer.scale, "causal": layer.causal, "has_mask": layer.has_mask,
+                    "has_bias": layer.has_bias, "check_max_abs_diff": layer.max_abs_diff}
                    for layer in layers],
         "plugin": {"name": PLUGIN_NAME, "version": generation.plugin_version, "namespace": PLUGIN_NAMESPACE,
                    "generation": generation.interface},

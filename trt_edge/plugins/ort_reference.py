@@ -8,9 +8,12 @@ is derived from the node's attributes alone, never from the subgraph the rewrite
 of "expanded fused model" against "original model" therefore tests the rewrite's choice of inputs,
 num_heads, head_size, scale and causal. The expanded model is used only for checking and never shipped.
 
-Semantics (shared with plugins/fused_attention/fused_attention.h): q, k, v are [batch, seq, heads *
-head_size]; mask is [batch, seq] (nonzero = attend); scores = scale * q.kᵀ per head; keys with mask 0
-(and, when causal, keys after the query) are excluded; a row whose keys are all excluded gives zeros.
+Semantics (shared with plugins/fused_attention/fused_attention.h, see the node contract in
+docs/plugins.md): inputs are q, k, v, then the key-padding mask if `has_mask` (default 1), then the
+additive bias if `has_bias` (default 0). q, k, v are [batch, seq, heads * head_size]; mask is [batch, seq]
+(nonzero = attend); bias is [1 or batch, heads, seq, seq] in the dtype of q. scores = scale * q.kᵀ + bias
+per head; keys with mask 0 (and, when causal, keys after the query) are excluded; a row whose keys are all
+excluded gives zeros.
 """
 
 from __future__ import annotations
@@ -31,7 +34,8 @@ MAX_SEQ_LEN = 16384  # trt_edge_attention_max_seq_len() in the kernel
 
 
 def attention_reference(q: np.ndarray, k: np.ndarray, v: np.ndarray, mask: np.ndarray | None, num_heads: int,
-                        head_size: int, scale: float, causal: bool = False) -> np.ndarray:
+                        head_size: int, scale: float, causal: bool = False,
+                        bias: np.ndarray | None = None) -> np.ndarray:
     """What the kernel computes, in float64 numpy (the yardstick for the rewrite's numeric checks).
 
     Args:
@@ -39,6 +43,8 @@ def attention_reference(q: np.ndarray, k: np.ndarray, v: np.ndarray, mask: np.nd
         mask (np.ndarray | None): [batch, seq], nonzero = attend; None = no padding.
         num_heads (int), head_size (int): the head split. scale (float): multiplies q.kᵀ.
         causal (bool): also exclude keys after the query. Defaults to False.
+        bias (np.ndarray | None): additive bias broadcastable to [batch, num_heads, seq, seq], added to the
+            scaled scores before the mask (relative position bias). Defaults to None.
 
     Returns:
         np.ndarray: [batch, seq, num_heads * head_size] in float32.
@@ -53,6 +59,8 @@ def attention_reference(q: np.ndarray, k: np.ndarray, v: np.ndarray, mask: np.nd
         return moved
 
     scores = heads(q) @ heads(k).transpose(0, 1, 3, 2) * scale
+    if bias is not None:
+        scores = scores + np.asarray(bias, dtype=np.float64)
     excluded = np.zeros((batch, 1, seq, seq), dtype=bool)
     if mask is not None:
         excluded |= (np.asarray(mask) == 0)[:, None, None, :]
@@ -127,7 +135,15 @@ def expand_fused_attention(model: Any) -> Any:
         head_size = int(_attr(node, "head_size"))
         scale = float(_attr(node, "scale"))
         causal = int(_attr(node, "causal", 0))
-        q_in, k_in, v_in, mask = node.input
+        has_mask = int(_attr(node, "has_mask", 1))
+        has_bias = int(_attr(node, "has_bias", 0))
+        expected = 3 + has_mask + has_bias
+        if len(node.input) != expected:
+            raise ValueError(f"{node.name}: {len(node.input)} inputs, the contract wants {expected} "
+                             f"(q, k, v{', mask' if has_mask else ''}{', bias' if has_bias else ''})")
+        q_in, k_in, v_in = node.input[:3]
+        mask = node.input[3] if has_mask else None
+        bias = node.input[3 + has_mask] if has_bias else None
         (out,) = node.output
         out_type = _element_type(graph, q_in)
         new_nodes += [helper.make_node("Cast", [x], [p + name], to=TensorProto.FLOAT)
@@ -149,12 +165,20 @@ def expand_fused_attention(model: Any) -> Any:
             helper.make_node("Transpose", [p + "v4"], [p + "vh"], perm=[0, 2, 1, 3]),
             helper.make_node("MatMul", [p + "qh", p + "kt"], [p + "qk"]),
             helper.make_node("Mul", [p + "qk", scale_c], [p + "scores0"]),
-            helper.make_node("Cast", [mask], [p + "mask_i"], to=TensorProto.INT32),
-            helper.make_node("Equal", [p + "mask_i", zero_i], [p + "pad"]),
-            helper.make_node("Unsqueeze", [p + "pad", axes_12], [p + "pad4"]),
-            helper.make_node("Where", [p + "pad4", neg_inf, p + "scores0"], [p + "scores1"]),
         ]
-        scores = p + "scores1"
+        scores = p + "scores0"
+        if bias is not None:
+            new_nodes += [helper.make_node("Cast", [bias], [p + "bias_f"], to=TensorProto.FLOAT),
+                          helper.make_node("Add", [scores, p + "bias_f"], [p + "scores_b"])]
+            scores = p + "scores_b"
+        if mask is not None:
+            new_nodes += [
+                helper.make_node("Cast", [mask], [p + "mask_i"], to=TensorProto.INT32),
+                helper.make_node("Equal", [p + "mask_i", zero_i], [p + "pad"]),
+                helper.make_node("Unsqueeze", [p + "pad", axes_12], [p + "pad4"]),
+                helper.make_node("Where", [p + "pad4", neg_inf, scores], [p + "scores1"]),
+            ]
+            scores = p + "scores1"
         if causal:
             one = const(p + "one", np.array(1, dtype=np.int64))
             zero_l = const(p + "zero_l", np.array(0, dtype=np.int64))

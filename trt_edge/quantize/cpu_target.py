@@ -18,7 +18,10 @@ depends on the CPU, the ONNX Runtime version and the model:
 Each candidate is evaluated on the test split (accuracy, agreement with fp32) and timed interleaved with
 the others at batch 1, once per session variant (`SESSION_VARIANTS`: ONNX Runtime's default graph
 optimizations, and the same without its SkipLayerNormalization fusion, whose CPU kernel measured slower
-than Add + LayerNormalization with ONNX Runtime 1.32 on x86); the fastest within the accuracy budget wins.
+than Add + LayerNormalization with ONNX Runtime 1.32 on x86); among the candidates within the accuracy
+budget, the smallest file whose latency is within `LATENCY_NOISE` of the fastest wins (a 53 MB dynamic
+INT8 file that ties a 125 MB fp32 fusion is the better artifact). Each candidate's note ends with what
+its graph really contains (op counts), so it never claims a fusion that did not happen.
 A winning variant that disables a fusion is re-evaluated under it and written into the artifact's
 metadata (`runtime.ort.DISABLED_OPTIMIZERS_KEY`), which every trt-edge session honours.
 """
@@ -47,6 +50,9 @@ SESSION_VARIANTS: dict[str, tuple[str, ...]] = {"": (), "no-sln": ("SkipLayerNor
 # A session variant wins only if it beats its own file under the default session by this factor: a tie
 # is not worth asking every user's session to switch a fusion off.
 VARIANT_MARGIN = 0.95
+# Candidates whose mean latency is within this fraction of the fastest passing one count as equally fast
+# (run-to-run spread of interleaved medians on a shared CPU); among those the smallest file wins.
+LATENCY_NOISE = 0.05
 # Batches of the calibration set used to verify the attention fusion.
 ATTENTION_CHECK_BATCHES = 2
 
@@ -64,9 +70,12 @@ class CpuCandidate:
     bytes: int | None = None
     note: str = ""
     disabled_optimizers: list[str] = field(default_factory=list)
+    # Per-example predicted classes on the test split, for the paired gate statistics (not serialised).
+    predictions: np.ndarray | None = field(default=None, repr=False, compare=False)
 
     def to_dict(self) -> dict[str, Any]:
         out = asdict(self)
+        out.pop("predictions", None)
         out["path"] = self.path.name if self.path else None
         return out
 
@@ -114,14 +123,31 @@ def _fuse(src: Path, dst: Path, feeds: Sequence[dict[str, np.ndarray]]) -> str:
     return "; ".join([*notes, f"ONNX Runtime fusions: {ort_ops or 'none'}"])
 
 
+# Ops whose count says what a candidate file really contains (its note lists those present).
+_NOTE_OPS = ("Attention", "MultiHeadAttention", "QAttention", "MatMulInteger", "DynamicQuantizeMatMul",
+             "QLinearMatMul", "QuantizeLinear", "DequantizeLinear", "DynamicQuantizeLinear", "BiasGelu",
+             "FastGelu", "Gelu", "LayerNormalization", "SkipLayerNormalization", "Softmax")
+
+
+def contents(path: Path) -> str:
+    """What the file holds, counted from its graph (e.g. "MultiHeadAttention×2, MatMulInteger×12"), so a
+    candidate's note never claims a fusion or quantization that did not happen."""
+    import onnx
+
+    counts: dict[str, int] = {}
+    for node in onnx.load(str(path), load_external_data=False).graph.node:
+        if node.op_type in _NOTE_OPS:
+            counts[node.op_type] = counts.get(node.op_type, 0) + 1
+    return ", ".join(f"{op}×{n}" for op, n in sorted(counts.items())) or "no fused or quantized ops"
+
+
 def _dynamic(src: Path, dst: Path) -> str:
     q = lazy_import("onnxruntime.quantization")
     # Gather too: the word-embedding table is most of a small encoder's bytes (47 of the demo student's
     # 70 MB); int8 there made the demo artifact 17.5 MB instead of 53 MB at the same latency and accuracy.
     q.quantize_dynamic(str(src), str(dst), weight_type=q.QuantType.QInt8, per_channel=True,
                        op_types_to_quantize=["MatMul", "Gemm", "Attention", "Gather"])
-    return ("int8 weights (per channel; Attention becomes QAttention; embeddings int8), activations quantized "
-            "at run time")
+    return "int8 weights (per channel, embeddings included), activations quantized at run time"
 
 
 def _u8s8(src: Path, dst: Path, feeds: Sequence[dict[str, np.ndarray]]) -> str:
@@ -167,7 +193,7 @@ def build_candidates(onnx_fp32: Path, feeds: Sequence[dict[str, np.ndarray]], wo
                 note = _u8s8(onnx_fp32, path, feeds)
             else:
                 raise TrtEdgeError(f"unknown CPU candidate {name!r}; known: {', '.join(CANDIDATES)}")
-            out.append(CpuCandidate(name, path, bytes=path.stat().st_size, note=note))
+            out.append(CpuCandidate(name, path, bytes=path.stat().st_size, note=f"{note} [contains: {contents(path)}]"))
         except Exception as exc:  # a failed candidate is a measured outcome, not a crash of the stage
             with contextlib.suppress(FileNotFoundError):
                 path.unlink()
@@ -192,14 +218,34 @@ def latency_feeds(tokenizer: Any, texts: Sequence[Any], input_names: Sequence[st
     return {f"b{b}s{s}": tokenize_padded(tokenizer, by_length[:b], s, input_names)[0] for b, s in shapes}
 
 
+def mean_latency(c: CpuCandidate) -> float:
+    """The candidate's latency score: the mean of its medians over the timed shapes (inf if untimed)."""
+    return float(np.mean(list(c.latency_ms.values()))) if c.latency_ms else float("inf")
+
+
+def smallest_within_noise(candidates: Sequence[CpuCandidate], fastest: CpuCandidate,
+                          noise: float = LATENCY_NOISE) -> CpuCandidate:
+    """Among passing candidates whose latency is within `noise` of `fastest`'s, the smallest file (then
+    the faster); `fastest` unless one is strictly smaller. Session variants other than `fastest` itself
+    are left out: only the fastest had its accuracy re-evaluated under its own session."""
+    limit = (1 + noise) * mean_latency(fastest)
+    ties = [c for c in candidates if c.passed and c.bytes is not None and mean_latency(c) <= limit
+            and (c is fastest or not c.disabled_optimizers)]
+    best = min(ties, key=lambda c: (c.bytes or 0, mean_latency(c)), default=fastest)
+    if fastest.bytes is None or best.bytes is None or best.bytes >= fastest.bytes:
+        return fastest
+    return best
+
+
 def select_cpu_artifact(candidates: list[CpuCandidate], arrays: dict[str, np.ndarray], lengths: np.ndarray,
                         labels: np.ndarray, budget_points: float, feeds: dict[str, dict[str, np.ndarray]],
                         runs: int = 30, threads: int | None = None,
                         variants: dict[str, tuple[str, ...]] | None = None,
                         reference_logits: np.ndarray | None = None) -> CpuCandidate:
-    """Evaluate and time every built candidate; return the fastest whose accuracy is within
-    `budget_points` of the fp32 candidate's (fp32 itself always qualifies). `feeds` are the timed
-    inputs by shape key (see `latency_feeds`).
+    """Evaluate and time every built candidate; among those whose accuracy is within `budget_points` of
+    the fp32 candidate's (fp32 itself always qualifies), take the fastest, then the smallest file among
+    those whose latency is within `LATENCY_NOISE` of it (a tie in speed is decided by size). `feeds` are
+    the timed inputs by shape key (see `latency_feeds`).
 
     Every built file is also timed under each extra session variant (`variants`, default
     `SESSION_VARIANTS`) as a candidate of its own, named `<file candidate>/<variant>`; those rows are
@@ -223,6 +269,7 @@ def select_cpu_artifact(candidates: list[CpuCandidate], arrays: dict[str, np.nda
 
     def judge(cand: CpuCandidate, lg: np.ndarray) -> None:
         pred = lg.argmax(-1)
+        cand.predictions = pred
         cand.accuracy = float((pred == labels).mean())
         cand.macro_f1 = macro_f1(pred, labels, int(lg.shape[-1]))
         cand.agreement = float((pred == ref_pred).mean())
@@ -237,7 +284,7 @@ def select_cpu_artifact(candidates: list[CpuCandidate], arrays: dict[str, np.nda
         for cand in built:
             twin = CpuCandidate(f"{cand.name}/{suffix}", cand.path, cand.accuracy, cand.macro_f1, cand.agreement,
                                 passed=cand.passed, bytes=cand.bytes, note=cand.note,
-                                disabled_optimizers=list(disabled))
+                                disabled_optimizers=list(disabled), predictions=cand.predictions)
             timed.append(twin)
             candidates.append(twin)
             sessions.append(session(str(cand.path), threads, disabled_optimizers=disabled))
@@ -247,9 +294,7 @@ def select_cpu_artifact(candidates: list[CpuCandidate], arrays: dict[str, np.nda
             cand.latency_ms[key] = round(ms, 4)
             cand.speedup_vs_fp32[key] = round(medians[0] / ms, 3)
 
-    def score(c: CpuCandidate) -> float:
-        return float(np.mean(list(c.latency_ms.values()))) if c.latency_ms else float("inf")
-
+    score = mean_latency
     default_of = {c.path: c for c in built}
     for cand, sess in sorted(zip(timed, sessions, strict=True), key=lambda pair: score(pair[0])):
         if not cand.passed:
@@ -265,6 +310,14 @@ def select_cpu_artifact(candidates: list[CpuCandidate], arrays: dict[str, np.nda
         break
     else:  # unreachable while fp32 (which always passes) is timed; kept for clarity
         raise TrtEdgeError("no CPU candidate passed the accuracy budget")
+    fastest = winner
+    winner = smallest_within_noise(timed, fastest)
+    if winner is not fastest:
+        winner.note += (f"; chosen over {fastest.name} ({(fastest.bytes or 0) / 1e6:.1f} MB, "
+                        f"{mean_latency(fastest):.3f} ms): as fast within {LATENCY_NOISE:.0%} and smaller")
+        log.info("CPU artifact: %s is within %.0f%% of the fastest (%s) and smaller (%.1f MB vs %.1f MB)",
+                 winner.name, LATENCY_NOISE * 100, fastest.name, (winner.bytes or 0) / 1e6,
+                 (fastest.bytes or 0) / 1e6)
     log.info("CPU artifact: %s (accuracy %.4f vs fp32 %.4f; speed-up %s)", winner.name, winner.accuracy or 0,
              ref_acc, winner.speedup_vs_fp32)
     return winner

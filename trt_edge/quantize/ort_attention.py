@@ -11,7 +11,10 @@ We already match and numerically verify these blocks for our TensorRT plugin
   node into `QAttention` (int8 weights);
 - `com.microsoft.MultiHeadAttention` otherwise (Q, K, V as computed by the graph).
 
-Both take the raw `attention_mask` (cast to int32) as the key-padding mask. A layer whose mask is causal
+Both take the raw `attention_mask` (cast to int32) as the key-padding mask when the block applies one
+(none for a model without padding, e.g. ViT), and an additive position bias as `attention_bias`
+(MPNet, T5-style relative position bias). A biased block always becomes `MultiHeadAttention`: dynamic
+quantization's `QAttention` has no bias input and would silently drop it. A layer whose mask is causal
 is fused only into `Attention` (`unidirectional=1`). The result is checked end to end against the
 original in ONNX Runtime on the caller's feeds; it is refused if the logits move more than
 `PARITY_TOLERANCE` or any arg-max changes.
@@ -46,7 +49,8 @@ class OrtAttentionReport:
     def summary(self) -> str:
         ops: dict[str, int] = {}
         for layer in self.layers:
-            ops[layer["op"]] = ops.get(layer["op"], 0) + 1
+            op = layer["op"] + (" with attention_bias" if layer.get("has_bias") else "")
+            ops[op] = ops.get(op, 0) + 1
         return ", ".join(f"{op}×{n}" for op, n in sorted(ops.items()))
 
 
@@ -98,10 +102,13 @@ def fuse_attention_ort(model: Any, feeds: list[dict[str, np.ndarray]],
 
     from trt_edge.plugins.onnx_rewrite import (
         MASK_INPUT,
+        AttentionNotFused,
         _Graph,
+        bias_nodes,
         compare_models,
         find_attention_candidates,
         splice_nodes,
+        summarize,
         verify_candidates,
     )
 
@@ -109,8 +116,8 @@ def fuse_attention_ort(model: Any, feeds: list[dict[str, np.ndarray]],
         raise TrtEdgeError("attention fusion needs at least one input batch for its checks")
     candidates, rejected = find_attention_candidates(model)
     if not candidates:
-        detail = "; ".join(f"{r['layer']}: {r['reason']}" for r in rejected) or "the model has no Softmax"
-        raise TrtEdgeError(f"no attention block recognised ({detail})")
+        detail = summarize(rejected) or "the model has no Softmax"
+        raise AttentionNotFused(f"no attention block recognised ({detail})", rejected)
     verified, unfused = verify_candidates(model, candidates, feeds, kernel_limits=False)
     unfused = rejected + unfused
     g = _Graph(model.graph)
@@ -120,32 +127,42 @@ def fuse_attention_ort(model: Any, feeds: list[dict[str, np.ndarray]],
     softmaxes: dict[str, str] = {}
     for i, layer in enumerate(verified):
         c = layer.candidate
-        packed = _packable(g, (c.q_src, c.k_src, c.v_src)) if pack_qkv else None
+        packed = _packable(g, (c.q_src, c.k_src, c.v_src)) if pack_qkv and not layer.has_bias else None
         name = f"trt_edge_ort_attention_{i}"
+        mask = MASK_INT32 if layer.has_mask else ""
+        nodes: list[Any] = []
+        bias = ""
+        if layer.has_bias:
+            nodes, bias = bias_nodes(layer, name)
         if packed is not None:
-            x, weight, bias = packed
+            x, weight, qkv_bias = packed
             w_name, b_name = f"{name}_qkv_weight", f"{name}_qkv_bias"
-            initializers += [numpy_helper.from_array(weight, w_name), numpy_helper.from_array(bias, b_name)]
-            node = helper.make_node("Attention", [x, w_name, b_name, MASK_INT32], [c.output], name=name,
+            initializers += [numpy_helper.from_array(weight, w_name), numpy_helper.from_array(qkv_bias, b_name)]
+            node = helper.make_node("Attention", [x, w_name, b_name, mask], [c.output], name=name,
                                     domain=MS_DOMAIN, num_heads=layer.num_heads, scale=float(layer.scale),
                                     unidirectional=int(layer.causal))
         elif layer.causal:
-            unfused.append({"layer": c.layer, "reason": "causal mask with separate Q/K/V projections "
+            unfused.append({"layer": c.layer, "reason": "causal mask with separate Q/K/V projections or a bias "
                                                         "(MultiHeadAttention gets no causal flag here)"})
             continue
         else:
-            node = helper.make_node("MultiHeadAttention", [c.q_src, c.k_src, c.v_src, "", MASK_INT32],
-                                    [c.output], name=name, domain=MS_DOMAIN, num_heads=layer.num_heads,
-                                    scale=float(layer.scale))
-        replacements[c.output] = [node]
+            inputs = [c.q_src, c.k_src, c.v_src, "", mask] + ([bias] if bias else [])
+            while inputs and inputs[-1] == "":
+                inputs.pop()
+            node = helper.make_node("MultiHeadAttention", inputs, [c.output], name=name, domain=MS_DOMAIN,
+                                    num_heads=layer.num_heads, scale=float(layer.scale))
+        replacements[c.output] = [*nodes, node]
         softmaxes[c.layer] = c.softmax
         layers.append({"layer": c.layer, "op": node.op_type, "num_heads": layer.num_heads,
-                       "head_size": layer.head_size, "scale": layer.scale, "causal": layer.causal})
+                       "head_size": layer.head_size, "scale": layer.scale, "causal": layer.causal,
+                       "has_mask": layer.has_mask, "has_bias": layer.has_bias})
     if not replacements:
-        detail = "; ".join(f"{r['layer']}: {r['reason']}" for r in unfused)
-        raise TrtEdgeError(f"attention blocks were found but none can be fused ({detail})")
-    prelude = [helper.make_node("Cast", [MASK_INPUT], [MASK_INT32], name="trt_edge_ort_mask_cast",
-                                to=TensorProto.INT32)]
+        raise AttentionNotFused(f"attention blocks were found but none can be fused ({summarize(unfused)})",
+                                unfused)
+    prelude = []
+    if any(layer["has_mask"] for layer in layers):
+        prelude.append(helper.make_node("Cast", [MASK_INPUT], [MASK_INT32], name="trt_edge_ort_mask_cast",
+                                        to=TensorProto.INT32))
     fused = splice_nodes(model, replacements, prelude, MS_DOMAIN, initializers)
     left = {n.output[0] for n in fused.graph.node if n.op_type == "Softmax"}
     stuck = [layer_name for layer_name, softmax in softmaxes.items() if softmax in left]

@@ -15,12 +15,13 @@ from typing import Any
 
 import numpy as np
 
+from trt_edge import stats
 from trt_edge.config import RunConfig
 from trt_edge.errors import GateError, TrtEdgeError
 from trt_edge.log import get_logger
 from trt_edge.quantize import calib_data, calibrators, evaluate, placement, sensitivity
 from trt_edge.quantize.cache import supports_implicit_calibration, write_cache
-from trt_edge.quantize.config import CalibrateConfig
+from trt_edge.quantize.config import CalibrateConfig, CpuTargetConfig, GateConfig
 from trt_edge.stage import (
     StageRecord,
     atomic_write_json,
@@ -185,12 +186,17 @@ def run(config: RunConfig, onnx: str | Path, out: str | Path) -> StageRecord:
     drop = (fp32_metrics["accuracy"] - int8_metrics["accuracy"]) * 100.0
     passed = drop <= cfg.gate.budget
 
+    verdict = stats.judge_predictions("calibrate.gate", "INT8 Q/DQ vs fp32 ONNX", fp32_logits, int8_test_logits,
+                                      test.labels, cfg.gate.budget, GateConfig().budget)
+    log.info("%s", verdict.line())
     figures = {"fp32_accuracy": fp32_metrics["accuracy"], "int8_accuracy": int8_metrics["accuracy"],
                "accuracy_drop_points": round(drop, 3), "budget_points": cfg.gate.budget,
+               "interval_points": verdict.to_dict()["interval_points"], "n": verdict.n,
                "float_layers": float_layers}
     if not passed and cfg.gate.fail:
         raise GateError(f"INT8 accuracy {int8_metrics['accuracy']:.4f} is {drop:.2f} points below fp32 "
-                        f"{fp32_metrics['accuracy']:.4f} (budget {cfg.gate.budget}) even with "
+                        f"{fp32_metrics['accuracy']:.4f} (95% CI of the drop [{verdict.interval_points[0]:.2f}, "
+                        f"{verdict.interval_points[1]:.2f}], {verdict.status}; budget {cfg.gate.budget}) even with "
                         f"{len(float_layers)} layers left float; raise calibrate.gate.budget or "
                         "calibrate.gate.max_float_layers, or try another calibrate.calibrator.method", figures)
 
@@ -232,7 +238,7 @@ def run(config: RunConfig, onnx: str | Path, out: str | Path) -> StageRecord:
             "fp32_accuracy": fp32_metrics["accuracy"], "int8_accuracy": int8_metrics["accuracy"],
             "fp32_macro_f1": fp32_metrics["macro_f1"], "int8_macro_f1": int8_metrics["macro_f1"],
             "accuracy_drop_points": round(drop, 3), "accuracy_drop_before_fallback": round(first_drop, 3),
-            "gate_budget_points": cfg.gate.budget, "gate_passed": passed,
+            "gate_budget_points": cfg.gate.budget, "gate_passed": passed, "gate": verdict.to_dict(),
             "argmax_agreement": argmax_agreement(fp32_logits, int8_test_logits),
             "method": cfg.calibrator.method, "calibration_samples": len(calib), "calibration_sha256": data_sha,
             "quantized_nodes": len(quantized), "float_nodes": len(plan.skipped) + len(float_layers),
@@ -246,13 +252,15 @@ def run(config: RunConfig, onnx: str | Path, out: str | Path) -> StageRecord:
             "cache_tensors": len(cache_scales) if write_cache_file else 0,
         }
         metrics.update(sparse)
+        predictions: dict[str, np.ndarray] = {"fp32": fp32_logits, "int8": int8_test_logits}
         if "cpu" in cfg.targets:
-            cpu_artifacts, cpu_metrics = _cpu_artifact(tmp, onnx_path, calib, names, evaluate.input_dtypes(fp32_sess),
-                                                       tokenizer, test.texts, test_arrays, test_lengths,
-                                                       np.asarray(test.labels), cfg, fp32_logits=fp32_logits,
-                                                       task_type=task.type)
+            cpu_artifacts, cpu_metrics, cpu_pred = _cpu_artifact(
+                tmp, onnx_path, calib, names, evaluate.input_dtypes(fp32_sess), tokenizer, test.texts, test_arrays,
+                test_lengths, np.asarray(test.labels), cfg, fp32_logits=fp32_logits, task_type=task.type)
             artifacts.update(cpu_artifacts)
             metrics.update(cpu_metrics)
+            predictions["cpu"] = cpu_pred
+        artifacts["predictions"] = stats.save_predictions(tmp, test.labels, **predictions)
         if not write_cache_file:
             metrics["calibration_cache_note"] = (f"TensorRT {cfg.trt_version} removed implicit calibration: "
                                                  "no cache written; model.int8.onnx carries the scales")
@@ -269,9 +277,10 @@ def _cpu_artifact(tmp: Path, onnx_path: Path, calib: calib_data.CalibrationSet, 
                   dtypes: dict[str, Any], tokenizer: Any, test_texts: list[str], test_arrays: dict[str, np.ndarray],
                   test_lengths: np.ndarray, labels: np.ndarray, cfg: CalibrateConfig,
                   fp32_logits: np.ndarray | None = None, task_type: str = "text-classification"
-                  ) -> tuple[dict[str, str], dict[str, Any]]:
+                  ) -> tuple[dict[str, str], dict[str, Any], np.ndarray]:
     """Build the CPU candidates from the same calibration set, measure them, keep the winner as
-    `model.cpu.onnx`; every candidate's accuracy and latency go into the metrics."""
+    `model.cpu.onnx`; every candidate's accuracy and latency go into the metrics. Also returns the
+    winner's per-example test predictions (classes) for the paired statistics."""
     import shutil
 
     from trt_edge.quantize import cpu_target
@@ -294,7 +303,14 @@ def _cpu_artifact(tmp: Path, onnx_path: Path, calib: calib_data.CalibrationSet, 
                "cpu_speedup_vs_fp32": winner.speedup_vs_fp32, "cpu_onnx_bytes": (tmp / CPU_ONNX).stat().st_size,
                "cpu_disabled_optimizers": winner.disabled_optimizers,
                "cpu_candidates": table}
-    return {"onnx_cpu": CPU_ONNX, "cpu_candidates": CPU_CANDIDATES}, metrics
+    reference = next(c for c in candidates if c.name == "fp32")
+    if winner.predictions is None or reference.predictions is None:
+        raise RuntimeError("CPU candidates were not evaluated on the test split")
+    verdict = stats.judge_predictions("calibrate.cpu", "CPU artifact vs fp32 ONNX", reference.predictions,
+                                      winner.predictions, labels, cfg.cpu.budget, CpuTargetConfig().budget)
+    log.info("%s", verdict.line())
+    metrics["cpu_gate"] = verdict.to_dict()
+    return {"onnx_cpu": CPU_ONNX, "cpu_candidates": CPU_CANDIDATES}, metrics, winner.predictions
 
 
 def _run_cpu_only(task: Any, cfg: CalibrateConfig, onnx_path: Path, names: list[str], tokenizer: Any, data: Any,
@@ -306,9 +322,10 @@ def _run_cpu_only(task: Any, cfg: CalibrateConfig, onnx_path: Path, names: list[
     fp32_sess = evaluate.session(str(onnx_path))
     with stage_output(out) as tmp:
         data_sha = calib.save(tmp / DATA_FILE)
-        artifacts, metrics = _cpu_artifact(tmp, onnx_path, calib, names, evaluate.input_dtypes(fp32_sess), tokenizer,
-                                           test.texts, test_arrays, test_lengths, np.asarray(test.labels), cfg,
-                                           task_type=task.type)
+        artifacts, metrics, cpu_pred = _cpu_artifact(tmp, onnx_path, calib, names, evaluate.input_dtypes(fp32_sess),
+                                                     tokenizer, test.texts, test_arrays, test_lengths,
+                                                     np.asarray(test.labels), cfg, task_type=task.type)
+        artifacts["predictions"] = stats.save_predictions(tmp, test.labels, cpu=cpu_pred)
         fp32 = next(c for c in metrics["cpu_candidates"] if c["name"] == "fp32")
         metrics.update({"fp32_accuracy": fp32["accuracy"], "calibration_samples": len(calib),
                         "calibration_sha256": data_sha, "targets": list(cfg.targets)})

@@ -11,27 +11,46 @@ from trt_edge.cli_util import print_summary
 
 
 class PruneCommands:
-    def prune(self, config: str = "", model: str = "", out: str = "runs/prune", **overrides: Any) -> None:
-        """Prune a model to 2:4 structured sparsity, recover its accuracy, and prove the pattern.
+    def prune(self, config: str = "", model: str = "", out: str = "runs/prune", method: str = "2:4",
+              **overrides: Any) -> None:
+        """Prune a model (2:4 structured sparsity, or width: fewer heads and neurons), recover its accuracy.
 
         Args:
-          config: YAML config file (sections `task` and `prune`); empty for the defaults.
+          config: YAML config file (sections `task` and `prune`, or `width` for --method width); empty for
+            the defaults.
           model: a distill stage folder (student model/ and teacher/) or a Hugging Face model folder.
-          out: output folder; gets `model/` (with `sparsity.json` inside) and `stage.json`.
-          **overrides: `--prune.schedule=gradual`, `--task.data.source=data.csv`, or bare prune keys such
-            as `--permute=false`, `--train.epochs=1`, `--train.max_steps=20`, `--exclude='["classifier", "pooler"]'`.
+          out: output folder; gets `model/` (with `sparsity.json` inside for 2:4) and `stage.json`.
+          method: `2:4` (zeros in a 2-of-4 pattern, for sparse tensor cores) or `width` (whole attention heads
+            and feed-forward neurons removed: smaller layers, faster on every chip). Defaults to `2:4`.
+          **overrides: keys of the method's section, dotted (`--prune.schedule=gradual`,
+            `--width.keep_ffn=0.5`, `--task.data.source=data.csv`) or bare (`--permute=false`,
+            `--train.max_steps=20`, `--keep_heads=0.75`, `--target_speedup=3`).
         """
-        from trt_edge.config import load_config
-        from trt_edge.errors import TrtEdgeError
-        from trt_edge.sparsity.stage import run
+        import importlib
 
+        from trt_edge.config import load_config
+        from trt_edge.configbase import nearest
+        from trt_edge.errors import TrtEdgeError
+        from trt_edge.sparsity.config import PRUNE_METHODS
+
+        if method not in PRUNE_METHODS:
+            raise TrtEdgeError(f"unknown prune method {method!r}{nearest(str(method), PRUNE_METHODS)}; "
+                               f"methods: {', '.join(PRUNE_METHODS)}")
         if not model:
             raise TrtEdgeError("give --model DIR: a distill stage folder or a Hugging Face model folder")
-        record = run(load_config(config or None, overrides, "prune"), model, out)
-        print_summary(record, ("dense_accuracy", "pruned_accuracy_before_recovery", "sparse_accuracy",
-                               "kept_magnitude", "kept_magnitude_without_permutation", "sparse_layers",
-                               "skipped_layers", "checker_pass_rate", "seconds"))
-        print(f"sparse model written to {os.path.join(out, 'model')}", file=sys.stderr)
+        spec = PRUNE_METHODS[method]
+        module_name, _, function = spec.stage.partition(":")
+        run = getattr(importlib.import_module(module_name), function)
+        record = run(load_config(config or None, overrides, spec.section), model, out)
+        if method == "width":
+            keys: tuple[str, ...] = ("dense_accuracy", "pruned_accuracy_before_recovery", "width_accuracy",
+                                     "dense_params", "params", "structure", "onnx_bytes", "seconds")
+        else:
+            keys = ("dense_accuracy", "pruned_accuracy_before_recovery", "sparse_accuracy", "kept_magnitude",
+                    "kept_magnitude_without_permutation", "sparse_layers", "skipped_layers", "checker_pass_rate",
+                    "seconds")
+        print_summary(record, keys)
+        print(f"pruned model written to {os.path.join(out, 'model')}", file=sys.stderr)
 
     def check_sparsity(self, path: str, sparsity_json: str = "", json_out: str = "", quiet: bool = False) -> None:
         """Check 2:4 sparsity in a model folder or an ONNX file; exit 1 if a listed tensor lost it.

@@ -9,9 +9,10 @@ from typing import Literal
 from trt_edge.configbase import ConfigBase
 from trt_edge.distill.config import TrainConfig
 
-# Linear layers inside a transformer block (`encoder.layer.3.`, `transformer.layer.0.`, `layers.11.`):
+# Linear layers inside a transformer block (`encoder.layer.3.`, `transformer.layer.0.`, `layers.11.`,
+# ALBERT's shared `albert_layers.0.`):
 # attention Q/K/V/output and the feed-forward pair. Heads, pooler and embeddings are outside any block.
-DEFAULT_INCLUDE = [r"(^|\.)(layer|layers|block|blocks|h)\.\d+(\.|$)"]
+DEFAULT_INCLUDE = [r"(^|[._])(layer|layers|block|blocks|h)\.\d+(\.|$)"]
 DEFAULT_EXCLUDE = [r"(^|\.)(classifier|pooler|pre_classifier|score|lm_head|qa_outputs)(\.|$)", r"embeddings?"]
 
 
@@ -24,7 +25,33 @@ def _check_patterns(name: str, patterns: list[str]) -> None:
 
 
 @dataclass
-class PruneConfig(ConfigBase):
+class RecoveryConfig(ConfigBase):
+    """What both prune methods share: the distillation that wins the accuracy back, and its gate.
+
+    The fields are documented in the methods' configs (`PruneConfig`, `WidthConfig`)."""
+
+    recover: bool = True
+    train: TrainConfig = field(
+        default_factory=lambda: TrainConfig(epochs=2, learning_rate=1e-4, freeze_embeddings=True))
+    teacher: str | None = None
+    temperature: float = 2.0
+    alpha: float = 0.5
+    max_accuracy_drop: float | None = None
+    cache_dir: str | None = None
+    trust_remote_code: bool = False
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        if self.temperature <= 0:
+            raise ValueError(f"temperature must be positive, got {self.temperature}")
+        if not 0 <= self.alpha <= 1:
+            raise ValueError(f"alpha must be in [0, 1], got {self.alpha}")
+        if self.max_accuracy_drop is not None and self.max_accuracy_drop < 0:
+            raise ValueError(f"max_accuracy_drop must not be negative, got {self.max_accuracy_drop}")
+
+
+@dataclass
+class PruneConfig(RecoveryConfig):
     """2:4 structured sparsity: magnitude masks, channel permutations, sparse recovery.
 
     method (str): how masks are chosen; `magnitude` keeps the 2 largest |w| of every 4. Defaults to
@@ -63,21 +90,12 @@ class PruneConfig(ConfigBase):
     permute: bool = True
     permutation_seconds: float = 3.0
     permutation_seed: int = 0
-    recover: bool = True
     schedule: Literal["oneshot", "gradual"] = "oneshot"
     gradual_steps: int = 4
     gradual_fraction: float = 0.3
-    train: TrainConfig = field(
-        default_factory=lambda: TrainConfig(epochs=2, learning_rate=1e-4, freeze_embeddings=True))
-    teacher: str | None = None
-    temperature: float = 2.0
-    alpha: float = 0.5
-    max_accuracy_drop: float | None = None
-    cache_dir: str | None = None
-    trust_remote_code: bool = False
-    seed: int = 0
 
     def __post_init__(self) -> None:
+        super().__post_init__()
         _check_patterns("include", self.include)
         _check_patterns("exclude", self.exclude)
         if not self.include:
@@ -88,9 +106,86 @@ class PruneConfig(ConfigBase):
             raise ValueError(f"gradual_steps must be at least 1, got {self.gradual_steps}")
         if not 0 < self.gradual_fraction <= 1:
             raise ValueError(f"gradual_fraction must be in (0, 1], got {self.gradual_fraction}")
-        if self.temperature <= 0:
-            raise ValueError(f"temperature must be positive, got {self.temperature}")
-        if not 0 <= self.alpha <= 1:
-            raise ValueError(f"alpha must be in [0, 1], got {self.alpha}")
-        if self.max_accuracy_drop is not None and self.max_accuracy_drop < 0:
-            raise ValueError(f"max_accuracy_drop must not be negative, got {self.max_accuracy_drop}")
+
+
+@dataclass
+class WidthConfig(RecoveryConfig):
+    """Structured width pruning: whole attention heads and feed-forward neurons removed, then recovered.
+
+    keep_heads (float): share of each block's attention heads kept (rounded so the attention width stays
+        a multiple of 8, at least one head). Defaults to 0.5.
+    keep_ffn (float): share of each block's feed-forward neurons kept (rounded up to a multiple of 8).
+        Defaults to 0.5.
+    steps (int): iterations of the schedule: each removes its share of what is to go (importance measured
+        again on the recovered model), then recovers by distillation. Defaults to 2.
+    importance (str): `activation`: mean activation magnitude on calibration texts (see docs/sparsity.md
+        for why not a Taylor score). Defaults to `activation`.
+    calibration_samples (int): training texts the importance is measured on. Defaults to 512.
+    target_speedup (float | None): pick `keep_heads`/`keep_ffn` instead: the least pruned of `candidates`
+        whose exported fp32 ONNX is at least this many times faster than the teacher's, timed side by side
+        in ONNX Runtime on this machine at `target_shapes`. None uses the fixed shares. Defaults to None.
+    candidates (list[list[float]]): [keep_heads, keep_ffn] pairs the target mode measures. Defaults to a
+        grid from [1, 1] (the dense student) down to [0.25, 0.25].
+    target_shapes (list[list[int]]): [batch, sequence] points the target must hold at (the slowest ratio
+        counts). Defaults to [[1, 64], [1, 128]].
+    target_rounds (int): interleaved timing rounds per candidate and shape. Defaults to 3.
+    recover (bool): distill after every pruning step. Defaults to True.
+    train (TrainConfig): budget of each step's recovery. Defaults to 2 epochs at 1e-4, embeddings frozen.
+    teacher (str | None): teacher when `--model` is a bare folder (a distill stage folder brings its own).
+        Defaults to None.
+    temperature (float): KD temperature. Defaults to 2.0.
+    alpha (float): weight of the KD term; the task cross-entropy gets 1 - alpha. Defaults to 0.5.
+    max_accuracy_drop (float | None): fail (exit 1) when the pruned model's test accuracy is more than this
+        many points below the dense model's. Defaults to None (report only).
+    cache_dir (str | None): cache of teacher logits (shared with distill). Defaults to the kit's cache.
+    trust_remote_code (bool): let transformers run code shipped with a model folder. Defaults to False.
+    seed (int): seed of the recovery training. Defaults to 0.
+    """
+
+    keep_heads: float = 0.5
+    keep_ffn: float = 0.5
+    steps: int = 2
+    importance: Literal["activation"] = "activation"
+    calibration_samples: int = 512
+    target_speedup: float | None = None
+    candidates: list[list[float]] = field(default_factory=lambda: [
+        [1.0, 1.0], [1.0, 0.75], [0.75, 0.75], [0.75, 0.5], [0.5, 0.5], [0.5, 0.375], [0.5, 0.25],
+        [0.25, 0.25]])
+    target_shapes: list[list[int]] = field(default_factory=lambda: [[1, 64], [1, 128]])
+    target_rounds: int = 3
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        for name in ("keep_heads", "keep_ffn"):
+            if not 0 < getattr(self, name) <= 1:
+                raise ValueError(f"{name} must be in (0, 1], got {getattr(self, name)}")
+        if self.steps < 1:
+            raise ValueError(f"steps must be at least 1, got {self.steps}")
+        if self.calibration_samples < 1:
+            raise ValueError(f"calibration_samples must be at least 1, got {self.calibration_samples}")
+        if self.target_speedup is not None and self.target_speedup <= 0:
+            raise ValueError(f"target_speedup must be positive, got {self.target_speedup}")
+        if not self.candidates or any(len(c) != 2 or not all(0 < v <= 1 for v in c) for c in self.candidates):
+            raise ValueError("candidates must be [keep_heads, keep_ffn] pairs, each share in (0, 1]")
+        if any(len(s) != 2 or min(s) < 1 for s in self.target_shapes) or not self.target_shapes:
+            raise ValueError("target_shapes must be [batch, sequence] pairs of positive integers")
+        if self.target_rounds < 1:
+            raise ValueError(f"target_rounds must be at least 1, got {self.target_rounds}")
+
+
+@dataclass(frozen=True)
+class PruneMethod:
+    """One prune method: the config section it reads, its config class and its stage ("module:function").
+
+    The registry of methods of `trt-edge prune --method`; the pipeline runs `width` as its own stage
+    (folder `width/`) before `prune` (2:4), so each step keeps its folder, metrics and report row."""
+
+    section: str
+    config: type[ConfigBase]
+    stage: str
+
+
+PRUNE_METHODS: dict[str, PruneMethod] = {
+    "2:4": PruneMethod("prune", PruneConfig, "trt_edge.sparsity.stage:run"),
+    "width": PruneMethod("width", WidthConfig, "trt_edge.sparsity.width_stage:run"),
+}

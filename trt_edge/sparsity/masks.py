@@ -168,6 +168,41 @@ def select_layers(model: torch.nn.Module, include: Sequence[str], exclude: Seque
     return LayerSelection(chosen, skipped)
 
 
+TOKEN_INDEPENDENT = ("its input does not depend on the tokens (e.g. DeBERTa's relative position projections): the "
+                     "export folds it into a constant, so 2:4 would cost accuracy and speed nothing; left dense")
+
+
+def token_independent_linears(model: torch.nn.Module) -> dict[str, str]:
+    """Linear layers (`<module>.weight` -> reason) whose input is the same for two different token batches.
+
+    Found by running the model on two random batches with forward hooks, not by names: such a layer
+    computes a constant of the weights (a position table's projection), which the ONNX export folds."""
+    from trt_edge.sparsity.permutation import model_outputs, random_inputs
+
+    seen: dict[str, list[torch.Tensor]] = {}
+    hooks = []
+    for name, module in model.named_modules():
+        if isinstance(module, torch.nn.Linear):
+            hooks.append(module.register_forward_pre_hook(
+                lambda _m, args, name=name: seen.setdefault(name, []).append(args[0].detach().clone())
+                if args and isinstance(args[0], torch.Tensor) else None))
+    try:
+        for seed in (1, 2):
+            model_outputs(model, random_inputs(model, batch=2, length=12, seed=seed))
+    except Exception:  # a model the probe cannot run: no layer is excluded on this ground
+        return {}
+    finally:
+        for hook in hooks:
+            hook.remove()
+    out: dict[str, str] = {}
+    for name, inputs in seen.items():
+        half = len(inputs) // 2
+        if half and all(a.shape == b.shape and torch.equal(a, b) for a, b in zip(inputs[:half], inputs[half:],
+                                                                                 strict=True)):
+            out[f"{name}.weight"] = TOKEN_INDEPENDENT
+    return out
+
+
 def compute_masks(model: torch.nn.Module, config: SparsityMethodConfig, filter_fn: FilterFn | None = None) -> Masks:
     """Masks for the layers `config` selects, without touching the weights."""
     handler = _HANDLERS.get(type(config))

@@ -3,12 +3,19 @@
 A Linear's 2:4 groups are 4 consecutive *input* channels. Which channels share a group is free wherever
 the layer that produces those channels can be permuted with them: permuting the producer's output rows
 (and bias) and the consumer's input columns by the same permutation leaves the model's function exactly
-as it was. In a BERT-family block there are two such pairs:
+as it was. A transformer block usually has two such pairs:
 
-* the feed-forward intermediate: `intermediate.dense` rows ↔ `output.dense` columns (the activation
-  between them is elementwise);
-* the value channels of each head: `attention.self.value` rows ↔ `attention.output.dense` columns,
-  permuted only within a head (attention weights mix positions per head, never channels across heads).
+* the feed-forward intermediate: FFN-in rows ↔ FFN-out columns (the activation between them is
+  elementwise);
+* the value channels of each head: V rows ↔ attention-output columns, permuted only within a head
+  (attention weights mix positions per head, never channels across heads).
+
+The pairs are found from the model's computation, not from class or attribute names (BERT's
+`intermediate.dense`, DistilBERT's `ffn.lin1`, MPNet's `attention.attn.v`, ...): within each block, every
+Linear pair (P, C) where P runs before C and P's outputs are as many as C's inputs is *tried*: a
+permutation of P's rows and C's columns (over all channels, then within heads) is applied, the model is
+run on random tokens, and the pair is kept only if the outputs did not move. What does not pass (a gated
+FFN whose producer is twice as wide, a normalisation between the two, shared K/V) is reported per block.
 
 The search (after Pool & Yu, "Channel Permutations for N:M Sparsity", the method of Apex ASP) improves a
 grouping by exhaustive re-partition of group pairs: each round pairs every group with a random partner
@@ -84,63 +91,141 @@ class PairDiscovery:
     unrecognised: dict[str, str] = field(default_factory=dict)
 
 
-def _linear(module: Any, path: str) -> torch.nn.Linear | None:
-    node = module
-    for part in path.split("."):
-        node = getattr(node, part, None)
-        if node is None:
-            return None
-    return node if isinstance(node, torch.nn.Linear) else None
+# A tried permutation "keeps the function" when neither the consumer's own output nor the model's outputs
+# move by more than this, relative to their largest magnitude (a reordered float32 sum moves them ~1e-7;
+# a wrong pair moves the consumer's output by a large fraction of itself, even in a random-weight model
+# whose nearly uniform attention hides most of it from the model's outputs).
+PAIR_TOLERANCE = 1e-5
 
 
-def find_pairs(model: torch.nn.Module) -> PairDiscovery:
-    """The permutable (producer, consumer) pairs of every transformer block, found by module structure.
+def _head_count(model: torch.nn.Module) -> int | None:
+    config = getattr(model, "config", None)
+    for key in ("num_attention_heads", "n_heads", "num_heads", "encoder_attention_heads"):
+        value = getattr(config, key, None)
+        if isinstance(value, int) and value > 0:
+            return value
+    return None
 
-    Recognised: BERT-family blocks (`BertLayer` and the RoBERTa/ELECTRA/XLM-R/MiniLM copies of it:
-    `intermediate.dense` → `output.dense`, `attention.self.value` → `attention.output.dense`) and
-    DistilBERT's `TransformerBlock` (`ffn.lin1` → `ffn.lin2`, `attention.v_lin` → `attention.out_lin`), and
-    the ViT/DeiT/DINOv2 blocks (`mlp.fc1` → `mlp.fc2`, `attention.v_proj` → `attention.o_proj`).
-    A block of any other shape is reported in `unrecognised` and left unpermuted.
+
+def _call_order(model: torch.nn.Module, inputs: dict[str, torch.Tensor]) -> tuple[list[str], dict[str, int]]:
+    """Names of the Linear modules in the order the forward pass first calls them, and an id of the
+    tensor each one read first (siblings such as Q, K and V read the same tensor)."""
+    order: list[str] = []
+    read: dict[str, int] = {}
+    hooks = []
+
+    def record(name: str, args: tuple[Any, ...]) -> None:
+        if name not in read:
+            order.append(name)
+            read[name] = int(args[0].data_ptr()) if args and isinstance(args[0], torch.Tensor) else -len(read) - 1
+
+    for name, module in model.named_modules():
+        if isinstance(module, torch.nn.Linear):
+            hooks.append(module.register_forward_pre_hook(lambda _m, args, name=name: record(name, args)))
+    try:
+        model_outputs(model, inputs)
+    finally:
+        for hook in hooks:
+            hook.remove()
+    return order, read
+
+
+def _block_permutation(width: int, block: int) -> torch.Tensor:
+    """A permutation that moves every channel but stays inside consecutive blocks (a cyclic shift)."""
+    idx = torch.arange(width).view(-1, block)
+    return torch.roll(idx, shifts=1, dims=1).reshape(-1)
+
+
+def find_pairs(model: torch.nn.Module, consumers: set[str] | None = None) -> PairDiscovery:
+    """The permutable (producer, consumer) pairs of every transformer block, found by trying them.
+
+    `consumers`: only pairs whose consumer's weight (`<module>.weight`) is in this set are looked for
+    (the layers that get 2:4 masks). A block where no pair keeps the model's function is reported in
+    `unrecognised` with the reason and left unpermuted.
     """
     found = PairDiscovery()
     blocks = _transformer_blocks(model)
-    for name, block in blocks:
-        prefix = f"{name}." if name else ""
-        ffn = value = None
-        heads = None
-        if _linear(block, "intermediate.dense") and _linear(block, "output.dense") and _linear(
-                block, "attention.self.value") and _linear(block, "attention.output.dense"):
-            ffn = ("intermediate.dense", "output.dense")
-            value = ("attention.self.value", "attention.output.dense")
-            heads = getattr(getattr(getattr(block, "attention", None), "self", None), "num_attention_heads", None)
-        elif _linear(block, "ffn.lin1") and _linear(block, "ffn.lin2") and _linear(
-                block, "attention.v_lin") and _linear(block, "attention.out_lin"):
-            ffn = ("ffn.lin1", "ffn.lin2")
-            value = ("attention.v_lin", "attention.out_lin")
-            heads = getattr(getattr(block, "attention", None), "n_heads", None)
-        elif _linear(block, "mlp.fc1") and _linear(block, "mlp.fc2") and _linear(
-                block, "attention.v_proj") and _linear(block, "attention.o_proj"):
-            # ViT, DeiT and DINOv2 blocks as transformers 5 writes them (DINOv2's layer scales act on the
-            # consumers' outputs, which a permutation of their inputs leaves alone).
-            ffn = ("mlp.fc1", "mlp.fc2")
-            value = ("attention.v_proj", "attention.o_proj")
-            heads = getattr(getattr(block, "attention", None), "num_attention_heads", None)
-        if ffn is None or value is None:
-            found.unrecognised[name] = (f"{type(block).__name__}: not a BERT-family, DistilBERT or ViT-family block; "
-                                        "channel permutation skipped, plain magnitude masks used")
-            continue
-        p, c = _linear(block, ffn[0]), _linear(block, ffn[1])
-        assert p is not None and c is not None
-        if p.out_features == c.in_features:
-            found.pairs.append(PermutablePair("ffn", prefix + ffn[0], prefix + ffn[1], c.in_features))
-        v, o = _linear(block, value[0]), _linear(block, value[1])
-        assert v is not None and o is not None
-        if isinstance(heads, int) and heads > 0 and v.out_features == o.in_features and v.out_features % heads == 0:
-            found.pairs.append(PermutablePair("value", prefix + value[0], prefix + value[1], v.out_features // heads))
-        else:
-            found.unrecognised[f"{prefix}{value[0]}"] = "head count unknown: value channels not permuted"
     if not blocks:
         found.unrecognised[type(model).__name__] = "no transformer block list found: channel permutation skipped"
+        return found
+    try:
+        inputs = random_inputs(model, batch=2, length=12)
+        order, read = _call_order(model, inputs)
+        baseline = model_outputs(model, inputs)
+    except Exception as exc:  # a model our random token probe cannot run: nothing can be proven
+        for name, _ in blocks:
+            found.unrecognised[name] = f"cannot run the model on random tokens to test pairs ({exc}); not permuted"
+        return found
+    tolerance = PAIR_TOLERANCE * max(1.0, float(baseline.abs().max()))
+    heads = _head_count(model)
+    position = {name: i for i, name in enumerate(order)}
+    modules = dict(model.named_modules())
+
+    def consumer_output(consumer: torch.nn.Linear) -> tuple[torch.Tensor, torch.Tensor]:
+        seen: list[torch.Tensor] = []
+        hook = consumer.register_forward_hook(lambda _m, _i, out: seen.append(out.detach().clone())
+                                              if not seen else None)
+        try:
+            outputs = model_outputs(model, inputs)
+        finally:
+            hook.remove()
+        return seen[0], outputs
+
+    def keeps_function(producer: torch.nn.Linear, consumer: torch.nn.Linear, block: int,
+                       reference: torch.Tensor) -> bool:
+        perm = _block_permutation(producer.out_features, block)
+        apply_permutation(producer, consumer, perm)
+        try:
+            local, outputs = consumer_output(consumer)
+        finally:
+            apply_permutation(producer, consumer, torch.argsort(perm))  # exact: a reindexing undone
+        local_tolerance = PAIR_TOLERANCE * max(1e-6, float(reference.abs().max()))
+        return (float((local - reference).abs().max()) <= local_tolerance
+                and max_output_change(baseline, outputs) <= tolerance)
+
+    for name, block in blocks:
+        prefix = f"{name}." if name else ""
+        linears = sorted((n for n in (f"{prefix}{m}" for m, mod in block.named_modules()
+                                      if isinstance(mod, torch.nn.Linear)) if n in position),
+                         key=position.__getitem__)
+        used: set[str] = set()
+        kinds: list[str] = []
+        for consumer_name in linears:
+            if consumers is not None and f"{consumer_name}.weight" not in consumers:
+                continue
+            consumer = modules[consumer_name]
+            assert isinstance(consumer, torch.nn.Linear)
+            reference: torch.Tensor | None = None
+            for producer_name in reversed(linears[:linears.index(consumer_name)]):
+                producer = modules[producer_name]
+                assert isinstance(producer, torch.nn.Linear)
+                if (producer_name in used or producer.out_features != consumer.in_features
+                        or read[producer_name] == read[consumer_name]):  # siblings: C does not read P
+                    continue
+                width = producer.out_features
+                head = width // heads if heads and width % heads == 0 else None
+                if reference is None:
+                    reference = consumer_output(consumer)[0]
+                if keeps_function(producer, consumer, width, reference):
+                    pair = PermutablePair("ffn", producer_name, consumer_name, width)
+                elif head is not None and head < width and keeps_function(producer, consumer, head, reference):
+                    pair = PermutablePair("value", producer_name, consumer_name, head)
+                else:
+                    continue
+                found.pairs.append(pair)
+                used.add(producer_name)
+                kinds.append(pair.kind)
+                log.debug("permutable pair %s -> %s (%s, blocks of %d)", producer_name, consumer_name, pair.kind,
+                          pair.block)
+                break
+        if not kinds:
+            found.unrecognised[name] = (f"{type(block).__name__}: no Linear pair in the block keeps the model's "
+                                        "function when permuted together (e.g. a gated FFN or a normalisation "
+                                        "between them); plain magnitude masks used")
+        elif "ffn" not in kinds or "value" not in kinds:
+            missing = "FFN in->out" if "ffn" not in kinds else "V->O (per head)"
+            found.unrecognised[f"{name} ({missing})"] = (f"{type(block).__name__}: no {missing} pair keeps the "
+                                                         "model's function; only the other pair is permuted")
     return found
 
 
@@ -262,7 +347,7 @@ def permute_model_(model: torch.nn.Module, consumers: set[str] | None = None, se
     function is unchanged (check it with `max_output_change`).
     """
     modules = dict(model.named_modules())
-    discovery = find_pairs(model)
+    discovery = find_pairs(model, consumers)
     results: list[PermutationResult] = []
     skipped = dict(discovery.unrecognised)
     for pair in discovery.pairs:

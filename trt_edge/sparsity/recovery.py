@@ -83,6 +83,8 @@ class MaskEnforcer:
             if fraction >= 1:
                 for name, mask in target.items():
                     self.final[name] = mask
+        if not self.final:  # no masks: plain distillation (width recovery)
+            return
         kept = sum(float(m.float().mean()) for m in self.current.values()) / max(len(self.current), 1)
         self.history.append({"step": float(self.step), "groups_pruned": fraction, "weights_kept": kept})
         log.info("sparse recovery: step %d, %.0f%% of groups pruned to 2:4", self.step, 100 * fraction)
@@ -106,7 +108,7 @@ class RecoveryResult:
 def recover(model: torch.nn.Module, masks: Masks, train_features: Sequence[dict[str, Any]], pad_token_id: int,
             train_cfg: TrainConfig, *, eval_fn: Any, teacher_logits: np.ndarray | None, alpha: float,
             temperature: float, schedule: str = "oneshot", gradual_steps: int = 4, gradual_fraction: float = 0.3,
-            seed: int = 0, task: str = "text-classification") -> RecoveryResult:
+            seed: int = 0, desc: str | None = None, task: str = "text-classification") -> RecoveryResult:
     """Fine-tune `model` in place with `masks` enforced after every optimizer step (and at the end).
 
     Args:
@@ -122,6 +124,7 @@ def recover(model: torch.nn.Module, masks: Masks, train_features: Sequence[dict[
       schedule (str): `oneshot` or `gradual`.
       gradual_steps (int), gradual_fraction (float): the gradual schedule.
       seed (int): shuffling and initialisation seed.
+      desc (str | None): progress-bar label. Defaults to `sparse recovery (<schedule>)`.
       task (str): the task whose adapter batches the features. Defaults to `text-classification`.
     """
     from trt_edge.distill.losses import combined_loss
@@ -153,7 +156,7 @@ def recover(model: torch.nn.Module, masks: Masks, train_features: Sequence[dict[
     enforcer = MaskEnforcer(masks, plan)
     enforcer.start(model)
     result = train(model, features, pad_token_id, loss_fn, train_cfg, eval_fn=eval_fn, seed=seed,
-                   desc=f"sparse recovery ({schedule})", on_step=enforcer, collate_fn=adapter.collate)
+                   desc=desc or f"sparse recovery ({schedule})", on_step=enforcer, collate_fn=adapter.collate)
     apply_masks(model, masks)  # the loop restored the best epoch's weights: make sure they are truly zero
     return RecoveryResult(result.steps, result.seconds, result.best_epoch,
                           float(result.best_metrics.get("accuracy", float("nan"))), enforcer.history, distilled)

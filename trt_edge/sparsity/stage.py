@@ -13,16 +13,18 @@ from __future__ import annotations
 
 import copy
 import json
+import re
 import time
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from trt_edge import stats
 from trt_edge.config import RunConfig
 from trt_edge.errors import GateError, TrtEdgeError
 from trt_edge.log import get_logger
-from trt_edge.sparsity.config import PruneConfig
+from trt_edge.sparsity.config import PruneConfig, WidthConfig
 from trt_edge.sparsity.report import SPARSITY_FILE, SPARSITY_FORMAT, SPARSITY_VERSION
 from trt_edge.stage import STAGE_FILE, StageRecord, atomic_write_json, read_stage, sha256_tree, stage_output
 from trt_edge.tasks.config import TaskConfig
@@ -32,7 +34,7 @@ log = get_logger("prune")
 EQUIVALENCE_TOLERANCE = 1e-5
 
 
-def _task_config(config: RunConfig, model_dir: Path) -> tuple[TaskConfig, str]:
+def task_config_for(config: RunConfig, model_dir: Path) -> tuple[TaskConfig, str]:
     """The task section of the run config, else the one the distill stage that made the model used."""
     if config.raw.get("task"):
         return config.section("task"), "config"
@@ -43,7 +45,7 @@ def _task_config(config: RunConfig, model_dir: Path) -> tuple[TaskConfig, str]:
     return config.section("task"), "defaults"
 
 
-def _inputs(model_dir: Path, cfg: PruneConfig) -> tuple[Path, Path | None, Path | None]:
+def stage_inputs(model_dir: Path, cfg: PruneConfig | WidthConfig) -> tuple[Path, Path | None, Path | None]:
     """(student folder, teacher folder or None, teacher test logits or None) for a stage or bare folder."""
     from trt_edge.stage import stage_artifact
     from trt_edge.tasks.models import resolve_model_path
@@ -86,6 +88,25 @@ def _use_checkpoint_names(doc: dict[str, Any], model: Any, folder: Path) -> None
                           for k, v in doc["tensors"].items()}
 
 
+def load_teacher(cfg: PruneConfig | WidthConfig, teacher_dir: Path | None, label_names: list[str],
+                 tokenizer: Any, task_type: str = "text-classification") -> Any:
+    """The teacher of the recovery distillation, or None; checked now, so a wrong teacher fails before
+    minutes of work."""
+    from trt_edge.tasks.models import load_classifier
+
+    if not (cfg.recover and teacher_dir is not None and cfg.alpha > 0):
+        return None
+    section = "width" if isinstance(cfg, WidthConfig) else "prune"
+    teacher = load_classifier(teacher_dir, label_names, cfg.trust_remote_code, task_type)
+    if not teacher.head_trained:
+        raise TrtEdgeError(f"teacher {teacher_dir}: {teacher.head_note}; give a fine-tuned teacher "
+                           f"(the distill stage's teacher/ folder) or set {section}.alpha to 0")
+    if hasattr(tokenizer, "get_vocab") and teacher.tokenizer.get_vocab() != tokenizer.get_vocab():
+        raise TrtEdgeError(f"teacher {teacher_dir}: its tokenizer differs from the student's; distillation "
+                           "during recovery needs the same tokenization")
+    return teacher
+
+
 def _aggregate(kept: dict[str, float], totals: dict[str, float]) -> float:
     total = sum(totals.values())
     return sum(kept[k] * totals[k] for k in kept) / total if total > 0 else 1.0
@@ -96,7 +117,13 @@ def run(config: RunConfig, model_dir: str | Path, out: str | Path) -> StageRecor
     import torch
 
     from trt_edge.distill.stage import teacher_train_logits, training_features, validation_eval_fn
-    from trt_edge.sparsity.masks import Masks, Sparse24Config, apply_masks, compute_masks
+    from trt_edge.sparsity.masks import (
+        Masks,
+        Sparse24Config,
+        apply_masks,
+        compute_masks,
+        token_independent_linears,
+    )
     from trt_edge.sparsity.permutation import max_output_change, model_outputs, permute_model_, random_inputs
     from trt_edge.sparsity.torch_check import check_model_sparsity
     from trt_edge.tasks.data import load_task_data, resolve_data_source
@@ -107,8 +134,8 @@ def run(config: RunConfig, model_dir: str | Path, out: str | Path) -> StageRecor
     started = time.perf_counter()
     cfg: PruneConfig = config.section("prune")
     model_path = Path(model_dir)
-    task, task_source = _task_config(config, model_path)
-    student_dir, teacher_dir, teacher_test_logits = _inputs(model_path, cfg)
+    task, task_source = task_config_for(config, model_path)
+    student_dir, teacher_dir, teacher_test_logits = stage_inputs(model_path, cfg)
     adapter = get_task(task.type).module()
     encode, evaluate = adapter.encode, adapter.evaluate
     check_preprocessor(student_dir, task.type)  # a model of another task: before the data
@@ -117,21 +144,24 @@ def run(config: RunConfig, model_dir: str | Path, out: str | Path) -> StageRecor
     if not loaded.head_trained and not cfg.recover:
         raise TrtEdgeError(f"{student_dir}: {loaded.head_note}; prune a trained classifier or keep prune.recover on")
     model, tokenizer = loaded.model, loaded.tokenizer
-    teacher = None  # checked now, so a wrong teacher fails before minutes of work
-    if cfg.recover and teacher_dir is not None and cfg.alpha > 0:
-        teacher = load_classifier(teacher_dir, data.label_names, cfg.trust_remote_code, task.type)
-        if not teacher.head_trained:
-            raise TrtEdgeError(f"teacher {teacher_dir}: {teacher.head_note}; give a fine-tuned teacher "
-                               "(the distill stage's teacher/ folder) or set prune.alpha to 0")
-        if hasattr(tokenizer, "get_vocab") and teacher.tokenizer.get_vocab() != tokenizer.get_vocab():
-            raise TrtEdgeError(f"teacher {teacher_dir}: its tokenizer differs from the student's; sparse "
-                               "distillation needs the same tokenization")
+    teacher = load_teacher(cfg, teacher_dir, data.label_names, tokenizer, task.type)
     method = Sparse24Config(include=list(cfg.include), exclude=list(cfg.exclude))
-    plain = compute_masks(model, method)  # validates the patterns and finds the layers before any work
+    selected = [re.compile(p) for p in cfg.include], [re.compile(p) for p in cfg.exclude]
+    constant = {name: why for name, why in token_independent_linears(model).items()
+                if any(p.search(name) for p in selected[0]) and not any(p.search(name) for p in selected[1])}
+
+    def runs_on_tokens(_module: Any, name: str) -> bool:
+        return f"{name}.weight" not in constant
+
+    # Validates the patterns and finds the layers before any work.
+    plain = compute_masks(model, method, runs_on_tokens)
+    plain.skipped.update(constant)
+    for name, why in constant.items():
+        log.info("not pruned: %s: %s", name, why)
     torch.manual_seed(cfg.seed)
     test = data.test
     test_enc = encode(tokenizer, test.texts, task.max_length)
-    dense_metrics, _ = evaluate(model, test_enc, test.labels, data.num_labels, task.eval_batch_size)
+    dense_metrics, dense_logits = evaluate(model, test_enc, test.labels, data.num_labels, task.eval_batch_size)
     log.info("dense test accuracy %.4f", dense_metrics["accuracy"])
 
     permutations: list[Any] = []
@@ -147,8 +177,13 @@ def run(config: RunConfig, model_dir: str | Path, out: str | Path) -> StageRecor
         if max_change > EQUIVALENCE_TOLERANCE * scale:
             raise RuntimeError(f"channel permutation changed the model's outputs by {max_change:.3g} "
                                f"(tolerance {EQUIVALENCE_TOLERANCE * scale:.3g}): a bug in trt-edge, please report it")
-        log.info("permuted %d layer pairs; largest output change %.2e", len(permutations), max_change)
-    masks: Masks = compute_masks(model, method)
+        log.info("permuted %d layer pairs (%s); largest output change %.2e", len(permutations),
+                 ", ".join(f"{p.pair.producer} -> {p.pair.consumer} ({p.pair.kind})" for p in permutations) or "none",
+                 max_change)
+        for where, why in permutation_skipped.items():
+            log.warning("channel permutation skipped at %s: %s", where, why)
+    masks: Masks = compute_masks(model, method, runs_on_tokens)
+    masks.skipped.update(constant)
     by_consumer = {f"{p.pair.consumer}.weight": p for p in permutations}
     by_producer = {f"{p.pair.producer}.weight": p for p in permutations}
 
@@ -184,7 +219,7 @@ def run(config: RunConfig, model_dir: str | Path, out: str | Path) -> StageRecor
                          gradual_fraction=cfg.gradual_fraction, seed=cfg.seed, task=task.type)
         recovery = result.to_dict()
     apply_masks(model, masks)
-    sparse_metrics, _ = evaluate(model, test_enc, test.labels, data.num_labels, task.eval_batch_size)
+    sparse_metrics, sparse_logits = evaluate(model, test_enc, test.labels, data.num_labels, task.eval_batch_size)
     log.info("sparse test accuracy %.4f (dense %.4f)", sparse_metrics["accuracy"], dense_metrics["accuracy"])
 
     params = dict(model.named_parameters())
@@ -231,23 +266,30 @@ def run(config: RunConfig, model_dir: str | Path, out: str | Path) -> StageRecor
         logits = np.load(teacher_test_logits, allow_pickle=False)
         if logits.shape[0] == len(test.labels):
             metrics["teacher_accuracy"] = classification_metrics(logits, test.labels, data.num_labels)["accuracy"]
+    verdict = stats.judge_predictions("prune", "sparse vs dense student", dense_logits, sparse_logits, test.labels,
+                                      cfg.max_accuracy_drop, PruneConfig().max_accuracy_drop)
+    metrics["gate"] = verdict.to_dict()
+    log.info("%s", verdict.line())
     if cfg.max_accuracy_drop is not None and accuracy_drop > cfg.max_accuracy_drop:
-        raise GateError(f"sparse accuracy is {accuracy_drop:.2f} points below dense, more than "
-                        f"prune.max_accuracy_drop={cfg.max_accuracy_drop}",
+        lo, hi = verdict.interval_points
+        raise GateError(f"sparse accuracy is {accuracy_drop:.2f} points below dense (95% CI [{lo:.2f}, {hi:.2f}], "
+                        f"n={verdict.n}; {verdict.status}), more than prune.max_accuracy_drop={cfg.max_accuracy_drop}",
                         {"dense_accuracy": dense_metrics["accuracy"], "sparse_accuracy": sparse_metrics["accuracy"],
-                         "pruned_accuracy_before_recovery": pruned_metrics["accuracy"]})
+                         "pruned_accuracy_before_recovery": pruned_metrics["accuracy"],
+                         "interval_points": [round(lo, 4), round(hi, 4)], "n": verdict.n})
 
     record = StageRecord(
         stage="prune",
         config={"task": task.to_dict(), "prune": cfg.to_dict()},
         inputs={"model": sha256_tree(model_path), "data": sha256_tree(resolve_data_source(task.data.source)),
                 **({"teacher": sha256_tree(teacher_dir)} if teacher_dir is not None else {})},
-        artifacts={"model": "model", "sparsity": f"model/{SPARSITY_FILE}"},
+        artifacts={"model": "model", "sparsity": f"model/{SPARSITY_FILE}", "predictions": stats.PREDICTIONS_FILE},
     )
     with stage_output(out) as tmp:
         save_classifier(model, tokenizer, tmp / "model")
         _use_checkpoint_names(sparsity_doc, model, tmp / "model")
         atomic_write_json(tmp / "model" / SPARSITY_FILE, sparsity_doc)
+        stats.save_predictions(tmp, test.labels, dense=dense_logits, sparse=sparse_logits)
         proof = check_model_sparsity(tmp / "model")
         if not proof.ok:
             raise RuntimeError(f"saved weights lost the 2:4 pattern in {proof.violations}: a bug in trt-edge")

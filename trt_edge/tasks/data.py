@@ -20,6 +20,7 @@ from trt_edge.errors import TrtEdgeError
 from trt_edge.log import get_logger
 from trt_edge.stage import sha256_json
 from trt_edge.tasks.config import DataConfig
+from trt_edge.tasks.source_keys import check_source_keys
 
 log = get_logger("data")
 
@@ -261,6 +262,7 @@ def load_data(cfg: DataConfig) -> TextClassificationData:
     """Read, filter, deduplicate and split the labelled texts named by `cfg`."""
     path = resolve_data_source(cfg.source)
     fmt = _detect_format(path, cfg.format)
+    check_source_keys(cfg, fmt, path)
     if fmt == "folder":
         if not path.is_dir():
             raise TrtEdgeError(f"{path}: format 'folder' needs a folder")

@@ -121,12 +121,20 @@ def load_classifier(ref: str | Path, label_names: list[str], trust_remote_code: 
     label_match = saved_labels == list(label_names)
     generic = all(str(n).startswith(_GENERIC_LABEL) for n in saved_labels)
     id2label = dict(enumerate(label_names))
+    from trt_edge.sparsity.width import load_pruned, width_recipe
+
     try:
-        model, info = getattr(transformers, spec.auto_model).from_pretrained(
-            path, num_labels=len(label_names), id2label=id2label,
-            label2id={n: i for i, n in id2label.items()}, local_files_only=True,
-            trust_remote_code=trust_remote_code, ignore_mismatched_sizes=True, output_loading_info=True,
-        )
+        auto_class = getattr(transformers, spec.auto_model)
+        if width_recipe(config) is not None:  # width-pruned: shapes config.json alone cannot say
+            config.num_labels, config.id2label = len(label_names), id2label
+            config.label2id = {n: i for i, n in id2label.items()}
+            model, info = load_pruned(path, config, auto_class, trust_remote_code)
+        else:
+            model, info = auto_class.from_pretrained(
+                path, num_labels=len(label_names), id2label=id2label,
+                label2id={n: i for i, n in id2label.items()}, local_files_only=True,
+                trust_remote_code=trust_remote_code, ignore_mismatched_sizes=True, output_loading_info=True,
+            )
         tokenizer = spec.preprocessor.load(path, trust_remote_code)
     except ValueError as exc:
         first = str(exc).splitlines()[0][:200]

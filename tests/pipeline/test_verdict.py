@@ -1,0 +1,50 @@
+"""The verdict: headline on failure and on old runs, the collapse warning, gates judged from stored tables."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from trt_edge import stats
+from trt_edge.pipeline.config import PipelineConfig
+from trt_edge.pipeline.gates import stage_verdict
+from trt_edge.pipeline.verdict import Target, gate_warnings, headline, model_warnings
+
+
+def _gate(drop_table: stats.PairedTable, budget: float | None, default: float | None = None) -> dict:
+    return stats.judge("g", "x vs y", drop_table, budget, default).to_dict()
+
+
+def test_headline_names_a_failed_gate_first() -> None:
+    target = Target("CPU (ONNX Runtime)", "calibrate/model.cpu.onnx", 1, "")
+    failed = _gate(stats.PairedTable(1200, 60, 10, 230), 1.0, 1.0)
+    text, ready = headline([failed], [target])
+    assert not ready and text.startswith("Not ready: gate g failed")
+    text, ready = headline([], [target])
+    assert not ready and "older trt-edge" in text
+    ok = _gate(stats.PairedTable(1400, 2, 3, 95), 1.0, 1.0)
+    text, ready = headline([ok], [target])
+    assert ready and text == "Deploy calibrate/model.cpu.onnx: all 1 gates with a budget passed."
+
+
+def test_collapsed_model_is_named_and_a_balanced_one_is_not() -> None:
+    labels = np.array([0] * 40 + [1] * 30 + [2] * 30)
+    warnings = model_warnings({"student": np.zeros(100, dtype=np.int64), "teacher": labels.copy()}, labels,
+                              ["neg", "neu", "pos"])
+    assert len(warnings) == 1 and "student predicts class 'neg' for 100%" in warnings[0]
+
+
+def test_loosened_pass_and_inconclusive_are_warned() -> None:
+    loose = _gate(stats.PairedTable(1250, 40, 20, 190), 3.0, 1.0)  # drop 1.33 > default 1.0
+    texts = gate_warnings([loose])
+    assert len(texts) == 1 and "passed only because its budget was loosened from 1 to 3" in texts[0]
+    close = _gate(stats.PairedTable(1250, 40, 20, 190), 2.0, 2.0)  # drop 1.33, interval [0.31, 2.38]
+    texts = gate_warnings([close])
+    assert len(texts) == 1 and "inconclusive at n=1,500" in texts[0] and "straddles the budget 2" in texts[0]
+
+
+def test_pipeline_rejudges_a_stored_table_with_its_own_budget() -> None:
+    stored = _gate(stats.PairedTable(1250, 40, 20, 190), None)
+    verdict = stage_verdict("calibrate", {"gate": stored}, PipelineConfig(gates={"calibrate": 2.0}))
+    assert verdict is not None and verdict.passed and verdict.loosened and verdict.default_budget_points == 1.0
+    strict = stage_verdict("calibrate", {"gate": stored}, PipelineConfig())
+    assert strict is not None and not strict.passed

@@ -1,0 +1,281 @@
+"""Width pruning: structure found in every family, real slicing that keeps the kept function, a folder that
+reloads, the stage end to end (smaller ONNX shapes, parity, lint, 2:4 after it), target mode, bad configs."""
+
+from __future__ import annotations
+
+import copy
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+import torch
+
+from trt_edge.config import RunConfig
+from trt_edge.sparsity import width as W
+from trt_edge.stage import StageRecord, read_stage, stage_artifact
+
+FAMILIES = ("bert", "roberta", "distilbert", "mpnet", "vit")
+
+
+def _tiny(kind: str) -> Any:
+    import transformers as T
+
+    torch.manual_seed(0)
+    common = {"num_labels": 3}
+    if kind == "bert":
+        return T.BertForSequenceClassification(T.BertConfig(
+            vocab_size=100, hidden_size=64, num_hidden_layers=2, num_attention_heads=4, intermediate_size=128,
+            **common)).eval()
+    if kind == "roberta":
+        return T.RobertaForSequenceClassification(T.RobertaConfig(
+            vocab_size=100, hidden_size=64, num_hidden_layers=2, num_attention_heads=4, intermediate_size=128,
+            max_position_embeddings=130, **common)).eval()
+    if kind == "distilbert":
+        return T.DistilBertForSequenceClassification(T.DistilBertConfig(
+            vocab_size=100, dim=64, n_layers=2, n_heads=4, hidden_dim=128, **common)).eval()
+    if kind == "mpnet":
+        return T.MPNetForSequenceClassification(T.MPNetConfig(
+            vocab_size=100, hidden_size=64, num_hidden_layers=2, num_attention_heads=4, intermediate_size=128,
+            **common)).eval()
+    return T.ViTForImageClassification(T.ViTConfig(
+        image_size=32, patch_size=8, hidden_size=64, num_hidden_layers=2, num_attention_heads=4,
+        intermediate_size=128, **common)).eval()
+
+
+def _batch(kind: str) -> dict[str, torch.Tensor]:
+    g = torch.Generator().manual_seed(1)
+    if kind == "vit":
+        return {"pixel_values": torch.randn(2, 3, 32, 32, generator=g)}
+    return {"input_ids": torch.randint(5, 100, (2, 12), generator=g),
+            "attention_mask": torch.tensor([[1] * 12, [1] * 8 + [0] * 4])}
+
+
+class _NoTokenizer:
+    def save_pretrained(self, folder: Path) -> None:
+        pass
+
+
+@pytest.mark.parametrize("kind", FAMILIES)
+def test_heads_and_neurons_are_removed_for_real_and_the_rest_is_unchanged(kind: str, tmp_path: Path) -> None:
+    import transformers as T
+
+    model = _tiny(kind)
+    batch = _batch(kind)
+    structure = W.find_blocks(model)
+    assert len(structure.blocks) == 2 and (structure.heads, structure.head_dim, structure.ffn) == (4, 16, 128)
+    assert structure.head_tables == (["mpnet.encoder.relative_attention_bias"] if kind == "mpnet" else [])
+    importance = W.activation_importance(model, structure, [batch])
+    assert all(h.shape == (4,) and bool((h > 0).all()) for h in importance.heads)
+    plan = W.plan_width(structure, importance, 2, 64)
+    # The reference: the same model with the dropped heads' and neurons' contributions zeroed.
+    reference = copy.deepcopy(model)
+    modules = dict(reference.named_modules())
+    with torch.no_grad():
+        for block, heads, neurons in zip(structure.blocks, plan.heads, plan.neurons, strict=True):
+            for h in set(range(block.heads)) - set(heads):
+                modules[block.out].weight[:, h * block.head_dim:(h + 1) * block.head_dim] = 0
+            modules[block.down].weight[:, sorted(set(range(block.ffn)) - set(neurons))] = 0
+    shrunk = W.shrink_(model, structure, plan)
+    assert (shrunk.heads, shrunk.ffn) == (2, 64)
+    names = dict(model.named_modules())
+    for block in shrunk.blocks:
+        assert all(tuple(names[q].weight.shape) == (32, 64) for q in block.qkv)
+        assert tuple(names[block.out].weight.shape) == (64, 32)
+        assert tuple(names[block.up].weight.shape) == (64, 64) and tuple(names[block.down].weight.shape) == (64, 64)
+    with torch.no_grad():
+        expected, got = reference(**batch).logits, model(**batch).logits
+    torch.testing.assert_close(got, expected, atol=1e-5, rtol=1e-5)
+    recipe = W.save_pruned(model, _NoTokenizer(), tmp_path)
+    config = T.AutoConfig.from_pretrained(tmp_path)
+    cls = T.AutoModelForImageClassification if kind == "vit" else T.AutoModelForSequenceClassification
+    if kind == "vit":  # ViT builds its attention from config.head_dim: plain from_pretrained reloads it
+        assert recipe == {} and W.width_recipe(config) is None and config.num_attention_heads == 2
+        reloaded = cls.from_pretrained(tmp_path).eval()
+    else:  # the head size derives from hidden_size / num_attention_heads: the recipe rebuilds the shapes
+        assert recipe and W.width_recipe(config) == recipe
+        reloaded, info = W.load_pruned(tmp_path, config, cls)
+        assert info["missing_keys"] == [] and info["mismatched_keys"] == []
+    ffn_key = "hidden_dim" if kind == "distilbert" else "intermediate_size"
+    assert getattr(config, ffn_key) == 64
+    with torch.no_grad():
+        torch.testing.assert_close(reloaded(**batch).logits, got, atol=1e-6, rtol=1e-6)
+
+
+def test_plain_from_pretrained_refuses_a_recipe_folder_instead_of_loading_it_wrong(tmp_path: Path) -> None:
+    import transformers as T
+
+    model = _tiny("bert")
+    structure = W.find_blocks(model)
+    W.shrink_(model, structure, W.plan_width(structure, W.activation_importance(model, structure, [_batch("bert")]),
+                                             2, 64))
+    W.save_pruned(model, _NoTokenizer(), tmp_path)
+    with pytest.raises(Exception, match=r"(?i)size|shape"):
+        T.AutoModelForSequenceClassification.from_pretrained(tmp_path)
+
+
+def test_widths_stay_multiples_of_eight() -> None:
+    assert W.round_heads(12, 32, 0.5) == 6 and W.round_heads(12, 32, 0.01) == 1
+    assert W.round_heads(4, 4, 0.25) == 2  # 1 head of 4 channels is not a multiple of 8: 2 heads are kept
+    assert W.round_heads(3, 4, 0.1) == 2
+    assert W.round_ffn(1536, 0.5) == 768 and W.round_ffn(1536, 0.3) == 464 and W.round_ffn(1536, 0.001) == 8
+    assert W.round_ffn(100, 0.99) == 100  # never more than there is
+    for f in (0.1, 0.33, 0.5, 0.77):
+        assert W.round_ffn(1536, f) % 8 == 0
+
+
+def test_a_model_without_the_usual_structure_is_refused_in_one_line() -> None:
+    from trt_edge.errors import TrtEdgeError
+
+    model = _tiny("bert")
+    model.bert.encoder.layer[1].attention.self.key = torch.nn.Linear(64, 48)
+    with pytest.raises(TrtEdgeError, match=r"block 1.*no attention found"):
+        W.find_blocks(model)
+
+
+# ----- the stage end to end on the tiny BERT (hidden 32, 4 heads of 8, feed-forward 64) -----
+
+@pytest.fixture(scope="module")
+def distill_like(tmp_path_factory: pytest.TempPathFactory, tiny_bert_dir: Path) -> Path:
+    root = tmp_path_factory.mktemp("width-input")
+    shutil.copytree(tiny_bert_dir, root / "model")
+    shutil.copytree(tiny_bert_dir, root / "teacher")  # a stand-in teacher with a head for these labels
+    StageRecord(stage="distill", config={}, artifacts={"model": "model", "teacher": "teacher"}).write(root)
+    return root
+
+
+def _config(demo_data_config: Any, **width: Any) -> RunConfig:
+    return RunConfig({
+        "task": {"data": demo_data_config.to_dict(), "max_length": 24, "eval_batch_size": 128},
+        "width": {"keep_heads": 0.5, "keep_ffn": 0.5, "steps": 2, "calibration_samples": 64,
+                  "train": {"epochs": 1, "batch_size": 32, "max_steps": 3, "learning_rate": 1e-3}, **width},
+        "export": {"exporter": "torchscript", "parity_batch_sizes": [1, 4], "parity_sequence_lengths": [16]},
+        "prune": {"permutation_seconds": 0.2, "train": {"epochs": 1, "max_steps": 2}},
+    })
+
+
+@pytest.fixture(scope="module")
+def width_run(tmp_path_factory: pytest.TempPathFactory, distill_like: Path, demo_data_config: Any,
+              cache_dir: Path) -> tuple[Path, RunConfig]:
+    from trt_edge.sparsity.width_stage import run
+
+    config = _config(demo_data_config)
+    out = tmp_path_factory.mktemp("width-stage") / "width"
+    run(config, distill_like, out)
+    return out, config
+
+
+def _initializer_shapes(path: Path) -> dict[str, tuple[int, ...]]:
+    import onnx
+    from onnx import numpy_helper
+
+    model = onnx.load(str(path))
+    return {i.name: tuple(numpy_helper.to_array(i).shape) for i in model.graph.initializer}
+
+
+def test_stage_removes_heads_and_neurons_and_recovers_in_steps(width_run: tuple[Path, RunConfig]) -> None:
+    out, _ = width_run
+    record = read_stage(out, "width")
+    m = record["metrics"]
+    assert m["dense_structure"]["heads"] == 4 and m["dense_structure"]["ffn"] == 64
+    assert m["structure"]["heads"] == 2 and m["structure"]["ffn"] == 32 and m["structure"]["attention_width"] == 16
+    assert [s["heads"] for s in m["steps"]] == [3, 2] and [s["ffn"] for s in m["steps"]] == [48, 32]
+    assert all(s["recovery"]["steps"] == 3 and s["recovery"]["distilled"] for s in m["steps"])
+    assert m["params"] < m["dense_params"] and 0 <= m["width_accuracy"] <= 1
+    assert set(record["artifacts"]) == {"model", "onnx", "teacher"}
+    assert (out / "teacher" / "config.json").is_file()
+    assert m["parity_max_abs_diff"] < 1e-4
+
+
+def test_the_pruned_onnx_has_smaller_shapes_not_zeros(width_run: tuple[Path, RunConfig]) -> None:
+    import onnx
+    from onnx import numpy_helper
+
+    out, _ = width_run
+    path = stage_artifact(out, "onnx")
+    model = onnx.load(str(path))
+    weights = [numpy_helper.to_array(i) for i in model.graph.initializer if i.data_type == onnx.TensorProto.FLOAT]
+    matrices = [w for w in weights if w.ndim == 2 and min(w.shape) > 3 and max(w.shape) < 1000]
+    shapes = sorted({tuple(sorted(w.shape)) for w in matrices})
+    # Q/K/V [32 -> 16] and output [16 -> 32]; feed-forward [32 -> 32] both ways; no [32, 64] left.
+    assert (16, 32) in shapes and (32, 32) in shapes and (32, 64) not in shapes, shapes
+    assert all(bool(np.abs(w).sum(axis=1).min() > 0) for w in matrices), "an all-zero row: masked, not removed"
+
+
+def test_export_stage_parity_and_lint_then_2_4_then_checker(width_run: tuple[Path, RunConfig],
+                                                             tmp_path: Path) -> None:
+    from trt_edge.export.stage import run as export_run
+    from trt_edge.sparsity.onnx_check import check_onnx_sparsity
+    from trt_edge.sparsity.stage import run as prune_run
+
+    out, config = width_run
+    exported = export_run(config, out, tmp_path / "export-width").metrics
+    assert exported["max_abs_diff"] < 1e-4 and exported["argmax_agreement"] == 1.0
+    assert exported["lint"]["errors"] == 0 and exported["lint"]["attention_blocks"] == 2
+    # 2:4 on the width-pruned model: the prune stage reads the width folder like a distill folder.
+    pruned = prune_run(config, out, tmp_path / "prune").metrics
+    assert pruned["dense_accuracy"] == pytest.approx(read_stage(out)["metrics"]["width_accuracy"])
+    assert pruned["checker_pass_rate"] == 1.0 and pruned["sparse_layers"] == 12
+    export_run(config, tmp_path / "prune", tmp_path / "export")
+    onnx_path = stage_artifact(tmp_path / "export", "onnx")
+    report = check_onnx_sparsity(onnx_path, stage_artifact(tmp_path / "prune", "model"))
+    assert report.ok and report.expected_pass_rate() == 1.0
+    shapes = set(_initializer_shapes(onnx_path).values())
+    assert not any(64 in s for s in shapes if len(s) == 2 and 32 in s)  # still the narrow model
+
+
+def test_target_mode_picks_by_measured_latency(distill_like: Path, demo_data_config: Any, tmp_path: Path,
+                                               cache_dir: Path) -> None:
+    from trt_edge.sparsity.width_stage import run
+
+    config = _config(demo_data_config, target_speedup=1000.0, target_shapes=[[1, 16]], target_rounds=1,
+                     candidates=[[1.0, 1.0], [0.5, 0.5], [0.5, 0.25]], steps=1, recover=False)
+    m = run(config, distill_like, tmp_path / "w").metrics
+    target = m["target"]
+    assert target["target_met"] is False  # nothing is 1000x faster than itself
+    table = target["candidates"]
+    assert [(c["heads"], c["ffn"]) for c in table] == [(4, 64), (2, 32), (2, 16)]
+    best = max(table, key=lambda c: c["slowest"])
+    assert target["chosen"] == best["label"]
+    assert (m["structure"]["heads"], m["structure"]["ffn"]) == (best["heads"], best["ffn"])
+    assert all(c["slowest"] > 0 for c in table)
+
+
+ENV = {**os.environ, "HF_HUB_OFFLINE": "1"}
+
+
+@pytest.mark.parametrize(("args", "message"), [
+    (("--method", "widht"), "unknown prune method 'widht' (did you mean 'width'?)"),
+    (("--method", "width", "--width.keep_heads=0"), "width: keep_heads must be in (0, 1]"),
+    (("--method", "width", "--keep_fnn=0.5"), "did you mean 'keep_ffn'"),
+    (("--method", "width", "--target_speedup=3"), "relative to the teacher"),
+])
+def test_bad_width_configs_are_refused_in_one_line(args: tuple[str, ...], message: str, tiny_bert_dir: Path,
+                                                   tmp_path: Path) -> None:
+    result = subprocess.run([sys.executable, "-m", "trt_edge", "prune", "--model", str(tiny_bert_dir),
+                             "--out", str(tmp_path / "o"), *args], capture_output=True, text=True, env=ENV,
+                            timeout=300)
+    assert result.returncode == 2, result.stderr
+    lines = [line for line in result.stderr.splitlines() if line.startswith("trt-edge: error:")]
+    assert len(lines) == 1 and message in lines[0], result.stderr
+    assert "Traceback" not in result.stderr and not (tmp_path / "o").exists()
+
+
+def test_pipeline_config_places_width_before_2_4() -> None:
+    from trt_edge.errors import TrtEdgeError
+    from trt_edge.pipeline.runner import parent_of
+
+    config = RunConfig({"pipeline": {"stages": ["distill", "width", "prune", "export"],
+                                     "gates": {"width": 2.0}}})
+    stages = config.section("pipeline").stages
+    root = Path("run")
+    assert parent_of("width", stages, root) == root / "distill"
+    assert parent_of("prune", stages, root) == root / "width"
+    assert parent_of("export", ["distill", "width", "export"], root) == root / "width"
+    assert "width" not in RunConfig({}).section("pipeline").stages  # opt-in
+    with pytest.raises(TrtEdgeError, match="pipeline order"):
+        RunConfig({"pipeline": {"stages": ["distill", "prune", "width"]}}).section("pipeline")

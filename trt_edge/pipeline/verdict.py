@@ -1,0 +1,240 @@
+"""What a run says, before any table: what to deploy for each target, whether every gate held, and what
+looks wrong. Read from the stage folders (stage.json, the saved test predictions, comparison.json) and
+judged with `trt_edge.stats`; nothing is re-measured.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from trt_edge import stats
+from trt_edge.pipeline.config import PipelineConfig
+from trt_edge.pipeline.gates import all_verdicts
+
+# A model that gives one class to at least this share of the test inputs, when that class is clearly
+# rarer among the labels, has collapsed (the symptom of a too-short budget on a skewed data set).
+ONE_CLASS_SHARE = 0.8
+ONE_CLASS_MARGIN = 0.1
+# comparison.json labels of the deployable artifacts
+TRT_LABEL = "student INT8 Q/DQ (TensorRT)"
+CPU_LABEL = "student INT8 (CPU)"
+TEACHER_LABEL = "teacher fp32"
+# saved predictions: (stage folder, array name) -> what the report calls that model
+MODELS = {("distill", "teacher"): "teacher", ("distill", "student"): "student (distilled)",
+          ("distill", "hard_label"): "student, hard labels only (ablation)",
+          ("prune", "sparse"): "sparse student (2:4)", ("calibrate", "int8"): "student INT8 Q/DQ (TensorRT)",
+          ("calibrate", "cpu"): "student INT8 (CPU)"}
+
+
+@dataclass
+class Target:
+    """One deployable artifact and its figures against the teacher."""
+
+    target: str
+    artifact: str
+    size_bytes: int | None
+    how: str
+    speedup: dict[str, float] = field(default_factory=dict)
+    speedup_note: str = ""
+    vs_teacher: dict[str, Any] | None = None
+
+
+@dataclass
+class Verdict:
+    headline: str
+    ready: bool
+    targets: list[Target]
+    gates: list[dict[str, Any]]
+    warnings: list[str]
+    predictions: dict[str, np.ndarray]  # report name -> predicted classes on the test split
+    labels: np.ndarray | None
+    label_names: list[str]
+
+
+def pipeline_config(run_dir: Path) -> PipelineConfig:
+    """The pipeline section the run was made with (pipeline.json), else the defaults."""
+    import json
+
+    path = run_dir / "pipeline.json"
+    raw: dict[str, Any] = {}
+    if path.is_file():
+        try:
+            raw = (json.loads(path.read_text(encoding="utf-8")).get("config") or {}).get("pipeline") or {}
+        except (OSError, ValueError):
+            raw = {}
+    return PipelineConfig.from_dict(raw, "pipeline")
+
+
+def load_all_predictions(run_dir: Path, stages: dict[str, dict[str, Any]]) -> tuple[dict[str, np.ndarray],
+                                                                                     np.ndarray | None]:
+    """Predicted classes of every model whose stage saved them, and the test labels they share."""
+    out: dict[str, np.ndarray] = {}
+    labels: np.ndarray | None = None
+    for (stage, key), name in MODELS.items():
+        path = run_dir / stage / stats.PREDICTIONS_FILE
+        if stage not in stages or not path.is_file():
+            continue
+        data = stats.load_predictions(path)
+        if key not in data:
+            continue
+        if labels is None:
+            labels = data["labels"]
+        elif data["labels"].shape != labels.shape or (data["labels"] != labels).any():
+            continue  # another test split: not comparable
+        pred = data[key]
+        out[name] = pred.argmax(axis=1) if pred.ndim == 2 else pred
+    return out, labels
+
+
+def _size(path: Path) -> int | None:
+    return path.stat().st_size if path.is_file() else None
+
+
+def _speedups(comparison: dict[str, Any], label: str) -> dict[str, float]:
+    out = {}
+    for point in comparison.get("shapes", []):
+        ratio = point.get("speedup_vs_first", {}).get(label)
+        if ratio is not None and comparison.get("reference") == TEACHER_LABEL:
+            out[f"b{point['batch']} s{point['seq']}"] = float(ratio)
+    return out
+
+
+def deploy_targets(run_dir: Path, stages: dict[str, dict[str, Any]], comparison: dict[str, Any],
+                   predictions: dict[str, np.ndarray], labels: np.ndarray | None,
+                   cfg: PipelineConfig) -> list[Target]:
+    targets: list[Target] = []
+    teacher = predictions.get("teacher")
+
+    def against_teacher(name: str) -> dict[str, Any] | None:
+        if teacher is None or labels is None or name not in predictions:
+            return None
+        return stats.judge_predictions("vs teacher", f"{name} vs teacher", teacher, predictions[name], labels,
+                                       cfg.overall_budget, None).to_dict()
+
+    cal = stages.get("calibrate")
+    if cal is not None and "onnx" in cal.get("artifacts", {}):
+        qdq = f"calibrate/{cal['artifacts']['onnx']}"
+        build = stages.get("build", {}).get("artifacts", {})
+        if "plan" in build:
+            artifact, how = f"build/{build['plan']}", "TensorRT plan built on this machine"
+            size = _size(run_dir / artifact)
+        elif "bundle" in build:
+            artifact = f"build/{build['bundle']}"
+            how = (f"no TensorRT here: copy `{artifact}` to the device and run its `build_on_device.sh`; it "
+                   f"builds the engine from `{qdq}`")
+            size = _size(run_dir / qdq)
+        else:
+            artifact, how, size = qdq, "Q/DQ ONNX for TensorRT (no build stage in this run)", _size(run_dir / qdq)
+        targets.append(Target("TensorRT (Jetson)", artifact, size, how, _speedups(comparison, TRT_LABEL),
+                              "ONNX Runtime CPU speed of the Q/DQ file, not a TensorRT figure: profile the engine "
+                              "on the device", against_teacher(TRT_LABEL)))
+    if cal is not None and "onnx_cpu" in cal.get("artifacts", {}):
+        path = f"calibrate/{cal['artifacts']['onnx_cpu']}"
+        m = cal.get("metrics", {})
+        targets.append(Target("CPU (ONNX Runtime)", path, _size(run_dir / path),
+                              f"{m.get('cpu_artifact', '')}: load with onnxruntime (the session hint is in the "
+                              "model's metadata)", _speedups(comparison, CPU_LABEL),
+                              "ONNX Runtime on this machine's CPU, interleaved with the teacher",
+                              against_teacher(CPU_LABEL)))
+    return targets
+
+
+def model_warnings(predictions: dict[str, np.ndarray], labels: np.ndarray | None,
+                   label_names: list[str]) -> list[str]:
+    """A model giving one class to most inputs when the labels are spread."""
+    if labels is None or len(labels) == 0:
+        return []
+    label_share = Counter(labels.tolist())
+    out = []
+    for name, pred in predictions.items():
+        cls, count = Counter(pred.tolist()).most_common(1)[0]
+        share = count / len(pred)
+        base = label_share.get(cls, 0) / len(labels)
+        if share >= ONE_CLASS_SHARE and share >= base + ONE_CLASS_MARGIN:
+            cname = label_names[cls] if 0 <= cls < len(label_names) else str(cls)
+            out.append(f"{name} predicts class {cname!r} for {100 * share:.0f}% of the test inputs (it is "
+                       f"{100 * base:.0f}% of the labels): the model has nearly collapsed to one class")
+    return out
+
+
+def gate_warnings(gates: list[dict[str, Any]]) -> list[str]:
+    out = []
+    for g in gates:
+        name = g["gate"]
+        if g.get("budget_points") is None:
+            continue
+        if not g.get("passed", True):
+            out.append(f"gate {name} failed: {g['compares']} dropped {g['drop_points']:.2f} points "
+                       f"(budget {g['budget_points']:g})")
+        elif g.get("loosened") and g.get("default_budget_points") is not None \
+                and g["drop_points"] > g["default_budget_points"]:
+            out.append(f"gate {name} passed only because its budget was loosened from "
+                       f"{g['default_budget_points']:g} to {g['budget_points']:g} points (drop "
+                       f"{g['drop_points']:.2f})")
+        if not g.get("conclusive", True):
+            need = g.get("examples_to_resolve")
+            more = f"about {need:,} test examples would settle it" if need else "no test size settles it"
+            out.append(f"gate {name} is inconclusive at n={g['n']:,}: its 95% interval "
+                       f"[{g['interval_points'][0]:.2f}, {g['interval_points'][1]:.2f}] straddles the budget "
+                       f"{g['budget_points']:g} ({more})")
+    return out
+
+
+def parity_warnings(stages: dict[str, dict[str, Any]]) -> list[str]:
+    out = []
+    for name in ("export", "export-teacher"):
+        stage = stages.get(name)
+        if stage is None:
+            continue
+        max_length = ((stage.get("config") or {}).get("task") or {}).get("max_length")
+        shapes = stage.get("metrics", {}).get("parity_shapes") or []
+        longest = max((int(s.get("sequence", 0)) for s in shapes), default=0)
+        if max_length and shapes and longest < int(max_length):
+            out.append(f"{name}: the parity grid reaches sequence length {longest}, short of the task's "
+                       f"max_length {max_length}; add {max_length} to export.parity_sequence_lengths")
+    return out
+
+
+def headline(gates: list[dict[str, Any]], targets: list[Target]) -> tuple[str, bool]:
+    """One sentence: deploy what, or which gate stopped it; then how sure the gates are."""
+    judged = [g for g in gates if g.get("budget_points") is not None]
+    failed = [g["gate"] for g in judged if not g.get("passed", True)]
+    unsure = [g for g in judged if not g.get("conclusive", True)]
+    loose = [g for g in judged if g.get("loosened")]
+    if failed:
+        return f"Not ready: gate {', '.join(failed)} failed.", False
+    if not targets:
+        return "No deployable artifact in this run (the calibrate stage did not run).", False
+    if not judged:
+        return (f"Deploy {' and '.join(t.artifact for t in targets)}? No gate of this run recorded its paired "
+                "figures (a run from an older trt-edge): rerun it to judge the gates.", False)
+    text = f"Deploy {' and '.join(t.artifact for t in targets)}: all {len(judged)} gates with a budget passed"
+    notes = []
+    if unsure:
+        notes.append(f"{len(unsure)} inconclusive at n={unsure[0]['n']:,}")
+    if loose:
+        notes.append(f"{len(loose)} on a loosened budget")
+    return text + (f" ({', '.join(notes)})." if notes else "."), True
+
+
+def build_verdict(run_dir: Path, stages: dict[str, dict[str, Any]], comparison: dict[str, Any]) -> Verdict:
+    cfg = pipeline_config(run_dir)
+    gates = all_verdicts(run_dir, stages, cfg)
+    predictions, labels = load_all_predictions(run_dir, stages)
+    label_names = list(stages.get("distill", {}).get("metrics", {}).get("data", {}).get("label_names") or [])
+    targets = deploy_targets(run_dir, stages, comparison, predictions, labels, cfg)
+    warnings = [*model_warnings(predictions, labels, label_names), *gate_warnings(gates), *parity_warnings(stages)]
+    text, ready = headline(gates, targets)
+    return Verdict(text, ready, targets, gates, warnings, predictions, labels, label_names)
+
+
+def confusion(labels: np.ndarray, pred: np.ndarray, num_classes: int) -> np.ndarray:
+    """Counts: rows the true class, columns the predicted one."""
+    out = np.zeros((num_classes, num_classes), dtype=np.int64)
+    np.add.at(out, (labels.astype(np.int64), pred.astype(np.int64)), 1)
+    return out

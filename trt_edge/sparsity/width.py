@@ -1,0 +1,507 @@
+"""Structured width pruning: whole attention heads and feed-forward neurons removed for real.
+
+2:4 sparsity and INT8 pay only where the hardware has sparse tensor cores or integer dot-product units;
+a model with fewer heads and a narrower feed-forward is faster on every chip (Volta Jetsons, an AVX2
+laptop, DLA, ONNX Runtime on any CPU). This module is the torch half of the `width` prune method:
+
+- `find_blocks` finds every transformer block's attention (Q/K/V, output projection) and feed-forward
+  (up, down) Linear layers from the module graph (shapes and order, not class names), so BERT, RoBERTa,
+  DistilBERT, MPNet and ViT go through the same code;
+- `activation_importance` scores heads and neurons on calibration batches by activation magnitude;
+- `shrink_` slices the Linear layers (and any per-head table such as MPNet's relative position bias)
+  to the kept heads and neurons, and updates the attention modules' head counts and the config;
+- `save_pruned` / `load_pruned` write and read the Hugging Face folder. Transformers 5 has no
+  `prune_heads` and most text families derive the head size from `hidden_size / num_attention_heads`,
+  so fewer heads cannot be said in their config.json alone: `save_pruned` writes the shapes that differ
+  from what the config builds under `trt_edge_width` in config.json, and `load_pruned` (which every
+  trt-edge stage uses through `tasks.models.load_classifier`) rebuilds them before loading the weights
+  strictly. A folder whose config already builds the right shapes (FFN-only pruning, ViT with
+  `head_dim`) carries no such key and loads with plain `from_pretrained`.
+
+Widths are uniform across layers (one head count, one feed-forward width), so the config's
+`intermediate_size` stays truthful, and kept widths are multiples of 8 (TensorRT's tensor-core tiles
+and the 2:4 pattern's groups of 4 both still apply).
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from trt_edge.errors import TrtEdgeError
+from trt_edge.log import get_logger
+
+log = get_logger("prune.width")
+
+WIDTH_KEY = "trt_edge_width"
+WIDTH_FORMAT = 1
+MULTIPLE = 8
+# Attributes through which attention modules remember their head count / total head width.
+HEAD_COUNT_ATTRS = ("num_attention_heads", "n_heads", "num_heads")
+HEAD_WIDTH_ATTRS = ("all_head_size", "inner_dim")
+HEAD_DIM_ATTRS = ("attention_head_size", "head_dim", "head_size")
+# Config keys of the feed-forward width and the head count, per family.
+FFN_CONFIG_KEYS = ("intermediate_size", "hidden_dim", "ffn_dim", "d_ff")
+HEAD_CONFIG_KEYS = ("num_attention_heads", "n_heads")
+
+
+@dataclass
+class Block:
+    """One transformer block's prunable Linear layers, by module name.
+
+    qkv (tuple[str, str, str]): the three projections whose output rows are the heads.
+    out (str): the attention output projection (its input columns are the heads).
+    up (str), down (str): the feed-forward pair (up's output rows, down's input columns are the neurons).
+    attention (str): the module holding the head count (the parent of the Q/K/V projections).
+    heads (int), head_dim (int), ffn (int): current widths.
+    """
+
+    index: int
+    qkv: tuple[str, str, str]
+    out: str
+    up: str
+    down: str
+    attention: str
+    heads: int
+    head_dim: int
+    ffn: int
+
+
+@dataclass
+class Structure:
+    """Every block, plus per-head tables outside the blocks (MPNet's relative position bias), which
+    force one shared head set for all layers."""
+
+    blocks: list[Block]
+    head_tables: list[str] = field(default_factory=list)
+
+    @property
+    def heads(self) -> int:
+        return self.blocks[0].heads
+
+    @property
+    def head_dim(self) -> int:
+        return self.blocks[0].head_dim
+
+    @property
+    def ffn(self) -> int:
+        return self.blocks[0].ffn
+
+
+def _linears(module: torch.nn.Module, prefix: str) -> list[tuple[str, torch.nn.Linear]]:
+    return [(f"{prefix}.{n}" if n else prefix, m) for n, m in module.named_modules()
+            if isinstance(m, torch.nn.Linear)]
+
+
+def _head_count(module: torch.nn.Module) -> int | None:
+    for attr in HEAD_COUNT_ATTRS:
+        value = getattr(module, attr, None)
+        if isinstance(value, int) and value > 0:
+            return value
+    return None
+
+
+def find_blocks(model: torch.nn.Module) -> Structure:
+    """The prunable structure of every transformer block, found from shapes and module order.
+
+    In each block (the encoder's ModuleList, found as distillation finds it) the attention is three
+    sibling Linear layers of equal shape [hidden -> A] (Q, K, V); the output projection is the next
+    Linear [A -> hidden]; the feed-forward is the next Linear [hidden -> I] and the one after it that
+    maps I back to hidden. Raises TrtEdgeError naming the block when one of them is missing.
+    """
+    from trt_edge.distill.student import _layer_list
+
+    parent, list_name, layers = _layer_list(model)
+    base = next(n for n, m in model.named_modules() if m is parent)
+    list_path = f"{base}.{list_name}" if base else list_name
+    blocks: list[Block] = []
+    modules = dict(model.named_modules())
+    for index, layer in enumerate(layers):
+        prefix = f"{list_path}.{index}"
+        linears = _linears(layer, prefix)
+        qkv_at = None
+        for i in range(len(linears) - 2):
+            names = [linears[i + j][0] for j in range(3)]
+            mods = [linears[i + j][1] for j in range(3)]
+            parents = {n.rsplit(".", 1)[0] for n in names}
+            shapes = {(m.in_features, m.out_features) for m in mods}
+            if len(parents) == 1 and len(shapes) == 1:
+                qkv_at = i
+                break
+        if qkv_at is None:
+            raise TrtEdgeError(f"{type(model).__name__} block {index} ({prefix}): no attention found (three "
+                               "sibling Linear layers of one shape for Q, K and V)")
+        q_mod = linears[qkv_at][1]
+        hidden, width = q_mod.in_features, q_mod.out_features
+        qkv = (linears[qkv_at][0], linears[qkv_at + 1][0], linears[qkv_at + 2][0])
+        rest = linears[qkv_at + 3:]
+        out_i = next((i for i, (_, m) in enumerate(rest) if m.in_features == width and m.out_features == hidden),
+                     None)
+        if out_i is None:
+            raise TrtEdgeError(f"{type(model).__name__} block {index}: no attention output projection "
+                               f"[{width} -> {hidden}] after {qkv[2]}")
+        out_name = rest[out_i][0]
+        rest = rest[out_i + 1:]
+        up_i = next((i for i, (_, m) in enumerate(rest) if m.in_features == hidden), None)
+        if up_i is None:
+            raise TrtEdgeError(f"{type(model).__name__} block {index}: no feed-forward Linear [{hidden} -> ...]")
+        up_name, up_mod = rest[up_i]
+        down = next(((n, m) for n, m in rest[up_i + 1:]
+                     if m.in_features == up_mod.out_features and m.out_features == hidden), None)
+        if down is None:
+            raise TrtEdgeError(f"{type(model).__name__} block {index}: no feed-forward Linear "
+                               f"[{up_mod.out_features} -> {hidden}] after {up_name}")
+        attention = qkv[0].rsplit(".", 1)[0]
+        heads = _head_count(modules[attention])
+        if heads is None or width % heads:
+            raise TrtEdgeError(f"{type(model).__name__} block {index}: {attention} has no head count "
+                               f"({'/'.join(HEAD_COUNT_ATTRS)}) dividing its width {width}")
+        blocks.append(Block(index, qkv, out_name, up_name, down[0], attention, heads, width // heads,
+                            up_mod.out_features))
+    if len({(b.heads, b.head_dim, b.ffn) for b in blocks}) > 1:
+        raise TrtEdgeError(f"{type(model).__name__}: its blocks differ in width already (heads, head size, "
+                           "feed-forward); width pruning keeps one width for every block and needs a uniform model")
+    hidden = modules[blocks[0].up].in_features
+    tables = [name for name, m in model.named_modules()
+              if isinstance(m, torch.nn.Embedding) and m.embedding_dim == blocks[0].heads != hidden
+              and not name.startswith(list_path + ".")]
+    return Structure(blocks, tables)
+
+
+@dataclass
+class Importance:
+    """Activation-magnitude scores: per block, one per head and one per feed-forward neuron."""
+
+    heads: list[torch.Tensor]
+    neurons: list[torch.Tensor]
+    tokens: int
+
+
+def activation_importance(model: torch.nn.Module, structure: Structure,
+                          batches: Iterable[Mapping[str, torch.Tensor]]) -> Importance:
+    """Score heads and neurons by how much they put into the model on real inputs.
+
+    A head's score is the mean L2 norm of its slice of the attention output projection's input (its
+    context vector), a neuron's the mean |activation| at the feed-forward down projection's input, both
+    over the real (unpadded) tokens of `batches`. Forward passes only: no labels, no gradients.
+    """
+    modules = dict(model.named_modules())
+    heads = [torch.zeros(b.heads, dtype=torch.float64) for b in structure.blocks]
+    neurons = [torch.zeros(b.ffn, dtype=torch.float64) for b in structure.blocks]
+    state: dict[str, Any] = {"mask": None, "tokens": 0}
+
+    def weights(x: torch.Tensor) -> torch.Tensor:
+        mask: torch.Tensor | None = state["mask"]
+        if mask is None or mask.shape != x.shape[:-1]:
+            return torch.ones(x.shape[:-1], dtype=x.dtype)
+        return mask.to(x.dtype)
+
+    def head_hook(i: int, block: Block) -> Any:
+        def hook(_: torch.nn.Module, args: tuple[torch.Tensor, ...]) -> None:
+            x = args[0].detach().float()
+            norms = x.reshape(*x.shape[:-1], block.heads, block.head_dim).norm(dim=-1)
+            w = weights(x)
+            heads[i] += (norms * w[..., None]).reshape(-1, block.heads).sum(0).double()
+            if i == 0:  # tokens as the blocks see them (patches for ViT), padding excluded
+                state["tokens"] += int(w.sum())
+        return hook
+
+    def neuron_hook(i: int) -> Any:
+        def hook(_: torch.nn.Module, args: tuple[torch.Tensor, ...]) -> None:
+            x = args[0].detach().float()
+            neurons[i] += (x.abs() * weights(x)[..., None]).reshape(-1, x.shape[-1]).sum(0).double()
+        return hook
+
+    handles = []
+    for i, block in enumerate(structure.blocks):
+        handles.append(modules[block.out].register_forward_pre_hook(head_hook(i, block)))
+        handles.append(modules[block.down].register_forward_pre_hook(neuron_hook(i)))
+    was_training = model.training
+    model.eval()
+    try:
+        with torch.inference_mode():
+            for batch in batches:
+                state["mask"] = batch.get("attention_mask")
+                model(**batch)
+    finally:
+        for handle in handles:
+            handle.remove()
+        model.train(was_training)
+    if state["tokens"] == 0:
+        raise TrtEdgeError("width pruning: the calibration batches hold no tokens to measure importance on")
+    scale = 1.0 / state["tokens"]
+    return Importance([h * scale for h in heads], [n * scale for n in neurons], int(state["tokens"]))
+
+
+def round_heads(heads: int, head_dim: int, fraction: float) -> int:
+    """Heads kept for `fraction`: at least one, and a count whose total width is a multiple of 8."""
+    want = max(1, round(heads * fraction))
+    for k in range(want, heads + 1):
+        if (k * head_dim) % MULTIPLE == 0:
+            return k
+    return heads
+
+
+def round_ffn(width: int, fraction: float) -> int:
+    """Feed-forward neurons kept for `fraction`, rounded up to a multiple of 8 (at least 8, at most all)."""
+    want = max(MULTIPLE, -(-round(width * fraction) // MULTIPLE) * MULTIPLE)
+    return min(width, want)
+
+
+@dataclass
+class WidthPlan:
+    """Which heads and neurons each block keeps (sorted indices into the current widths)."""
+
+    heads: list[list[int]]
+    neurons: list[list[int]]
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"heads": self.heads, "neurons_kept": [len(n) for n in self.neurons]}
+
+
+def plan_width(structure: Structure, importance: Importance, keep_heads: int, keep_ffn: int) -> WidthPlan:
+    """Keep the `keep_heads` most important heads and `keep_ffn` neurons of every block.
+
+    With a per-head table outside the blocks (shared by every layer) one head set is kept for all
+    blocks, ranked by the summed importance."""
+    def top(scores: torch.Tensor, k: int) -> list[int]:
+        order = torch.sort(-scores, stable=True).indices[:k]
+        return sorted(int(i) for i in order)
+
+    if structure.head_tables:
+        shared = top(torch.stack([s / max(float(s.sum()), 1e-30) for s in importance.heads]).sum(0), keep_heads)
+        heads = [list(shared) for _ in structure.blocks]
+    else:
+        heads = [top(s, keep_heads) for s in importance.heads]
+    return WidthPlan(heads, [top(s, keep_ffn) for s in importance.neurons])
+
+
+def _sliced(linear: torch.nn.Linear, rows: torch.Tensor | None, cols: torch.Tensor | None) -> torch.nn.Linear:
+    weight = linear.weight.detach()
+    if rows is not None:
+        weight = weight.index_select(0, rows)
+    if cols is not None:
+        weight = weight.index_select(1, cols)
+    new = torch.nn.Linear(weight.shape[1], weight.shape[0], bias=linear.bias is not None,
+                          device=weight.device, dtype=weight.dtype)
+    with torch.no_grad():
+        new.weight.copy_(weight)
+        if linear.bias is not None:
+            bias = linear.bias.detach()
+            new.bias.copy_(bias.index_select(0, rows) if rows is not None else bias)
+    new.train(linear.training)
+    return new
+
+
+def _set_module(model: torch.nn.Module, name: str, module: torch.nn.Module) -> None:
+    parent_name, _, child = name.rpartition(".")
+    parent = model.get_submodule(parent_name) if parent_name else model
+    setattr(parent, child, module)
+
+
+def _channels(indices: list[int], size: int) -> torch.Tensor:
+    return torch.tensor([i * size + j for i in indices for j in range(size)], dtype=torch.long)
+
+
+def shrink_(model: Any, structure: Structure, plan: WidthPlan) -> Structure:
+    """Slice `model` in place to the plan's heads and neurons; return the new structure.
+
+    Q/K/V lose the rows of the dropped heads, the output projection the matching columns; the
+    feed-forward up projection loses rows, down loses columns. Attention modules' head counts, per-head
+    tables and the config (`intermediate_size` and kin; `num_attention_heads` and `head_dim` where the
+    family reads `head_dim`) follow. The function computed by the kept heads and neurons is unchanged.
+    """
+    modules = dict(model.named_modules())
+    new_blocks = []
+    for block, heads, neurons in zip(structure.blocks, plan.heads, plan.neurons, strict=True):
+        rows = _channels(heads, block.head_dim)
+        for name in block.qkv:
+            _set_module(model, name, _sliced(modules[name], rows, None))
+        _set_module(model, block.out, _sliced(modules[block.out], None, rows))
+        keep = torch.tensor(neurons, dtype=torch.long)
+        _set_module(model, block.up, _sliced(modules[block.up], keep, None))
+        _set_module(model, block.down, _sliced(modules[block.down], None, keep))
+        attention = modules[block.attention]
+        for attr in HEAD_COUNT_ATTRS:
+            if getattr(attention, attr, None) == block.heads:
+                setattr(attention, attr, len(heads))
+        for attr in HEAD_WIDTH_ATTRS:
+            if getattr(attention, attr, None) == block.heads * block.head_dim:
+                setattr(attention, attr, len(heads) * block.head_dim)
+        new_blocks.append(Block(block.index, block.qkv, block.out, block.up, block.down, block.attention,
+                                len(heads), block.head_dim, len(neurons)))
+    for name in structure.head_tables:
+        table = modules[name]
+        assert isinstance(table, torch.nn.Embedding)
+        keep = torch.tensor(plan.heads[0], dtype=torch.long)
+        new = torch.nn.Embedding(table.num_embeddings, len(keep), padding_idx=table.padding_idx,
+                                 device=table.weight.device, dtype=table.weight.dtype)
+        with torch.no_grad():
+            new.weight.copy_(table.weight.detach().index_select(1, keep))
+        _set_module(model, name, new)
+        owner = modules[name.rpartition(".")[0]] if "." in name else model
+        for attr in HEAD_COUNT_ATTRS:
+            if getattr(owner, attr, None) == structure.heads:
+                setattr(owner, attr, len(keep))
+    config = model.config
+    for key in FFN_CONFIG_KEYS:
+        if getattr(config, key, None) == structure.ffn:
+            setattr(config, key, new_blocks[0].ffn)
+            break
+    if hasattr(config, "head_dim") or _reads_head_dim(model):
+        for key in HEAD_CONFIG_KEYS:
+            if getattr(config, key, None) == structure.heads:
+                setattr(config, key, new_blocks[0].heads)
+        config.head_dim = structure.head_dim
+    return Structure(new_blocks, list(structure.head_tables))
+
+
+def _reads_head_dim(model: Any) -> bool:
+    """Whether the family builds its attention from `config.head_dim` (ViT in transformers 5 does):
+    checked by building one model with a changed head count and fixed head_dim."""
+    import copy
+
+    config = copy.deepcopy(model.config)
+    heads = next((getattr(config, k) for k in HEAD_CONFIG_KEYS if isinstance(getattr(config, k, None), int)), None)
+    hidden = getattr(config, "hidden_size", None) or getattr(config, "dim", None)
+    if not heads or not hidden or heads < 2 or hidden % heads:
+        return False
+    head_dim = hidden // heads
+    config.head_dim = head_dim
+    for key in HEAD_CONFIG_KEYS:
+        if getattr(config, key, None) == heads:
+            setattr(config, key, heads - 1)
+    config.num_hidden_layers = 1
+    try:
+        probe = type(model)(config)
+    except Exception:
+        return False
+    try:
+        structure = find_blocks(probe)
+    except TrtEdgeError:
+        return False
+    return bool(structure.heads == heads - 1 and structure.head_dim == head_dim)
+
+
+def shape_recipe(model: Any) -> dict[str, Any]:
+    """What `type(model)(model.config)` would build differently from `model`: the Linear and Embedding
+    shapes and the head-count attributes that `load_pruned` must set before loading the weights."""
+    import copy
+
+    config = copy.deepcopy(model.config)
+    config.__dict__.pop(WIDTH_KEY, None)
+    with torch.device("meta"):
+        fresh = type(model)(config)
+    fresh_modules = dict(fresh.named_modules())
+    modules: dict[str, Any] = {}
+    attrs: dict[str, dict[str, int]] = {}
+    for name, module in model.named_modules():
+        other = fresh_modules.get(name)
+        if other is None:
+            raise RuntimeError(f"{name} has no counterpart in a model built from the config: a bug in trt-edge")
+        if isinstance(module, torch.nn.Linear) and tuple(module.weight.shape) != tuple(other.weight.shape):
+            modules[name] = {"type": "Linear", "in": module.in_features, "out": module.out_features,
+                             "bias": module.bias is not None}
+        elif isinstance(module, torch.nn.Embedding) and tuple(module.weight.shape) != tuple(other.weight.shape):
+            modules[name] = {"type": "Embedding", "num": module.num_embeddings, "dim": module.embedding_dim,
+                             "padding_idx": module.padding_idx}
+        changed = {a: int(getattr(module, a)) for a in (*HEAD_COUNT_ATTRS, *HEAD_WIDTH_ATTRS)
+                   if isinstance(getattr(module, a, None), int) and getattr(module, a) != getattr(other, a, None)}
+        if changed:
+            attrs[name] = changed
+    return {"format": WIDTH_FORMAT, "modules": modules, "attributes": attrs} if modules or attrs else {}
+
+
+def apply_recipe(model: Any, recipe: Mapping[str, Any]) -> None:
+    """Give a freshly built model the shapes and head counts a width-pruned folder records."""
+    if recipe.get("format") != WIDTH_FORMAT:
+        raise TrtEdgeError(f"config.json {WIDTH_KEY} has format {recipe.get('format')!r}; this trt-edge reads "
+                           f"format {WIDTH_FORMAT}")
+    for name, spec in dict(recipe.get("modules", {})).items():
+        if spec.get("type") == "Linear":
+            new: torch.nn.Module = torch.nn.Linear(int(spec["in"]), int(spec["out"]), bias=bool(spec["bias"]))
+        elif spec.get("type") == "Embedding":
+            new = torch.nn.Embedding(int(spec["num"]), int(spec["dim"]), padding_idx=spec.get("padding_idx"))
+        else:
+            raise TrtEdgeError(f"config.json {WIDTH_KEY}: unknown module type {spec.get('type')!r} for {name}")
+        try:
+            model.get_submodule(name)
+        except AttributeError as exc:
+            raise TrtEdgeError(f"config.json {WIDTH_KEY} names {name}, which this model does not have") from exc
+        _set_module(model, name, new)
+    for name, values in dict(recipe.get("attributes", {})).items():
+        module = model.get_submodule(name) if name else model
+        for attr, value in dict(values).items():
+            setattr(module, attr, int(value))
+
+
+def save_pruned(model: Any, tokenizer: Any, folder: Path) -> dict[str, Any]:
+    """Save a width-pruned model; returns the recipe written to config.json ({} when the config alone
+    builds the right shapes)."""
+    from trt_edge.tasks.models import save_classifier
+
+    model.config.__dict__.pop(WIDTH_KEY, None)
+    recipe = shape_recipe(model)
+    if recipe:
+        setattr(model.config, WIDTH_KEY, recipe)
+    save_classifier(model, tokenizer, folder)
+    return recipe
+
+
+def width_recipe(config: Any) -> dict[str, Any] | None:
+    recipe = getattr(config, WIDTH_KEY, None)
+    return dict(recipe) if isinstance(recipe, Mapping) and recipe else None
+
+
+def load_pruned(path: Path, config: Any, model_cls: Any, trust_remote_code: bool = False) -> tuple[Any, dict[str, Any]]:
+    """Build `model_cls` from `config`, apply the width recipe, load the folder's safetensors strictly.
+
+    Returns the model and a loading-info dict shaped like transformers' (`missing_keys`,
+    `mismatched_keys`), so the caller judges the head as it does for any folder.
+    """
+    from safetensors.torch import load_file
+
+    recipe = width_recipe(config)
+    if recipe is None:
+        raise RuntimeError(f"{path}: load_pruned called on a folder without {WIDTH_KEY}")
+    model = model_cls.from_config(config, trust_remote_code=trust_remote_code)
+    apply_recipe(model, recipe)
+    state: dict[str, torch.Tensor] = {}
+    files = sorted(path.glob("*.safetensors"))
+    if not files:
+        raise TrtEdgeError(f"{path}: no model.safetensors")
+    for file in files:
+        state.update(load_file(str(file)))
+    own = model.state_dict()
+    mismatched = [k for k, v in state.items() if k in own and tuple(own[k].shape) != tuple(v.shape)]
+    wrong = [k for k in mismatched if not k.startswith(("classifier", "score"))]
+    if wrong:
+        raise TrtEdgeError(f"{path}: weights do not match the width recorded in config.json ({wrong[0]}: "
+                           f"{tuple(state[wrong[0]].shape)} vs {tuple(own[wrong[0]].shape)}); the folder was edited")
+    result = model.load_state_dict({k: v for k, v in state.items() if k not in mismatched}, strict=False)
+    unexpected = [k for k in result.unexpected_keys]
+    if unexpected:
+        raise TrtEdgeError(f"{path}: weights the model does not have: {', '.join(unexpected[:3])}")
+    missing = [k for k in result.missing_keys if k in dict(model.named_parameters())]
+    body_missing = [k for k in missing if not k.startswith(("classifier", "score", "pre_classifier"))]
+    if body_missing:
+        raise TrtEdgeError(f"{path}: weights missing from model.safetensors: {', '.join(body_missing[:3])}")
+    model.eval()
+    return model, {"missing_keys": missing, "mismatched_keys": mismatched}
+
+
+def describe(structure: Structure) -> dict[str, Any]:
+    """Widths for stage.json."""
+    return {"layers": len(structure.blocks), "heads": structure.heads, "head_dim": structure.head_dim,
+            "attention_width": structure.heads * structure.head_dim, "ffn": structure.ffn,
+            "shared_head_set": bool(structure.head_tables)}
+
+
+def read_config(folder: Path) -> dict[str, Any]:
+    data = json.loads((folder / "config.json").read_text(encoding="utf-8"))
+    return data if isinstance(data, dict) else {}

@@ -1,0 +1,279 @@
+"""The width stage (`trt-edge prune --method width`, pipeline stage `width`): fewer heads and neurons.
+
+Input: a distill stage folder (student `model/`, teacher `teacher/`) or a bare Hugging Face folder (then
+`width.teacher` names the teacher). Schedule: `steps` iterations, each measuring activation importance on
+calibration texts, removing its share of heads and feed-forward neurons for real, and recovering by
+distillation from the teacher with the same loop as 2:4 recovery. With `target_speedup` the shares are
+picked first: every candidate width is cut from the dense student, exported, and timed side by side with
+the exported teacher in ONNX Runtime on this machine.
+
+Output folder, shaped like a distill folder so the 2:4 prune stage reads it unchanged: `model/` (the
+pruned Hugging Face folder), `teacher/` (a copy of the teacher, for the next stage's distillation),
+`model.onnx` (the pruned model exported, checked for parity: the width step's size and speed in the
+run's comparison) and `stage.json`.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import shutil
+import tempfile
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from trt_edge.config import RunConfig
+from trt_edge.errors import GateError, TrtEdgeError
+from trt_edge.log import get_logger
+from trt_edge.sparsity.config import WidthConfig
+from trt_edge.stage import StageRecord, sha256_tree, stage_output
+
+log = get_logger("prune.width")
+
+
+def calibration_batches(tokenizer: Any, texts: Sequence[str], max_length: int, batch_size: int) -> list[dict[str, Any]]:
+    """Model-input batches the importance is measured on; the one place that makes them (a task with
+    other inputs, images say, changes only this function)."""
+    from trt_edge.tasks.text_classification import collate, encode, model_inputs
+
+    encoded = encode(tokenizer, texts, max_length)
+    order = sorted(range(len(encoded)), key=lambda i: len(encoded.features[i]["input_ids"]))
+    return [model_inputs(collate([encoded.features[i] for i in order[s:s + batch_size]], encoded.pad_token_id))
+            for s in range(0, len(order), batch_size)]
+
+
+@dataclass
+class Candidate:
+    keep_heads: float
+    keep_ffn: float
+    heads: int
+    ffn: int
+    params: int
+
+
+def _candidates(cfg: WidthConfig, structure: Any) -> list[Candidate]:
+    """The distinct widths of `cfg.candidates`, most parameters first (parameter counts of the blocks)."""
+    from trt_edge.sparsity.width import round_ffn, round_heads
+
+    seen: dict[tuple[int, int], Candidate] = {}
+    for keep_heads, keep_ffn in cfg.candidates:
+        heads = round_heads(structure.heads, structure.head_dim, keep_heads)
+        ffn = round_ffn(structure.ffn, keep_ffn)
+        params = 4 * heads * structure.head_dim + 2 * ffn  # block weights per hidden channel
+        seen.setdefault((heads, ffn), Candidate(keep_heads, keep_ffn, heads, ffn, params))
+    return sorted(seen.values(), key=lambda c: -c.params)
+
+
+def _export(model: Any, tokenizer: Any, path: Path, config: RunConfig, labels: list[str]) -> Any:
+    """Export with the run's export settings, so a candidate is timed as the export stage would ship it."""
+    from trt_edge.export.exporter import export_onnx
+    from trt_edge.tasks.models import LoadedClassifier
+
+    export_cfg = config.section("export")
+    dynamo = {"auto": None, "dynamo": True, "torchscript": False}[export_cfg.exporter]
+    loaded = LoadedClassifier(model, tokenizer, path.parent, True, "in memory")
+    return export_onnx(path.parent, path, opset=export_cfg.opset, int32_inputs=export_cfg.int32_inputs,
+                       dynamo=dynamo, simplify=export_cfg.simplify, label_names=labels, loaded=loaded)
+
+
+def pick_target(cfg: WidthConfig, config: RunConfig, model: Any, tokenizer: Any, structure: Any, importance: Any,
+                teacher: Any, labels: list[str], texts: list[str]) -> tuple[float, float, dict[str, Any]]:
+    """(keep_heads, keep_ffn) of the least pruned candidate whose exported fp32 ONNX is at least
+    `target_speedup` times faster than the exported teacher at every `target_shapes` point; the fastest
+    candidate when none is (and the record says the target was missed)."""
+    from trt_edge.pipeline.compare import compare_latency
+    from trt_edge.sparsity.width import plan_width, shrink_
+
+    assert cfg.target_speedup is not None
+    candidates = _candidates(cfg, structure)
+    with tempfile.TemporaryDirectory(prefix="trt-edge-width-") as tmp_dir:
+        tmp = Path(tmp_dir)
+        reference = _export(teacher.model, teacher.tokenizer, tmp / "teacher.onnx", config, labels)
+        models = [("teacher", reference.onnx_path)]
+        for i, cand in enumerate(candidates):
+            trial = copy.deepcopy(model)
+            shrink_(trial, structure, plan_width(structure, importance, cand.heads, cand.ffn))
+            label = f"heads {cand.heads}/{structure.heads}, ffn {cand.ffn}/{structure.ffn}"
+            models.append((label, _export(trial, tokenizer, tmp / f"candidate{i}.onnx", config, labels).onnx_path))
+            del trial
+        log.info("target %.2fx: timing %d candidate widths against the teacher", cfg.target_speedup, len(candidates))
+        results = compare_latency(models, tokenizer, texts, [list(s) for s in cfg.target_shapes], cfg.target_rounds,
+                                  runs=20, chunk_ms=500.0)
+    table = []
+    for (label, _), cand in zip(models[1:], candidates, strict=True):
+        ratios = {f"b{r['batch']}s{r['seq']}": r["speedup_vs_first"][label] for r in results}
+        table.append({"label": label, "heads": cand.heads, "ffn": cand.ffn, "keep_heads": cand.keep_heads,
+                      "keep_ffn": cand.keep_ffn, "speedup_vs_teacher": ratios, "slowest": min(ratios.values())})
+    meeting = [row for row in table if row["slowest"] >= cfg.target_speedup]
+    chosen = meeting[0] if meeting else max(table, key=lambda row: row["slowest"])
+    if not meeting:
+        log.warning("no candidate width reaches %.2fx the teacher (best %.2fx at %s); using the fastest",
+                    cfg.target_speedup, chosen["slowest"], chosen["label"])
+    log.info("target: chose %s (%.2fx the teacher, slowest shape)", chosen["label"], chosen["slowest"])
+    record = {"target_speedup": cfg.target_speedup, "target_met": bool(meeting), "chosen": chosen["label"],
+              "candidates": table, "shapes": cfg.target_shapes, "comparison": results,
+              "note": "fp32 ONNX Runtime latency on this machine, untrained candidates (latency does not depend "
+                      "on the weights' values), timed interleaved with the teacher"}
+    return float(chosen["keep_heads"]), float(chosen["keep_ffn"]), record
+
+
+def run(config: RunConfig, model_dir: str | Path, out: str | Path) -> StageRecord:
+    """Width-prune the model in `model_dir`, recover it by distillation, and write the stage folder `out`."""
+    import torch
+
+    from trt_edge.distill.config import DistillConfig
+    from trt_edge.distill.stage import teacher_train_logits, training_features, validation_eval_fn
+    from trt_edge.export.parity import check, parity_cases, run_parity
+    from trt_edge.sparsity.masks import Masks
+    from trt_edge.sparsity.recovery import recover
+    from trt_edge.sparsity.stage import load_teacher, stage_inputs, task_config_for
+    from trt_edge.sparsity.width import (
+        activation_importance,
+        describe,
+        find_blocks,
+        plan_width,
+        round_ffn,
+        round_heads,
+        save_pruned,
+        shrink_,
+    )
+    from trt_edge.tasks.data import load_data, resolve_data_source
+    from trt_edge.tasks.metrics import classification_metrics
+    from trt_edge.tasks.models import count_parameters, load_classifier, weight_bytes
+    from trt_edge.tasks.text_classification import encode, evaluate
+
+    started = time.perf_counter()
+    cfg: WidthConfig = config.section("width")
+    export_cfg = config.section("export")  # validated now: candidates and model.onnx use it
+    model_path = Path(model_dir)
+    task, task_source = task_config_for(config, model_path)
+    student_dir, teacher_dir, teacher_test_logits = stage_inputs(model_path, cfg)
+    if cfg.target_speedup is not None and teacher_dir is None:
+        raise TrtEdgeError("width.target_speedup is relative to the teacher: give a distill stage folder or "
+                           "width.teacher")
+    data = load_data(task.data)
+    loaded = load_classifier(student_dir, data.label_names, cfg.trust_remote_code)
+    if not loaded.head_trained and not cfg.recover:
+        raise TrtEdgeError(f"{student_dir}: {loaded.head_note}; prune a trained classifier or keep width.recover on")
+    model, tokenizer = loaded.model, loaded.tokenizer
+    structure = find_blocks(model)  # a model without the usual structure fails before any work
+    dense_structure = describe(structure)
+    teacher = load_teacher(cfg, teacher_dir, data.label_names, tokenizer)
+    if cfg.target_speedup is not None and teacher is None and teacher_dir is not None:
+        teacher = load_classifier(teacher_dir, data.label_names, cfg.trust_remote_code)
+    torch.manual_seed(cfg.seed)
+    test_enc = encode(tokenizer, data.test.texts, task.max_length)
+    dense_params = count_parameters(model)
+    dense_metrics, _ = evaluate(model, test_enc, data.test.labels, data.num_labels, task.eval_batch_size)
+    log.info("dense test accuracy %.4f; %s", dense_metrics["accuracy"], dense_structure)
+    texts = data.train.texts[:cfg.calibration_samples]
+
+    def batches() -> list[dict[str, Any]]:
+        return calibration_batches(tokenizer, texts, task.max_length, task.eval_batch_size)
+
+    keep_heads, keep_ffn = cfg.keep_heads, cfg.keep_ffn
+    target: dict[str, Any] | None = None
+    if cfg.target_speedup is not None:
+        importance = activation_importance(model, structure, batches())
+        keep_heads, keep_ffn, target = pick_target(cfg, config, model, tokenizer, structure, importance, teacher,
+                                                   data.label_names, data.test.texts)
+
+    train_enc = val_enc = None
+    train_logits = None
+    teacher_info: dict[str, Any] = {"teacher": str(teacher_dir) if teacher_dir else None}
+    if cfg.recover:
+        train_enc = encode(tokenizer, data.train.texts, task.max_length)
+        val_enc = encode(tokenizer, data.validation.texts, task.max_length)
+        if teacher is not None and teacher_dir is not None and cfg.alpha > 0:
+            train_logits, cache = teacher_train_logits(DistillConfig(cache_dir=cfg.cache_dir), teacher, teacher_dir,
+                                                       train_enc, task.eval_batch_size)
+            teacher_info["teacher_logits_cache"] = cache
+        elif cfg.alpha > 0:
+            log.warning("no teacher (a bare model folder and no width.teacher): recovery trains on labels only")
+    teacher = None
+
+    heads0, head_dim, ffn0 = structure.heads, structure.head_dim, structure.ffn
+    history: list[dict[str, Any]] = []
+    before_recovery: dict[str, float] | None = None
+    for step in range(1, cfg.steps + 1):
+        heads = round_heads(heads0, head_dim, 1 - (1 - keep_heads) * step / cfg.steps)
+        ffn = round_ffn(ffn0, 1 - (1 - keep_ffn) * step / cfg.steps)
+        if (heads, ffn) == (structure.heads, structure.ffn):
+            continue
+        importance = activation_importance(model, structure, batches())
+        plan = plan_width(structure, importance, heads, ffn)
+        structure = shrink_(model, structure, plan)
+        pruned_metrics, _ = evaluate(model, test_enc, data.test.labels, data.num_labels, task.eval_batch_size)
+        before_recovery = before_recovery or pruned_metrics
+        entry: dict[str, Any] = {"step": step, "heads": heads, "ffn": ffn, "kept_heads": plan.heads,
+                                 "params": count_parameters(model),
+                                 "accuracy_before_recovery": pruned_metrics["accuracy"]}
+        log.info("step %d/%d: heads %d/%d, ffn %d/%d; test accuracy %.4f before recovery", step, cfg.steps, heads,
+                 heads0, ffn, ffn0, pruned_metrics["accuracy"])
+        if cfg.recover and train_enc is not None and val_enc is not None:
+            eval_fn = validation_eval_fn(val_enc, data.validation.labels, data.num_labels, task.eval_batch_size)
+            result = recover(model, Masks(), training_features(train_enc, data.train.labels), train_enc.pad_token_id,
+                             cfg.train, eval_fn=eval_fn, teacher_logits=train_logits, alpha=cfg.alpha,
+                             temperature=cfg.temperature, seed=cfg.seed + step,
+                             desc=f"width recovery, step {step}/{cfg.steps}")
+            entry["recovery"] = {k: v for k, v in result.to_dict().items() if k != "schedule"}
+            entry["accuracy_after_recovery"] = evaluate(model, test_enc, data.test.labels, data.num_labels,
+                                                        task.eval_batch_size)[0]["accuracy"]
+        history.append(entry)
+    width_metrics, _ = evaluate(model, test_enc, data.test.labels, data.num_labels, task.eval_batch_size)
+    log.info("width-pruned test accuracy %.4f (dense %.4f)", width_metrics["accuracy"], dense_metrics["accuracy"])
+    accuracy_drop = 100 * (dense_metrics["accuracy"] - width_metrics["accuracy"])
+    metrics: dict[str, Any] = {
+        "dense_accuracy": dense_metrics["accuracy"], "dense_macro_f1": dense_metrics["macro_f1"],
+        "pruned_accuracy_before_recovery": (before_recovery or width_metrics)["accuracy"],
+        "width_accuracy": width_metrics["accuracy"], "width_macro_f1": width_metrics["macro_f1"],
+        "accuracy_drop_points": accuracy_drop,
+        "dense_params": dense_params, "params": count_parameters(model),
+        "dense_structure": dense_structure, "structure": describe(structure),
+        "keep_heads": keep_heads, "keep_ffn": keep_ffn, "steps": history, "importance": cfg.importance,
+        "calibration_texts": len(texts), "target": target, "task_config_from": task_source,
+        "head": loaded.head_note, **teacher_info,
+    }
+    if teacher_test_logits is not None:
+        import numpy as np
+
+        logits = np.load(teacher_test_logits, allow_pickle=False)
+        if logits.shape[0] == len(data.test.labels):
+            metrics["teacher_accuracy"] = classification_metrics(logits, data.test.labels, data.num_labels)["accuracy"]
+    if cfg.max_accuracy_drop is not None and accuracy_drop > cfg.max_accuracy_drop:
+        raise GateError(f"width-pruned accuracy is {accuracy_drop:.2f} points below dense, more than "
+                        f"width.max_accuracy_drop={cfg.max_accuracy_drop}",
+                        {"dense_accuracy": dense_metrics["accuracy"], "width_accuracy": width_metrics["accuracy"]})
+
+    artifacts = {"model": "model", "onnx": "model.onnx"}
+    if teacher_dir is not None:
+        artifacts["teacher"] = "teacher"
+    record = StageRecord(
+        stage="width",
+        config={"task": task.to_dict(), "width": cfg.to_dict(), "export": export_cfg.to_dict()},
+        inputs={"model": sha256_tree(model_path), "data": sha256_tree(resolve_data_source(task.data.source)),
+                **({"teacher": sha256_tree(teacher_dir)} if teacher_dir is not None else {})},
+        artifacts=artifacts,
+    )
+    with stage_output(out) as tmp:
+        recipe = save_pruned(model, tokenizer, tmp / "model")
+        metrics["config_reload"] = "trt_edge_width recipe in config.json (trt-edge's loader)" if recipe \
+            else "plain from_pretrained"
+        if teacher_dir is not None:
+            shutil.copytree(teacher_dir, tmp / "teacher")
+        reloaded = load_classifier(tmp / "model", data.label_names, cfg.trust_remote_code)
+        info = _export(reloaded.model, tokenizer, tmp / "model.onnx", config, data.label_names)
+        cases = parity_cases(tokenizer, data.test.texts[:64], info.input_names, max_length=task.max_length,
+                             batch_size=task.eval_batch_size, batch_sizes=export_cfg.parity_batch_sizes,
+                             sequence_lengths=export_cfg.parity_sequence_lengths)
+        report = run_parity(reloaded.model, info.onnx_path, cases, data.test.texts[:64])
+        check(report, atol=export_cfg.atol, rtol=export_cfg.rtol, min_argmax_agreement=export_cfg.min_argmax_agreement)
+        metrics.update({"onnx_bytes": info.onnx_bytes, "weight_bytes": weight_bytes(tmp / "model"),
+                        "parity_max_abs_diff": report.max_abs_diff, "seconds": time.perf_counter() - started,
+                        "data": data.fingerprint()})
+        record.metrics = json.loads(json.dumps(metrics, default=str))
+        record.write(tmp)
+    return record
