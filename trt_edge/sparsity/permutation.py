@@ -374,12 +374,15 @@ def permute_model_(model: torch.nn.Module, consumers: set[str] | None = None, se
 
 
 def random_inputs(model: torch.nn.Module, batch: int = 4, length: int = 24, seed: int = 0,
-                  task: str = "text-classification") -> dict[str, torch.Tensor]:
+                  task: str | None = None) -> dict[str, torch.Tensor]:
     """Random inputs (token ids with some padding; pixels) to compare a model before and after a rewrite."""
     from trt_edge.tasks.spec import get_task
 
-    spec = get_task(task)
     config = getattr(model, "config", None)
+    if task is None:  # callers that do not say: an image model's config has an image size and no vocabulary
+        image = hasattr(config, "image_size") and not hasattr(config, "vocab_size")
+        task = "image-classification" if image else "text-classification"
+    spec = get_task(task)
     if spec.modality != "text":
         example: dict[str, torch.Tensor] = spec.module().example_inputs(config, spec.required_inputs, False)
         return example
