@@ -32,7 +32,7 @@ def main() -> None:
     config = load_config(args.config)
     cfg = config.section("pipeline")
     models = run_models(run)
-    tokenizer, texts = _texts(config, run)
+    tokenizer, texts = _texts(config, models)
     repeats = []
     for _ in range(args.repeats):
         points = compare_latency(models, tokenizer, texts, [[1, 64], [1, 128]], cfg.compare_rounds,

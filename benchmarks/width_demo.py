@@ -36,7 +36,7 @@ def main() -> None:
     run = Path(args.run)
     config = load_config(args.config)
     cfg = config.section("pipeline")
-    tokenizer, texts = _texts(config, run)
+    tokenizer, texts = _texts(config, run_models(run))
     with tempfile.TemporaryDirectory(prefix="width-demo-") as tmp:
         dense = Path(tmp) / "dense-student.onnx"
         export_onnx(run / "distill" / "model", dense)

@@ -23,6 +23,7 @@ from trt_edge.guard import too_big
 # section name -> "module:Class". Every stage registers its own section here.
 SECTIONS: dict[str, str] = {
     "task": "trt_edge.tasks.config:TaskConfig",
+    "target": "trt_edge.target:TargetConfig",
     "distill": "trt_edge.distill.config:DistillConfig",
     "prune": "trt_edge.sparsity.config:PruneConfig",
     "width": "trt_edge.sparsity.config:WidthConfig",

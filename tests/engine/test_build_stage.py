@@ -33,7 +33,7 @@ def _build(onnx: Path, out: Path, **overrides: object) -> StageRecord:
 def test_bundle_is_complete(tiny_onnx_dir: Path, tmp_path: Path) -> None:
     out = tmp_path / "build"
     record = _build(tiny_onnx_dir / "model.onnx", out, sparse_weights=True)
-    assert record.artifacts == {"bundle": "bundle"}
+    assert record.artifacts == {"bundle": "bundle", "preprocessor": "bundle/tokenizer"}
     assert record.metrics["built"] is False and "TensorRT" in record.metrics["reason"]
     bundle = stage_artifact(out, "bundle", expect="build")
     assert {p.name for p in bundle.iterdir()} >= BUNDLE_FILES

@@ -17,7 +17,7 @@ TOKENS = [OnnxInput("input_ids", "int64", ("batch", "sequence")),
 
 
 def make(precision: str = "fp16", trt: str = "10.3", device: str | None = "agx-orin-64gb", **kw: Any) -> BuildPlan:
-    profiles = kw.pop("profiles", profiles_for_inputs(TOKENS, [1, 8, 32], [1, 64, 128]))
+    profiles = kw.pop("profiles", profiles_for_inputs(TOKENS, {"batch": [1, 8, 32], "sequence": [1, 64, 128]}))
     return BuildPlan(precision=precision, trt_version=trt, device=device, profiles=profiles, **kw)
 
 
@@ -136,11 +136,20 @@ def test_warnings() -> None:
 
 def test_profiles_from_onnx_inputs() -> None:
     inputs = [*TOKENS, OnnxInput("fixed", "float32", (1, 4))]
-    profiles = profiles_for_inputs(inputs, [1, 4, 16], [8, 32, 64])
+    profiles = profiles_for_inputs(inputs, {"batch": [1, 4, 16], "sequence": [8, 32, 64]})
     assert profiles == [InputProfile("input_ids", (1, 8), (4, 32), (16, 64)),
                         InputProfile("attention_mask", (1, 8), (4, 32), (16, 64))]
     with pytest.raises(TrtEdgeError, match="axis 2 is dynamic"):
-        profiles_for_inputs([OnnxInput("x", "float32", ("b", "s", "h"))], [1, 1, 1], [1, 1, 1])
+        profiles_for_inputs([OnnxInput("x", "float32", ("batch", "sequence", "h"))],
+                            {"batch": [1, 1, 1], "sequence": [1, 1, 1]})
+    # Axes are matched by name, not position: an image input [batch, 3, 32, 32] gets only a batch range,
+    # and a sequence-first layout still gets the sequence range on its named axis.
+    image = profiles_for_inputs([OnnxInput("pixel_values", "float32", ("batch", 3, 32, 32))],
+                                {"batch": [1, 4, 16], "sequence": [8, 32, 64]})
+    assert image == [InputProfile("pixel_values", (1, 3, 32, 32), (4, 3, 32, 32), (16, 3, 32, 32))]
+    swapped = profiles_for_inputs([OnnxInput("t", "int64", ("sequence", "batch"))],
+                                  {"batch": [1, 4, 16], "sequence": [8, 32, 64]})
+    assert swapped == [InputProfile("t", (8, 1), (32, 4), (64, 16))]
 
 
 def test_check_inputs_against_onnx() -> None:

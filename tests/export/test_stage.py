@@ -36,7 +36,7 @@ def test_export_command_writes_the_stage(tiny_bert_dir: Path, demo_data_config, 
     assert printed["argmax_agreement"] == 1.0 and printed["exporter"] == "torchscript"
     data = read_stage(out, "export")
     m = data["metrics"]
-    assert data["artifacts"] == {"onnx": "model.onnx", "parity": "parity.json",
+    assert data["artifacts"] == {"onnx": "model.onnx", "parity": "parity.json", "preprocessor": "preprocessor",
                                  "predictions": "test_predictions.npz"}  # per-example, for the paired gate
     assert m["max_abs_diff"] <= 1e-4 and m["argmax_agreement"] == 1.0 and m["opset"] == 17
     assert m["onnx_bytes"] == (out / "model.onnx").stat().st_size
@@ -75,7 +75,7 @@ def test_student_stage_with_fp16_and_fused_attention(minilm_student_dir: Path, d
                                  parity_max_examples=32, parity_batch_sizes=[2], parity_sequence_lengths=[24]))
     out = tmp_path / "export"
     record = run(config, minilm_student_dir, out)
-    assert set(record.artifacts) == {"onnx", "parity", "onnx_fp16", "onnx_fused", "predictions"}
+    assert set(record.artifacts) == {"onnx", "parity", "onnx_fp16", "onnx_fused", "predictions", "preprocessor"}
     m = record.metrics
     assert m["argmax_agreement"] == 1.0 and m["max_abs_diff"] <= 1e-4
     fp16 = onnx.load(str(out / "model.fp16.onnx"))

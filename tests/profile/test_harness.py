@@ -41,11 +41,6 @@ def test_feeds_from_texts_and_random(tiny_bert_dir: Path) -> None:
         harness.make_feed(bad, 1, 4, src)
 
 
-def test_find_tokenizer(tiny_bert_dir: Path, tmp_path: Path) -> None:
-    assert harness.find_tokenizer(None, tmp_path / "x.onnx", tiny_bert_dir) == tiny_bert_dir
-    assert harness.find_tokenizer(tmp_path) is None
-
-
 def test_benchmark_count_and_duration(tiny_bert_onnx: Path) -> None:
     with OnnxRuntimeRunner(tiny_bert_onnx, intra_op_threads=1) as runner:
         feed = harness.make_feed(runner.inputs(), 2, 16)

@@ -3,7 +3,6 @@ length buckets, and the refusals (too small, wrong input names, no tokenizer).""
 
 from __future__ import annotations
 
-import json
 from collections import Counter
 from pathlib import Path
 
@@ -11,7 +10,7 @@ import numpy as np
 import pytest
 
 from trt_edge.errors import TrtEdgeError
-from trt_edge.quantize.calib_data import draw_calibration_set, find_tokenizer, load_calibration_set
+from trt_edge.quantize.calib_data import draw_calibration_set, load_calibration_set
 from trt_edge.quantize.config import CalibrationDataConfig
 
 NAMES = ["input_ids", "attention_mask", "token_type_ids"]
@@ -76,29 +75,3 @@ def test_refusals(demo_split, tiny_bert_dir: Path, tmp_path: Path) -> None:  # t
     np.savez(tmp_path / "plain.npz", input_ids=np.zeros((4, 4)))
     with pytest.raises(TrtEdgeError, match="not a trt-edge calibration set"):
         load_calibration_set(tmp_path / "plain.npz", NAMES)
-
-
-def test_find_tokenizer(tiny_bert_dir: Path, tmp_path: Path) -> None:
-    onnx_path = tmp_path / "export" / "model.onnx"
-    onnx_path.parent.mkdir()
-    onnx_path.write_bytes(b"")
-    with pytest.raises(TrtEdgeError, match="--tokenizer"):
-        find_tokenizer(onnx_path)
-    (onnx_path.parent / "stage.json").write_text(json.dumps({"stage": "export", "inputs": {str(tiny_bert_dir): "x"},
-                                                             "config": {}, "artifacts": {"onnx": "model.onnx"}}))
-    assert find_tokenizer(onnx_path) == tiny_bert_dir
-    assert find_tokenizer(onnx_path, str(tiny_bert_dir)) == tiny_bert_dir
-    with pytest.raises(TrtEdgeError, match="no tokenizer files"):
-        find_tokenizer(onnx_path, str(tmp_path))
-
-
-def test_find_tokenizer_in_a_pipeline_run_folder(tiny_bert_dir: Path, tmp_path: Path) -> None:
-    export = tmp_path / "run" / "export"
-    export.mkdir(parents=True)
-    (export / "model.onnx").write_bytes(b"")
-    (export / "stage.json").write_text(json.dumps({"stage": "export", "inputs": {"model": "sha"}, "config": {},
-                                                   "artifacts": {"onnx": "model.onnx"}}))
-    distill = tmp_path / "run" / "distill"
-    distill.mkdir()
-    (distill / "stage.json").write_text(json.dumps({"stage": "distill", "artifacts": {"model": str(tiny_bert_dir)}}))
-    assert find_tokenizer(export / "model.onnx") == tiny_bert_dir

@@ -54,7 +54,8 @@ def test_cpu_only_target_writes_no_tensorrt_artifacts(tiny_bert_onnx: Path, tiny
                                    "cpu": {"runs": 2, "candidates": ["fp32", "dynamic-int8", "u8s8-qdq"],
                                            "budget": 100.0}}})
     record = run(cfg, tiny_bert_onnx, tmp_path / "cpu")
-    assert set(record.artifacts) == {"onnx_cpu", "cpu_candidates", "calibration_data", "predictions"}
+    assert set(record.artifacts) == {"onnx_cpu", "cpu_candidates", "calibration_data", "predictions",
+                                     "preprocessor"}
     assert not (tmp_path / "cpu" / "model.int8.onnx").exists()
     qdq = onnx.load(str(tmp_path / "cpu" / "model.cpu.onnx"))
     if record.metrics["cpu_artifact"] == "u8s8-qdq":

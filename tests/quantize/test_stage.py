@@ -43,7 +43,7 @@ def test_student_int8_agrees_with_fp32_and_keeps_accuracy(student_run: tuple[Pat
         assert m[key] > 0
     stage = json.loads((out / "stage.json").read_text())
     assert set(stage["artifacts"]) == {"onnx", "calibration_cache", "calibration_data", "ranges", "onnx_cpu",
-                                      "cpu_candidates", "predictions"}
+                                      "cpu_candidates", "predictions", "preprocessor"}
     gate = stage["metrics"]["gate"]  # the paired INT8-vs-fp32 table, interval and n
     assert gate["n"] == sum(gate["table"].values()) and gate["interval_points"][0] <= gate["drop_points"]
     assert stage["metrics"]["calibration_sha256"] == _sha(out / "calibration.npz")

@@ -73,7 +73,8 @@ def test_real_build_and_run_matches_onnxruntime(tiny_onnx: Path, tiny_bert_dir: 
     from trt_edge.runtime.ort import OnnxRuntimeRunner
 
     plan = BuildPlan(precision="fp32", trt_version="10.3", device=None,
-                     profiles=profiles_for_inputs(onnx_inputs(tiny_onnx), [1, 2, 4], [1, 16, 32]),
+                     profiles=profiles_for_inputs(onnx_inputs(tiny_onnx),
+                                                  {"batch": [1, 2, 4], "sequence": [1, 16, 32]}),
                      timing_cache=None)
     result = build_engine(plan, tiny_onnx, tmp_path)
     assert result.plan_path.is_file() and result.manifest["status"] == "built"

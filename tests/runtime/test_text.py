@@ -10,7 +10,8 @@ import pytest
 
 from trt_edge.errors import TrtEdgeError
 from trt_edge.runtime.ort import OnnxRuntimeRunner
-from trt_edge.runtime.text import TextClassifier, find_tokenizer, softmax
+from trt_edge.runtime.text import TextClassifier, softmax
+from trt_edge.tasks.spec import preprocessor_dir as find_tokenizer
 
 from .texts import DEMO_TEXTS
 

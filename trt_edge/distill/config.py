@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Literal
+from typing import Any, Literal
 
 from trt_edge.configbase import ConfigBase
 
@@ -91,7 +91,10 @@ class TransferConfig(ConfigBase):
 class DistillConfig(ConfigBase):
     """Knowledge distillation from a teacher into a student.
 
-    teacher (str): the teacher model folder, `demo:minilm` or a path. Defaults to `demo:minilm`.
+    teacher (str | dict): the teacher model folder, `demo:minilm` or a path; or, for image tasks,
+        `{config: {model_type: vit, hidden_size: ..., ...}}`: that architecture with random weights,
+        trained from scratch on the task (`teacher_train`) when no pretrained weights exist. Defaults to
+        `demo:minilm`.
     teacher_finetune (str): `auto` fine-tunes the teacher when it has no trained head for the task,
         `always` fine-tunes anyway, `never` refuses an untrained head. Defaults to `auto`.
     teacher_train (TrainConfig): budget of that fine-tuning.
@@ -112,7 +115,7 @@ class DistillConfig(ConfigBase):
     seed (int): seed of initialisation and shuffling. Defaults to 0.
     """
 
-    teacher: str = "demo:minilm"
+    teacher: Any = "demo:minilm"
     teacher_finetune: Literal["auto", "always", "never"] = "auto"
     teacher_train: TrainConfig = field(default_factory=lambda: TrainConfig(epochs=3, learning_rate=5e-5))
     student: StudentConfig = field(default_factory=StudentConfig)
@@ -134,3 +137,9 @@ class DistillConfig(ConfigBase):
             raise ValueError(f"alpha must be in [0, 1], got {self.alpha}")
         if self.hidden_weight < 0 or self.attention_weight < 0:
             raise ValueError("hidden_weight and attention_weight must not be negative")
+        if isinstance(self.teacher, dict):
+            if set(self.teacher) != {"config"} or not isinstance(self.teacher["config"], dict):
+                raise ValueError("teacher must be a model folder or {config: {model_type: ..., ...}}, got "
+                                 f"keys {sorted(self.teacher)}")
+        elif not isinstance(self.teacher, str):
+            raise ValueError(f"teacher must be a model folder or {{config: {{...}}}}, got {self.teacher!r}")

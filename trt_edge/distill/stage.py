@@ -25,7 +25,7 @@ from trt_edge.guard import weight_hashes
 from trt_edge.log import get_logger
 from trt_edge.stage import StageRecord, sha256_json, sha256_tree, stage_output
 from trt_edge.tasks.config import TaskConfig
-from trt_edge.tasks.data import TextClassificationData, load_data, resolve_data_source
+from trt_edge.tasks.data import ClassificationData, load_task_data, resolve_data_source
 from trt_edge.tasks.models import (
     LoadedClassifier,
     count_parameters,
@@ -34,7 +34,9 @@ from trt_edge.tasks.models import (
     save_classifier,
     weight_bytes,
 )
-from trt_edge.tasks.text_classification import Encoded, encode, evaluate, model_inputs, predict_logits
+from trt_edge.tasks.spec import get_task
+
+TextClassificationData = ClassificationData
 
 log = get_logger("distill")
 
@@ -44,14 +46,22 @@ def cache_root(cfg: DistillConfig) -> Path:
     return Path(root).expanduser()
 
 
-def validation_eval_fn(encoded: Encoded, labels: list[int], num_labels: int, batch_size: int) -> Any:
+def adapter(task: TaskConfig) -> Any:
+    """The task's adapter module (encode, collate, model_inputs, predict_logits, evaluate)."""
+    return get_task(task.type).module()
+
+
+def validation_eval_fn(encoded: Any, labels: list[int], num_labels: int, batch_size: int,
+                       task: TaskConfig | None = None) -> Any:
+    evaluate = adapter(task).evaluate if task is not None else get_task("text-classification").module().evaluate
+
     def run(model: Any) -> dict[str, float]:
-        metrics, _ = evaluate(model, encoded, labels, num_labels, batch_size)
+        metrics: dict[str, float] = evaluate(model, encoded, labels, num_labels, batch_size)[0]
         return metrics
     return run
 
 
-def training_features(encoded: Encoded, labels: list[int], logits: np.ndarray | None = None) -> list[dict[str, Any]]:
+def training_features(encoded: Any, labels: list[int], logits: np.ndarray | None = None) -> list[dict[str, Any]]:
     import torch
 
     out = []
@@ -70,30 +80,37 @@ def finetune_classifier(model: Any, tokenizer: Any, data: TextClassificationData
 
     from trt_edge.distill.train import train
 
-    train_enc = encode(tokenizer, data.train.texts, task.max_length)
-    val_enc = encode(tokenizer, data.validation.texts, task.max_length)
+    a = adapter(task)
+    train_enc = a.encode(tokenizer, data.train.texts, task.max_length)
+    val_enc = a.encode(tokenizer, data.validation.texts, task.max_length)
 
     def loss_fn(m: Any, batch: dict[str, Any]) -> Any:
-        out = m(**model_inputs(batch))
+        out = m(**a.model_inputs(batch))
         loss = F.cross_entropy(out.logits.float(), batch["labels"])
         return loss, {}
 
     result = train(model, training_features(train_enc, data.train.labels), train_enc.pad_token_id, loss_fn, train_cfg,
-                   eval_fn=validation_eval_fn(val_enc, data.validation.labels, data.num_labels, task.eval_batch_size),
-                   seed=seed, desc=desc)
+                   eval_fn=validation_eval_fn(val_enc, data.validation.labels, data.num_labels, task.eval_batch_size,
+                                              task),
+                   seed=seed, desc=desc, collate_fn=a.collate)
     return {"best_epoch": result.best_epoch, "seconds": result.seconds, "steps": result.steps,
             "validation_accuracy": result.best_metrics["accuracy"]}
 
 
 def prepare_teacher(cfg: DistillConfig, task: TaskConfig, data: TextClassificationData
                     ) -> tuple[LoadedClassifier, Path, dict[str, Any]]:
-    """Load the teacher; fine-tune it first when it has no trained head (cached by content hash)."""
-    loaded = load_classifier(cfg.teacher, data.label_names, cfg.trust_remote_code)
+    """Load the teacher; fine-tune it first when it has no trained head (cached by content hash). A
+    teacher given as `{config: {...}}` is built with random weights and trained from scratch."""
+    teacher_ref = teacher_folder(cfg, task, data)
+    loaded = load_classifier(teacher_ref, data.label_names, cfg.trust_remote_code, task.type)
+    if not isinstance(cfg.teacher, str):  # random weights: its head (and everything else) must be trained
+        loaded.head_trained = False
+        loaded.head_note = "random weights from distill.teacher.config: trained from scratch"
     info: dict[str, Any] = {"teacher_head": loaded.head_note, "teacher_finetuned": False}
     needs = cfg.teacher_finetune == "always" or (cfg.teacher_finetune == "auto" and not loaded.head_trained)
     if not needs:
         if not loaded.head_trained:
-            raise TrtEdgeError(f"{cfg.teacher}: {loaded.head_note}; set distill.teacher_finetune to auto")
+            raise TrtEdgeError(f"{teacher_ref}: {loaded.head_note}; set distill.teacher_finetune to auto")
         return loaded, loaded.path, info
     key = sha256_json({
         "teacher": sha256_tree(loaded.path), "data": data.fingerprint(), "train": cfg.teacher_train.to_dict(),
@@ -106,7 +123,7 @@ def prepare_teacher(cfg: DistillConfig, task: TaskConfig, data: TextClassificati
 
         info.update(json.loads((cached / "finetune.json").read_text()))
         info["teacher_cache"] = "hit"
-        return load_classifier(cached, data.label_names, cfg.trust_remote_code), cached, info
+        return load_classifier(cached, data.label_names, cfg.trust_remote_code, task.type), cached, info
     log.info("teacher: %s; fine-tuning it on the task (%d epochs)", loaded.head_note, cfg.teacher_train.epochs)
     ft = finetune_classifier(loaded.model, loaded.tokenizer, data, task, cfg.teacher_train, cfg.seed,
                              "teacher fine-tune")
@@ -126,15 +143,67 @@ def prepare_teacher(cfg: DistillConfig, task: TaskConfig, data: TextClassificati
     return loaded, cached, info
 
 
+def teacher_folder(cfg: DistillConfig, task: TaskConfig, data: ClassificationData) -> str | Path:
+    """The teacher's folder: `distill.teacher` itself, or for `{config: {...}}` a folder (cached by the
+    config's hash) holding that architecture with random weights and the preprocessor it needs."""
+    if isinstance(cfg.teacher, str):
+        return cfg.teacher
+    import json
+
+    import torch
+    import transformers
+
+    spec = get_task(task.type)
+    if spec.modality != "image":
+        raise TrtEdgeError("distill.teacher as {config: ...} (trained from scratch) is supported for image tasks "
+                           "only: a text model needs a tokenizer, give a model folder")
+    raw = dict(cfg.teacher["config"])
+    key = sha256_json({"config": raw, "labels": data.label_names, "seed": cfg.seed})[:24]
+    folder = cache_root(cfg) / "scratch" / key
+    if (folder / "config.json").is_file() and (folder / "preprocessor_config.json").is_file():
+        return folder
+    model_type = str(raw.pop("model_type", "vit"))
+    try:
+        config = transformers.AutoConfig.for_model(model_type, **raw)
+    except (ValueError, TypeError) as exc:
+        raise TrtEdgeError(f"distill.teacher.config: not a {model_type} config ({str(exc).splitlines()[0]})") from exc
+    config.num_labels = len(data.label_names)
+    config.id2label = dict(enumerate(data.label_names))
+    config.label2id = {n: i for i, n in enumerate(data.label_names)}
+    torch.manual_seed(cfg.seed)
+    try:
+        model = getattr(transformers, spec.auto_model).from_config(config)
+    except ValueError as exc:
+        raise TrtEdgeError(f"distill.teacher.config: {model_type} has no {task.type} model ({exc})") from exc
+    folder.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{key}.", dir=folder.parent))
+    model.save_pretrained(tmp, safe_serialization=True)
+    spec.module().write_processor_config(tmp, config)
+    (tmp / "scratch.json").write_text(json.dumps({"from_config": cfg.teacher["config"], "seed": cfg.seed}))
+    if folder.exists():
+        shutil.rmtree(folder)
+    os.replace(tmp, folder)
+    log.info("teacher: a %s built from distill.teacher.config with random weights (trained from scratch)",
+             type(model).__name__)
+    return folder
+
+
 def teacher_train_logits(cfg: DistillConfig, teacher: LoadedClassifier, teacher_dir: Path,
-                         encoded: Encoded, batch_size: int) -> tuple[np.ndarray, str]:
+                         encoded: Any, batch_size: int, task: TaskConfig | None = None) -> tuple[np.ndarray, str]:
     """Teacher logits on the training split, cached on disk by teacher and data hashes."""
-    key = sha256_json({"teacher": sha256_tree(teacher_dir), "features": encoded.features})[:24]
+    features: Any = encoded.features
+    if features and not isinstance(next(iter(features[0].values())), list):  # images: hash the pixels
+        import hashlib
+
+        features = hashlib.sha256(np.ascontiguousarray(encoded.pixels).tobytes()).hexdigest()
+    key = sha256_json({"teacher": sha256_tree(teacher_dir), "features": features})[:24]
     path = cache_root(cfg) / "teacher_logits" / f"{key}.npy"
     if path.is_file():
         logits = np.load(path, allow_pickle=False)
         if logits.shape[0] == len(encoded):
             return logits, "hit"
+    predict_logits = adapter(task).predict_logits if task is not None else \
+        get_task("text-classification").module().predict_logits
     logits = predict_logits(teacher.model, encoded, batch_size).astype(np.float32)
     if not is_main_process():
         return logits, "miss"
@@ -153,7 +222,6 @@ def check_student_tokenizer(cfg: DistillConfig) -> None:
         return
     import transformers
 
-    from trt_edge.tasks.models import resolve_model_path
 
     def vocab(ref: str) -> dict[str, int]:
         path = resolve_model_path(ref)
@@ -172,7 +240,8 @@ def check_student_tokenizer(cfg: DistillConfig) -> None:
 
 
 def build_student(cfg: DistillConfig, teacher: LoadedClassifier,
-                  data: TextClassificationData) -> tuple[Any, Any, dict[str, Any]]:
+                  data: TextClassificationData, task_type: str = "text-classification"
+                  ) -> tuple[Any, Any, dict[str, Any]]:
     """The student model, its tokenizer, and how it was made (for stage.json)."""
     import torch
 
@@ -181,7 +250,7 @@ def build_student(cfg: DistillConfig, teacher: LoadedClassifier,
     torch.manual_seed(cfg.seed)
     if cfg.student.model:
         # Same tokenizer as the teacher: checked by `check_student_tokenizer` before any work.
-        loaded = load_classifier(cfg.student.model, data.label_names, cfg.trust_remote_code)
+        loaded = load_classifier(cfg.student.model, data.label_names, cfg.trust_remote_code, task_type)
         return loaded.model, loaded.tokenizer, {"student_source": str(loaded.path),
                                                 "student_layers": num_layers(loaded.model)}
     student, keep = student_from_teacher(teacher.model, cfg.student.layers)
@@ -190,7 +259,7 @@ def build_student(cfg: DistillConfig, teacher: LoadedClassifier,
 
 def distill_student(cfg: DistillConfig, task: TaskConfig, data: TextClassificationData, teacher: LoadedClassifier,
                     student: Any, tokenizer: Any, train_logits: np.ndarray, student_layers: Any,
-                    transfer: tuple[Encoded, np.ndarray] | None = None) -> dict[str, Any]:
+                    transfer: tuple[Any, np.ndarray] | None = None) -> dict[str, Any]:
     """Train `student` in place from teacher logits (+ optional hidden/attention losses), on the labelled
     split and, when given, the transfer set (teacher logits only, no label)."""
     import torch
@@ -199,8 +268,10 @@ def distill_student(cfg: DistillConfig, task: TaskConfig, data: TextClassificati
     from trt_edge.distill.student import hidden_size, num_layers, uniform_layer_map
     from trt_edge.distill.train import train
 
-    train_enc = encode(tokenizer, data.train.texts, task.max_length)
-    val_enc = encode(tokenizer, data.validation.texts, task.max_length)
+    a = adapter(task)
+    length_input = get_task(task.type).length_input
+    train_enc = a.encode(tokenizer, data.train.texts, task.max_length)
+    val_enc = a.encode(tokenizer, data.validation.texts, task.max_length)
     online = cfg.hidden_weight > 0 or cfg.attention_weight > 0
     layer_map: list[tuple[int, int]] = []
     projection: torch.nn.Module | None = None
@@ -221,8 +292,13 @@ def distill_student(cfg: DistillConfig, task: TaskConfig, data: TextClassificati
                 m.config._attn_implementation = "eager"  # attention probabilities are needed
 
     def loss_fn(m: Any, batch: dict[str, Any]) -> Any:
-        inputs = model_inputs(batch)
+        inputs = a.model_inputs(batch)
         out = m(**inputs, output_hidden_states=cfg.hidden_weight > 0, output_attentions=cfg.attention_weight > 0)
+        mask = inputs[length_input] if length_input else None
+        if mask is None and online:  # no padding (images): every token position counts
+            states = out.hidden_states if cfg.hidden_weight > 0 else out.attentions
+            tokens = states[0].shape[1] if cfg.hidden_weight > 0 else states[0].shape[-1]
+            mask = torch.ones(states[0].shape[0], tokens, device=states[0].device)
         teacher_out = None
         if online:
             with torch.no_grad():
@@ -231,7 +307,7 @@ def distill_student(cfg: DistillConfig, task: TaskConfig, data: TextClassificati
                                             output_hidden_states=cfg.hidden_weight > 0,
                                             output_attentions=cfg.attention_weight > 0)
         return combined_loss(out, batch["labels"], batch["teacher_logits"], alpha=cfg.alpha,
-                             temperature=cfg.temperature, teacher_out=teacher_out, mask=inputs["attention_mask"],
+                             temperature=cfg.temperature, teacher_out=teacher_out, mask=mask,
                              layer_map=layer_map, hidden_weight=cfg.hidden_weight,
                              attention_weight=cfg.attention_weight, projection=projection)
 
@@ -243,8 +319,9 @@ def distill_student(cfg: DistillConfig, task: TaskConfig, data: TextClassificati
         features += training_features(t_enc, [UNLABELLED] * len(t_enc), t_logits)
     result = train(student, features, train_enc.pad_token_id,
                    loss_fn, cfg.train, eval_fn=validation_eval_fn(val_enc, data.validation.labels, data.num_labels,
-                                                        task.eval_batch_size),
-                   seed=cfg.seed, desc="distill", extra_modules=[projection] if projection is not None else [])
+                                                        task.eval_batch_size, task),
+                   seed=cfg.seed, desc="distill", extra_modules=[projection] if projection is not None else [],
+                   collate_fn=a.collate)
     if cfg.attention_weight > 0:
         student.config._attn_implementation = "sdpa"
     return {"best_epoch": result.best_epoch, "seconds": result.seconds, "steps": result.steps,
@@ -272,8 +349,14 @@ def run(config: RunConfig, out: str | Path) -> StageRecord:
     started = time.perf_counter()
     task: TaskConfig = config.section("task")
     cfg: DistillConfig = config.section("distill")
-    check_student_tokenizer(cfg)  # before the teacher's fine-tuning and logits, the expensive part
-    data = load_data(task.data)
+    a = adapter(task)
+    encode, evaluate = a.encode, a.evaluate
+    if isinstance(cfg.teacher, str):
+        from trt_edge.tasks.models import check_preprocessor, resolve_model_path
+
+        check_preprocessor(resolve_model_path(cfg.teacher), task.type)  # wrong modality: before the data
+        check_student_tokenizer(cfg)  # before the teacher's fine-tuning and logits, the expensive part
+    data = load_task_data(task)
     teacher, teacher_dir, teacher_info = prepare_teacher(cfg, task, data)
     test = data.test
     t_enc = encode(teacher.tokenizer, test.texts, task.max_length)
@@ -281,20 +364,20 @@ def run(config: RunConfig, out: str | Path) -> StageRecord:
                                                     task.eval_batch_size)
     log.info("teacher test accuracy %.4f, macro-F1 %.4f", teacher_metrics["accuracy"], teacher_metrics["macro_f1"])
     train_enc = encode(teacher.tokenizer, data.train.texts, task.max_length)
-    logits, logits_cache = teacher_train_logits(cfg, teacher, teacher_dir, train_enc, task.eval_batch_size)
+    logits, logits_cache = teacher_train_logits(cfg, teacher, teacher_dir, train_enc, task.eval_batch_size, task)
 
     transfer_info: dict[str, Any] = {}
-    transfer: tuple[Encoded, np.ndarray] | None = None
+    transfer: tuple[Any, np.ndarray] | None = None
     if cfg.transfer.source is not None:
         from trt_edge.distill.transfer import transfer_texts
 
         texts, transfer_info = transfer_texts(cfg.transfer, task.data, data)
         t_enc = encode(teacher.tokenizer, texts, task.max_length)
         t_logits, transfer_info["teacher_logits_cache"] = teacher_train_logits(cfg, teacher, teacher_dir, t_enc,
-                                                                               task.eval_batch_size)
+                                                                               task.eval_batch_size, task)
         transfer = (t_enc, t_logits)
 
-    student, tokenizer, student_info = build_student(cfg, teacher, data)
+    student, tokenizer, student_info = build_student(cfg, teacher, data, task.type)
     distill_info = distill_student(cfg, task, data, teacher, student, tokenizer, logits,
                                    student_info["student_layers"], transfer)
     s_enc = encode(tokenizer, test.texts, task.max_length)
@@ -324,7 +407,7 @@ def run(config: RunConfig, out: str | Path) -> StageRecord:
     log.info("%s", paired.line())
     predictions: dict[str, np.ndarray] = {"teacher": teacher_test_logits, "student": student_test_logits}
     if cfg.ablation:
-        hard_student, hard_tok, _ = build_student(cfg, teacher, data)
+        hard_student, hard_tok, _ = build_student(cfg, teacher, data, task.type)
         hard_info = finetune_classifier(hard_student, hard_tok, data, task, ablation_budget(cfg, data, distill_info),
                                         cfg.seed, "hard-label student")
         hard_metrics, hard_logits = evaluate(hard_student, encode(hard_tok, test.texts, task.max_length),
@@ -352,8 +435,8 @@ def run(config: RunConfig, out: str | Path) -> StageRecord:
         stage="distill",
         config={"task": task.to_dict(), "distill": cfg.to_dict()},
         inputs={"data": sha256_tree(resolve_data_source(task.data.source)),
-                "teacher": sha256_tree(resolve_teacher_source(cfg)), **_transfer_input(cfg, task),
-                **weight_hashes(resolve_teacher_source(cfg), "teacher"),
+                "teacher": teacher_hash(cfg), **_transfer_input(cfg, task),
+                **(weight_hashes(resolve_teacher_source(cfg), "teacher") if isinstance(cfg.teacher, str) else {}),
                 **(weight_hashes(resolve_model_path(cfg.student.model), "student") if cfg.student.model else {})},
         artifacts={"model": "model", "teacher": "teacher", "predictions": stats.PREDICTIONS_FILE},
     )
@@ -375,9 +458,15 @@ def run(config: RunConfig, out: str | Path) -> StageRecord:
 
 
 def resolve_teacher_source(cfg: DistillConfig) -> Path:
-    from trt_edge.tasks.models import resolve_model_path
 
     return resolve_model_path(cfg.teacher)
+
+
+def teacher_hash(cfg: DistillConfig) -> str:
+    """The teacher's input hash: its folder's, or its config's when it is trained from scratch."""
+    if isinstance(cfg.teacher, str):
+        return sha256_tree(resolve_teacher_source(cfg))
+    return sha256_json(cfg.teacher)
 
 
 def _transfer_input(cfg: DistillConfig, task: TaskConfig) -> dict[str, str]:

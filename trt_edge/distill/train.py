@@ -74,10 +74,11 @@ def _freeze_word_embeddings(model: torch.nn.Module) -> list[torch.nn.Parameter]:
     AdamW state on every step, and little to gain from tuning it on a few thousand examples."""
     get = getattr(model, "get_input_embeddings", None)
     embedding = get() if callable(get) else None
-    if embedding is None or not embedding.weight.requires_grad:
+    if not isinstance(embedding, torch.nn.Embedding) or not embedding.weight.requires_grad:  # ViT: patches
         return []
-    embedding.weight.requires_grad_(False)
-    return [embedding.weight]
+    weight: torch.nn.Parameter = embedding.weight  # type: ignore[assignment]
+    weight.requires_grad_(False)
+    return [weight]
 
 
 def _param_groups(modules: Sequence[torch.nn.Module], weight_decay: float) -> list[dict[str, Any]]:
@@ -94,8 +95,12 @@ def _param_groups(modules: Sequence[torch.nn.Module], weight_decay: float) -> li
 def train(model: torch.nn.Module, features: Sequence[dict[str, Any]], pad_token_id: int, loss_fn: LossFn,
           cfg: TrainConfig, *, eval_fn: EvalFn, seed: int, desc: str = "train",
           extra_modules: Sequence[torch.nn.Module] = (), on_step: Callable[[Any], None] | None = None,
-          show_progress: bool = True) -> TrainResult:
-    """Train `model` in place; on return it holds the weights of the best validation epoch."""
+          show_progress: bool = True, collate_fn: Callable[..., dict[str, Any]] | None = None) -> TrainResult:
+    """Train `model` in place; on return it holds the weights of the best validation epoch.
+
+    `collate_fn(features, pad_token_id)` batches the task's features (the text task's padding collate
+    when None); examples are grouped by the length of their first input (1 for fixed-size images).
+    """
     from accelerate import Accelerator
     from accelerate.utils import DataLoaderConfiguration, broadcast_object_list
     from tqdm.auto import tqdm
@@ -107,11 +112,13 @@ def train(model: torch.nn.Module, features: Sequence[dict[str, Any]], pad_token_
         raise ValueError(f"batch_size {cfg.batch_size} must be a multiple of the {accelerator.num_processes} "
                          "processes (each takes an equal share of every batch)")
     items = list(features)
-    sampler = LengthGroupedBatchSampler([len(f["input_ids"]) for f in items], cfg.batch_size, seed,
-                                        cfg.group_by_length)
+    first = next(iter(items[0])) if items else ""
+    lengths = [len(f[first]) if isinstance(f[first], list) else 1 for f in items]
+    sampler = LengthGroupedBatchSampler(lengths, cfg.batch_size, seed, cfg.group_by_length)
+    batch_fn = collate_fn or collate
     loader: torch.utils.data.DataLoader[Any] = torch.utils.data.DataLoader(
         items,  # type: ignore[arg-type]
-        batch_sampler=sampler, collate_fn=lambda batch: collate(batch, pad_token_id),
+        batch_sampler=sampler, collate_fn=lambda batch: batch_fn(batch, pad_token_id),
     )
     frozen = _freeze_word_embeddings(model) if cfg.freeze_embeddings else []
     optimizer = torch.optim.AdamW(_param_groups([model, *extra_modules], cfg.weight_decay), lr=cfg.learning_rate)
@@ -148,7 +155,7 @@ def train(model: torch.nn.Module, features: Sequence[dict[str, Any]], pad_token_
             if on_step is not None:
                 on_step(accelerator.unwrap_model(model))
             result.steps += 1
-            examples += int(batch["input_ids"].shape[0]) * accelerator.num_processes  # this process's share
+            examples += int(batch[first].shape[0]) * accelerator.num_processes  # this process's share
             running = 0.9 * running + 0.1 * float(loss.detach()) if result.steps > 1 else float(loss.detach())
             rate = examples / max(time.perf_counter() - started, 1e-9)
             bar.set_postfix(epoch=epoch + 1, loss=f"{running:.4f}", ex_s=f"{rate:.0f}", **{

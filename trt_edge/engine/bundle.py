@@ -24,10 +24,11 @@ from typing import Any
 
 from trt_edge import __version__
 from trt_edge.engine.manifest import new_manifest
-from trt_edge.engine.plan import BuildPlan, TrtVersion
+from trt_edge.engine.plan import BuildPlan
 from trt_edge.engine.trtexec import JETPACK_TRTEXEC, render_build, shell_join
 from trt_edge.errors import TrtEdgeError
 from trt_edge.stage import atomic_write_json, atomic_write_text, now, sha256_file
+from trt_edge.trt_version import TrtVersion
 
 ONNX_NAME = "model.onnx"
 CACHE_NAME = "calibration.cache"
@@ -42,7 +43,7 @@ PLUGIN_SOURCES_DIR = "plugins/fused_attention"
 PLUGIN_BUILD_DIR = "plugins/build"
 TOKENIZER_EXTRA = ("config.json", "tokenizer.json", "tokenizer_config.json", "special_tokens_map.json",
                    "vocab.txt", "vocab.json", "merges.txt", "spiece.model", "sentencepiece.bpe.model",
-                   "added_tokens.json")
+                   "added_tokens.json", "preprocessor_config.json")  # the last: an image model's processor
 _OUT = "OUT_DIR_PLACEHOLDER"
 
 # The manifest writer used after a trtexec build: standard library only (it runs on the Jetson's

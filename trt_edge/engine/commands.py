@@ -56,7 +56,9 @@ class EngineCommands:
             raise TrtEdgeError("build needs --onnx FILE_OR_STAGE_DIR")
         for key, value in (("precision", precision), ("trt_version", trt_version), ("device", device)):
             if value not in ("", None):
-                overrides[key] = _version(value) if key == "trt_version" else value
+                # The target's keys live in the `target:` section, which export and calibrate read too.
+                name = key if key == "precision" else f"target.{key}"
+                overrides[name] = _version(value) if key == "trt_version" else value
         record = run(load_config(config or None, overrides, "build"), onnx, out, plan_file=plan or None,
                      bundle=bundle, tokenizer=tokenizer or None)
         metrics = record.metrics

@@ -10,54 +10,18 @@ them up with `getattr` at run time, because the enum integers were renumbered in
 
 from __future__ import annotations
 
-import re
 from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-from trt_edge.devices import Device, device, devices, platform, platforms
+from trt_edge.devices import Device, device, devices, platforms
 from trt_edge.engine.config import MEMORY_POOLS, PRECISIONS, BuildConfig
 from trt_edge.errors import TrtEdgeError
+from trt_edge.trt_version import TrtVersion as TrtVersion  # re-exported: callers written before trt_version.py
 
 PLAN_SCHEMA = 1
 # Precisions whose ONNX carries its own types (Q/DQ or fp16 tensors): built strongly typed where possible.
 STRONGLY_TYPED_PRECISIONS = ("int8-qdq", "fp8-qdq", "typed")
-
-
-@dataclass(frozen=True, order=True)
-class TrtVersion:
-    """A TensorRT version, `major.minor.patch`; `11.x` reads as 11.0."""
-
-    major: int
-    minor: int = 0
-    patch: int = 0
-
-    @classmethod
-    def parse(cls, text: str | TrtVersion) -> TrtVersion:
-        if isinstance(text, TrtVersion):
-            return text
-        match = re.fullmatch(r"\s*(\d+)(?:\.(\d+|x))?(?:\.(\d+|x))?(?:\.\d+)*\s*", str(text))
-        if not match:
-            raise TrtEdgeError(f"not a TensorRT version: {text!r} (expected e.g. 8.5, 10.3, 10.13.3, 11.1)")
-        parts = [0 if g in (None, "x") else int(g) for g in match.groups()]
-        return cls(parts[0], parts[1], parts[2])
-
-    def at_least(self, major: int, minor: int = 0, patch: int = 0) -> bool:
-        return (self.major, self.minor, self.patch) >= (major, minor, patch)
-
-    @property
-    def short(self) -> str:
-        return f"{self.major}.{self.minor}"
-
-    @property
-    def code(self) -> int:
-        """`NV_TENSORRT_VERSION`: 8502 for 8.5.2, 100300 for 10.3.0 (the calibration-cache header)."""
-        if self.major >= 10:
-            return self.major * 10000 + self.minor * 100 + self.patch
-        return self.major * 1000 + self.minor * 100 + self.patch
-
-    def __str__(self) -> str:
-        return f"{self.major}.{self.minor}.{self.patch}"
 
 
 def features(version: str | TrtVersion) -> dict[str, bool]:
@@ -127,10 +91,10 @@ class OnnxInput:
     dims: tuple[int | str | None, ...]
 
 
-def profiles_for_inputs(inputs: Sequence[OnnxInput], batch: Sequence[int], sequence: Sequence[int]
-                        ) -> list[InputProfile]:
-    """min/opt/max per input: dynamic axis 0 is the batch, dynamic axis 1 the sequence (the export's
-    `batch`/`sequence` axes); fixed axes keep their size. Another dynamic axis is an error."""
+def profiles_for_inputs(inputs: Sequence[OnnxInput], axes: Mapping[str, Sequence[int]]) -> list[InputProfile]:
+    """min/opt/max per input, by axis NAME: a dynamic axis named `batch` takes `axes["batch"]`, one named
+    `sequence` takes `axes["sequence"]` (the names the task spec declares and the export writes), wherever
+    they sit in the shape. Fixed axes keep their size; a dynamic axis with another name is an error."""
     out = []
     for inp in inputs:
         if all(isinstance(d, int) and d > 0 for d in inp.dims):
@@ -141,28 +105,23 @@ def profiles_for_inputs(inputs: Sequence[OnnxInput], batch: Sequence[int], seque
                 for s in shapes:
                     s.append(dim)
                 continue
-            if axis == 0:
-                values = batch
-            elif axis == 1:
-                values = sequence
-            else:
+            if not isinstance(dim, str) or dim not in axes:
                 raise TrtEdgeError(
-                    f"ONNX input {inp.name!r} axis {axis} is dynamic ({dim!r}) and is neither the batch (axis 0) "
-                    "nor the sequence (axis 1); export it with a fixed size"
+                    f"ONNX input {inp.name!r} axis {axis} is dynamic ({dim!r}) and names none of the task's "
+                    f"dynamic axes ({', '.join(axes)}); export it with `trt-edge export` or a fixed size"
                 )
-            for s, value in zip(shapes, values, strict=True):
+            for s, value in zip(shapes, axes[dim], strict=True):
                 s.append(int(value))
         out.append(InputProfile(inp.name, tuple(shapes[0]), tuple(shapes[1]), tuple(shapes[2])))
     return out
 
 
 def resolve_trt_version(cfg: BuildConfig) -> str:
-    """The target TensorRT: `build.trt_version`, else the one the target JetPack ships."""
-    if cfg.trt_version:
-        return str(TrtVersion.parse(cfg.trt_version))
-    if cfg.jetpack:
-        return str(TrtVersion.parse(platform(cfg.jetpack).tensorrt))
-    raise TrtEdgeError("set build.trt_version (e.g. 10.3) or build.jetpack (e.g. 6.2) to say which TensorRT to target")
+    """The target TensorRT: `build.trt_version`, else the one the target JetPack ships (the build stage
+    fills both from the `target:` section, see `trt_edge.target`)."""
+    from trt_edge.target import TargetConfig
+
+    return str(TargetConfig(trt_version=cfg.trt_version, device=cfg.device, jetpack=cfg.jetpack).tensorrt())
 
 
 @dataclass
@@ -202,11 +161,14 @@ class BuildPlan:
     def from_config(cls, cfg: BuildConfig, inputs: Sequence[OnnxInput], max_length: int,
                     onnx: str = "model.onnx") -> BuildPlan:
         """The plan a config asks for, with profiles made from the ONNX's inputs."""
-        sequence = list(cfg.sequence) if cfg.sequence else [1, max(1, max_length // 2), max_length]
+        from trt_edge.tasks.spec import sequence_profile
+
+        sequence = list(cfg.sequence) if cfg.sequence else sequence_profile(max_length)
         return cls(
             precision=cfg.precision, trt_version=resolve_trt_version(cfg), device=cfg.device,
             sparse_weights=cfg.sparse_weights, workspace_mib=cfg.workspace_mib,
-            memory_pools=dict(cfg.memory_pools), profiles=profiles_for_inputs(inputs, cfg.batch, sequence),
+            memory_pools=dict(cfg.memory_pools),
+            profiles=profiles_for_inputs(inputs, {"batch": cfg.batch, "sequence": sequence}),
             timing_cache=cfg.timing_cache, optimization_level=cfg.optimization_level, dla_core=cfg.dla_core,
             gpu_fallback=cfg.gpu_fallback, plugins=list(cfg.plugins), serialize_plugins=cfg.serialize_plugins,
             hardware_compatibility=cfg.hardware_compatibility, version_compatible=cfg.version_compatible,

@@ -16,11 +16,14 @@ from typing import Any
 from trt_edge.config import RunConfig
 from trt_edge.engine.config import BuildConfig
 from trt_edge.engine.onnxinfo import check_onnx, external_data_files, has_qdq, onnx_inputs
-from trt_edge.engine.plan import BuildPlan, TrtVersion
+from trt_edge.engine.plan import BuildPlan
 from trt_edge.errors import TrtEdgeError
 from trt_edge.lazy import lazy_import
 from trt_edge.log import get_logger
 from trt_edge.stage import StageRecord, read_stage, sha256_file, stage_artifact, stage_output
+from trt_edge.target import resolve_target
+from trt_edge.tasks.spec import task_max_length
+from trt_edge.trt_version import TrtVersion
 
 log = get_logger("build")
 
@@ -129,20 +132,15 @@ def _fp32_source(folder: Path, model: Path) -> Path:
     return source
 
 
-def _max_length(config: RunConfig, record: dict[str, Any] | None) -> int:
-    if "task" in config.raw or record is None:
-        return int(config.section("task").max_length)
-    task = (record.get("config") or {}).get("task") or {}
-    return int(task.get("max_length") or config.section("task").max_length)
-
-
 def run(config: RunConfig, onnx: str | os.PathLike[str], out: str | os.PathLike[str], *, plan_file: str | None = None,
         bundle: bool = False, tokenizer: str | None = None) -> StageRecord:
     """Build (TensorRT present, `bundle` False) or write the on-device bundle; `stage.json` names the
     artifacts `plan` + `manifest`, or `bundle`."""
-    from trt_edge.runtime.text import find_tokenizer
+    from trt_edge.tasks.spec import preprocessor_dir
 
     cfg: BuildConfig = config.section("build")
+    target = resolve_target(config.raw, "build")
+    cfg = cfg.replace(trt_version=target.trt_version, device=target.device, jetpack=target.jetpack)
     model, cache, calib_data, record = resolve_inputs(onnx)
     if cfg.precision == "int8-cache" and record is not None and record.get("stage") == "calibrate":
         model = _fp32_source(Path(onnx), model)
@@ -164,7 +162,7 @@ def run(config: RunConfig, onnx: str | os.PathLike[str], out: str | os.PathLike[
                 raise TrtEdgeError(f"build.trt_version is {cfg.trt_version} but this machine has TensorRT {installed}: "
                                    "build on the target, or pass --bundle for an on-device bundle")
             cfg = cfg.replace(trt_version=installed)
-    plan, warnings = make_plan(cfg, model, _max_length(config, record), plan_file, cache, calib_data)
+    plan, warnings = make_plan(cfg, model, task_max_length(config, record), plan_file, cache, calib_data)
     if reason is None and plan.attention_plugin:
         from trt_edge.plugins.library import attention_library_for, has_attention_library
 
@@ -173,12 +171,12 @@ def run(config: RunConfig, onnx: str | os.PathLike[str], out: str | os.PathLike[
     warnings += check_onnx(model, plan.trt_version, dla=plan.dla_core is not None)
     data_files = external_data_files(model)
     try:
-        tok_dir: Path | None = find_tokenizer(model, tokenizer)
+        tok_dir: Path | None = preprocessor_dir(model, tokenizer)
     except TrtEdgeError:
         if tokenizer:
             raise
         tok_dir = None
-        warnings.append("no tokenizer found next to the ONNX: `trt-edge run` will need --tokenizer")
+        warnings.append("no preprocessor beside the ONNX (export carries one): `trt-edge run` will need --tokenizer")
     for w in warnings:
         log.warning("%s", w)
 
@@ -198,6 +196,8 @@ def run(config: RunConfig, onnx: str | os.PathLike[str], out: str | os.PathLike[
                                    onnx_sha256=inputs["onnx"])
             summary.update(_polygraphy(tmp / "bundle", model, plan, calib_data))
             st.artifacts = {"bundle": "bundle"}
+            if tok_dir is not None:
+                st.artifacts["preprocessor"] = "bundle/tokenizer"
             st.metrics = {**summary, "warnings": warnings, "trt_version": plan.trt_version,
                           "device": plan.device, "precision": plan.precision}
         else:
@@ -208,6 +208,8 @@ def run(config: RunConfig, onnx: str | os.PathLike[str], out: str | os.PathLike[
             result = build_engine(plan, model, tmp, base_dir=base)
             copy_tokenizer(tok_dir, tmp / "tokenizer")
             st.artifacts = {"plan": PLAN_FILE, "manifest": MANIFEST_FILE, "build_log": LOG_FILE}
+            if tok_dir is not None:
+                st.artifacts["preprocessor"] = "tokenizer"
             if result.layers_path is not None:
                 st.artifacts["layers"] = LAYERS_FILE
             m = result.manifest

@@ -16,7 +16,8 @@ from typing import TYPE_CHECKING
 from trt_edge.engine.config import MEMORY_POOLS
 
 if TYPE_CHECKING:
-    from trt_edge.engine.plan import BuildPlan, InputProfile, TrtVersion
+    from trt_edge.engine.plan import BuildPlan, InputProfile
+from trt_edge.trt_version import TrtVersion
 
 DEFAULT_TRTEXEC = "trtexec"
 JETPACK_TRTEXEC = "/usr/src/tensorrt/bin/trtexec"
@@ -72,7 +73,8 @@ def render_build(plan: BuildPlan, trt_version: str | TrtVersion | None = None, *
                  timing_cache: str | None = None, calib: str | None = None, trtexec: str = DEFAULT_TRTEXEC,
                  verbose: bool | None = None) -> list[str]:
     """argv of the trtexec build equivalent to `plan` on that TensorRT version (default: the plan's)."""
-    from trt_edge.engine.plan import TrtVersion, features
+    from trt_edge.engine.plan import features
+    from trt_edge.trt_version import TrtVersion
 
     v = TrtVersion.parse(trt_version or plan.trt_version)
     f = features(v)

@@ -47,8 +47,10 @@ class ExportConfig(ConfigBase):
         `model.fused.onnx`. Defaults to False.
     fuse_attention_strict (bool): with `fuse_attention`, fail (exit 2) when any attention layer stays
         unfused, before the parity run. Defaults to False.
-    lint_trt (str | None): TensorRT version the stage lints the export against (warnings are recorded
-        in stage.json, errors fail the stage); None skips it. Defaults to `10.3` (JetPack 6.1/6.2).
+    lint (bool): lint the export against the `target:` TensorRT version (warnings are recorded in
+        stage.json, errors are logged). Defaults to True.
+    lint_trt (str | None): deprecated: set `target.trt_version` instead (still honoured, with a warning).
+        Defaults to None.
     trust_remote_code (bool): let transformers run code shipped with the model folder. Defaults to False.
     """
 
@@ -69,7 +71,8 @@ class ExportConfig(ConfigBase):
     parity_sequence_lengths: list[int] = field(default_factory=lambda: [16, 128])
     fuse_attention: bool = False
     fuse_attention_strict: bool = False
-    lint_trt: str | None = "10.3"
+    lint: bool = True
+    lint_trt: str | None = None
     trust_remote_code: bool = False
 
     def __post_init__(self) -> None:

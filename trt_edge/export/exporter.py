@@ -1,9 +1,10 @@
 """A Hugging Face classifier folder to one ONNX file with the kit's contract.
 
-The contract every later stage relies on (calibration, the TensorRT build, the ONNX Runtime runner):
-inputs `input_ids`, `attention_mask` (and `token_type_ids` where the model takes them), output
-`logits`, dynamic axes named `batch` and `sequence`, opset >= 17, int64 or int32 token inputs, one
-self-contained file unless the weights pass the 2 GB protobuf limit (then `<name>.data` beside it).
+The contract every later stage relies on (calibration, the TensorRT build, the ONNX Runtime runner) is
+the task spec's (`trt_edge.tasks.spec`): its input names, dtypes and named dynamic axes (text:
+`batch` and `sequence`; images: `batch`), output `logits` [batch, classes], opset >= 17, int64 or int32
+integer inputs, one self-contained file unless the weights pass the 2 GB protobuf limit (then
+`<name>.data` beside it).
 
 `torch.onnx.export(dynamo=True)` is tried first because it is where PyTorch's exporter is going; the
 TorchScript exporter is the fallback for models the dynamo path cannot trace. Both go through the same
@@ -25,18 +26,13 @@ from typing import Any
 from trt_edge.errors import TrtEdgeError
 from trt_edge.log import get_logger
 from trt_edge.stage import atomic_write_bytes
+from trt_edge.tasks.spec import TEXT_CLASSIFICATION, TaskSpec, get_task
 
 log = get_logger("export")
 
-INPUT_NAMES = ("input_ids", "attention_mask", "token_type_ids")
-OUTPUT_NAME = "logits"
-BATCH_AXIS = "batch"
-SEQUENCE_AXIS = "sequence"
+OUTPUT_NAME = TEXT_CLASSIFICATION.output
 # Protobuf cannot serialise a message over 2 GiB: larger models keep their weights in external data.
 EXTERNAL_DATA_THRESHOLD = 2 * 1024**3 - 64 * 1024**2
-# The example used for tracing: batch 2 and an odd sequence length that no other model dimension has,
-# with padding in the second row so no exporter can specialise the attention mask away.
-_EXAMPLE_BATCH, _EXAMPLE_SEQUENCE, _EXAMPLE_PAD = 2, 13, 4
 
 
 @dataclass
@@ -89,65 +85,60 @@ def folder_label_names(model_dir: Path) -> list[str]:
 
 
 def load_for_export(model_dir: str | Path, label_names: list[str] | None = None,
-                    trust_remote_code: bool = False) -> Any:
+                    trust_remote_code: bool = False, task: str = TEXT_CLASSIFICATION.name) -> Any:
     """Load the classifier the way every stage does, refusing a folder without a trained head."""
     from trt_edge.tasks.models import load_classifier
 
     labels = label_names if label_names is not None else folder_label_names(Path(model_dir))
-    loaded = load_classifier(model_dir, labels, trust_remote_code)
+    loaded = load_classifier(model_dir, labels, trust_remote_code, task)
     if not loaded.head_trained:
         raise TrtEdgeError(f"{loaded.path}: {loaded.head_note}; export needs a trained classifier "
                            "(run distill or fine-tune first)")
     return loaded
 
 
-def model_input_names(model: Any, tokenizer: Any) -> list[str]:
-    """The inputs the exported graph takes: those the tokenizer produces and the model's forward takes."""
+def model_input_names(model: Any, preprocessor: Any, spec: TaskSpec = TEXT_CLASSIFICATION) -> list[str]:
+    """The inputs the exported graph takes: the spec's required ones, and its optional ones that the
+    preprocessor produces and the model's forward takes."""
     params = inspect.signature(model.forward).parameters
-    produced = set(getattr(tokenizer, "model_input_names", None) or ["input_ids", "attention_mask"])
-    names = ["input_ids", "attention_mask"]
-    if "token_type_ids" in produced and "token_type_ids" in params:
-        names.append("token_type_ids")
+    produced = set(getattr(preprocessor, "model_input_names", None) or spec.required_inputs)
+    names = [i.name for i in spec.inputs if not i.optional or (i.name in produced and i.name in params)]
     for name in names:
         if name not in params:
-            raise TrtEdgeError(f"the model's forward takes no {name!r}; only BERT-family encoders are exported")
+            raise TrtEdgeError(f"the model's forward takes no {name!r}, which a {spec.name} model must take")
     return names
 
 
-def _wrapper(model: Any, names: list[str], int32_inputs: bool) -> Any:
+def _wrapper(model: Any, names: list[str], int32_inputs: bool, spec: TaskSpec = TEXT_CLASSIFICATION) -> Any:
     """A module whose positional inputs are the contract's names and whose one output is the logits."""
     import torch
 
+    integer = {i.name for i in spec.inputs if i.dtype.startswith("int")}
+
     class LogitsOnly(torch.nn.Module):
-        """Returns the logits tensor only; casts int32 token inputs to the int64 embeddings need."""
+        """Returns the logits tensor only; casts int32 integer inputs to the int64 embeddings need."""
 
         def __init__(self, inner: Any) -> None:
             super().__init__()
             self.inner = inner
 
-        def forward(self, input_ids: Any, attention_mask: Any, token_type_ids: Any = None) -> Any:
-            given = {"input_ids": input_ids, "attention_mask": attention_mask, "token_type_ids": token_type_ids}
-            feeds = {name: (given[name].to(torch.int64) if int32_inputs else given[name]) for name in names}
+        def forward(self, x0: Any, x1: Any = None, x2: Any = None) -> Any:
+            given = dict(zip(names, (x0, x1, x2), strict=False))
+            feeds = {n: (v.to(torch.int64) if int32_inputs and n in integer else v) for n, v in given.items()}
             return self.inner(**feeds, return_dict=True).logits
 
+    if len(names) > 3:
+        raise RuntimeError(f"the export wrapper takes at most 3 inputs, the spec lists {names}")
     # Trap: eval() on the wrapper too, otherwise a fresh wrapper is in training mode and dropout is
     # traced into the graph.
     return LogitsOnly(model).eval()
 
 
-def example_inputs(names: list[str], vocab_size: int, int32_inputs: bool) -> tuple[Any, ...]:
-    """Token ids, an attention mask with padding in the second row, zero token types."""
-    import torch
-
-    dtype = torch.int32 if int32_inputs else torch.int64
-    generator = torch.Generator().manual_seed(0)
-    ids = torch.randint(1000 if vocab_size > 2000 else 1, max(vocab_size - 1, 2),
-                        (_EXAMPLE_BATCH, _EXAMPLE_SEQUENCE), generator=generator, dtype=torch.int64)
-    mask = torch.ones_like(ids)
-    mask[1, -_EXAMPLE_PAD:] = 0
-    ids[1, -_EXAMPLE_PAD:] = 0
-    tensors = {"input_ids": ids, "attention_mask": mask, "token_type_ids": torch.zeros_like(ids)}
-    return tuple(tensors[n].to(dtype) for n in names)
+def example_inputs(names: list[str], model_config: Any, int32_inputs: bool,
+                   spec: TaskSpec = TEXT_CLASSIFICATION) -> tuple[Any, ...]:
+    """The traced example, made by the task's adapter (token ids with padding; random pixels)."""
+    tensors = spec.module().example_inputs(model_config, names, int32_inputs)
+    return tuple(tensors[n] for n in names)
 
 
 @contextlib.contextmanager
@@ -168,16 +159,17 @@ def _quiet() -> Iterator[None]:
             lg.setLevel(level)
 
 
-def _export_dynamo(wrapper: Any, args: tuple[Any, ...], names: list[str], opset: int) -> Any:
+def _export_dynamo(wrapper: Any, args: tuple[Any, ...], names: list[str], opset: int,
+                   spec: TaskSpec = TEXT_CLASSIFICATION) -> Any:
     import onnx
     import torch
 
-    batch = torch.export.Dim(BATCH_AXIS)
-    sequence = torch.export.Dim(SEQUENCE_AXIS)
-    dynamic_shapes = {name: {0: batch, 1: sequence} for name in names}
+    dims = {axis: torch.export.Dim(axis) for axis in spec.dynamic_axes}
+    dynamic_shapes = {f"x{k}": {i: dims[a] for i, a in enumerate(spec.input(n).axes) if a in spec.input(n).dynamic}
+                      for k, n in enumerate(names)}
     with _quiet():
         program = torch.onnx.export(wrapper, args, None, dynamo=True, input_names=list(names),
-                                    output_names=[OUTPUT_NAME], opset_version=opset,
+                                    output_names=[spec.output], opset_version=opset,
                                     dynamic_shapes=dynamic_shapes, verbose=False)
     if program is None:
         raise RuntimeError("torch.onnx.export(dynamo=True) returned no program")
@@ -185,14 +177,16 @@ def _export_dynamo(wrapper: Any, args: tuple[Any, ...], names: list[str], opset:
     return model
 
 
-def _export_torchscript(wrapper: Any, args: tuple[Any, ...], names: list[str], opset: int, tmp: Path) -> Any:
+def _export_torchscript(wrapper: Any, args: tuple[Any, ...], names: list[str], opset: int, tmp: Path,
+                        spec: TaskSpec = TEXT_CLASSIFICATION) -> Any:
     import onnx
     import torch
 
-    axes: dict[str, dict[int, str]] = {n: {0: BATCH_AXIS, 1: SEQUENCE_AXIS} for n in names}
-    axes[OUTPUT_NAME] = {0: BATCH_AXIS}
+    axes: dict[str, dict[int, str]] = {n: {i: a for i, a in enumerate(spec.input(n).axes) if a in spec.input(n).dynamic}
+                                       for n in names}
+    axes[spec.output] = {0: spec.output_axes[0]}
     path = tmp / "torchscript.onnx"
-    export_kwargs: dict[str, Any] = {"input_names": list(names), "output_names": [OUTPUT_NAME],
+    export_kwargs: dict[str, Any] = {"input_names": list(names), "output_names": [spec.output],
                                      "opset_version": opset, "dynamic_axes": axes, "do_constant_folding": True}
     if "dynamo" in inspect.signature(torch.onnx.export).parameters:
         export_kwargs["dynamo"] = False
@@ -201,7 +195,11 @@ def _export_torchscript(wrapper: Any, args: tuple[Any, ...], names: list[str], o
     return onnx.load(str(path))
 
 
-def _keep_contract_inputs(model: Any, names: list[str], int32_inputs: bool) -> None:
+_ONNX_TYPES = {"int64": 7, "int32": 6, "float32": 1}
+
+
+def _keep_contract_inputs(model: Any, names: list[str], int32_inputs: bool,
+                          spec: TaskSpec = TEXT_CLASSIFICATION) -> None:
     """Put back a contract input the exporter or onnxslim dropped because the model ignores it (DeBERTa-v2
     without token types under TorchScript), as an unused input: every runtime then feeds the same names
     whichever exporter ran. Inputs that are not a subset of the contract, in order, are left for the caller."""
@@ -211,42 +209,46 @@ def _keep_contract_inputs(model: Any, names: list[str], int32_inputs: bool) -> N
     got = [i.name for i in model.graph.input if i.name not in inits]
     if got == names or [n for n in names if n in got] != got:
         return
-    want_type = onnx.TensorProto.INT32 if int32_inputs else onnx.TensorProto.INT64
     for position, name in enumerate(names):
         if name not in got:
+            declared = spec.input(name)
+            dtype = "int32" if int32_inputs and declared.dtype.startswith("int") else declared.dtype
             model.graph.input.insert(position, onnx.helper.make_tensor_value_info(
-                name, want_type, [BATCH_AXIS, SEQUENCE_AXIS]))
+                name, _ONNX_TYPES[dtype], list(declared.axes)))
 
 
-def _fix_io(model: Any, names: list[str], int32_inputs: bool, num_labels: int) -> None:
-    """Make the graph's I/O exactly the contract: names, dtypes and the `batch`/`sequence` axis names."""
-    import onnx
-
-    want_type = onnx.TensorProto.INT32 if int32_inputs else onnx.TensorProto.INT64
-    _keep_contract_inputs(model, names, int32_inputs)
+def _fix_io(model: Any, names: list[str], int32_inputs: bool, num_labels: int,
+            spec: TaskSpec = TEXT_CLASSIFICATION) -> None:
+    """Make the graph's I/O exactly the spec's: names, dtypes and the named dynamic axes."""
+    _keep_contract_inputs(model, names, int32_inputs, spec)
     inputs = [i for i in model.graph.input if i.name not in {t.name for t in model.graph.initializer}]
     got = [i.name for i in inputs]
     if got != names:
         raise RuntimeError(f"exported inputs are {got}, expected {names}")
     for value in inputs:
-        if value.type.tensor_type.elem_type != want_type:
+        declared = spec.input(value.name)
+        dtype = "int32" if int32_inputs and declared.dtype.startswith("int") else declared.dtype
+        if value.type.tensor_type.elem_type != _ONNX_TYPES[dtype]:
             raise RuntimeError(f"input {value.name} has ONNX type {value.type.tensor_type.elem_type}, "
-                               f"expected {want_type}")
+                               f"expected {dtype}")
         dims = value.type.tensor_type.shape.dim
-        if len(dims) != 2:
-            raise RuntimeError(f"input {value.name} has rank {len(dims)}, expected 2")
-        for dim, axis in zip(dims, (BATCH_AXIS, SEQUENCE_AXIS), strict=True):
-            dim.Clear()
-            dim.dim_param = axis
+        if len(dims) != len(declared.axes):
+            raise RuntimeError(f"input {value.name} has rank {len(dims)}, expected {len(declared.axes)}")
+        for dim, axis in zip(dims, declared.axes, strict=True):
+            if axis in declared.dynamic:
+                dim.Clear()
+                dim.dim_param = axis
+            elif not dim.HasField("dim_value"):
+                raise RuntimeError(f"input {value.name} axis {axis!r} must have a fixed size")
     outputs = list(model.graph.output)
     if len(outputs) != 1:
-        raise RuntimeError(f"exported {len(outputs)} outputs, expected only {OUTPUT_NAME!r}")
+        raise RuntimeError(f"exported {len(outputs)} outputs, expected only {spec.output!r}")
     out = outputs[0]
-    if out.name != OUTPUT_NAME:
-        _rename_value(model.graph, out.name, OUTPUT_NAME)
+    if out.name != spec.output:
+        _rename_value(model.graph, out.name, spec.output)
     shape = out.type.tensor_type.shape
     del shape.dim[:]
-    shape.dim.add().dim_param = BATCH_AXIS
+    shape.dim.add().dim_param = spec.output_axes[0]
     shape.dim.add().dim_value = num_labels
 
 
@@ -261,6 +263,19 @@ def _rename_value(graph: Any, old: str, new: str) -> None:
     for value in graph.output:
         if value.name == old:
             value.name = new
+
+
+def _drop_opset18_reduce_attributes(model: Any) -> None:
+    """The 18 -> 17 converter leaves `noop_with_empty_axes=0` on ReduceMean & co (DINOv2's mean-pooled
+    head), an attribute opset 17 does not know; 0 is its default, so dropping it changes nothing."""
+    if default_opset(model) >= 18:
+        return
+    for node in model.graph.node:
+        if node.op_type.startswith("Reduce") and node.op_type != "ReduceSum":
+            keep = [a for a in node.attribute if not (a.name == "noop_with_empty_axes" and a.i == 0)]
+            if len(keep) != len(node.attribute):
+                del node.attribute[:]
+                node.attribute.extend(keep)
 
 
 def default_opset(model: Any) -> int:
@@ -320,7 +335,7 @@ def check_onnx_file(path: str | Path) -> Any:
 def export_onnx(model_dir: Path, onnx_path: Path, *, opset: int = 17, int32_inputs: bool = False,
                 dynamo: bool | None = None, simplify: bool = True, label_names: list[str] | None = None,
                 trust_remote_code: bool = False, loaded: Any = None,
-                decompose_layernorm: bool = False) -> ExportInfo:
+                decompose_layernorm: bool = False, task: str = TEXT_CLASSIFICATION.name) -> ExportInfo:
     """Export the classifier in `model_dir` to `onnx_path` with the kit's ONNX contract.
 
     Args:
@@ -336,19 +351,21 @@ def export_onnx(model_dir: Path, onnx_path: Path, *, opset: int = 17, int32_inpu
       loaded (LoadedClassifier | None): an already loaded classifier (skips loading `model_dir`).
       decompose_layernorm (bool): write LayerNormalization as primitive ops, for TensorRT 8.5 (JetPack 5.1),
         which cannot import it. Defaults to False.
+      task (str): the task whose spec gives the inputs and axes. Defaults to `text-classification`.
     """
     import onnx
     import torch
 
     from trt_edge.export.cleanup import cleanup_model, stable_node_names
 
+    spec = get_task(task)
     if loaded is None:
-        loaded = load_for_export(model_dir, label_names, trust_remote_code)
+        loaded = load_for_export(model_dir, label_names, trust_remote_code, task)
     model = loaded.model.eval()
     labels = [str(loaded.model.config.id2label[i]) for i in sorted(loaded.model.config.id2label)]
-    names = model_input_names(model, loaded.tokenizer)
-    wrapper = _wrapper(model, names, int32_inputs)
-    args = example_inputs(names, int(model.config.vocab_size), int32_inputs)
+    names = model_input_names(model, loaded.tokenizer, spec)
+    wrapper = _wrapper(model, names, int32_inputs, spec)
+    args = example_inputs(names, model.config, int32_inputs, spec)
     num_labels = len(labels)
 
     fallback_reason: str | None = None
@@ -358,8 +375,8 @@ def export_onnx(model_dir: Path, onnx_path: Path, *, opset: int = 17, int32_inpu
         if dynamo is not False:
             try:
                 # The dynamo exporter has no implementations below opset 18; we convert afterwards.
-                exported = _export_dynamo(wrapper, args, names, max(opset, 18))
-                _fix_io(exported, names, int32_inputs, num_labels)
+                exported = _export_dynamo(wrapper, args, names, max(opset, 18), spec)
+                _fix_io(exported, names, int32_inputs, num_labels, spec)
             except Exception as exc:
                 if dynamo is True:
                     raise TrtEdgeError(f"torch.onnx.export(dynamo=True) failed: {_first_line(exc)}; "
@@ -370,10 +387,10 @@ def export_onnx(model_dir: Path, onnx_path: Path, *, opset: int = 17, int32_inpu
         if exported is None:
             exporter = "torchscript"
             try:
-                exported = _export_torchscript(wrapper, args, names, opset, Path(tmp_dir))
+                exported = _export_torchscript(wrapper, args, names, opset, Path(tmp_dir), spec)
             except Exception as exc:
                 raise TrtEdgeError(f"ONNX export failed with both exporters: {_first_line(exc)}") from exc
-            _fix_io(exported, names, int32_inputs, num_labels)
+            _fix_io(exported, names, int32_inputs, num_labels, spec)
 
     # Name nodes by module scope now: the version converter below drops the dynamo exporter's metadata.
     stable_node_names(exported.graph)
@@ -386,13 +403,14 @@ def export_onnx(model_dir: Path, onnx_path: Path, *, opset: int = 17, int32_inpu
             raise TrtEdgeError(f"the {exporter} export (opset {default_opset(exported)}) cannot be converted to "
                                f"opset {opset}: {_first_line(exc)}; use export.opset={default_opset(exported)}"
                                ) from exc
+    _drop_opset18_reduce_attributes(exported)
     cleanup_info: dict[str, Any] = {}
     if simplify or decompose_layernorm:
         exported, cleanup_info = cleanup_model(exported, slim=simplify, layernorm=decompose_layernorm)
         _keep_contract_inputs(exported, names, int32_inputs)
     else:
         stable_node_names(exported.graph)  # the version converter may have added unnamed nodes
-    meta = {"trt_edge.label_names": json.dumps(labels), "trt_edge.exporter": exporter,
+    meta = {"trt_edge.label_names": json.dumps(labels), "trt_edge.exporter": exporter, "trt_edge.task": spec.name,
             "trt_edge.torch": str(torch.__version__)}
     existing = {p.key for p in exported.metadata_props}
     for key, value in meta.items():
@@ -405,13 +423,18 @@ def export_onnx(model_dir: Path, onnx_path: Path, *, opset: int = 17, int32_inpu
     if external:
         onnx.checker.check_model(str(onnx_path))
     info = ExportInfo(onnx_path=Path(onnx_path), exporter=exporter, opset=default_opset(exported),
-                      input_names=names, output_names=[OUTPUT_NAME],
-                      input_dtype="int32" if int32_inputs else "int64", onnx_bytes=model_bytes(Path(onnx_path)),
+                      input_names=names, output_names=[spec.output],
+                      input_dtype=_input_dtype(spec, int32_inputs), onnx_bytes=model_bytes(Path(onnx_path)),
                       external_data=external, label_names=labels, fallback_reason=fallback_reason,
                       cleanup=cleanup_info)
     log.info("exported %s with the %s exporter (opset %d, %d bytes)", onnx_path, exporter, info.opset,
              info.onnx_bytes)
     return info
+
+
+def _input_dtype(spec: TaskSpec, int32_inputs: bool) -> str:
+    dtype = spec.inputs[0].dtype
+    return "int32" if int32_inputs and dtype.startswith("int") else dtype
 
 
 def _first_line(exc: BaseException) -> str:

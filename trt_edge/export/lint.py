@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 from trt_edge.errors import TrtEdgeError
+from trt_edge.trt_version import TrtVersion
 
 Severity = Literal["error", "warning", "info"]
 _TABLE_PREFIX = "trt_onnx_"
@@ -114,33 +115,27 @@ def available_versions() -> list[str]:
 
 
 def _version_key(version: str) -> tuple[int, ...]:
-    parts = []
-    for part in version.split("."):
-        if not part.isdigit():
-            break
-        parts.append(int(part))
-    return tuple(parts)
+    """The parts a table name writes (`11` -> (11,), `10.13` -> (10, 13)), through the kit's version type."""
+    return TrtVersion.parse(version).parts
 
 
 def resolve_version(trt: str) -> str:
-    """The table for `trt`: the one its version starts with (`10.3` for 10.3.0, `11` for 11.1), else the
+    """The table for `trt`: the one its version belongs to (`10.3` for 10.3.0, `11` for 11.1), else the
     newest older table of the same major (a conservative reading: `10.13` for 10.16)."""
-    key = _version_key(str(trt).strip().lower().removesuffix(".x"))
+    want = TrtVersion.parse(trt)
     versions = available_versions()
-    if key:
-        exact = [v for v in versions if _version_key(v) == key[:len(_version_key(v))]]
-        if exact:
-            return max(exact, key=lambda v: len(_version_key(v)))
-        older = [v for v in versions if _version_key(v)[0] == key[0] and _version_key(v) <= key]
-        if older:
-            return older[-1]
+    exact = [v for v in versions if want.matches(TrtVersion.parse(v))]
+    if exact:
+        return max(exact, key=lambda v: len(_version_key(v)))
+    older = [v for v in versions if TrtVersion.parse(v).major == want.major and TrtVersion.parse(v) <= want]
+    if older:
+        return older[-1]
     raise TrtEdgeError(f"--trt {trt}: no lint table for this TensorRT version; tables exist for "
                        f"{', '.join(versions)}")
 
 
 def _is_exact(version: str, trt: str) -> bool:
-    key = _version_key(str(trt).strip().lower().removesuffix(".x"))
-    return _version_key(version) == key[:len(_version_key(version))]
+    return TrtVersion.parse(trt).matches(TrtVersion.parse(version))
 
 
 @cache

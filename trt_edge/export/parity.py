@@ -81,9 +81,11 @@ def _where(worst: dict[str, Any]) -> str:
 
 def _pad(features: Sequence[dict[str, list[int]]], names: Sequence[str], width: int,
          pad_token_id: int) -> dict[str, np.ndarray]:
+    from trt_edge.tasks.text_classification import pad_value
+
     feeds = {}
     for name in names:
-        pad = pad_token_id if name == "input_ids" else 0
+        pad = pad_value(name, pad_token_id)
         rows = [list(f[name])[:width] + [pad] * (width - min(len(f[name]), width)) for f in features]
         feeds[name] = np.asarray(rows, dtype=np.int64)
     return feeds
@@ -107,11 +109,12 @@ def parity_cases(tokenizer: Any, texts: Sequence[str], input_names: Sequence[str
     features = [{n: list(encoded[n][i]) for n in input_names} for i in range(len(texts))]
     pad = int(tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0)
     split_features = [{n: f[n][:max_length] for n in input_names} for f in features]
-    order = sorted(range(len(texts)), key=lambda i: len(split_features[i]["input_ids"]))
+    first = input_names[0]
+    order = sorted(range(len(texts)), key=lambda i: len(split_features[i][first]))
     cases = []
     for start in range(0, len(order), batch_size):
         ids = order[start:start + batch_size]
-        width = max(len(split_features[i]["input_ids"]) for i in ids)
+        width = max(len(split_features[i][first]) for i in ids)
         cases.append(ParityCase(f"split batch {start // batch_size} ({len(ids)}x{width})",
                                 _pad([split_features[i] for i in ids], input_names, width, pad), ids, False))
     for batch in batch_sizes:
@@ -122,8 +125,28 @@ def parity_cases(tokenizer: Any, texts: Sequence[str], input_names: Sequence[str
     return cases
 
 
+def image_parity_cases(processor: Any, images: Sequence[Any], input_names: Sequence[str], model_config: Any, *,
+                       batch_size: int = 64, batch_sizes: Sequence[int] = (1, 8)) -> list[ParityCase]:
+    """Batches of real images through the model's processor, and a grid of batch sizes (the one dynamic
+    axis of an image model)."""
+    from trt_edge.tasks.image_classification import feeds as image_feeds
+
+    if not images:
+        raise TrtEdgeError("parity needs at least one example; the chosen split is empty")
+    arrays, _ = image_feeds(processor, images, model_config)
+    cases = []
+    for start in range(0, len(images), batch_size):
+        ids = list(range(start, min(start + batch_size, len(images))))
+        cases.append(ParityCase(f"split batch {start // batch_size} ({len(ids)} images)",
+                                {n: arrays[n][ids] for n in input_names}, ids, False))
+    for batch in batch_sizes:
+        ids = [i % len(images) for i in range(batch)]
+        cases.append(ParityCase(f"batch {batch}", {n: arrays[n][ids] for n in input_names}, ids, True))
+    return cases
+
+
 def torch_logits(model: Any, feeds: dict[str, np.ndarray]) -> np.ndarray:
-    """The PyTorch model's fp32 logits for int64 feeds."""
+    """The PyTorch model's fp32 logits for int64 (token) or float32 (pixel) feeds."""
     import torch
 
     with torch.inference_mode():
@@ -155,7 +178,8 @@ def compare(model: Any, runner: Any, cases: Sequence[ParityCase], texts: Sequenc
         scale = np.maximum(np.abs(expected).max(axis=1, keepdims=True), 1e-6)
         rel = diff / scale
         case_abs = float(diff.max()) if diff.size else 0.0
-        batch, seq = case.feeds["input_ids"].shape
+        shape = next(iter(case.feeds.values())).shape
+        batch, seq = shape[0], (shape[1] if len(shape) == 2 else 0)  # images have no sequence axis
         agree = float(np.mean(got.argmax(axis=1) == expected.argmax(axis=1))) if len(got) else 1.0
         report.shapes.append({"case": case.label, "batch": int(batch), "sequence": int(seq),
                               "max_abs_diff": case_abs, "argmax_agreement": agree, "grid": case.grid})

@@ -23,6 +23,7 @@ from trt_edge.export.config import ExportConfig
 from trt_edge.guard import check_positions, weight_hashes
 from trt_edge.log import get_logger
 from trt_edge.stage import STAGE_FILE, StageRecord, atomic_write_json, sha256_tree, stage_artifact, stage_output
+from trt_edge.target import resolve_target
 from trt_edge.tasks.config import TaskConfig
 
 log = get_logger("export")
@@ -92,12 +93,11 @@ def _sparsity(onnx_path: Path, model_path: Path) -> dict[str, Any] | None:
 
 
 def _target_trt_version(config: RunConfig) -> str | None:
-    """The build section's target TensorRT (build.trt_version or build.jetpack), None when neither is set:
-    the fused node's plugin generation follows it (IPluginV2DynamicExt for 8.5/8.6, IPluginV3 for 10+)."""
-    from trt_edge.engine.plan import resolve_trt_version
-
-    build = config.section("build")
-    version = resolve_trt_version(build) if build.trt_version or build.jetpack else None
+    """The target TensorRT (the `target:` section; the deprecated build.trt_version/build.jetpack still
+    count), None when neither a version nor a JetPack is set: the fused node's plugin generation follows
+    it (IPluginV2DynamicExt for 8.5/8.6, IPluginV3 for 10+)."""
+    target = resolve_target(config.raw, "build")
+    version = str(target.tensorrt()) if target.trt_version or target.jetpack else None
     try:
         from trt_edge.plugins.generation import plugin_generation
     except ImportError:  # no plugin area: _check_rewrite_available says so in one line
@@ -147,18 +147,25 @@ def _fuse_attention(onnx_path: Path, out_path: Path, feeds: list[dict[str, np.nd
 def run(config: RunConfig, model_dir: str | Path, out: str | Path) -> StageRecord:
     """Export the classifier in `model_dir` (a stage folder or a HF folder) and write stage folder `out`."""
     from trt_edge.export.exporter import export_onnx, folder_label_names, load_for_export, model_bytes
-    from trt_edge.export.parity import check, parity_cases, run_parity
-    from trt_edge.tasks.data import load_data, resolve_data_source
+    from trt_edge.export.parity import check, image_parity_cases, parity_cases, run_parity
+    from trt_edge.tasks.data import load_task_data, resolve_data_source
+    from trt_edge.tasks.spec import PREPROCESSOR_DIR, get_task
 
     started = time.perf_counter()
     task: TaskConfig = config.section("task")
     cfg: ExportConfig = config.section("export")
+    target = resolve_target(config.raw, "export")
     attention_trt = _target_trt_version(config) if cfg.fuse_attention else None  # a bad version fails here
     path = resolve_model_input(model_dir)
-    data = load_data(task.data)
+    spec = get_task(task.type)
+    from trt_edge.tasks.models import check_preprocessor
+
+    check_preprocessor(path, task.type)  # a text model given image data (or the reverse): before the data
+    data = load_task_data(task)
     # Loading first: a bare encoder or a head for other labels is refused with the clearest reason.
-    loaded = load_for_export(path, data.label_names, cfg.trust_remote_code)
-    check_positions(task.max_length, path, loaded.tokenizer)
+    loaded = load_for_export(path, data.label_names, cfg.trust_remote_code, task.type)
+    if get_task(task.type).modality == "text":
+        check_positions(task.max_length, path, loaded.tokenizer)
     check_head(folder_label_names(path), data.label_names, path)
     if cfg.fuse_attention:
         _check_rewrite_available()
@@ -167,10 +174,10 @@ def run(config: RunConfig, model_dir: str | Path, out: str | Path) -> StageRecor
 
     record = StageRecord(
         stage="export",
-        config={"task": task.to_dict(), "export": cfg.to_dict()},
+        config={"task": task.to_dict(), "export": cfg.to_dict(), "target": target.to_dict()},
         inputs={"model": sha256_tree(path), "data": sha256_tree(resolve_data_source(task.data.source)),
                 **weight_hashes(path, "model")},
-        artifacts={"onnx": "model.onnx", "parity": "parity.json"},
+        artifacts={"onnx": "model.onnx", "parity": "parity.json", "preprocessor": PREPROCESSOR_DIR},
     )
     with stage_output(out) as tmp:
         onnx_path = tmp / "model.onnx"
@@ -178,18 +185,26 @@ def run(config: RunConfig, model_dir: str | Path, out: str | Path) -> StageRecor
         info = export_onnx(path, onnx_path, opset=cfg.opset, int32_inputs=cfg.int32_inputs, dynamo=dynamo,
                            simplify=cfg.simplify, label_names=data.label_names,
                            trust_remote_code=cfg.trust_remote_code, loaded=loaded,
-                           decompose_layernorm=cfg.decompose_layernorm)
-        cases = parity_cases(loaded.tokenizer, texts, info.input_names, max_length=task.max_length,
-                             batch_size=task.eval_batch_size, batch_sizes=cfg.parity_batch_sizes,
-                             sequence_lengths=cfg.parity_sequence_lengths)
+                           decompose_layernorm=cfg.decompose_layernorm, task=task.type)
+        # The preprocessor travels with the model: calibrate, build, profile and run read it from here.
+        spec.preprocessor.copy(path, tmp / PREPROCESSOR_DIR)
+        if spec.modality == "image":
+            cases = image_parity_cases(loaded.tokenizer, texts, info.input_names, loaded.model.config,
+                                       batch_size=task.eval_batch_size, batch_sizes=cfg.parity_batch_sizes)
+        else:
+            cases = parity_cases(loaded.tokenizer, texts, info.input_names, max_length=task.max_length,
+                                 batch_size=task.eval_batch_size, batch_sizes=cfg.parity_batch_sizes,
+                                 sequence_lengths=cfg.parity_sequence_lengths)
         fusion: dict[str, Any] | None = None
         if cfg.fuse_attention:
             # Before the parity run over the whole split: a strict refusal costs only the export.
             dtype = np.int32 if cfg.int32_inputs else np.int64
-            feeds = [{k: v.astype(dtype) for k, v in case.feeds.items()} for case in cases if case.grid]
+            feeds = [{k: (v.astype(dtype) if v.dtype.kind in "iu" else v) for k, v in case.feeds.items()}
+                     for case in cases if case.grid]
             fusion = _fuse_attention(onnx_path, tmp / "model.fused.onnx", feeds, cfg.fuse_attention_strict,
                                      attention_trt)
-        report = run_parity(loaded.model, onnx_path, cases, texts)
+        shown = texts if spec.modality == "text" else None
+        report = run_parity(loaded.model, onnx_path, cases, shown)
         log.info("parity: max |diff| %.3g, argmax agreement %.4f on %d %s examples", report.max_abs_diff,
                  report.argmax_agreement, report.examples, cfg.parity_split)
         parity: dict[str, Any] = {"fp32": report.to_dict()}
@@ -231,7 +246,7 @@ def run(config: RunConfig, model_dir: str | Path, out: str | Path) -> StageRecor
         if cfg.fp16:
             fp16_path = tmp / "model.fp16.onnx"
             _fp16_variant(onnx_path, fp16_path)
-            fp16_report = run_parity(loaded.model, fp16_path, cases, texts)
+            fp16_report = run_parity(loaded.model, fp16_path, cases, shown)
             parity["fp16"] = fp16_report.to_dict()
             check(fp16_report, atol=cfg.fp16_atol, rtol=None, min_argmax_agreement=cfg.fp16_min_argmax_agreement,
                   what="model.fp16.onnx")
@@ -243,8 +258,11 @@ def run(config: RunConfig, model_dir: str | Path, out: str | Path) -> StageRecor
             metrics["fuse_attention"] = fusion
             if fusion["fused_layers"]:
                 record.artifacts["onnx_fused"] = "model.fused.onnx"
-        if cfg.lint_trt:
-            metrics["lint"] = _lint_summary(onnx_path, cfg.lint_trt)
+        # `export.lint_trt: null` used to switch the lint off; it still does.
+        lint_off = "lint_trt" in (config.raw.get("export") or {}) and cfg.lint_trt is None
+        if cfg.lint and not lint_off:
+            # Lint tables are per minor release: `10.3` from JetPack 6.2's 10.3.0.
+            metrics["lint"] = _lint_summary(onnx_path, target.trt_version or target.tensorrt().short)
         atomic_write_json(tmp / "parity.json", parity)
         record.artifacts["predictions"] = stats.save_predictions(tmp, labels, torch=report.torch_pred,
                                                                  onnx=report.onnx_pred)

@@ -12,10 +12,11 @@ from pathlib import Path
 from typing import Any
 
 from trt_edge.config import RunConfig
+from trt_edge.errors import TrtEdgeError
 from trt_edge.log import get_logger
 from trt_edge.pipeline.config import PipelineConfig
 from trt_edge.stage import STAGE_FILE, StageRecord, atomic_write_json, read_stage, sha256_file, stage_output
-from trt_edge.timing import REWARM_MS, rewarm
+from trt_edge.timing import REWARM_MS
 
 log = get_logger("compare")
 
@@ -42,13 +43,18 @@ def run_models(run_dir: Path) -> list[tuple[str, Path]]:
     return found
 
 
-def _texts(config: RunConfig, run_dir: Path) -> tuple[Any, list[str]]:
-    from trt_edge.guard import load_tokenizer
+def _texts(config: RunConfig, models: list[tuple[str, Path]]) -> tuple[Any, list[str]]:
+    """The tokenizer that travels with the compared models (the first one's) and the test texts."""
     from trt_edge.tasks.data import load_data
+    from trt_edge.tasks.spec import TEXT_CLASSIFICATION, preprocessor_dir
 
+    if not models:
+        raise TrtEdgeError("no exported model in the run folder to compare")
+    if config.section("task").type != TEXT_CLASSIFICATION.name:
+        return None, []  # images: latency does not depend on pixel values; the feeds are random pixels
     data = load_data(config.section("task").data)
-    model_dir = run_dir / "distill" / "model"
-    return load_tokenizer(model_dir), data.test.texts
+    folder = preprocessor_dir(models[0][1])
+    return TEXT_CLASSIFICATION.preprocessor.load(folder), data.test.texts
 
 
 MIN_CHUNK_RUNS = 5
@@ -61,12 +67,11 @@ def compare_latency(models: list[tuple[str, Path]], tokenizer: Any, texts: list[
 
     Each model's chunk is re-warmed (`trt_edge.timing.rewarm`), then timed for `runs` runs or until
     `chunk_ms` have passed (at least `MIN_CHUNK_RUNS`)."""
-    import time
-
     from tqdm.auto import tqdm
 
     from trt_edge.profile.harness import TextSource, latency_stats, make_feed
     from trt_edge.runtime.ort import OnnxRuntimeRunner
+    from trt_edge.timing import interleaved
 
     runners = [OnnxRuntimeRunner(path).activate() for _, path in models]
     source = TextSource(tokenizer, texts)
@@ -76,17 +81,10 @@ def compare_latency(models: list[tuple[str, Path]], tokenizer: Any, texts: list[
         bar = tqdm(total=total, desc="side-by-side latency", unit="chunk", disable=not progress, leave=False)
         for batch, seq in shapes:
             feeds = [make_feed(r.inputs(), batch, seq, source) for r in runners]
-            samples: list[list[float]] = [[] for _ in runners]
-            for _ in range(rounds):
-                for i, runner in enumerate(runners):
-                    rewarm(lambda: runner.infer(feeds[i], check=False))  # noqa: B023 (called at once)
-                    start = time.perf_counter()
-                    for k in range(runs):
-                        if k >= MIN_CHUNK_RUNS and (time.perf_counter() - start) * 1000.0 >= chunk_ms:
-                            break
-                        runner.infer(feeds[i], check=False)
-                        samples[i].append(float(runner.last_inference_ms or 0.0))
-                    bar.update(1)
+            calls = [lambda r=r, f=f: r.infer(f, check=False) for r, f in zip(runners, feeds, strict=True)]
+            samples = interleaved(calls, rounds=rounds, runs=runs,
+                                  max_ms=None if chunk_ms == float("inf") else chunk_ms,
+                                  min_runs=MIN_CHUNK_RUNS, on_chunk=lambda: bar.update(1))
             stats = {label: latency_stats(s) for (label, _), s in zip(models, samples, strict=True)}
             ref = stats[models[0][0]]["median"]
             results.append({
@@ -107,7 +105,7 @@ def run(config: RunConfig, run_dir: Path, out: str | Path) -> StageRecord:
     cfg: PipelineConfig = config.section("pipeline")
     root = Path(run_dir)
     models = run_models(root)
-    tokenizer, texts = _texts(config, root)
+    tokenizer, texts = _texts(config, models)
     shapes = [list(s) for s in cfg.compare_shapes]
     log.info("timing %d models side by side: %s", len(models), ", ".join(label for label, _ in models))
     results = compare_latency(models, tokenizer, texts, shapes, cfg.compare_rounds, cfg.compare_runs,
@@ -121,8 +119,10 @@ def run(config: RunConfig, run_dir: Path, out: str | Path) -> StageRecord:
         "threads": _threads(),
         "method": f"{cfg.compare_rounds} interleaved rounds per model and shape, each chunk re-warmed for "
                   f"{REWARM_MS:g} ms (>= 2 runs) then timed for {cfg.compare_runs} runs or "
-                  f"{cfg.compare_chunk_ms:g} ms (>= {MIN_CHUNK_RUNS} runs), real test texts padded to the "
-                  "sequence length; the sample count of every cell is in latency_ms",
+                  f"{cfg.compare_chunk_ms:g} ms (>= {MIN_CHUNK_RUNS} runs), "
+                  + ("real test texts padded to the sequence length" if texts else
+                     "random pixels at the model's input size (the sequence of a shape is ignored)")
+                  + "; the sample count of every cell is in latency_ms",
     }
     metrics: dict[str, Any] = {}
     for point in results:

@@ -29,6 +29,7 @@ import numpy as np
 from trt_edge.errors import TrtEdgeError
 from trt_edge.log import get_logger
 from trt_edge.runtime.base import Runner, TensorMeta
+from trt_edge.timing import time_loop
 
 log = get_logger("profile")
 PERCENTILES = (90, 95, 99)
@@ -60,22 +61,6 @@ class TextSource:
     name: str = "texts"
 
 
-def find_tokenizer(*candidates: str | os.PathLike[str] | None) -> Path | None:
-    """The first folder among `candidates` (and their parents) holding tokenizer files."""
-    names = ("tokenizer.json", "tokenizer_config.json", "vocab.txt")
-    for c in candidates:
-        if not c:
-            continue
-        p = Path(c)
-        for folder in (p if p.is_dir() else p.parent, (p if p.is_dir() else p.parent).parent):
-            if any((folder / n).is_file() for n in names):
-                return folder
-            sub = folder / "model"
-            if any((sub / n).is_file() for n in names):
-                return sub
-    return None
-
-
 def make_feed(inputs: Sequence[TensorMeta], batch: int, seq: int, texts: TextSource | None = None,
               seed: int = 0, offset: int = 0) -> dict[str, np.ndarray]:
     """One feed of shape (batch, seq) for every input.
@@ -85,6 +70,12 @@ def make_feed(inputs: Sequence[TensorMeta], batch: int, seq: int, texts: TextSou
     for accuracy (the profile labels them).
     """
     feed: dict[str, np.ndarray] = {}
+    if any(len(meta.shape) > 2 for meta in inputs):  # images: the fixed C, H, W of the model, random pixels
+        rng = np.random.default_rng(seed)
+        for meta in inputs:
+            fixed = [d if isinstance(d, int) and d > 0 else 1 for d in meta.shape[1:]]
+            feed[meta.name] = rng.standard_normal((batch, *fixed)).astype(meta.dtype)
+        return feed
     if texts is not None:
         rows = [texts.texts[(offset + i) % len(texts.texts)] for i in range(batch)]
         enc = texts.tokenizer(rows, truncation=True, max_length=seq, padding="max_length", return_tensors="np")
@@ -94,12 +85,14 @@ def make_feed(inputs: Sequence[TensorMeta], batch: int, seq: int, texts: TextSou
                                    f"(it gives {', '.join(enc.keys())})")
             feed[meta.name] = np.asarray(enc[meta.name]).astype(meta.dtype)
         return feed
+    from trt_edge.tasks.spec import TEXT_CLASSIFICATION as spec
+
     rng = np.random.default_rng(seed)
     for meta in inputs:
         arr: np.ndarray
-        if meta.name == "input_ids":
+        if meta.name == spec.inputs[0].name:  # the token ids
             arr = rng.integers(1000, 20000, size=(batch, seq))
-        elif meta.name == "attention_mask":
+        elif meta.name == spec.length_input:  # the mask: every position real
             arr = np.ones((batch, seq))
         else:
             arr = np.zeros((batch, seq))
@@ -112,7 +105,8 @@ def check_shape(runner: Runner, batch: int, seq: int) -> None:
     profile when the runner tells it (`profile_shapes(name) -> (min, opt, max)`, the TensorRT runner)."""
     problems = []
     for meta in runner.inputs():
-        want = (batch, seq)[: len(meta.shape)]
+        # A [batch, sequence] token input takes both; a pixel input [batch, C, H, W] only the batch.
+        want = (batch, seq)[: len(meta.shape)] if len(meta.shape) <= 2 else (batch,)
         for axis, (dim, value) in enumerate(zip(meta.shape, want, strict=False)):
             if isinstance(dim, int) and dim >= 0 and dim != value:
                 problems.append(f"{meta.name} axis {axis} is fixed at {dim}")
@@ -180,31 +174,24 @@ def benchmark(runner: Runner, feed: Mapping[str, np.ndarray], *, warmup: int = 1
     if iterations is None and duration_s is None:
         iterations = 100
     bar = _bar(progress, iterations, duration_s, label)
-    samples: list[float] = []
     device: list[float] = []
     clock = time.perf_counter
     start = clock()
+
+    def after(_: float, elapsed_s: float) -> None:
+        dev = getattr(runner, "last_device_ms", None)
+        if isinstance(dev, (int, float)):
+            device.append(float(dev))
+        if bar is not None:
+            bar.update(1 if iterations is not None else 0)
+            if iterations is None:
+                bar.n = round(elapsed_s, 1)
+                bar.refresh()
+
     try:
-        while True:
-            t0 = clock()
-            runner.infer(feed, check=False)
-            t1 = clock()
-            samples.append((t1 - t0) * 1e3)
-            dev = getattr(runner, "last_device_ms", None)
-            if isinstance(dev, (int, float)):
-                device.append(float(dev))
-            if bar is not None:
-                bar.update(1 if iterations is not None else 0)
-                if iterations is None:
-                    bar.n = round(t1 - start, 1)
-                    bar.refresh()
-            elapsed = t1 - start
-            if elapsed < min_duration_s:
-                continue
-            if iterations is not None and len(samples) >= iterations:
-                break
-            if duration_s is not None and elapsed >= duration_s:
-                break
+        samples = time_loop(lambda: runner.infer(feed, check=False), runs=iterations,
+                            max_ms=None if duration_s is None else duration_s * 1000.0,
+                            min_ms=min_duration_s * 1000.0, on_run=after)
     finally:
         if bar is not None:
             bar.close()
@@ -219,7 +206,9 @@ def benchmark(runner: Runner, feed: Mapping[str, np.ndarray], *, warmup: int = 1
 
 def _shape_of(feed: Mapping[str, np.ndarray]) -> tuple[int, int]:
     first = np.asarray(next(iter(feed.values())))
-    return (int(first.shape[0]) if first.ndim > 0 else 1, int(first.shape[1]) if first.ndim > 1 else 1)
+    # seq is 0 for inputs without a sequence axis (pixels [batch, C, H, W])
+    return (int(first.shape[0]) if first.ndim > 0 else 1,
+            int(first.shape[1]) if first.ndim == 2 else (0 if first.ndim > 2 else 1))
 
 
 def _bar(progress: bool, iterations: int | None, duration_s: float | None, label: str) -> Any:

@@ -20,6 +20,7 @@ from trt_edge.profile import harness
 from trt_edge.profile.config import ProfileConfig
 from trt_edge.runtime.base import Runner
 from trt_edge.stage import StageRecord, atomic_write_json, read_stage, sha256_file, stage_output
+from trt_edge.tasks.spec import recorded_stage, task_max_length
 
 log = get_logger("profile")
 PROFILE_SCHEMA = 1
@@ -67,16 +68,24 @@ def text_source(config: RunConfig, cfg: ProfileConfig, model_file: Path, folder:
     """Real texts of the task when the config has a task and a tokenizer is found, else random ids."""
     if cfg.inputs == "random":
         return None, {"kind": "random", "description": "random token ids (latency only: never for accuracy)"}
+    if "task" in config.raw and config.section("task").type == "image-classification":
+        # Latency does not depend on pixel values: the sweep feeds random pixels at the model's size.
+        return None, {"kind": "random", "description": "random pixels at the model's input size (latency only)"}
+    from trt_edge.tasks.spec import preprocessor_dir
+
     has_task = "task" in config.raw
-    candidates: list[Any] = [cfg.tokenizer, model_file, folder]
-    if folder is not None:
-        candidates += [Path(k) for k in read_stage(folder).get("inputs", {})]
-    tok_dir = Path(cfg.tokenizer) if cfg.tokenizer else harness.find_tokenizer(*candidates)
+    tok_dir: Path | None
+    try:
+        tok_dir = preprocessor_dir(model_file, cfg.tokenizer)
+    except TrtEdgeError:
+        if cfg.tokenizer:
+            raise
+        tok_dir = None
     why = None
     if not has_task:
         why = "no task section in the config (give --config with a task for real texts)"
     elif tok_dir is None:
-        why = "no tokenizer found next to the model (set profile.tokenizer)"
+        why = "no preprocessor beside the model (export carries it; or set profile.tokenizer)"
     if why:
         if cfg.inputs == "texts":
             raise TrtEdgeError(f"profile.inputs=texts, but {why}")
@@ -106,7 +115,7 @@ def run(config: RunConfig, target: str | Path, out: str | Path) -> StageRecord:
 
     cfg: ProfileConfig = config.section("profile")
     kind, model_file, folder = resolve_target(target)
-    seqs = list(cfg.seq) if cfg.seq else [int(config.section("task").max_length)]
+    seqs = list(cfg.seq) if cfg.seq else [task_max_length(config, recorded_stage(model_file))]
     texts, inputs_info = text_source(config, cfg, model_file, folder)
     env = jetson_env.collect()
     record = StageRecord(stage="profile", config={"profile": cfg.to_dict(), "task": config.raw.get("task")},

@@ -27,6 +27,7 @@ from pathlib import Path
 
 from trt_edge.errors import TrtEdgeError
 from trt_edge.stage import atomic_write_text
+from trt_edge.trt_version import TrtVersion
 
 ALGORITHMS = ("EntropyCalibration2", "EntropyCalibration", "MinMaxCalibration", "LegacyCalibration")
 DEFAULT_ALGORITHM = "EntropyCalibration2"
@@ -34,28 +35,19 @@ _HEADER = re.compile(r"^TRT-(\d+)-([A-Za-z0-9]+)$")
 
 
 def parse_trt_version(version: str) -> tuple[int, int, int]:
-    """`"10.3"` -> (10, 3, 0); refuses anything that is not MAJOR.MINOR[.PATCH[.BUILD]]."""
-    parts = str(version).strip().split(".")
-    if not 2 <= len(parts) <= 4 or not all(p.isdigit() for p in parts):
-        raise TrtEdgeError(f"TensorRT version {version!r} is not MAJOR.MINOR[.PATCH], e.g. 10.3 or 8.5.2")
-    major, minor = int(parts[0]), int(parts[1])
-    patch = int(parts[2]) if len(parts) > 2 else 0
-    if major < 8:
-        raise TrtEdgeError(f"TensorRT {version} is not supported; trt-edge targets 8.5 and later")
-    return major, minor, patch
+    """`"10.3"` -> (10, 3, 0), through the kit's one version type (`trt_edge.trt_version`)."""
+    v = TrtVersion.supported(version)
+    return v.major, v.minor, v.patch
 
 
 def supports_implicit_calibration(version: str) -> bool:
     """Whether TensorRT `version` still reads calibration caches (8.x-10.x; removed in 11.0)."""
-    return parse_trt_version(version)[0] <= 10
+    return TrtVersion.supported(version).implicit_calibration
 
 
 def trt_version_int(version: str) -> int:
     """NV_TENSORRT_VERSION for `version`: 10.3 -> 100300, 10.13.0 -> 101300, 8.5.2 -> 8502."""
-    major, minor, patch = parse_trt_version(version)
-    if major >= 10:
-        return major * 10000 + minor * 100 + patch
-    return major * 1000 + minor * 100 + patch
+    return TrtVersion.supported(version).code
 
 
 def scale_to_hex(scale: float) -> str:

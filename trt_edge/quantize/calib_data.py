@@ -22,17 +22,18 @@ import numpy as np
 from trt_edge.errors import TrtEdgeError
 from trt_edge.log import get_logger
 from trt_edge.quantize.config import CalibrationDataConfig
-from trt_edge.runtime.text import TOKENIZER_FILES, config_strings, has_tokenizer
 from trt_edge.stage import atomic_write_bytes, sha256_file
+from trt_edge.tasks.spec import TEXT_CLASSIFICATION
 
 log = get_logger("calibrate")
 
-MODEL_INPUTS = ("input_ids", "attention_mask", "token_type_ids")
+MODEL_INPUTS = TEXT_CLASSIFICATION.input_names
 
 
 @dataclass
 class CalibrationSet:
-    """Padded model inputs [N, max_length] (int64), true lengths [N], labels [N], and provenance."""
+    """Model inputs (padded token ids [N, max_length] int64, or pixels [N, C, H, W] float32), true
+    lengths [N] (1 for images), labels [N], and provenance."""
 
     inputs: dict[str, np.ndarray]
     lengths: np.ndarray
@@ -63,14 +64,15 @@ class CalibrationSet:
                 part = idx[start:start + batch_size]
                 feed = {}
                 for name in names:
-                    array = self.inputs[name][part, :width]
-                    feed[name] = array.astype((dtypes or {}).get(name, np.int64), copy=False)
+                    # Only [batch, sequence] token arrays have a length to trim; pixels are fed whole.
+                    array = self.inputs[name][part, :width] if self.inputs[name].ndim == 2 else self.inputs[name][part]
+                    feed[name] = array.astype((dtypes or {}).get(name, array.dtype), copy=False)
                 yield feed
 
     def save(self, path: str | os.PathLike[str]) -> str:
         """Write the set atomically as `.npz` (no pickled objects); return its sha256."""
         buffer = io.BytesIO()
-        arrays: dict[str, Any] = {f"input.{k}": v.astype(np.int64) for k, v in self.inputs.items()}
+        arrays: dict[str, Any] = {f"input.{k}": _stored(v) for k, v in self.inputs.items()}
         np.savez(buffer, lengths=self.lengths.astype(np.int64), labels=self.labels.astype(np.int64),
                  meta=np.frombuffer(json.dumps(self.meta, sort_keys=True).encode(), dtype=np.uint8), **arrays)
         atomic_write_bytes(path, buffer.getvalue())
@@ -79,9 +81,14 @@ class CalibrationSet:
     def feeds_npz(self, path: str | os.PathLike[str], names: Sequence[str]) -> Path:
         """The same examples as a plain `{input name: array}` npz, the form ModelOpt and polygraphy read."""
         buffer = io.BytesIO()
-        arrays: dict[str, Any] = {n: self.inputs[n].astype(np.int64) for n in names}
+        arrays: dict[str, Any] = {n: _stored(self.inputs[n]) for n in names}
         np.savez(buffer, **arrays)
         return atomic_write_bytes(path, buffer.getvalue())
+
+
+def _stored(array: np.ndarray) -> np.ndarray:
+    """Token ids as int64, pixels as float32: the dtypes the exported models take."""
+    return array.astype(np.int64 if array.dtype.kind in "iub" else np.float32)
 
 
 def load_calibration_set(path: str | os.PathLike[str], input_names: Sequence[str] = (),
@@ -120,23 +127,42 @@ def tokenize_padded(tokenizer: Any, texts: Sequence[str], max_length: int,
     """Token arrays [N, max_length] padded on the right, and each example's true length."""
     out = tokenizer(list(texts), truncation=True, max_length=max_length, padding="max_length",
                     return_tensors="np")
+    spec = TEXT_CLASSIFICATION
+    first = spec.inputs[0].name
     arrays: dict[str, np.ndarray] = {}
     for name in input_names:
         if name in out:
             arrays[name] = np.asarray(out[name], dtype=np.int64)
-        elif name == "token_type_ids":
-            arrays[name] = np.zeros_like(np.asarray(out["input_ids"]), dtype=np.int64)
+        elif spec.input(name).optional:  # token types the tokenizer does not make: all segment 0
+            arrays[name] = np.zeros_like(np.asarray(out[first]), dtype=np.int64)
         else:
             raise TrtEdgeError(f"the tokenizer produces {sorted(out.keys())}, not the model input {name!r}")
-    lengths = np.asarray(out["attention_mask"]).sum(axis=1).astype(np.int64)
+    lengths = np.asarray(out[str(spec.length_input)]).sum(axis=1).astype(np.int64)
     if getattr(tokenizer, "padding_side", "right") != "right":
         raise TrtEdgeError("the tokenizer pads on the left; calibration batches assume right padding")
     return arrays, lengths
 
 
-def draw_calibration_set(texts: Sequence[str], labels: Sequence[int], tokenizer: Any,
+def prepare(preprocessor: Any, examples: Sequence[Any], max_length: int, input_names: Sequence[str],
+            task: str = "text-classification") -> tuple[dict[str, np.ndarray], np.ndarray]:
+    """Model inputs for examples of `task` and each example's true length: token arrays padded to
+    `max_length` (text), or the image processor's pixels with lengths all 1 (images)."""
+    from trt_edge.tasks.spec import get_task
+
+    spec = get_task(task)
+    if spec.modality == "text":
+        return tokenize_padded(preprocessor, examples, max_length, input_names)
+    arrays, lengths = spec.module().feeds(preprocessor, examples)
+    missing = [n for n in input_names if n not in arrays]
+    if missing:
+        raise TrtEdgeError(f"the {spec.preprocessor.kind} gives {sorted(arrays)}, not the model inputs {missing}")
+    return {n: arrays[n] for n in input_names}, lengths
+
+
+def draw_calibration_set(texts: Sequence[Any], labels: Sequence[int], tokenizer: Any,
                          recipe: CalibrationDataConfig, max_length: int, seed: int,
-                         input_names: Sequence[str], source: dict[str, Any] | None = None) -> CalibrationSet:
+                         input_names: Sequence[str], source: dict[str, Any] | None = None,
+                         task: str = "text-classification") -> CalibrationSet:
     """The first `recipe.samples` examples of a seeded, label-stratified order of the split."""
     from trt_edge.tasks.data import stratified_order
 
@@ -145,7 +171,7 @@ def draw_calibration_set(texts: Sequence[str], labels: Sequence[int], tokenizer:
                            f"for {recipe.samples}; lower calibrate.data.samples")
     order = stratified_order([str(label) for label in labels], seed)[: recipe.samples]
     chosen = [texts[i] for i in order]
-    arrays, lengths = tokenize_padded(tokenizer, chosen, max_length, input_names)
+    arrays, lengths = prepare(tokenizer, chosen, max_length, input_names, task)
     meta = {"split": recipe.split, "samples": recipe.samples, "seed": seed, "max_length": max_length,
             "indices_sha256": _sha_ints(order), **(source or {})}
     label_array = np.asarray([labels[i] for i in order], dtype=np.int64)
@@ -158,60 +184,3 @@ def _sha_ints(values: Sequence[int]) -> str:
     from trt_edge.stage import sha256_json
 
     return sha256_json([int(v) for v in values])
-
-
-def find_tokenizer(onnx_path: Path, explicit: str | None = None) -> Path:
-    """The tokenizer folder for an ONNX file: `explicit`, the ONNX file's folder, its stage folder, a
-    model folder the export stage recorded in its stage.json (config or inputs), or the `model`
-    artifact of a sibling stage in the same run folder (prune, then distill, then any)."""
-    if explicit:
-        from trt_edge.tasks.models import resolve_model_path
-
-        path = Path(explicit) if not explicit.startswith("demo:") else resolve_model_path(explicit)
-        if not has_tokenizer(path):
-            raise TrtEdgeError(f"{path}: no tokenizer files ({', '.join(TOKENIZER_FILES)}) in this folder")
-        return path
-    candidates: list[Path] = [onnx_path.parent, onnx_path.parent.parent]
-    for folder in (onnx_path.parent, onnx_path.parent.parent):
-        stage_file = folder / "stage.json"
-        if not stage_file.is_file():
-            continue
-        try:
-            record = json.loads(stage_file.read_text(encoding="utf-8"))
-        except (OSError, json.JSONDecodeError):
-            continue
-        values = [*config_strings(record.get("config", {})), *record.get("inputs", {}).keys()]
-        for value in values:
-            if value.startswith("demo:"):
-                from trt_edge.tasks.models import resolve_model_path
-
-                try:
-                    candidates.append(resolve_model_path(value))
-                except TrtEdgeError:
-                    continue
-            else:
-                p = Path(value)
-                candidates.extend([p, folder / p])
-        for sub in ("model", "tokenizer"):
-            candidates.append(folder / sub)
-    # In a pipeline run folder the export stage sits beside the stages that made the model
-    # (RUN/prune/model, RUN/distill/model): their `model` artifacts hold the tokenizer.
-    run_dir = onnx_path.parent.parent
-    for order in ("prune", "distill"):
-        candidates.append(run_dir / order / "model")
-    if run_dir.is_dir():
-        for sibling in sorted(run_dir.iterdir()):
-            if (sibling / "stage.json").is_file():
-                try:
-                    record = json.loads((sibling / "stage.json").read_text(encoding="utf-8"))
-                except (OSError, json.JSONDecodeError):
-                    continue
-                model = record.get("artifacts", {}).get("model")
-                if isinstance(model, str):
-                    candidates.append(sibling / model)
-    for candidate in candidates:
-        if has_tokenizer(candidate):
-            return candidate
-    raise TrtEdgeError(f"{onnx_path}: no tokenizer found next to the ONNX file or in the model folder its "
-                       "export stage recorded; pass --tokenizer MODEL_DIR")
-

@@ -167,9 +167,9 @@ class CalibrateConfig(ConfigBase):
     calibrator (CalibratorConfig): how activation ranges are chosen.
     placement (PlacementConfig): where Q/DQ pairs go.
     gate (GateConfig): the accuracy budget and mixed-precision fallback.
-    trt_version (str): the target TensorRT version, e.g. `10.3` (JetPack 6), `8.5.2` (JetPack 5),
-        `10.13`, `11.0`. A calibration cache for implicit INT8 is written for 8.x-10.x only (TensorRT
-        11 removed implicit calibration; `model.int8.onnx` serves every version). Defaults to `10.3`.
+    trt_version (str | None): deprecated: set `target.trt_version` (the stage fills this key from the
+        `target:` section). A calibration cache for implicit INT8 is written for 8.x-10.x only (TensorRT
+        11 removed implicit calibration; `model.int8.onnx` serves every version). Defaults to None.
     cache_tensors (str): `all` writes a scale for every float activation of the fp32 graph (what
         implicit calibration needs), `quantized` only for the inputs the Q/DQ model quantizes.
         Defaults to `all`.
@@ -187,7 +187,7 @@ class CalibrateConfig(ConfigBase):
     calibrator: CalibratorConfig = field(default_factory=CalibratorConfig)
     placement: PlacementConfig = field(default_factory=PlacementConfig)
     gate: GateConfig = field(default_factory=GateConfig)
-    trt_version: str = "10.3"
+    trt_version: str | None = None
     cache_tensors: Literal["all", "quantized"] = "all"
     tokenizer: str | None = None
     latency_runs: int = 30
@@ -195,12 +195,10 @@ class CalibrateConfig(ConfigBase):
     cpu: CpuTargetConfig = field(default_factory=CpuTargetConfig)
 
     def __post_init__(self) -> None:
-        from trt_edge.quantize.cache import parse_trt_version
+        from trt_edge.trt_version import TrtVersion
 
-        try:
-            parse_trt_version(self.trt_version)
-        except Exception as exc:  # TrtEdgeError or ValueError: both are a bad value here
-            raise ValueError(str(exc)) from exc
+        if self.trt_version is not None:
+            TrtVersion.config_value(self.trt_version)
         if self.latency_runs < 0:
             raise ValueError(f"latency_runs must not be negative, got {self.latency_runs}")
         if not self.targets or len(set(self.targets)) != len(self.targets):

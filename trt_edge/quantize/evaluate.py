@@ -8,7 +8,6 @@ never touch the disk.
 
 from __future__ import annotations
 
-import time
 from collections.abc import Iterable, Sequence
 from typing import Any
 
@@ -16,27 +15,28 @@ import numpy as np
 
 from trt_edge.errors import TrtEdgeError
 from trt_edge.lazy import lazy_import
+from trt_edge.tasks.spec import TEXT_CLASSIFICATION
 
-REQUIRED_INPUTS = ("input_ids", "attention_mask")
-KNOWN_INPUTS = ("input_ids", "attention_mask", "token_type_ids")
-OUTPUT = "logits"
-_ORT_DTYPES = {"tensor(int64)": np.int64, "tensor(int32)": np.int32}
+OUTPUT = TEXT_CLASSIFICATION.output
+_ORT_DTYPES = {"tensor(int64)": np.int64, "tensor(int32)": np.int32, "tensor(float)": np.float32}
 
 
 def check_model_io(model: Any, source: str) -> list[str]:
-    """The model's input names, after checking it is a text classifier export (inputs and `logits`)."""
+    """The model's input names, after checking it is an export of a declared task (the spec's inputs
+    and output; integer token inputs for text)."""
+    from trt_edge.tasks.spec import task_for_onnx
+
     inits = {i.name for i in model.graph.initializer}
     names = [i.name for i in model.graph.input if i.name not in inits]
-    missing = [n for n in REQUIRED_INPUTS if n not in names]
-    unknown = [n for n in names if n not in KNOWN_INPUTS]
     outputs = [o.name for o in model.graph.output]
-    if missing or unknown or OUTPUT not in outputs:
-        raise TrtEdgeError(
-            f"{source}: expected inputs {list(KNOWN_INPUTS[:2])} (+ token_type_ids) and output 'logits', found "
-            f"inputs {names} and outputs {outputs}; export it with `trt-edge export`"
-        )
+    try:
+        spec = task_for_onnx(model, source)
+    except TrtEdgeError:
+        spec = TEXT_CLASSIFICATION  # say what a text classifier export looks like
+    spec.check_onnx_io(names, outputs, source)
     for value in model.graph.input:
-        if value.name in names and value.type.tensor_type.elem_type not in (6, 7):  # int32, int64
+        if value.name in names and spec.input(value.name).dtype.startswith("int") and \
+                value.type.tensor_type.elem_type not in (6, 7):  # int32, int64
             raise TrtEdgeError(f"{source}: input {value.name!r} must be int32 or int64 token ids")
     return names
 
@@ -102,7 +102,8 @@ def predict(sess: Any, arrays: dict[str, np.ndarray], lengths: np.ndarray, batch
     for start in range(0, len(order), batch_size):
         idx = order[start:start + batch_size]
         width = max(int(lengths[idx].max()), 1)
-        feed = {n: arrays[n][idx, :width].astype(dtypes.get(n, np.int64)) for n in dtypes}
+        feed = {n: (arrays[n][idx, :width] if arrays[n].ndim == 2 else arrays[n][idx]).astype(dtypes.get(n, np.int64))
+                for n in dtypes}
         chunks.append(sess.run([OUTPUT], feed)[0])
     logits = np.concatenate(chunks) if chunks else np.zeros((0, 0), dtype=np.float32)
     result = np.empty_like(logits)
@@ -120,20 +121,13 @@ def latency_ms(sessions: Sequence[Any], feed: dict[str, np.ndarray], runs: int, 
     with short chunks that transient dominated (6-run chunks read a 4 ms model as 8 ms on the 2-core
     build machine).
     """
-    from trt_edge.timing import rewarm
+    from trt_edge.timing import interleaved
 
-    times: list[list[float]] = [[] for _ in sessions]
     chunk = max(1, min(chunk, runs))
-    done = 0
-    while done < runs:
-        n = min(chunk, runs - done)
-        for k, sess in enumerate(sessions):
-            dtypes = input_dtypes(sess)
-            typed = {name: feed[name].astype(dtypes[name]) for name in dtypes}
-            rewarm(lambda: sess.run([OUTPUT], typed), min_runs=warmup)  # noqa: B023 (called at once)
-            for _ in range(n):
-                t0 = time.perf_counter()
-                sess.run([OUTPUT], typed)
-                times[k].append((time.perf_counter() - t0) * 1000.0)
-        done += n
-    return [float(np.median(t)) for t in times]
+    calls = []
+    for sess in sessions:
+        dtypes = input_dtypes(sess)
+        typed = {name: feed[name].astype(dtypes[name]) for name in dtypes}
+        calls.append(lambda sess=sess, typed=typed: sess.run([OUTPUT], typed))
+    samples = interleaved(calls, rounds=-(-runs // chunk), runs=chunk, rewarm_runs=warmup)
+    return [float(np.median(t)) for t in samples]

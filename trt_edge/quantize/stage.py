@@ -30,7 +30,15 @@ from trt_edge.stage import (
     stage_artifact,
     stage_output,
 )
+from trt_edge.target import resolve_target
 from trt_edge.tasks.metrics import argmax_agreement, classification_metrics
+from trt_edge.tasks.spec import (
+    PREPROCESSOR_DIR,
+    TEXT_CLASSIFICATION,
+    preprocessor_dir,
+    recorded_stage,
+    task_max_length,
+)
 
 log = get_logger("calibrate")
 
@@ -63,22 +71,34 @@ def load_onnx(path: Path) -> Any:
         raise TrtEdgeError(f"{path}: not a readable ONNX model ({str(exc).splitlines()[0][:160]})") from exc
 
 
+def _carry_preprocessor(src: Path, tmp: Path) -> str:
+    """Copy the preprocessor beside this stage's ONNX files, so build, profile and run read it here."""
+    from trt_edge.tasks.spec import task_for_model_folder
+
+    (task_for_model_folder(src) or TEXT_CLASSIFICATION).preprocessor.copy(src, tmp / PREPROCESSOR_DIR)
+    return PREPROCESSOR_DIR
+
+
 def run(config: RunConfig, onnx: str | Path, out: str | Path) -> StageRecord:
     """Calibrate `onnx` (file or export stage folder) into `out`; see the module docstring."""
-    from trt_edge.guard import check_positions, load_tokenizer
-    from trt_edge.tasks.data import load_data, resolve_data_source
+    from trt_edge.guard import check_positions
+    from trt_edge.tasks.data import load_task_data, resolve_data_source
+    from trt_edge.tasks.spec import get_task
 
     task = config.section("task")
     cfg: CalibrateConfig = config.section("calibrate")
+    cfg = cfg.replace(trt_version=resolve_target(config.raw, "calibrate").tensorrt_text())
     onnx_path = resolve_onnx(onnx)
     model = load_onnx(onnx_path)
     names = evaluate.check_model_io(model, str(onnx_path))
-    tok_dir = calib_data.find_tokenizer(onnx_path, cfg.tokenizer)
-    tokenizer = load_tokenizer(tok_dir)
-    max_length = cfg.data.max_length or task.max_length
-    check_positions(max(max_length, task.max_length), tok_dir, tokenizer,
-                    "calibrate.data.max_length" if max_length > task.max_length else "task.max_length")
-    data = load_data(task.data)
+    tok_dir = preprocessor_dir(onnx_path, cfg.tokenizer)
+    spec = get_task(task.type)
+    tokenizer = spec.preprocessor.load(tok_dir)
+    max_length = cfg.data.max_length or task_max_length(config, recorded_stage(onnx_path))
+    if spec.modality == "text":
+        check_positions(max(max_length, task.max_length), tok_dir, tokenizer,
+                        "calibrate.data.max_length" if max_length > task.max_length else "task.max_length")
+    data = load_task_data(task)
 
     inputs = {"onnx": sha256_file(onnx_path), "data": sha256_tree(resolve_data_source(task.data.source)),
               "tokenizer": sha256_tree(tok_dir)}
@@ -90,17 +110,17 @@ def run(config: RunConfig, onnx: str | Path, out: str | Path) -> StageRecord:
         calib = calib_data.draw_calibration_set(
             split.texts, split.labels, tokenizer, cfg.data, max_length,
             cfg.data.seed if cfg.data.seed is not None else task.data.seed, names,
-            {"data_sha256": split.sha256(), "tokenizer": str(tok_dir)})
+            {"data_sha256": split.sha256(), "tokenizer": str(tok_dir)}, task.type)
 
     if "tensorrt" not in cfg.targets:  # the CPU artifact alone
-        return _run_cpu_only(task, cfg, onnx_path, names, tokenizer, data, calib, inputs, max_length, out)
+        return _run_cpu_only(task, cfg, onnx_path, names, tokenizer, data, calib, inputs, max_length, out, tok_dir)
 
     plan = placement.plan_placement(model, cfg.placement)
     if not plan.nodes:
         raise TrtEdgeError(f"{onnx_path}: no MatMul/Gemm left to quantize (skipped: {len(plan.skipped)}); "
                            "check calibrate.placement.exclude and op_types")
     quant_acts = plan.activation_tensors()
-    write_cache_file = supports_implicit_calibration(cfg.trt_version)
+    write_cache_file = supports_implicit_calibration(str(cfg.trt_version))
     tensors = list(quant_acts)
     not_cached: dict[str, str] = {}
     if write_cache_file and cfg.cache_tensors == "all":
@@ -122,7 +142,7 @@ def run(config: RunConfig, onnx: str | Path, out: str | Path) -> StageRecord:
 
     # ---- accuracy: fp32 vs INT8 on the test split, and the mixed-precision fallback ------------------
     test = data.split("test")
-    test_arrays, test_lengths = calib_data.tokenize_padded(tokenizer, test.texts, max_length, names)
+    test_arrays, test_lengths = calib_data.prepare(tokenizer, test.texts, max_length, names, task.type)
     fp32_sess = evaluate.session(model)
     fp32_logits = evaluate.predict(fp32_sess, test_arrays, test_lengths, task.eval_batch_size)
     fp32_metrics = classification_metrics(fp32_logits, test.labels, data.num_labels)
@@ -152,7 +172,7 @@ def run(config: RunConfig, onnx: str | Path, out: str | Path) -> StageRecord:
     if not passed and cfg.gate.mixed_precision and cfg.gate.max_float_layers > 0:
         log.info("INT8 loses %.2f points (budget %.2f): ranking layer sensitivity", first_drop, cfg.gate.budget)
         sens = data.split(cfg.gate.sensitivity_split)
-        s_arrays, s_lengths = calib_data.tokenize_padded(tokenizer, sens.texts, max_length, names)
+        s_arrays, s_lengths = calib_data.prepare(tokenizer, sens.texts, max_length, names, task.type)
         s_ref = evaluate.predict(fp32_sess, s_arrays, s_lengths, task.eval_batch_size)
         _, ranked = sensitivity.rank_layers(lambda f: int8_logits(f, s_arrays, s_lengths), s_ref,
                                             plan.node_names())
@@ -187,7 +207,7 @@ def run(config: RunConfig, onnx: str | Path, out: str | Path) -> StageRecord:
     latency = [math.nan, math.nan]
     if cfg.latency_runs:
         longest = int(np.argmax(test_lengths))
-        feed = {n: test_arrays[n][longest:longest + 1, :max_length] for n in names}
+        feed = {n: test_arrays[n][longest:longest + 1] for n in names}
         latency = evaluate.latency_ms([fp32_sess, int8_sess], feed, cfg.latency_runs)
 
     with stage_output(out) as tmp:
@@ -205,7 +225,7 @@ def run(config: RunConfig, onnx: str | Path, out: str | Path) -> StageRecord:
                 else:
                     not_cached[name] = ("non-finite or mask-fill values (|x| >= 1e30)" if not rng.finite
                                         else "constant zero on the calibration set")
-            write_cache(tmp / CACHE_FILE, cache_scales, cfg.trt_version)
+            write_cache(tmp / CACHE_FILE, cache_scales, str(cfg.trt_version))
             artifacts["calibration_cache"] = CACHE_FILE
         atomic_write_json(tmp / RANGES_FILE, {
             "method": cfg.calibrator.method, "num_bins": cfg.calibrator.num_bins,
@@ -232,7 +252,7 @@ def run(config: RunConfig, onnx: str | Path, out: str | Path) -> StageRecord:
                                                     for n in float_layers}},
             "qdq_pairs": desc["quantize_linear"], "test_examples": len(test),
             "ort_latency_ms_fp32": latency[0], "ort_latency_ms_int8": latency[1],
-            "latency_shape": [1, max_length], "trt_version": cfg.trt_version,
+            "latency_shape": list(next(iter(test_arrays.values()))[:1].shape), "trt_version": cfg.trt_version,
             "cache_tensors": len(cache_scales) if write_cache_file else 0,
         }
         metrics.update(sparse)
@@ -240,7 +260,7 @@ def run(config: RunConfig, onnx: str | Path, out: str | Path) -> StageRecord:
         if "cpu" in cfg.targets:
             cpu_artifacts, cpu_metrics, cpu_pred = _cpu_artifact(
                 tmp, onnx_path, calib, names, evaluate.input_dtypes(fp32_sess), tokenizer, test.texts, test_arrays,
-                test_lengths, np.asarray(test.labels), cfg, fp32_logits=fp32_logits)
+                test_lengths, np.asarray(test.labels), cfg, fp32_logits=fp32_logits, task_type=task.type)
             artifacts.update(cpu_artifacts)
             metrics.update(cpu_metrics)
             predictions["cpu"] = cpu_pred
@@ -248,6 +268,7 @@ def run(config: RunConfig, onnx: str | Path, out: str | Path) -> StageRecord:
         if not write_cache_file:
             metrics["calibration_cache_note"] = (f"TensorRT {cfg.trt_version} removed implicit calibration: "
                                                  "no cache written; model.int8.onnx carries the scales")
+        artifacts["preprocessor"] = _carry_preprocessor(tok_dir, tmp)
         record = StageRecord(stage="calibrate", config={"task": task.to_dict(), "calibrate": cfg.to_dict()},
                              inputs=inputs, metrics=metrics, artifacts=artifacts)
         record.write(tmp)
@@ -259,7 +280,8 @@ def run(config: RunConfig, onnx: str | Path, out: str | Path) -> StageRecord:
 def _cpu_artifact(tmp: Path, onnx_path: Path, calib: calib_data.CalibrationSet, names: list[str],
                   dtypes: dict[str, Any], tokenizer: Any, test_texts: list[str], test_arrays: dict[str, np.ndarray],
                   test_lengths: np.ndarray, labels: np.ndarray, cfg: CalibrateConfig,
-                  fp32_logits: np.ndarray | None = None) -> tuple[dict[str, str], dict[str, Any], np.ndarray]:
+                  fp32_logits: np.ndarray | None = None, task_type: str = "text-classification"
+                  ) -> tuple[dict[str, str], dict[str, Any], np.ndarray]:
     """Build the CPU candidates from the same calibration set, measure them, keep the winner as
     `model.cpu.onnx`; every candidate's accuracy and latency go into the metrics. Also returns the
     winner's per-example test predictions (classes) for the paired statistics."""
@@ -271,8 +293,8 @@ def _cpu_artifact(tmp: Path, onnx_path: Path, calib: calib_data.CalibrationSet, 
     feeds = list(head.batches(16, names=names, dtypes=dtypes))
     work = tmp / ".cpu_candidates"
     candidates = cpu_target.build_candidates(onnx_path, feeds, work, cfg.cpu.candidates)
-    timed = cpu_target.latency_feeds(tokenizer, test_texts, names)
-    timed = {k: {n: v.astype(dtypes.get(n, np.int64)) for n, v in f.items()} for k, f in timed.items()}
+    timed = cpu_target.latency_feeds(tokenizer, test_texts, names, task=task_type)
+    timed = {k: {n: v.astype(dtypes.get(n, v.dtype)) for n, v in f.items()} for k, f in timed.items()}
     winner = cpu_target.select_cpu_artifact(candidates, test_arrays, test_lengths, labels, cfg.cpu.budget, timed,
                                             cfg.cpu.runs, reference_logits=fp32_logits)
     cpu_target.write_artifact(winner, tmp / CPU_ONNX)
@@ -297,22 +319,24 @@ def _cpu_artifact(tmp: Path, onnx_path: Path, calib: calib_data.CalibrationSet, 
 
 def _run_cpu_only(task: Any, cfg: CalibrateConfig, onnx_path: Path, names: list[str], tokenizer: Any, data: Any,
                   calib: calib_data.CalibrationSet, inputs: dict[str, str], max_length: int,
-                  out: str | Path) -> StageRecord:
+                  out: str | Path, tok_dir: Path) -> StageRecord:
     """`--target cpu`: the CPU artifact without the TensorRT Q/DQ model and cache."""
     test = data.split("test")
-    test_arrays, test_lengths = calib_data.tokenize_padded(tokenizer, test.texts, max_length, names)
+    test_arrays, test_lengths = calib_data.prepare(tokenizer, test.texts, max_length, names, task.type)
     fp32_sess = evaluate.session(str(onnx_path))
     with stage_output(out) as tmp:
         data_sha = calib.save(tmp / DATA_FILE)
         artifacts, metrics, cpu_pred = _cpu_artifact(tmp, onnx_path, calib, names, evaluate.input_dtypes(fp32_sess),
                                                      tokenizer, test.texts, test_arrays, test_lengths,
-                                                     np.asarray(test.labels), cfg)
+                                                     np.asarray(test.labels), cfg, task_type=task.type)
         artifacts["predictions"] = stats.save_predictions(tmp, test.labels, cpu=cpu_pred)
         fp32 = next(c for c in metrics["cpu_candidates"] if c["name"] == "fp32")
         metrics.update({"fp32_accuracy": fp32["accuracy"], "calibration_samples": len(calib),
                         "calibration_sha256": data_sha, "targets": list(cfg.targets)})
         record = StageRecord(stage="calibrate", config={"task": task.to_dict(), "calibrate": cfg.to_dict()},
-                             inputs=inputs, metrics=metrics, artifacts={**artifacts, "calibration_data": DATA_FILE})
+                             inputs=inputs, metrics=metrics,
+                             artifacts={**artifacts, "calibration_data": DATA_FILE,
+                                        "preprocessor": _carry_preprocessor(tok_dir, tmp)})
         record.write(tmp)
     log.info("CPU artifact %s: accuracy %.4f (fp32 %.4f); written to %s", metrics["cpu_artifact"],
              metrics["cpu_accuracy"], metrics["fp32_accuracy"], out)

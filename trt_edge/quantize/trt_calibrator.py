@@ -24,6 +24,7 @@ from trt_edge.lazy import lazy_import
 from trt_edge.log import get_logger
 from trt_edge.quantize.cache import DEFAULT_ALGORITHM, parse_cache, trt_version_int
 from trt_edge.quantize.calib_data import CalibrationSet, load_calibration_set
+from trt_edge.trt_version import TrtVersion
 
 if TYPE_CHECKING:
     import tensorrt as trt
@@ -136,13 +137,13 @@ def make_entropy_calibrator(calibration_data: str | os.PathLike[str], cache_path
     """
     trt_module = lazy_import("tensorrt")
     version = str(trt_module.__version__)
-    if int(version.split(".")[0]) >= 11 or not hasattr(trt_module, "IInt8EntropyCalibrator2"):
+    if not TrtVersion.parse(version).implicit_calibration or not hasattr(trt_module, "IInt8EntropyCalibrator2"):
         raise TrtEdgeError(f"TensorRT {version} has no implicit calibration (removed in 11.0); build "
                            "model.int8.onnx, which carries its Q/DQ scales")
     data = load_calibration_set(calibration_data, input_names, batch_size)
-    default = np.int64 if int(version.split(".")[0]) >= 10 else np.int32
+    default = np.int64 if TrtVersion.parse(version).at_least(10) else np.int32
     types = {n: (dtypes or {}).get(n, default) for n in input_names}
-    header = f"TRT-{trt_version_int('.'.join(version.split('.')[:3]))}-{DEFAULT_ALGORITHM}"
+    header = f"TRT-{trt_version_int(version)}-{DEFAULT_ALGORITHM}"
     base = trt_module.IInt8EntropyCalibrator2
 
     def __init__(self: Any) -> None:

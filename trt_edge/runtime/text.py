@@ -1,8 +1,8 @@
 """Text classification end to end over any runner: tokenize, run, softmax, label.
 
-The tokenizer and the label names come from the Hugging Face folder the model was made from. It is
-found next to the model file (`tokenizer/` which `trt-edge build` copies into its output, the file's own
-folder, the stage folder and the model folders its `stage.json` names) or given explicitly. The feed
+The tokenizer and the label names come from the preprocessor folder that travels with the model file
+(`trt_edge.tasks.spec.preprocessor_dir`: the `preprocessor` artifact of the stage that wrote the file,
+or `preprocessor/` / `tokenizer/` beside it) or given explicitly. The feed
 follows the runner's declared inputs (names, int32/int64), so the same code classifies with ONNX
 Runtime on a laptop and with TensorRT on a Jetson.
 """
@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import json
 import os
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -20,8 +20,11 @@ import numpy as np
 
 from trt_edge.errors import TrtEdgeError
 from trt_edge.runtime.base import Runner
+from trt_edge.tasks.spec import TEXT_CLASSIFICATION
 
-TOKENIZER_FILES = ("tokenizer.json", "vocab.txt", "tokenizer_config.json", "spiece.model", "vocab.json")
+TOKENIZER_FILES = TEXT_CLASSIFICATION.preprocessor.files
+_FIRST = TEXT_CLASSIFICATION.inputs[0].name
+_OPTIONAL = {i.name for i in TEXT_CLASSIFICATION.inputs if i.optional}
 
 
 @dataclass
@@ -35,64 +38,6 @@ class Prediction:
 
     def to_dict(self) -> dict[str, Any]:
         return {"text": self.text, "label": self.label, "index": self.index, "probabilities": self.probabilities}
-
-
-def has_tokenizer(folder: Path) -> bool:
-    return folder.is_dir() and any((folder / name).is_file() for name in TOKENIZER_FILES)
-
-
-def config_strings(value: Any) -> Iterator[str]:
-    """Every string inside a JSON-like value (the paths a stage.json config records, say)."""
-    if isinstance(value, str):
-        yield value
-    elif isinstance(value, dict):
-        for v in value.values():
-            yield from config_strings(v)
-    elif isinstance(value, list):
-        for v in value:
-            yield from config_strings(v)
-
-
-def find_tokenizer(model_file: str | os.PathLike[str], explicit: str | os.PathLike[str] | None = None) -> Path:
-    """The tokenizer folder for a model file (ONNX or plan); see the module docstring for the search."""
-    if explicit:
-        from trt_edge.tasks.models import resolve_model_path
-
-        text = str(explicit)
-        path = resolve_model_path(text) if text.startswith("demo:") else Path(text)
-        if not has_tokenizer(path):
-            raise TrtEdgeError(f"{path}: no tokenizer files ({', '.join(TOKENIZER_FILES)}) in this folder")
-        return path
-    model = Path(model_file)
-    folders = [model.parent, model.parent.parent]
-    candidates: list[Path] = []
-    for folder in folders:
-        candidates += [folder / "tokenizer", folder, folder / "model"]
-    for folder in folders:
-        stage = folder / "stage.json"
-        if not stage.is_file():
-            continue
-        try:
-            record = json.loads(stage.read_text(encoding="utf-8"))
-        except (OSError, ValueError, RecursionError):
-            continue
-        for value in config_strings(record.get("config", {})):
-            if value.startswith("demo:") or "/" in value:
-                candidates.append(Path(value) if not value.startswith("demo:") else _demo(value))
-    for candidate in candidates:
-        if has_tokenizer(candidate):
-            return candidate
-    raise TrtEdgeError(f"{model}: no tokenizer found next to it (tokenizer/, its folder, the stage folder); "
-                       "pass --tokenizer MODEL_DIR")
-
-
-def _demo(ref: str) -> Path:
-    from trt_edge.tasks.models import resolve_model_path
-
-    try:
-        return resolve_model_path(ref)
-    except TrtEdgeError:
-        return Path("/nonexistent")
 
 
 def label_names_for(folder: Path, num_labels: int) -> list[str]:
@@ -139,10 +84,10 @@ class TextClassifier:
                         tokenizer_dir: str | os.PathLike[str] | None = None, max_length: int = 128,
                         batch_size: int = 32) -> TextClassifier:
         """Find the tokenizer (and the label names in its `config.json`) for `model_file`."""
-        from trt_edge.guard import load_tokenizer
+        from trt_edge.tasks.spec import TEXT_CLASSIFICATION, preprocessor_dir
 
-        folder = find_tokenizer(model_file, tokenizer_dir)
-        tokenizer = load_tokenizer(folder)
+        folder = preprocessor_dir(model_file, tokenizer_dir)
+        tokenizer = TEXT_CLASSIFICATION.preprocessor.load(folder)
         classifier = cls(runner, tokenizer, None, max_length, batch_size)
         classifier._label_folder = folder
         return classifier
@@ -156,8 +101,8 @@ class TextClassifier:
         for meta in self.runner.inputs():
             if meta.name in enc:
                 feed[meta.name] = np.asarray(enc[meta.name]).astype(meta.dtype)
-            elif meta.name == "token_type_ids":
-                feed[meta.name] = np.zeros_like(np.asarray(enc["input_ids"]), dtype=meta.dtype)
+            elif meta.name in _OPTIONAL:  # token types the tokenizer does not make: all segment 0
+                feed[meta.name] = np.zeros_like(np.asarray(enc[_FIRST]), dtype=meta.dtype)
             else:
                 raise TrtEdgeError(f"{self.runner.name}: the model wants input {meta.name!r}, which the tokenizer "
                                    f"does not produce (it gives {', '.join(enc.keys())})")

@@ -265,8 +265,13 @@ def check_onnx_sparsity(onnx_path: str | Path, sparsity_json: str | Path | None 
     """
     path = Path(onnx_path)
     sparsity_path = Path(sparsity_json) if sparsity_json is not None else find_sparsity_json(path.parent)
-    expected = expected_tensors(load_sparsity_json(sparsity_path)) if sparsity_path is not None else []
-    wanted = set(expected)
+    doc = load_sparsity_json(sparsity_path) if sparsity_path is not None else {"tensors": {}}
+    expected = expected_tensors(doc) if sparsity_path is not None else []
+    # The exporter names weights by module path, which transformers 5 may save under another name
+    # (sparsity.json keeps the module path as `module_name`): either name finds the tensor.
+    alias = {str(info["module_name"]): name for name, info in doc["tensors"].items()
+             if isinstance(info, dict) and info.get("module_name")}
+    wanted = set(expected) | set(alias)
     model = _load(path)
     graph = _Graph(model)
     report = SparsityReport(source=str(path), expected=expected,
@@ -283,10 +288,11 @@ def check_onnx_sparsity(onnx_path: str | Path, sparsity_json: str | Path | None 
         names = _candidates(traced.source, node)
         model_name = next((n for n in names if n in wanted), None)
         if model_name is None and wanted:  # a wrapper's prefix (`inner.bert...`): match a dotted suffix
-            suffix = {w for n in names for w in wanted if n.endswith("." + w)}
+            suffix = {alias.get(w, w) for n in names for w in wanted if n.endswith("." + w)}
             model_name = suffix.pop() if len(suffix) == 1 else None
         if model_name is None:  # the module scope names it best (initializers may carry a wrapper's prefix)
             model_name = next((n for n in reversed(names) if n.endswith(".weight")), None)
+        model_name = alias.get(model_name or "", model_name)
         note = "" if stats.eligible else f"reduction axis length {weight.shape[axis] if weight.ndim else 0} " \
                                          "is not a multiple of 4"
         report.rows.append(TensorCheck(

@@ -373,16 +373,27 @@ def permute_model_(model: torch.nn.Module, consumers: set[str] | None = None, se
     return results, skipped
 
 
-def random_inputs(model: torch.nn.Module, batch: int = 4, length: int = 24, seed: int = 0) -> dict[str, torch.Tensor]:
-    """Random token ids with some padding, to compare a model before and after a rewrite."""
+def random_inputs(model: torch.nn.Module, batch: int = 4, length: int = 24, seed: int = 0,
+                  task: str | None = None) -> dict[str, torch.Tensor]:
+    """Random inputs (token ids with some padding; pixels) to compare a model before and after a rewrite."""
+    from trt_edge.tasks.spec import get_task
+
     config = getattr(model, "config", None)
+    if task is None:  # callers that do not say: an image model's config has an image size and no vocabulary
+        image = hasattr(config, "image_size") and not hasattr(config, "vocab_size")
+        task = "image-classification" if image else "text-classification"
+    spec = get_task(task)
+    if spec.modality != "text":
+        example: dict[str, torch.Tensor] = spec.module().example_inputs(config, spec.required_inputs, False)
+        return example
     vocab = int(getattr(config, "vocab_size", 1000))
     gen = torch.Generator().manual_seed(seed)
     ids = torch.randint(5, vocab, (batch, length), generator=gen)
     mask = torch.ones(batch, length, dtype=torch.long)
     for i in range(batch):
         mask[i, length - i * (length // (2 * batch)):] = 0
-    return {"input_ids": ids, "attention_mask": mask}
+    ids_name, mask_name = spec.required_inputs
+    return {ids_name: ids, mask_name: mask}
 
 
 def model_outputs(model: torch.nn.Module, inputs: dict[str, torch.Tensor]) -> torch.Tensor:

@@ -108,7 +108,7 @@ class RecoveryResult:
 def recover(model: torch.nn.Module, masks: Masks, train_features: Sequence[dict[str, Any]], pad_token_id: int,
             train_cfg: TrainConfig, *, eval_fn: Any, teacher_logits: np.ndarray | None, alpha: float,
             temperature: float, schedule: str = "oneshot", gradual_steps: int = 4, gradual_fraction: float = 0.3,
-            seed: int = 0, desc: str | None = None) -> RecoveryResult:
+            seed: int = 0, desc: str | None = None, task: str = "text-classification") -> RecoveryResult:
     """Fine-tune `model` in place with `masks` enforced after every optimizer step (and at the end).
 
     Args:
@@ -125,10 +125,14 @@ def recover(model: torch.nn.Module, masks: Masks, train_features: Sequence[dict[
       gradual_steps (int), gradual_fraction (float): the gradual schedule.
       seed (int): shuffling and initialisation seed.
       desc (str | None): progress-bar label. Defaults to `sparse recovery (<schedule>)`.
+      task (str): the task whose adapter batches the features. Defaults to `text-classification`.
     """
     from trt_edge.distill.losses import combined_loss
     from trt_edge.distill.train import train
-    from trt_edge.tasks.text_classification import model_inputs
+    from trt_edge.tasks.spec import get_task
+
+    adapter = get_task(task).module()
+    model_inputs = adapter.model_inputs
 
     features = []
     for i, feature in enumerate(train_features):
@@ -152,7 +156,7 @@ def recover(model: torch.nn.Module, masks: Masks, train_features: Sequence[dict[
     enforcer = MaskEnforcer(masks, plan)
     enforcer.start(model)
     result = train(model, features, pad_token_id, loss_fn, train_cfg, eval_fn=eval_fn, seed=seed,
-                   desc=desc or f"sparse recovery ({schedule})", on_step=enforcer)
+                   desc=desc or f"sparse recovery ({schedule})", on_step=enforcer, collate_fn=adapter.collate)
     apply_masks(model, masks)  # the loop restored the best epoch's weights: make sure they are truly zero
     return RecoveryResult(result.steps, result.seconds, result.best_epoch,
                           float(result.best_metrics.get("accuracy", float("nan"))), enforcer.history, distilled)

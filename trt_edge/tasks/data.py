@@ -33,16 +33,30 @@ DEMO_DATA = {
 
 @dataclass
 class Split:
-    """One split: texts and integer labels (indices into the label names)."""
+    """One split: examples (texts, or images as uint8 arrays) and integer labels (indices into the
+    label names)."""
 
-    texts: list[str]
+    examples: list[Any]
     labels: list[int]
 
+    @property
+    def texts(self) -> list[Any]:
+        """The examples of a text task (the name the text stages read)."""
+        return self.examples
+
     def __len__(self) -> int:
-        return len(self.texts)
+        return len(self.examples)
 
     def sha256(self) -> str:
-        return sha256_json([self.texts, self.labels])
+        if self.examples and not isinstance(self.examples[0], str):
+            import hashlib
+
+            digest = hashlib.sha256()
+            for image in self.examples:
+                digest.update(str(getattr(image, "shape", "")).encode())
+                digest.update(bytes(memoryview(image)))
+            return sha256_json([digest.hexdigest(), self.labels])
+        return sha256_json([self.examples, self.labels])
 
 
 @dataclass
@@ -59,7 +73,7 @@ class Decoding:
 
 
 @dataclass
-class TextClassificationData:
+class ClassificationData:
     label_names: list[str]
     train: Split
     validation: Split
@@ -92,8 +106,29 @@ class TextClassificationData:
         return max(Counter(labels).values()) / len(labels) if labels else 0.0
 
 
+# The text stages' name for it, from before images.
+TextClassificationData = ClassificationData
+
+
+def load_task_data(task: Any) -> ClassificationData:
+    """The labelled examples of `task` (a TaskConfig), loaded by its spec's adapter."""
+    from trt_edge.tasks.spec import get_task
+
+    spec = get_task(task.type)
+    if spec.modality == "text":
+        return load_data(task.data)
+    data: ClassificationData = spec.module().load_data(task.data)
+    return data
+
+
 def resolve_data_source(source: str) -> Path:
     """A path for `source`: `demo:NAME` for a packaged data set, else a local file or folder."""
+    if source == "demo:fashion-mnist":
+        from trt_edge.tasks.image_classification import FASHION_MNIST_DIR, fashion_mnist
+
+        if not FASHION_MNIST_DIR.is_dir():
+            fashion_mnist()  # raises with the install line
+        return FASHION_MNIST_DIR
     if source.startswith("demo:"):
         name = source.split(":", 1)[1]
         if name not in DEMO_DATA:
@@ -248,6 +283,9 @@ def _rows_to_examples(rows: list[dict[str, Any]], path: Path, cfg: DataConfig) -
     return texts, labels
 
 
+IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".webp")
+
+
 def _read_folder(path: Path, cfg: DataConfig, decoding: Decoding | None = None) -> tuple[list[str], list[str]]:
     decoding = decoding if decoding is not None else Decoding()
     texts: list[str] = []
@@ -255,6 +293,10 @@ def _read_folder(path: Path, cfg: DataConfig, decoding: Decoding | None = None) 
     classes = sorted(p for p in path.iterdir() if p.is_dir() and not p.name.startswith("."))
     if not classes:
         raise TrtEdgeError(f"{path}: expected one sub-folder of .txt files per class, found none")
+    if not any(f.suffix == ".txt" for c in classes for f in c.rglob("*")) and \
+            any(f.suffix.lower() in IMAGE_SUFFIXES for c in classes for f in c.rglob("*")):
+        raise TrtEdgeError(f"{path}: this folder holds images, not texts; a text-classification task needs "
+                           ".txt files (set task.type: image-classification for images)")
     for folder in classes:
         for file in sorted(folder.rglob("*.txt")):
             if not file.is_file():
@@ -306,6 +348,13 @@ def load_data(cfg: DataConfig) -> TextClassificationData:
         seen: set[str] = set()
         keep = [i for i, t in enumerate(texts) if not (t in seen or seen.add(t))]  # type: ignore[func-returns-value]
         texts, labels = [texts[i] for i in keep], [labels[i] for i in keep]
+    return split_examples(texts, labels, cfg, path.name, decoding)
+
+
+def split_examples(examples: list[Any], labels: list[str], cfg: DataConfig, what: str,
+                   decoding: Decoding | None = None) -> ClassificationData:
+    """Stratified, seeded train/validation/test splits of labelled examples (texts or images)."""
+    texts = examples
     names = sorted(set(labels))
     if len(names) < 2:
         found = f"only {names[0]!r}" if names else "no labelled examples"
@@ -335,7 +384,7 @@ def load_data(cfg: DataConfig) -> TextClassificationData:
     for name, split in (("train", train), ("validation", validation), ("test", test)):
         if len(split) == 0:
             raise TrtEdgeError(f"{cfg.source}: the {name} split is empty; raise task.data.{name}_size")
-    data = TextClassificationData(names, train, validation, test, decoding)
-    log.info("data %s: %d classes %s; train %d, validation %d, test %d", path.name, len(names), names,
+    data = ClassificationData(names, train, validation, test, decoding if decoding is not None else Decoding())
+    log.info("data %s: %d classes %s; train %d, validation %d, test %d", what, len(names), names,
              len(train), len(validation), len(test))
     return data

@@ -15,7 +15,6 @@ from pathlib import Path
 from typing import Any
 
 from trt_edge.errors import TrtEdgeError
-from trt_edge.guard import load_tokenizer
 from trt_edge.log import get_logger
 
 log = get_logger("models")
@@ -60,25 +59,53 @@ def check_model_folder(path: Path) -> None:
 @dataclass
 class LoadedClassifier:
     model: Any  # transformers.PreTrainedModel
-    tokenizer: Any  # transformers.PreTrainedTokenizerBase
+    tokenizer: Any  # the preprocessor: a tokenizer, or an image processor for image tasks
     path: Path
     head_trained: bool
     head_note: str
+
+    @property
+    def preprocessor(self) -> Any:
+        return self.tokenizer
+
+
+def check_preprocessor(path: Path, task: str, require: bool = True) -> None:
+    """Refuse a folder whose preprocessor belongs to another task (a text model given image data, or the
+    reverse), or (`require`) carries none, before any weights are loaded."""
+    from trt_edge.tasks.spec import TASKS, get_task
+
+    spec = get_task(task)
+    if spec.preprocessor.present(path):
+        return
+    other = [s for s in TASKS.values() if s is not spec and s.preprocessor.present(path)]
+    if not other and not require:
+        return
+    if other:
+        raise TrtEdgeError(f"{path}: this is a model for {other[0].name} (it carries a {other[0].preprocessor.kind}), "
+                           f"the task is {task}; set task.type: {other[0].name} or give a {spec.modality} model")
+    raise TrtEdgeError(f"{path}: no {spec.preprocessor.kind} in this folder ({' or '.join(spec.preprocessor.files)}); "
+                       "a model folder must carry the preprocessor its inputs come from")
 
 
 def _head_keys(keys: list[str]) -> list[str]:
     return [k for k in keys if k.startswith(("classifier", "score", "pre_classifier")) or ".classifier." in k]
 
 
-def load_classifier(ref: str | Path, label_names: list[str], trust_remote_code: bool = False) -> LoadedClassifier:
-    """Load a sequence classifier for `label_names` from a local folder.
+def load_classifier(ref: str | Path, label_names: list[str], trust_remote_code: bool = False,
+                    task: str = "text-classification") -> LoadedClassifier:
+    """Load a classifier of `task` for `label_names` from a local folder (the task spec names the
+    transformers auto class and the preprocessor).
 
     `head_trained` is False when the folder holds no head for these labels (a bare encoder, another
     number of labels, or other label names): the caller must fine-tune before trusting its outputs.
     """
     import transformers
 
+    from trt_edge.tasks.spec import get_task
+
+    spec = get_task(task)
     path = resolve_model_path(str(ref))
+    check_preprocessor(path, task, require=False)  # the stages require it; the library tries transformers
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     transformers.logging.set_verbosity_error()  # type: ignore[no-untyped-call]
     try:
@@ -93,22 +120,23 @@ def load_classifier(ref: str | Path, label_names: list[str], trust_remote_code: 
     id2label = dict(enumerate(label_names))
     from trt_edge.sparsity.width import load_pruned, width_recipe
 
-    tokenizer = load_tokenizer(path, trust_remote_code)  # before the weights: the cheaper refusal first
+    tokenizer = spec.preprocessor.load(path, trust_remote_code)  # before the weights: the cheaper refusal first
     try:
+        auto_class = getattr(transformers, spec.auto_model)
         if width_recipe(config) is not None:  # width-pruned: shapes config.json alone cannot say
             config.num_labels, config.id2label = len(label_names), id2label
             config.label2id = {n: i for i, n in id2label.items()}
-            model, info = load_pruned(path, config, transformers.AutoModelForSequenceClassification,
-                                      trust_remote_code)
+            model, info = load_pruned(path, config, auto_class, trust_remote_code)
         else:
-            model, info = transformers.AutoModelForSequenceClassification.from_pretrained(
+            model, info = auto_class.from_pretrained(
                 path, num_labels=len(label_names), id2label=id2label,
                 label2id={n: i for i, n in id2label.items()}, local_files_only=True,
                 trust_remote_code=trust_remote_code, ignore_mismatched_sizes=True, output_loading_info=True,
                 use_safetensors=True,  # never the pickle next to it (pytorch_model.bin)
             )
     except (ValueError, TypeError, AttributeError, KeyError) as exc:
-        raise TrtEdgeError(f"{path}: cannot build a sequence classifier from this model ({exc})") from exc
+        first = str(exc).splitlines()[0][:200] if str(exc) else type(exc).__name__
+        raise TrtEdgeError(f"{path}: cannot build a {task} model from this folder ({first})") from exc
     except OSError as exc:
         raise TrtEdgeError(f"{path}: incomplete model folder ({str(exc).splitlines()[0]})") from exc
     except RuntimeError as exc:  # weights that do not fit the config (shapes), a corrupt tensor
@@ -135,7 +163,8 @@ def _reinit_head(model: Any) -> None:
 
 
 def save_classifier(model: Any, tokenizer: Any, folder: Path) -> None:
-    """Save as safetensors with the tokenizer, so any later stage or user can reload it."""
+    """Save as safetensors with the preprocessor (tokenizer or image processor): the model folder carries
+    it, so any later stage or user reloads it from there."""
     model.save_pretrained(folder, safe_serialization=True)
     tokenizer.save_pretrained(folder)
 

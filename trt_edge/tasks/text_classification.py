@@ -13,8 +13,15 @@ from typing import Any
 import numpy as np
 
 from trt_edge.tasks.metrics import classification_metrics
+from trt_edge.tasks.spec import TEXT_CLASSIFICATION as SPEC
 
-INPUT_NAMES = ("input_ids", "attention_mask", "token_type_ids")
+INPUT_NAMES = SPEC.input_names
+_FIRST = INPUT_NAMES[0]
+
+
+def pad_value(name: str, pad_token_id: int) -> int:
+    """What a padded position of input `name` holds (the spec says which input pads with the token id)."""
+    return pad_token_id if SPEC.input(name).pad == "pad_token_id" else int(SPEC.input(name).pad)
 
 
 @dataclass
@@ -28,7 +35,7 @@ class Encoded:
         return len(self.features)
 
     def lengths(self) -> list[int]:
-        return [len(f["input_ids"]) for f in self.features]
+        return [len(f[_FIRST]) for f in self.features]
 
 
 def encode(tokenizer: Any, texts: Sequence[str], max_length: int) -> Encoded:
@@ -43,12 +50,12 @@ def collate(features: Sequence[dict[str, Any]], pad_token_id: int) -> dict[str, 
     """Pad a batch to its longest example; extra keys (labels, teacher logits) are stacked."""
     import torch
 
-    width = max(len(f["input_ids"]) for f in features)
+    width = max(len(f[_FIRST]) for f in features)
     batch: dict[str, Any] = {}
     for name in INPUT_NAMES:
         if name not in features[0]:
             continue
-        pad = pad_token_id if name == "input_ids" else 0
+        pad = pad_value(name, pad_token_id)
         batch[name] = torch.tensor([list(f[name]) + [pad] * (width - len(f[name])) for f in features],
                                    dtype=torch.long)
     for key in features[0]:
@@ -63,8 +70,10 @@ def model_inputs(batch: dict[str, Any]) -> dict[str, Any]:
     return {k: v for k, v in batch.items() if k in INPUT_NAMES}
 
 
-def predict_logits(model: Any, encoded: Encoded, batch_size: int = 64, device: Any = None) -> np.ndarray:
-    """Logits for every example, in the original order."""
+def predict_logits(model: Any, encoded: Any, batch_size: int = 64, device: Any = None,
+                   collate_fn: Any = None) -> np.ndarray:
+    """Logits for every example, in the original order (batches of similar length; `collate_fn` batches
+    another task's features: the image task's stacking)."""
     import torch
 
     order = np.argsort(encoded.lengths(), kind="stable")
@@ -75,7 +84,7 @@ def predict_logits(model: Any, encoded: Encoded, batch_size: int = 64, device: A
     with torch.inference_mode():
         for start in range(0, len(order), batch_size):
             idx = order[start:start + batch_size]
-            batch = collate([encoded.features[i] for i in idx], encoded.pad_token_id)
+            batch = (collate_fn or collate)([encoded.features[i] for i in idx], encoded.pad_token_id)
             out = model(**{k: v.to(device) for k, v in batch.items()})
             chunks.append(out.logits.float().cpu().numpy())
     model.train(was_training)
@@ -91,3 +100,25 @@ def evaluate(model: Any, encoded: Encoded, labels: Sequence[int], num_labels: in
              batch_size: int = 64) -> tuple[dict[str, float], np.ndarray]:
     logits = predict_logits(model, encoded, batch_size)
     return classification_metrics(logits, labels, num_labels), logits
+
+
+# The example used for tracing: batch 2 and an odd sequence length that no other model dimension has,
+# with padding in the second row so no exporter can specialise the attention mask away.
+_EXAMPLE_BATCH, _EXAMPLE_SEQUENCE, _EXAMPLE_PAD = 2, 13, 4
+
+
+def example_inputs(model_config: Any, names: Sequence[str], int32_inputs: bool) -> dict[str, Any]:
+    """Token ids, an attention mask with padding in the second row, zero token types."""
+    import torch
+
+    vocab_size = int(model_config.vocab_size)
+    dtype = torch.int32 if int32_inputs else torch.int64
+    generator = torch.Generator().manual_seed(0)
+    ids = torch.randint(1000 if vocab_size > 2000 else 1, max(vocab_size - 1, 2),
+                        (_EXAMPLE_BATCH, _EXAMPLE_SEQUENCE), generator=generator, dtype=torch.int64)
+    mask = torch.ones_like(ids)
+    mask[1, -_EXAMPLE_PAD:] = 0
+    ids[1, -_EXAMPLE_PAD:] = 0
+    first, second, *rest = INPUT_NAMES
+    tensors = {first: ids, second: mask, **{n: torch.zeros_like(ids) for n in rest}}
+    return {n: tensors[n].to(dtype) for n in names}

@@ -1,0 +1,206 @@
+"""The image-classification task end to end on tiny random-weight ViT, DeiT and DINOv2 classifiers
+(seconds each), and its bad inputs: one line, exit 2, nothing half-written."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from trt_edge.config import RunConfig
+from trt_edge.errors import TrtEdgeError
+
+sys.path.insert(0, str(Path(__file__).parent))
+from vision_helpers import LABELS, write_image_folder, write_vision_model
+
+
+def _config(data: Path) -> RunConfig:
+    return RunConfig({"task": {"type": "image-classification",
+                               "data": {"source": str(data), "train_size": 0.6, "validation_size": 0.2,
+                                        "test_size": 0.2}},
+                      "export": {"parity_batch_sizes": [1, 4]}})
+
+
+@pytest.fixture(scope="module")
+def images(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return write_image_folder(tmp_path_factory.mktemp("vision") / "images")
+
+
+@pytest.mark.parametrize("kind", ["vit", "deit", "dinov2"])
+def test_export_with_pixel_values_and_a_dynamic_batch(kind: str, images: Path, tmp_path: Path) -> None:
+    import onnx
+
+    from trt_edge.engine.onnxinfo import onnx_inputs
+    from trt_edge.engine.plan import profiles_for_inputs
+    from trt_edge.export.stage import run
+    from trt_edge.runtime.ort import OnnxRuntimeRunner
+    from trt_edge.tasks.spec import preprocessor_dir
+
+    model_dir = write_vision_model(tmp_path / kind, kind)
+    record = run(_config(images), model_dir, tmp_path / "export")
+    onnx_path = tmp_path / "export" / "model.onnx"
+    model = onnx.load(str(onnx_path))
+    (value,) = model.graph.input
+    dims = [d.dim_param or d.dim_value for d in value.type.tensor_type.shape.dim]
+    assert value.name == "pixel_values" and dims == ["batch", 3, 16, 16]
+    assert record.metrics["max_abs_diff"] <= 1e-4 and record.metrics["argmax_agreement"] == 1.0
+    assert (preprocessor_dir(onnx_path) / "preprocessor_config.json").is_file()
+    # TensorRT profiles come from the axis names: only the batch varies.
+    (profile,) = profiles_for_inputs(onnx_inputs(onnx_path), {"batch": [1, 4, 8], "sequence": [1, 2, 3]})
+    assert profile.min == (1, 3, 16, 16) and profile.max == (8, 3, 16, 16)
+    with OnnxRuntimeRunner(onnx_path) as runner:
+        out = runner.infer({"pixel_values": np.zeros((5, 3, 16, 16), dtype=np.float32)})["logits"]
+    assert out.shape == (5, len(LABELS))
+
+
+def test_grayscale_and_colour_images_meet_the_models_channels(tmp_path: Path) -> None:
+    from trt_edge.tasks.config import DataConfig
+    from trt_edge.tasks.image_classification import load_data, match_channels
+
+    folder = write_image_folder(tmp_path / "rgb", per_class=4, mode="RGB")
+    data = load_data(DataConfig(source=str(folder), train_size=0.5, validation_size=0.25, test_size=0.25))
+    assert data.label_names == LABELS and data.train.examples[0].shape == (16, 16, 3)
+    gray = match_channels(data.train.examples[0], 1)
+    assert gray.shape == (16, 16, 1) and match_channels(gray, 3).shape == (16, 16, 3)
+
+
+def test_bad_image_data_is_one_line(tmp_path: Path) -> None:
+    from trt_edge.tasks.config import DataConfig
+    from trt_edge.tasks.image_classification import load_data
+
+    empty = tmp_path / "empty"
+    (empty / "a").mkdir(parents=True)
+    (empty / "b").mkdir()
+    with pytest.raises(TrtEdgeError, match="no images"):
+        load_data(DataConfig(source=str(empty)))
+    truncated = write_image_folder(tmp_path / "trunc", per_class=3)
+    victim = next((truncated / LABELS[0]).glob("*.png"))
+    victim.write_bytes(victim.read_bytes()[:40])
+    with pytest.raises(TrtEdgeError, match="not a readable image"):
+        load_data(DataConfig(source=str(truncated)))
+    mixed = write_image_folder(tmp_path / "mixed", per_class=3)
+    write_image_folder(tmp_path / "big", per_class=1, size=20)
+    (tmp_path / "big" / LABELS[0] / "000.png").rename(mixed / LABELS[1] / "zzz.png")
+    with pytest.raises(TrtEdgeError, match="one image size"):
+        load_data(DataConfig(source=str(mixed)))
+
+
+def test_wrong_task_wrong_head_missing_processor(images: Path, tiny_bert_dir: Path, tmp_path: Path) -> None:
+    from trt_edge.export.stage import run
+
+    with pytest.raises(TrtEdgeError, match="model for text-classification"):
+        run(_config(images), tiny_bert_dir, tmp_path / "a")
+    no_processor = write_vision_model(tmp_path / "np", "vit", processor=False)
+    with pytest.raises(TrtEdgeError, match="no image processor"):
+        run(_config(images), no_processor, tmp_path / "b")
+    two_classes = write_vision_model(tmp_path / "two", "vit", num_labels=2)
+    with pytest.raises(TrtEdgeError, match=r"head|classes"):
+        run(_config(images), two_classes, tmp_path / "c")
+    # A vision model given a text task (and image folders given to a text task).
+    text_cfg = RunConfig({"task": {"data": {"source": str(images)}}})
+    with pytest.raises(TrtEdgeError, match="model for image-classification"):
+        run(text_cfg, write_vision_model(tmp_path / "v", "vit"), tmp_path / "d")
+    from trt_edge.tasks.data import load_data
+
+    with pytest.raises(TrtEdgeError, match="holds images"):
+        load_data(text_cfg.section("task").data)
+    assert not any((tmp_path / n).exists() for n in "abcd")
+
+
+def test_cli_error_is_one_line_exit_2(images: Path, tiny_bert_dir: Path, tmp_path: Path) -> None:
+    cfg = tmp_path / "c.yaml"
+    cfg.write_text(json.dumps({"task": {"type": "image-classification", "data": {"source": str(images)}}}))
+    proc = subprocess.run([sys.executable, "-m", "trt_edge", "export", "--config", str(cfg), "--model",
+                           str(tiny_bert_dir), "--out", str(tmp_path / "out")], capture_output=True, text=True,
+                          timeout=300)
+    assert proc.returncode == 2, proc.stderr
+    errors = [line for line in proc.stderr.splitlines() if line.startswith("trt-edge: error:")]
+    assert len(errors) == 1 and "model for text-classification" in errors[0] and "Traceback" not in proc.stderr
+    assert not (tmp_path / "out").exists()
+
+
+@pytest.mark.parametrize("kind", ["vit", "deit", "dinov2"])
+def test_whole_chain_on_a_tiny_model(kind: str, images: Path, tmp_path: Path) -> None:
+    """distill -> 2:4 prune -> export -> calibrate (Q/DQ, cache, CPU artifact) -> bundle -> comparison ->
+    report, on a random-weight teacher folder fine-tuned for a few steps."""
+    from trt_edge.pipeline.runner import run_pipeline
+    from trt_edge.sparsity.onnx_check import check_onnx_sparsity
+    from trt_edge.stage import read_stage
+
+    teacher = write_vision_model(tmp_path / "teacher", kind, channels=1)
+    cache = tmp_path / "cache"
+    raw = {
+        "task": {"type": "image-classification", "eval_batch_size": 16,
+                 "data": {"source": str(images), "train_size": 0.6, "validation_size": 0.2, "test_size": 0.2}},
+        "distill": {"teacher": str(teacher), "teacher_finetune": "always",
+                    "teacher_train": {"epochs": 1, "batch_size": 8, "max_steps": 2, "learning_rate": 1e-3},
+                    "student": {"layers": [1]}, "train": {"epochs": 1, "batch_size": 8, "max_steps": 2},
+                    "ablation": False, "cache_dir": str(cache)},
+        "prune": {"train": {"epochs": 1, "batch_size": 8, "max_steps": 2}, "permutation_seconds": 0.2,
+                  "cache_dir": str(cache)},
+        "export": {"parity_batch_sizes": [1, 3]},
+        "calibrate": {"targets": ["tensorrt", "cpu"], "data": {"samples": 8}, "latency_runs": 2,
+                      "gate": {"budget": 100.0, "mixed_precision": False},
+                      "cpu": {"runs": 2, "budget": 100.0, "candidates": ["fp32", "dynamic-int8"]}},
+        "pipeline": {"gates": {"distill": 100.0, "prune": 100.0, "calibrate": 100.0},
+                     "compare_shapes": [[1, 1]], "compare_rounds": 1, "compare_runs": 2},
+    }
+    run_dir = tmp_path / "run"
+    run_pipeline(RunConfig(raw), run_dir)
+    prune = read_stage(run_dir / "prune")
+    assert prune["metrics"]["sparse_layers"] > 0 and prune["metrics"]["permuted_layers"] > 0
+    assert check_onnx_sparsity(run_dir / "export" / "model.onnx").ok
+    calibrate = read_stage(run_dir / "calibrate")
+    assert {"onnx", "calibration_cache", "onnx_cpu", "preprocessor"} <= set(calibrate["artifacts"])
+    assert calibrate["metrics"]["qdq_pairs"] > 0
+    assert (run_dir / "build" / "bundle" / "tokenizer" / "preprocessor_config.json").is_file()
+    (profile,) = json.loads((run_dir / "build" / "bundle" / "plan.json").read_text())["profiles"]
+    assert profile["name"] == "pixel_values" and profile["min"][1:] == profile["max"][1:] == [1, 16, 16]
+    assert (run_dir / "report" / "report.html").is_file()
+
+
+def _idx(path: Path, array: np.ndarray) -> Path:
+    import gzip
+    import struct
+
+    header = b"\0\0\x08" + bytes([array.ndim]) + struct.pack(">" + "I" * array.ndim, *array.shape)
+    with gzip.open(path, "wb") as handle:
+        handle.write(header + array.astype(np.uint8).tobytes())
+    return path
+
+
+def test_fashion_mnist_reader(tmp_path: Path) -> None:
+    """The IDX reader on small files in Debian's layout (the real package is used when installed)."""
+    from trt_edge.tasks import image_classification as ic
+
+    rng = np.random.default_rng(0)
+    for prefix, n in (("train", 40), ("t10k", 20)):
+        _idx(tmp_path / f"{prefix}-images-idx3-ubyte.gz", rng.integers(0, 255, (n, 28, 28)))
+        _idx(tmp_path / f"{prefix}-labels-idx1-ubyte.gz", np.arange(n) % 10)
+    arrays = ic.fashion_mnist(tmp_path)
+    assert arrays["train"][0].shape == (40, 28, 28) and arrays["test"][1].tolist()[:3] == [0, 1, 2]
+    raw = (tmp_path / "t10k-labels-idx1-ubyte.gz")
+    _idx(raw, np.arange(5))
+    import gzip
+
+    data = gzip.decompress(raw.read_bytes())
+    raw.write_bytes(gzip.compress(data[:-2]))
+    with pytest.raises(TrtEdgeError, match="truncated"):
+        ic.fashion_mnist(tmp_path)
+    with pytest.raises(TrtEdgeError, match="apt-get install dataset-fashion-mnist"):
+        ic.fashion_mnist(tmp_path / "absent")
+
+
+@pytest.mark.skipif(not Path("/usr/share/datasets/fashion-mnist").is_dir(),
+                    reason="Debian's dataset-fashion-mnist is not installed")
+def test_demo_fashion_mnist_splits() -> None:
+    from trt_edge.tasks.config import DataConfig
+    from trt_edge.tasks.image_classification import load_data
+
+    data = load_data(DataConfig(source="demo:fashion-mnist", train_size=200, validation_size=50, test_size=100))
+    assert len(data.label_names) == 10 and len(data.train) == 200 and len(data.test) == 100
+    assert data.test.examples[0].shape == (28, 28, 1)

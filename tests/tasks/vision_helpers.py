@@ -1,0 +1,72 @@
+"""Tiny random-weight vision classifiers and image folders, built in seconds for the vision chain tests."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+LABELS = ["circle", "square", "stripes"]
+SIZE = 16
+
+
+def write_image_folder(root: Path, per_class: int = 12, size: int = SIZE, mode: str = "L") -> Path:
+    """An ImageFolder tree whose classes differ visibly (a model can learn them), PNG via Pillow."""
+    from PIL import Image
+
+    rng = np.random.default_rng(0)
+    yy, xx = np.mgrid[:size, :size]
+    for k, label in enumerate(LABELS):
+        folder = root / label
+        folder.mkdir(parents=True, exist_ok=True)
+        for i in range(per_class):
+            noise = rng.normal(0, 20, (size, size))
+            if k == 0:
+                base = 200.0 * (((yy - size / 2) ** 2 + (xx - size / 2) ** 2) < (size / 3) ** 2)
+            elif k == 1:
+                base = 200.0 * ((abs(yy - size / 2) < size / 4) & (abs(xx - size / 2) < size / 4))
+            else:
+                base = 200.0 * ((xx // 2) % 2)
+            gray = np.clip(base + noise + 20, 0, 255).astype(np.uint8)
+            img = Image.fromarray(gray, "L")
+            if mode != "L":
+                img = img.convert(mode)
+            img.save(folder / f"{i:03d}.png")
+    return root
+
+
+def vision_config(kind: str, num_labels: int = len(LABELS), channels: int = 3) -> Any:
+    import transformers
+
+    common: dict[str, Any] = {"hidden_size": 32, "num_hidden_layers": 2, "num_attention_heads": 2,
+                              "intermediate_size": 64, "image_size": SIZE, "patch_size": 4,
+                              "num_channels": channels, "num_labels": num_labels,
+                              "id2label": dict(enumerate(LABELS[:num_labels])),
+                              "label2id": {n: i for i, n in enumerate(LABELS[:num_labels])}}
+    if kind == "vit":
+        return transformers.ViTConfig(**common)
+    if kind == "deit":
+        return transformers.DeiTConfig(**common)
+    if kind == "dinov2":
+        return transformers.Dinov2Config(**common)
+    raise ValueError(kind)
+
+
+def write_vision_model(folder: Path, kind: str = "vit", num_labels: int = len(LABELS), channels: int = 3,
+                       processor: bool = True) -> Path:
+    """A random-weight image classifier folder (safetensors) with its own preprocessor_config.json."""
+    import torch
+    import transformers
+
+    from trt_edge.tasks.image_classification import write_processor_config
+
+    torch.manual_seed(0)
+    config = vision_config(kind, num_labels, channels)
+    classes = {"vit": "ViTForImageClassification", "deit": "DeiTForImageClassification",
+               "dinov2": "Dinov2ForImageClassification"}
+    model = getattr(transformers, classes[kind])(config)
+    model.save_pretrained(folder, safe_serialization=True)
+    if processor:
+        write_processor_config(folder, config)
+    return folder

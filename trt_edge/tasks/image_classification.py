@@ -1,0 +1,273 @@
+"""Image classification: labelled images from an ImageFolder tree or Fashion-MNIST, the model's own image
+processor, batching and prediction in PyTorch.
+
+Images are kept as uint8 arrays [H, W, C] until a batch needs them; the processor (the model folder's
+`preprocessor_config.json`) resizes, rescales and normalises them. Channels are matched to the model
+first (a grayscale image for an RGB model is repeated, an RGB image for a 1-channel model is converted
+to luminance), so grayscale data sets work with either kind of model.
+"""
+
+from __future__ import annotations
+
+import gzip
+import struct
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from trt_edge.errors import TrtEdgeError
+from trt_edge.log import get_logger
+from trt_edge.tasks.config import DataConfig
+from trt_edge.tasks.data import IMAGE_SUFFIXES, ClassificationData, split_examples, stratified_order
+from trt_edge.tasks.metrics import classification_metrics
+from trt_edge.tasks.spec import IMAGE_CLASSIFICATION as SPEC
+
+log = get_logger("data")
+
+INPUT = SPEC.inputs[0].name
+FASHION_MNIST_DIR = Path("/usr/share/datasets/fashion-mnist")
+FASHION_MNIST_LABELS = ["t-shirt", "trouser", "pullover", "dress", "coat", "sandal", "shirt", "sneaker", "bag",
+                        "ankle-boot"]
+_INSTALL = "apt-get install dataset-fashion-mnist"
+
+
+# --- data -------------------------------------------------------------------------------------------
+
+def _read_idx(path: Path) -> np.ndarray:
+    """An IDX file (the MNIST format, gzip-compressed): uint8 arrays of images or labels."""
+    try:
+        with gzip.open(path, "rb") as handle:
+            raw = handle.read()
+    except (OSError, EOFError) as exc:
+        raise TrtEdgeError(f"{path}: unreadable ({exc}); reinstall with {_INSTALL}") from exc
+    if len(raw) < 8:
+        raise TrtEdgeError(f"{path}: truncated IDX file")
+    zero, dtype, ndim = raw[0:2], raw[2], raw[3]
+    if zero != b"\0\0" or dtype != 0x08:
+        raise TrtEdgeError(f"{path}: not an unsigned-byte IDX file")
+    dims = struct.unpack(">" + "I" * ndim, raw[4:4 + 4 * ndim])
+    data = np.frombuffer(raw, dtype=np.uint8, offset=4 + 4 * ndim)
+    if data.size != int(np.prod(dims)):
+        raise TrtEdgeError(f"{path}: truncated IDX file ({data.size} values for shape {list(dims)})")
+    return data.reshape(dims)
+
+
+def fashion_mnist(folder: Path = FASHION_MNIST_DIR) -> dict[str, tuple[np.ndarray, np.ndarray]]:
+    """{"train": (images [60000, 28, 28], labels), "test": (images [10000, 28, 28], labels)}."""
+    if not folder.is_dir():
+        raise TrtEdgeError(f"demo:fashion-mnist needs Debian's dataset package: {_INSTALL} "
+                           f"(then {folder} holds the *-ubyte.gz files)")
+    out = {}
+    for split, prefix in (("train", "train"), ("test", "t10k")):
+        images = _read_idx(folder / f"{prefix}-images-idx3-ubyte.gz")
+        labels = _read_idx(folder / f"{prefix}-labels-idx1-ubyte.gz")
+        if len(images) != len(labels):
+            raise TrtEdgeError(f"{folder}: {prefix} has {len(images)} images and {len(labels)} labels")
+        out[split] = (images, labels)
+    return out
+
+
+def _decode(file: Path) -> np.ndarray:
+    """One image file as a uint8 array [H, W, C] (C = 1 grayscale, 3 colour), or a one-line error."""
+    from PIL import Image, UnidentifiedImageError
+
+    try:
+        with Image.open(file) as img:
+            img.load()
+            mode = "L" if img.mode in ("1", "L", "I", "I;16", "F") else "RGB"
+            array = np.asarray(img.convert(mode), dtype=np.uint8)
+    except (UnidentifiedImageError, OSError, ValueError, SyntaxError) as exc:
+        raise TrtEdgeError(f"{file}: not a readable image ({str(exc).splitlines()[0][:120]})") from exc
+    return array[:, :, None] if array.ndim == 2 else array
+
+
+def read_image_folder(path: Path) -> tuple[list[np.ndarray], list[str]]:
+    """Images from an ImageFolder tree (one sub-folder of PNG/JPEG files per class), decoded with Pillow.
+
+    Every image must have the same size (the processor resizes, but a data set of mixed sizes is
+    usually a mistake worth stopping for); the first unreadable or odd-sized file is named.
+    """
+    classes = sorted(p for p in path.iterdir() if p.is_dir() and not p.name.startswith("."))
+    if not classes:
+        raise TrtEdgeError(f"{path}: expected one sub-folder of images (PNG/JPEG) per class, found none")
+    images: list[np.ndarray] = []
+    labels: list[str] = []
+    size: tuple[int, int] | None = None
+    first: Path | None = None
+    for folder in classes:
+        files = sorted(f for f in folder.rglob("*") if f.is_file() and f.suffix.lower() in IMAGE_SUFFIXES)
+        for file in files:
+            array = _decode(file)
+            if size is None:
+                size, first = (array.shape[0], array.shape[1]), file
+            elif (array.shape[0], array.shape[1]) != size:
+                raise TrtEdgeError(f"{file}: image is {array.shape[1]}x{array.shape[0]}, but {first} is "
+                                   f"{size[1]}x{size[0]}; a data set must have one image size")
+            images.append(array)
+            labels.append(folder.name)
+    if not images:
+        texts = any(f.suffix == ".txt" for c in classes for f in c.rglob("*"))
+        hint = " (it holds .txt files: set task.type: text-classification)" if texts else ""
+        raise TrtEdgeError(f"{path}: no images (PNG/JPEG) in its class folders{hint}")
+    return images, labels
+
+
+def load_data(cfg: DataConfig) -> ClassificationData:
+    """Labelled images, split like the text data (seeded, stratified); Fashion-MNIST keeps its own test set."""
+    if cfg.source == "demo:fashion-mnist":
+        return _load_fashion_mnist(cfg)
+    if cfg.source.startswith("demo:"):
+        raise TrtEdgeError(f"unknown demo image data set {cfg.source!r}; available: demo:fashion-mnist")
+    path = Path(cfg.source).expanduser()
+    if not path.exists():
+        raise TrtEdgeError(f"dataset not found: {path} (give a folder with one sub-folder of images per class)")
+    if not path.is_dir():
+        raise TrtEdgeError(f"{path}: an image-classification task reads a folder of class folders (ImageFolder "
+                           "layout), not a file; a table of texts needs task.type: text-classification")
+    images, labels = read_image_folder(path)
+    return split_examples(list(images), labels, cfg, path.name)
+
+
+def _load_fashion_mnist(cfg: DataConfig) -> ClassificationData:
+    arrays = fashion_mnist()
+    train_images, train_labels = arrays["train"]
+    test_images, test_labels = arrays["test"]
+    names = [FASHION_MNIST_LABELS[int(i)] for i in train_labels]
+    # train/validation come from the training file; the test split is the official test file, drawn
+    # stratified when test_size asks for fewer than its 10,000 images.
+    data = split_examples([img[:, :, None] for img in train_images], names,
+                          cfg.replace(test_size=1, max_examples=cfg.max_examples), "fashion-mnist")
+    n_test = len(test_labels) if cfg.test_size < 1 else min(int(cfg.test_size), len(test_labels))
+    order = sorted(stratified_order([str(int(v)) for v in test_labels], cfg.seed)[:n_test])
+    index = {name: i for i, name in enumerate(data.label_names)}
+    data.test.examples = [test_images[i][:, :, None] for i in order]
+    data.test.labels = [index[FASHION_MNIST_LABELS[int(test_labels[i])]] for i in order]
+    log.info("fashion-mnist: test split is %d images of the official test file", len(order))
+    return data
+
+
+# --- preprocessing ----------------------------------------------------------------------------------
+
+def num_channels(model_config: Any) -> int:
+    return int(getattr(model_config, "num_channels", 3) or 3)
+
+
+def image_size(model_config: Any) -> tuple[int, int]:
+    size = getattr(model_config, "image_size", 224)
+    if isinstance(size, (list, tuple)):
+        return int(size[0]), int(size[1])
+    return int(size), int(size)
+
+
+def match_channels(image: np.ndarray, channels: int) -> np.ndarray:
+    """[H, W, C] with the model's channel count (grayscale repeated, colour to luminance)."""
+    have = image.shape[2]
+    if have == channels:
+        return image
+    if have == 1:
+        return np.repeat(image, channels, axis=2)
+    if channels == 1:
+        gray = image[:, :, :3].astype(np.float32) @ np.asarray([0.299, 0.587, 0.114], dtype=np.float32)
+        return np.clip(np.rint(gray), 0, 255).astype(np.uint8)[:, :, None]
+    raise TrtEdgeError(f"images have {have} channels, the model takes {channels}")
+
+
+def pixel_values(processor: Any, images: Sequence[np.ndarray], channels: int) -> np.ndarray:
+    """float32 [N, C, H, W] from the model's own image processor."""
+    if not images:
+        return np.zeros((0, channels, 1, 1), dtype=np.float32)
+    arrays = [match_channels(img, channels) for img in images]
+    try:
+        out = processor(images=arrays, return_tensors="np", input_data_format="channels_last")
+    except (ValueError, TypeError) as exc:
+        raise TrtEdgeError(f"the image processor cannot prepare these images ({str(exc).splitlines()[0][:160]}); "
+                           "check preprocessor_config.json (image_mean/image_std per channel)") from exc
+    return np.asarray(out[INPUT], dtype=np.float32)
+
+
+def write_processor_config(folder: Path, model_config: Any) -> None:
+    """A `preprocessor_config.json` for a model trained from scratch: resize to the model's input size,
+    rescale to [0, 1], normalise with mean 0.5 / std 0.5 per channel."""
+    from transformers import ViTImageProcessor
+
+    height, width = image_size(model_config)
+    channels = num_channels(model_config)
+    processor = ViTImageProcessor(do_resize=True, size={"height": height, "width": width}, do_rescale=True,
+                                  do_normalize=True, image_mean=[0.5] * channels, image_std=[0.5] * channels)
+    processor.save_pretrained(str(folder))
+
+
+# --- batching and prediction (the adapter interface the stages call) -------------------------------
+
+class Encoded:
+    """Preprocessed images: `features` hold one {pixel_values: [C, H, W]} per example."""
+
+    def __init__(self, pixels: np.ndarray) -> None:
+        self.pixels = pixels
+        self.features = [{INPUT: pixels[i]} for i in range(len(pixels))]
+        self.pad_token_id = 0
+
+    def __len__(self) -> int:
+        return len(self.features)
+
+    def lengths(self) -> list[int]:
+        return [1] * len(self.features)
+
+
+def processor_channels(processor: Any) -> int:
+    """The channel count the processor normalises (its per-channel mean), 3 when it does not say."""
+    mean = getattr(processor, "image_mean", None)
+    return len(mean) if isinstance(mean, (list, tuple)) else 3
+
+
+def encode(processor: Any, images: Sequence[np.ndarray], max_length: int = 0) -> Encoded:
+    """`max_length` is unused (images have no sequence axis); kept so text and images share one call."""
+    del max_length
+    return Encoded(pixel_values(processor, images, processor_channels(processor)))
+
+
+def collate(features: Sequence[dict[str, Any]], pad_token_id: int = 0) -> dict[str, Any]:
+    """Stack a batch; extra keys (labels, teacher logits) are stacked too."""
+    import torch
+
+    del pad_token_id
+    return {key: torch.stack([torch.as_tensor(np.asarray(f[key])) for f in features]) for key in features[0]}
+
+
+def model_inputs(batch: dict[str, Any]) -> dict[str, Any]:
+    return {k: v for k, v in batch.items() if k in SPEC.input_names}
+
+
+def predict_logits(model: Any, encoded: Encoded, batch_size: int = 64, device: Any = None) -> np.ndarray:
+    from trt_edge.tasks.text_classification import predict_logits as predict
+
+    return predict(model, encoded, batch_size, device, collate_fn=collate)
+
+
+def evaluate(model: Any, encoded: Encoded, labels: Sequence[int], num_labels: int,
+             batch_size: int = 64) -> tuple[dict[str, float], np.ndarray]:
+    logits = predict_logits(model, encoded, batch_size)
+    return classification_metrics(logits, labels, num_labels), logits
+
+
+def example_inputs(model_config: Any, names: Sequence[str], int32_inputs: bool) -> dict[str, Any]:
+    """A traced example: batch 2 of random pixels at the model's input size."""
+    import torch
+
+    del int32_inputs
+    height, width = image_size(model_config)
+    generator = torch.Generator().manual_seed(0)
+    tensors = {INPUT: torch.randn(2, num_channels(model_config), height, width, generator=generator)}
+    return {n: tensors[n] for n in names}
+
+
+def feeds(processor: Any, images: Sequence[np.ndarray], model_config: Any = None, channels: int | None = None,
+          max_length: int = 0) -> tuple[dict[str, np.ndarray], np.ndarray]:
+    """ONNX feeds for the examples and their "lengths" (all 1: images have no sequence axis)."""
+    del max_length
+    c = channels if channels is not None else (num_channels(model_config) if model_config is not None
+                                               else processor_channels(processor))
+    pixels = pixel_values(processor, images, c)
+    return {INPUT: pixels}, np.ones(len(pixels), dtype=np.int64)

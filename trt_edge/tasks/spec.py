@@ -1,0 +1,269 @@
+"""The task contract: what a task's model takes and gives, declared once (Optimum's per-task ONNX configs).
+
+A `TaskSpec` names the model inputs with their dtypes and NAMED axes (which of them are dynamic), the
+output, the preprocessor the inputs come from (a tokenizer, an image processor) and the files that
+make it up, the adapter module that loads the task's data and batches it, the metric, and the parity
+tolerances. Stages ask the spec: the exporter writes its names and axes into the ONNX, the build plan
+makes TensorRT profiles by the axis names, calibration and evaluation feed what it lists, and the
+preprocessor travels as an artifact beside every model (`preprocessor/` in export, calibrate and build
+folders, the model folder itself for distill and prune) so no stage searches for it.
+
+This module is the only place where input names are written down.
+"""
+
+from __future__ import annotations
+
+import importlib
+import os
+import shutil
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from trt_edge.errors import TrtEdgeError
+
+BATCH_AXIS = "batch"
+SEQUENCE_AXIS = "sequence"
+PREPROCESSOR_DIR = "preprocessor"
+# What the build stage and its on-device bundle call the same folder (`tokenizer/`, from before images).
+BUNDLE_PREPROCESSOR_DIR = "tokenizer"
+
+
+@dataclass(frozen=True)
+class InputSpec:
+    """One model input: its name, numpy dtype name, axis names, and which axes are dynamic.
+
+    `optional` inputs are fed only when the model's forward takes them and the preprocessor makes them
+    (BERT's `token_type_ids`). `pad` is the value a padded position takes (`pad_token_id` for ids).
+    """
+
+    name: str
+    dtype: str
+    axes: tuple[str, ...]
+    dynamic: tuple[str, ...]
+    optional: bool = False
+    pad: str | int = 0
+
+
+@dataclass(frozen=True)
+class PreprocessorSpec:
+    """The preprocessor a task needs: its kind, the files that identify it, the transformers loader."""
+
+    kind: str
+    files: tuple[str, ...]
+    loader: str  # "module:attribute" with `from_pretrained`
+
+    def present(self, folder: Path) -> bool:
+        return folder.is_dir() and any((folder / name).is_file() for name in self.files)
+
+    def load(self, folder: Path, trust_remote_code: bool = False) -> Any:
+        """Load it from `folder` (local files only), or say in one line what is missing. transformers is
+        asked even when none of `files` is there (some tokenizers rebuild from the model config); the
+        stages refuse such folders earlier (`tasks.models.check_preprocessor`)."""
+        if self.kind == "tokenizer":  # also refuses a tokenizer with no real vocabulary (every word [UNK])
+            from trt_edge.guard import load_tokenizer
+
+            return load_tokenizer(folder, trust_remote_code)
+        module, _, attr = self.loader.partition(":")
+        cls = getattr(importlib.import_module(module), attr)
+        try:
+            return cls.from_pretrained(str(folder), local_files_only=True, trust_remote_code=trust_remote_code)
+        except (OSError, ValueError, KeyError, TypeError) as exc:
+            what = "unreadable" if self.present(folder) else f"no {' or '.join(self.files)} for the"
+            raise TrtEdgeError(f"{folder}: {what} {self.kind} ({str(exc).splitlines()[0][:200]})") from exc
+
+    def copy(self, src: Path, dst: Path) -> Path:
+        """Copy the preprocessor's files (and `config.json`, which holds the label names) into `dst`."""
+        if not self.present(src):
+            raise TrtEdgeError(f"{src}: no {self.kind} ({' or '.join(self.files)}) to carry forward")
+        dst.mkdir(parents=True, exist_ok=True)
+        for item in sorted(src.iterdir()):
+            if item.is_file() and not item.name.endswith((".safetensors", ".onnx", ".bin", ".data")) \
+                    and item.name != "stage.json":
+                shutil.copyfile(item, dst / item.name)
+        return dst
+
+
+@dataclass(frozen=True)
+class TaskSpec:
+    """A task's contract. `adapter` is the module holding its data loading, batching and prediction."""
+
+    name: str
+    modality: str
+    inputs: tuple[InputSpec, ...]
+    output: str
+    output_axes: tuple[str, ...]
+    preprocessor: PreprocessorSpec
+    adapter: str
+    auto_model: str
+    metric: str = "accuracy"
+    atol: float = 1e-4
+    min_argmax_agreement: float = 1.0
+    # The input whose row sum is an example's true length (sequence tasks), None for fixed-size inputs.
+    length_input: str | None = None
+
+    @property
+    def input_names(self) -> tuple[str, ...]:
+        return tuple(i.name for i in self.inputs)
+
+    @property
+    def required_inputs(self) -> tuple[str, ...]:
+        return tuple(i.name for i in self.inputs if not i.optional)
+
+    @property
+    def dynamic_axes(self) -> tuple[str, ...]:
+        seen: dict[str, None] = {}
+        for i in self.inputs:
+            for axis in i.dynamic:
+                seen.setdefault(axis, None)
+        return tuple(seen)
+
+    def input(self, name: str) -> InputSpec:
+        for i in self.inputs:
+            if i.name == name:
+                return i
+        raise KeyError(name)
+
+    def module(self) -> Any:
+        """The adapter module (imported lazily: reading a spec never imports torch)."""
+        return importlib.import_module(self.adapter)
+
+    def check_onnx_io(self, input_names: list[str], output_names: list[str], source: str) -> list[str]:
+        """The graph's inputs, after checking they are this task's (required ones present, none unknown)."""
+        missing = [n for n in self.required_inputs if n not in input_names]
+        unknown = [n for n in input_names if n not in self.input_names]
+        if missing or unknown or self.output not in output_names:
+            optional = [n for n in self.input_names if n not in self.required_inputs]
+            raise TrtEdgeError(
+                f"{source}: expected inputs {list(self.required_inputs)}"
+                + (f" (+ {', '.join(optional)})" if optional else "")
+                + f" and output {self.output!r} of a {self.name} model, found inputs {input_names} and outputs "
+                f"{output_names}; export it with `trt-edge export`"
+            )
+        return input_names
+
+
+TEXT_CLASSIFICATION = TaskSpec(
+    name="text-classification",
+    modality="text",
+    inputs=(
+        InputSpec("input_ids", "int64", (BATCH_AXIS, SEQUENCE_AXIS), (BATCH_AXIS, SEQUENCE_AXIS), pad="pad_token_id"),
+        InputSpec("attention_mask", "int64", (BATCH_AXIS, SEQUENCE_AXIS), (BATCH_AXIS, SEQUENCE_AXIS)),
+        InputSpec("token_type_ids", "int64", (BATCH_AXIS, SEQUENCE_AXIS), (BATCH_AXIS, SEQUENCE_AXIS), optional=True),
+    ),
+    output="logits",
+    output_axes=(BATCH_AXIS, "classes"),
+    preprocessor=PreprocessorSpec("tokenizer", ("tokenizer.json", "vocab.txt", "tokenizer_config.json",
+                                                "spiece.model", "vocab.json"),
+                                  "transformers:AutoTokenizer"),
+    adapter="trt_edge.tasks.text_classification",
+    auto_model="AutoModelForSequenceClassification",
+    length_input="attention_mask",
+)
+
+IMAGE_CLASSIFICATION = TaskSpec(
+    name="image-classification",
+    modality="image",
+    inputs=(InputSpec("pixel_values", "float32", (BATCH_AXIS, "channels", "height", "width"), (BATCH_AXIS,)),),
+    output="logits",
+    output_axes=(BATCH_AXIS, "classes"),
+    preprocessor=PreprocessorSpec("image processor", ("preprocessor_config.json",),
+                                  "transformers:AutoImageProcessor"),
+    adapter="trt_edge.tasks.image_classification",
+    auto_model="AutoModelForImageClassification",
+)
+
+TASKS: dict[str, TaskSpec] = {s.name: s for s in (TEXT_CLASSIFICATION, IMAGE_CLASSIFICATION)}
+
+
+def get_task(name: str) -> TaskSpec:
+    if name not in TASKS:
+        raise TrtEdgeError(f"unknown task {name!r}; known: {', '.join(TASKS)}")
+    return TASKS[name]
+
+
+def task_for_inputs(input_names: list[str], source: str) -> TaskSpec:
+    """The task whose required inputs an exported graph takes (stages that get only an ONNX file)."""
+    for spec in TASKS.values():
+        if all(n in input_names for n in spec.required_inputs) and all(n in spec.input_names for n in input_names):
+            return spec
+    known = "; ".join(f"{s.name}: {list(s.required_inputs)}" for s in TASKS.values())
+    raise TrtEdgeError(f"{source}: inputs {input_names} match no task ({known}); export it with `trt-edge export`")
+
+
+def task_for_onnx(model: Any, source: str) -> TaskSpec:
+    """`task_for_inputs` on an ONNX ModelProto's graph inputs (initializers excluded)."""
+    inits = {i.name for i in model.graph.initializer}
+    return task_for_inputs([i.name for i in model.graph.input if i.name not in inits], source)
+
+
+def task_for_model_folder(folder: Path) -> TaskSpec | None:
+    """The task a Hugging Face folder's preprocessor belongs to (None when it carries none)."""
+    for spec in TASKS.values():
+        if spec.preprocessor.present(folder):
+            return spec
+    return None
+
+
+def task_max_length(config: Any, record: dict[str, Any] | None = None) -> int:
+    """The one derivation of `max_length` for stages that get a model file: the run config's
+    `task.max_length` when it has a task section, else the one the stage that wrote the model recorded
+    (`record`, its stage.json), else the default."""
+    if "task" in config.raw or record is None:
+        return int(config.section("task").max_length)
+    task = (record.get("config") or {}).get("task") or {}
+    return int(task.get("max_length") or config.section("task").max_length)
+
+
+def recorded_stage(model_file: str | os.PathLike[str]) -> dict[str, Any] | None:
+    """The stage.json beside a model file, or None (a bare file)."""
+    import json
+
+    path = Path(model_file).parent / "stage.json"
+    try:
+        record = json.loads(path.read_text(encoding="utf-8")) if path.is_file() else None
+    except (OSError, ValueError):
+        return None
+    return record if isinstance(record, dict) else None
+
+
+def sequence_profile(max_length: int) -> list[int]:
+    """min/opt/max of the `sequence` axis when the config gives none: [1, max_length // 2, max_length].
+    The one place `max_length` turns into engine shapes (build plan, bundle, profile sweeps)."""
+    return [1, max(1, max_length // 2), max_length]
+
+
+def preprocessor_dir(model_file: str | os.PathLike[str], explicit: str | os.PathLike[str] | None = None) -> Path:
+    """The preprocessor folder of a model file (ONNX or plan): `explicit`, else the `preprocessor`
+    artifact the stage that wrote the file names in its `stage.json`, else `preprocessor/` or (an
+    on-device bundle, a build folder) `tokenizer/` beside the file, else the file's own folder when the
+    preprocessor files lie there. Never a search through other stages' folders."""
+    import json
+
+    if explicit:
+        path = Path(str(explicit))
+        if str(explicit).startswith("demo:"):
+            from trt_edge.tasks.models import resolve_model_path
+
+            path = resolve_model_path(str(explicit))
+        if not any(s.preprocessor.present(path) for s in TASKS.values()):
+            raise TrtEdgeError(f"{path}: no tokenizer files or preprocessor_config.json in this folder")
+        return path
+    model = Path(model_file)
+    stage_file = model.parent / "stage.json"
+    if stage_file.is_file():
+        try:
+            record = json.loads(stage_file.read_text(encoding="utf-8"))
+        except (OSError, json.JSONDecodeError) as exc:
+            raise TrtEdgeError(f"{stage_file}: unreadable ({exc})") from exc
+        rel = (record.get("artifacts") or {}).get("preprocessor")
+        if isinstance(rel, str) and (model.parent / rel).is_dir():
+            return model.parent / rel
+    for name in (PREPROCESSOR_DIR, BUNDLE_PREPROCESSOR_DIR):
+        beside = model.parent / name
+        if beside.is_dir():
+            return beside
+    if any(s.preprocessor.present(model.parent) for s in TASKS.values()):  # a hand-made folder: files beside
+        return model.parent
+    raise TrtEdgeError(f"{model}: no preprocessor beside it ({PREPROCESSOR_DIR}/ or a stage.json naming one); "
+                       "export the model with `trt-edge export` (which carries it), or pass --tokenizer FOLDER")
