@@ -384,7 +384,9 @@ def random_inputs(model: torch.nn.Module, batch: int = 4, length: int = 24, seed
         task = "image-classification" if image else "text-classification"
     spec = get_task(task)
     if spec.modality != "text":
-        example: dict[str, torch.Tensor] = spec.module().example_inputs(config, spec.required_inputs, False)
+        # seeded: two draws must differ, or every layer looks token-independent (masks.token_independent_linears)
+        example: dict[str, torch.Tensor] = spec.module().example_inputs(config, spec.required_inputs, False,
+                                                                        seed=seed)
         return example
     vocab = int(getattr(config, "vocab_size", 1000))
     gen = torch.Generator().manual_seed(seed)

@@ -252,13 +252,13 @@ def evaluate(model: Any, encoded: Encoded, labels: Sequence[int], num_labels: in
     return classification_metrics(logits, labels, num_labels), logits
 
 
-def example_inputs(model_config: Any, names: Sequence[str], int32_inputs: bool) -> dict[str, Any]:
+def example_inputs(model_config: Any, names: Sequence[str], int32_inputs: bool, seed: int = 0) -> dict[str, Any]:
     """A traced example: batch 2 of random pixels at the model's input size."""
     import torch
 
     del int32_inputs
     height, width = image_size(model_config)
-    generator = torch.Generator().manual_seed(0)
+    generator = torch.Generator().manual_seed(seed)
     tensors = {INPUT: torch.randn(2, num_channels(model_config), height, width, generator=generator)}
     return {n: tensors[n] for n in names}
 

@@ -107,13 +107,13 @@ def evaluate(model: Any, encoded: Encoded, labels: Sequence[int], num_labels: in
 _EXAMPLE_BATCH, _EXAMPLE_SEQUENCE, _EXAMPLE_PAD = 2, 13, 4
 
 
-def example_inputs(model_config: Any, names: Sequence[str], int32_inputs: bool) -> dict[str, Any]:
+def example_inputs(model_config: Any, names: Sequence[str], int32_inputs: bool, seed: int = 0) -> dict[str, Any]:
     """Token ids, an attention mask with padding in the second row, zero token types."""
     import torch
 
     vocab_size = int(model_config.vocab_size)
     dtype = torch.int32 if int32_inputs else torch.int64
-    generator = torch.Generator().manual_seed(0)
+    generator = torch.Generator().manual_seed(seed)
     ids = torch.randint(1000 if vocab_size > 2000 else 1, max(vocab_size - 1, 2),
                         (_EXAMPLE_BATCH, _EXAMPLE_SEQUENCE), generator=generator, dtype=torch.int64)
     mask = torch.ones_like(ids)
