@@ -37,10 +37,10 @@ def preflight(config: RunConfig, stages: Sequence[str], *, data: bool = True) ->
 
 
 def _check_data(config: RunConfig, stages: Sequence[str]) -> dict[str, Any]:
-    from trt_edge.tasks.data import load_data
+    from trt_edge.tasks.data import load_task_data
 
     task = config.section("task")
-    data = load_data(task.data)
+    data = load_task_data(task)
     sizes = {n: len(data.split(n)) for n in ("train", "validation", "test")}
     if "calibrate" in stages:
         cal = config.section("calibrate").data
@@ -53,13 +53,19 @@ def _check_data(config: RunConfig, stages: Sequence[str]) -> dict[str, Any]:
 
 def _check_models(config: RunConfig) -> None:
     """The teacher (and a separate student) exist, hold safetensors and a real tokenizer, and share it."""
-    from trt_edge.guard import check_positions, load_tokenizer
+    from trt_edge.guard import check_positions
     from trt_edge.tasks.models import resolve_model_path
+    from trt_edge.tasks.spec import get_task
 
     cfg = config.section("distill")
+    if not isinstance(cfg.teacher, str):
+        return  # a teacher described by a config only: trained from scratch, nothing on disk to check yet
+    spec = get_task(config.section("task").type)
+    text = spec.modality == "text"
     teacher = resolve_model_path(cfg.teacher)
-    teacher_tok = load_tokenizer(teacher, cfg.trust_remote_code)
-    check_positions(config.section("task").max_length, teacher, teacher_tok)
+    teacher_tok = spec.preprocessor.load(teacher, cfg.trust_remote_code)
+    if text:
+        check_positions(config.section("task").max_length, teacher, teacher_tok)
     layers = _config_int(teacher, "num_hidden_layers")
     if not cfg.student.model and cfg.student.layers and layers is not None:
         wrong = [i for i in cfg.student.layers if not 0 <= i < layers]
@@ -67,9 +73,10 @@ def _check_models(config: RunConfig) -> None:
             raise TrtEdgeError(f"distill.student.layers {wrong} out of range: the teacher has layers 0..{layers - 1}")
     if cfg.student.model:
         student = resolve_model_path(cfg.student.model)
-        student_tok = load_tokenizer(student, cfg.trust_remote_code)
-        check_positions(config.section("task").max_length, student, student_tok)
-        if student_tok.get_vocab() != teacher_tok.get_vocab():
+        student_tok = spec.preprocessor.load(student, cfg.trust_remote_code)
+        if text:
+            check_positions(config.section("task").max_length, student, student_tok)
+        if text and student_tok.get_vocab() != teacher_tok.get_vocab():
             raise TrtEdgeError(f"{cfg.student.model}: its tokenizer differs from the teacher's ({cfg.teacher}); "
                                "logit distillation needs the same tokenization (use a student of the same family)")
 
@@ -83,8 +90,12 @@ def _check_build(config: RunConfig, *, calibrated: bool) -> None:
     max_length = int(config.section("task").max_length)
     if cfg.precision == "auto":
         cfg = cfg.replace(precision="int8-qdq" if calibrated else "fp16")
-    inputs = [OnnxInput(name, "int64", ("batch", "sequence"))
-              for name in ("input_ids", "attention_mask", "token_type_ids")]
+    from trt_edge.tasks.spec import get_task
+
+    # The task's declared inputs; a fixed axis (an image's channels, height, width) is sized at export,
+    # so 1 stands in for it: the profile check concerns the named dynamic axes only.
+    spec = get_task(config.section("task").type)
+    inputs = [OnnxInput(i.name, i.dtype, tuple(a if a in i.dynamic else 1 for a in i.axes)) for i in spec.inputs]
     plan = BuildPlan.from_config(cfg, inputs, max_length)
     if plan.precision == "int8-cache" and calibrated and not plan.calibration_cache:
         plan.calibration_cache = "calibration.cache"  # the calibrate stage writes it (TensorRT <= 10)
