@@ -432,6 +432,17 @@ def _(c: Ctx) -> list[str]:
     return ["check-sparsity", c.file("m.onnx", b"garbage")]
 
 
+@case("check-sparsity-json-out-user-file", "is not a trt-edge sparsity check report")
+def _(c: Ctx) -> list[str]:
+    return ["check-sparsity", str(c.onnx), "--json_out", c.file("notes.json", '{"mine": 1}')]
+
+
+@case("check-sparsity-json-out-folder", "is a folder")
+def _(c: Ctx) -> list[str]:
+    (c.work / "reports").mkdir()
+    return ["check-sparsity", str(c.onnx), "--json_out", str(c.work / "reports")]
+
+
 @case("onnx-garbage-run", "ONNX")
 def _(c: Ctx) -> list[str]:
     return ["run", "--text", "x", "--onnx", c.file("m.onnx", b"garbage"), "--tokenizer", str(c.model)]

@@ -276,6 +276,23 @@ _held: dict[str, tuple[int, int]] = {}  # lock path -> (fd, depth); re-entrant w
 _held_guard = threading.Lock()
 
 
+def check_report_file(path: str | os.PathLike[str], kind: str) -> Path:
+    """A report file trt-edge may write: new, or a previous report of the same `kind` (its JSON says so).
+    Anything else at that path (a user's file, a folder) is refused before any work, never replaced."""
+    p = Path(path)
+    if p.is_dir():
+        raise TrtEdgeError(f"{p}: is a folder; give a file path for the report")
+    if p.exists():
+        try:
+            previous = load_json(p, "report")
+        except TrtEdgeError:
+            previous = None
+        if not (isinstance(previous, dict) and previous.get("kind") == kind):
+            raise TrtEdgeError(f"{p}: exists and is not a {kind} report written by trt-edge; "
+                               "choose another path or remove the file")
+    return p
+
+
 def lock_path(folder: str | os.PathLike[str]) -> Path:
     """`.NAME.lock` next to the folder: it survives the folder being replaced by `stage_output`."""
     p = Path(folder).expanduser().resolve()

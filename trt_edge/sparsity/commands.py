@@ -74,13 +74,18 @@ class PruneCommands:
         from trt_edge.sparsity import check_sparsity
         from trt_edge.stage import atomic_write_json
 
+        from trt_edge.guard import check_report_file
+
+        kind = "trt-edge sparsity check"
+        if json_out:
+            check_report_file(json_out, kind)  # before the check: a user's file is never replaced
         report = check_sparsity(path, sparsity_json or None)
         if not quiet:
             print(report.to_table())
         else:
             print(json.dumps(report.summary(), default=str))
         if json_out:
-            atomic_write_json(json_out, report.to_dict())
+            atomic_write_json(json_out, {"kind": kind, **report.to_dict()})
         if not report.ok:
             raise GateError(f"{len(report.violations)} tensor(s) listed in sparsity.json lost the 2:4 pattern: "
                             f"{', '.join(report.violations[:5])}{' ...' if len(report.violations) > 5 else ''}",
