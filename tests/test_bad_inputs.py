@@ -361,7 +361,7 @@ def _(c: Ctx) -> list[str]:
     return _export(c, m)
 
 
-@case("model-without-tokenizer", "no vocabulary")
+@case("model-without-tokenizer", "tokenizer")
 def _(c: Ctx) -> list[str]:
     m = c.work / "m"
     m.mkdir()

@@ -93,7 +93,7 @@ def test_student_tokenizer_is_checked_before_any_work(tmp_path: Path, tiny_bert_
         raise AssertionError("the teacher was prepared before the tokenizer check")
 
     monkeypatch.setattr(stage, "prepare_teacher", no_work)
-    monkeypatch.setattr(stage, "load_data", no_work)
+    monkeypatch.setattr(stage, "load_task_data", no_work)
     with pytest.raises(TrtEdgeError, match="tokenizer differs from the teacher's"):
         run(_config(demo_data_config, str(tiny_bert_dir), student={"model": str(student)}), tmp_path / "out")
     assert not (tmp_path / "out").exists()

@@ -204,3 +204,25 @@ def test_demo_fashion_mnist_splits() -> None:
     data = load_data(DataConfig(source="demo:fashion-mnist", train_size=200, validation_size=50, test_size=100))
     assert len(data.label_names) == 10 and len(data.train) == 200 and len(data.test) == 100
     assert data.test.examples[0].shape == (28, 28, 1)
+
+
+@pytest.mark.parametrize("kind", ["vit", "deit", "dinov2"])
+def test_student_keeps_only_the_chosen_layers(kind: str) -> None:
+    """A student from a layer subset really has fewer blocks (DINOv2's backbone stage names follow the
+    new depth instead of short-circuiting the cut), and still runs."""
+    import torch
+    import transformers
+    from vision_helpers import vision_config
+
+    from trt_edge.distill.student import _layer_list, student_from_teacher
+
+    classes = {"vit": "ViTForImageClassification", "deit": "DeiTForImageClassification",
+               "dinov2": "Dinov2ForImageClassification"}
+    teacher = getattr(transformers, classes[kind])(vision_config(kind)).eval()
+    student, keep = student_from_teacher(teacher, [1])
+    assert keep == [1]
+    assert student.config.num_hidden_layers == 1 and len(_layer_list(student)[2]) == 1
+    assert len(_layer_list(teacher)[2]) == 2  # the teacher is untouched
+    pixels = torch.randn(2, 3, 16, 16, generator=torch.Generator().manual_seed(0))
+    with torch.no_grad():
+        assert student(pixel_values=pixels).logits.shape == (2, len(LABELS))

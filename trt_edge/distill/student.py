@@ -51,12 +51,12 @@ def student_from_teacher(teacher: Any, layers: list[int] | None) -> tuple[Any, l
         # One block applied num_hidden_layers times (ALBERT): every layer is the same weights, so keeping
         # k of them is applying the shared block k times.
         student.config.num_hidden_layers = len(keep)
+        return student, keep
     if isinstance(getattr(student.config, "stage_names", None), list):  # DINOv2's backbone stages follow the depth
         student.config.stage_names = ["stem", *(f"stage{i}" for i in range(1, len(keep) + 1))]
         setter = getattr(student.config, "set_output_features_output_indices", None)
         if callable(setter):
             setter(out_features=None, out_indices=None)
-        return student, keep
     parent, name, blocks = _layer_list(student)
     setattr(parent, name, torch.nn.ModuleList([blocks[i] for i in keep]))
     student.config.num_hidden_layers = len(keep)
