@@ -87,6 +87,14 @@ class TransferConfig(ConfigBase):
             raise ValueError(f"transfer.max_examples must be at least 1, got {self.max_examples}")
 
 
+def check_kd_weights(temperature: float, alpha: float) -> None:
+    """The logit-KD settings every distillation loop shares (distill, 2:4 and width recovery)."""
+    if temperature <= 0:
+        raise ValueError(f"temperature must be positive, got {temperature}")
+    if not 0 <= alpha <= 1:
+        raise ValueError(f"alpha must be in [0, 1], got {alpha}")
+
+
 @dataclass
 class DistillConfig(ConfigBase):
     """Knowledge distillation from a teacher into a student.
@@ -131,10 +139,7 @@ class DistillConfig(ConfigBase):
     seed: int = 0
 
     def __post_init__(self) -> None:
-        if self.temperature <= 0:
-            raise ValueError(f"temperature must be positive, got {self.temperature}")
-        if not 0 <= self.alpha <= 1:
-            raise ValueError(f"alpha must be in [0, 1], got {self.alpha}")
+        check_kd_weights(self.temperature, self.alpha)
         if self.hidden_weight < 0 or self.attention_weight < 0:
             raise ValueError("hidden_weight and attention_weight must not be negative")
         if isinstance(self.teacher, dict):

@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 from typing import Literal
 
 from trt_edge.configbase import ConfigBase
-from trt_edge.distill.config import TrainConfig
+from trt_edge.distill.config import TrainConfig, check_kd_weights
 
 # Linear layers inside a transformer block (`encoder.layer.3.`, `transformer.layer.0.`, `layers.11.`,
 # ALBERT's shared `albert_layers.0.`):
@@ -42,10 +42,7 @@ class RecoveryConfig(ConfigBase):
     seed: int = 0
 
     def __post_init__(self) -> None:
-        if self.temperature <= 0:
-            raise ValueError(f"temperature must be positive, got {self.temperature}")
-        if not 0 <= self.alpha <= 1:
-            raise ValueError(f"alpha must be in [0, 1], got {self.alpha}")
+        check_kd_weights(self.temperature, self.alpha)
         if self.max_accuracy_drop is not None and self.max_accuracy_drop < 0:
             raise ValueError(f"max_accuracy_drop must not be negative, got {self.max_accuracy_drop}")
 

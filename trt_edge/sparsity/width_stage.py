@@ -40,7 +40,8 @@ def calibration_batches(tokenizer: Any, texts: Sequence[str], max_length: int, b
     from trt_edge.tasks.text_classification import collate, encode, model_inputs
 
     encoded = encode(tokenizer, texts, max_length)
-    order = sorted(range(len(encoded)), key=lambda i: len(encoded.features[i]["input_ids"]))
+    lengths = encoded.lengths()
+    order = sorted(range(len(encoded)), key=lambda i: lengths[i])
     return [model_inputs(collate([encoded.features[i] for i in order[s:s + batch_size]], encoded.pad_token_id))
             for s in range(0, len(order), batch_size)]
 
