@@ -226,3 +226,80 @@ def test_student_keeps_only_the_chosen_layers(kind: str) -> None:
     pixels = torch.randn(2, 3, 16, 16, generator=torch.Generator().manual_seed(0))
     with torch.no_grad():
         assert student(pixel_values=pixels).logits.shape == (2, len(LABELS))
+
+
+def test_cli_run_image_classifies_like_pytorch(images: Path, tiny_bert_onnx: Path, tiny_bert_dir: Path, tmp_path: Path,
+                                               capsys: pytest.CaptureFixture[str]) -> None:
+    """`trt-edge run --image` on an export: the labels and logits of the PyTorch model on the same images,
+    through the image processor that travels with the export; the wrong modality is one line, exit 2."""
+    import torch
+    from transformers import AutoImageProcessor, AutoModelForImageClassification
+
+    from trt_edge.cli import main
+    from trt_edge.export.stage import run
+    from trt_edge.tasks.image_classification import decode_image, pixel_values
+
+    model_dir = write_vision_model(tmp_path / "vit", "vit")
+    run(_config(images), model_dir, tmp_path / "export")
+    files = sorted((images / LABELS[1]).glob("*.png"))
+    processor = AutoImageProcessor.from_pretrained(model_dir)
+    model = AutoModelForImageClassification.from_pretrained(model_dir).eval()
+    pixels = pixel_values(processor, [decode_image(f) for f in files], 3)
+    with torch.inference_mode():
+        ref = model(pixel_values=torch.from_numpy(pixels)).logits.numpy()
+    main(["run", "--onnx", str(tmp_path / "export"), "--image", str(images / LABELS[1])])
+    lines = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+    assert [line["image"] for line in lines] == [str(f) for f in files]
+    assert [line["index"] for line in lines] == ref.argmax(-1).tolist()
+    assert [line["label"] for line in lines] == [LABELS[i] for i in ref.argmax(-1)]
+    probs = np.array([[line["probabilities"][n] for n in LABELS] for line in lines])
+    expected = np.exp(ref - ref.max(-1, keepdims=True))
+    np.testing.assert_allclose(probs, expected / expected.sum(-1, keepdims=True), atol=1e-4)
+
+    for argv, message in (
+        (["--onnx", str(tmp_path / "export"), "--text", "a shirt"], "takes image, not text; use --image"),
+        (["--onnx", str(tiny_bert_onnx), "--tokenizer", str(tiny_bert_dir), "--image", str(files[0])],
+         "takes text, not image"),
+        (["--onnx", str(tmp_path / "export"), "--image", str(tmp_path / "none.png")], "no such file or folder"),
+        (["--onnx", str(tmp_path / "export"), "--image", str(tmp_path)], "no PNG/JPEG files in this folder"),
+        (["--onnx", str(tmp_path / "export"), "--image", str(files[0]), "--text", "x"], "not both"),
+    ):
+        with pytest.raises(SystemExit) as info:
+            main(["run", *argv])
+        assert info.value.code == 2
+        assert message in capsys.readouterr().err
+
+
+def test_width_stage_prunes_a_vit_on_images(images: Path, tmp_path: Path) -> None:
+    """`prune --method width` on an image task: importance from the adapter's batches (patches), heads and
+    neurons removed for real, recovery on images, and the exported pixel_values model passes parity."""
+    import shutil
+
+    import onnx
+    from onnx import numpy_helper
+
+    from trt_edge.export.stage import run as export_run
+    from trt_edge.sparsity.width_stage import run
+    from trt_edge.stage import StageRecord
+
+    root = tmp_path / "distilled"
+    write_vision_model(root / "model", "vit")  # hidden 32, 2 heads of 16, feed-forward 64
+    shutil.copytree(root / "model", root / "teacher")
+    StageRecord(stage="distill", config={}, artifacts={"model": "model", "teacher": "teacher"}).write(root)
+    raw = _config(images).raw
+    raw["task"]["eval_batch_size"] = 16
+    raw["width"] = {"keep_heads": 0.5, "keep_ffn": 0.5, "steps": 1, "calibration_samples": 16,
+                    "train": {"epochs": 1, "batch_size": 8, "max_steps": 2, "learning_rate": 1e-3}}
+    config = RunConfig(raw)
+    m = run(config, root, tmp_path / "width").metrics
+    assert (m["dense_structure"]["heads"], m["dense_structure"]["ffn"]) == (2, 64)
+    assert (m["structure"]["heads"], m["structure"]["ffn"]) == (1, 32)
+    assert m["calibration_examples"] == 16 and m["steps"][0]["recovery"]["distilled"]
+    assert m["parity_max_abs_diff"] < 1e-4
+    model = onnx.load(str(tmp_path / "width" / "model.onnx"))
+    assert [i.name for i in model.graph.input] == ["pixel_values"]
+    shapes = {tuple(numpy_helper.to_array(i).shape) for i in model.graph.initializer}
+    assert (32, 16) in shapes or (16, 32) in shapes
+    assert not any(64 in s for s in shapes if len(s) == 2 and 32 in s)  # no full-width feed-forward left
+    exported = export_run(config, tmp_path / "width", tmp_path / "export").metrics
+    assert exported["max_abs_diff"] < 1e-4 and exported["argmax_agreement"] == 1.0

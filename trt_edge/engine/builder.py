@@ -131,8 +131,7 @@ def cache_calibrator(cache_path: Path, calibration_data: Path | None = None,
         factory = getattr(module, "make_entropy_calibrator", None) if module is not None else None
         if factory is not None:
             made: trt.IInt8EntropyCalibrator2 = factory(calibration_data, cache_path,
-                                                        input_names=tuple(input_names) or ("input_ids",
-                                                                                           "attention_mask"))
+                                                        input_names=tuple(input_names))
             return made
     blob = cache_path.read_bytes()
 

@@ -73,26 +73,32 @@ class EngineCommands:
 
     def run(self, text: Any = "", engine: str = "", onnx: str = "", tokenizer: str = "", max_length: Any = None,
             providers: str = "", allow_host_code: bool = False, cuda_graph: bool = False, text_file: str = "",
-            lines: bool = False) -> None:
-        """Classify text end to end with a TensorRT plan or an ONNX model, printing label and probabilities.
+            lines: bool = False, image: Any = "") -> None:
+        """Classify texts or images end to end with a TensorRT plan or an ONNX model, printing one JSON line
+        (label and probabilities) per input.
 
         Args:
           text: the text to classify, taken verbatim (commas, numbers and quotes included).
           engine: a TensorRT plan (its manifest model.plan.json is checked first).
           onnx: an ONNX model, run with ONNX Runtime (or an export/calibrate stage folder).
-          tokenizer: the model folder with the tokenizer (found next to the model otherwise).
+          tokenizer: the folder with the model's preprocessor (tokenizer, or preprocessor_config.json for an
+            image model); the one that travels with the model is used otherwise.
           max_length: tokens per text after truncation. Defaults to 128 (or the model's positions if fewer).
           providers: ONNX Runtime providers, comma-separated (cpu, cuda, tensorrt). Defaults to cpu.
           allow_host_code: run a plan that embeds host code (version-compatible, serialized plugins).
           cuda_graph: replay the TensorRT enqueue from a CUDA graph.
           text_file: read the text from this UTF-8 file instead (for long input); `-` reads standard input.
           lines: with --text-file, classify each non-empty line as its own text.
+          image: a PNG/JPEG file, or a folder of them (its own files, by name), for an image-classification
+            model.
         """
         from trt_edge.errors import TrtEdgeError
         from trt_edge.runtime.base import Runner
-        from trt_edge.runtime.text import TextClassifier
 
-        texts = run_texts(text, text_file, lines)
+        images = _image_paths(image)
+        if images and (text_file or text not in ("", None) or lines):
+            raise TrtEdgeError("give --text (or --text-file) or --image, not both")
+        texts = [] if images else run_texts(text, text_file, lines)
         asked = max_length not in (None, "")
         length = _positive_int(max_length, "max-length", minimum=2) if asked else 128
         if bool(engine) == bool(onnx):
@@ -106,8 +112,8 @@ class EngineCommands:
             model_file = engine
             # Stay inside the plan's optimization profile: longer texts are truncated to its max sequence.
             batch_max, seq_max = _profile_limits(read_manifest(manifest_path_for(engine)), engine)
-            if batch_max is not None and seq_max is not None:
-                batch_size, length = min(batch_size, batch_max), min(length, seq_max)
+            batch_size = min(batch_size, batch_max) if batch_max is not None else batch_size
+            length = min(length, seq_max) if seq_max is not None else length
             runner = TensorRTRunner(engine, allow_host_code=allow_host_code, cuda_graph=cuda_graph)
         else:
             from trt_edge.engine.stage import resolve_input
@@ -116,6 +122,17 @@ class EngineCommands:
             model_path = resolve_input(onnx)[0]
             model_file = str(model_path)
             runner = OnnxRuntimeRunner(model_path, providers=[p for p in providers.split(",") if p] or None)
+        _check_modality(model_file, tokenizer or None, "image" if images else "text")
+        if images:
+            from trt_edge.runtime.image import ImageClassifier, image_files
+
+            files = image_files(images)
+            classifier_i = ImageClassifier.from_model_file(runner, model_file, tokenizer or None, batch_size)
+            for record in classifier_i.classify(files):
+                print(json.dumps(record))
+            return
+        from trt_edge.runtime.text import TextClassifier
+
         classifier = TextClassifier.from_model_file(runner, model_file, tokenizer or None, length, batch_size)
         from trt_edge.guard import model_positions
 
@@ -128,6 +145,32 @@ class EngineCommands:
                                "use at most that")
         for prediction in classifier.classify(texts):
             print(json.dumps(prediction.to_dict()))
+
+
+def _image_paths(image: Any) -> list[str]:
+    """`--image` as a list of paths (Fire gives a string, or a list for `--image=[a,b]`)."""
+    from trt_edge.errors import TrtEdgeError
+
+    if image in ("", None, False):
+        return []
+    items = list(image) if isinstance(image, (list, tuple)) else [image]
+    if not items or not all(isinstance(i, str) and i for i in items):
+        raise TrtEdgeError("--image takes a PNG/JPEG file or a folder of them")
+    return [str(i) for i in items]
+
+
+def _check_modality(model_file: str, explicit: str | None, asked: str) -> None:
+    """Refuse, in one line, text for an image model or images for a text model (before any inference),
+    judged by the preprocessor that travels with the model."""
+    from trt_edge.errors import TrtEdgeError
+    from trt_edge.tasks.spec import preprocessor_dir, task_for_model_folder
+
+    spec = task_for_model_folder(preprocessor_dir(model_file, explicit))
+    if spec is not None and spec.modality != asked:
+        use = "--image FILE" if spec.modality == "image" else '--text "..."'
+        article = "an" if spec.name[0] in "aeiou" else "a"
+        raise TrtEdgeError(f"{model_file} is {article} {spec.name} model: it takes {spec.modality}, not {asked}; "
+                           f"use {use}")
 
 
 MAX_TEXT_BYTES = 16 << 20
@@ -194,7 +237,8 @@ def _positive_int(value: Any, what: str, minimum: int = 1) -> int:
 
 
 def _profile_limits(manifest: dict[str, Any], engine: str) -> tuple[int | None, int | None]:
-    """(max batch, max sequence) of the plan's first 2-D profile, refusing a malformed one in one line."""
+    """(max batch, max sequence) of the plan's first profile (no sequence for an image input), refusing a
+    malformed one in one line."""
     from trt_edge.errors import TrtEdgeError
 
     io = manifest.get("io", [])
@@ -209,6 +253,6 @@ def _profile_limits(manifest: dict[str, Any], engine: str) -> tuple[int | None, 
                 or not all(isinstance(v, int) and not isinstance(v, bool) and v > 0 for v in top)):
             raise TrtEdgeError(f"{engine}: its manifest's profile for {str(tensor.get('name'))[:60]!r} has no valid "
                                "'max' shape; rebuild the engine")
-        return (top[0], top[1]) if len(top) == 2 else (None, None)
+        return (top[0], top[1]) if len(top) == 2 else (top[0], None)
     return None, None
 

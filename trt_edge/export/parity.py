@@ -217,6 +217,21 @@ def check(report: ParityReport, *, atol: float, rtol: float | None, min_argmax_a
         raise GateError(f"parity of {what} with PyTorch failed: " + "; ".join(problems), figures)
 
 
+def task_parity_cases(task: str, preprocessor: Any, examples: Sequence[Any], input_names: Sequence[str],
+                      model_config: Any, *, max_length: int = 128, batch_size: int = 64,
+                      batch_sizes: Sequence[int] = (1, 8), sequence_lengths: Sequence[int] = (16, 128)
+                      ) -> list[ParityCase]:
+    """The parity batches of a task's examples: texts over batch and sequence, images over the batch
+    (their one dynamic axis). The one place a stage's parity check picks between the two."""
+    from trt_edge.tasks.spec import get_task
+
+    if get_task(task).modality == "image":
+        return image_parity_cases(preprocessor, examples, input_names, model_config, batch_size=batch_size,
+                                  batch_sizes=batch_sizes)
+    return parity_cases(preprocessor, examples, input_names, max_length=max_length, batch_size=batch_size,
+                        batch_sizes=batch_sizes, sequence_lengths=sequence_lengths)
+
+
 def run_parity(model: Any, onnx_path: Any, cases: Sequence[ParityCase], texts: Sequence[str] | None = None,
                providers: Sequence[str] | None = None) -> ParityReport:
     """`compare` against ONNX Runtime (CPU unless `providers` says otherwise) on an ONNX file."""

@@ -147,7 +147,7 @@ def _fuse_attention(onnx_path: Path, out_path: Path, feeds: list[dict[str, np.nd
 def run(config: RunConfig, model_dir: str | Path, out: str | Path) -> StageRecord:
     """Export the classifier in `model_dir` (a stage folder or a HF folder) and write stage folder `out`."""
     from trt_edge.export.exporter import export_onnx, folder_label_names, load_for_export, model_bytes
-    from trt_edge.export.parity import check, image_parity_cases, parity_cases, run_parity
+    from trt_edge.export.parity import check, run_parity, task_parity_cases
     from trt_edge.tasks.data import load_task_data, resolve_data_source
     from trt_edge.tasks.spec import PREPROCESSOR_DIR, get_task
 
@@ -188,13 +188,9 @@ def run(config: RunConfig, model_dir: str | Path, out: str | Path) -> StageRecor
                            decompose_layernorm=cfg.decompose_layernorm, task=task.type)
         # The preprocessor travels with the model: calibrate, build, profile and run read it from here.
         spec.preprocessor.copy(path, tmp / PREPROCESSOR_DIR)
-        if spec.modality == "image":
-            cases = image_parity_cases(loaded.tokenizer, texts, info.input_names, loaded.model.config,
-                                       batch_size=task.eval_batch_size, batch_sizes=cfg.parity_batch_sizes)
-        else:
-            cases = parity_cases(loaded.tokenizer, texts, info.input_names, max_length=task.max_length,
-                                 batch_size=task.eval_batch_size, batch_sizes=cfg.parity_batch_sizes,
-                                 sequence_lengths=cfg.parity_sequence_lengths)
+        cases = task_parity_cases(task.type, loaded.tokenizer, texts, info.input_names, loaded.model.config,
+                                  max_length=task.max_length, batch_size=task.eval_batch_size,
+                                  batch_sizes=cfg.parity_batch_sizes, sequence_lengths=cfg.parity_sequence_lengths)
         fusion: dict[str, Any] | None = None
         if cfg.fuse_attention:
             # Before the parity run over the whole split: a strict refusal costs only the export.

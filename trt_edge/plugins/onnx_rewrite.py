@@ -51,10 +51,10 @@ from trt_edge.plugins.ort_reference import (
     attention_reference,
     expand_fused_attention,
 )
+from trt_edge.tasks.spec import padding_mask_input
 
 log = get_logger("export")
 
-MASK_INPUT = "attention_mask"
 MASK_INT32 = "trt_edge_attention_mask_i32"
 # A mask value at or below this counts as "excluded" (exports use -inf or float32 min).
 MASKED_BELOW = -1.0e4
@@ -373,11 +373,12 @@ def find_attention_candidates(model: Any) -> tuple[list[AttentionCandidate], lis
 
 def _with_padding(feed: dict[str, np.ndarray]) -> dict[str, np.ndarray] | None:
     """A copy of a feed whose first row has its last key padded, so mask checks always see padding."""
-    mask = feed.get(MASK_INPUT)
-    if mask is None or mask.ndim != 2 or mask.shape[1] < 2:
+    name = padding_mask_input(feed)
+    mask = feed.get(name) if name is not None else None
+    if name is None or mask is None or mask.ndim != 2 or mask.shape[1] < 2:
         return None
     padded = {k: v.copy() for k, v in feed.items()}
-    padded[MASK_INPUT][0, -1] = 0
+    padded[name][0, -1] = 0
     return padded
 
 
@@ -525,9 +526,10 @@ def _verify_one(c: AttentionCandidate, results: list[dict[str, Any]], feeds: lis
         scale = scale / value if factor.divide else scale * value
     if not (scale > 0 and math.isfinite(scale)):
         return f"attention scale {scale} is not a positive number", None
-    has_mask_input = all(MASK_INPUT in f for f in feeds)
+    mask_name = padding_mask_input(feeds[0]) if feeds else None
+    has_mask_input = mask_name is not None and all(mask_name in f for f in feeds)
     shapes = [(int(r[c.q_src].shape[0]), int(r[c.q_src].shape[1])) for r in results]
-    masks = [f[MASK_INPUT] if has_mask_input else np.ones(shape, np.int64)
+    masks = [f[mask_name] if has_mask_input and mask_name is not None else np.ones(shape, np.int64)
              for f, shape in zip(feeds, shapes, strict=True)]
     mask_terms: list[str] = []
     bias_terms: list[str] = []
@@ -597,6 +599,15 @@ def _eliminate_dead_nodes(graph: Any) -> None:
     infos = [v for v in graph.value_info if v.name in produced]
     del graph.value_info[:]
     graph.value_info.extend(infos)
+
+
+def graph_padding_mask(model: Any) -> str:
+    """The graph input a masked fused node reads (cast to int32): the task's key-padding mask."""
+    inits = {i.name for i in model.graph.initializer}
+    name = padding_mask_input(i.name for i in model.graph.input if i.name not in inits)
+    if name is None:
+        raise TrtEdgeError("an attention block applies a padding mask but the graph has no padding-mask input")
+    return name
 
 
 def splice_nodes(model: Any, replacements: dict[str, list[Any]], prelude: list[Any], domain: str,
@@ -696,8 +707,8 @@ def rewrite_model(model: Any, layers: list[FusedLayer], trt_version: str | None 
         replacements[c.output] = nodes
     prelude = []
     if any(layer.has_mask for layer in layers):
-        prelude.append(helper.make_node("Cast", [MASK_INPUT], [MASK_INT32], name="trt_edge_attention_mask_cast",
-                                        to=TensorProto.INT32))
+        prelude.append(helper.make_node("Cast", [graph_padding_mask(model)], [MASK_INT32],
+                                        name="trt_edge_attention_mask_cast", to=TensorProto.INT32))
     return splice_nodes(model, replacements, prelude, PLUGIN_DOMAIN)
 
 

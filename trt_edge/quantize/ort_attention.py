@@ -101,12 +101,12 @@ def fuse_attention_ort(model: Any, feeds: list[dict[str, np.ndarray]],
     from onnx import TensorProto, helper, numpy_helper
 
     from trt_edge.plugins.onnx_rewrite import (
-        MASK_INPUT,
         AttentionNotFused,
         _Graph,
         bias_nodes,
         compare_models,
         find_attention_candidates,
+        graph_padding_mask,
         splice_nodes,
         summarize,
         verify_candidates,
@@ -161,8 +161,8 @@ def fuse_attention_ort(model: Any, feeds: list[dict[str, np.ndarray]],
                                 unfused)
     prelude = []
     if any(layer["has_mask"] for layer in layers):
-        prelude.append(helper.make_node("Cast", [MASK_INPUT], [MASK_INT32], name="trt_edge_ort_mask_cast",
-                                        to=TensorProto.INT32))
+        prelude.append(helper.make_node("Cast", [graph_padding_mask(model)], [MASK_INT32],
+                                        name="trt_edge_ort_mask_cast", to=TensorProto.INT32))
     fused = splice_nodes(model, replacements, prelude, MS_DOMAIN, initializers)
     left = {n.output[0] for n in fused.graph.node if n.op_type == "Softmax"}
     stuck = [layer_name for layer_name, softmax in softmaxes.items() if softmax in left]

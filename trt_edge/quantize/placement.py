@@ -33,9 +33,6 @@ from trt_edge.errors import TrtEdgeError
 from trt_edge.quantize.calibrators import QMAX, scale_from_amax
 from trt_edge.quantize.config import PlacementConfig
 
-MODEL_TOKEN_INPUTS = ("input_ids", "token_type_ids")
-MASK_INPUT = "attention_mask"
-
 
 @dataclass
 class NodePlan:
@@ -101,12 +98,16 @@ def _forward_cone(model: Any, sources: Iterable[str], through_shapes: bool = Tru
 def mask_path_tensors(model: Any) -> set[str]:
     """Tensors computed from the attention mask and not from token values (casts, Where(mask, 0, -inf),
     expands). Shapes of the token inputs do not count as token values: exporters build the mask's
-    broadcast from `Shape(input_ids)`."""
-    inputs = {i.name for i in model.graph.input}
-    if MASK_INPUT not in inputs:
+    broadcast from the shape of the token ids."""
+    from trt_edge.tasks.spec import padding_mask_input, value_inputs
+
+    inits = {i.name for i in model.graph.initializer}
+    inputs = [i.name for i in model.graph.input if i.name not in inits]
+    mask = padding_mask_input(inputs)
+    if mask is None:
         return set()
-    tokens = _forward_cone(model, [n for n in MODEL_TOKEN_INPUTS if n in inputs], through_shapes=False)
-    return _forward_cone(model, [MASK_INPUT]) - tokens
+    tokens = _forward_cone(model, value_inputs(inputs), through_shapes=False)
+    return _forward_cone(model, [mask]) - tokens
 
 
 def _attr(node: Any, name: str, default: int = 0) -> int:

@@ -128,12 +128,14 @@ class EntropyCalibratorImpl:
 
 
 def make_entropy_calibrator(calibration_data: str | os.PathLike[str], cache_path: str | os.PathLike[str] | None,
-                            batch_size: int = 8, input_names: Sequence[str] = ("input_ids", "attention_mask"),
+                            batch_size: int = 8, input_names: Sequence[str] = (),
                             dtypes: Mapping[str, Any] | None = None) -> trt.IInt8EntropyCalibrator2:
     """An `IInt8EntropyCalibrator2` over `calibration.npz` that reads/writes `cache_path`.
 
-    dtypes: numpy dtype per input as the network declares it; defaults to int32 before TensorRT 10
-        (8.x parses int64 ids as int32) and int64 from 10.
+    input_names: the network's inputs (the build plan's profile names); empty for every input the
+        set holds.
+    dtypes: numpy dtype per input as the network declares it; defaults to float32 for pixel arrays,
+        and for integer inputs int32 before TensorRT 10 (8.x parses int64 ids as int32) and int64 from 10.
     """
     trt_module = lazy_import("tensorrt")
     version = str(trt_module.__version__)
@@ -141,8 +143,13 @@ def make_entropy_calibrator(calibration_data: str | os.PathLike[str], cache_path
         raise TrtEdgeError(f"TensorRT {version} has no implicit calibration (removed in 11.0); build "
                            "model.int8.onnx, which carries its Q/DQ scales")
     data = load_calibration_set(calibration_data, input_names, batch_size)
-    default = np.int64 if TrtVersion.parse(version).at_least(10) else np.int32
-    types = {n: (dtypes or {}).get(n, default) for n in input_names}
+    input_names = list(input_names) or sorted(data.inputs)
+    integer = np.int64 if TrtVersion.parse(version).at_least(10) else np.int32
+
+    def default(name: str) -> Any:
+        return np.float32 if np.issubdtype(data.inputs[name].dtype, np.floating) else integer
+
+    types = {n: (dtypes or {}).get(n, default(n)) for n in input_names}
     header = f"TRT-{trt_version_int(version)}-{DEFAULT_ALGORITHM}"
     base = trt_module.IInt8EntropyCalibrator2
 

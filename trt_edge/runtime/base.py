@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import time
 from abc import ABC, abstractmethod
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from types import TracebackType
 
@@ -123,3 +123,23 @@ class Runner(ABC):
 
     @abstractmethod
     def infer_impl(self, feed: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]: ...
+
+
+def logits_in_chunks(runner: Runner, items: Sequence[object], batch_size: int,
+                     make_feed: Callable[[Sequence[object]], dict[str, np.ndarray]],
+                     preferred: str = "logits") -> np.ndarray:
+    """The `preferred` output (or the only one) for `items`, `batch_size` at a time, in order; the runner
+    is activated for the call when it is not active. The text and image classifiers share this loop."""
+    if not items:
+        raise TrtEdgeError("nothing to classify")
+    was_active = runner.is_active
+    if not was_active:
+        runner.activate()
+    try:
+        outputs = [o.name for o in runner.outputs()]
+        name = preferred if preferred in outputs else outputs[0]
+        chunks = [runner.infer(make_feed(items[i:i + batch_size]))[name] for i in range(0, len(items), batch_size)]
+    finally:
+        if not was_active:
+            runner.deactivate()
+    return np.concatenate(chunks).astype(np.float32)

@@ -19,7 +19,7 @@ from typing import Any
 import numpy as np
 
 from trt_edge.errors import TrtEdgeError
-from trt_edge.runtime.base import Runner
+from trt_edge.runtime.base import Runner, logits_in_chunks
 from trt_edge.tasks.spec import TEXT_CLASSIFICATION
 
 TOKENIZER_FILES = TEXT_CLASSIFICATION.preprocessor.files
@@ -51,6 +51,15 @@ def label_names_for(folder: Path, num_labels: int) -> list[str]:
         except (OSError, ValueError, AttributeError, TypeError, RecursionError):
             names = {}
     return [names.get(i, f"LABEL_{i}") for i in range(num_labels)]
+
+
+def class_names(given: list[str] | None, folder: Path | None, num_labels: int) -> list[str]:
+    """`given`, else the folder's label names, else `LABEL_i`; refused when they do not fit the logits."""
+    names = given if given is not None else (label_names_for(folder, num_labels) if folder is not None
+                                             else [f"LABEL_{i}" for i in range(num_labels)])
+    if len(names) != num_labels:
+        raise TrtEdgeError(f"the model has {num_labels} classes but {len(names)} label names")
+    return names
 
 
 def softmax(logits: np.ndarray) -> np.ndarray:
@@ -112,26 +121,12 @@ class TextClassifier:
         """Raw logits, one row per text, in order."""
         if not texts:
             raise TrtEdgeError("no text to classify")
-        was_active = self.runner.is_active
-        if not was_active:
-            self.runner.activate()
-        try:
-            outputs = [o.name for o in self.runner.outputs()]
-            name = "logits" if "logits" in outputs else outputs[0]
-            chunks = [self.runner.infer(self._feed(texts[i:i + self.batch_size]))[name]
-                      for i in range(0, len(texts), self.batch_size)]
-        finally:
-            if not was_active:
-                self.runner.deactivate()
-        return np.concatenate(chunks).astype(np.float32)
+        return logits_in_chunks(self.runner, list(texts), self.batch_size,
+                                lambda chunk: self._feed([str(t) for t in chunk]), TEXT_CLASSIFICATION.output)
 
     def classify(self, texts: Sequence[str]) -> list[Prediction]:
         logits = self.logits(texts)
-        if self.label_names is None:
-            self.label_names = (label_names_for(self._label_folder, logits.shape[-1]) if self._label_folder
-                                else [f"LABEL_{i}" for i in range(logits.shape[-1])])
-        if len(self.label_names) != logits.shape[-1]:
-            raise TrtEdgeError(f"the model has {logits.shape[-1]} classes but {len(self.label_names)} label names")
+        self.label_names = class_names(self.label_names, self._label_folder, logits.shape[-1])
         probs = softmax(logits)
         out = []
         for text, row in zip(texts, probs, strict=True):

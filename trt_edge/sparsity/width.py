@@ -35,6 +35,7 @@ import torch
 
 from trt_edge.errors import TrtEdgeError
 from trt_edge.log import get_logger
+from trt_edge.tasks.spec import padding_mask_input
 
 log = get_logger("prune.width")
 
@@ -226,7 +227,8 @@ def activation_importance(model: torch.nn.Module, structure: Structure,
     try:
         with torch.inference_mode():
             for batch in batches:
-                state["mask"] = batch.get("attention_mask")
+                mask_name = padding_mask_input(batch)
+                state["mask"] = batch.get(mask_name) if mask_name is not None else None
                 model(**batch)
     finally:
         for handle in handles:

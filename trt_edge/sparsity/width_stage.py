@@ -2,7 +2,7 @@
 
 Input: a distill stage folder (student `model/`, teacher `teacher/`) or a bare Hugging Face folder (then
 `width.teacher` names the teacher). Schedule: `steps` iterations, each measuring activation importance on
-calibration texts, removing its share of heads and feed-forward neurons for real, and recovering by
+calibration examples (texts or images), removing its share of heads and feed-forward neurons for real, and recovering by
 distillation from the teacher with the same loop as 2:4 recovery. With `target_speedup` the shares are
 picked first: every candidate width is cut from the dense student, exported, and timed side by side with
 the exported teacher in ONNX Runtime on this machine.
@@ -34,15 +34,18 @@ from trt_edge.stage import StageRecord, sha256_tree, stage_output
 log = get_logger("prune.width")
 
 
-def calibration_batches(tokenizer: Any, texts: Sequence[str], max_length: int, batch_size: int) -> list[dict[str, Any]]:
-    """Model-input batches the importance is measured on; the one place that makes them (a task with
-    other inputs, images say, changes only this function)."""
-    from trt_edge.tasks.text_classification import collate, encode, model_inputs
+def calibration_batches(task: str, preprocessor: Any, examples: Sequence[Any], max_length: int,
+                        batch_size: int) -> list[dict[str, Any]]:
+    """Model-input batches the importance is measured on, made by the task's adapter (texts sorted by
+    length so little padding is measured; images are all one size)."""
+    from trt_edge.tasks.spec import get_task
 
-    encoded = encode(tokenizer, texts, max_length)
+    adapter = get_task(task).module()
+    encoded = adapter.encode(preprocessor, examples, max_length)
     lengths = encoded.lengths()
     order = sorted(range(len(encoded)), key=lambda i: lengths[i])
-    return [model_inputs(collate([encoded.features[i] for i in order[s:s + batch_size]], encoded.pad_token_id))
+    return [adapter.model_inputs(adapter.collate([encoded.features[i] for i in order[s:s + batch_size]],
+                                                 encoded.pad_token_id))
             for s in range(0, len(order), batch_size)]
 
 
@@ -68,7 +71,7 @@ def _candidates(cfg: WidthConfig, structure: Any) -> list[Candidate]:
     return sorted(seen.values(), key=lambda c: -c.params)
 
 
-def _export(model: Any, tokenizer: Any, path: Path, config: RunConfig, labels: list[str]) -> Any:
+def _export(model: Any, tokenizer: Any, path: Path, config: RunConfig, labels: list[str], task: str) -> Any:
     """Export with the run's export settings, so a candidate is timed as the export stage would ship it."""
     from trt_edge.export.exporter import export_onnx
     from trt_edge.tasks.models import LoadedClassifier
@@ -77,11 +80,12 @@ def _export(model: Any, tokenizer: Any, path: Path, config: RunConfig, labels: l
     dynamo = {"auto": None, "dynamo": True, "torchscript": False}[export_cfg.exporter]
     loaded = LoadedClassifier(model, tokenizer, path.parent, True, "in memory")
     return export_onnx(path.parent, path, opset=export_cfg.opset, int32_inputs=export_cfg.int32_inputs,
-                       dynamo=dynamo, simplify=export_cfg.simplify, label_names=labels, loaded=loaded)
+                       dynamo=dynamo, simplify=export_cfg.simplify, label_names=labels, loaded=loaded, task=task)
 
 
 def pick_target(cfg: WidthConfig, config: RunConfig, model: Any, tokenizer: Any, structure: Any, importance: Any,
-                teacher: Any, labels: list[str], texts: list[str]) -> tuple[float, float, dict[str, Any]]:
+                teacher: Any, labels: list[str], examples: list[Any], task: str
+                ) -> tuple[float, float, dict[str, Any]]:
     """(keep_heads, keep_ffn) of the least pruned candidate whose exported fp32 ONNX is at least
     `target_speedup` times faster than the exported teacher at every `target_shapes` point; the fastest
     candidate when none is (and the record says the target was missed)."""
@@ -92,16 +96,17 @@ def pick_target(cfg: WidthConfig, config: RunConfig, model: Any, tokenizer: Any,
     candidates = _candidates(cfg, structure)
     with tempfile.TemporaryDirectory(prefix="trt-edge-width-") as tmp_dir:
         tmp = Path(tmp_dir)
-        reference = _export(teacher.model, teacher.tokenizer, tmp / "teacher.onnx", config, labels)
+        reference = _export(teacher.model, teacher.tokenizer, tmp / "teacher.onnx", config, labels, task)
         models = [("teacher", reference.onnx_path)]
         for i, cand in enumerate(candidates):
             trial = copy.deepcopy(model)
             shrink_(trial, structure, plan_width(structure, importance, cand.heads, cand.ffn))
             label = f"heads {cand.heads}/{structure.heads}, ffn {cand.ffn}/{structure.ffn}"
-            models.append((label, _export(trial, tokenizer, tmp / f"candidate{i}.onnx", config, labels).onnx_path))
+            models.append((label, _export(trial, tokenizer, tmp / f"candidate{i}.onnx", config, labels,
+                                          task).onnx_path))
             del trial
         log.info("target %.2fx: timing %d candidate widths against the teacher", cfg.target_speedup, len(candidates))
-        results = compare_latency(models, tokenizer, texts, [list(s) for s in cfg.target_shapes], cfg.target_rounds,
+        results = compare_latency(models, tokenizer, examples, [list(s) for s in cfg.target_shapes], cfg.target_rounds,
                                   runs=20, chunk_ms=500.0)
     table = []
     for (label, _), cand in zip(models[1:], candidates, strict=True):
@@ -127,7 +132,8 @@ def run(config: RunConfig, model_dir: str | Path, out: str | Path) -> StageRecor
 
     from trt_edge.distill.config import DistillConfig
     from trt_edge.distill.stage import teacher_train_logits, training_features, validation_eval_fn
-    from trt_edge.export.parity import check, parity_cases, run_parity
+    from trt_edge.export.parity import check, run_parity, task_parity_cases
+    from trt_edge.guard import check_positions
     from trt_edge.sparsity.masks import Masks
     from trt_edge.sparsity.recovery import recover
     from trt_edge.sparsity.stage import load_teacher, stage_inputs, task_config_for
@@ -141,10 +147,10 @@ def run(config: RunConfig, model_dir: str | Path, out: str | Path) -> StageRecor
         save_pruned,
         shrink_,
     )
-    from trt_edge.tasks.data import load_data, resolve_data_source
+    from trt_edge.tasks.data import load_task_data, resolve_data_source
     from trt_edge.tasks.metrics import classification_metrics
-    from trt_edge.tasks.models import count_parameters, load_classifier, weight_bytes
-    from trt_edge.tasks.text_classification import encode, evaluate
+    from trt_edge.tasks.models import check_preprocessor, count_parameters, load_classifier, weight_bytes
+    from trt_edge.tasks.spec import get_task
 
     started = time.perf_counter()
     cfg: WidthConfig = config.section("width")
@@ -155,32 +161,38 @@ def run(config: RunConfig, model_dir: str | Path, out: str | Path) -> StageRecor
     if cfg.target_speedup is not None and teacher_dir is None:
         raise TrtEdgeError("width.target_speedup is relative to the teacher: give a distill stage folder or "
                            "width.teacher")
-    data = load_data(task.data)
-    loaded = load_classifier(student_dir, data.label_names, cfg.trust_remote_code)
+    spec = get_task(task.type)
+    adapter = spec.module()
+    encode, evaluate = adapter.encode, adapter.evaluate
+    check_preprocessor(student_dir, task.type)  # a model of another task: before the data
+    data = load_task_data(task)
+    loaded = load_classifier(student_dir, data.label_names, cfg.trust_remote_code, task.type)
+    if spec.modality == "text":
+        check_positions(task.max_length, student_dir, loaded.tokenizer)
     if not loaded.head_trained and not cfg.recover:
         raise TrtEdgeError(f"{student_dir}: {loaded.head_note}; prune a trained classifier or keep width.recover on")
     model, tokenizer = loaded.model, loaded.tokenizer
     structure = find_blocks(model)  # a model without the usual structure fails before any work
     dense_structure = describe(structure)
-    teacher = load_teacher(cfg, teacher_dir, data.label_names, tokenizer)
+    teacher = load_teacher(cfg, teacher_dir, data.label_names, tokenizer, task.type)
     if cfg.target_speedup is not None and teacher is None and teacher_dir is not None:
-        teacher = load_classifier(teacher_dir, data.label_names, cfg.trust_remote_code)
+        teacher = load_classifier(teacher_dir, data.label_names, cfg.trust_remote_code, task.type)
     torch.manual_seed(cfg.seed)
     test_enc = encode(tokenizer, data.test.texts, task.max_length)
     dense_params = count_parameters(model)
     dense_metrics, _ = evaluate(model, test_enc, data.test.labels, data.num_labels, task.eval_batch_size)
     log.info("dense test accuracy %.4f; %s", dense_metrics["accuracy"], dense_structure)
-    texts = data.train.texts[:cfg.calibration_samples]
+    examples = data.train.texts[:cfg.calibration_samples]  # texts, or images for an image task
 
     def batches() -> list[dict[str, Any]]:
-        return calibration_batches(tokenizer, texts, task.max_length, task.eval_batch_size)
+        return calibration_batches(task.type, tokenizer, examples, task.max_length, task.eval_batch_size)
 
     keep_heads, keep_ffn = cfg.keep_heads, cfg.keep_ffn
     target: dict[str, Any] | None = None
     if cfg.target_speedup is not None:
         importance = activation_importance(model, structure, batches())
         keep_heads, keep_ffn, target = pick_target(cfg, config, model, tokenizer, structure, importance, teacher,
-                                                   data.label_names, data.test.texts)
+                                                   data.label_names, data.test.texts, task.type)
 
     train_enc = val_enc = None
     train_logits = None
@@ -190,7 +202,7 @@ def run(config: RunConfig, model_dir: str | Path, out: str | Path) -> StageRecor
         val_enc = encode(tokenizer, data.validation.texts, task.max_length)
         if teacher is not None and teacher_dir is not None and cfg.alpha > 0:
             train_logits, cache = teacher_train_logits(DistillConfig(cache_dir=cfg.cache_dir), teacher, teacher_dir,
-                                                       train_enc, task.eval_batch_size)
+                                                       train_enc, task.eval_batch_size, task)
             teacher_info["teacher_logits_cache"] = cache
         elif cfg.alpha > 0:
             log.warning("no teacher (a bare model folder and no width.teacher): recovery trains on labels only")
@@ -215,11 +227,12 @@ def run(config: RunConfig, model_dir: str | Path, out: str | Path) -> StageRecor
         log.info("step %d/%d: heads %d/%d, ffn %d/%d; test accuracy %.4f before recovery", step, cfg.steps, heads,
                  heads0, ffn, ffn0, pruned_metrics["accuracy"])
         if cfg.recover and train_enc is not None and val_enc is not None:
-            eval_fn = validation_eval_fn(val_enc, data.validation.labels, data.num_labels, task.eval_batch_size)
+            eval_fn = validation_eval_fn(val_enc, data.validation.labels, data.num_labels, task.eval_batch_size,
+                                         task)
             result = recover(model, Masks(), training_features(train_enc, data.train.labels), train_enc.pad_token_id,
                              cfg.train, eval_fn=eval_fn, teacher_logits=train_logits, alpha=cfg.alpha,
                              temperature=cfg.temperature, seed=cfg.seed + step,
-                             desc=f"width recovery, step {step}/{cfg.steps}")
+                             desc=f"width recovery, step {step}/{cfg.steps}", task=task.type)
             entry["recovery"] = {k: v for k, v in result.to_dict().items() if k != "schedule"}
             entry["accuracy_after_recovery"] = evaluate(model, test_enc, data.test.labels, data.num_labels,
                                                         task.eval_batch_size)[0]["accuracy"]
@@ -235,7 +248,7 @@ def run(config: RunConfig, model_dir: str | Path, out: str | Path) -> StageRecor
         "dense_params": dense_params, "params": count_parameters(model),
         "dense_structure": dense_structure, "structure": describe(structure),
         "keep_heads": keep_heads, "keep_ffn": keep_ffn, "steps": history, "importance": cfg.importance,
-        "calibration_texts": len(texts), "target": target, "task_config_from": task_source,
+        "calibration_examples": len(examples), "target": target, "task_config_from": task_source,
         "head": loaded.head_note, **teacher_info,
     }
     if teacher_test_logits is not None:
@@ -265,12 +278,14 @@ def run(config: RunConfig, model_dir: str | Path, out: str | Path) -> StageRecor
             else "plain from_pretrained"
         if teacher_dir is not None:
             shutil.copytree(teacher_dir, tmp / "teacher")
-        reloaded = load_classifier(tmp / "model", data.label_names, cfg.trust_remote_code)
-        info = _export(reloaded.model, tokenizer, tmp / "model.onnx", config, data.label_names)
-        cases = parity_cases(tokenizer, data.test.texts[:64], info.input_names, max_length=task.max_length,
-                             batch_size=task.eval_batch_size, batch_sizes=export_cfg.parity_batch_sizes,
-                             sequence_lengths=export_cfg.parity_sequence_lengths)
-        report = run_parity(reloaded.model, info.onnx_path, cases, data.test.texts[:64])
+        reloaded = load_classifier(tmp / "model", data.label_names, cfg.trust_remote_code, task.type)
+        info = _export(reloaded.model, tokenizer, tmp / "model.onnx", config, data.label_names, task.type)
+        shown = data.test.texts[:64]
+        cases = task_parity_cases(task.type, tokenizer, shown, info.input_names, reloaded.model.config,
+                                  max_length=task.max_length, batch_size=task.eval_batch_size,
+                                  batch_sizes=export_cfg.parity_batch_sizes,
+                                  sequence_lengths=export_cfg.parity_sequence_lengths)
+        report = run_parity(reloaded.model, info.onnx_path, cases, shown if spec.modality == "text" else None)
         check(report, atol=export_cfg.atol, rtol=export_cfg.rtol, min_argmax_agreement=export_cfg.min_argmax_agreement)
         metrics.update({"onnx_bytes": info.onnx_bytes, "weight_bytes": weight_bytes(tmp / "model"),
                         "parity_max_abs_diff": report.max_abs_diff, "seconds": time.perf_counter() - started,

@@ -69,7 +69,7 @@ def fashion_mnist(folder: Path = FASHION_MNIST_DIR) -> dict[str, tuple[np.ndarra
     return out
 
 
-def _decode(file: Path) -> np.ndarray:
+def decode_image(file: Path) -> np.ndarray:
     """One image file as a uint8 array [H, W, C] (C = 1 grayscale, 3 colour), or a one-line error."""
     from PIL import Image, UnidentifiedImageError
 
@@ -99,7 +99,7 @@ def read_image_folder(path: Path) -> tuple[list[np.ndarray], list[str]]:
     for folder in classes:
         files = sorted(f for f in folder.rglob("*") if f.is_file() and f.suffix.lower() in IMAGE_SUFFIXES)
         for file in files:
-            array = _decode(file)
+            array = decode_image(file)
             if size is None:
                 size, first = (array.shape[0], array.shape[1]), file
             elif (array.shape[0], array.shape[1]) != size:

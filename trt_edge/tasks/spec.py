@@ -16,6 +16,7 @@ from __future__ import annotations
 import importlib
 import os
 import shutil
+from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -195,6 +196,24 @@ def task_for_onnx(model: Any, source: str) -> TaskSpec:
     """`task_for_inputs` on an ONNX ModelProto's graph inputs (initializers excluded)."""
     inits = {i.name for i in model.graph.initializer}
     return task_for_inputs([i.name for i in model.graph.input if i.name not in inits], source)
+
+
+def padding_mask_input(input_names: Iterable[str]) -> str | None:
+    """The key-padding mask among a graph's (or a feed's) inputs: the `length_input` of the task those
+    inputs belong to, or None (an image task, or a graph exported without one). The attention rewrites,
+    the Q/DQ placement and the width importance ask this instead of naming the mask."""
+    names = set(input_names)
+    for spec in TASKS.values():
+        if spec.length_input is not None and spec.length_input in names:
+            return spec.length_input
+    return None
+
+
+def value_inputs(input_names: Iterable[str]) -> list[str]:
+    """The inputs whose values are the example itself (token ids, segment ids, pixels): every input but
+    the padding mask. Q/DQ placement follows their values to tell them from the mask's path."""
+    mask = padding_mask_input(input_names)
+    return [n for n in input_names if n != mask]
 
 
 def task_for_model_folder(folder: Path) -> TaskSpec | None:

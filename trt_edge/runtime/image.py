@@ -1,0 +1,109 @@
+"""Image classification end to end over any runner: decode, preprocess, run, softmax, label.
+
+The image processor (`preprocessor_config.json`) and the label names come from the preprocessor folder
+that travels with the model file (`trt_edge.tasks.spec.preprocessor_dir`), exactly as for text, so an
+export, a calibrate folder or an on-device bundle classifies images the way the model was trained on
+them: decoded with Pillow, channels matched to the model, resized and normalised by the model's own
+processor. The feed follows the task spec's input, so no name is written here.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from trt_edge.errors import TrtEdgeError
+from trt_edge.runtime.base import Runner, logits_in_chunks
+from trt_edge.runtime.text import class_names, softmax
+from trt_edge.tasks.spec import IMAGE_CLASSIFICATION
+
+MAX_IMAGES = 10_000
+
+
+def image_files(paths: Sequence[str]) -> list[Path]:
+    """The image files `run --image` classifies: each path is a PNG/JPEG file, or a folder whose images
+    (its own, not its sub-folders', sorted by name) are taken. Refuses, in one line, what is not there."""
+    from trt_edge.tasks.data import IMAGE_SUFFIXES
+
+    files: list[Path] = []
+    for raw in paths:
+        path = Path(raw).expanduser()
+        if path.is_dir():
+            found = sorted(f for f in path.iterdir() if f.is_file() and f.suffix.lower() in IMAGE_SUFFIXES)
+            if not found:
+                raise TrtEdgeError(f"--image {raw}: no PNG/JPEG files in this folder")
+            files += found
+        elif path.is_file():
+            files.append(path)
+        else:
+            raise TrtEdgeError(f"--image {raw}: no such file or folder")
+    if not files:
+        raise TrtEdgeError("run needs --image FILE (or a folder of images)")
+    if len(files) > MAX_IMAGES:
+        raise TrtEdgeError(f"--image: {len(files)} images; classify at most {MAX_IMAGES} per call")
+    return files
+
+
+class ImageClassifier:
+    """Classify images with a runner (activated for the call when it is not active).
+
+    Args:
+      runner: any `Runner` whose outputs include the task's output (or a single output).
+      processor: the model's Hugging Face image processor.
+      label_names: class names in logit order; None reads them from the preprocessor folder or `LABEL_i`.
+      batch_size: images per inference call (keep it within the engine's batch profile). Defaults to 32.
+    """
+
+    def __init__(self, runner: Runner, processor: Any, label_names: Sequence[str] | None = None,
+                 batch_size: int = 32) -> None:
+        self.runner = runner
+        self.processor = processor
+        self.label_names = list(label_names) if label_names is not None else None
+        self.batch_size = batch_size
+        self._label_folder: Path | None = None
+
+    @classmethod
+    def from_model_file(cls, runner: Runner, model_file: str | os.PathLike[str],
+                        processor_dir: str | os.PathLike[str] | None = None, batch_size: int = 32) -> ImageClassifier:
+        """The image processor (and the label names in its folder's `config.json`) for `model_file`."""
+        from trt_edge.tasks.spec import preprocessor_dir
+
+        folder = preprocessor_dir(model_file, processor_dir)
+        classifier = cls(runner, IMAGE_CLASSIFICATION.preprocessor.load(folder), None, batch_size)
+        classifier._label_folder = folder
+        return classifier
+
+    def _feed(self, files: Sequence[Path]) -> dict[str, np.ndarray]:
+        from trt_edge.tasks.image_classification import decode_image, processor_channels
+
+        adapter = IMAGE_CLASSIFICATION.module()
+        arrays, _ = adapter.feeds(self.processor, [decode_image(f) for f in files],
+                                  channels=processor_channels(self.processor))
+        wanted = {meta.name: meta for meta in self.runner.inputs()}
+        missing = [n for n in wanted if n not in arrays]
+        if missing:
+            raise TrtEdgeError(f"{self.runner.name}: the model wants inputs {missing}, an image model takes "
+                               f"{list(IMAGE_CLASSIFICATION.input_names)}; is it a text model? use --text")
+        return {name: np.asarray(arrays[name]).astype(meta.dtype) for name, meta in wanted.items()}
+
+    def logits(self, files: Sequence[Path]) -> np.ndarray:
+        """Raw logits, one row per image, in order."""
+        if not files:
+            raise TrtEdgeError("no image to classify")
+        return logits_in_chunks(self.runner, list(files), self.batch_size,
+                                lambda chunk: self._feed([Path(str(f)) for f in chunk]), IMAGE_CLASSIFICATION.output)
+
+    def classify(self, files: Sequence[Path]) -> list[dict[str, Any]]:
+        """One record per image: its path, the label, the label's index and every class's probability."""
+        logits = self.logits(files)
+        self.label_names = class_names(self.label_names, self._label_folder, logits.shape[-1])
+        out = []
+        for file, row in zip(files, softmax(logits), strict=True):
+            index = int(row.argmax())
+            out.append({"image": str(file), "label": self.label_names[index], "index": index,
+                        "probabilities": {n: round(float(p), 6) for n, p in zip(self.label_names, row, strict=True)}})
+        return out
