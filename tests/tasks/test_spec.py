@@ -78,3 +78,15 @@ def test_preprocessor_is_read_from_the_stage_that_wrote_the_model(tiny_bert_dir:
     assert preprocessor_dir(export / "model.onnx") == export / "preprocessor"
     assert not any(p.suffix == ".safetensors" for p in (export / "preprocessor").iterdir())
     assert preprocessor_dir(export / "model.onnx", tiny_bert_dir) == tiny_bert_dir
+
+
+def test_padding_mask_comes_from_the_task_not_a_name_in_the_stage() -> None:
+    from trt_edge.tasks.spec import IMAGE_CLASSIFICATION, TEXT_CLASSIFICATION, padding_mask_input, value_inputs
+
+    text = list(TEXT_CLASSIFICATION.input_names)
+    assert padding_mask_input(text) == TEXT_CLASSIFICATION.length_input
+    assert TEXT_CLASSIFICATION.length_input not in value_inputs(text)
+    assert set(value_inputs(text)) == set(text) - {TEXT_CLASSIFICATION.length_input}
+    image = list(IMAGE_CLASSIFICATION.input_names)
+    assert padding_mask_input(image) is None and value_inputs(image) == image
+    assert padding_mask_input([TEXT_CLASSIFICATION.inputs[0].name]) is None  # exported without a mask
