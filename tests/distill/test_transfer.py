@@ -88,3 +88,42 @@ def test_tiny_distill_with_a_transfer_set(tmp_path: Path, tiny_bert_dir: Path, c
     assert isinstance(metrics["distillation_pays"], bool)
     preds = np.load(tmp_path / "distill" / "test_predictions.npz", allow_pickle=False)
     assert set(preds.files) == {"labels", "teacher", "student", "hard_label"}
+
+
+def test_images_unused_by_the_splits_and_a_folder_of_frames(tmp_path: Path) -> None:
+    """An image task's transfer set: the source's images no split drew (none equal to a labelled one), or
+    every image under a plain folder of frames (no class folders, mixed sizes)."""
+    import sys
+
+    from PIL import Image
+
+    from trt_edge.distill.transfer import transfer_images
+    from trt_edge.tasks.image_classification import load_data as load_images
+
+    sys.path.insert(0, str(Path(__file__).parents[1] / "tasks"))
+    from vision_helpers import write_image_folder
+
+    root = write_image_folder(tmp_path / "images", per_class=12)
+    cfg = DataConfig(source=str(root), train_size=12, validation_size=6, test_size=6)
+    data = load_images(cfg)
+    assert len(data.unused) == 36 - 24
+    images, info = transfer_images(TransferConfig(source="unused"), cfg, data)
+    labelled = {bytes(x) for s in (data.train, data.validation, data.test) for x in s.examples}
+    assert len(images) == 12 and not labelled & {bytes(x) for x in images}
+    assert info == {"source": "unused", "examples": 12, "available": 12}
+    # A copy of a labelled image among the frames is dropped; sizes may differ; no class folders needed.
+    frames = tmp_path / "frames"
+    (frames / "day1").mkdir(parents=True)
+    Image.fromarray(data.train.examples[0][:, :, 0]).save(frames / "copy.png")
+    Image.fromarray(np.full((20, 24, 3), 90, np.uint8)).save(frames / "day1" / "a.jpg")
+    Image.fromarray(np.full((16, 16), 7, np.uint8)).save(frames / "day1" / "b.png")
+    got, got_info = transfer_images(TransferConfig(source=str(frames)), cfg, data)
+    assert len(got) == 2 and got_info["available"] == 2
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(TrtEdgeError, match="no PNG/JPEG files"):
+        transfer_images(TransferConfig(source=str(tmp_path / "empty")), cfg, data)
+    with pytest.raises(TrtEdgeError, match="is a folder of PNG/JPEG files"):
+        transfer_images(TransferConfig(source=str(frames / "copy.png")), cfg, data)
+    everything = DataConfig(source=str(root), train_size=24, validation_size=6, test_size=6)
+    with pytest.raises(TrtEdgeError, match="no image left"):
+        transfer_images(TransferConfig(source="unused"), everything, load_images(everything))

@@ -303,3 +303,22 @@ def test_width_stage_prunes_a_vit_on_images(images: Path, tmp_path: Path) -> Non
     assert not any(64 in s for s in shapes if len(s) == 2 and 32 in s)  # no full-width feed-forward left
     exported = export_run(config, tmp_path / "width", tmp_path / "export").metrics
     assert exported["max_abs_diff"] < 1e-4 and exported["argmax_agreement"] == 1.0
+
+
+def test_distill_with_a_transfer_set_of_unused_images(images: Path, tmp_path: Path) -> None:
+    """The teacher scores the images no split drew; the student trains on labelled + transfer images and the
+    hard-label ablation gets the same number of steps."""
+    from trt_edge.distill.stage import run
+    from trt_edge.stage import read_stage
+
+    teacher = write_vision_model(tmp_path / "teacher", "vit", channels=1)
+    raw = {"task": {"type": "image-classification", "eval_batch_size": 16,
+                    "data": {"source": str(images), "train_size": 16, "validation_size": 6, "test_size": 6}},
+           "distill": {"teacher": str(teacher), "teacher_finetune": "never", "student": {"layers": [1]},
+                       "train": {"epochs": 1, "batch_size": 8}, "cache_dir": str(tmp_path / "cache"),
+                       "transfer": {"source": "unused"}}}
+    run(RunConfig(raw), tmp_path / "distill")
+    m = read_stage(tmp_path / "distill", "distill")["metrics"]
+    assert m["transfer"]["examples"] == m["transfer"]["available"] == 36 - 28
+    assert m["distill"]["steps"] == -(-(16 + 8) // 8)
+    assert m["hard_label"]["steps"] == m["distill"]["steps"]

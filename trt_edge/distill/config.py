@@ -68,14 +68,16 @@ class StudentConfig(ConfigBase):
 
 @dataclass
 class TransferConfig(ConfigBase):
-    """A transfer set: unlabelled in-domain texts the teacher scores, so the student learns from more
-    examples than the labelled split holds (the labels are used only where they exist).
+    """A transfer set: unlabelled in-domain texts or images the teacher scores, so the student learns from
+    more examples than the labelled split holds (the labels are used only where they exist).
 
-    source (str | None): `unused` takes the texts of the task's own data source that no labelled split
-        uses (every row, whatever its label or filter value); a CSV/TSV/JSONL file, a folder of `.txt`
-        files, or `demo:NAME` takes that source's texts (labels ignored). None turns it off. Defaults to None.
+    source (str | None): `unused` takes the examples of the task's own data source that no labelled split
+        uses (texts: every row, whatever its label or filter value; images: those beyond the split sizes);
+        a CSV/TSV/JSONL file, a folder of `.txt` files, or `demo:NAME` takes that source's texts (labels
+        ignored); for images, a folder of PNG/JPEG files (sub-folders and labels ignored). None turns it
+        off. Defaults to None.
     text_column (str | None): the text column of a table source; None uses task.data.text_column.
-    max_examples (int | None): cap on the transfer texts, drawn with the task's seed. Defaults to 20000.
+    max_examples (int | None): cap on the transfer examples, drawn with the task's seed. Defaults to 20000.
     """
 
     source: str | None = None

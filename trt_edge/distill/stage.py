@@ -369,10 +369,10 @@ def run(config: RunConfig, out: str | Path) -> StageRecord:
     transfer_info: dict[str, Any] = {}
     transfer: tuple[Any, np.ndarray] | None = None
     if cfg.transfer.source is not None:
-        from trt_edge.distill.transfer import transfer_texts
+        from trt_edge.distill.transfer import transfer_examples
 
-        texts, transfer_info = transfer_texts(cfg.transfer, task.data, data)
-        t_enc = encode(teacher.tokenizer, texts, task.max_length)
+        examples, transfer_info = transfer_examples(cfg.transfer, task, data)
+        t_enc = encode(teacher.tokenizer, examples, task.max_length)
         t_logits, transfer_info["teacher_logits_cache"] = teacher_train_logits(cfg, teacher, teacher_dir, t_enc,
                                                                                task.eval_batch_size, task)
         transfer = (t_enc, t_logits)

@@ -1,4 +1,5 @@
-"""The transfer set: unlabelled in-domain texts for the teacher to score (`distill.transfer`).
+"""The transfer set: unlabelled in-domain examples (texts or images) for the teacher to score
+(`distill.transfer`).
 
 A 3-class tweet task with 4,000 labelled examples gives a student little more to learn from its teacher
 than from the labels themselves: on the demo, logit distillation on the labelled split alone tied the
@@ -6,6 +7,10 @@ hard-label ablation. The teacher's soft targets carry their information on *any*
 student is also trained on texts nobody labelled for this run (Hinton et al.'s transfer set). Texts of
 the validation and test splits are always removed, so no gated figure is measured on a text the student
 was taught on.
+
+Images work the same way, and a camera team usually has far more unlabelled frames than labelled ones:
+`unused` takes the images of the task's source that no split drew, or a folder of images (labels and
+sub-folders ignored); images equal to one of a labelled split (byte for byte) are removed.
 """
 
 from __future__ import annotations
@@ -17,7 +22,7 @@ from typing import Any
 from trt_edge.distill.config import TransferConfig
 from trt_edge.errors import TrtEdgeError
 from trt_edge.log import get_logger
-from trt_edge.tasks.config import DataConfig
+from trt_edge.tasks.config import DataConfig, TaskConfig
 from trt_edge.tasks.data import TextClassificationData, resolve_data_source
 
 log = get_logger("distill")
@@ -75,3 +80,54 @@ def transfer_texts(cfg: TransferConfig, task_data: DataConfig, data: TextClassif
                            "are removed; point it at more in-domain text, or set it to null")
     log.info("transfer set: %d unlabelled texts from %s (%d available)", len(texts), cfg.source, available)
     return texts, {"source": cfg.source, "examples": len(texts), "available": available}
+
+
+def transfer_examples(cfg: TransferConfig, task: TaskConfig, data: TextClassificationData
+                      ) -> tuple[list[Any], dict[str, Any]]:
+    """The transfer set of the task's modality: `transfer_texts` for text, images otherwise."""
+    from trt_edge.tasks.spec import get_task
+
+    if get_task(task.type).modality == "text":
+        texts, info = transfer_texts(cfg, task.data, data)
+        return list(texts), info
+    return transfer_images(cfg, task.data, data)
+
+
+def _image_digest(image: Any) -> bytes:
+    import hashlib
+
+    digest = hashlib.sha256(str(getattr(image, "shape", "")).encode())
+    digest.update(bytes(memoryview(image)))
+    return digest.digest()
+
+
+def transfer_images(cfg: TransferConfig, task_data: DataConfig, data: TextClassificationData
+                    ) -> tuple[list[Any], dict[str, Any]]:
+    """Unlabelled images: the source's images no split drew (`unused`), or every image under a folder;
+    none equal to an image of a labelled split, none twice, drawn with the task's seed."""
+    if cfg.source is None:
+        return [], {}
+    if cfg.source == "unused":
+        pool = list(data.unused)
+    else:
+        from trt_edge.tasks.image_classification import read_unlabelled_images
+
+        pool = read_unlabelled_images(resolve_data_source(cfg.source))
+    used = {_image_digest(x) for split in (data.train, data.validation, data.test) for x in split.examples}
+    seen: set[bytes] = set()
+    images = []
+    for image in pool:
+        key = _image_digest(image)
+        if key not in used and key not in seen:
+            seen.add(key)
+            images.append(image)
+    available = len(images)
+    random.Random(task_data.seed).shuffle(images)
+    if cfg.max_examples is not None:
+        images = images[: cfg.max_examples]
+    if not images:
+        raise TrtEdgeError(f"distill.transfer.source {cfg.source!r}: no image left once the labelled splits' images "
+                           "are removed (every image of the source is in a split); point it at a folder of "
+                           "unlabelled images, lower task.data.train_size, or set it to null")
+    log.info("transfer set: %d unlabelled images from %s (%d available)", len(images), cfg.source, available)
+    return images, {"source": cfg.source, "examples": len(images), "available": available}

@@ -79,6 +79,9 @@ class ClassificationData:
     validation: Split
     test: Split
     decoding: Decoding = field(default_factory=Decoding)
+    # Examples of the source that no split drew (beyond the split sizes); an image task's transfer set
+    # (`distill.transfer.source: unused`) comes from here. Not part of the fingerprint.
+    unused: list[Any] = field(default_factory=list)
 
     @property
     def num_labels(self) -> int:
@@ -384,7 +387,10 @@ def split_examples(examples: list[Any], labels: list[str], cfg: DataConfig, what
     for name, split in (("train", train), ("validation", validation), ("test", test)):
         if len(split) == 0:
             raise TrtEdgeError(f"{cfg.source}: the {name} split is empty; raise task.data.{name}_size")
-    data = ClassificationData(names, train, validation, test, decoding if decoding is not None else Decoding())
+    drawn = set(order[:n_test + n_val + n_train])
+    unused = [texts[i] for i in range(len(texts)) if i not in drawn]
+    data = ClassificationData(names, train, validation, test, decoding if decoding is not None else Decoding(),
+                              unused)
     log.info("data %s: %d classes %s; train %d, validation %d, test %d", what, len(names), names,
              len(train), len(validation), len(test))
     return data

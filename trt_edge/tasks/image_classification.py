@@ -114,6 +114,19 @@ def read_image_folder(path: Path) -> tuple[list[np.ndarray], list[str]]:
     return images, labels
 
 
+def read_unlabelled_images(path: Path, limit: int = 200_000) -> list[np.ndarray]:
+    """Every PNG/JPEG under `path` (recursively, by path), decoded; sizes may differ (the processor
+    resizes). A transfer set needs no labels, so no class folders are required."""
+    if not path.is_dir():
+        raise TrtEdgeError(f"{path}: a transfer set of images is a folder of PNG/JPEG files")
+    files = sorted(f for f in path.rglob("*") if f.is_file() and f.suffix.lower() in IMAGE_SUFFIXES)
+    if not files:
+        raise TrtEdgeError(f"{path}: no PNG/JPEG files under this folder")
+    if len(files) > limit:
+        raise TrtEdgeError(f"{path}: {len(files)} images; a transfer folder takes at most {limit}")
+    return [decode_image(f) for f in files]
+
+
 def load_data(cfg: DataConfig) -> ClassificationData:
     """Labelled images, split like the text data (seeded, stratified); Fashion-MNIST keeps its own test set."""
     if cfg.source == "demo:fashion-mnist":
