@@ -16,6 +16,7 @@ sub-folders ignored); images equal to one of a labelled split (byte for byte) ar
 from __future__ import annotations
 
 import random
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -44,6 +45,22 @@ def _raw_texts(data_cfg: DataConfig) -> list[str]:
     return [str(r.get(data_cfg.text_column) or "").strip() for r in rows]
 
 
+def _draw(pool: list[Any], used: set[Any], key: Callable[[Any], Any], max_examples: int | None,
+          seed: int) -> tuple[list[Any], int]:
+    """The pool without examples of a labelled split or repeats (by `key`), shuffled with the task's seed,
+    capped; and how many were available before the cap."""
+    seen: set[Any] = set()
+    kept = []
+    for example in pool:
+        k = key(example)
+        if k not in used and k not in seen:
+            seen.add(k)
+            kept.append(example)
+    available = len(kept)
+    random.Random(seed).shuffle(kept)
+    return (kept[:max_examples] if max_examples is not None else kept), available
+
+
 def transfer_source_path(cfg: TransferConfig, task_data: DataConfig) -> Path | None:
     """The file or folder the transfer set comes from (for the stage's input hashes)."""
     if cfg.source is None:
@@ -63,18 +80,9 @@ def transfer_texts(cfg: TransferConfig, task_data: DataConfig, data: TextClassif
                                 text_column=cfg.text_column or task_data.text_column)
     if cfg.source == "unused" and cfg.text_column:
         source_cfg = source_cfg.replace(text_column=cfg.text_column)
-    raw = _raw_texts(source_cfg)
+    raw = [t for t in _raw_texts(source_cfg) if t]
     used = set(data.train.texts) | set(data.validation.texts) | set(data.test.texts)
-    seen: set[str] = set()
-    texts = []
-    for text in raw:
-        if text and text not in used and text not in seen:
-            seen.add(text)
-            texts.append(text)
-    available = len(texts)
-    random.Random(task_data.seed).shuffle(texts)
-    if cfg.max_examples is not None:
-        texts = texts[: cfg.max_examples]
+    texts, available = _draw(raw, used, lambda text: text, cfg.max_examples, task_data.seed)
     if not texts:
         raise TrtEdgeError(f"distill.transfer.source {cfg.source!r}: no text left once the labelled splits' texts "
                            "are removed; point it at more in-domain text, or set it to null")
@@ -114,17 +122,7 @@ def transfer_images(cfg: TransferConfig, task_data: DataConfig, data: TextClassi
 
         pool = read_unlabelled_images(resolve_data_source(cfg.source))
     used = {_image_digest(x) for split in (data.train, data.validation, data.test) for x in split.examples}
-    seen: set[bytes] = set()
-    images = []
-    for image in pool:
-        key = _image_digest(image)
-        if key not in used and key not in seen:
-            seen.add(key)
-            images.append(image)
-    available = len(images)
-    random.Random(task_data.seed).shuffle(images)
-    if cfg.max_examples is not None:
-        images = images[: cfg.max_examples]
+    images, available = _draw(pool, used, _image_digest, cfg.max_examples, task_data.seed)
     if not images:
         raise TrtEdgeError(f"distill.transfer.source {cfg.source!r}: no image left once the labelled splits' images "
                            "are removed (every image of the source is in a split); point it at a folder of "
