@@ -15,6 +15,7 @@ import copy
 import json
 import re
 import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -66,6 +67,50 @@ def stage_inputs(model_dir: Path, cfg: PruneConfig | WidthConfig) -> tuple[Path,
     return student, (resolve_model_path(cfg.teacher) if cfg.teacher else None), None
 
 
+@dataclass
+class StudentInputs:
+    """What the 2:4 and width stages start from, loaded and checked the same way by both."""
+
+    task: TaskConfig
+    task_source: str
+    student_dir: Path
+    teacher_dir: Path | None
+    teacher_test_logits: Path | None
+    adapter: Any  # the task's adapter module (encode, evaluate, collate, ...)
+    data: Any  # tasks.data.ClassificationData
+    loaded: Any  # tasks.models.LoadedClassifier
+
+
+def load_student_inputs(config: RunConfig, model_dir: Path, cfg: PruneConfig | WidthConfig,
+                        teacher_required: str | None = None) -> StudentInputs:
+    """Task, folders, data and the student, with every check that can fail before the expensive work:
+    a teacher the config needs (`teacher_required` is then the error), the student's task (before the
+    data), its positions (text), a trained head unless recovery will train one."""
+    from trt_edge.tasks.data import load_task_data
+    from trt_edge.tasks.models import check_preprocessor, load_classifier
+    from trt_edge.tasks.spec import get_task
+
+    task, task_source = task_config_for(config, model_dir)
+    student_dir, teacher_dir, teacher_test_logits = stage_inputs(model_dir, cfg)
+    if teacher_required is not None and teacher_dir is None:
+        raise TrtEdgeError(teacher_required)
+    spec = get_task(task.type)
+    check_preprocessor(student_dir, task.type)  # a model of another task: before the data
+    data = load_task_data(task)
+    loaded = load_classifier(student_dir, data.label_names, cfg.trust_remote_code, task.type)
+    if spec.modality == "text":
+        check_positions(task.max_length, student_dir, loaded.tokenizer)
+    if not loaded.head_trained and not cfg.recover:
+        raise TrtEdgeError(f"{student_dir}: {loaded.head_note}; prune a trained classifier or keep "
+                           f"{_section(cfg)}.recover on")
+    return StudentInputs(task, task_source, student_dir, teacher_dir, teacher_test_logits, spec.module(), data,
+                         loaded)
+
+
+def _section(cfg: PruneConfig | WidthConfig) -> str:
+    return "width" if isinstance(cfg, WidthConfig) else "prune"
+
+
 def _use_checkpoint_names(doc: dict[str, Any], model: Any, folder: Path) -> None:
     """Name the tensors in sparsity.json as the saved checkpoint does. transformers 5 renames some
     architectures' weights on save (ViT's in-memory `vit.layers.0.mlp.fc1` is saved as
@@ -97,7 +142,7 @@ def load_teacher(cfg: PruneConfig | WidthConfig, teacher_dir: Path | None, label
 
     if not (cfg.recover and teacher_dir is not None and cfg.alpha > 0):
         return None
-    section = "width" if isinstance(cfg, WidthConfig) else "prune"
+    section = _section(cfg)
     teacher = load_classifier(teacher_dir, label_names, cfg.trust_remote_code, task_type)
     if not teacher.head_trained:
         raise TrtEdgeError(f"teacher {teacher_dir}: {teacher.head_note}; give a fine-tuned teacher "
@@ -127,25 +172,17 @@ def run(config: RunConfig, model_dir: str | Path, out: str | Path) -> StageRecor
     )
     from trt_edge.sparsity.permutation import max_output_change, model_outputs, permute_model_, random_inputs
     from trt_edge.sparsity.torch_check import check_model_sparsity
-    from trt_edge.tasks.data import load_task_data, resolve_data_source
+    from trt_edge.tasks.data import resolve_data_source
     from trt_edge.tasks.metrics import classification_metrics
-    from trt_edge.tasks.models import check_preprocessor, load_classifier, save_classifier
-    from trt_edge.tasks.spec import get_task
+    from trt_edge.tasks.models import save_classifier
 
     started = time.perf_counter()
     cfg: PruneConfig = config.section("prune")
     model_path = Path(model_dir)
-    task, task_source = task_config_for(config, model_path)
-    student_dir, teacher_dir, teacher_test_logits = stage_inputs(model_path, cfg)
-    adapter = get_task(task.type).module()
-    encode, evaluate = adapter.encode, adapter.evaluate
-    check_preprocessor(student_dir, task.type)  # a model of another task: before the data
-    data = load_task_data(task)
-    loaded = load_classifier(student_dir, data.label_names, cfg.trust_remote_code, task.type)
-    if get_task(task.type).modality == "text":
-        check_positions(task.max_length, student_dir, loaded.tokenizer)
-    if not loaded.head_trained and not cfg.recover:
-        raise TrtEdgeError(f"{student_dir}: {loaded.head_note}; prune a trained classifier or keep prune.recover on")
+    inputs = load_student_inputs(config, model_path, cfg)
+    task, task_source, data, loaded = inputs.task, inputs.task_source, inputs.data, inputs.loaded
+    student_dir, teacher_dir, teacher_test_logits = inputs.student_dir, inputs.teacher_dir, inputs.teacher_test_logits
+    encode, evaluate = inputs.adapter.encode, inputs.adapter.evaluate
     model, tokenizer = loaded.model, loaded.tokenizer
     teacher = load_teacher(cfg, teacher_dir, data.label_names, tokenizer, task.type)
     method = Sparse24Config(include=list(cfg.include), exclude=list(cfg.exclude))

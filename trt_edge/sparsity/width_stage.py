@@ -26,7 +26,7 @@ from pathlib import Path
 from typing import Any
 
 from trt_edge.config import RunConfig
-from trt_edge.errors import GateError, TrtEdgeError
+from trt_edge.errors import GateError
 from trt_edge.log import get_logger
 from trt_edge.sparsity.config import WidthConfig
 from trt_edge.stage import StageRecord, sha256_tree, stage_output
@@ -133,10 +133,9 @@ def run(config: RunConfig, model_dir: str | Path, out: str | Path) -> StageRecor
     from trt_edge.distill.config import DistillConfig
     from trt_edge.distill.stage import teacher_train_logits, training_features, validation_eval_fn
     from trt_edge.export.parity import check, run_parity, task_parity_cases
-    from trt_edge.guard import check_positions
     from trt_edge.sparsity.masks import Masks
     from trt_edge.sparsity.recovery import recover
-    from trt_edge.sparsity.stage import load_teacher, stage_inputs, task_config_for
+    from trt_edge.sparsity.stage import load_student_inputs, load_teacher
     from trt_edge.sparsity.width import (
         activation_importance,
         describe,
@@ -147,30 +146,22 @@ def run(config: RunConfig, model_dir: str | Path, out: str | Path) -> StageRecor
         save_pruned,
         shrink_,
     )
-    from trt_edge.tasks.data import load_task_data, resolve_data_source
+    from trt_edge.tasks.data import resolve_data_source
     from trt_edge.tasks.metrics import classification_metrics
-    from trt_edge.tasks.models import check_preprocessor, count_parameters, load_classifier, weight_bytes
+    from trt_edge.tasks.models import count_parameters, load_classifier, weight_bytes
     from trt_edge.tasks.spec import get_task
 
     started = time.perf_counter()
     cfg: WidthConfig = config.section("width")
     export_cfg = config.section("export")  # validated now: candidates and model.onnx use it
     model_path = Path(model_dir)
-    task, task_source = task_config_for(config, model_path)
-    student_dir, teacher_dir, teacher_test_logits = stage_inputs(model_path, cfg)
-    if cfg.target_speedup is not None and teacher_dir is None:
-        raise TrtEdgeError("width.target_speedup is relative to the teacher: give a distill stage folder or "
-                           "width.teacher")
+    needs_teacher = ("width.target_speedup is relative to the teacher: give a distill stage folder or width.teacher"
+                     if cfg.target_speedup is not None else None)
+    inputs = load_student_inputs(config, model_path, cfg, needs_teacher)
+    task, task_source, data, loaded = inputs.task, inputs.task_source, inputs.data, inputs.loaded
+    teacher_dir, teacher_test_logits = inputs.teacher_dir, inputs.teacher_test_logits
     spec = get_task(task.type)
-    adapter = spec.module()
-    encode, evaluate = adapter.encode, adapter.evaluate
-    check_preprocessor(student_dir, task.type)  # a model of another task: before the data
-    data = load_task_data(task)
-    loaded = load_classifier(student_dir, data.label_names, cfg.trust_remote_code, task.type)
-    if spec.modality == "text":
-        check_positions(task.max_length, student_dir, loaded.tokenizer)
-    if not loaded.head_trained and not cfg.recover:
-        raise TrtEdgeError(f"{student_dir}: {loaded.head_note}; prune a trained classifier or keep width.recover on")
+    encode, evaluate = inputs.adapter.encode, inputs.adapter.evaluate
     model, tokenizer = loaded.model, loaded.tokenizer
     structure = find_blocks(model)  # a model without the usual structure fails before any work
     dense_structure = describe(structure)
