@@ -13,10 +13,13 @@ from abc import ABC, abstractmethod
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from types import TracebackType
+from typing import TypeVar
 
 import numpy as np
 
 from trt_edge.errors import TrtEdgeError
+
+T = TypeVar("T")
 
 
 @dataclass(frozen=True)
@@ -125,8 +128,8 @@ class Runner(ABC):
     def infer_impl(self, feed: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]: ...
 
 
-def logits_in_chunks(runner: Runner, items: Sequence[object], batch_size: int,
-                     make_feed: Callable[[Sequence[object]], dict[str, np.ndarray]],
+def logits_in_chunks(runner: Runner, items: Sequence[T], batch_size: int,
+                     make_feed: Callable[[Sequence[T]], dict[str, np.ndarray]],
                      preferred: str = "logits") -> np.ndarray:
     """The `preferred` output (or the only one) for `items`, `batch_size` at a time, in order; the runner
     is activated for the call when it is not active. The text and image classifiers share this loop."""

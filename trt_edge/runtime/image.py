@@ -95,7 +95,7 @@ class ImageClassifier:
         if not files:
             raise TrtEdgeError("no image to classify")
         return logits_in_chunks(self.runner, list(files), self.batch_size,
-                                lambda chunk: self._feed([Path(str(f)) for f in chunk]), IMAGE_CLASSIFICATION.output)
+                                self._feed, IMAGE_CLASSIFICATION.output)
 
     def classify(self, files: Sequence[Path]) -> list[dict[str, Any]]:
         """One record per image: its path, the label, the label's index and every class's probability."""

@@ -122,7 +122,7 @@ class TextClassifier:
         if not texts:
             raise TrtEdgeError("no text to classify")
         return logits_in_chunks(self.runner, list(texts), self.batch_size,
-                                lambda chunk: self._feed([str(t) for t in chunk]), TEXT_CLASSIFICATION.output)
+                                self._feed, TEXT_CLASSIFICATION.output)
 
     def classify(self, texts: Sequence[str]) -> list[Prediction]:
         logits = self.logits(texts)
