@@ -42,7 +42,7 @@ def _cpu_model() -> str:
     return platform.processor()
 
 
-def seed_average(correct_a: np.ndarray, correct_b: np.ndarray) -> dict[str, float]:
+def seed_average(correct_a: np.ndarray, correct_b: np.ndarray) -> dict[str, Any]:
     """Mean over examples of (a - b), each example's correctness averaged over seeds; 95% normal interval."""
     d = correct_a.mean(axis=0) - correct_b.mean(axis=0)
     n = d.shape[0]
