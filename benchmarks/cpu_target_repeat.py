@@ -26,13 +26,13 @@ def main() -> None:
     import onnxruntime
 
     from trt_edge.config import load_config
-    from trt_edge.pipeline.compare import _texts, compare_latency, run_models
+    from trt_edge.pipeline.compare import compare_latency, comparison_inputs, run_models
 
     run = Path(args.run)
     config = load_config(args.config)
     cfg = config.section("pipeline")
     models = run_models(run)
-    tokenizer, texts = _texts(config, models)
+    tokenizer, texts = comparison_inputs(config, models)
     repeats = []
     for _ in range(args.repeats):
         points = compare_latency(models, tokenizer, texts, [[1, 64], [1, 128]], cfg.compare_rounds,

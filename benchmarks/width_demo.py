@@ -30,13 +30,13 @@ def main() -> None:
 
     from trt_edge.config import load_config
     from trt_edge.export.exporter import export_onnx
-    from trt_edge.pipeline.compare import _texts, compare_latency, run_models
+    from trt_edge.pipeline.compare import compare_latency, comparison_inputs, run_models
     from trt_edge.stage import atomic_write_json
 
     run = Path(args.run)
     config = load_config(args.config)
     cfg = config.section("pipeline")
-    tokenizer, texts = _texts(config, run_models(run))
+    tokenizer, texts = comparison_inputs(config, run_models(run))
     with tempfile.TemporaryDirectory(prefix="width-demo-") as tmp:
         dense = Path(tmp) / "dense-student.onnx"
         export_onnx(run / "distill" / "model", dense)

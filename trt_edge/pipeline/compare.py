@@ -43,7 +43,7 @@ def run_models(run_dir: Path) -> list[tuple[str, Path]]:
     return found
 
 
-def _texts(config: RunConfig, models: list[tuple[str, Path]]) -> tuple[Any, list[str]]:
+def comparison_inputs(config: RunConfig, models: list[tuple[str, Path]]) -> tuple[Any, list[str]]:
     """The tokenizer that travels with the compared models (the first one's) and the test texts."""
     from trt_edge.tasks.data import load_data
     from trt_edge.tasks.spec import TEXT_CLASSIFICATION, preprocessor_dir
@@ -105,7 +105,7 @@ def run(config: RunConfig, run_dir: Path, out: str | Path) -> StageRecord:
     cfg: PipelineConfig = config.section("pipeline")
     root = Path(run_dir)
     models = run_models(root)
-    tokenizer, texts = _texts(config, models)
+    tokenizer, texts = comparison_inputs(config, models)
     shapes = [list(s) for s in cfg.compare_shapes]
     log.info("timing %d models side by side: %s", len(models), ", ".join(label for label, _ in models))
     results = compare_latency(models, tokenizer, texts, shapes, cfg.compare_rounds, cfg.compare_runs,
