@@ -97,3 +97,15 @@ def test_student_tokenizer_is_checked_before_any_work(tmp_path: Path, tiny_bert_
     with pytest.raises(TrtEdgeError, match="tokenizer differs from the teacher's"):
         run(_config(demo_data_config, str(tiny_bert_dir), student={"model": str(student)}), tmp_path / "out")
     assert not (tmp_path / "out").exists()
+
+
+def test_intermediate_losses_run_on_a_layer_subset_student(tmp_path: Path, tiny_bert_dir: Path, cache_dir: Path,
+                                                           demo_data_config: DataConfig) -> None:
+    """The hidden-state and attention losses (off in the demo) train a student of teacher layers end to end:
+    kept layer 0 learns teacher layer 0's output, the last kept layer the teacher's last."""
+    data = demo_data_config.replace(max_examples=200, train_size=100, validation_size=50, test_size=50)
+    cfg = _config(data, str(tiny_bert_dir), student={"layers": [0]}, cache_dir=str(cache_dir),
+                  teacher_finetune="never", hidden_weight=1.0, attention_weight=1.0, ablation=False)
+    record = run(cfg, tmp_path / "distill")
+    assert record.metrics["distill"]["steps"] > 0
+    assert 0.0 <= record.metrics["student_accuracy"] <= 1.0

@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from trt_edge.distill.student import default_layers, student_from_teacher, uniform_layer_map
+from trt_edge.distill.student import default_layers, student_from_teacher, subset_layer_map, uniform_layer_map
 from trt_edge.errors import TrtEdgeError
 from trt_edge.tasks.models import load_classifier, save_classifier
 
@@ -49,3 +49,9 @@ def test_bad_layer_lists(tiny_bert_dir: Path, layers: list[int], message: str) -
 def test_uniform_layer_map() -> None:
     assert uniform_layer_map(3, 6) == [(0, 1), (1, 3), (2, 5)]
     assert uniform_layer_map(2, 2) == [(0, 0), (1, 1)]
+
+
+def test_subset_layer_map_ends_on_the_teachers_last_layer() -> None:
+    assert subset_layer_map([0, 2, 4], 6) == [(0, 1), (1, 3), (2, 5)]
+    assert subset_layer_map([1, 2], 6) == [(0, 1), (1, 5)]
+    assert subset_layer_map([0, 1, 2], 3) == [(0, 0), (1, 1), (2, 2)]

@@ -265,7 +265,7 @@ def distill_student(cfg: DistillConfig, task: TaskConfig, data: TextClassificati
     import torch
 
     from trt_edge.distill.losses import combined_loss
-    from trt_edge.distill.student import hidden_size, num_layers, uniform_layer_map
+    from trt_edge.distill.student import hidden_size, num_layers, subset_layer_map, uniform_layer_map
     from trt_edge.distill.train import train
 
     a = adapter(task)
@@ -277,7 +277,7 @@ def distill_student(cfg: DistillConfig, task: TaskConfig, data: TextClassificati
     projection: torch.nn.Module | None = None
     if online:
         if isinstance(student_layers, list):
-            layer_map = list(enumerate(student_layers))
+            layer_map = subset_layer_map(student_layers, num_layers(teacher.model))
         else:
             layer_map = uniform_layer_map(num_layers(student), num_layers(teacher.model))
         if hidden_size(student) != hidden_size(teacher.model) and cfg.hidden_weight > 0:

@@ -75,6 +75,19 @@ def uniform_layer_map(student_layers: int, teacher_layers: int) -> list[tuple[in
     return [(i, -(-(i + 1) * teacher_layers // student_layers) - 1) for i in range(student_layers)]
 
 
+def subset_layer_map(kept: list[int], teacher_layers: int) -> list[tuple[int, int]]:
+    """For a student made of teacher layers `kept`: student layer i learns the output of the teacher layer
+    just before the next kept one, and the last learns the teacher's last.
+
+    Kept layer i stands in for teacher layers kept[i] .. kept[i+1]-1, so its output should look like what
+    that block hands on. Matching it to teacher layer kept[i] instead would pull the student's final
+    hidden state towards an inner teacher layer, while the classifier copied from the teacher reads the
+    teacher's last one.
+    """
+    ends = [*kept[1:], teacher_layers]
+    return [(i, end - 1) for i, end in enumerate(ends)]
+
+
 def hidden_size(model: Any) -> int:
     config = model.config
     return int(getattr(config, "hidden_size", None) or config.dim)
