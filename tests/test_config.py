@@ -19,6 +19,18 @@ def test_demo_config_builds_every_registered_section_it_names() -> None:
     assert cfg.section("task").data.label_column == "sentiment"
 
 
+def test_demo_kd_is_the_demo_with_its_documented_distillation_budget() -> None:
+    """benchmarks/kd_seeds.py's figures are read as "the demo": the two files may differ only where
+    demo-kd.yaml's header says, or the figures stop describing the quick demo's recipe."""
+    configs = Path(__file__).parents[1] / "configs"
+    overrides = {"name": "demo-minilm-tweets-kd", "task.data.max_examples": 12000, "task.data.test_size": 7500,
+                 "distill.teacher_train.epochs": 6,
+                 "distill.transfer": {"source": "unused", "max_examples": 20000}}
+    expected = load_config(configs / "demo.yaml", overrides)
+    actual = load_config(configs / "demo-kd.yaml")
+    assert actual.to_dict() == expected.to_dict()
+
+
 def test_dotted_and_bare_overrides(tmp_path: Path) -> None:
     path = tmp_path / "c.yaml"
     path.write_text("distill:\n  temperature: 2.0\n  train: {epochs: 3}\n")
