@@ -7,7 +7,15 @@ import numpy as np
 from trt_edge import stats
 from trt_edge.pipeline.config import PipelineConfig
 from trt_edge.pipeline.gates import stage_verdict
-from trt_edge.pipeline.verdict import Target, gate_warnings, headline, model_warnings
+from trt_edge.pipeline.verdict import (
+    HARD_LABEL,
+    TEACHER,
+    Target,
+    gate_warnings,
+    headline,
+    model_warnings,
+    teacher_warnings,
+)
 
 
 def _gate(drop_table: stats.PairedTable, budget: float | None, default: float | None = None) -> dict:
@@ -31,6 +39,23 @@ def test_collapsed_model_is_named_and_a_balanced_one_is_not() -> None:
     warnings = model_warnings({"student": np.zeros(100, dtype=np.int64), "teacher": labels.copy()}, labels,
                               ["neg", "neu", "pos"])
     assert len(warnings) == 1 and "student predicts class 'neg' for 100%" in warnings[0]
+
+
+def test_a_teacher_beaten_by_the_label_trained_student_is_called_undertrained() -> None:
+    rng = np.random.default_rng(0)
+    labels = rng.integers(0, 3, 2000)
+    wrong = (labels + 1) % 3
+
+    def right_on(share: float) -> np.ndarray:
+        return np.where(rng.random(2000) < share, labels, wrong)
+
+    weak, strong = right_on(0.80), right_on(0.90)
+    texts = teacher_warnings({TEACHER: weak, HARD_LABEL: strong}, labels)
+    assert len(texts) == 1 and "teacher is weaker than the student trained on the labels alone" in texts[0]
+    assert "distill.teacher_train.epochs" in texts[0]
+    assert teacher_warnings({TEACHER: strong, HARD_LABEL: weak}, labels) == []
+    assert teacher_warnings({TEACHER: strong, HARD_LABEL: strong.copy()}, labels) == []  # a tie is no finding
+    assert teacher_warnings({TEACHER: weak}, labels) == []  # no ablation in the run
 
 
 def test_loosened_pass_and_inconclusive_are_warned() -> None:
