@@ -19,8 +19,10 @@ machine in `benchmarks/RESULTS.md`.
 
 The run: (1) a probe of one fp32 MatMul and one dynamic int8 MatMul under the stock and the patched
 package, in separate processes, so the JSON shows the dispatch changed (the patched copy must be slower
-on a CPU that has the newer instructions); (2) `benchmarks/cpu_target_repeat.py` on the run, stock then
-patched, alternating, `--repeats` times each.
+on a CPU that has the newer instructions); (2) every model of the run on the test split under both, since
+the AVX2 int8 kernels multiply in 16-bit pairs (`vpmaddubsw`, which saturates) where VNNI accumulates in
+32 bits, so the artifact's accuracy there is measured, not assumed; (3) `benchmarks/cpu_target_repeat.py`
+on the run, stock then patched, alternating, `--repeats` times each.
 """
 
 from __future__ import annotations
@@ -91,6 +93,33 @@ print(json.dumps(out))
 """
 
 
+ACCURACY = r"""
+import json, sys
+from pathlib import Path
+import numpy as np
+import onnxruntime
+from trt_edge.config import load_config
+from trt_edge.pipeline.compare import comparison_inputs, run_models
+from trt_edge.runtime.ort import OnnxRuntimeRunner
+from trt_edge.runtime.text import TextClassifier
+from trt_edge.tasks.data import load_data
+
+config = load_config(sys.argv[2])
+task = config.section("task")
+test = load_data(task.data).test
+labels = np.asarray(test.labels)
+out = {"onnxruntime": onnxruntime.__file__, "n": int(labels.size), "accuracy": {}}
+models = run_models(Path(sys.argv[1]))
+tokenizer, _ = comparison_inputs(config, models)
+for label, path in models:
+    with OnnxRuntimeRunner(path) as runner:
+        classifier = TextClassifier(runner, tokenizer, None, task.max_length, task.eval_batch_size)
+        pred = classifier.logits(test.texts).argmax(axis=1)
+    out["accuracy"][label] = float((pred == labels).mean())
+print(json.dumps(out))
+"""
+
+
 def patch_package(dest: Path) -> dict[str, Any]:
     """Copy the installed onnxruntime package under `dest` and patch MLAS's dispatch in its Python module."""
     import onnxruntime
@@ -145,6 +174,12 @@ def _probe(pythonpath: str | None) -> dict[str, Any]:
     return dict(json.loads(out.stdout.strip().splitlines()[-1]))
 
 
+def _accuracy(pythonpath: str | None, run: str, config: str) -> dict[str, Any]:
+    out = subprocess.run([sys.executable, "-c", ACCURACY, run, config], capture_output=True, text=True,
+                         check=True, env=_env(pythonpath))
+    return dict(json.loads(out.stdout.strip().splitlines()[-1]))
+
+
 def _repeat(pythonpath: str | None, run: str, config: str, out: Path) -> dict[str, Any]:
     subprocess.run([sys.executable, "benchmarks/cpu_target_repeat.py", "--run", run, "--config", config,
                     "--repeats", "1", "--out", str(out)], check=True, env=_env(pythonpath))
@@ -173,8 +208,10 @@ def main() -> None:
             "cpu_flags": _cpu_flags(), "command": " ".join([sys.executable, *sys.argv]), "patch": patch,
             "probe": {"stock": _probe(None), "avx2": _probe(str(patched_path))},
             "repeats": {"stock": [], "avx2": []},
+            "test_accuracy": {"stock": _accuracy(None, args.run, args.config),
+                              "avx2": _accuracy(str(patched_path), args.run, args.config)},
         }
-        if not result["probe"]["avx2"]["onnxruntime"].startswith(str(patched_path)):
+        if not all(result[k]["avx2"]["onnxruntime"].startswith(str(patched_path)) for k in ("probe", "test_accuracy")):
             raise SystemExit("error: the patched onnxruntime copy was not the one imported")
         commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True,
                                 check=False)
