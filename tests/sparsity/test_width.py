@@ -42,6 +42,14 @@ def _tiny(kind: str) -> Any:
         return T.MPNetForSequenceClassification(T.MPNetConfig(
             vocab_size=100, hidden_size=64, num_hidden_layers=2, num_attention_heads=4, intermediate_size=128,
             **common)).eval()
+    if kind == "electra":  # an embedding projection [32 -> 64] writes the stream
+        return T.ElectraForSequenceClassification(T.ElectraConfig(
+            vocab_size=100, embedding_size=32, hidden_size=64, num_hidden_layers=2, num_attention_heads=4,
+            intermediate_size=128, **common)).eval()
+    if kind == "deit":  # a distillation token and two heads reading the stream
+        return T.DeiTForImageClassificationWithTeacher(T.DeiTConfig(
+            image_size=32, patch_size=8, hidden_size=64, num_hidden_layers=2, num_attention_heads=4,
+            intermediate_size=128, **common)).eval()
     return T.ViTForImageClassification(T.ViTConfig(
         image_size=32, patch_size=8, hidden_size=64, num_hidden_layers=2, num_attention_heads=4,
         intermediate_size=128, **common)).eval()
@@ -49,7 +57,7 @@ def _tiny(kind: str) -> Any:
 
 def _batch(kind: str) -> dict[str, torch.Tensor]:
     g = torch.Generator().manual_seed(1)
-    if kind == "vit":
+    if kind in ("vit", "deit"):
         return {"pixel_values": torch.randn(2, 3, 32, 32, generator=g)}
     return {"input_ids": torch.randint(5, 100, (2, 12), generator=g),
             "attention_mask": torch.tensor([[1] * 12, [1] * 8 + [0] * 4])}
@@ -104,6 +112,91 @@ def test_heads_and_neurons_are_removed_for_real_and_the_rest_is_unchanged(kind: 
     assert getattr(config, ffn_key) == 64
     with torch.no_grad():
         torch.testing.assert_close(reloaded(**batch).logits, got, atol=1e-6, rtol=1e-6)
+
+
+# What reads the stream after the last block (its input columns go) and what writes it before the first
+# (its rows go); everything else outside the blocks keeps its width.
+STREAM = {"bert": ([], ["bert.pooler.dense"]), "roberta": ([], ["classifier.dense"]),
+          "distilbert": ([], ["pre_classifier"]), "mpnet": ([], ["classifier.dense"]), "vit": ([], ["classifier"]),
+          "electra": (["electra.embeddings_project"], ["classifier.dense"]),
+          "deit": ([], ["cls_classifier", "distillation_classifier"])}
+# Parameters whose output side is the head's own space (they keep the old width 64 on purpose).
+HEAD_SPACE = ("bert.pooler", "classifier", "pre_classifier", "cls_classifier", "distillation_classifier")
+
+
+@pytest.mark.parametrize("kind", [*FAMILIES, "electra", "deit"])
+def test_hidden_size_is_removed_everywhere_the_stream_lives_and_reloads(kind: str, tmp_path: Path) -> None:
+    import transformers as T
+
+    model = _tiny(kind)
+    batch = _batch(kind)
+    structure = W.find_blocks(model)
+    assert structure.hidden == 64
+    importance = W.activation_importance(model, structure, [batch], hidden=True)
+    assert importance.hidden is not None and importance.hidden.shape == (64,) and bool((importance.hidden > 0).all())
+    assert importance.trace is not None and (importance.trace.writers, importance.trace.readers) == STREAM[kind]
+    keep = W.round_hidden(64, 0.6, W.hidden_multiple(model))
+    assert keep == 40  # 38.4 rounded up to a multiple of 8 (4 heads divide it)
+    W.check_hidden_shrink(model, structure, importance, batch, keep)
+    shrunk = W.shrink_(model, structure, W.plan_width(structure, importance, 2, 96, keep))
+    assert (shrunk.hidden, shrunk.heads, shrunk.ffn) == (40, 2, 96)
+    # Nothing outside the head's own space is 64 wide any more: embeddings, position tables, [CLS],
+    # patch projection, every LayerNorm, every block's inputs and outputs.
+    left = [(n, tuple(p.shape)) for n, p in model.named_parameters()
+            if 64 in p.shape and not n.startswith(HEAD_SPACE)]
+    assert left == [] or (kind == "electra" and all(n.startswith("electra.embeddings.") and 32 in s for n, s in left))
+    norms = [m for m in model.modules() if isinstance(m, torch.nn.LayerNorm)]
+    assert norms and all(tuple(m.normalized_shape) in ((40,), (32,)) for m in norms)
+    config_key = "dim" if kind == "distilbert" else "hidden_size"
+    assert getattr(model.config, config_key) == 40
+    with torch.no_grad():
+        got = model(**batch).logits
+    assert got.shape == (2, 3) and bool(torch.isfinite(got).all())
+    recipe = W.save_pruned(model, _NoTokenizer(), tmp_path)
+    config = T.AutoConfig.from_pretrained(tmp_path)
+    cls = T.AutoModelForImageClassification if kind in ("vit", "deit") else T.AutoModelForSequenceClassification
+    if kind in ("vit", "deit"):
+        assert recipe == {}
+        reloaded = cls.from_pretrained(tmp_path).eval() if kind == "vit" else \
+            T.DeiTForImageClassificationWithTeacher.from_pretrained(tmp_path).eval()
+    else:
+        assert recipe["format"] == W.WIDTH_FORMAT
+        reloaded, info = W.load_pruned(tmp_path, config, cls)
+        assert info["missing_keys"] == [] and info["mismatched_keys"] == []
+    with torch.no_grad():
+        torch.testing.assert_close(reloaded(**batch).logits, got, atol=1e-6, rtol=1e-6)
+
+
+def test_a_stream_reader_the_trace_cannot_see_is_refused_before_any_work() -> None:
+    import transformers as T
+
+    from trt_edge.errors import TrtEdgeError
+
+    torch.manual_seed(0)
+    model = T.Dinov2ForImageClassification(T.Dinov2Config(  # its head reads [CLS] concatenated with the mean
+        image_size=32, patch_size=8, hidden_size=64, num_hidden_layers=2, num_attention_heads=4, mlp_ratio=2,
+        num_labels=3)).eval()
+    batch = _batch("vit")
+    structure = W.find_blocks(model)
+    importance = W.activation_importance(model, structure, [batch], hidden=True)
+    with pytest.raises(TrtEdgeError, match=r"does not support Dinov2ForImageClassification .*keep_hidden"):
+        W.check_hidden_shrink(model, structure, importance, batch, 32)
+    assert structure.hidden == 64 and W.find_blocks(model).hidden == 64  # the model itself is untouched
+
+
+def test_hidden_sizes_stay_multiples_of_eight_and_of_the_head_count() -> None:
+    import transformers as T
+
+    assert W.round_hidden(384, 0.75, 24) == 288 and W.round_hidden(384, 0.5, 24) == 192
+    assert W.round_hidden(384, 0.6, 24) == 240 and W.round_hidden(64, 0.01, 8) == 8
+    assert W.round_hidden(100, 1.0, 8) == 100 and W.round_hidden(100, 0.99, 8) == 100
+    bert12 = T.BertForSequenceClassification(T.BertConfig(vocab_size=50, hidden_size=96, num_hidden_layers=1,
+                                                          num_attention_heads=12, intermediate_size=32))
+    vit12 = T.ViTForImageClassification(T.ViTConfig(image_size=16, patch_size=8, hidden_size=96,
+                                                     num_hidden_layers=1, num_attention_heads=12,
+                                                     intermediate_size=32))
+    assert W.hidden_multiple(bert12) == 24  # BERT refuses a hidden size its 12 heads do not divide
+    assert W.hidden_multiple(vit12) == 8  # ViT reads head_dim
 
 
 def test_plain_from_pretrained_refuses_a_recipe_folder_instead_of_loading_it_wrong(tmp_path: Path) -> None:
@@ -228,20 +321,66 @@ def test_export_stage_parity_and_lint_then_2_4_then_checker(width_run: tuple[Pat
     assert not any(64 in s for s in shapes if len(s) == 2 and 32 in s)  # still the narrow model
 
 
+@pytest.fixture(scope="module")
+def hidden_run(tmp_path_factory: pytest.TempPathFactory, distill_like: Path, demo_data_config: Any,
+               cache_dir: Path) -> tuple[Path, RunConfig]:
+    from trt_edge.sparsity.width_stage import run
+
+    config = _config(demo_data_config, keep_ffn=0.75, keep_hidden=0.5)
+    out = tmp_path_factory.mktemp("width-hidden") / "width"
+    run(config, distill_like, out)
+    return out, config
+
+
+def test_stage_prunes_the_hidden_size_in_steps_then_export_2_4_and_checker(hidden_run: tuple[Path, RunConfig],
+                                                                          tmp_path: Path) -> None:
+    import onnx
+    from onnx import numpy_helper
+
+    from trt_edge.export.stage import run as export_run
+    from trt_edge.sparsity.onnx_check import check_onnx_sparsity
+    from trt_edge.sparsity.stage import run as prune_run
+
+    out, config = hidden_run
+    m = read_stage(out, "width")["metrics"]
+    assert m["dense_structure"]["hidden"] == 32 and m["structure"]["hidden"] == 16 and m["keep_hidden"] == 0.5
+    assert [(s["heads"], s["ffn"], s["hidden"]) for s in m["steps"]] == [(3, 56, 24), (2, 48, 16)]
+    assert all(s["hidden_readers"] == ["bert.pooler.dense"] and s["recovery"]["distilled"] for s in m["steps"])
+    assert m["parity_max_abs_diff"] < 1e-4 and m["config_reload"].startswith("trt_edge_width")
+    model = onnx.load(str(stage_artifact(out, "onnx")))
+    weights = [numpy_helper.to_array(i) for i in model.graph.initializer if i.data_type == onnx.TensorProto.FLOAT]
+    shapes = {tuple(sorted(w.shape)) for w in weights if w.ndim == 2 and min(w.shape) > 3 and max(w.shape) < 1000}
+    # Q/K/V and output [16 x 16], feed-forward [16 x 48], position table [128 x 16]; the pooler reads 16
+    # and keeps its own 32.
+    assert shapes == {(16, 16), (16, 48), (16, 128), (16, 32)}, shapes
+    vocab = [w for w in weights if w.ndim == 2 and w.shape[0] > 1000]
+    assert vocab and all(w.shape[1] == 16 for w in vocab)  # the word embeddings lost channels too
+    exported = export_run(config, out, tmp_path / "export-width").metrics
+    assert exported["max_abs_diff"] < 1e-4 and exported["lint"]["errors"] == 0
+    pruned = prune_run(config, out, tmp_path / "prune").metrics
+    assert pruned["checker_pass_rate"] == 1.0 and pruned["sparse_layers"] == 12
+    export_run(config, tmp_path / "prune", tmp_path / "export")
+    report = check_onnx_sparsity(stage_artifact(tmp_path / "export", "onnx"), stage_artifact(tmp_path / "prune", "model"))
+    assert report.ok and report.expected_pass_rate() == 1.0
+
+
 def test_target_mode_picks_by_measured_latency(distill_like: Path, demo_data_config: Any, tmp_path: Path,
                                                cache_dir: Path) -> None:
     from trt_edge.sparsity.width_stage import run
 
     config = _config(demo_data_config, target_speedup=1000.0, target_shapes=[[1, 16]], target_rounds=1,
-                     candidates=[[1.0, 1.0], [0.5, 0.5], [0.5, 0.25]], steps=1, recover=False)
+                     candidates=[[1.0, 1.0], [0.5, 0.5], [0.5, 0.25], [0.5, 0.5, 0.5]], steps=1, recover=False)
     m = run(config, distill_like, tmp_path / "w").metrics
     target = m["target"]
     assert target["target_met"] is False  # nothing is 1000x faster than itself
     table = target["candidates"]
-    assert [(c["heads"], c["ffn"]) for c in table] == [(4, 64), (2, 32), (2, 16)]
+    assert [(c["heads"], c["ffn"], c["hidden"]) for c in table] == [(4, 64, 32), (2, 32, 32), (2, 16, 32),
+                                                                      (2, 32, 16)]
+    assert table[-1]["label"].endswith("hidden 16/32")
     best = max(table, key=lambda c: c["slowest"])
     assert target["chosen"] == best["label"]
-    assert (m["structure"]["heads"], m["structure"]["ffn"]) == (best["heads"], best["ffn"])
+    assert (m["structure"]["heads"], m["structure"]["ffn"], m["structure"]["hidden"]) == \
+        (best["heads"], best["ffn"], best["hidden"])
     assert all(c["slowest"] > 0 for c in table)
 
 
@@ -252,6 +391,7 @@ ENV = {**os.environ, "HF_HUB_OFFLINE": "1"}
     (("--method", "widht"), "unknown prune method 'widht' (did you mean 'width'?)"),
     (("--method", "width", "--width.keep_heads=0"), "width: keep_heads must be in (0, 1]"),
     (("--method", "width", "--keep_fnn=0.5"), "did you mean 'keep_ffn'"),
+    (("--method", "width", "--width.keep_hidden=1.5"), "width: keep_hidden must be in (0, 1]"),
     (("--method", "width", "--target_speedup=3"), "relative to the teacher"),
 ])
 def test_bad_width_configs_are_refused_in_one_line(args: tuple[str, ...], message: str, tiny_bert_dir: Path,

@@ -270,7 +270,8 @@ def test_cli_run_image_classifies_like_pytorch(images: Path, tiny_bert_onnx: Pat
         assert message in capsys.readouterr().err
 
 
-def test_width_stage_prunes_a_vit_on_images(images: Path, tmp_path: Path) -> None:
+@pytest.mark.parametrize("keep_hidden", [1.0, 0.5])
+def test_width_stage_prunes_a_vit_on_images(images: Path, tmp_path: Path, keep_hidden: float) -> None:
     """`prune --method width` on an image task: importance from the adapter's batches (patches), heads and
     neurons removed for real, recovery on images, and the exported pixel_values model passes parity."""
     import shutil
@@ -288,7 +289,8 @@ def test_width_stage_prunes_a_vit_on_images(images: Path, tmp_path: Path) -> Non
     StageRecord(stage="distill", config={}, artifacts={"model": "model", "teacher": "teacher"}).write(root)
     raw = _config(images).raw
     raw["task"]["eval_batch_size"] = 16
-    raw["width"] = {"keep_heads": 0.5, "keep_ffn": 0.5, "steps": 1, "calibration_samples": 16,
+    raw["width"] = {"keep_heads": 0.5, "keep_ffn": 0.5, "keep_hidden": keep_hidden, "steps": 1,
+                    "calibration_samples": 16,
                     "train": {"epochs": 1, "batch_size": 8, "max_steps": 2, "learning_rate": 1e-3}}
     config = RunConfig(raw)
     m = run(config, root, tmp_path / "width").metrics
@@ -299,8 +301,13 @@ def test_width_stage_prunes_a_vit_on_images(images: Path, tmp_path: Path) -> Non
     model = onnx.load(str(tmp_path / "width" / "model.onnx"))
     assert [i.name for i in model.graph.input] == ["pixel_values"]
     shapes = {tuple(numpy_helper.to_array(i).shape) for i in model.graph.initializer}
-    assert (32, 16) in shapes or (16, 32) in shapes
     assert not any(64 in s for s in shapes if len(s) == 2 and 32 in s)  # no full-width feed-forward left
+    if keep_hidden == 1.0:
+        assert (32, 16) in shapes or (16, 32) in shapes
+    else:  # hidden 32 -> 16: patch projection, [CLS], position table, blocks and classifier all narrower
+        assert m["structure"]["hidden"] == 16 and m["steps"][0]["hidden_readers"] == ["classifier"]
+        matrices = {s for s in shapes if len(s) == 2}
+        assert (16, 16) in matrices and (3, 16) in matrices and all(16 in s for s in matrices), matrices
     exported = export_run(config, tmp_path / "width", tmp_path / "export").metrics
     assert exported["max_abs_diff"] < 1e-4 and exported["argmax_agreement"] == 1.0
 

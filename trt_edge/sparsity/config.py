@@ -113,6 +113,11 @@ class WidthConfig(RecoveryConfig):
         a multiple of 8, at least one head). Defaults to 0.5.
     keep_ffn (float): share of each block's feed-forward neurons kept (rounded up to a multiple of 8).
         Defaults to 0.5.
+    keep_hidden (float): share of the hidden size (the residual stream: embeddings, every LayerNorm, every
+        block's input and output, the head's input) kept, ranked by LayerNorm output magnitude; rounded up
+        to a multiple of 8 and of the head count where the family derives its head size from the hidden
+        size. Changes the function more than heads or neurons do (every LayerNorm then normalizes over
+        fewer channels), so recovery matters more. Defaults to 1.0 (the hidden size is kept).
     steps (int): iterations of the schedule: each removes its share of what is to go (importance measured
         again on the recovered model), then recovers by distillation. Defaults to 2.
     importance (str): `activation`: mean activation magnitude on calibration texts (see docs/sparsity.md
@@ -121,8 +126,9 @@ class WidthConfig(RecoveryConfig):
     target_speedup (float | None): pick `keep_heads`/`keep_ffn` instead: the least pruned of `candidates`
         whose exported fp32 ONNX is at least this many times faster than the teacher's, timed side by side
         in ONNX Runtime on this machine at `target_shapes`. None uses the fixed shares. Defaults to None.
-    candidates (list[list[float]]): [keep_heads, keep_ffn] pairs the target mode measures. Defaults to a
-        grid from [1, 1] (the dense student) down to [0.25, 0.25].
+    candidates (list[list[float]]): [keep_heads, keep_ffn] pairs, or [keep_heads, keep_ffn, keep_hidden]
+        triples, the target mode measures (a pair keeps `keep_hidden`). Defaults to a grid from [1, 1] (the
+        dense student) down to [0.25, 0.25].
     target_shapes (list[list[int]]): [batch, sequence] points the target must hold at (the slowest ratio
         counts). Defaults to [[1, 64], [1, 128]].
     target_rounds (int): interleaved timing rounds per candidate and shape. Defaults to 3.
@@ -141,6 +147,7 @@ class WidthConfig(RecoveryConfig):
 
     keep_heads: float = 0.5
     keep_ffn: float = 0.5
+    keep_hidden: float = 1.0
     steps: int = 2
     importance: Literal["activation"] = "activation"
     calibration_samples: int = 512
@@ -153,7 +160,7 @@ class WidthConfig(RecoveryConfig):
 
     def __post_init__(self) -> None:
         super().__post_init__()
-        for name in ("keep_heads", "keep_ffn"):
+        for name in ("keep_heads", "keep_ffn", "keep_hidden"):
             if not 0 < getattr(self, name) <= 1:
                 raise ValueError(f"{name} must be in (0, 1], got {getattr(self, name)}")
         if self.steps < 1:
@@ -162,8 +169,10 @@ class WidthConfig(RecoveryConfig):
             raise ValueError(f"calibration_samples must be at least 1, got {self.calibration_samples}")
         if self.target_speedup is not None and self.target_speedup <= 0:
             raise ValueError(f"target_speedup must be positive, got {self.target_speedup}")
-        if not self.candidates or any(len(c) != 2 or not all(0 < v <= 1 for v in c) for c in self.candidates):
-            raise ValueError("candidates must be [keep_heads, keep_ffn] pairs, each share in (0, 1]")
+        if not self.candidates or any(len(c) not in (2, 3) or not all(0 < v <= 1 for v in c)
+                                      for c in self.candidates):
+            raise ValueError("candidates must be [keep_heads, keep_ffn] pairs or [keep_heads, keep_ffn, keep_hidden] "
+                             "triples, each share in (0, 1]")
         if any(len(s) != 2 or min(s) < 1 for s in self.target_shapes) or not self.target_shapes:
             raise ValueError("target_shapes must be [batch, sequence] pairs of positive integers")
         if self.target_rounds < 1:

@@ -7,9 +7,14 @@ laptop, DLA, ONNX Runtime on any CPU). This module is the torch half of the `wid
 - `find_blocks` finds every transformer block's attention (Q/K/V, output projection) and feed-forward
   (up, down) Linear layers from the module graph (shapes and order, not class names), so BERT, RoBERTa,
   DistilBERT, MPNet and ViT go through the same code;
-- `activation_importance` scores heads and neurons on calibration batches by activation magnitude;
+- `activation_importance` scores heads and neurons (and, when asked, hidden channels) on calibration
+  batches by activation magnitude;
 - `shrink_` slices the Linear layers (and any per-head table such as MPNet's relative position bias)
   to the kept heads and neurons, and updates the attention modules' head counts and the config;
+- hidden-size pruning (optional) removes channels of the residual stream everywhere it lives: every
+  block's projections, every LayerNorm, the embeddings (and ViT's patch projection, [CLS] token and
+  position table), and the head's Linear layers that read the stream. Which head layers read the stream
+  and which embedding layers write it is traced on a real forward pass (storage identity), not named;
 - `save_pruned` / `load_pruned` write and read the Hugging Face folder. Transformers 5 has no
   `prune_heads` and most text families derive the head size from `hidden_size / num_attention_heads`,
   so fewer heads cannot be said in their config.json alone: `save_pruned` writes the shapes that differ
@@ -20,12 +25,15 @@ laptop, DLA, ONNX Runtime on any CPU). This module is the torch half of the `wid
 
 Widths are uniform across layers (one head count, one feed-forward width), so the config's
 `intermediate_size` stays truthful, and kept widths are multiples of 8 (TensorRT's tensor-core tiles
-and the 2:4 pattern's groups of 4 both still apply).
+and the 2:4 pattern's groups of 4 both still apply). A pruned hidden size is also a multiple of the head
+count where the family derives the head size from `hidden_size / num_attention_heads` (BERT, RoBERTa,
+DistilBERT, MPNet refuse any other config); ViT, which reads `head_dim`, only needs the multiple of 8.
 """
 
 from __future__ import annotations
 
 import json
+import math
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -40,7 +48,8 @@ from trt_edge.tasks.spec import padding_mask_input
 log = get_logger("prune.width")
 
 WIDTH_KEY = "trt_edge_width"
-WIDTH_FORMAT = 1
+WIDTH_FORMAT = 2  # 2: attributes may be floats (attention scaling after hidden-size pruning)
+READABLE_FORMATS = (1, 2)
 MULTIPLE = 8
 # Attributes through which attention modules remember their head count / total head width.
 HEAD_COUNT_ATTRS = ("num_attention_heads", "n_heads", "num_heads")
@@ -48,6 +57,7 @@ HEAD_WIDTH_ATTRS = ("all_head_size", "inner_dim")
 HEAD_DIM_ATTRS = ("attention_head_size", "head_dim", "head_size")
 # Config keys of the feed-forward width and the head count, per family.
 FFN_CONFIG_KEYS = ("intermediate_size", "hidden_dim", "ffn_dim", "d_ff")
+HIDDEN_CONFIG_KEYS = ("hidden_size", "dim", "d_model")
 HEAD_CONFIG_KEYS = ("num_attention_heads", "n_heads")
 
 
@@ -59,7 +69,8 @@ class Block:
     out (str): the attention output projection (its input columns are the heads).
     up (str), down (str): the feed-forward pair (up's output rows, down's input columns are the neurons).
     attention (str): the module holding the head count (the parent of the Q/K/V projections).
-    heads (int), head_dim (int), ffn (int): current widths.
+    heads (int), head_dim (int), ffn (int), hidden (int): current widths.
+    prefix (str): the block's module name.
     """
 
     index: int
@@ -71,6 +82,8 @@ class Block:
     heads: int
     head_dim: int
     ffn: int
+    hidden: int = 0
+    prefix: str = ""
 
 
 @dataclass
@@ -92,6 +105,10 @@ class Structure:
     @property
     def ffn(self) -> int:
         return self.blocks[0].ffn
+
+    @property
+    def hidden(self) -> int:
+        return self.blocks[0].hidden
 
 
 def _linears(module: torch.nn.Module, prefix: str) -> list[tuple[str, torch.nn.Linear]]:
@@ -163,7 +180,7 @@ def find_blocks(model: torch.nn.Module) -> Structure:
             raise TrtEdgeError(f"{type(model).__name__} block {index}: {attention} has no head count "
                                f"({'/'.join(HEAD_COUNT_ATTRS)}) dividing its width {width}")
         blocks.append(Block(index, qkv, out_name, up_name, down[0], attention, heads, width // heads,
-                            up_mod.out_features))
+                            up_mod.out_features, hidden, prefix))
     if len({(b.heads, b.head_dim, b.ffn) for b in blocks}) > 1:
         raise TrtEdgeError(f"{type(model).__name__}: its blocks differ in width already (heads, head size, "
                            "feed-forward); width pruning keeps one width for every block and needs a uniform model")
@@ -175,26 +192,75 @@ def find_blocks(model: torch.nn.Module) -> Structure:
 
 
 @dataclass
+class HiddenTrace:
+    """Layers outside the blocks that touch the residual stream, found on a real forward pass.
+
+    writers: Linear layers that run before the first block and write hidden-size outputs (an embedding
+        projection): they lose rows.
+    readers: Linear layers that run after the last block and read the stream itself (BERT's pooler,
+        RoBERTa's and DistilBERT's pre-classifier, ViT's classifier): they lose input columns; their own
+        outputs are a new space and keep their width.
+    """
+
+    writers: list[str]
+    readers: list[str]
+
+
+@dataclass
 class Importance:
-    """Activation-magnitude scores: per block, one per head and one per feed-forward neuron."""
+    """Activation-magnitude scores: per block, one per head and one per feed-forward neuron; one per
+    hidden channel (summed over every LayerNorm) when hidden-size pruning asked for it."""
 
     heads: list[torch.Tensor]
     neurons: list[torch.Tensor]
     tokens: int
+    hidden: torch.Tensor | None = None
+    trace: HiddenTrace | None = None
 
+
+def _hidden_norms(model: torch.nn.Module, hidden: int) -> list[tuple[str, torch.nn.LayerNorm]]:
+    return [(n, m) for n, m in model.named_modules()
+            if isinstance(m, torch.nn.LayerNorm) and tuple(m.normalized_shape) == (hidden,)]
+
+
+def _outer_linears(model: torch.nn.Module, structure: Structure) -> list[tuple[str, torch.nn.Linear]]:
+    prefixes = tuple(b.prefix + "." for b in structure.blocks)
+    return [(n, m) for n, m in model.named_modules()
+            if isinstance(m, torch.nn.Linear) and not n.startswith(prefixes)]
+
+
+def _check_blocks_for_hidden(model: torch.nn.Module, structure: Structure) -> None:
+    """Refuse a block with a hidden-size Linear the structure does not know (it could not be sliced)."""
+    known = {n for b in structure.blocks for n in (*b.qkv, b.out, b.up, b.down)}
+    for block in structure.blocks:
+        for name, m in _linears(model.get_submodule(block.prefix), block.prefix):
+            if name not in known and block.hidden in (m.in_features, m.out_features):
+                raise TrtEdgeError(f"hidden-size pruning: {name} [{m.in_features} -> {m.out_features}] in block "
+                                   f"{block.index} is not a projection trt-edge knows how to slice; set "
+                                   "width.keep_hidden: 1")
+    if not _hidden_norms(model, structure.hidden):
+        raise TrtEdgeError(f"hidden-size pruning: {type(model).__name__} has no LayerNorm over its hidden size "
+                           f"{structure.hidden} (the importance is measured there); set width.keep_hidden: 1")
 
 def activation_importance(model: torch.nn.Module, structure: Structure,
-                          batches: Iterable[Mapping[str, torch.Tensor]]) -> Importance:
+                          batches: Iterable[Mapping[str, torch.Tensor]], hidden: bool = False) -> Importance:
     """Score heads and neurons by how much they put into the model on real inputs.
 
     A head's score is the mean L2 norm of its slice of the attention output projection's input (its
     context vector), a neuron's the mean |activation| at the feed-forward down projection's input, both
-    over the real (unpadded) tokens of `batches`. Forward passes only: no labels, no gradients.
+    over the real (unpadded) tokens of `batches`. With `hidden`, a hidden channel's score is its mean
+    |output| summed over every LayerNorm of the hidden size (Minitron's embedding-channel score: the
+    normalized stream is what every block reads), and the layers outside the blocks that read or write the
+    stream are traced (`HiddenTrace`). Forward passes only: no labels, no gradients.
     """
     modules = dict(model.named_modules())
     heads = [torch.zeros(b.heads, dtype=torch.float64) for b in structure.blocks]
     neurons = [torch.zeros(b.ffn, dtype=torch.float64) for b in structure.blocks]
-    state: dict[str, Any] = {"mask": None, "tokens": 0}
+    channels = torch.zeros(structure.hidden, dtype=torch.float64)
+    # "alive" holds the stream tensors until the batch ends, so no later tensor reuses their memory and is
+    # mistaken for the stream by its storage address.
+    state: dict[str, Any] = {"mask": None, "tokens": 0, "phase": "before", "stream": set(), "alive": []}
+    seen: dict[str, tuple[str, bool]] = {}
 
     def weights(x: torch.Tensor) -> torch.Tensor:
         mask: torch.Tensor | None = state["mask"]
@@ -218,10 +284,42 @@ def activation_importance(model: torch.nn.Module, structure: Structure,
             neurons[i] += (x.abs() * weights(x)[..., None]).reshape(-1, x.shape[-1]).sum(0).double()
         return hook
 
+    def storage(x: Any) -> int | None:
+        return int(x.untyped_storage().data_ptr()) if isinstance(x, torch.Tensor) else None
+
+    def norm_hook(_: torch.nn.Module, __: Any, out: torch.Tensor) -> None:
+        state["stream"].add(storage(out))
+        state["alive"].append(out)
+        x = out.detach().float()
+        channels.add_((x.abs() * weights(x)[..., None]).reshape(-1, x.shape[-1]).sum(0).double())
+
+    def phase_hook(phase: str) -> Any:
+        def hook(_: torch.nn.Module, *args: Any) -> None:
+            state["phase"] = phase
+            if phase == "after":  # the last block's output is the stream the head reads
+                out = args[-1]
+                out = out[0] if isinstance(out, tuple) else out
+                state["stream"].add(storage(out))
+                state["alive"].append(out)
+        return hook
+
+    def outer_hook(name: str) -> Any:
+        def hook(_: torch.nn.Module, args: tuple[torch.Tensor, ...]) -> None:
+            seen.setdefault(name, (state["phase"], storage(args[0]) in state["stream"]))
+        return hook
+
     handles = []
     for i, block in enumerate(structure.blocks):
         handles.append(modules[block.out].register_forward_pre_hook(head_hook(i, block)))
         handles.append(modules[block.down].register_forward_pre_hook(neuron_hook(i)))
+    if hidden:
+        _check_blocks_for_hidden(model, structure)
+        for _, norm in _hidden_norms(model, structure.hidden):
+            handles.append(norm.register_forward_hook(norm_hook))
+        handles.append(modules[structure.blocks[0].prefix].register_forward_pre_hook(phase_hook("blocks")))
+        handles.append(modules[structure.blocks[-1].prefix].register_forward_hook(phase_hook("after")))
+        for name, linear in _outer_linears(model, structure):
+            handles.append(linear.register_forward_pre_hook(outer_hook(name)))
     was_training = model.training
     model.eval()
     try:
@@ -229,7 +327,9 @@ def activation_importance(model: torch.nn.Module, structure: Structure,
             for batch in batches:
                 mask_name = padding_mask_input(batch)
                 state["mask"] = batch.get(mask_name) if mask_name is not None else None
+                state["phase"], state["stream"], state["alive"] = "before", set(), []
                 model(**batch)
+        state["alive"] = []
     finally:
         for handle in handles:
             handle.remove()
@@ -237,7 +337,20 @@ def activation_importance(model: torch.nn.Module, structure: Structure,
     if state["tokens"] == 0:
         raise TrtEdgeError("width pruning: the calibration batches hold no tokens to measure importance on")
     scale = 1.0 / state["tokens"]
-    return Importance([h * scale for h in heads], [n * scale for n in neurons], int(state["tokens"]))
+    trace = None
+    if hidden:
+        size = structure.hidden
+        outer = dict(_outer_linears(model, structure))
+        writers = [n for n, (phase, _) in seen.items() if phase == "before" and outer[n].out_features == size]
+        readers = [n for n, (phase, reads) in seen.items() if phase == "after" and reads
+                   and outer[n].in_features == size]
+        early = [n for n, (phase, _) in seen.items() if phase == "before" and outer[n].in_features == size]
+        if early:
+            raise TrtEdgeError(f"hidden-size pruning: {early[0]} reads a hidden-size input before the first block; "
+                               "trt-edge does not know how to slice it. Set width.keep_hidden: 1")
+        trace = HiddenTrace(sorted(writers), sorted(readers))
+    return Importance([h * scale for h in heads], [n * scale for n in neurons], int(state["tokens"]),
+                      channels * scale if hidden else None, trace)
 
 
 def round_heads(heads: int, head_dim: int, fraction: float) -> int:
@@ -255,19 +368,46 @@ def round_ffn(width: int, fraction: float) -> int:
     return min(width, want)
 
 
+def hidden_multiple(model: Any) -> int:
+    """What a pruned hidden size must be a multiple of: 8, and the config's head count where the family
+    derives the head size from `hidden_size / num_attention_heads` (its constructor refuses a hidden size
+    the head count does not divide)."""
+    config = model.config
+    if hasattr(config, "head_dim") or _reads_head_dim(model):
+        return MULTIPLE
+    heads = next((getattr(config, k) for k in HEAD_CONFIG_KEYS if isinstance(getattr(config, k, None), int)), None)
+    return math.lcm(MULTIPLE, heads) if heads else MULTIPLE
+
+
+def round_hidden(width: int, fraction: float, multiple: int = MULTIPLE) -> int:
+    """Hidden channels kept for `fraction`, rounded up to `multiple` (at least one multiple, at most all)."""
+    if fraction >= 1:
+        return width
+    want = max(multiple, -(-round(width * fraction) // multiple) * multiple)
+    return min(width, want)
+
+
 @dataclass
 class WidthPlan:
-    """Which heads and neurons each block keeps (sorted indices into the current widths)."""
+    """Which heads and neurons each block keeps (sorted indices into the current widths), and which
+    hidden channels the whole model keeps (None: all)."""
 
     heads: list[list[int]]
     neurons: list[list[int]]
+    hidden: list[int] | None = None
+    trace: HiddenTrace | None = None
 
     def to_dict(self) -> dict[str, Any]:
-        return {"heads": self.heads, "neurons_kept": [len(n) for n in self.neurons]}
+        out: dict[str, Any] = {"heads": self.heads, "neurons_kept": [len(n) for n in self.neurons]}
+        if self.hidden is not None:
+            out["hidden_kept"] = len(self.hidden)
+        return out
 
 
-def plan_width(structure: Structure, importance: Importance, keep_heads: int, keep_ffn: int) -> WidthPlan:
-    """Keep the `keep_heads` most important heads and `keep_ffn` neurons of every block.
+def plan_width(structure: Structure, importance: Importance, keep_heads: int, keep_ffn: int,
+               keep_hidden: int | None = None) -> WidthPlan:
+    """Keep the `keep_heads` most important heads and `keep_ffn` neurons of every block, and the
+    `keep_hidden` most important hidden channels (None or the full size: all).
 
     With a per-head table outside the blocks (shared by every layer) one head set is kept for all
     blocks, ranked by the summed importance."""
@@ -280,11 +420,18 @@ def plan_width(structure: Structure, importance: Importance, keep_heads: int, ke
         heads = [list(shared) for _ in structure.blocks]
     else:
         heads = [top(s, keep_heads) for s in importance.heads]
-    return WidthPlan(heads, [top(s, keep_ffn) for s in importance.neurons])
+    hidden = None
+    if keep_hidden is not None and keep_hidden < structure.hidden:
+        if importance.hidden is None or importance.trace is None:
+            raise RuntimeError("plan_width: hidden-size pruning needs activation_importance(..., hidden=True)")
+        hidden = top(importance.hidden, keep_hidden)
+    return WidthPlan(heads, [top(s, keep_ffn) for s in importance.neurons], hidden, importance.trace)
 
 
 def _sliced(linear: torch.nn.Linear, rows: torch.Tensor | None, cols: torch.Tensor | None) -> torch.nn.Linear:
     weight = linear.weight.detach()
+    rows = rows.to(weight.device) if rows is not None else None
+    cols = cols.to(weight.device) if cols is not None else None
     if rows is not None:
         weight = weight.index_select(0, rows)
     if cols is not None:
@@ -336,7 +483,7 @@ def shrink_(model: Any, structure: Structure, plan: WidthPlan) -> Structure:
             if getattr(attention, attr, None) == block.heads * block.head_dim:
                 setattr(attention, attr, len(heads) * block.head_dim)
         new_blocks.append(Block(block.index, block.qkv, block.out, block.up, block.down, block.attention,
-                                len(heads), block.head_dim, len(neurons)))
+                                len(heads), block.head_dim, len(neurons), block.hidden, block.prefix))
     for name in structure.head_tables:
         table = modules[name]
         assert isinstance(table, torch.nn.Embedding)
@@ -360,7 +507,113 @@ def shrink_(model: Any, structure: Structure, plan: WidthPlan) -> Structure:
             if getattr(config, key, None) == structure.heads:
                 setattr(config, key, new_blocks[0].heads)
         config.head_dim = structure.head_dim
-    return Structure(new_blocks, list(structure.head_tables))
+    result = Structure(new_blocks, list(structure.head_tables))
+    if plan.hidden is not None:
+        assert plan.trace is not None
+        _shrink_hidden_(model, result, plan.hidden, plan.trace)
+        for block in result.blocks:
+            block.hidden = len(plan.hidden)
+    return result
+
+
+def check_hidden_shrink(model: Any, structure: Structure, importance: Importance,
+                        batch: Mapping[str, torch.Tensor], keep_hidden: int) -> None:
+    """Cut a copy of `model` to `keep_hidden` channels, run `batch` through it and rebuild it from its
+    config: a family whose stream is read in a way the trace does not see (a head that concatenates pooled
+    tokens, say) or whose config cannot say the new size fails here in one line, before any timing or
+    training."""
+    import copy
+
+    trial = copy.deepcopy(model)
+    try:
+        plan = plan_width(structure, importance, structure.heads, structure.ffn, keep_hidden)
+        shrink_(trial, structure, plan)
+        trial.eval()
+        with torch.inference_mode():
+            trial(**batch)
+        shape_recipe(trial)  # the config, with the new hidden size, must still build the family
+    except TrtEdgeError:
+        raise
+    except Exception as exc:  # any failure means the family is not supported
+        first = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        raise TrtEdgeError(f"hidden-size pruning does not support {type(model).__name__} ({first}) at a hidden "
+                           f"size of {keep_hidden}; try another width.keep_hidden, or 1 to prune heads and neurons only"
+                           ) from exc
+    finally:
+        del trial
+
+
+def _shrink_hidden_(model: Any, structure: Structure, keep: list[int], trace: HiddenTrace) -> None:
+    """Remove the hidden channels not in `keep` from everything that carries the residual stream.
+
+    The blocks' Q/K/V and feed-forward up projections lose input columns, their output and down
+    projections lose rows; every LayerNorm of the hidden size, every Embedding of that width (the per-head
+    tables excepted), a Conv2d producing it (ViT's patch projection), and raw parameters and float buffers
+    whose last axis is the hidden size ([CLS], mask token, ViT's position table, layer scales) are sliced
+    on that axis; the traced writers lose rows and readers lose columns. Unlike heads and neurons this
+    changes the function (each LayerNorm now normalizes over fewer channels): recovery is what repairs it.
+    """
+    size = structure.hidden
+    index = torch.tensor(keep, dtype=torch.long)
+    modules = dict(model.named_modules())
+
+    def pick(t: torch.Tensor, dim: int) -> torch.Tensor:
+        return t.detach().index_select(dim, index.to(t.device)).clone()
+
+    for block in structure.blocks:
+        for name in (*block.qkv, block.up):
+            _set_module(model, name, _sliced(modules[name], None, index))
+        for name in (block.out, block.down):
+            _set_module(model, name, _sliced(modules[name], index, None))
+    for name in trace.writers:
+        _set_module(model, name, _sliced(modules[name], index, None))
+    for name in trace.readers:
+        _set_module(model, name, _sliced(modules[name], None, index))
+    handled = (torch.nn.Linear, torch.nn.LayerNorm, torch.nn.Embedding, torch.nn.Conv2d)
+    for name, module in modules.items():
+        if isinstance(module, torch.nn.LayerNorm) and tuple(module.normalized_shape) == (size,):
+            norm = torch.nn.LayerNorm(len(keep), eps=module.eps, elementwise_affine=module.elementwise_affine,
+                                      bias=module.bias is not None,
+                                      device=index.device if module.weight is None else module.weight.device,
+                                      dtype=None if module.weight is None else module.weight.dtype)
+            with torch.no_grad():
+                if module.weight is not None:
+                    norm.weight.copy_(pick(module.weight, 0))
+                if module.bias is not None:
+                    norm.bias.copy_(pick(module.bias, 0))
+            norm.train(module.training)
+            _set_module(model, name, norm)
+        elif (isinstance(module, torch.nn.Embedding) and module.embedding_dim == size
+              and name not in structure.head_tables):
+            emb = torch.nn.Embedding(module.num_embeddings, len(keep), padding_idx=module.padding_idx,
+                                     device=module.weight.device, dtype=module.weight.dtype)
+            with torch.no_grad():
+                emb.weight.copy_(pick(module.weight, 1))
+            _set_module(model, name, emb)
+        elif isinstance(module, torch.nn.Conv2d) and module.out_channels == size:
+            conv = torch.nn.Conv2d(module.in_channels, len(keep), module.kernel_size,  # type: ignore[arg-type]
+                                   stride=module.stride, padding=module.padding,  # type: ignore[arg-type]
+                                   dilation=module.dilation, groups=module.groups,  # type: ignore[arg-type]
+                                   bias=module.bias is not None, padding_mode=module.padding_mode,
+                                   device=module.weight.device, dtype=module.weight.dtype)
+            with torch.no_grad():
+                conv.weight.copy_(pick(module.weight, 0))
+                if module.bias is not None:
+                    conv.bias.copy_(pick(module.bias, 0))  # type: ignore[union-attr]
+            _set_module(model, name, conv)
+        elif not isinstance(module, handled):
+            for pname, param in list(module._parameters.items()):
+                if param is not None and param.dim() >= 1 and param.shape[-1] == size:
+                    module._parameters[pname] = torch.nn.Parameter(
+                        pick(param, param.dim() - 1), requires_grad=param.requires_grad)
+            for bname, buf in list(module._buffers.items()):
+                if buf is not None and buf.is_floating_point() and buf.dim() >= 1 and buf.shape[-1] == size:
+                    module._buffers[bname] = pick(buf, buf.dim() - 1)
+    config = model.config
+    for key in HIDDEN_CONFIG_KEYS:
+        if getattr(config, key, None) == size:
+            setattr(config, key, len(keep))
+            break
 
 
 def _reads_head_dim(model: Any) -> bool:
@@ -390,9 +643,13 @@ def _reads_head_dim(model: Any) -> bool:
     return bool(structure.heads == heads - 1 and structure.head_dim == head_dim)
 
 
+_SHAPED = (torch.nn.Linear, torch.nn.Embedding, torch.nn.LayerNorm, torch.nn.Conv2d)
+
+
 def shape_recipe(model: Any) -> dict[str, Any]:
     """What `type(model)(model.config)` would build differently from `model`: the Linear and Embedding
-    shapes and the head-count attributes that `load_pruned` must set before loading the weights."""
+    shapes and the scalar attributes (head counts, head sizes, attention scaling: any int or float a
+    module computed from the config) that `load_pruned` must set before loading the weights."""
     import copy
 
     config = copy.deepcopy(model.config)
@@ -401,7 +658,7 @@ def shape_recipe(model: Any) -> dict[str, Any]:
         fresh = type(model)(config)
     fresh_modules = dict(fresh.named_modules())
     modules: dict[str, Any] = {}
-    attrs: dict[str, dict[str, int]] = {}
+    attrs: dict[str, dict[str, int | float]] = {}
     for name, module in model.named_modules():
         other = fresh_modules.get(name)
         if other is None:
@@ -412,8 +669,14 @@ def shape_recipe(model: Any) -> dict[str, Any]:
         elif isinstance(module, torch.nn.Embedding) and tuple(module.weight.shape) != tuple(other.weight.shape):
             modules[name] = {"type": "Embedding", "num": module.num_embeddings, "dim": module.embedding_dim,
                              "padding_idx": module.padding_idx}
-        changed = {a: int(getattr(module, a)) for a in (*HEAD_COUNT_ATTRS, *HEAD_WIDTH_ATTRS)
-                   if isinstance(getattr(module, a, None), int) and getattr(module, a) != getattr(other, a, None)}
+        elif isinstance(module, torch.nn.LayerNorm | torch.nn.Conv2d) and \
+                tuple(module.weight.shape) != tuple(other.weight.shape):
+            raise RuntimeError(f"{name}: a {type(module).__name__} the config does not build; hidden-size pruning "
+                               "must update the config's hidden size (a bug in trt-edge)")
+        if isinstance(module, _SHAPED):
+            continue  # replaced whole by their module spec
+        changed = {a: v for a, v in vars(module).items()
+                   if isinstance(v, int | float) and not isinstance(v, bool) and v != getattr(other, a, None)}
         if changed:
             attrs[name] = changed
     return {"format": WIDTH_FORMAT, "modules": modules, "attributes": attrs} if modules or attrs else {}
@@ -421,9 +684,9 @@ def shape_recipe(model: Any) -> dict[str, Any]:
 
 def apply_recipe(model: Any, recipe: Mapping[str, Any]) -> None:
     """Give a freshly built model the shapes and head counts a width-pruned folder records."""
-    if recipe.get("format") != WIDTH_FORMAT:
+    if recipe.get("format") not in READABLE_FORMATS:
         raise TrtEdgeError(f"config.json {WIDTH_KEY} has format {recipe.get('format')!r}; this trt-edge reads "
-                           f"format {WIDTH_FORMAT}")
+                           f"formats {', '.join(map(str, READABLE_FORMATS))}: upgrade trt-edge")
     for name, spec in dict(recipe.get("modules", {})).items():
         if spec.get("type") == "Linear":
             new: torch.nn.Module = torch.nn.Linear(int(spec["in"]), int(spec["out"]), bias=bool(spec["bias"]))
@@ -439,7 +702,9 @@ def apply_recipe(model: Any, recipe: Mapping[str, Any]) -> None:
     for name, values in dict(recipe.get("attributes", {})).items():
         module = model.get_submodule(name) if name else model
         for attr, value in dict(values).items():
-            setattr(module, attr, int(value))
+            if not isinstance(value, int | float) or isinstance(value, bool):
+                raise TrtEdgeError(f"config.json {WIDTH_KEY}: {name}.{attr} is {value!r}, not a number")
+            setattr(module, attr, value)
 
 
 def save_pruned(model: Any, tokenizer: Any, folder: Path) -> dict[str, Any]:
@@ -501,6 +766,7 @@ def describe(structure: Structure) -> dict[str, Any]:
     """Widths for stage.json."""
     return {"layers": len(structure.blocks), "heads": structure.heads, "head_dim": structure.head_dim,
             "attention_width": structure.heads * structure.head_dim, "ffn": structure.ffn,
+            "hidden": structure.hidden,
             "shared_head_set": bool(structure.head_tables)}
 
 

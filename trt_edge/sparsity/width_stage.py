@@ -53,22 +53,33 @@ def calibration_batches(task: str, preprocessor: Any, examples: Sequence[Any], m
 class Candidate:
     keep_heads: float
     keep_ffn: float
+    keep_hidden: float
     heads: int
     ffn: int
+    hidden: int
     params: int
 
 
-def _candidates(cfg: WidthConfig, structure: Any) -> list[Candidate]:
+def _candidates(cfg: WidthConfig, structure: Any, multiple: int) -> list[Candidate]:
     """The distinct widths of `cfg.candidates`, most parameters first (parameter counts of the blocks)."""
-    from trt_edge.sparsity.width import round_ffn, round_heads
+    from trt_edge.sparsity.width import round_ffn, round_heads, round_hidden
 
-    seen: dict[tuple[int, int], Candidate] = {}
-    for keep_heads, keep_ffn in cfg.candidates:
+    seen: dict[tuple[int, int, int], Candidate] = {}
+    for shares in cfg.candidates:
+        keep_heads, keep_ffn = shares[0], shares[1]
+        keep_hidden = shares[2] if len(shares) > 2 else cfg.keep_hidden
         heads = round_heads(structure.heads, structure.head_dim, keep_heads)
         ffn = round_ffn(structure.ffn, keep_ffn)
-        params = 4 * heads * structure.head_dim + 2 * ffn  # block weights per hidden channel
-        seen.setdefault((heads, ffn), Candidate(keep_heads, keep_ffn, heads, ffn, params))
+        hidden = round_hidden(structure.hidden, keep_hidden, multiple)
+        params = hidden * (4 * heads * structure.head_dim + 2 * ffn)  # block weights
+        seen.setdefault((heads, ffn, hidden), Candidate(keep_heads, keep_ffn, keep_hidden, heads, ffn, hidden, params))
     return sorted(seen.values(), key=lambda c: -c.params)
+
+
+def _needs_hidden(cfg: WidthConfig) -> bool:
+    if cfg.target_speedup is not None:
+        return any((c[2] if len(c) > 2 else cfg.keep_hidden) < 1 for c in cfg.candidates)
+    return cfg.keep_hidden < 1
 
 
 def _export(model: Any, tokenizer: Any, path: Path, config: RunConfig, labels: list[str], task: str) -> Any:
@@ -84,24 +95,26 @@ def _export(model: Any, tokenizer: Any, path: Path, config: RunConfig, labels: l
 
 
 def pick_target(cfg: WidthConfig, config: RunConfig, model: Any, tokenizer: Any, structure: Any, importance: Any,
-                teacher: Any, labels: list[str], examples: list[Any], task: str
-                ) -> tuple[float, float, dict[str, Any]]:
-    """(keep_heads, keep_ffn) of the least pruned candidate whose exported fp32 ONNX is at least
+                teacher: Any, labels: list[str], examples: list[Any], task: str, multiple: int
+                ) -> tuple[float, float, float, dict[str, Any]]:
+    """(keep_heads, keep_ffn, keep_hidden) of the least pruned candidate whose exported fp32 ONNX is at least
     `target_speedup` times faster than the exported teacher at every `target_shapes` point; the fastest
     candidate when none is (and the record says the target was missed)."""
     from trt_edge.pipeline.compare import compare_latency
     from trt_edge.sparsity.width import plan_width, shrink_
 
     assert cfg.target_speedup is not None
-    candidates = _candidates(cfg, structure)
+    candidates = _candidates(cfg, structure, multiple)
     with tempfile.TemporaryDirectory(prefix="trt-edge-width-") as tmp_dir:
         tmp = Path(tmp_dir)
         reference = _export(teacher.model, teacher.tokenizer, tmp / "teacher.onnx", config, labels, task)
         models = [("teacher", reference.onnx_path)]
         for i, cand in enumerate(candidates):
             trial = copy.deepcopy(model)
-            shrink_(trial, structure, plan_width(structure, importance, cand.heads, cand.ffn))
+            shrink_(trial, structure, plan_width(structure, importance, cand.heads, cand.ffn, cand.hidden))
             label = f"heads {cand.heads}/{structure.heads}, ffn {cand.ffn}/{structure.ffn}"
+            if cand.hidden != structure.hidden:
+                label += f", hidden {cand.hidden}/{structure.hidden}"
             models.append((label, _export(trial, tokenizer, tmp / f"candidate{i}.onnx", config, labels,
                                           task).onnx_path))
             del trial
@@ -111,8 +124,9 @@ def pick_target(cfg: WidthConfig, config: RunConfig, model: Any, tokenizer: Any,
     table = []
     for (label, _), cand in zip(models[1:], candidates, strict=True):
         ratios = {f"b{r['batch']}s{r['seq']}": r["speedup_vs_first"][label] for r in results}
-        table.append({"label": label, "heads": cand.heads, "ffn": cand.ffn, "keep_heads": cand.keep_heads,
-                      "keep_ffn": cand.keep_ffn, "speedup_vs_teacher": ratios, "slowest": min(ratios.values())})
+        table.append({"label": label, "heads": cand.heads, "ffn": cand.ffn, "hidden": cand.hidden,
+                      "keep_heads": cand.keep_heads, "keep_ffn": cand.keep_ffn, "keep_hidden": cand.keep_hidden,
+                      "speedup_vs_teacher": ratios, "slowest": min(ratios.values())})
     meeting = [row for row in table if row["slowest"] >= cfg.target_speedup]
     chosen = meeting[0] if meeting else max(table, key=lambda row: row["slowest"])
     if not meeting:
@@ -123,7 +137,7 @@ def pick_target(cfg: WidthConfig, config: RunConfig, model: Any, tokenizer: Any,
               "candidates": table, "shapes": cfg.target_shapes, "comparison": results,
               "note": "fp32 ONNX Runtime latency on this machine, untrained candidates (latency does not depend "
                       "on the weights' values), timed interleaved with the teacher"}
-    return float(chosen["keep_heads"]), float(chosen["keep_ffn"]), record
+    return float(chosen["keep_heads"]), float(chosen["keep_ffn"]), float(chosen["keep_hidden"]), record
 
 
 def run(config: RunConfig, model_dir: str | Path, out: str | Path) -> StageRecord:
@@ -138,11 +152,14 @@ def run(config: RunConfig, model_dir: str | Path, out: str | Path) -> StageRecor
     from trt_edge.sparsity.stage import load_student_inputs, load_teacher
     from trt_edge.sparsity.width import (
         activation_importance,
+        check_hidden_shrink,
         describe,
         find_blocks,
+        hidden_multiple,
         plan_width,
         round_ffn,
         round_heads,
+        round_hidden,
         save_pruned,
         shrink_,
     )
@@ -178,12 +195,22 @@ def run(config: RunConfig, model_dir: str | Path, out: str | Path) -> StageRecor
     def batches() -> list[dict[str, Any]]:
         return calibration_batches(task.type, tokenizer, examples, task.max_length, task.eval_batch_size)
 
-    keep_heads, keep_ffn = cfg.keep_heads, cfg.keep_ffn
+    keep_heads, keep_ffn, keep_hidden = cfg.keep_heads, cfg.keep_ffn, cfg.keep_hidden
+    multiple = hidden_multiple(model)
     target: dict[str, Any] | None = None
+    needs_hidden = _needs_hidden(cfg)
+    if needs_hidden:
+        # Before any timing or training: the whole model must slice to a smaller hidden size and still run.
+        calibration = batches()
+        importance = activation_importance(model, structure, calibration, hidden=True)
+        narrowest = min([keep_hidden, *(c[2] for c in cfg.candidates if len(c) > 2 and cfg.target_speedup)])
+        check_hidden_shrink(model, structure, importance, calibration[0],
+                            round_hidden(structure.hidden, narrowest, multiple))
     if cfg.target_speedup is not None:
-        importance = activation_importance(model, structure, batches())
-        keep_heads, keep_ffn, target = pick_target(cfg, config, model, tokenizer, structure, importance, teacher,
-                                                   data.label_names, data.test.texts, task.type)
+        importance = activation_importance(model, structure, batches(), hidden=needs_hidden)
+        keep_heads, keep_ffn, keep_hidden, target = pick_target(
+            cfg, config, model, tokenizer, structure, importance, teacher, data.label_names, data.test.texts,
+            task.type, multiple)
 
     train_enc = val_enc = None
     train_logits = None
@@ -199,24 +226,27 @@ def run(config: RunConfig, model_dir: str | Path, out: str | Path) -> StageRecor
             log.warning("no teacher (a bare model folder and no width.teacher): recovery trains on labels only")
     teacher = None
 
-    heads0, head_dim, ffn0 = structure.heads, structure.head_dim, structure.ffn
+    heads0, head_dim, ffn0, hidden0 = structure.heads, structure.head_dim, structure.ffn, structure.hidden
     history: list[dict[str, Any]] = []
     before_recovery: dict[str, float] | None = None
     for step in range(1, cfg.steps + 1):
         heads = round_heads(heads0, head_dim, 1 - (1 - keep_heads) * step / cfg.steps)
         ffn = round_ffn(ffn0, 1 - (1 - keep_ffn) * step / cfg.steps)
-        if (heads, ffn) == (structure.heads, structure.ffn):
+        hidden = round_hidden(hidden0, 1 - (1 - keep_hidden) * step / cfg.steps, multiple)
+        if (heads, ffn, hidden) == (structure.heads, structure.ffn, structure.hidden):
             continue
-        importance = activation_importance(model, structure, batches())
-        plan = plan_width(structure, importance, heads, ffn)
+        importance = activation_importance(model, structure, batches(), hidden=hidden < structure.hidden)
+        plan = plan_width(structure, importance, heads, ffn, hidden)
         structure = shrink_(model, structure, plan)
         pruned_metrics, _ = evaluate(model, test_enc, data.test.labels, data.num_labels, task.eval_batch_size)
         before_recovery = before_recovery or pruned_metrics
-        entry: dict[str, Any] = {"step": step, "heads": heads, "ffn": ffn, "kept_heads": plan.heads,
+        entry: dict[str, Any] = {"step": step, "heads": heads, "ffn": ffn, "hidden": hidden, "kept_heads": plan.heads,
                                  "params": count_parameters(model),
                                  "accuracy_before_recovery": pruned_metrics["accuracy"]}
-        log.info("step %d/%d: heads %d/%d, ffn %d/%d; test accuracy %.4f before recovery", step, cfg.steps, heads,
-                 heads0, ffn, ffn0, pruned_metrics["accuracy"])
+        if plan.hidden is not None and plan.trace is not None:
+            entry["hidden_readers"], entry["hidden_writers"] = plan.trace.readers, plan.trace.writers
+        log.info("step %d/%d: heads %d/%d, ffn %d/%d, hidden %d/%d; test accuracy %.4f before recovery", step,
+                 cfg.steps, heads, heads0, ffn, ffn0, hidden, hidden0, pruned_metrics["accuracy"])
         if cfg.recover and train_enc is not None and val_enc is not None:
             eval_fn = validation_eval_fn(val_enc, data.validation.labels, data.num_labels, task.eval_batch_size,
                                          task)
@@ -238,7 +268,8 @@ def run(config: RunConfig, model_dir: str | Path, out: str | Path) -> StageRecor
         "accuracy_drop_points": accuracy_drop,
         "dense_params": dense_params, "params": count_parameters(model),
         "dense_structure": dense_structure, "structure": describe(structure),
-        "keep_heads": keep_heads, "keep_ffn": keep_ffn, "steps": history, "importance": cfg.importance,
+        "keep_heads": keep_heads, "keep_ffn": keep_ffn, "keep_hidden": keep_hidden, "steps": history,
+        "importance": cfg.importance,
         "calibration_examples": len(examples), "target": target, "task_config_from": task_source,
         "head": loaded.head_note, **teacher_info,
     }
