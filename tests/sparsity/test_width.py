@@ -360,7 +360,8 @@ def test_stage_prunes_the_hidden_size_in_steps_then_export_2_4_and_checker(hidde
     pruned = prune_run(config, out, tmp_path / "prune").metrics
     assert pruned["checker_pass_rate"] == 1.0 and pruned["sparse_layers"] == 12
     export_run(config, tmp_path / "prune", tmp_path / "export")
-    report = check_onnx_sparsity(stage_artifact(tmp_path / "export", "onnx"), stage_artifact(tmp_path / "prune", "model"))
+    report = check_onnx_sparsity(stage_artifact(tmp_path / "export", "onnx"),
+                                 stage_artifact(tmp_path / "prune", "model"))
     assert report.ok and report.expected_pass_rate() == 1.0
 
 

@@ -107,7 +107,7 @@ class PruneConfig(RecoveryConfig):
 
 @dataclass
 class WidthConfig(RecoveryConfig):
-    """Structured width pruning: whole attention heads and feed-forward neurons removed, then recovered.
+    """Structured width pruning: whole heads, feed-forward neurons and hidden channels removed, then recovered.
 
     keep_heads (float): share of each block's attention heads kept (rounded so the attention width stays
         a multiple of 8, at least one head). Defaults to 0.5.
