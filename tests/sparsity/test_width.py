@@ -365,6 +365,28 @@ def test_stage_prunes_the_hidden_size_in_steps_then_export_2_4_and_checker(hidde
     assert report.ok and report.expected_pass_rate() == 1.0
 
 
+def test_recovery_adds_the_transfer_set_in_both_prune_methods(distill_like: Path, demo_data_config: Any,
+                                                               tmp_path: Path, cache_dir: Path) -> None:
+    """Width and 2:4 recovery train on the labelled split plus the transfer set (teacher logits only), as
+    distill does; the transfer source is one of the stage's input hashes."""
+    from trt_edge.sparsity.stage import run as prune_run
+    from trt_edge.sparsity.width_stage import run
+
+    train = {"epochs": 1, "batch_size": 32, "learning_rate": 1e-3}
+    transfer = {"source": "unused", "max_examples": 50}
+    config = _config(demo_data_config, steps=1, train=train, transfer=transfer)
+    config.raw["prune"] = {"permutation_seconds": 0.2, "train": train, "transfer": transfer}
+    record = run(config, distill_like, tmp_path / "w")
+    m = record.metrics
+    assert m["transfer"]["examples"] == 50 and "transfer" in record.inputs
+    assert m["steps"][0]["recovery"]["steps"] == -(-(800 + 50) // 32)  # labelled + transfer, one epoch
+    pruned = prune_run(config, tmp_path / "w", tmp_path / "p")
+    assert pruned.metrics["transfer"]["examples"] == 50 and "transfer" in pruned.inputs
+    assert pruned.metrics["recovery"]["steps"] == -(-(800 + 50) // 32)
+    without = _config(demo_data_config, steps=1, train=train)
+    assert run(without, distill_like, tmp_path / "w0").metrics["steps"][0]["recovery"]["steps"] == -(-800 // 32)
+
+
 def test_target_mode_picks_by_measured_latency(distill_like: Path, demo_data_config: Any, tmp_path: Path,
                                                cache_dir: Path) -> None:
     from trt_edge.sparsity.width_stage import run

@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 from typing import Literal
 
 from trt_edge.configbase import ConfigBase
-from trt_edge.distill.config import TrainConfig, check_kd_weights
+from trt_edge.distill.config import TrainConfig, TransferConfig, check_kd_weights
 
 # Linear layers inside a transformer block (`encoder.layer.3.`, `transformer.layer.0.`, `layers.11.`,
 # ALBERT's shared `albert_layers.0.`):
@@ -33,6 +33,7 @@ class RecoveryConfig(ConfigBase):
     recover: bool = True
     train: TrainConfig = field(
         default_factory=lambda: TrainConfig(epochs=2, learning_rate=1e-4, freeze_embeddings=True))
+    transfer: TransferConfig = field(default_factory=TransferConfig)
     teacher: str | None = None
     temperature: float = 2.0
     alpha: float = 0.5
@@ -70,6 +71,8 @@ class PruneConfig(RecoveryConfig):
         schedule prunes. Defaults to 0.3.
     train (TrainConfig): budget of the recovery fine-tuning. Defaults to 2 epochs at 1e-4, embeddings frozen
         (they are not pruned; freezing them halves the optimizer's work).
+    transfer (TransferConfig): unlabelled in-domain examples scored by the teacher, added to the recovery
+        (as `distill.transfer`; needs a teacher). Off by default.
     teacher (str | None): teacher for sparse distillation when `--model` is a bare model folder (a distill
         stage folder brings its own teacher). None turns distillation off there. Defaults to None.
     temperature (float): KD temperature. Defaults to 2.0.
@@ -134,6 +137,8 @@ class WidthConfig(RecoveryConfig):
     target_rounds (int): interleaved timing rounds per candidate and shape. Defaults to 3.
     recover (bool): distill after every pruning step. Defaults to True.
     train (TrainConfig): budget of each step's recovery. Defaults to 2 epochs at 1e-4, embeddings frozen.
+    transfer (TransferConfig): unlabelled in-domain examples scored by the teacher, added to each step's
+        recovery (as `distill.transfer`; needs a teacher). Off by default.
     teacher (str | None): teacher when `--model` is a bare folder (a distill stage folder brings its own).
         Defaults to None.
     temperature (float): KD temperature. Defaults to 2.0.

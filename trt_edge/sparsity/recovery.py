@@ -105,6 +105,40 @@ class RecoveryResult:
                 "distilled": self.distilled}
 
 
+def recovery_set(cfg: Any, task: Any, data: Any, encode: Any, tokenizer: Any, teacher: Any, teacher_dir: Any,
+                 train_enc: Any) -> tuple[list[dict[str, Any]], np.ndarray | None, dict[str, Any]]:
+    """The examples a prune method recovers on: the labelled training split with the teacher's logits
+    (cached), plus, with `cfg.transfer`, the transfer set (teacher logits only, labelled UNLABELLED so the
+    task loss skips them), exactly as `distill` builds its training set. Returns the features, the teacher
+    logits row-aligned with them (None without a teacher) and what to record."""
+    from trt_edge.distill.config import DistillConfig
+    from trt_edge.distill.stage import teacher_train_logits, training_features
+
+    info: dict[str, Any] = {}
+    features = training_features(train_enc, data.train.labels)
+    if teacher is None or teacher_dir is None:
+        if cfg.transfer.source is not None:
+            log.warning("no teacher: the transfer set (%s) is not used (it has no labels)", cfg.transfer.source)
+        return features, None, info
+    logits_cfg = DistillConfig(cache_dir=cfg.cache_dir)
+    logits, info["teacher_logits_cache"] = teacher_train_logits(logits_cfg, teacher, teacher_dir, train_enc,
+                                                                task.eval_batch_size, task)
+    if cfg.transfer.source is not None:
+        from trt_edge.distill.losses import UNLABELLED
+        from trt_edge.distill.transfer import transfer_examples
+
+        examples, transfer_info = transfer_examples(cfg.transfer, task, data)
+        if examples:
+            t_enc = encode(tokenizer, examples, task.max_length)
+            t_logits, transfer_info["teacher_logits_cache"] = teacher_train_logits(
+                logits_cfg, teacher, teacher_dir, t_enc, task.eval_batch_size, task)
+            features += training_features(t_enc, [UNLABELLED] * len(t_enc))
+            logits = np.concatenate([logits, t_logits])
+        info["transfer"] = transfer_info
+        log.info("recovery on %d labelled + %d transfer examples", len(data.train.labels), len(examples))
+    return features, logits, info
+
+
 def recover(model: torch.nn.Module, masks: Masks, train_features: Sequence[dict[str, Any]], pad_token_id: int,
             train_cfg: TrainConfig, *, eval_fn: Any, teacher_logits: np.ndarray | None, alpha: float,
             temperature: float, schedule: str = "oneshot", gradual_steps: int = 4, gradual_fraction: float = 0.3,

@@ -162,7 +162,8 @@ def run(config: RunConfig, model_dir: str | Path, out: str | Path) -> StageRecor
     """Prune the model in `model_dir` to 2:4, recover its accuracy, and write the stage folder `out`."""
     import torch
 
-    from trt_edge.distill.stage import teacher_train_logits, training_features, validation_eval_fn
+    from trt_edge.distill.stage import validation_eval_fn
+    from trt_edge.distill.transfer import transfer_source_path
     from trt_edge.sparsity.masks import (
         Masks,
         Sparse24Config,
@@ -236,23 +237,19 @@ def run(config: RunConfig, model_dir: str | Path, out: str | Path) -> StageRecor
     recovery: dict[str, Any] = {"skipped": True}
     teacher_info: dict[str, Any] = {"teacher": str(teacher_dir) if teacher_dir else None}
     if cfg.recover:
+        from trt_edge.sparsity.recovery import recover, recovery_set
+
         train_enc = encode(tokenizer, data.train.texts, task.max_length)
         val_enc = encode(tokenizer, data.validation.texts, task.max_length)
-        train_logits = None
-        if teacher is not None and teacher_dir is not None:
-            from trt_edge.distill.config import DistillConfig
-
-            train_logits, cache = teacher_train_logits(DistillConfig(cache_dir=cfg.cache_dir), teacher, teacher_dir,
-                                                       train_enc, task.eval_batch_size, task)
-            teacher_info["teacher_logits_cache"] = cache
-            teacher = None
-        elif cfg.alpha > 0 and teacher_dir is None:
+        if cfg.alpha > 0 and teacher_dir is None:
             log.warning("no teacher (a bare model folder and no prune.teacher): recovery trains on labels only")
-        from trt_edge.sparsity.recovery import recover
-
+        train_features, train_logits, info = recovery_set(cfg, task, data, encode, tokenizer, teacher, teacher_dir,
+                                                          train_enc)
+        teacher_info.update(info)
+        teacher = None
         evaluate_fn = validation_eval_fn(val_enc, data.validation.labels, data.num_labels, task.eval_batch_size,
                                          task)
-        result = recover(model, masks, training_features(train_enc, data.train.labels), train_enc.pad_token_id,
+        result = recover(model, masks, train_features, train_enc.pad_token_id,
                          cfg.train, eval_fn=evaluate_fn,
                          teacher_logits=train_logits, alpha=cfg.alpha, temperature=cfg.temperature,
                          schedule=cfg.schedule, gradual_steps=cfg.gradual_steps,
@@ -324,7 +321,9 @@ def run(config: RunConfig, model_dir: str | Path, out: str | Path) -> StageRecor
         inputs={"model": sha256_tree(model_path), "data": sha256_tree(resolve_data_source(task.data.source)),
                 **weight_hashes(Path(student_dir), "model"),
                 **({"teacher": sha256_tree(teacher_dir), **weight_hashes(Path(teacher_dir), "teacher")}
-                   if teacher_dir is not None else {})},
+                   if teacher_dir is not None else {}),
+                **({"transfer": sha256_tree(transfer)} if (transfer := transfer_source_path(cfg.transfer, task.data))
+                   is not None else {})},
         artifacts={"model": "model", "sparsity": f"model/{SPARSITY_FILE}", "predictions": stats.PREDICTIONS_FILE},
     )
     with stage_output(out) as tmp:

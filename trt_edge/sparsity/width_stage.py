@@ -144,11 +144,11 @@ def run(config: RunConfig, model_dir: str | Path, out: str | Path) -> StageRecor
     """Width-prune the model in `model_dir`, recover it by distillation, and write the stage folder `out`."""
     import torch
 
-    from trt_edge.distill.config import DistillConfig
-    from trt_edge.distill.stage import teacher_train_logits, training_features, validation_eval_fn
+    from trt_edge.distill.stage import validation_eval_fn
+    from trt_edge.distill.transfer import transfer_source_path
     from trt_edge.export.parity import check, run_parity, task_parity_cases
     from trt_edge.sparsity.masks import Masks
-    from trt_edge.sparsity.recovery import recover
+    from trt_edge.sparsity.recovery import recover, recovery_set
     from trt_edge.sparsity.stage import load_student_inputs, load_teacher
     from trt_edge.sparsity.width import (
         activation_importance,
@@ -214,16 +214,16 @@ def run(config: RunConfig, model_dir: str | Path, out: str | Path) -> StageRecor
 
     train_enc = val_enc = None
     train_logits = None
+    train_features: list[dict[str, Any]] = []
     teacher_info: dict[str, Any] = {"teacher": str(teacher_dir) if teacher_dir else None}
     if cfg.recover:
         train_enc = encode(tokenizer, data.train.texts, task.max_length)
         val_enc = encode(tokenizer, data.validation.texts, task.max_length)
-        if teacher is not None and teacher_dir is not None and cfg.alpha > 0:
-            train_logits, cache = teacher_train_logits(DistillConfig(cache_dir=cfg.cache_dir), teacher, teacher_dir,
-                                                       train_enc, task.eval_batch_size, task)
-            teacher_info["teacher_logits_cache"] = cache
-        elif cfg.alpha > 0:
+        if teacher is None and cfg.alpha > 0:
             log.warning("no teacher (a bare model folder and no width.teacher): recovery trains on labels only")
+        train_features, train_logits, info = recovery_set(cfg, task, data, encode, tokenizer,
+                                                          teacher if cfg.alpha > 0 else None, teacher_dir, train_enc)
+        teacher_info.update(info)
     teacher = None
 
     heads0, head_dim, ffn0, hidden0 = structure.heads, structure.head_dim, structure.ffn, structure.hidden
@@ -250,7 +250,7 @@ def run(config: RunConfig, model_dir: str | Path, out: str | Path) -> StageRecor
         if cfg.recover and train_enc is not None and val_enc is not None:
             eval_fn = validation_eval_fn(val_enc, data.validation.labels, data.num_labels, task.eval_batch_size,
                                          task)
-            result = recover(model, Masks(), training_features(train_enc, data.train.labels), train_enc.pad_token_id,
+            result = recover(model, Masks(), train_features, train_enc.pad_token_id,
                              cfg.train, eval_fn=eval_fn, teacher_logits=train_logits, alpha=cfg.alpha,
                              temperature=cfg.temperature, seed=cfg.seed + step,
                              desc=f"width recovery, step {step}/{cfg.steps}", task=task.type)
@@ -291,7 +291,9 @@ def run(config: RunConfig, model_dir: str | Path, out: str | Path) -> StageRecor
         stage="width",
         config={"task": task.to_dict(), "width": cfg.to_dict(), "export": export_cfg.to_dict()},
         inputs={"model": sha256_tree(model_path), "data": sha256_tree(resolve_data_source(task.data.source)),
-                **({"teacher": sha256_tree(teacher_dir)} if teacher_dir is not None else {})},
+                **({"teacher": sha256_tree(teacher_dir)} if teacher_dir is not None else {}),
+                **({"transfer": sha256_tree(transfer)} if (transfer := transfer_source_path(cfg.transfer, task.data))
+                   is not None else {})},
         artifacts=artifacts,
     )
     with stage_output(out) as tmp:
