@@ -31,6 +31,18 @@ def test_demo_kd_is_the_demo_with_its_documented_distillation_budget() -> None:
     assert actual.to_dict() == expected.to_dict()
 
 
+@pytest.mark.parametrize("name", sorted(p.name for p in (Path(__file__).parents[1] / "configs").glob("*.yaml")))
+def test_every_shipped_config_validates_every_section(name: str) -> None:
+    """A key renamed or a value out of range in a shipped config fails here, not minutes into a run."""
+    from trt_edge.config import SECTIONS
+
+    cfg = load_config(Path(__file__).parents[1] / "configs" / name)
+    sections = [s for s in cfg.raw if s in SECTIONS]
+    assert sections
+    for section in sections:
+        cfg.section(section)
+
+
 def test_dotted_and_bare_overrides(tmp_path: Path) -> None:
     path = tmp_path / "c.yaml"
     path.write_text("distill:\n  temperature: 2.0\n  train: {epochs: 3}\n")

@@ -207,7 +207,8 @@ def run(config: RunConfig, model_dir: str | Path, out: str | Path) -> StageRecor
         check_hidden_shrink(model, structure, importance, calibration[0],
                             round_hidden(structure.hidden, narrowest, multiple))
     if cfg.target_speedup is not None:
-        importance = activation_importance(model, structure, batches(), hidden=needs_hidden)
+        if not needs_hidden:  # with hidden-size pruning the preflight's measurement serves
+            importance = activation_importance(model, structure, batches())
         keep_heads, keep_ffn, keep_hidden, target = pick_target(
             cfg, config, model, tokenizer, structure, importance, teacher, data.label_names, data.test.texts,
             task.type, multiple)
