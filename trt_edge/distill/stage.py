@@ -431,11 +431,13 @@ def run(config: RunConfig, out: str | Path) -> StageRecord:
         predictions["hard_label"] = hard_logits
         del hard_student
 
+    from trt_edge.distill.transfer import transfer_input
+
     record = StageRecord(
         stage="distill",
         config={"task": task.to_dict(), "distill": cfg.to_dict()},
         inputs={"data": sha256_tree(resolve_data_source(task.data.source)),
-                "teacher": teacher_hash(cfg), **_transfer_input(cfg, task),
+                "teacher": teacher_hash(cfg), **transfer_input(cfg.transfer, task.data),
                 **(weight_hashes(resolve_teacher_source(cfg), "teacher") if isinstance(cfg.teacher, str) else {}),
                 **(weight_hashes(resolve_model_path(cfg.student.model), "student") if cfg.student.model else {})},
         artifacts={"model": "model", "teacher": "teacher", "predictions": stats.PREDICTIONS_FILE},
@@ -468,9 +470,3 @@ def teacher_hash(cfg: DistillConfig) -> str:
         return sha256_tree(resolve_teacher_source(cfg))
     return sha256_json(cfg.teacher)
 
-
-def _transfer_input(cfg: DistillConfig, task: TaskConfig) -> dict[str, str]:
-    from trt_edge.distill.transfer import transfer_source_path
-
-    path = transfer_source_path(cfg.transfer, task.data)
-    return {"transfer": sha256_tree(path)} if path is not None else {}

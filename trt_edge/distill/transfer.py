@@ -68,6 +68,14 @@ def transfer_source_path(cfg: TransferConfig, task_data: DataConfig) -> Path | N
     return resolve_data_source(task_data.source if cfg.source == "unused" else cfg.source)
 
 
+def transfer_input(cfg: TransferConfig, task_data: DataConfig) -> dict[str, str]:
+    """The stage input hash of the transfer source ({} when there is none), so changing it reruns the stage."""
+    from trt_edge.stage import sha256_tree
+
+    path = transfer_source_path(cfg, task_data)
+    return {"transfer": sha256_tree(path)} if path is not None else {}
+
+
 def transfer_texts(cfg: TransferConfig, task_data: DataConfig, data: TextClassificationData
                    ) -> tuple[list[str], dict[str, Any]]:
     """The transfer texts (deduplicated, no text of any labelled split) and what to record about them."""

@@ -163,7 +163,7 @@ def run(config: RunConfig, model_dir: str | Path, out: str | Path) -> StageRecor
     import torch
 
     from trt_edge.distill.stage import validation_eval_fn
-    from trt_edge.distill.transfer import transfer_source_path
+    from trt_edge.distill.transfer import transfer_input
     from trt_edge.sparsity.masks import (
         Masks,
         Sparse24Config,
@@ -322,8 +322,7 @@ def run(config: RunConfig, model_dir: str | Path, out: str | Path) -> StageRecor
                 **weight_hashes(Path(student_dir), "model"),
                 **({"teacher": sha256_tree(teacher_dir), **weight_hashes(Path(teacher_dir), "teacher")}
                    if teacher_dir is not None else {}),
-                **({"transfer": sha256_tree(transfer)} if (transfer := transfer_source_path(cfg.transfer, task.data))
-                   is not None else {})},
+                **transfer_input(cfg.transfer, task.data)},
         artifacts={"model": "model", "sparsity": f"model/{SPARSITY_FILE}", "predictions": stats.PREDICTIONS_FILE},
     )
     with stage_output(out) as tmp:

@@ -145,7 +145,7 @@ def run(config: RunConfig, model_dir: str | Path, out: str | Path) -> StageRecor
     import torch
 
     from trt_edge.distill.stage import validation_eval_fn
-    from trt_edge.distill.transfer import transfer_source_path
+    from trt_edge.distill.transfer import transfer_input
     from trt_edge.export.parity import check, run_parity, task_parity_cases
     from trt_edge.sparsity.masks import Masks
     from trt_edge.sparsity.recovery import recover, recovery_set
@@ -293,8 +293,7 @@ def run(config: RunConfig, model_dir: str | Path, out: str | Path) -> StageRecor
         config={"task": task.to_dict(), "width": cfg.to_dict(), "export": export_cfg.to_dict()},
         inputs={"model": sha256_tree(model_path), "data": sha256_tree(resolve_data_source(task.data.source)),
                 **({"teacher": sha256_tree(teacher_dir)} if teacher_dir is not None else {}),
-                **({"transfer": sha256_tree(transfer)} if (transfer := transfer_source_path(cfg.transfer, task.data))
-                   is not None else {})},
+                **transfer_input(cfg.transfer, task.data)},
         artifacts=artifacts,
     )
     with stage_output(out) as tmp:
