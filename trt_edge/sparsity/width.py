@@ -242,6 +242,7 @@ def _check_blocks_for_hidden(model: torch.nn.Module, structure: Structure) -> No
         raise TrtEdgeError(f"hidden-size pruning: {type(model).__name__} has no LayerNorm over its hidden size "
                            f"{structure.hidden} (the importance is measured there); set width.keep_hidden: 1")
 
+
 def activation_importance(model: torch.nn.Module, structure: Structure,
                           batches: Iterable[Mapping[str, torch.Tensor]], hidden: bool = False) -> Importance:
     """Score heads and neurons by how much they put into the model on real inputs.
@@ -261,12 +262,17 @@ def activation_importance(model: torch.nn.Module, structure: Structure,
     # mistaken for the stream by its storage address.
     state: dict[str, Any] = {"mask": None, "tokens": 0, "phase": "before", "stream": set(), "alive": []}
     seen: dict[str, tuple[str, bool]] = {}
+    outer = dict(_outer_linears(model, structure)) if hidden else {}
 
     def weights(x: torch.Tensor) -> torch.Tensor:
         mask: torch.Tensor | None = state["mask"]
         if mask is None or mask.shape != x.shape[:-1]:
             return torch.ones(x.shape[:-1], dtype=x.dtype)
         return mask.to(x.dtype)
+
+    def abs_sum(x: torch.Tensor) -> torch.Tensor:
+        """Sum of |x| over the real tokens, per channel of the last axis."""
+        return (x.abs() * weights(x)[..., None]).reshape(-1, x.shape[-1]).sum(0).double()
 
     def head_hook(i: int, block: Block) -> Any:
         def hook(_: torch.nn.Module, args: tuple[torch.Tensor, ...]) -> None:
@@ -280,8 +286,7 @@ def activation_importance(model: torch.nn.Module, structure: Structure,
 
     def neuron_hook(i: int) -> Any:
         def hook(_: torch.nn.Module, args: tuple[torch.Tensor, ...]) -> None:
-            x = args[0].detach().float()
-            neurons[i] += (x.abs() * weights(x)[..., None]).reshape(-1, x.shape[-1]).sum(0).double()
+            neurons[i] += abs_sum(args[0].detach().float())
         return hook
 
     def storage(x: Any) -> int | None:
@@ -290,8 +295,7 @@ def activation_importance(model: torch.nn.Module, structure: Structure,
     def norm_hook(_: torch.nn.Module, __: Any, out: torch.Tensor) -> None:
         state["stream"].add(storage(out))
         state["alive"].append(out)
-        x = out.detach().float()
-        channels.add_((x.abs() * weights(x)[..., None]).reshape(-1, x.shape[-1]).sum(0).double())
+        channels.add_(abs_sum(out.detach().float()))
 
     def phase_hook(phase: str) -> Any:
         def hook(_: torch.nn.Module, *args: Any) -> None:
@@ -318,7 +322,7 @@ def activation_importance(model: torch.nn.Module, structure: Structure,
             handles.append(norm.register_forward_hook(norm_hook))
         handles.append(modules[structure.blocks[0].prefix].register_forward_pre_hook(phase_hook("blocks")))
         handles.append(modules[structure.blocks[-1].prefix].register_forward_hook(phase_hook("after")))
-        for name, linear in _outer_linears(model, structure):
+        for name, linear in outer.items():
             handles.append(linear.register_forward_pre_hook(outer_hook(name)))
     was_training = model.training
     model.eval()
@@ -340,7 +344,6 @@ def activation_importance(model: torch.nn.Module, structure: Structure,
     trace = None
     if hidden:
         size = structure.hidden
-        outer = dict(_outer_linears(model, structure))
         writers = [n for n, (phase, _) in seen.items() if phase == "before" and outer[n].out_features == size]
         readers = [n for n, (phase, reads) in seen.items() if phase == "after" and reads
                    and outer[n].in_features == size]
@@ -447,6 +450,15 @@ def _sliced(linear: torch.nn.Linear, rows: torch.Tensor | None, cols: torch.Tens
     return new
 
 
+def _sliced_embedding(table: torch.nn.Embedding, cols: torch.Tensor) -> torch.nn.Embedding:
+    """`table` keeping only the embedding channels `cols` (every row kept)."""
+    new = torch.nn.Embedding(table.num_embeddings, len(cols), padding_idx=table.padding_idx,
+                             device=table.weight.device, dtype=table.weight.dtype)
+    with torch.no_grad():
+        new.weight.copy_(table.weight.detach().index_select(1, cols.to(table.weight.device)))
+    return new
+
+
 def _set_module(model: torch.nn.Module, name: str, module: torch.nn.Module) -> None:
     parent_name, _, child = name.rpartition(".")
     parent = model.get_submodule(parent_name) if parent_name else model
@@ -488,11 +500,7 @@ def shrink_(model: Any, structure: Structure, plan: WidthPlan) -> Structure:
         table = modules[name]
         assert isinstance(table, torch.nn.Embedding)
         keep = torch.tensor(plan.heads[0], dtype=torch.long)
-        new = torch.nn.Embedding(table.num_embeddings, len(keep), padding_idx=table.padding_idx,
-                                 device=table.weight.device, dtype=table.weight.dtype)
-        with torch.no_grad():
-            new.weight.copy_(table.weight.detach().index_select(1, keep))
-        _set_module(model, name, new)
+        _set_module(model, name, _sliced_embedding(table, keep))
         owner = modules[name.rpartition(".")[0]] if "." in name else model
         for attr in HEAD_COUNT_ATTRS:
             if getattr(owner, attr, None) == structure.heads:
@@ -585,11 +593,7 @@ def _shrink_hidden_(model: Any, structure: Structure, keep: list[int], trace: Hi
             _set_module(model, name, norm)
         elif (isinstance(module, torch.nn.Embedding) and module.embedding_dim == size
               and name not in structure.head_tables):
-            emb = torch.nn.Embedding(module.num_embeddings, len(keep), padding_idx=module.padding_idx,
-                                     device=module.weight.device, dtype=module.weight.dtype)
-            with torch.no_grad():
-                emb.weight.copy_(pick(module.weight, 1))
-            _set_module(model, name, emb)
+            _set_module(model, name, _sliced_embedding(module, index))
         elif isinstance(module, torch.nn.Conv2d) and module.out_channels == size:
             conv = torch.nn.Conv2d(module.in_channels, len(keep), module.kernel_size,  # type: ignore[arg-type]
                                    stride=module.stride, padding=module.padding,  # type: ignore[arg-type]

@@ -65,9 +65,7 @@ def _candidates(cfg: WidthConfig, structure: Any, multiple: int) -> list[Candida
     from trt_edge.sparsity.width import round_ffn, round_heads, round_hidden
 
     seen: dict[tuple[int, int, int], Candidate] = {}
-    for shares in cfg.candidates:
-        keep_heads, keep_ffn = shares[0], shares[1]
-        keep_hidden = shares[2] if len(shares) > 2 else cfg.keep_hidden
+    for keep_heads, keep_ffn, keep_hidden in _shares(cfg):
         heads = round_heads(structure.heads, structure.head_dim, keep_heads)
         ffn = round_ffn(structure.ffn, keep_ffn)
         hidden = round_hidden(structure.hidden, keep_hidden, multiple)
@@ -76,10 +74,12 @@ def _candidates(cfg: WidthConfig, structure: Any, multiple: int) -> list[Candida
     return sorted(seen.values(), key=lambda c: -c.params)
 
 
-def _needs_hidden(cfg: WidthConfig) -> bool:
-    if cfg.target_speedup is not None:
-        return any((c[2] if len(c) > 2 else cfg.keep_hidden) < 1 for c in cfg.candidates)
-    return cfg.keep_hidden < 1
+def _shares(cfg: WidthConfig) -> list[tuple[float, float, float]]:
+    """(keep_heads, keep_ffn, keep_hidden) the stage may prune to: every candidate in target mode (a pair
+    keeps `keep_hidden`), else the configured shares."""
+    if cfg.target_speedup is None:
+        return [(cfg.keep_heads, cfg.keep_ffn, cfg.keep_hidden)]
+    return [(c[0], c[1], c[2] if len(c) > 2 else cfg.keep_hidden) for c in cfg.candidates]
 
 
 def _export(model: Any, tokenizer: Any, path: Path, config: RunConfig, labels: list[str], task: str) -> Any:
@@ -198,19 +198,20 @@ def run(config: RunConfig, model_dir: str | Path, out: str | Path) -> StageRecor
     keep_heads, keep_ffn, keep_hidden = cfg.keep_heads, cfg.keep_ffn, cfg.keep_hidden
     multiple = hidden_multiple(model)
     target: dict[str, Any] | None = None
-    needs_hidden = _needs_hidden(cfg)
-    if needs_hidden:
+    narrowest = min(share[2] for share in _shares(cfg))
+    # The dense model's importance, measured once: the hidden-size preflight, target mode and the first
+    # pruning step all read it.
+    dense_importance = None
+    if narrowest < 1:
         # Before any timing or training: the whole model must slice to a smaller hidden size and still run.
         calibration = batches()
-        importance = activation_importance(model, structure, calibration, hidden=True)
-        narrowest = min([keep_hidden, *(c[2] for c in cfg.candidates if len(c) > 2 and cfg.target_speedup)])
-        check_hidden_shrink(model, structure, importance, calibration[0],
+        dense_importance = activation_importance(model, structure, calibration, hidden=True)
+        check_hidden_shrink(model, structure, dense_importance, calibration[0],
                             round_hidden(structure.hidden, narrowest, multiple))
     if cfg.target_speedup is not None:
-        if not needs_hidden:  # with hidden-size pruning the preflight's measurement serves
-            importance = activation_importance(model, structure, batches())
+        dense_importance = dense_importance or activation_importance(model, structure, batches())
         keep_heads, keep_ffn, keep_hidden, target = pick_target(
-            cfg, config, model, tokenizer, structure, importance, teacher, data.label_names, data.test.texts,
+            cfg, config, model, tokenizer, structure, dense_importance, teacher, data.label_names, data.test.texts,
             task.type, multiple)
 
     train_enc = val_enc = None
@@ -236,7 +237,12 @@ def run(config: RunConfig, model_dir: str | Path, out: str | Path) -> StageRecor
         hidden = round_hidden(hidden0, 1 - (1 - keep_hidden) * step / cfg.steps, multiple)
         if (heads, ffn, hidden) == (structure.heads, structure.ffn, structure.hidden):
             continue
-        importance = activation_importance(model, structure, batches(), hidden=hidden < structure.hidden)
+        needs = hidden < structure.hidden
+        if dense_importance is not None and (dense_importance.hidden is not None or not needs):
+            importance = dense_importance  # the model is still the dense one: nothing changed since
+        else:
+            importance = activation_importance(model, structure, batches(), hidden=needs)
+        dense_importance = None
         plan = plan_width(structure, importance, heads, ffn, hidden)
         structure = shrink_(model, structure, plan)
         pruned_metrics, _ = evaluate(model, test_enc, data.test.labels, data.num_labels, task.eval_batch_size)
