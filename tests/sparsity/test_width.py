@@ -19,7 +19,8 @@ from trt_edge.config import RunConfig
 from trt_edge.sparsity import width as W
 from trt_edge.stage import StageRecord, read_stage, stage_artifact
 
-FAMILIES = ("bert", "roberta", "distilbert", "mpnet", "vit")
+FAMILIES = ("bert", "roberta", "xlm-roberta", "distilbert", "mpnet", "deberta-v2", "deberta-v3", "albert", "modernbert",
+            "vit")
 
 
 def _tiny(kind: str) -> Any:
@@ -35,6 +36,29 @@ def _tiny(kind: str) -> Any:
         return T.RobertaForSequenceClassification(T.RobertaConfig(
             vocab_size=100, hidden_size=64, num_hidden_layers=2, num_attention_heads=4, intermediate_size=128,
             max_position_embeddings=130, **common)).eval()
+    if kind == "xlm-roberta":
+        return T.XLMRobertaForSequenceClassification(T.XLMRobertaConfig(
+            vocab_size=100, hidden_size=64, num_hidden_layers=2, num_attention_heads=4, intermediate_size=128,
+            max_position_embeddings=130, **common)).eval()
+    if kind in ("deberta-v2", "deberta-v3"):
+        # v2 layout: own position projections per block (pos_key_proj, pos_query_proj beside Q/K/V); v3
+        # layout (the released v3 checkpoints): Q and K shared with the positions, LayerNorm on the
+        # relative embeddings.
+        v3 = kind == "deberta-v3"
+        return T.DebertaV2ForSequenceClassification(T.DebertaV2Config(
+            vocab_size=100, hidden_size=64, num_hidden_layers=2, num_attention_heads=4, intermediate_size=128,
+            relative_attention=True, pos_att_type=["p2c", "c2p"], position_buckets=16, max_relative_positions=32,
+            position_biased_input=False, share_att_key=v3, norm_rel_ebd="layer_norm" if v3 else "none",
+            **common)).eval()
+    if kind == "albert":  # one block's weights applied at every depth; embeddings 32 wide, projected to 64
+        return T.AlbertForSequenceClassification(T.AlbertConfig(
+            vocab_size=100, embedding_size=32, hidden_size=64, num_hidden_layers=2, num_attention_heads=4,
+            intermediate_size=128, **common)).eval()
+    if kind == "modernbert":  # fused Wqkv, a gated feed-forward (Wi holds input and gate), rotary positions
+        return T.ModernBertForSequenceClassification(T.ModernBertConfig(
+            vocab_size=100, hidden_size=64, num_hidden_layers=2, num_attention_heads=4, intermediate_size=128,
+            max_position_embeddings=130, local_attention=8, global_attn_every_n_layers=2, pad_token_id=0,
+            bos_token_id=1, eos_token_id=2, cls_token_id=1, sep_token_id=2, **common)).eval()
     if kind == "distilbert":
         return T.DistilBertForSequenceClassification(T.DistilBertConfig(
             vocab_size=100, dim=64, n_layers=2, n_heads=4, hidden_dim=128, **common)).eval()
@@ -75,8 +99,11 @@ def test_heads_and_neurons_are_removed_for_real_and_the_rest_is_unchanged(kind: 
     model = _tiny(kind)
     batch = _batch(kind)
     structure = W.find_blocks(model)
-    assert len(structure.blocks) == 2 and (structure.heads, structure.head_dim, structure.ffn) == (4, 16, 128)
+    assert len(structure.blocks) == (1 if kind == "albert" else 2)
+    assert (structure.heads, structure.head_dim, structure.ffn) == (4, 16, 128)
     assert structure.head_tables == (["mpnet.encoder.relative_attention_bias"] if kind == "mpnet" else [])
+    extra = ("pos_key_proj", "pos_query_proj") if kind == "deberta-v2" else ()
+    assert all(tuple(n.rsplit(".", 1)[1] for n in b.extra) == extra for b in structure.blocks)
     importance = W.activation_importance(model, structure, [batch])
     assert all(h.shape == (4,) and bool((h > 0).all()) for h in importance.heads)
     plan = W.plan_width(structure, importance, 2, 64)
@@ -92,9 +119,12 @@ def test_heads_and_neurons_are_removed_for_real_and_the_rest_is_unchanged(kind: 
     assert (shrunk.heads, shrunk.ffn) == (2, 64)
     names = dict(model.named_modules())
     for block in shrunk.blocks:
-        assert all(tuple(names[q].weight.shape) == (32, 64) for q in block.qkv)
+        assert (block.qkv_chunks, block.up_chunks) == ((3, 2) if kind == "modernbert" else (1, 1))
+        assert all(tuple(names[q].weight.shape) == (32 * block.qkv_chunks, 64) for q in block.qkv)
+        assert all(tuple(names[q].weight.shape) == (32, 64) for q in block.extra)
         assert tuple(names[block.out].weight.shape) == (64, 32)
-        assert tuple(names[block.up].weight.shape) == (64, 64) and tuple(names[block.down].weight.shape) == (64, 64)
+        assert tuple(names[block.up].weight.shape) == (64 * block.up_chunks, 64)
+        assert tuple(names[block.down].weight.shape) == (64, 64)
     with torch.no_grad():
         expected, got = reference(**batch).logits, model(**batch).logits
     torch.testing.assert_close(got, expected, atol=1e-5, rtol=1e-5)
@@ -117,11 +147,16 @@ def test_heads_and_neurons_are_removed_for_real_and_the_rest_is_unchanged(kind: 
 # What reads the stream after the last block (its input columns go) and what writes it before the first
 # (its rows go); everything else outside the blocks keeps its width.
 STREAM = {"bert": ([], ["bert.pooler.dense"]), "roberta": ([], ["classifier.dense"]),
+          "xlm-roberta": ([], ["classifier.dense"]), "deberta-v2": ([], ["pooler.dense"]),
+          "deberta-v3": ([], ["pooler.dense"]),
+          "albert": (["albert.encoder.embedding_hidden_mapping_in"], ["albert.pooler"]),
+          "modernbert": ([], ["head.dense"]),
           "distilbert": ([], ["pre_classifier"]), "mpnet": ([], ["classifier.dense"]), "vit": ([], ["classifier"]),
           "electra": (["electra.embeddings_project"], ["classifier.dense"]),
           "deit": ([], ["cls_classifier", "distillation_classifier"])}
 # Parameters whose output side is the head's own space (they keep the old width 64 on purpose).
-HEAD_SPACE = ("bert.pooler", "classifier", "pre_classifier", "cls_classifier", "distillation_classifier")
+HEAD_SPACE = ("bert.pooler", "albert.pooler", "pooler.", "head.", "classifier", "pre_classifier", "cls_classifier",
+              "distillation_classifier")
 
 
 @pytest.mark.parametrize("kind", [*FAMILIES, "electra", "deit"])
@@ -144,9 +179,11 @@ def test_hidden_size_is_removed_everywhere_the_stream_lives_and_reloads(kind: st
     # patch projection, every LayerNorm, every block's inputs and outputs.
     left = [(n, tuple(p.shape)) for n, p in model.named_parameters()
             if 64 in p.shape and not n.startswith(HEAD_SPACE)]
-    assert left == [] or (kind == "electra" and all(n.startswith("electra.embeddings.") and 32 in s for n, s in left))
+    assert left == [] or (kind in ("electra", "albert") and all(".embeddings." in n and 32 in s for n, s in left))
     norms = [m for m in model.modules() if isinstance(m, torch.nn.LayerNorm)]
-    assert norms and all(tuple(m.normalized_shape) in ((40,), (32,)) for m in norms)
+    assert norms and all(tuple(m.normalized_shape) in ((40,), (32,)) for m in norms if m is not getattr(
+        getattr(model, "head", None), "norm", None))  # ModernBERT's head norm is the head's own space
+    assert importance.trace.head_norms == (["head.norm"] if kind == "modernbert" else [])
     config_key = "dim" if kind == "distilbert" else "hidden_size"
     assert getattr(model.config, config_key) == 40
     with torch.no_grad():

@@ -32,6 +32,7 @@ DistilBERT, MPNet refuse any other config); ViT, which reads `head_dim`, only ne
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 from collections.abc import Iterable, Mapping
@@ -48,8 +49,10 @@ from trt_edge.tasks.spec import padding_mask_input
 log = get_logger("prune.width")
 
 WIDTH_KEY = "trt_edge_width"
-WIDTH_FORMAT = 2  # 2: attributes may be floats (attention scaling after hidden-size pruning)
-READABLE_FORMATS = (1, 2)
+# 2: attributes may be floats (attention scaling after hidden-size pruning); 3: LayerNorm modules (a head's
+# own norm that keeps its width while the stream narrows)
+WIDTH_FORMAT = 3
+READABLE_FORMATS = (1, 2, 3)
 MULTIPLE = 8
 # Attributes through which attention modules remember their head count / total head width.
 HEAD_COUNT_ATTRS = ("num_attention_heads", "n_heads", "num_heads")
@@ -65,16 +68,23 @@ HEAD_CONFIG_KEYS = ("num_attention_heads", "n_heads")
 class Block:
     """One transformer block's prunable Linear layers, by module name.
 
-    qkv (tuple[str, str, str]): the three projections whose output rows are the heads.
+    qkv (tuple[str, ...]): the projections whose output rows are the heads: Q, K and V, or one fused
+        projection holding `qkv_chunks` of them stacked (ModernBERT's `Wqkv`: Q, K, V, each heads x head_dim).
     out (str): the attention output projection (its input columns are the heads).
     up (str), down (str): the feed-forward pair (up's output rows, down's input columns are the neurons).
     attention (str): the module holding the head count (the parent of the Q/K/V projections).
     heads (int), head_dim (int), ffn (int), hidden (int): current widths.
     prefix (str): the block's module name.
+    extra (tuple[str, ...]): more projections of the stream into the heads' space, beside Q/K/V in the
+        same attention module (DeBERTa's `pos_key_proj`/`pos_query_proj`, which project the relative
+        position embeddings per head): sliced like Q/K/V.
+    qkv_chunks (int): head sets stacked in each `qkv` projection's rows (3 when fused, else 1).
+    up_chunks (int): neuron sets stacked in `up`'s rows (2 for a gated unit, ModernBERT's `Wi`: the input
+        and its gate, chunked in two; else 1).
     """
 
     index: int
-    qkv: tuple[str, str, str]
+    qkv: tuple[str, ...]
     out: str
     up: str
     down: str
@@ -84,6 +94,14 @@ class Block:
     ffn: int
     hidden: int = 0
     prefix: str = ""
+    extra: tuple[str, ...] = ()
+    qkv_chunks: int = 1
+    up_chunks: int = 1
+
+    @property
+    def head_projections(self) -> tuple[str, ...]:
+        """Every Linear whose output rows are the heads (Q, K, V and any `extra`)."""
+        return (*self.qkv, *self.extra)
 
 
 @dataclass
@@ -116,6 +134,28 @@ def _linears(module: torch.nn.Module, prefix: str) -> list[tuple[str, torch.nn.L
             if isinstance(m, torch.nn.Linear)]
 
 
+def _block_tail(rest: list[tuple[str, torch.nn.Linear]], width: int, hidden: int,
+                immediate: bool) -> tuple[str, str, str, int, int] | str | None:
+    """(output projection, up, down, feed-forward width, up's chunks) among the Linear layers after the
+    head projections, or what is missing. `immediate`: the output projection must be the first of them
+    (None when it is not, or when the rest does not parse)."""
+    out_i = next((i for i, (_, m) in enumerate(rest) if m.in_features == width and m.out_features == hidden), None)
+    if out_i is None or (immediate and out_i):
+        return None if immediate else f"no attention output projection [{width} -> {hidden}]"
+    tail = rest[out_i + 1:]
+    up_i = next((i for i, (_, m) in enumerate(tail) if m.in_features == hidden), None)
+    if up_i is None:
+        return None if immediate else f"no feed-forward Linear [{hidden} -> ...]"
+    up_name, up_mod = tail[up_i]
+    after = tail[up_i + 1:]
+    for up_chunks in (1, 2):  # 2: a gated unit, up holds the input and the gate
+        down = next((n for n, m in after if m.in_features * up_chunks == up_mod.out_features
+                     and m.out_features == hidden), None)
+        if down is not None:
+            return rest[out_i][0], up_name, down, up_mod.out_features // up_chunks, up_chunks
+    return None if immediate else f"no feed-forward Linear [{up_mod.out_features} -> {hidden}] after {up_name}"
+
+
 def _head_count(module: torch.nn.Module) -> int | None:
     for attr in HEAD_COUNT_ATTRS:
         value = getattr(module, attr, None)
@@ -124,63 +164,96 @@ def _head_count(module: torch.nn.Module) -> int | None:
     return None
 
 
+def _block_list(model: torch.nn.Module) -> tuple[str, torch.nn.ModuleList]:
+    """The ModuleList of the blocks and its name: the encoder's list of layers, as distillation finds it;
+    for a model that applies one shared block at every depth (ALBERT, `num_hidden_groups: 1`), the list
+    holding that block's own weights (pruning it once prunes every application)."""
+    from trt_edge.distill.student import _layer_list
+
+    if getattr(getattr(model, "config", None), "num_hidden_groups", None) == 1:
+        inner = [(n, m) for n, m in model.named_modules() if isinstance(m, torch.nn.ModuleList) and len(m)
+                 and not any(isinstance(c, torch.nn.ModuleList) for e in m for c in e.modules())
+                 and any(isinstance(c, torch.nn.Linear) for c in m.modules())]
+        if len(inner) == 1:
+            return inner[0]
+    parent, list_name, layers = _layer_list(model)
+    base = next(n for n, m in model.named_modules() if m is parent)
+    return (f"{base}.{list_name}" if base else list_name), layers
+
+
+def _parse_block(model: torch.nn.Module, index: int, prefix: str, linears: list[tuple[str, torch.nn.Linear]],
+                 modules: Mapping[str, torch.nn.Module]) -> Block:
+    """One block's structure from its Linear layers in module order (see `find_blocks`)."""
+    def parent(name: str) -> str:
+        return name.rsplit(".", 1)[0]
+
+    qkv: tuple[str, ...] | None = None
+    chunks = 1
+    for i in range(len(linears) - 2):
+        names = [linears[i + j][0] for j in range(3)]
+        mods = [linears[i + j][1] for j in range(3)]
+        if len({parent(n) for n in names}) == 1 and len({(m.in_features, m.out_features) for m in mods}) == 1:
+            qkv, rest = tuple(names), linears[i + 3:]
+            hidden, width = mods[0].in_features, mods[0].out_features
+            break
+    if qkv is None:  # fused: [hidden -> 3A] then its sibling [A -> hidden]
+        for i in range(len(linears) - 1):
+            (name, m), (next_name, n) = linears[i], linears[i + 1]
+            if m.out_features % 3 == 0 and parent(name) == parent(next_name) and \
+                    (n.in_features, n.out_features) == (m.out_features // 3, m.in_features):
+                qkv, rest, chunks = (name,), linears[i + 1:], 3
+                hidden, width = m.in_features, m.out_features // 3
+                break
+    if qkv is None:
+        raise TrtEdgeError(f"{type(model).__name__} block {index} ({prefix}): no attention found (three "
+                           "sibling Linear layers of one shape for Q, K and V, or one fused [hidden -> 3 x width] "
+                           "beside its output projection)")
+    # Further siblings of Q/K/V's shape may project the stream into the heads' space too (DeBERTa's
+    # position projections, whose output projection lives in another module), or one of them may be the
+    # output projection itself (DistilBERT's out_lin when the widths are equal): the siblings are extra
+    # projections only when the rest of the block then parses with the output projection right after them.
+    run = 0
+    if chunks == 1:
+        while run < len(rest) and parent(rest[run][0]) == parent(qkv[0]) and \
+                (rest[run][1].in_features, rest[run][1].out_features) == (hidden, width):
+            run += 1
+    parsed = _block_tail(rest[run:], width, hidden, immediate=True) if run else None
+    extra = tuple(name for name, _ in rest[:run]) if parsed else ()
+    if parsed is None:
+        parsed = _block_tail(rest, width, hidden, immediate=False)
+    if not isinstance(parsed, tuple):
+        raise TrtEdgeError(f"{type(model).__name__} block {index}: {parsed} after {qkv[-1]}")
+    out_name, up_name, down_name, ffn, up_chunks = parsed
+    attention = parent(qkv[0])
+    heads = _head_count(modules[attention])
+    if heads is None:  # a module that infers the count from its head size (ModernBERT)
+        head_dim = next((v for a in HEAD_DIM_ATTRS if isinstance(v := getattr(modules[attention], a, None), int)
+                         and v > 0 and width % v == 0), None)
+        heads = width // head_dim if head_dim else None
+    if heads is None or width % heads:
+        raise TrtEdgeError(f"{type(model).__name__} block {index}: {attention} has no head count "
+                           f"({'/'.join(HEAD_COUNT_ATTRS)}) or head size ({'/'.join(HEAD_DIM_ATTRS)}) dividing "
+                           f"its width {width}")
+    return Block(index, qkv, out_name, up_name, down_name, attention, heads, width // heads, ffn, hidden, prefix,
+                 extra, chunks, up_chunks)
+
+
 def find_blocks(model: torch.nn.Module) -> Structure:
     """The prunable structure of every transformer block, found from shapes and module order.
 
     In each block (the encoder's ModuleList, found as distillation finds it) the attention is three
-    sibling Linear layers of equal shape [hidden -> A] (Q, K, V); the output projection is the next
-    Linear [A -> hidden]; the feed-forward is the next Linear [hidden -> I] and the one after it that
-    maps I back to hidden. Raises TrtEdgeError naming the block when one of them is missing.
+    sibling Linear layers of equal shape [hidden -> A] (Q, K, V), or one [hidden -> 3A] Linear followed by a
+    sibling [A -> hidden] (fused, ModernBERT); the output projection is the next Linear [A -> hidden]; the
+    feed-forward is the next Linear [hidden -> I] and the one after it that maps I back to hidden (or I/2:
+    a gated unit whose up projection holds the input and the gate). Raises TrtEdgeError naming the block
+    when one of them is missing.
     """
-    from trt_edge.distill.student import _layer_list
-
-    parent, list_name, layers = _layer_list(model)
-    base = next(n for n, m in model.named_modules() if m is parent)
-    list_path = f"{base}.{list_name}" if base else list_name
+    list_path, layers = _block_list(model)
     blocks: list[Block] = []
     modules = dict(model.named_modules())
     for index, layer in enumerate(layers):
         prefix = f"{list_path}.{index}"
-        linears = _linears(layer, prefix)
-        qkv_at = None
-        for i in range(len(linears) - 2):
-            names = [linears[i + j][0] for j in range(3)]
-            mods = [linears[i + j][1] for j in range(3)]
-            parents = {n.rsplit(".", 1)[0] for n in names}
-            shapes = {(m.in_features, m.out_features) for m in mods}
-            if len(parents) == 1 and len(shapes) == 1:
-                qkv_at = i
-                break
-        if qkv_at is None:
-            raise TrtEdgeError(f"{type(model).__name__} block {index} ({prefix}): no attention found (three "
-                               "sibling Linear layers of one shape for Q, K and V)")
-        q_mod = linears[qkv_at][1]
-        hidden, width = q_mod.in_features, q_mod.out_features
-        qkv = (linears[qkv_at][0], linears[qkv_at + 1][0], linears[qkv_at + 2][0])
-        rest = linears[qkv_at + 3:]
-        out_i = next((i for i, (_, m) in enumerate(rest) if m.in_features == width and m.out_features == hidden),
-                     None)
-        if out_i is None:
-            raise TrtEdgeError(f"{type(model).__name__} block {index}: no attention output projection "
-                               f"[{width} -> {hidden}] after {qkv[2]}")
-        out_name = rest[out_i][0]
-        rest = rest[out_i + 1:]
-        up_i = next((i for i, (_, m) in enumerate(rest) if m.in_features == hidden), None)
-        if up_i is None:
-            raise TrtEdgeError(f"{type(model).__name__} block {index}: no feed-forward Linear [{hidden} -> ...]")
-        up_name, up_mod = rest[up_i]
-        down = next(((n, m) for n, m in rest[up_i + 1:]
-                     if m.in_features == up_mod.out_features and m.out_features == hidden), None)
-        if down is None:
-            raise TrtEdgeError(f"{type(model).__name__} block {index}: no feed-forward Linear "
-                               f"[{up_mod.out_features} -> {hidden}] after {up_name}")
-        attention = qkv[0].rsplit(".", 1)[0]
-        heads = _head_count(modules[attention])
-        if heads is None or width % heads:
-            raise TrtEdgeError(f"{type(model).__name__} block {index}: {attention} has no head count "
-                               f"({'/'.join(HEAD_COUNT_ATTRS)}) dividing its width {width}")
-        blocks.append(Block(index, qkv, out_name, up_name, down[0], attention, heads, width // heads,
-                            up_mod.out_features, hidden, prefix))
+        blocks.append(_parse_block(model, index, prefix, _linears(layer, prefix), modules))
     if len({(b.heads, b.head_dim, b.ffn) for b in blocks}) > 1:
         raise TrtEdgeError(f"{type(model).__name__}: its blocks differ in width already (heads, head size, "
                            "feed-forward); width pruning keeps one width for every block and needs a uniform model")
@@ -200,10 +273,14 @@ class HiddenTrace:
     readers: Linear layers that run after the last block and read the stream itself (BERT's pooler,
         RoBERTa's and DistilBERT's pre-classifier, ViT's classifier): they lose input columns; their own
         outputs are a new space and keep their width.
+    head_norms: LayerNorms of the hidden size that run after the last block on something other than the
+        stream (ModernBERT's prediction head normalizes its own dense layer's output): the head's space,
+        kept whole and not counted in the channel scores.
     """
 
     writers: list[str]
     readers: list[str]
+    head_norms: list[str] = field(default_factory=list)
 
 
 @dataclass
@@ -231,7 +308,7 @@ def _outer_linears(model: torch.nn.Module, structure: Structure) -> list[tuple[s
 
 def _check_blocks_for_hidden(model: torch.nn.Module, structure: Structure) -> None:
     """Refuse a block with a hidden-size Linear the structure does not know (it could not be sliced)."""
-    known = {n for b in structure.blocks for n in (*b.qkv, b.out, b.up, b.down)}
+    known = {n for b in structure.blocks for n in (*b.head_projections, b.out, b.up, b.down)}
     for block in structure.blocks:
         for name, m in _linears(model.get_submodule(block.prefix), block.prefix):
             if name not in known and block.hidden in (m.in_features, m.out_features):
@@ -262,6 +339,7 @@ def activation_importance(model: torch.nn.Module, structure: Structure,
     # mistaken for the stream by its storage address.
     state: dict[str, Any] = {"mask": None, "tokens": 0, "phase": "before", "stream": set(), "alive": []}
     seen: dict[str, tuple[str, bool]] = {}
+    head_norms: set[str] = set()
     outer = dict(_outer_linears(model, structure)) if hidden else {}
 
     def weights(x: torch.Tensor) -> torch.Tensor:
@@ -292,10 +370,15 @@ def activation_importance(model: torch.nn.Module, structure: Structure,
     def storage(x: Any) -> int | None:
         return int(x.untyped_storage().data_ptr()) if isinstance(x, torch.Tensor) else None
 
-    def norm_hook(_: torch.nn.Module, __: Any, out: torch.Tensor) -> None:
-        state["stream"].add(storage(out))
-        state["alive"].append(out)
-        channels.add_(abs_sum(out.detach().float()))
+    def norm_hook(name: str) -> Any:
+        def hook(_: torch.nn.Module, args: tuple[torch.Tensor, ...], out: torch.Tensor) -> None:
+            if state["phase"] == "after" and storage(args[0]) not in state["stream"]:
+                head_norms.add(name)  # the head's own space, not the stream
+                return
+            state["stream"].add(storage(out))
+            state["alive"].append(out)
+            channels.add_(abs_sum(out.detach().float()))
+        return hook
 
     def phase_hook(phase: str) -> Any:
         def hook(_: torch.nn.Module, *args: Any) -> None:
@@ -318,8 +401,8 @@ def activation_importance(model: torch.nn.Module, structure: Structure,
         handles.append(modules[block.down].register_forward_pre_hook(neuron_hook(i)))
     if hidden:
         _check_blocks_for_hidden(model, structure)
-        for _, norm in _hidden_norms(model, structure.hidden):
-            handles.append(norm.register_forward_hook(norm_hook))
+        for name, norm in _hidden_norms(model, structure.hidden):
+            handles.append(norm.register_forward_hook(norm_hook(name)))
         handles.append(modules[structure.blocks[0].prefix].register_forward_pre_hook(phase_hook("blocks")))
         handles.append(modules[structure.blocks[-1].prefix].register_forward_hook(phase_hook("after")))
         for name, linear in outer.items():
@@ -351,7 +434,7 @@ def activation_importance(model: torch.nn.Module, structure: Structure,
         if early:
             raise TrtEdgeError(f"hidden-size pruning: {early[0]} reads a hidden-size input before the first block; "
                                "trt-edge does not know how to slice it. Set width.keep_hidden: 1")
-        trace = HiddenTrace(sorted(writers), sorted(readers))
+        trace = HiddenTrace(sorted(writers), sorted(readers), sorted(head_norms))
     return Importance([h * scale for h in heads], [n * scale for n in neurons], int(state["tokens"]),
                       channels * scale if hidden else None, trace)
 
@@ -376,7 +459,7 @@ def hidden_multiple(model: Any) -> int:
     derives the head size from `hidden_size / num_attention_heads` (its constructor refuses a hidden size
     the head count does not divide)."""
     config = model.config
-    if hasattr(config, "head_dim") or _reads_head_dim(model):
+    if _reads_head_dim(model):
         return MULTIPLE
     heads = next((getattr(config, k) for k in HEAD_CONFIG_KEYS if isinstance(getattr(config, k, None), int)), None)
     return math.lcm(MULTIPLE, heads) if heads else MULTIPLE
@@ -481,11 +564,16 @@ def shrink_(model: Any, structure: Structure, plan: WidthPlan) -> Structure:
     new_blocks = []
     for block, heads, neurons in zip(structure.blocks, plan.heads, plan.neurons, strict=True):
         rows = _channels(heads, block.head_dim)
+        width = block.heads * block.head_dim
+        stacked = torch.cat([rows + k * width for k in range(block.qkv_chunks)])
         for name in block.qkv:
+            _set_module(model, name, _sliced(modules[name], stacked, None))
+        for name in block.extra:
             _set_module(model, name, _sliced(modules[name], rows, None))
         _set_module(model, block.out, _sliced(modules[block.out], None, rows))
         keep = torch.tensor(neurons, dtype=torch.long)
-        _set_module(model, block.up, _sliced(modules[block.up], keep, None))
+        up_rows = torch.cat([keep + k * block.ffn for k in range(block.up_chunks)])
+        _set_module(model, block.up, _sliced(modules[block.up], up_rows, None))
         _set_module(model, block.down, _sliced(modules[block.down], None, keep))
         attention = modules[block.attention]
         for attr in HEAD_COUNT_ATTRS:
@@ -494,8 +582,7 @@ def shrink_(model: Any, structure: Structure, plan: WidthPlan) -> Structure:
         for attr in HEAD_WIDTH_ATTRS:
             if getattr(attention, attr, None) == block.heads * block.head_dim:
                 setattr(attention, attr, len(heads) * block.head_dim)
-        new_blocks.append(Block(block.index, block.qkv, block.out, block.up, block.down, block.attention,
-                                len(heads), block.head_dim, len(neurons), block.hidden, block.prefix))
+        new_blocks.append(dataclasses.replace(block, heads=len(heads), ffn=len(neurons)))
     for name in structure.head_tables:
         table = modules[name]
         assert isinstance(table, torch.nn.Embedding)
@@ -510,7 +597,7 @@ def shrink_(model: Any, structure: Structure, plan: WidthPlan) -> Structure:
         if getattr(config, key, None) == structure.ffn:
             setattr(config, key, new_blocks[0].ffn)
             break
-    if hasattr(config, "head_dim") or _reads_head_dim(model):
+    if _reads_head_dim(model):
         for key in HEAD_CONFIG_KEYS:
             if getattr(config, key, None) == structure.heads:
                 setattr(config, key, new_blocks[0].heads)
@@ -524,12 +611,18 @@ def shrink_(model: Any, structure: Structure, plan: WidthPlan) -> Structure:
     return result
 
 
+def _logits(output: Any) -> torch.Tensor:
+    logits: torch.Tensor = output.logits if hasattr(output, "logits") else output[0]
+    return logits
+
+
 def check_hidden_shrink(model: Any, structure: Structure, importance: Importance,
                         batch: Mapping[str, torch.Tensor], keep_hidden: int) -> None:
-    """Cut a copy of `model` to `keep_hidden` channels, run `batch` through it and rebuild it from its
-    config: a family whose stream is read in a way the trace does not see (a head that concatenates pooled
-    tokens, say) or whose config cannot say the new size fails here in one line, before any timing or
-    training."""
+    """Cut a copy of `model` to `keep_hidden` channels, run `batch` through it, rebuild it from its config
+    and the width recipe as `load_pruned` will, and compare the two: a family whose stream is read in a
+    way the trace does not see (a head that concatenates pooled tokens, say), or whose config cannot say
+    the new size (a table computed from it, such as rotary frequencies), fails here in one line, before
+    any timing or training."""
     import copy
 
     trial = copy.deepcopy(model)
@@ -538,8 +631,18 @@ def check_hidden_shrink(model: Any, structure: Structure, importance: Importance
         shrink_(trial, structure, plan)
         trial.eval()
         with torch.inference_mode():
-            trial(**batch)
-        shape_recipe(trial)  # the config, with the new hidden size, must still build the family
+            got = _logits(trial(**batch))
+        config = copy.deepcopy(trial.config)
+        config.__dict__.pop(WIDTH_KEY, None)
+        rebuilt = type(trial)(config)  # the config, with the new hidden size, must still build the family
+        apply_recipe(rebuilt, shape_recipe(trial) or {"format": WIDTH_FORMAT})
+        rebuilt.load_state_dict(trial.state_dict(), strict=True)
+        rebuilt.eval()
+        with torch.inference_mode():
+            again = _logits(rebuilt(**batch))
+        if not torch.allclose(again, got, atol=1e-4, rtol=1e-3):
+            raise RuntimeError(f"rebuilt from its config it computes other outputs (max |diff| "
+                               f"{float((again - got).abs().max()):.3g})")
     except TrtEdgeError:
         raise
     except Exception as exc:  # any failure means the family is not supported
@@ -569,7 +672,7 @@ def _shrink_hidden_(model: Any, structure: Structure, keep: list[int], trace: Hi
         return t.detach().index_select(dim, index.to(t.device)).clone()
 
     for block in structure.blocks:
-        for name in (*block.qkv, block.up):
+        for name in (*block.head_projections, block.up):
             _set_module(model, name, _sliced(modules[name], None, index))
         for name in (block.out, block.down):
             _set_module(model, name, _sliced(modules[name], index, None))
@@ -579,7 +682,8 @@ def _shrink_hidden_(model: Any, structure: Structure, keep: list[int], trace: Hi
         _set_module(model, name, _sliced(modules[name], None, index))
     handled = (torch.nn.Linear, torch.nn.LayerNorm, torch.nn.Embedding, torch.nn.Conv2d)
     for name, module in modules.items():
-        if isinstance(module, torch.nn.LayerNorm) and tuple(module.normalized_shape) == (size,):
+        if isinstance(module, torch.nn.LayerNorm) and tuple(module.normalized_shape) == (size,) \
+                and name not in trace.head_norms:
             norm = torch.nn.LayerNorm(len(keep), eps=module.eps, elementwise_affine=module.elementwise_affine,
                                       bias=module.bias is not None,
                                       device=index.device if module.weight is None else module.weight.device,
@@ -618,6 +722,11 @@ def _shrink_hidden_(model: Any, structure: Structure, keep: list[int], trace: Hi
         if getattr(config, key, None) == size:
             setattr(config, key, len(keep))
             break
+    if any(b.endswith("inv_freq") for m in model.modules() for b in m._buffers) and \
+            getattr(config, "head_dim", None) is None:
+        # Rotary tables (transformers' `inv_freq`, ModernBERT) take their size from `config.head_dim`, else
+        # from hidden_size / num_attention_heads, which no longer is the head size: say it.
+        config.head_dim = structure.head_dim
 
 
 def _reads_head_dim(model: Any) -> bool:
@@ -673,8 +782,12 @@ def shape_recipe(model: Any) -> dict[str, Any]:
         elif isinstance(module, torch.nn.Embedding) and tuple(module.weight.shape) != tuple(other.weight.shape):
             modules[name] = {"type": "Embedding", "num": module.num_embeddings, "dim": module.embedding_dim,
                              "padding_idx": module.padding_idx}
-        elif isinstance(module, torch.nn.LayerNorm | torch.nn.Conv2d) and \
-                tuple(module.weight.shape) != tuple(other.weight.shape):
+        elif isinstance(module, torch.nn.LayerNorm) and tuple(module.normalized_shape) != tuple(other.normalized_shape):
+            # A head-space norm the config sizes from the hidden size (ModernBERT's prediction head) keeps its
+            # width while the stream narrows.
+            modules[name] = {"type": "LayerNorm", "shape": list(module.normalized_shape), "eps": module.eps,
+                             "affine": module.elementwise_affine, "bias": module.bias is not None}
+        elif isinstance(module, torch.nn.Conv2d) and tuple(module.weight.shape) != tuple(other.weight.shape):
             raise RuntimeError(f"{name}: a {type(module).__name__} the config does not build; hidden-size pruning "
                                "must update the config's hidden size (a bug in trt-edge)")
         if isinstance(module, _SHAPED):
@@ -696,6 +809,9 @@ def apply_recipe(model: Any, recipe: Mapping[str, Any]) -> None:
             new: torch.nn.Module = torch.nn.Linear(int(spec["in"]), int(spec["out"]), bias=bool(spec["bias"]))
         elif spec.get("type") == "Embedding":
             new = torch.nn.Embedding(int(spec["num"]), int(spec["dim"]), padding_idx=spec.get("padding_idx"))
+        elif spec.get("type") == "LayerNorm":
+            new = torch.nn.LayerNorm([int(v) for v in spec["shape"]], eps=float(spec["eps"]),
+                                     elementwise_affine=bool(spec["affine"]), bias=bool(spec["bias"]))
         else:
             raise TrtEdgeError(f"config.json {WIDTH_KEY}: unknown module type {spec.get('type')!r} for {name}")
         try:
