@@ -20,7 +20,8 @@ END = "<!-- architecture-matrix:end -->"
 # Column key -> heading, in table order.
 CELLS = {"export": "export (parity)", "fuse_trt": "fuse attention: TensorRT plugin",
          "fuse_cpu": "fuse attention: CPU (ONNX Runtime)", "permute": "channel permutation",
-         "sparse_2_4": "2:4", "int8": "INT8 (both targets) + bundle"}
+         "sparse_2_4": "2:4", "width": "width pruning (heads, FFN, hidden) + ONNX parity",
+         "int8": "INT8 (both targets) + bundle"}
 
 
 def render(results: dict[str, dict[str, str]]) -> str:

@@ -10,6 +10,9 @@ bundle), through the stages' own `run` functions, with parity checked at every s
 - fuse TRT: the fused model, every plugin node expanded by `ort_reference`, vs the export:
   max |Δ| <= 1e-3 and every arg-max equal;
 - fuse CPU: ONNX Runtime's Attention/MultiHeadAttention graph vs the export, same bounds;
+- width: the width stage on the distilled student (half the heads and feed-forward neurons, 3/4 of the
+  hidden size, one step): its ONNX has the smaller shapes (fewer bytes than the dense-shaped export) and
+  passes the stage's parity gate after reloading through the width recipe;
 - INT8: both calibrate targets write their artifacts and the bundle is built from the Q/DQ model.
 
 What a family cannot do is a refusal with the reason the kit gives (`EXPECTED_REFUSALS`): a cell that
@@ -144,6 +147,7 @@ def test_family_through_the_chain(family: str, tokenizer_dir: Path, demo_data_co
     from trt_edge.quantize.stage import run as calibrate
     from trt_edge.sparsity.onnx_check import check_onnx_sparsity
     from trt_edge.sparsity.stage import run as prune
+    from trt_edge.sparsity.width_stage import run as width_prune
 
     if family not in families.available():
         pytest.fail(f"{family}: the installed transformers has no {families.CLASSES[family]} (upgrade it)")
@@ -180,6 +184,17 @@ def test_family_through_the_chain(family: str, tokenizer_dir: Path, demo_data_co
     assert e["max_abs_diff"] <= 1e-4 and e["argmax_agreement"] == 1.0
     onnx_path = tmp_path / "export" / "model.onnx"
     assert check_onnx_sparsity(onnx_path, tmp_path / "export" / "sparsity.json").ok
+
+    # Width pruning from the distilled student, exported with the settings the export stage settled on.
+    raw["width"] = {"keep_heads": 0.5, "keep_ffn": 0.5, "keep_hidden": 0.75, "steps": 1, "calibration_samples": 16,
+                    "train": {"epochs": 1, "batch_size": 32, "max_steps": 1}, "cache_dir": str(cache_dir)}
+    width = width_prune(RunConfig(raw), tmp_path / "distill", tmp_path / "width").metrics
+    dense, narrow = width["dense_structure"], width["structure"]
+    assert all(narrow[key] < dense[key] for key in ("heads", "ffn", "hidden")), (dense, narrow)
+    assert width["onnx_bytes"] < e["onnx_bytes"] and width["parity_max_abs_diff"] <= 1e-4, width
+    cells["width"] = _cell(family, "width", True, " · ".join(
+        f"{label} {dense[key]}→{narrow[key]}" for key, label in (("heads", "heads"), ("ffn", "FFN"),
+                                                                 ("hidden", "hidden"))))
 
     # Fused for TensorRT: the plugin nodes expanded by the CPU reference, against the export.
     feeds = _feeds(onnx_path, tokenizer_dir, ["I love this!", "the bus never came and it rained all day",

@@ -61,6 +61,7 @@ HEAD_DIM_ATTRS = ("attention_head_size", "head_dim", "head_size")
 # Config keys of the feed-forward width and the head count, per family.
 FFN_CONFIG_KEYS = ("intermediate_size", "hidden_dim", "ffn_dim", "d_ff")
 HIDDEN_CONFIG_KEYS = ("hidden_size", "dim", "d_model")
+EMBEDDING_CONFIG_KEYS = ("embedding_size",)
 HEAD_CONFIG_KEYS = ("num_attention_heads", "n_heads")
 
 
@@ -722,6 +723,11 @@ def _shrink_hidden_(model: Any, structure: Structure, keep: list[int], trace: Hi
         if getattr(config, key, None) == size:
             setattr(config, key, len(keep))
             break
+    for key in EMBEDDING_CONFIG_KEYS:
+        # An embedding as wide as the stream was sliced with it (ELECTRA builds its embedding projection
+        # only when `embedding_size` differs from `hidden_size`): the config must say its new width too.
+        if getattr(config, key, None) == size:
+            setattr(config, key, len(keep))
     if any(b.endswith("inv_freq") for m in model.modules() for b in m._buffers) and \
             getattr(config, "head_dim", None) is None:
         # Rotary tables (transformers' `inv_freq`, ModernBERT) take their size from `config.head_dim`, else
