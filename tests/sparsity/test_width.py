@@ -259,12 +259,19 @@ def test_widths_stay_multiples_of_eight() -> None:
 
 
 def test_a_model_without_the_usual_structure_is_refused_in_one_line() -> None:
+    import transformers as T
+
     from trt_edge.errors import TrtEdgeError
 
     model = _tiny("bert")
     model.bert.encoder.layer[1].attention.self.key = torch.nn.Linear(64, 48)
     with pytest.raises(TrtEdgeError, match=r"block 1.*no attention found"):
         W.find_blocks(model)
+    albert = T.AlbertForSequenceClassification(T.AlbertConfig(  # two groups of shared blocks: two widths
+        vocab_size=100, hidden_size=64, num_hidden_layers=4, num_attention_heads=2, intermediate_size=128,
+        embedding_size=32, num_hidden_groups=2))
+    with pytest.raises(TrtEdgeError, match=r"num_hidden_groups: 2.*one shared group"):
+        W.find_blocks(albert)
 
 
 # ----- the stage end to end on the tiny BERT (hidden 32, 4 heads of 8, feed-forward 64) -----

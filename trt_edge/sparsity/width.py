@@ -4,9 +4,11 @@
 a model with fewer heads and a narrower feed-forward is faster on every chip (Volta Jetsons, an AVX2
 laptop, DLA, ONNX Runtime on any CPU). This module is the torch half of the `width` prune method:
 
-- `find_blocks` finds every transformer block's attention (Q/K/V, output projection) and feed-forward
-  (up, down) Linear layers from the module graph (shapes and order, not class names), so BERT, RoBERTa,
-  DistilBERT, MPNet and ViT go through the same code;
+- `find_blocks` finds every transformer block's attention (Q/K/V or one fused QKV, output projection,
+  any further per-head projections such as DeBERTa's position projections) and feed-forward (up, down;
+  a gated up holding input and gate) Linear layers from the module graph (shapes and order, not class
+  names), so BERT, RoBERTa, XLM-R, DistilBERT, ELECTRA, ALBERT (its one shared block), MPNet,
+  DeBERTa-v2/v3, ModernBERT, ViT, DeiT and DINOv2 go through the same code;
 - `activation_importance` scores heads and neurons (and, when asked, hidden channels) on calibration
   batches by activation magnitude;
 - `shrink_` slices the Linear layers (and any per-head table such as MPNet's relative position bias)
@@ -171,7 +173,12 @@ def _block_list(model: torch.nn.Module) -> tuple[str, torch.nn.ModuleList]:
     holding that block's own weights (pruning it once prunes every application)."""
     from trt_edge.distill.student import _layer_list
 
-    if getattr(getattr(model, "config", None), "num_hidden_groups", None) == 1:
+    groups = getattr(getattr(model, "config", None), "num_hidden_groups", None)
+    if isinstance(groups, int) and groups > 1:
+        raise TrtEdgeError(f"{type(model).__name__} shares its blocks in {groups} groups (num_hidden_groups: "
+                           f"{groups}); width pruning keeps one width for every block and supports one shared "
+                           "group (num_hidden_groups: 1) or one block per layer")
+    if groups == 1:
         inner = [(n, m) for n, m in model.named_modules() if isinstance(m, torch.nn.ModuleList) and len(m)
                  and not any(isinstance(c, torch.nn.ModuleList) for e in m for c in e.modules())
                  and any(isinstance(c, torch.nn.Linear) for c in m.modules())]
