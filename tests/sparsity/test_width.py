@@ -248,6 +248,31 @@ def test_plain_from_pretrained_refuses_a_recipe_folder_instead_of_loading_it_wro
         T.AutoModelForSequenceClassification.from_pretrained(tmp_path)
 
 
+def test_an_edited_recipe_folder_is_refused_in_one_line(tmp_path: Path) -> None:
+    import transformers as T
+    from safetensors.torch import load_file, save_file
+
+    from trt_edge.errors import TrtEdgeError
+
+    model = _tiny("bert")
+    structure = W.find_blocks(model)
+    W.shrink_(model, structure, W.plan_width(structure, W.activation_importance(model, structure, [_batch("bert")]),
+                                             2, 64))
+    W.save_pruned(model, _NoTokenizer(), tmp_path)
+    config = T.AutoConfig.from_pretrained(tmp_path)
+    W.load_pruned(tmp_path, config, T.AutoModelForSequenceClassification)  # as saved: loads
+    state = load_file(str(tmp_path / "model.safetensors"))
+    key = structure.blocks[0].qkv[0] + ".weight"
+    state[key] = torch.zeros(64, 64)  # the dense width back in one projection
+    save_file(state, str(tmp_path / "model.safetensors"), metadata={"format": "pt"})
+    with pytest.raises(TrtEdgeError, match=r"do not match the width recorded in config.json .*query.*edited"):
+        W.load_pruned(tmp_path, config, T.AutoModelForSequenceClassification)
+    del state[key]
+    save_file(state, str(tmp_path / "model.safetensors"), metadata={"format": "pt"})
+    with pytest.raises(TrtEdgeError, match=r"weights missing from model.safetensors: .*query"):
+        W.load_pruned(tmp_path, config, T.AutoModelForSequenceClassification)
+
+
 def test_widths_stay_multiples_of_eight() -> None:
     assert W.round_heads(12, 32, 0.5) == 6 and W.round_heads(12, 32, 0.01) == 1
     assert W.round_heads(4, 4, 0.25) == 2  # 1 head of 4 channels is not a multiple of 8: 2 heads are kept

@@ -21,8 +21,9 @@ laptop, DLA, ONNX Runtime on any CPU). This module is the torch half of the `wid
   `prune_heads` and most text families derive the head size from `hidden_size / num_attention_heads`,
   so fewer heads cannot be said in their config.json alone: `save_pruned` writes the shapes that differ
   from what the config builds under `trt_edge_width` in config.json, and `load_pruned` (which every
-  trt-edge stage uses through `tasks.models.load_classifier`) rebuilds them before loading the weights
-  strictly. A folder whose config already builds the right shapes (FFN-only pruning, ViT with
+  trt-edge stage uses through `tasks.models.load_classifier`) rebuilds them, then loads the weights
+  through transformers' own `from_pretrained` (its checkpoint key conversions included) and refuses any
+  body weight that is missing or of another shape. A folder whose config already builds the right shapes (FFN-only pruning, ViT with
   `head_dim`) carries no such key and loads with plain `from_pretrained`.
 
 Widths are uniform across layers (one head count, one feed-forward width), so the config's
@@ -64,6 +65,8 @@ HEAD_DIM_ATTRS = ("attention_head_size", "head_dim", "head_size")
 FFN_CONFIG_KEYS = ("intermediate_size", "hidden_dim", "ffn_dim", "d_ff")
 HIDDEN_CONFIG_KEYS = ("hidden_size", "dim", "d_model")
 EMBEDDING_CONFIG_KEYS = ("embedding_size",)
+# Module names of classification heads: a fresh or re-shaped head there is the loader's to judge, not an error.
+HEAD_PREFIXES = ("classifier", "score", "pre_classifier")
 HEAD_CONFIG_KEYS = ("num_attention_heads", "n_heads")
 
 
@@ -859,36 +862,43 @@ def width_recipe(config: Any) -> dict[str, Any] | None:
 
 
 def load_pruned(path: Path, config: Any, model_cls: Any, trust_remote_code: bool = False) -> tuple[Any, dict[str, Any]]:
-    """Build `model_cls` from `config`, apply the width recipe, load the folder's safetensors strictly.
+    """Load a width-pruned folder: transformers' own `from_pretrained`, on a model class that applies the
+    width recipe right after building from the config.
 
-    Returns the model and a loading-info dict shaped like transformers' (`missing_keys`,
-    `mismatched_keys`), so the caller judges the head as it does for any folder.
+    Loading through transformers (not a hand-written state-dict load) keeps its checkpoint key
+    conversions: transformers 5 renames some families' weights in memory and back on save (DINOv2's
+    `attention.attention.query` is `attention.q_proj` in memory), so the saved names are not the module
+    names. Returns the model and transformers' loading info; a body weight whose shape differs from the
+    recipe's is refused (the folder was edited), a head that differs is the caller's to judge.
     """
-    from safetensors.torch import load_file
-
     recipe = width_recipe(config)
     if recipe is None:
         raise RuntimeError(f"{path}: load_pruned called on a folder without {WIDTH_KEY}")
-    model = model_cls.from_config(config, trust_remote_code=trust_remote_code)
-    apply_recipe(model, recipe)
-    state: dict[str, torch.Tensor] = {}
-    files = sorted(path.glob("*.safetensors"))
-    if not files:
+    with torch.device("meta"):  # only the concrete class is wanted: no memory, no initialisation
+        concrete = type(model_cls.from_config(config, trust_remote_code=trust_remote_code))
+
+    def init(self: Any, config: Any, *args: Any, **kwargs: Any) -> None:
+        concrete.__init__(self, config, *args, **kwargs)
+        apply_recipe(self, recipe)
+
+    # The same name and module: transformers looks conversions up by class name, then model type.
+    pruned_cls: Any = type(concrete.__name__, (concrete,), {"__init__": init, "__module__": concrete.__module__})
+    if not any(path.glob("*.safetensors")):
         raise TrtEdgeError(f"{path}: no model.safetensors")
-    for file in files:
-        state.update(load_file(str(file)))
-    own = model.state_dict()
-    mismatched = [k for k, v in state.items() if k in own and tuple(own[k].shape) != tuple(v.shape)]
-    wrong = [k for k in mismatched if not k.startswith(("classifier", "score"))]
+    model, info = pruned_cls.from_pretrained(
+        path, config=config, local_files_only=True, trust_remote_code=trust_remote_code, use_safetensors=True,
+        ignore_mismatched_sizes=True, output_loading_info=True)
+    mismatched = [k[0] if isinstance(k, tuple) else k for k in info.get("mismatched_keys", [])]
+    wrong = [k for k in mismatched if not k.startswith(HEAD_PREFIXES)]
     if wrong:
-        raise TrtEdgeError(f"{path}: weights do not match the width recorded in config.json ({wrong[0]}: "
-                           f"{tuple(state[wrong[0]].shape)} vs {tuple(own[wrong[0]].shape)}); the folder was edited")
-    result = model.load_state_dict({k: v for k, v in state.items() if k not in mismatched}, strict=False)
-    unexpected = [k for k in result.unexpected_keys]
+        raise TrtEdgeError(f"{path}: weights do not match the width recorded in config.json ({wrong[0]}); the "
+                           "folder was edited")
+    unexpected = list(info.get("unexpected_keys", []))
     if unexpected:
         raise TrtEdgeError(f"{path}: weights the model does not have: {', '.join(unexpected[:3])}")
-    missing = [k for k in result.missing_keys if k in dict(model.named_parameters())]
-    body_missing = [k for k in missing if not k.startswith(("classifier", "score", "pre_classifier"))]
+    parameters = {name for name, _ in model.named_parameters()}
+    missing = [k for k in info.get("missing_keys", []) if k in parameters]
+    body_missing = [k for k in missing if not k.startswith(HEAD_PREFIXES)]
     if body_missing:
         raise TrtEdgeError(f"{path}: weights missing from model.safetensors: {', '.join(body_missing[:3])}")
     model.eval()
