@@ -23,8 +23,9 @@ laptop, DLA, ONNX Runtime on any CPU). This module is the torch half of the `wid
   from what the config builds under `trt_edge_width` in config.json, and `load_pruned` (which every
   trt-edge stage uses through `tasks.models.load_classifier`) rebuilds them, then loads the weights
   through transformers' own `from_pretrained` (its checkpoint key conversions included) and refuses any
-  body weight that is missing or of another shape. A folder whose config already builds the right shapes (FFN-only pruning, ViT with
-  `head_dim`) carries no such key and loads with plain `from_pretrained`.
+  body weight that is missing or of another shape. A folder whose config already builds the right
+  shapes (FFN-only pruning, ViT with `head_dim`) carries no such key and loads with plain
+  `from_pretrained`.
 
 Widths are uniform across layers (one head count, one feed-forward width), so the config's
 `intermediate_size` stays truthful, and kept widths are multiples of 8 (TensorRT's tensor-core tiles
