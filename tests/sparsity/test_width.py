@@ -236,14 +236,20 @@ def test_hidden_sizes_stay_multiples_of_eight_and_of_the_head_count() -> None:
     assert W.hidden_multiple(vit12) == 8  # ViT reads head_dim
 
 
-def test_plain_from_pretrained_refuses_a_recipe_folder_instead_of_loading_it_wrong(tmp_path: Path) -> None:
-    import transformers as T
-
+def _head_pruned_bert(folder: Path) -> W.Structure:
+    """A tiny BERT with half its heads and half its feed-forward neurons removed, saved with its recipe."""
     model = _tiny("bert")
     structure = W.find_blocks(model)
     W.shrink_(model, structure, W.plan_width(structure, W.activation_importance(model, structure, [_batch("bert")]),
                                              2, 64))
-    W.save_pruned(model, _NoTokenizer(), tmp_path)
+    W.save_pruned(model, _NoTokenizer(), folder)
+    return structure
+
+
+def test_plain_from_pretrained_refuses_a_recipe_folder_instead_of_loading_it_wrong(tmp_path: Path) -> None:
+    import transformers as T
+
+    _head_pruned_bert(tmp_path)
     with pytest.raises(Exception, match=r"(?i)size|shape"):
         T.AutoModelForSequenceClassification.from_pretrained(tmp_path)
 
@@ -254,11 +260,7 @@ def test_an_edited_recipe_folder_is_refused_in_one_line(tmp_path: Path) -> None:
 
     from trt_edge.errors import TrtEdgeError
 
-    model = _tiny("bert")
-    structure = W.find_blocks(model)
-    W.shrink_(model, structure, W.plan_width(structure, W.activation_importance(model, structure, [_batch("bert")]),
-                                             2, 64))
-    W.save_pruned(model, _NoTokenizer(), tmp_path)
+    structure = _head_pruned_bert(tmp_path)
     config = T.AutoConfig.from_pretrained(tmp_path)
     W.load_pruned(tmp_path, config, T.AutoModelForSequenceClassification)  # as saved: loads
     state = load_file(str(tmp_path / "model.safetensors"))
