@@ -6,7 +6,8 @@ layer dropping alone is a same-run ratio.
     python benchmarks/width_demo.py --run runs/demo-width --config configs/demo-width.yaml \
         --out benchmarks/out/width_demo.json
 
-Same texts and timing routine as the pipeline's profile stage (`pipeline.compare.compare_latency`).
+Same inputs (texts or images, by the config's task), shapes (`pipeline.compare_shapes`) and timing routine
+as the pipeline's profile stage (`pipeline.compare.compare_latency`).
 """
 
 from __future__ import annotations
@@ -39,13 +40,14 @@ def main() -> None:
     tokenizer, texts = comparison_inputs(config, run_models(run))
     with tempfile.TemporaryDirectory(prefix="width-demo-") as tmp:
         dense = Path(tmp) / "dense-student.onnx"
-        export_onnx(run / "distill" / "model", dense)
+        export_onnx(run / "distill" / "model", dense, task=config.section("task").type)
         models = run_models(run)
         models.insert(1, ("dense student fp32 (before width)", dense))
         repeats = []
         for _ in range(args.repeats):
-            points = compare_latency(models, tokenizer, texts, [[1, 64], [1, 128]], cfg.compare_rounds,
-                                     cfg.compare_runs, progress=False, chunk_ms=cfg.compare_chunk_ms)
+            shapes = [list(s) for s in cfg.compare_shapes]
+            points = compare_latency(models, tokenizer, texts, shapes, cfg.compare_rounds, cfg.compare_runs,
+                                     progress=False, chunk_ms=cfg.compare_chunk_ms)
             repeats.append({f"b{p['batch']}s{p['seq']}": {
                 "median_ms": {k: round(v["median"], 4) for k, v in p["latency_ms"].items()},
                 "p90_ms": {k: round(v["p90"], 4) for k, v in p["latency_ms"].items()},

@@ -155,6 +155,33 @@ def test_report_shows_the_width_step_with_its_size_speed_and_accuracy(run_dir: P
         "sparse student (2:4)")
 
 
+def test_report_lists_the_width_gate_with_its_interval(run_dir: Path, tmp_path: Path) -> None:
+    predictions = stats.load_predictions(run_dir / "distill" / stats.PREDICTIONS_FILE)
+    labels, dense = predictions["labels"], predictions["student"]
+    narrow = np.where(np.arange(len(labels)) % 25 == 0, (dense + 1) % 3, dense)  # 4% of answers changed
+    gate = stats.judge_predictions("width", "width-pruned vs dense student", dense, narrow, labels, None).to_dict()
+    _stage(run_dir, "width", {"dense_accuracy": 0.865, "width_accuracy": 0.85, "gate": gate,
+                              "structure": {"heads": 6, "head_dim": 32, "ffn": 768}})
+    stats.save_predictions(run_dir / "width", labels, dense=dense, width=narrow)
+    write_report(run_dir, tmp_path / "again")
+    text = (tmp_path / "again" / "report.md").read_text()
+    gates = text.split("## Gates")[1].split("## Warnings")[0]
+    row = next(line for line in gates.splitlines() if "width-pruned vs dense student" in line)
+    assert re.search(r"\| [+-]\d+\.\d\d \[[+-]\d+\.\d\d, [+-]\d+\.\d\d\] \| 600 \|", row), row
+
+
+def test_no_sequence_length_warning_for_an_image_task(run_dir: Path) -> None:
+    from trt_edge.pipeline.verdict import parity_warnings
+
+    shapes = [{"batch": 1, "sequence": 0, "max_abs_diff": 1e-6}]
+    text = {"config": {"task": {"type": "text-classification", "max_length": 128}},
+            "metrics": {"parity_shapes": [{"batch": 1, "sequence": 64, "max_abs_diff": 1e-6}]}}
+    image = {"config": {"task": {"type": "image-classification", "max_length": 128}},
+             "metrics": {"parity_shapes": shapes}}
+    assert len(parity_warnings({"export": text})) == 1
+    assert parity_warnings({"export": image, "export-teacher": image}) == []
+
+
 def test_report_of_a_folder_that_is_not_a_run(tmp_path: Path) -> None:
     with pytest.raises(TrtEdgeError, match="no finished distill stage"):
         write_report(tmp_path, tmp_path / "out")

@@ -350,8 +350,15 @@ def test_stage_removes_heads_and_neurons_and_recovers_in_steps(width_run: tuple[
     assert [s["heads"] for s in m["steps"]] == [3, 2] and [s["ffn"] for s in m["steps"]] == [48, 32]
     assert all(s["recovery"]["steps"] == 3 and s["recovery"]["distilled"] for s in m["steps"])
     assert m["params"] < m["dense_params"] and 0 <= m["width_accuracy"] <= 1
-    assert set(record["artifacts"]) == {"model", "onnx", "teacher"}
+    assert set(record["artifacts"]) == {"model", "onnx", "teacher", "predictions"}
     assert (out / "teacher" / "config.json").is_file()
+    # The gate is paired on the test examples (the pipeline rejudges it; the report lists it) and the
+    # predictions it was judged on are saved with the stage.
+    gate = m["gate"]
+    assert gate["gate"] == "width" and gate["n"] == len(np.load(out / "test_predictions.npz")["labels"])
+    assert abs(gate["drop_points"] - 100 * (m["dense_accuracy"] - m["width_accuracy"])) < 1e-6
+    lo, hi = gate["interval_points"]
+    assert lo <= gate["drop_points"] <= hi
     assert m["parity_max_abs_diff"] < 1e-4
 
 

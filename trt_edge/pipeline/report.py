@@ -270,7 +270,7 @@ def confusion_tables(v: Verdict) -> list[tuple[str, list[str], list[list[str]]]]
         return []
     names = v.label_names or [str(i) for i in range(int(v.labels.max()) + 1)]
     final = next((m for m in ("student INT8 Q/DQ (TensorRT)", "student INT8 (CPU)", "sparse student (2:4)",
-                              "student (distilled)") if m in v.predictions), None)
+                              "width-pruned student", "student (distilled)") if m in v.predictions), None)
     out = []
     for model in [m for m in ("teacher", final) if m and m in v.predictions]:
         matrix = confusion(v.labels, v.predictions[model], len(names))

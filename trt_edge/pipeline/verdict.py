@@ -15,6 +15,7 @@ import numpy as np
 from trt_edge import stats
 from trt_edge.pipeline.config import PipelineConfig
 from trt_edge.pipeline.gates import all_verdicts
+from trt_edge.tasks.spec import TASKS, TEXT_CLASSIFICATION
 
 # A model that gives one class to at least this share of the test inputs, when that class is clearly
 # rarer among the labels, has collapsed (the symptom of a too-short budget on a skewed data set).
@@ -27,7 +28,8 @@ TEACHER_LABEL = "teacher fp32"
 # saved predictions: (stage folder, array name) -> what the report calls that model
 MODELS = {("distill", "teacher"): "teacher", ("distill", "student"): "student (distilled)",
           ("distill", "hard_label"): "student, hard labels only (ablation)",
-          ("prune", "sparse"): "sparse student (2:4)", ("calibrate", "int8"): "student INT8 Q/DQ (TensorRT)",
+          ("width", "width"): "width-pruned student", ("prune", "sparse"): "sparse student (2:4)",
+          ("calibrate", "int8"): "student INT8 Q/DQ (TensorRT)",
           ("calibrate", "cpu"): "student INT8 (CPU)"}
 
 
@@ -212,7 +214,11 @@ def parity_warnings(stages: dict[str, dict[str, Any]]) -> list[str]:
         stage = stages.get(name)
         if stage is None:
             continue
-        max_length = ((stage.get("config") or {}).get("task") or {}).get("max_length")
+        task = (stage.get("config") or {}).get("task") or {}
+        spec = TASKS.get(str(task.get("type", TEXT_CLASSIFICATION.name)))
+        if spec is not None and spec.modality != "text":
+            continue  # an image has no sequence axis: its parity shapes say sequence 0
+        max_length = task.get("max_length")
         shapes = stage.get("metrics", {}).get("parity_shapes") or []
         longest = max((int(s.get("sequence", 0)) for s in shapes), default=0)
         if max_length and shapes and longest < int(max_length):

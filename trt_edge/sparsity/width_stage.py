@@ -25,6 +25,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from trt_edge import stats
 from trt_edge.config import RunConfig
 from trt_edge.errors import GateError
 from trt_edge.log import get_logger
@@ -188,7 +189,7 @@ def run(config: RunConfig, model_dir: str | Path, out: str | Path) -> StageRecor
     torch.manual_seed(cfg.seed)
     test_enc = encode(tokenizer, data.test.texts, task.max_length)
     dense_params = count_parameters(model)
-    dense_metrics, _ = evaluate(model, test_enc, data.test.labels, data.num_labels, task.eval_batch_size)
+    dense_metrics, dense_logits = evaluate(model, test_enc, data.test.labels, data.num_labels, task.eval_batch_size)
     log.info("dense test accuracy %.4f; %s", dense_metrics["accuracy"], dense_structure)
     examples = data.train.texts[:cfg.calibration_samples]  # texts, or images for an image task
 
@@ -265,7 +266,7 @@ def run(config: RunConfig, model_dir: str | Path, out: str | Path) -> StageRecor
             entry["accuracy_after_recovery"] = evaluate(model, test_enc, data.test.labels, data.num_labels,
                                                         task.eval_batch_size)[0]["accuracy"]
         history.append(entry)
-    width_metrics, _ = evaluate(model, test_enc, data.test.labels, data.num_labels, task.eval_batch_size)
+    width_metrics, width_logits = evaluate(model, test_enc, data.test.labels, data.num_labels, task.eval_batch_size)
     log.info("width-pruned test accuracy %.4f (dense %.4f)", width_metrics["accuracy"], dense_metrics["accuracy"])
     accuracy_drop = 100 * (dense_metrics["accuracy"] - width_metrics["accuracy"])
     metrics: dict[str, Any] = {
@@ -286,12 +287,21 @@ def run(config: RunConfig, model_dir: str | Path, out: str | Path) -> StageRecor
         logits = np.load(teacher_test_logits, allow_pickle=False)
         if logits.shape[0] == len(data.test.labels):
             metrics["teacher_accuracy"] = classification_metrics(logits, data.test.labels, data.num_labels)["accuracy"]
+    # Paired on the same test examples, as the other stages' gates: the pipeline's `gates.width` rejudges
+    # this table, and the report lists it with its interval.
+    verdict = stats.judge_predictions("width", "width-pruned vs dense student", dense_logits, width_logits,
+                                      data.test.labels, cfg.max_accuracy_drop, None)
+    metrics["gate"] = verdict.to_dict()
+    log.info("%s", verdict.line())
     if cfg.max_accuracy_drop is not None and accuracy_drop > cfg.max_accuracy_drop:
-        raise GateError(f"width-pruned accuracy is {accuracy_drop:.2f} points below dense, more than "
+        lo, hi = verdict.interval_points
+        raise GateError(f"width-pruned accuracy is {accuracy_drop:.2f} points below dense (95% CI [{lo:.2f}, "
+                        f"{hi:.2f}], n={verdict.n}; {verdict.status}), more than "
                         f"width.max_accuracy_drop={cfg.max_accuracy_drop}",
-                        {"dense_accuracy": dense_metrics["accuracy"], "width_accuracy": width_metrics["accuracy"]})
+                        {"dense_accuracy": dense_metrics["accuracy"], "width_accuracy": width_metrics["accuracy"],
+                         "interval_points": [round(lo, 4), round(hi, 4)], "n": verdict.n})
 
-    artifacts = {"model": "model", "onnx": "model.onnx"}
+    artifacts = {"model": "model", "onnx": "model.onnx", "predictions": stats.PREDICTIONS_FILE}
     if teacher_dir is not None:
         artifacts["teacher"] = "teacher"
     record = StageRecord(
@@ -304,6 +314,7 @@ def run(config: RunConfig, model_dir: str | Path, out: str | Path) -> StageRecor
     )
     with stage_output(out) as tmp:
         recipe = save_pruned(model, tokenizer, tmp / "model")
+        stats.save_predictions(tmp, data.test.labels, dense=dense_logits, width=width_logits)
         metrics["config_reload"] = "trt_edge_width recipe in config.json (trt-edge's loader)" if recipe \
             else "plain from_pretrained"
         if teacher_dir is not None:
