@@ -70,6 +70,10 @@ def _tiny(kind: str) -> Any:
         return T.ElectraForSequenceClassification(T.ElectraConfig(
             vocab_size=100, embedding_size=32, hidden_size=64, num_hidden_layers=2, num_attention_heads=4,
             intermediate_size=128, **common)).eval()
+    if kind == "electra-tied":  # embeddings as wide as the stream: ELECTRA then builds no projection
+        return T.ElectraForSequenceClassification(T.ElectraConfig(
+            vocab_size=100, embedding_size=64, hidden_size=64, num_hidden_layers=2, num_attention_heads=4,
+            intermediate_size=128, **common)).eval()
     if kind == "deit":  # a distillation token and two heads reading the stream
         return T.DeiTForImageClassificationWithTeacher(T.DeiTConfig(
             image_size=32, patch_size=8, hidden_size=64, num_hidden_layers=2, num_attention_heads=4,
@@ -153,13 +157,14 @@ STREAM = {"bert": ([], ["bert.pooler.dense"]), "roberta": ([], ["classifier.dens
           "modernbert": ([], ["head.dense"]),
           "distilbert": ([], ["pre_classifier"]), "mpnet": ([], ["classifier.dense"]), "vit": ([], ["classifier"]),
           "electra": (["electra.embeddings_project"], ["classifier.dense"]),
+          "electra-tied": ([], ["classifier.dense"]),
           "deit": ([], ["cls_classifier", "distillation_classifier"])}
 # Parameters whose output side is the head's own space (they keep the old width 64 on purpose).
 HEAD_SPACE = ("bert.pooler", "albert.pooler", "pooler.", "head.", "classifier", "pre_classifier", "cls_classifier",
               "distillation_classifier")
 
 
-@pytest.mark.parametrize("kind", [*FAMILIES, "electra", "deit"])
+@pytest.mark.parametrize("kind", [*FAMILIES, "electra", "electra-tied", "deit"])
 def test_hidden_size_is_removed_everywhere_the_stream_lives_and_reloads(kind: str, tmp_path: Path) -> None:
     import transformers as T
 
@@ -186,6 +191,8 @@ def test_hidden_size_is_removed_everywhere_the_stream_lives_and_reloads(kind: st
     assert importance.trace.head_norms == (["head.norm"] if kind == "modernbert" else [])
     config_key = "dim" if kind == "distilbert" else "hidden_size"
     assert getattr(model.config, config_key) == 40
+    if kind == "electra-tied":  # the sliced embeddings' width must be said too, or the reload builds a projection
+        assert model.config.embedding_size == 40
     with torch.no_grad():
         got = model(**batch).logits
     assert got.shape == (2, 3) and bool(torch.isfinite(got).all())

@@ -658,7 +658,9 @@ def check_hidden_shrink(model: Any, structure: Structure, importance: Importance
     except TrtEdgeError:
         raise
     except Exception as exc:  # any failure means the family is not supported
-        first = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        # One line: torch's load_state_dict puts the useful part (which keys) on the lines after the first.
+        first = " ".join(line.strip() for line in str(exc).splitlines()[:3])[:300] if str(exc) else \
+            type(exc).__name__
         raise TrtEdgeError(f"hidden-size pruning does not support {type(model).__name__} ({first}) at a hidden "
                            f"size of {keep_hidden}; try another width.keep_hidden, or 1 to prune heads and neurons only"
                            ) from exc
