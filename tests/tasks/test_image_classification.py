@@ -286,7 +286,7 @@ def test_width_stage_prunes_a_vision_transformer_on_images(images: Path, tmp_pat
     from trt_edge.stage import StageRecord
 
     root = tmp_path / "distilled"
-    write_vision_model(root / "model", kind)  # hidden 32, 2 heads of 16, feed-forward 64
+    write_vision_model(root / "model", kind)  # hidden 32, 2 heads of 16, feed-forward 64 (DINOv2: 128)
     shutil.copytree(root / "model", root / "teacher")
     StageRecord(stage="distill", config={}, artifacts={"model": "model", "teacher": "teacher"}).write(root)
     raw = _config(images).raw

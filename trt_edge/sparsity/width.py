@@ -66,8 +66,10 @@ HEAD_DIM_ATTRS = ("attention_head_size", "head_dim", "head_size")
 FFN_CONFIG_KEYS = ("intermediate_size", "hidden_dim", "ffn_dim", "d_ff")
 HIDDEN_CONFIG_KEYS = ("hidden_size", "dim", "d_model")
 EMBEDDING_CONFIG_KEYS = ("embedding_size",)
-# Module names of classification heads: a fresh or re-shaped head there is the loader's to judge, not an error.
-HEAD_PREFIXES = ("classifier", "score", "pre_classifier")
+# Module names of classification heads: a re-shaped head there is the loader's to judge, not an edit; a
+# missing one may also be DistilBERT's pre-classifier (a folder saved without its head).
+HEAD_PREFIXES = ("classifier", "score")
+MISSING_HEAD_PREFIXES = (*HEAD_PREFIXES, "pre_classifier")
 HEAD_CONFIG_KEYS = ("num_attention_heads", "n_heads")
 
 
@@ -877,6 +879,8 @@ def load_pruned(path: Path, config: Any, model_cls: Any, trust_remote_code: bool
     recipe = width_recipe(config)
     if recipe is None:
         raise RuntimeError(f"{path}: load_pruned called on a folder without {WIDTH_KEY}")
+    if not any(path.glob("*.safetensors")):
+        raise TrtEdgeError(f"{path}: no model.safetensors")
     with torch.device("meta"):  # only the concrete class is wanted: no memory, no initialisation
         concrete = type(model_cls.from_config(config, trust_remote_code=trust_remote_code))
 
@@ -886,22 +890,23 @@ def load_pruned(path: Path, config: Any, model_cls: Any, trust_remote_code: bool
 
     # The same name and module: transformers looks conversions up by class name, then model type.
     pruned_cls: Any = type(concrete.__name__, (concrete,), {"__init__": init, "__module__": concrete.__module__})
-    if not any(path.glob("*.safetensors")):
-        raise TrtEdgeError(f"{path}: no model.safetensors")
     model, info = pruned_cls.from_pretrained(
         path, config=config, local_files_only=True, trust_remote_code=trust_remote_code, use_safetensors=True,
         ignore_mismatched_sizes=True, output_loading_info=True)
-    mismatched = [k[0] if isinstance(k, tuple) else k for k in info.get("mismatched_keys", [])]
-    wrong = [k for k in mismatched if not k.startswith(HEAD_PREFIXES)]
+    # transformers 5 reports each as (name, shape in the folder, shape the model expects)
+    entries = [k if isinstance(k, tuple) else (k,) for k in info.get("mismatched_keys", [])]
+    mismatched = [str(e[0]) for e in entries]
+    wrong = [e for e in entries if not str(e[0]).startswith(HEAD_PREFIXES)]
     if wrong:
-        raise TrtEdgeError(f"{path}: weights do not match the width recorded in config.json ({wrong[0]}); the "
-                           "folder was edited")
+        shapes = f": {tuple(wrong[0][1])} vs {tuple(wrong[0][2])}" if len(wrong[0]) == 3 else ""
+        raise TrtEdgeError(f"{path}: weights do not match the width recorded in config.json ({wrong[0][0]}{shapes}); "
+                           "the folder was edited")
     unexpected = list(info.get("unexpected_keys", []))
     if unexpected:
         raise TrtEdgeError(f"{path}: weights the model does not have: {', '.join(unexpected[:3])}")
     parameters = {name for name, _ in model.named_parameters()}
     missing = [k for k in info.get("missing_keys", []) if k in parameters]
-    body_missing = [k for k in missing if not k.startswith(HEAD_PREFIXES)]
+    body_missing = [k for k in missing if not k.startswith(MISSING_HEAD_PREFIXES)]
     if body_missing:
         raise TrtEdgeError(f"{path}: weights missing from model.safetensors: {', '.join(body_missing[:3])}")
     model.eval()
