@@ -789,7 +789,31 @@ def _(c: Ctx) -> list[str]:
 
 @case("pipeline-unknown-build-device", "unknown device")
 def _(c: Ctx) -> list[str]:
-    return _pipeline(c, "--calibrate.data.samples=16", "--build.device=nope")
+    # demo.yaml names its device in `target:`; the deprecated build.device would now contradict it first.
+    return _pipeline(c, "--calibrate.data.samples=16", "--target.device=nope")
+
+
+@case("pipeline-legacy-build-device-contradicts-target", "set target.device only")
+def _(c: Ctx) -> list[str]:
+    return _pipeline(c, "--calibrate.data.samples=16", "--build.device=agx-xavier")
+
+
+@case("pipeline-xavier-target-with-sparse-weights", "no sparse tensor cores")
+def _(c: Ctx) -> list[str]:
+    # The target is applied by preflight: refused before the first stage, not at the build stage.
+    return _pipeline(c, "--calibrate.data.samples=16", "--target.device=agx-xavier", "--target.jetpack=5.1.2",
+                     '--target.trt_version="8.5"', "--build.sparse_weights=true")
+
+
+@case("pipeline-trt-version-contradicts-jetpack", "ships TensorRT 8.5.2")
+def _(c: Ctx) -> list[str]:
+    return _pipeline(c, "--calibrate.data.samples=16", "--target.jetpack=5.1.2", '--target.trt_version="10.3"')
+
+
+@case("pipeline-layernorm-kept-for-tensorrt-8.5", "no LayerNormalization importer")
+def _(c: Ctx) -> list[str]:
+    return _pipeline(c, "--calibrate.data.samples=16", "--target.jetpack=5.1.2", '--target.trt_version="8.5"',
+                     "--export.decompose_layernorm=false")
 
 
 @case("pipeline-reversed-batch-profile", "min <= opt <= max")

@@ -84,6 +84,21 @@ def device(key: str) -> Device:
     raise TrtEdgeError(f"unknown device {key!r}{nearest(norm, table)}; known: {', '.join(table)}")
 
 
+def no_sparse_speedup_note(key: str | None) -> str | None:
+    """What 2:4 pruning is worth on a target whose GPU has no sparse tensor cores, in one sentence, or
+    None where it has them (or no device is named: nothing is known). Preflight and the pipeline report
+    both say it, so a Xavier run is told before and after that its prune stage buys no TensorRT speed."""
+    if key is None:
+        return None
+    dev = device(key)
+    if dev.sparsity_2to4:
+        return None
+    return (f"2:4 sparsity brings no TensorRT speed-up on {dev.name} (compute capability "
+            f"{dev.compute_capability}, no sparse tensor cores), the engine runs dense there; what the 2:4 prune "
+            "still brings is the CPU artifact and a model file that compresses smaller (width pruning speeds up "
+            "every chip)")
+
+
 def platforms() -> dict[str, Platform]:
     return {jp: Platform(jetpack=jp, l4t=str(p["l4t"]), cuda=str(p["cuda"]),
                          cudnn=None if p.get("cudnn") is None else str(p["cudnn"]), tensorrt=str(p["tensorrt"]),

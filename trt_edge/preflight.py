@@ -13,6 +13,9 @@ from typing import Any
 
 from trt_edge.config import SECTIONS, RunConfig
 from trt_edge.errors import TrtEdgeError
+from trt_edge.log import get_logger
+
+log = get_logger("preflight")
 
 _DATA_STAGES = ("distill", "prune", "export", "export-teacher", "calibrate")
 
@@ -33,6 +36,12 @@ def preflight(config: RunConfig, stages: Sequence[str], *, data: bool = True) ->
         _check_models(config)
     if "build" in stages:
         _check_build(config, calibrated="calibrate" in stages)
+    if any(name in ("export", "export-teacher") for name in stages):
+        _check_export_target(config)
+    note = _sparsity_target_note(config, stages)
+    if note:
+        log.warning("%s", note)
+        facts["notes"] = [note]
     return facts
 
 
@@ -84,9 +93,10 @@ def _check_models(config: RunConfig) -> None:
 def _check_build(config: RunConfig, *, calibrated: bool) -> None:
     """The build plan the config asks for, made for the task's declared inputs and checked against the
     target TensorRT and device, as the build stage will check it against the real ONNX."""
+    from trt_edge.engine.config import effective_build_config
     from trt_edge.engine.plan import BuildPlan, OnnxInput, TrtVersion
 
-    cfg = config.section("build")
+    cfg = effective_build_config(config)  # the target applied, as the build stage will apply it
     max_length = int(config.section("task").max_length)
     if cfg.precision == "auto":
         cfg = cfg.replace(precision="int8-qdq" if calibrated else "fp16")
@@ -105,6 +115,25 @@ def _check_build(config: RunConfig, *, calibrated: bool) -> None:
         v = TrtVersion.parse(plan.trt_version)
         raise TrtEdgeError(f"build for TensorRT {v.short}" + (f" on {plan.device}" if plan.device else "")
                            + " would be refused: " + "; ".join(problems))
+
+
+def _check_export_target(config: RunConfig) -> None:
+    """An explicit `export.decompose_layernorm: false` for a TensorRT without the LayerNormalization
+    importer is refused now, not after training (the export stage resolves `auto` the same way)."""
+    from trt_edge.target import resolve_target
+
+    config.section("export").layernorm_decomposed(resolve_target(config.raw, "export"))
+
+
+def _sparsity_target_note(config: RunConfig, stages: Sequence[str]) -> str | None:
+    """The device's "2:4 brings no TensorRT speed here" note when the run 2:4-prunes or builds for a
+    target without sparse tensor cores."""
+    if not any(name in ("prune", "build") for name in stages):
+        return None
+    from trt_edge.devices import no_sparse_speedup_note
+    from trt_edge.target import resolve_target
+
+    return no_sparse_speedup_note(resolve_target(config.raw, "build").device)
 
 
 def _config_int(folder: Any, key: str) -> int | None:

@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
 from trt_edge.configbase import ConfigBase
+
+if TYPE_CHECKING:
+    from trt_edge.config import RunConfig
 
 PRECISIONS = ("fp32", "fp16", "best", "int8-qdq", "int8-cache", "fp8-qdq", "typed")
 Precision = Literal["auto", "fp32", "fp16", "best", "int8-qdq", "int8-cache", "fp8-qdq", "typed"]
@@ -24,8 +27,10 @@ class BuildConfig(ConfigBase):
         calibration cache; TensorRT <= 10 only), `best` (FP16+INT8 flags, TensorRT <= 10), `fp8-qdq`
         (FP8 Q/DQ ONNX, strongly typed; Thor only), `typed` (strongly typed, every precision taken from
         the graph, e.g. an fp16 ONNX on TensorRT 11), `fp32`. Defaults to `auto`.
-    sparse_weights (bool): let TensorRT pick 2:4 sparse kernels for weights that have the pattern
-        (prune first). Defaults to False.
+    sparse_weights (bool | str): let TensorRT pick 2:4 sparse kernels for weights that have the pattern
+        (prune first). `auto` follows the target device: on where it has sparse tensor cores (Ampere and
+        later: Orin, Thor), off on Xavier, with no device, and for fp32 builds. The plan and the bundle
+        record the resolved true/false. Defaults to `auto`.
     workspace_mib (int): the builder's workspace pool, MiB. Defaults to 1024.
     memory_pools (dict[str, int]): other pools in MiB: `dla_sram`, `dla_local_dram`,
         `dla_global_dram`, `tactic_shared_memory`. Defaults to none (TensorRT's defaults).
@@ -60,7 +65,7 @@ class BuildConfig(ConfigBase):
     """
 
     precision: Precision = "auto"
-    sparse_weights: bool = False
+    sparse_weights: bool | Literal["auto"] = "auto"
     workspace_mib: int = 1024
     memory_pools: dict[str, int] = field(default_factory=dict)
     batch: list[int] = field(default_factory=lambda: [1, 8, 32])
@@ -98,3 +103,27 @@ class BuildConfig(ConfigBase):
             raise ValueError(f"dla_core must not be negative, got {self.dla_core}")
         if self.serialize_plugins and not self.plugins:
             raise ValueError("serialize_plugins needs at least one library in plugins")
+
+    def resolved_sparse_weights(self) -> bool:
+        """`sparse_weights` as the build uses it: `auto` is on exactly where the device has sparse tensor
+        cores (a 2:4 request elsewhere is refused by the plan check, so auto must not make one), and off
+        for fp32, which never runs sparse kernels."""
+        if self.sparse_weights != "auto":
+            return bool(self.sparse_weights)
+        if self.device is None or self.precision == "fp32":
+            return False
+        from trt_edge.devices import device
+
+        return device(self.device).sparsity_2to4
+
+
+def effective_build_config(config: RunConfig) -> BuildConfig:
+    """The build section with the `target:` section applied (TensorRT version, device, JetPack) and
+    `sparse_weights: auto` resolved for that device: what preflight checks and the build stage builds.
+    One function for both, so the preflight cannot check a different build than the stage runs."""
+    from trt_edge.target import resolve_target
+
+    cfg: BuildConfig = config.section("build")
+    target = resolve_target(config.raw, "build")
+    cfg = cfg.replace(trt_version=target.trt_version, device=target.device, jetpack=target.jetpack)
+    return cfg.replace(sparse_weights=cfg.resolved_sparse_weights())

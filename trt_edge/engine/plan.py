@@ -166,7 +166,7 @@ class BuildPlan:
         sequence = list(cfg.sequence) if cfg.sequence else sequence_profile(max_length)
         return cls(
             precision=cfg.precision, trt_version=resolve_trt_version(cfg), device=cfg.device,
-            sparse_weights=cfg.sparse_weights, workspace_mib=cfg.workspace_mib,
+            sparse_weights=cfg.resolved_sparse_weights(), workspace_mib=cfg.workspace_mib,
             memory_pools=dict(cfg.memory_pools),
             profiles=profiles_for_inputs(inputs, {"batch": cfg.batch, "sequence": sequence}),
             timing_cache=cfg.timing_cache, optimization_level=cfg.optimization_level, dla_core=cfg.dla_core,

@@ -14,14 +14,13 @@ from pathlib import Path
 from typing import Any
 
 from trt_edge.config import RunConfig
-from trt_edge.engine.config import BuildConfig
+from trt_edge.engine.config import BuildConfig, effective_build_config
 from trt_edge.engine.onnxinfo import check_onnx, external_data_files, has_qdq, onnx_inputs
 from trt_edge.engine.plan import BuildPlan
 from trt_edge.errors import TrtEdgeError
 from trt_edge.lazy import lazy_import
 from trt_edge.log import get_logger
 from trt_edge.stage import StageRecord, read_stage, sha256_file, stage_artifact, stage_output
-from trt_edge.target import resolve_target
 from trt_edge.tasks.spec import task_max_length
 from trt_edge.trt_version import TrtVersion
 
@@ -138,9 +137,7 @@ def run(config: RunConfig, onnx: str | os.PathLike[str], out: str | os.PathLike[
     artifacts `plan` + `manifest`, or `bundle`."""
     from trt_edge.tasks.spec import preprocessor_dir
 
-    cfg: BuildConfig = config.section("build")
-    target = resolve_target(config.raw, "build")
-    cfg = cfg.replace(trt_version=target.trt_version, device=target.device, jetpack=target.jetpack)
+    cfg = effective_build_config(config)
     model, cache, calib_data, record = resolve_inputs(onnx)
     if cfg.precision == "int8-cache" and record is not None and record.get("stage") == "calibrate":
         model = _fp32_source(Path(onnx), model)

@@ -3,9 +3,13 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
 from trt_edge.configbase import ConfigBase
+from trt_edge.errors import TrtEdgeError
+
+if TYPE_CHECKING:
+    from trt_edge.target import TargetConfig
 
 # The opsets the kit has checked end to end: TensorRT 8.5 reads opset <= 17, 10.x/11.x read newer ones,
 # but 17 is the common floor every supported JetPack imports.
@@ -24,8 +28,11 @@ class ExportConfig(ConfigBase):
         the cast to int64 for the embedding lookup happens inside the graph. Defaults to False.
     simplify (bool): constant folding and simplification with onnxslim, then shape inference.
         Defaults to True.
-    decompose_layernorm (bool): write LayerNormalization as primitive ops (ReduceMean, Sub, Sqrt, ...),
-        which TensorRT 8.5 (JetPack 5.1) needs: it has no LayerNormalization importer. Defaults to False.
+    decompose_layernorm (bool | str): write LayerNormalization as primitive ops (ReduceMean, Sub, Sqrt,
+        ...), which TensorRT 8.5 (JetPack 5.1) needs: it has no LayerNormalization importer. `auto` is on
+        exactly where the `target:` TensorRT lacks that importer (per the lint tables), off with no target
+        TensorRT; `false` for such a target is refused. stage.json records what it resolved to.
+        Defaults to `auto`.
     fp16 (bool): also write `model.fp16.onnx` (weights and math in fp16, inputs and `logits` kept fp32
         at the boundary). Defaults to False.
     atol (float): largest absolute logit difference allowed between PyTorch and ONNX Runtime (fp32).
@@ -58,7 +65,7 @@ class ExportConfig(ConfigBase):
     exporter: Literal["auto", "dynamo", "torchscript"] = "auto"
     int32_inputs: bool = False
     simplify: bool = True
-    decompose_layernorm: bool = False
+    decompose_layernorm: bool | Literal["auto"] = "auto"
     fp16: bool = False
     atol: float = 1e-4
     rtol: float | None = None
@@ -91,3 +98,21 @@ class ExportConfig(ConfigBase):
             raise ValueError(f"parity_batch_sizes must be positive integers, got {self.parity_batch_sizes}")
         if not self.parity_sequence_lengths or any(s < 2 for s in self.parity_sequence_lengths):
             raise ValueError(f"parity_sequence_lengths must be at least 2, got {self.parity_sequence_lengths}")
+
+    def layernorm_decomposed(self, target: TargetConfig) -> bool:
+        """`decompose_layernorm` for `target`: `auto` decomposes exactly where the target TensorRT's parser
+        lacks a LayerNormalization importer (its lint table); an explicit `false` there is refused, since
+        that ONNX would not import. With no target TensorRT (no version, no JetPack) auto keeps the op."""
+        if self.decompose_layernorm is True:
+            return True
+        if not (target.trt_version or target.jetpack):
+            return False
+        from trt_edge.export.lint import imports_op
+
+        trt = target.tensorrt_text()
+        if imports_op(trt, "LayerNormalization"):
+            return False
+        if self.decompose_layernorm is False:
+            raise TrtEdgeError(f"export.decompose_layernorm is false but the target TensorRT {trt} has no "
+                               "LayerNormalization importer: set it to auto or true (or target a newer TensorRT)")
+        return True

@@ -149,6 +149,12 @@ def load_table(version: str) -> dict[str, Any]:
     return data
 
 
+def imports_op(trt: str, op: str) -> bool:
+    """Whether TensorRT `trt`'s ONNX parser imports the standard op `op`, per its lint table: the one
+    list of what each version imports (the export's `decompose_layernorm: auto` reads it too)."""
+    return op in load_table(resolve_version(trt))["supported"]
+
+
 @cache
 def load_dla_table(name: str) -> dict[str, Any]:
     data: dict[str, Any] = json.loads((_data_dir() / name).read_text(encoding="utf-8"))

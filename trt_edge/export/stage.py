@@ -156,6 +156,7 @@ def run(config: RunConfig, model_dir: str | Path, out: str | Path) -> StageRecor
     cfg: ExportConfig = config.section("export")
     target = resolve_target(config.raw, "export")
     attention_trt = _target_trt_version(config) if cfg.fuse_attention else None  # a bad version fails here
+    decompose = cfg.layernorm_decomposed(target)  # auto follows the target TensorRT's parser
     path = resolve_model_input(model_dir)
     spec = get_task(task.type)
     from trt_edge.tasks.models import check_preprocessor
@@ -185,7 +186,7 @@ def run(config: RunConfig, model_dir: str | Path, out: str | Path) -> StageRecor
         info = export_onnx(path, onnx_path, opset=cfg.opset, int32_inputs=cfg.int32_inputs, dynamo=dynamo,
                            simplify=cfg.simplify, label_names=data.label_names,
                            trust_remote_code=cfg.trust_remote_code, loaded=loaded,
-                           decompose_layernorm=cfg.decompose_layernorm, task=task.type)
+                           decompose_layernorm=decompose, task=task.type)
         # The preprocessor travels with the model: calibrate, build, profile and run read it from here.
         spec.preprocessor.copy(path, tmp / PREPROCESSOR_DIR)
         cases = task_parity_cases(task.type, loaded.tokenizer, texts, info.input_names, loaded.model.config,
@@ -231,6 +232,10 @@ def run(config: RunConfig, model_dir: str | Path, out: str | Path) -> StageRecor
             "label_names": info.label_names,
             "cleanup": {k: v for k, v in info.cleanup.items() if k != "op_counts"},
             "op_counts": info.cleanup.get("op_counts", {}),
+            # What `decompose_layernorm` (auto by default) resolved to, and for which TensorRT.
+            "decompose_layernorm": {"setting": cfg.decompose_layernorm, "resolved": decompose,
+                                    "target_tensorrt": target.tensorrt_text()
+                                    if target.trt_version or target.jetpack else None},
         }
         if info.external_data:
             record.artifacts["onnx_data"] = "model.onnx.data"

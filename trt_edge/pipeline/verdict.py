@@ -5,6 +5,7 @@ judged with `trt_edge.stats`; nothing is re-measured.
 
 from __future__ import annotations
 
+import json
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -13,6 +14,7 @@ from typing import Any
 import numpy as np
 
 from trt_edge import stats
+from trt_edge.errors import TrtEdgeError
 from trt_edge.pipeline.config import PipelineConfig
 from trt_edge.pipeline.gates import all_verdicts
 from trt_edge.tasks.spec import TASKS, TEXT_CLASSIFICATION
@@ -227,6 +229,32 @@ def parity_warnings(stages: dict[str, dict[str, Any]]) -> list[str]:
     return out
 
 
+def sparsity_target_warnings(run_dir: Path, stages: dict[str, dict[str, Any]]) -> list[str]:
+    """The device's "2:4 brings no TensorRT speed here" note for a run that 2:4-pruned for a target
+    without sparse tensor cores. The device is the build plan's, else the run config's target."""
+    if "prune" not in stages:
+        return []
+    from trt_edge.devices import no_sparse_speedup_note
+
+    key: Any
+    plan = ((stages.get("build") or {}).get("config") or {}).get("plan")
+    if isinstance(plan, dict) and "device" in plan:
+        key = plan["device"]
+    else:
+        from trt_edge.target import resolve_target
+
+        try:
+            raw = json.loads((run_dir / "pipeline.json").read_text(encoding="utf-8")).get("config") or {}
+            key = resolve_target(raw, "build").device
+        except (OSError, ValueError, AttributeError, TrtEdgeError):
+            return []
+    try:
+        note = no_sparse_speedup_note(key if isinstance(key, str) else None)
+    except TrtEdgeError:  # a device this kit no longer knows: nothing to say about it
+        return []
+    return [note] if note else []
+
+
 def headline(gates: list[dict[str, Any]], targets: list[Target]) -> tuple[str, bool]:
     """One sentence: deploy what, or which gate stopped it; then how sure the gates are."""
     judged = [g for g in gates if g.get("budget_points") is not None]
@@ -256,7 +284,7 @@ def build_verdict(run_dir: Path, stages: dict[str, dict[str, Any]], comparison: 
     label_names = list(stages.get("distill", {}).get("metrics", {}).get("data", {}).get("label_names") or [])
     targets = deploy_targets(run_dir, stages, comparison, predictions, labels, cfg)
     warnings = [*model_warnings(predictions, labels, label_names), *teacher_warnings(predictions, labels),
-                *gate_warnings(gates), *parity_warnings(stages)]
+                *gate_warnings(gates), *parity_warnings(stages), *sparsity_target_warnings(run_dir, stages)]
     text, ready = headline(gates, targets)
     return Verdict(text, ready, targets, gates, warnings, predictions, labels, label_names)
 
