@@ -72,6 +72,38 @@ def test_bundle_for_thor_on_tensorrt_11(tiny_onnx_dir: Path, tmp_path: Path) -> 
     assert record.metrics["trt_version"] == "11.1.0"
 
 
+def test_bundle_for_a_jetpack_5_xavier_target(tiny_onnx_dir: Path, tmp_path: Path) -> None:
+    """Issue 33 items 2 and 10: the `target:` section reaches the bundle through the one effective build
+    config: JetPack 5.1.2's TensorRT to the patch (8.5.2, not 8.5.0), the Xavier device, and
+    `sparse_weights: auto` resolved to false (recorded as a boolean in plan.json and stage.json)."""
+    import onnx
+
+    from trt_edge.config import RunConfig
+    from trt_edge.export.cleanup import decompose_layernorm
+
+    model = onnx.load(str(tiny_onnx_dir / "model.onnx"))
+    assert decompose_layernorm(model) > 0  # TensorRT 8.5 imports no LayerNormalization (export's auto does this)
+    jp5 = tmp_path / "jp5.onnx"
+    onnx.save(model, str(jp5))
+    target = {"device": "agx-xavier", "jetpack": "5.1.2", "trt_version": "8.5"}
+    out = tmp_path / "b"
+    record = run(RunConfig({"target": target}), jp5, out)
+    bundle = out / "bundle"
+    plan = json.loads((bundle / "plan.json").read_text())
+    assert plan["trt_version"] == "8.5.2" and plan["device"] == "agx-xavier" and plan["sparse_weights"] is False
+    assert record.metrics["trt_version"] == "8.5.2"
+    assert read_stage(out)["config"]["build"]["sparse_weights"] is False
+    assert "--sparsity" not in (bundle / "trtexec_command.txt").read_text()
+    template = json.loads((bundle / "model.plan.json.template").read_text())
+    assert template["tensorrt"] == "8.5.2"
+    # The default target (AGX Orin) turns auto on, and an explicit true for Xavier is refused.
+    on = run(RunConfig({}), tiny_onnx_dir / "model.onnx", tmp_path / "orin")
+    assert on.config["plan"]["sparse_weights"] is True
+    assert "--sparsity=enable" in (tmp_path / "orin" / "bundle" / "trtexec_command.txt").read_text()
+    with pytest.raises(TrtEdgeError, match="no sparse tensor cores"):
+        run(RunConfig({"target": target, "build": {"sparse_weights": True}}), jp5, tmp_path / "refused")
+
+
 def _calibrate_folder(root: Path, onnx: Path, cache_text: str) -> Path:
     import shutil
 

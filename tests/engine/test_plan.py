@@ -173,6 +173,25 @@ def test_plan_from_config_and_json_round_trip() -> None:
     assert BuildPlan.from_config(cfg11, TOKENS, 64).trt_version == "11.1.0"
 
 
+@pytest.mark.parametrize(("device", "precision", "expected"), [
+    ("agx-orin-64gb", "int8-qdq", True), ("orin-nano-8gb", "fp16", True), ("agx-thor", "fp8-qdq", True),
+    ("agx-xavier", "int8-qdq", False), ("xavier-nx", "fp16", False), (None, "fp16", False),
+    ("agx-orin-64gb", "fp32", False),
+])
+def test_plan_records_what_sparse_weights_auto_resolved_to(device: str | None, precision: str,
+                                                           expected: bool) -> None:
+    """Issue 33 item 2: the plan (and so the bundle's plan.json) holds a boolean, never "auto", and auto
+    never makes a request the plan check would refuse (Xavier, fp32)."""
+    cfg = BuildConfig(precision=precision, device=device, jetpack=None,  # type: ignore[arg-type]
+                      trt_version="10.13" if device == "agx-thor" else "8.5" if device and "xavier" in device
+                      else "10.3")
+    assert cfg.sparse_weights == "auto"
+    plan = BuildPlan.from_config(cfg, TOKENS, max_length=64)
+    assert plan.sparse_weights is expected and plan.to_dict()["sparse_weights"] is expected
+    assert ("SPARSE_WEIGHTS" in plan.builder_flag_names()) is expected
+    assert plan.check()[0] == []
+
+
 def test_config_rejects_bad_values() -> None:
     for kw in ({"batch": [1, 8]}, {"optimization_level": 6}, {"memory_pools": {"sram": 1}},
                {"dla_core": -1}, {"serialize_plugins": True}):

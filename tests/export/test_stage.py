@@ -43,9 +43,36 @@ def test_export_command_writes_the_stage(tiny_bert_dir: Path, demo_data_config, 
     assert m["input_dtype"] == "int32" and m["parity_examples"] == 96
     assert {(s["batch"], s["sequence"]) for s in m["parity_shapes"]} == {(1, 16), (1, 64), (8, 16), (8, 64)}
     assert m["lint"]["errors"] == 0 and m["lint"]["tensorrt"] == "10.3"
+    # The default target (JetPack 6.2, TensorRT 10.3) imports LayerNormalization: auto keeps it.
+    assert m["decompose_layernorm"] == {"setting": "auto", "resolved": False, "target_tensorrt": "10.3.0"}
+    assert m["op_counts"].get("LayerNormalization", 0) > 0
     assert data["config"]["export"]["int32_inputs"] is True
     parity = json.loads((out / "parity.json").read_text())
     assert parity["fp32"]["examples"] == 96
+
+
+def test_a_jetpack_5_target_decomposes_layernorm_by_itself(tiny_bert_dir: Path, demo_data_config,  # type: ignore[no-untyped-def]
+                                                           tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """Issue 33 item 11: with `target: {jetpack: "5.1.2", trt_version: "8.5"}` the export needs no
+    decompose_layernorm flag (auto: TensorRT 8.5 has no LayerNormalization importer), stage.json says
+    what auto resolved to, and an explicit false for that target is refused in one line before any work."""
+    cfg = _config(tmp_path, demo_data_config)
+    raw = yaml.safe_load(cfg.read_text())
+    raw["target"] = {"device": "agx-xavier", "jetpack": "5.1.2", "trt_version": "8.5"}
+    cfg.write_text(yaml.safe_dump(raw))
+    out = tmp_path / "export"
+    main(["export", str(tiny_bert_dir), "--config", str(cfg), "--out", str(out)])
+    capsys.readouterr()
+    m = read_stage(out, "export")["metrics"]
+    assert m["decompose_layernorm"] == {"setting": "auto", "resolved": True, "target_tensorrt": "8.5.2"}
+    assert "LayerNormalization" not in m["op_counts"] and m["cleanup"]["layernorm_decomposed"] > 0
+    assert m["lint"]["errors"] == 0 and m["lint"]["table"] == "8.5"
+    with pytest.raises(SystemExit) as err:
+        main(["export", str(tiny_bert_dir), "--config", str(cfg), "--out", str(tmp_path / "refused"),
+              "--decompose_layernorm", "false"])
+    assert err.value.code == 2 and not (tmp_path / "refused").exists()
+    lines = capsys.readouterr().err.strip().splitlines()
+    assert len(lines) == 1 and "no LayerNormalization importer" in lines[0]
 
 
 def test_stage_folder_input_and_head_check(tiny_bert_dir: Path, tmp_path: Path) -> None:

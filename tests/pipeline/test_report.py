@@ -182,6 +182,27 @@ def test_no_sequence_length_warning_for_an_image_task(run_dir: Path) -> None:
     assert parity_warnings({"export": image, "export-teacher": image}) == []
 
 
+def test_report_says_2to4_buys_no_tensorrt_speed_on_a_xavier_target(run_dir: Path, tmp_path: Path) -> None:
+    """Issue 33 item 2: a run that 2:4-pruned for a target without sparse tensor cores says so in the
+    report (from the run config's target, or the build plan's device when the build ran); an Orin run
+    does not."""
+    note = "2:4 sparsity brings no TensorRT speed-up on Jetson AGX Xavier"
+    md, html = write_report(run_dir, tmp_path / "orin")
+    assert "no TensorRT speed-up" not in md.read_text()  # the fixture's run has the default (Orin) target
+    pipeline = json.loads((run_dir / "pipeline.json").read_text())
+    pipeline["config"]["target"] = {"device": "agx-xavier", "jetpack": "5.1.2", "trt_version": "8.5"}
+    atomic_write_json(run_dir / "pipeline.json", pipeline)
+    md, html = write_report(run_dir, tmp_path / "xavier")
+    warnings = md.read_text().split("## Warnings")[1].split("## Models")[0]
+    assert note in warnings and "CPU artifact" in warnings
+    assert note in html.read_text()
+    # The build stage's plan is what the run was built for: it wins over the config.
+    StageRecord(stage="build", config={"plan": {"device": "agx-orin-64gb", "sparse_weights": True}},
+                artifacts={"bundle": "bundle"}).write(run_dir / "build")
+    md, _ = write_report(run_dir, tmp_path / "built")
+    assert note not in md.read_text()
+
+
 def test_report_of_a_folder_that_is_not_a_run(tmp_path: Path) -> None:
     with pytest.raises(TrtEdgeError, match="no finished distill stage"):
         write_report(tmp_path, tmp_path / "out")
