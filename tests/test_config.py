@@ -100,3 +100,11 @@ def test_config_round_trips_through_dict() -> None:
     cfg = DistillConfig(temperature=3.0, train=TrainConfig(epochs=1))
     again = DistillConfig.from_dict(cfg.to_dict())
     assert again == cfg
+
+
+def test_compare_shapes_follow_max_length_unless_given() -> None:
+    from trt_edge.pipeline.config import PipelineConfig
+
+    assert PipelineConfig().shapes(64) == [[1, 32], [1, 64], [8, 64]]
+    assert PipelineConfig().shapes(128) == [[1, 64], [1, 128], [8, 128]]  # the old fixed default
+    assert PipelineConfig(compare_shapes=[[2, 16]]).shapes(64) == [[2, 16]]

@@ -33,6 +33,8 @@ def preflight(config: RunConfig, stages: Sequence[str], *, data: bool = True) ->
         _check_models(config)
     if "build" in stages:
         _check_build(config, calibrated="calibrate" in stages)
+    if "profile" in stages:
+        _check_compare_shapes(config)
     return facts
 
 
@@ -105,6 +107,21 @@ def _check_build(config: RunConfig, *, calibrated: bool) -> None:
         v = TrtVersion.parse(plan.trt_version)
         raise TrtEdgeError(f"build for TensorRT {v.short}" + (f" on {plan.device}" if plan.device else "")
                            + " would be refused: " + "; ".join(problems))
+
+
+def _check_compare_shapes(config: RunConfig) -> None:
+    """A compared sequence longer than `task.max_length` times a shape the engine never runs (its
+    sequence profile ends at max_length) and the report's ratio would not mean the deployed model."""
+    from trt_edge.tasks.spec import SEQUENCE_AXIS, get_task
+
+    task = config.section("task")
+    if SEQUENCE_AXIS not in get_task(task.type).dynamic_axes:
+        return  # no sequence axis (images): the sequence of a shape is ignored
+    longer = [s for s in config.section("pipeline").shapes(task.max_length) if s[1] > task.max_length]
+    if longer:
+        raise TrtEdgeError(f"pipeline.compare_shapes {longer} go beyond task.max_length {task.max_length}, where "
+                           "the engine never runs; use sequences up to max_length (or leave compare_shapes "
+                           "unset to follow it)")
 
 
 def _config_int(folder: Any, key: str) -> int | None:
