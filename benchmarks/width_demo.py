@@ -45,7 +45,7 @@ def main() -> None:
         models.insert(1, ("dense student fp32 (before width)", dense))
         repeats = []
         for _ in range(args.repeats):
-            shapes = [list(s) for s in cfg.compare_shapes]
+            shapes = cfg.shapes(config.section("task").max_length)
             points = compare_latency(models, tokenizer, texts, shapes, cfg.compare_rounds, cfg.compare_runs,
                                      progress=False, chunk_ms=cfg.compare_chunk_ms)
             repeats.append({f"b{p['batch']}s{p['seq']}": {

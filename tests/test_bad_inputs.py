@@ -821,6 +821,11 @@ def _(c: Ctx) -> list[str]:
     return _pipeline(c, "--calibrate.data.samples=16", "--build.batch=[32,8,1]")
 
 
+@case("pipeline-compare-beyond-max-length", "go beyond task.max_length 64")
+def _(c: Ctx) -> list[str]:
+    return _pipeline(c, "--calibrate.data.samples=16", "--pipeline.compare_shapes=[[1,64],[1,128]]")
+
+
 @case("pipeline-teacher-without-tokenizer", "no vocabulary")
 def _(c: Ctx) -> list[str]:
     m = c.work / "teacher"

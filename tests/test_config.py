@@ -201,3 +201,11 @@ def test_preflight_applies_the_target_section() -> None:
     # Existing Orin configs that ask for 2:4 keep passing.
     preflight(RunConfig({"target": {"device": "agx-orin-64gb", "jetpack": "6.2", "trt_version": "10.3"},
                          "build": {"sparse_weights": True}}), ["build"], data=False)
+
+
+def test_compare_shapes_follow_max_length_unless_given() -> None:
+    from trt_edge.pipeline.config import PipelineConfig
+
+    assert PipelineConfig().shapes(64) == [[1, 32], [1, 64], [8, 64]]
+    assert PipelineConfig().shapes(128) == [[1, 64], [1, 128], [8, 128]]  # the old fixed default
+    assert PipelineConfig(compare_shapes=[[2, 16]]).shapes(64) == [[2, 16]]

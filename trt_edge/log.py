@@ -33,6 +33,15 @@ def warn_once(message: str, stage: str | None = None) -> None:
     get_logger(stage).warning(message)
 
 
+def info_once(message: str, stage: str | None = None) -> None:
+    """Say a fact once per process: every stage of a pipeline reloads the data, and the same line five
+    times reads like five events."""
+    if message in _said:
+        return
+    _said.add(message)
+    get_logger(stage).info(message)
+
+
 def debug_lazy(build: Callable[[], str], stage: str | None = None) -> None:
     """Build an expensive debug message only when debug logging is on."""
     logger = get_logger(stage)

@@ -38,7 +38,9 @@ def preflight(config: RunConfig, stages: Sequence[str], *, data: bool = True) ->
         _check_build(config, calibrated="calibrate" in stages)
     if any(name in ("export", "export-teacher") for name in stages):
         _check_export_target(config)
-    note = _sparsity_target_note(config, stages)
+    if "profile" in stages:
+        _check_compare_shapes(config)
+    note = _sparsity_target_note(config, stages)  # said once everything else passed
     if note:
         log.warning("%s", note)
         facts["notes"] = [note]
@@ -134,6 +136,21 @@ def _sparsity_target_note(config: RunConfig, stages: Sequence[str]) -> str | Non
     from trt_edge.target import resolve_target
 
     return no_sparse_speedup_note(resolve_target(config.raw, "build").device)
+
+
+def _check_compare_shapes(config: RunConfig) -> None:
+    """A compared sequence longer than `task.max_length` times a shape the engine never runs (its
+    sequence profile ends at max_length) and the report's ratio would not mean the deployed model."""
+    from trt_edge.tasks.spec import SEQUENCE_AXIS, get_task
+
+    task = config.section("task")
+    if SEQUENCE_AXIS not in get_task(task.type).dynamic_axes:
+        return  # no sequence axis (images): the sequence of a shape is ignored
+    longer = [s for s in config.section("pipeline").shapes(task.max_length) if s[1] > task.max_length]
+    if longer:
+        raise TrtEdgeError(f"pipeline.compare_shapes {longer} go beyond task.max_length {task.max_length}, where "
+                           "the engine never runs; use sequences up to max_length (or leave compare_shapes "
+                           "unset to follow it)")
 
 
 def _config_int(folder: Any, key: str) -> int | None:

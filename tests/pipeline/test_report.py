@@ -239,3 +239,27 @@ def test_report_renders_in_headless_chromium(run_dir: Path, tmp_path: Path, widt
     assert pixels.shape[1] == width and pixels.shape[0] == height and pixels.std() > 0.05
     top = pixels[: height // 3]
     assert top.std() > 0.05  # the first screen is drawn (headline, target cards), not blank
+
+
+def test_report_data_section_counts_dropped_and_conflicting_examples(run_dir: Path, tmp_path: Path) -> None:
+    path = run_dir / "distill" / "stage.json"
+    record = json.loads(path.read_text())
+    record["metrics"]["data"].update({"sizes": {"train": 4000, "validation": 500, "test": 1500},
+                                      "duplicates": {"duplicates_dropped": 298, "conflicting_texts": 109,
+                                                     "conflicting_dropped": 0}})
+    path.write_text(json.dumps(record))
+    md, page = write_report(run_dir, tmp_path / "report")
+    data = md.read_text().split("## Data")[1].split("\n## ")[0]
+    assert "| examples (train / validation / test) | 4,000 / 500 / 1,500 |" in data
+    assert "| repeated examples dropped (task.data.drop_duplicates) | 298 |" in data
+    assert "109: the first label kept" in data
+    assert "<summary>Data</summary>" in page.read_text()
+
+
+def test_speedup_caption_says_where_the_sequences_stop(run_dir: Path, tmp_path: Path) -> None:
+    path = run_dir / "profile" / "comparison.json"
+    comparison = json.loads(path.read_text())
+    comparison["max_length"] = 64
+    path.write_text(json.dumps(comparison))
+    md, _ = write_report(run_dir, tmp_path / "report")
+    assert "sequence s up to task.max_length 64, where the engine's profile ends" in md.read_text()

@@ -160,3 +160,52 @@ def test_bad_sizes_and_encodings_are_refused(kwargs: dict, message: str) -> None
 
     with pytest.raises(TrtEdgeError, match=message):
         RunConfig({"task": {"data": kwargs}}).section("task")
+
+
+def _folder(root: Path, files: dict[str, str]) -> Path:
+    for rel, text in files.items():
+        (root / rel).parent.mkdir(parents=True, exist_ok=True)
+        (root / rel).write_text(text, encoding="utf-8")
+    return root
+
+
+def _articles(n: int = 30) -> dict[str, str]:
+    return {f"{'ab'[i % 2]}/{i:02d}.txt": f"article number {i}" for i in range(n)}
+
+
+def test_dropped_duplicates_are_counted_and_said_once(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    files = {**_articles(), "a/dup1.txt": "article number 0", "a/dup2.txt": "article number 2"}
+    cfg = DataConfig(source=str(_folder(tmp_path / "news", files)), train_size=0.6, validation_size=0.2,
+                     test_size=0.2)
+    with caplog.at_level("INFO", logger="trt_edge"):
+        first, second = load_data(cfg), load_data(cfg)
+    assert first.duplicates["duplicates_dropped"] == 2
+    assert first.record()["duplicates"]["duplicates_dropped"] == 2
+    assert first.fingerprint() == second.fingerprint() and "duplicates" not in first.fingerprint()
+    said = [r.getMessage() for r in caplog.records if "repeated texts dropped" in r.getMessage()]
+    assert len(said) == 1 and said[0].count("2 repeated texts dropped") == 1
+    assert load_data(cfg.replace(drop_duplicates=False)).duplicates["duplicates_dropped"] == 0
+
+
+def test_a_text_with_two_labels_is_refused_naming_both_files(tmp_path: Path) -> None:
+    files = {**_articles(), "b/copy.txt": "article number 0"}  # 00.txt holds it under class a
+    cfg = DataConfig(source=str(_folder(tmp_path / "news", files)), train_size=0.6, validation_size=0.2,
+                     test_size=0.2)
+    with pytest.raises(TrtEdgeError) as err:
+        load_data(cfg)
+    message = str(err.value)
+    assert "a/00.txt" in message and "b/copy.txt" in message and "conflicting_labels" in message
+    first = load_data(cfg.replace(conflicting_labels="first"))
+    assert first.duplicates == {"duplicates_dropped": 1, "conflicting_texts": 1, "conflicting_dropped": 0}
+    dropped = load_data(cfg.replace(conflicting_labels="drop"))
+    assert dropped.duplicates["conflicting_dropped"] == 2
+    texts = [t for n in ("train", "validation", "test") for t in dropped.split(n).texts]
+    assert "article number 0" not in texts
+
+
+def test_table_rows_with_two_labels_name_both_rows(tmp_path: Path) -> None:
+    rows = [*_rows(), ("text number 1", "zeta", "1")]  # line 3 of the file (row 2) says 'alpha'
+    cfg = DataConfig(source=str(_csv(tmp_path / "d.csv", rows)), text_column="body", label_column="cat",
+                     train_size=0.6, validation_size=0.2, test_size=0.2)
+    with pytest.raises(TrtEdgeError, match=r"row 61: the same text as .*row 2 but labelled"):
+        load_data(cfg)

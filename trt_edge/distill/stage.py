@@ -453,7 +453,7 @@ def run(config: RunConfig, out: str | Path) -> StageRecord:
         metrics["student_weight_bytes"] = weight_bytes(tmp / "model")
         metrics["teacher_weight_bytes"] = weight_bytes(tmp / "teacher")
         metrics["train_seconds"] = time.perf_counter() - started
-        metrics["data"] = data.fingerprint()
+        metrics["data"] = data.record()
         record.metrics = metrics
         record.write(tmp)
     return record

@@ -41,6 +41,30 @@ class TrainResult:
     examples_per_second: float = 0.0
 
 
+class RunningLoss:
+    """The progress bar's loss: an exponential moving average with bias correction, carried across epochs.
+
+    A plain EMA started at 0 reads far too low for its first steps, and one reset at every epoch start
+    climbs from near 0 each epoch, which looks like divergence (0.09 -> 0.63 in epoch 2 on a DINOv2 run).
+    Dividing by the weight the average has collected (1 - decay**n) gives the mean of the recent losses
+    from the first step on.
+    """
+
+    def __init__(self, decay: float = 0.9) -> None:
+        self.decay = decay
+        self._ema = 0.0
+        self._weight = 0.0
+
+    def update(self, value: float) -> float:
+        self._ema = self.decay * self._ema + (1.0 - self.decay) * value
+        self._weight = self.decay * self._weight + (1.0 - self.decay)
+        return self.value
+
+    @property
+    def value(self) -> float:
+        return self._ema / self._weight if self._weight > 0 else 0.0
+
+
 class LengthGroupedBatchSampler(torch.utils.data.Sampler[list[int]]):
     """Shuffled batches of examples of similar length, a new order every epoch.
 
@@ -139,9 +163,9 @@ def train(model: torch.nn.Module, features: Sequence[dict[str, Any]], pad_token_
     examples = 0
     bar = tqdm(total=total, desc=desc, unit="step", disable=not (show_progress and accelerator.is_main_process),
                dynamic_ncols=True, leave=False, mininterval=0.1 if sys.stderr.isatty() else 10.0)
+    running = RunningLoss()
     for epoch in range(cfg.epochs):
         model.train()
-        running = 0.0
         for batch in loader:
             loss, parts = loss_fn(model, batch)
             accelerator.backward(loss)
@@ -156,9 +180,9 @@ def train(model: torch.nn.Module, features: Sequence[dict[str, Any]], pad_token_
                 on_step(accelerator.unwrap_model(model))
             result.steps += 1
             examples += int(batch[first].shape[0]) * accelerator.num_processes  # this process's share
-            running = 0.9 * running + 0.1 * float(loss.detach()) if result.steps > 1 else float(loss.detach())
+            running.update(float(loss.detach()))
             rate = examples / max(time.perf_counter() - started, 1e-9)
-            bar.set_postfix(epoch=epoch + 1, loss=f"{running:.4f}", ex_s=f"{rate:.0f}", **{
+            bar.set_postfix(epoch=epoch + 1, loss=f"{running.value:.4f}", ex_s=f"{rate:.0f}", **{
                 k: f"{v:.3f}" for k, v in parts.items()})
             bar.update(1)
             if result.steps >= total:
@@ -168,9 +192,10 @@ def train(model: torch.nn.Module, features: Sequence[dict[str, Any]], pad_token_
         if accelerator.num_processes > 1:
             broadcast_object_list(shared, from_process=0)
         metrics = dict(shared[0])
-        metrics = {**metrics, "epoch": float(epoch + 1), "train_loss": running}
+        metrics = {**metrics, "epoch": float(epoch + 1), "train_loss": running.value}
         result.history.append(metrics)
-        log.info("%s epoch %d: validation accuracy %.4f, loss %.4f", desc, epoch + 1, metrics["accuracy"], running)
+        log.info("%s epoch %d: validation accuracy %.4f, loss %.4f", desc, epoch + 1, metrics["accuracy"],
+                 running.value)
         if metrics["accuracy"] > result.best_metrics["accuracy"]:
             result.best_epoch, result.best_metrics, stale = epoch + 1, metrics, 0
             best_state = {k: v.detach().to("cpu", copy=True) for k, v in unwrapped.state_dict().items()}

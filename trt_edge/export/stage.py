@@ -268,7 +268,7 @@ def run(config: RunConfig, model_dir: str | Path, out: str | Path) -> StageRecor
         record.artifacts["predictions"] = stats.save_predictions(tmp, labels, torch=report.torch_pred,
                                                                  onnx=report.onnx_pred)
         metrics["export_seconds"] = time.perf_counter() - started
-        metrics["data"] = data.fingerprint()
+        metrics["data"] = data.record()
         record.metrics = metrics
         record.write(tmp)
     return record

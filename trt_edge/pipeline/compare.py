@@ -16,6 +16,7 @@ from trt_edge.errors import TrtEdgeError
 from trt_edge.log import get_logger
 from trt_edge.pipeline.config import PipelineConfig
 from trt_edge.stage import STAGE_FILE, StageRecord, atomic_write_json, read_stage, sha256_file, stage_output
+from trt_edge.tasks.spec import SEQUENCE_AXIS, get_task
 from trt_edge.timing import REWARM_MS
 
 log = get_logger("compare")
@@ -106,7 +107,8 @@ def run(config: RunConfig, run_dir: Path, out: str | Path) -> StageRecord:
     root = Path(run_dir)
     models = run_models(root)
     tokenizer, texts = comparison_inputs(config, models)
-    shapes = [list(s) for s in cfg.compare_shapes]
+    max_length = int(config.section("task").max_length)
+    shapes = cfg.shapes(max_length)
     log.info("timing %d models side by side: %s", len(models), ", ".join(label for label, _ in models))
     results = compare_latency(models, tokenizer, texts, shapes, cfg.compare_rounds, cfg.compare_runs,
                               chunk_ms=cfg.compare_chunk_ms)
@@ -124,6 +126,8 @@ def run(config: RunConfig, run_dir: Path, out: str | Path) -> StageRecord:
                      "random pixels at the model's input size (the sequence of a shape is ignored)")
                   + "; the sample count of every cell is in latency_ms",
     }
+    if SEQUENCE_AXIS in get_task(config.section("task").type).dynamic_axes:
+        comparison["max_length"] = max_length  # the report says where the engine's sequence profile ends
     metrics: dict[str, Any] = {}
     for point in results:
         for label, ratio in point["speedup_vs_first"].items():

@@ -26,8 +26,10 @@ class PipelineConfig(ConfigBase):
         distill 3.0, prune 1.5, calibrate 1.0.
     overall_budget (float | None): largest drop of the final INT8 student against the teacher, in points;
         None reports it without gating. Defaults to None.
-    compare_shapes (list[list[int]]): [batch, sequence] points of the side-by-side ONNX Runtime latency
-        comparison of every model of the run. Defaults to [[1, 64], [1, 128], [8, 128]].
+    compare_shapes (list[list[int]] | None): [batch, sequence] points of the side-by-side ONNX Runtime
+        latency comparison of every model of the run; a sequence longer than `task.max_length` (the
+        engine's sequence profile ends there) is refused. None takes [[1, max_length // 2],
+        [1, max_length], [8, max_length]] from `task.max_length`. Defaults to None.
     compare_rounds (int): interleaved rounds per shape (each model timed once per round, re-warmed first,
         so drift and another session's spinning threads hit every model alike). Defaults to 5.
     compare_runs (int): timed runs per model per round, at most. Defaults to 20.
@@ -39,7 +41,7 @@ class PipelineConfig(ConfigBase):
     stages: list[str] = field(default_factory=lambda: [s for s in STAGES if s not in OPTIONAL_STAGES])
     gates: dict[str, float] = field(default_factory=lambda: {"distill": 3.0, "prune": 1.5, "calibrate": 1.0})
     overall_budget: float | None = None
-    compare_shapes: list[list[int]] = field(default_factory=lambda: [[1, 64], [1, 128], [8, 128]])
+    compare_shapes: list[list[int]] | None = None
     compare_rounds: int = 5
     compare_runs: int = 20
     compare_chunk_ms: float = 500.0
@@ -58,7 +60,14 @@ class PipelineConfig(ConfigBase):
             raise ValueError(f"no accuracy gate for stage {bad[0]!r} (gated: {', '.join(GATED)})")
         if any(v < 0 for v in self.gates.values()):
             raise ValueError("gate budgets must not be negative")
-        if any(len(s) != 2 or min(s) < 1 for s in self.compare_shapes):
+        if self.compare_shapes is not None and any(len(s) != 2 or min(s) < 1 for s in self.compare_shapes):
             raise ValueError("compare_shapes must be [batch, sequence] pairs of positive integers")
         if self.compare_rounds < 1 or self.compare_runs < 1 or self.compare_chunk_ms <= 0:
             raise ValueError("compare_rounds, compare_runs and compare_chunk_ms must be positive")
+
+    def shapes(self, max_length: int) -> list[list[int]]:
+        """The [batch, sequence] points the comparison times: `compare_shapes`, else the default made from
+        `task.max_length` (the one place that default is written)."""
+        if self.compare_shapes is not None:
+            return [list(s) for s in self.compare_shapes]
+        return [[1, max(1, max_length // 2)], [1, max_length], [8, max_length]]

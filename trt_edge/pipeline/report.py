@@ -286,6 +286,36 @@ def confusion_tables(v: Verdict) -> list[tuple[str, list[str], list[list[str]]]]
     return out
 
 
+def data_table(stages: dict[str, dict[str, Any]]) -> tuple[list[str], list[list[str]]] | None:
+    """What the run trained and judged on, and what loading changed: split sizes, classes, repeated and
+    contradictory examples dropped or resolved, files decoded with the fallback encoding."""
+    data = stages.get("distill", {}).get("metrics", {}).get("data")
+    if not isinstance(data, dict):
+        return None
+    body = []
+    sizes = data.get("sizes") or {}
+    if sizes:
+        body.append(["examples (train / validation / test)",
+                     " / ".join(f"{sizes.get(n, 0):,}" for n in ("train", "validation", "test"))])
+    names = data.get("label_names") or []
+    if names:
+        body.append(["classes", f"{len(names)}: {', '.join(map(str, names))}"])
+    dup = data.get("duplicates") or {}
+    body.append(["repeated examples dropped (task.data.drop_duplicates)", f"{dup.get('duplicates_dropped', 0):,}"])
+    if dup.get("conflicting_texts"):
+        fate = (f"every copy dropped ({dup['conflicting_dropped']:,} examples)" if dup.get("conflicting_dropped")
+                else "the first label kept")
+        body.append(["examples with two labels (task.data.conflicting_labels)",
+                     f"{dup['conflicting_texts']:,}: {fate}"])
+    decoding = data.get("decoding") or {}
+    if decoding.get("fallback_files"):
+        body.append(["files read with task.data.fallback_encoding", ", ".join(decoding["fallback_files"])])
+    if decoding.get("replaced_chars"):
+        body.append(["undecodable bytes replaced by U+FFFD", f"{decoding['replaced_chars']:,} in "
+                     f"{len(decoding.get('replaced_files', []))} files"])
+    return ["", "value"], body
+
+
 def sparsity_table(stages: dict[str, dict[str, Any]]) -> tuple[list[str], list[list[str]]] | None:
     layers = stages.get("prune", {}).get("metrics", {}).get("layers")
     if not layers:
@@ -390,7 +420,11 @@ def _speedup_table(comparison: dict[str, Any]) -> tuple[str, list[str], list[lis
     labels = [m["label"] for m in comparison["models"]]
     rows = [[f"b{p['batch']} s{p['seq']}", *(f"{p['speedup_vs_first'][label]:.2f}×" for label in labels)]
             for p in comparison["shapes"]]
-    return f"Speed-up against {comparison.get('reference')} (median latency ratio, same run)", ["shape", *labels], rows
+    caption = f"Speed-up against {comparison.get('reference')} (median latency ratio, same run, at each shape"
+    if comparison.get("max_length"):
+        caption += f"; batch b, sequence s up to task.max_length {comparison['max_length']}, where the engine's " \
+                   "profile ends"
+    return caption + ")", ["shape", *labels], rows
 
 
 CSS = """
@@ -497,7 +531,7 @@ def write_report(run_dir: str | Path, out: str | Path) -> tuple[Path, Path]:
     head, body = table(rows, shapes)
     images = plots(rows, shapes, comparison)
     extra_tables = confusion_tables(v)
-    for caption, maker in (("Per-layer 2:4 sparsity", sparsity_table(stages)),
+    for caption, maker in (("Data", data_table(stages)), ("Per-layer 2:4 sparsity", sparsity_table(stages)),
                            ("Per-layer precision", precision_table(root, stages))):
         if maker is not None:
             extra_tables.append((caption, *maker))

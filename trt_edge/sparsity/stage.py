@@ -335,7 +335,7 @@ def run(config: RunConfig, model_dir: str | Path, out: str | Path) -> StageRecor
             raise RuntimeError(f"saved weights lost the 2:4 pattern in {proof.violations}: a bug in trt-edge")
         metrics["checker_pass_rate"] = proof.expected_pass_rate()
         metrics["seconds"] = time.perf_counter() - started
-        metrics["data"] = data.fingerprint()
+        metrics["data"] = data.record()
         record.metrics = json.loads(json.dumps(metrics, default=str))
         record.write(tmp)
     return record

@@ -330,7 +330,7 @@ def run(config: RunConfig, model_dir: str | Path, out: str | Path) -> StageRecor
         check(report, atol=export_cfg.atol, rtol=export_cfg.rtol, min_argmax_agreement=export_cfg.min_argmax_agreement)
         metrics.update({"onnx_bytes": info.onnx_bytes, "weight_bytes": weight_bytes(tmp / "model"),
                         "parity_max_abs_diff": report.max_abs_diff, "seconds": time.perf_counter() - started,
-                        "data": data.fingerprint()})
+                        "data": data.record()})
         record.metrics = json.loads(json.dumps(metrics, default=str))
         record.write(tmp)
     return record

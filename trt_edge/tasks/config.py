@@ -27,7 +27,11 @@ class DataConfig(ConfigBase):
         Defaults to `strict`.
     min_values (dict): keep rows whose named numeric column is at least the value,
         e.g. `{confidence: 0.7}`.
-    drop_duplicates (bool): drop repeated texts (first label wins). Defaults to True.
+    drop_duplicates (bool): drop repeated texts (counted in the stage records and the report).
+        Defaults to True.
+    conflicting_labels (str): a text that appears with two different labels: `refuse` (both places
+        named), `first` (the first label wins) or `drop` (every copy dropped); counted like duplicates.
+        Defaults to `refuse`.
     max_examples (int | None): cap after filtering, drawn stratified. Defaults to None (all).
     train_size / validation_size / test_size (float): a fraction (< 1) or a count (>= 1).
     seed (int): the seed of every split and draw. Defaults to 13.
@@ -42,6 +46,7 @@ class DataConfig(ConfigBase):
     errors: Literal["strict", "replace"] = "strict"
     min_values: dict[str, float] = field(default_factory=dict)
     drop_duplicates: bool = True
+    conflicting_labels: Literal["refuse", "first", "drop"] = "refuse"
     max_examples: int | None = None
     train_size: float = 0.8
     validation_size: float = 0.1

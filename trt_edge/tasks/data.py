@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from trt_edge.errors import TrtEdgeError
-from trt_edge.log import get_logger
+from trt_edge.log import get_logger, info_once
 from trt_edge.stage import sha256_json
 from trt_edge.tasks.config import DataConfig
 from trt_edge.tasks.source_keys import check_source_keys
@@ -82,6 +82,8 @@ class ClassificationData:
     # Examples of the source that no split drew (beyond the split sizes); an image task's transfer set
     # (`distill.transfer.source: unused`) comes from here. Not part of the fingerprint.
     unused: list[Any] = field(default_factory=list)
+    # What deduplication removed or resolved (`_deduplicate`); reported, not part of the fingerprint.
+    duplicates: dict[str, int] = field(default_factory=dict)
 
     @property
     def num_labels(self) -> int:
@@ -102,6 +104,14 @@ class ClassificationData:
         }
         if self.decoding.fallback_files or self.decoding.replaced_chars:
             out["decoding"] = self.decoding.to_dict()
+        return out
+
+    def record(self) -> dict[str, Any]:
+        """What a stage record says of its data: the fingerprint, plus what deduplication did (kept out
+        of the fingerprint, which keys caches such as the fine-tuned teacher's)."""
+        out = self.fingerprint()
+        if any(self.duplicates.values()):
+            out["duplicates"] = dict(self.duplicates)
         return out
 
     def majority_accuracy(self, split: str = "test") -> float:
@@ -249,7 +259,10 @@ def _value(value: Any, what: str, where: str) -> str | None:
                        f"{'string or integer' if what == 'label' else 'string'}")
 
 
-def _rows_to_examples(rows: list[dict[str, Any]], path: Path, cfg: DataConfig) -> tuple[list[str], list[str]]:
+def _rows_to_examples(rows: list[dict[str, Any]], path: Path, cfg: DataConfig,
+                      origins: list[str] | None = None) -> tuple[list[str], list[str]]:
+    """Texts and labels of a table's rows; `origins` (when given) gets each kept example's place
+    (`file: row N`), so a conflict can name both rows."""
     if not rows:
         raise TrtEdgeError(f"{path}: no rows")
     columns = list(rows[0].keys())
@@ -281,6 +294,8 @@ def _rows_to_examples(rows: list[dict[str, Any]], path: Path, cfg: DataConfig) -
             continue
         texts.append(text)
         labels.append(label)
+        if origins is not None:
+            origins.append(where)
     if dropped:
         log.info("%s: dropped %s", path.name, ", ".join(f"{n} ({why})" for why, n in dropped.items()))
     return texts, labels
@@ -289,7 +304,8 @@ def _rows_to_examples(rows: list[dict[str, Any]], path: Path, cfg: DataConfig) -
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".webp")
 
 
-def _read_folder(path: Path, cfg: DataConfig, decoding: Decoding | None = None) -> tuple[list[str], list[str]]:
+def _read_folder(path: Path, cfg: DataConfig, decoding: Decoding | None = None,
+                 origins: list[str] | None = None) -> tuple[list[str], list[str]]:
     decoding = decoding if decoding is not None else Decoding()
     texts: list[str] = []
     labels: list[str] = []
@@ -308,6 +324,8 @@ def _read_folder(path: Path, cfg: DataConfig, decoding: Decoding | None = None) 
             if text:
                 texts.append(text)
                 labels.append(folder.name)
+                if origins is not None:
+                    origins.append(str(file))
     return texts, labels
 
 
@@ -341,17 +359,53 @@ def load_data(cfg: DataConfig) -> TextClassificationData:
     fmt = _detect_format(path, cfg.format)
     check_source_keys(cfg, fmt, path)
     decoding = Decoding()
+    origins: list[str] = []
     if fmt == "folder":
         if not path.is_dir():
             raise TrtEdgeError(f"{path}: format 'folder' needs a folder")
-        texts, labels = _read_folder(path, cfg, decoding)
+        texts, labels = _read_folder(path, cfg, decoding, origins)
     else:
-        texts, labels = _rows_to_examples(_read_table(path, fmt, cfg, decoding), path, cfg)
-    if cfg.drop_duplicates:
-        seen: set[str] = set()
-        keep = [i for i, t in enumerate(texts) if not (t in seen or seen.add(t))]  # type: ignore[func-returns-value]
-        texts, labels = [texts[i] for i in keep], [labels[i] for i in keep]
-    return split_examples(texts, labels, cfg, path.name, decoding)
+        texts, labels = _rows_to_examples(_read_table(path, fmt, cfg, decoding), path, cfg, origins)
+    texts, labels, duplicates = _deduplicate(texts, labels, origins, cfg)
+    data = split_examples(texts, labels, cfg, path.name, decoding)
+    data.duplicates = duplicates
+    return data
+
+
+def _deduplicate(texts: list[str], labels: list[str], origins: list[str],
+                 cfg: DataConfig) -> tuple[list[str], list[str], dict[str, int]]:
+    """Repeated texts: a text given two labels is refused (both places named) or resolved as
+    `task.data.conflicting_labels` says; exact repeats are dropped with `drop_duplicates`. The counts
+    go into the stage records and the report, and are said once per process: a silent drop changes the
+    data without the user knowing."""
+    first: dict[str, int] = {}
+    conflicted: set[str] = set()
+    for i, text in enumerate(texts):
+        j = first.setdefault(text, i)
+        if j != i and labels[j] != labels[i]:
+            if cfg.conflicting_labels == "refuse":
+                raise TrtEdgeError(
+                    f"{origins[i]}: the same text as {origins[j]} but labelled {labels[i]!r}, not {labels[j]!r}; "
+                    "fix the label, or set task.data.conflicting_labels to first or drop")
+            conflicted.add(text)
+    counts = {"duplicates_dropped": 0, "conflicting_texts": len(conflicted), "conflicting_dropped": 0}
+    keep = []
+    for i, text in enumerate(texts):
+        if cfg.conflicting_labels == "drop" and text in conflicted:
+            counts["conflicting_dropped"] += 1
+        elif cfg.drop_duplicates and first[text] != i:
+            counts["duplicates_dropped"] += 1
+        else:
+            keep.append(i)
+    said = []
+    if counts["duplicates_dropped"]:
+        said.append(f"{counts['duplicates_dropped']} repeated texts dropped (task.data.drop_duplicates)")
+    if conflicted:
+        fate = ("every copy dropped" if cfg.conflicting_labels == "drop" else "the first label kept")
+        said.append(f"{len(conflicted)} texts carry two labels, {fate} (task.data.conflicting_labels)")
+    if said:
+        info_once(f"data {cfg.source}: " + "; ".join(said), "data")
+    return [texts[i] for i in keep], [labels[i] for i in keep], counts
 
 
 def split_examples(examples: list[Any], labels: list[str], cfg: DataConfig, what: str,
