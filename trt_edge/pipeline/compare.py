@@ -16,6 +16,7 @@ from trt_edge.errors import TrtEdgeError
 from trt_edge.log import get_logger
 from trt_edge.pipeline.config import PipelineConfig
 from trt_edge.stage import STAGE_FILE, StageRecord, atomic_write_json, read_stage, sha256_file, stage_output
+from trt_edge.tasks.spec import describe_feed
 from trt_edge.timing import REWARM_MS
 
 log = get_logger("compare")
@@ -28,6 +29,12 @@ MODELS = (
     ("student INT8 Q/DQ (TensorRT)", "calibrate", "onnx"),
     ("student INT8 (CPU)", "calibrate", "onnx_cpu"),
 )
+
+
+def shape_label(point: dict[str, Any]) -> str:
+    """How a timed shape of comparison.json prints: the words its task gave it when timed (`b1 s64`,
+    `b1 224x224`: `TaskSpec.describe_shape`), `b{batch} s{seq}` for a file written before them."""
+    return str(point.get("shape") or f"b{point['batch']} s{point['seq']}")
 
 
 def run_models(run_dir: Path) -> list[tuple[str, Path]]:
@@ -88,7 +95,7 @@ def compare_latency(models: list[tuple[str, Path]], tokenizer: Any, texts: list[
             stats = {label: latency_stats(s) for (label, _), s in zip(models, samples, strict=True)}
             ref = stats[models[0][0]]["median"]
             results.append({
-                "batch": batch, "seq": seq, "latency_ms": stats,
+                "batch": batch, "seq": seq, "shape": describe_feed(feeds[0], batch, seq), "latency_ms": stats,
                 "speedup_vs_first": {label: round(ref / st["median"], 3) for label, st in stats.items()},
             })
         bar.close()
