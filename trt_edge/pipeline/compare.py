@@ -134,7 +134,7 @@ def run(config: RunConfig, run_dir: Path, out: str | Path) -> StageRecord:
     metrics: dict[str, Any] = {}
     for point in results:
         for label, ratio in point["speedup_vs_first"].items():
-            metrics[f"speedup[{label}][b{point['batch']}s{point['seq']}]"] = ratio
+            metrics[f"speedup[{label}][{shape_label(point)}]"] = ratio
     record = StageRecord(stage="profile", config={"pipeline": cfg.to_dict(), "task": config.raw.get("task")},
                          inputs={label: sha256_file(path) for label, path in models},
                          metrics=metrics, artifacts={"comparison": "comparison.json"})
