@@ -209,3 +209,4 @@ def test_compare_shapes_follow_max_length_unless_given() -> None:
     assert PipelineConfig().shapes(64) == [[1, 32], [1, 64], [8, 64]]
     assert PipelineConfig().shapes(128) == [[1, 64], [1, 128], [8, 128]]  # the old fixed default
     assert PipelineConfig(compare_shapes=[[2, 16]]).shapes(64) == [[2, 16]]
+    assert PipelineConfig().shapes(None) == [[1, 1], [8, 1]]  # no sequence axis: batch 1 and 8

@@ -75,6 +75,7 @@ def _check_models(config: RunConfig) -> None:
     text = spec.modality == "text"
     teacher = resolve_model_path(cfg.teacher)
     teacher_tok = spec.preprocessor.load(teacher, cfg.trust_remote_code)
+    _log_fit(spec.module().preflight_model(teacher, teacher_tok, cfg.trust_remote_code))
     if text:
         check_positions(config.section("task").max_length, teacher, teacher_tok)
     layers = _config_int(teacher, "num_hidden_layers")
@@ -85,11 +86,20 @@ def _check_models(config: RunConfig) -> None:
     if cfg.student.model:
         student = resolve_model_path(cfg.student.model)
         student_tok = spec.preprocessor.load(student, cfg.trust_remote_code)
+        _log_fit(spec.module().preflight_model(student, student_tok, cfg.trust_remote_code))
         if text:
             check_positions(config.section("task").max_length, student, student_tok)
         if text and student_tok.get_vocab() != teacher_tok.get_vocab():
             raise TrtEdgeError(f"{cfg.student.model}: its tokenizer differs from the teacher's ({cfg.teacher}); "
                                "logit distillation needs the same tokenization (use a student of the same family)")
+
+
+def _log_fit(note: str | None) -> None:
+    """What loading will do to a model to fit its preprocessor (an image model's size), said before training."""
+    if note:
+        from trt_edge.log import get_logger
+
+        get_logger("preflight").info("%s", note)
 
 
 def _check_build(config: RunConfig, *, calibrated: bool) -> None:

@@ -346,3 +346,37 @@ def test_fused_attention_bundle_builds_the_targets_plugin(tiny_onnx_dir: Path, t
         _build(v3, tmp_path / "refused", device="agx-orin-64gb", jetpack="6.0")
     record = _build(v3, tmp_path / "orin", device="agx-orin-64gb", jetpack="6.2")
     assert record.metrics["attention_plugin"] == "IPluginV3"
+
+
+def test_image_bundle_ships_a_preprocessor_folder_and_old_bundles_still_read(tmp_path: Path) -> None:
+    """An image model's bundle says `preprocessor/` (its folder, the script, the stage record); a bundle
+    written before, with the image processor in `tokenizer/`, still classifies."""
+    from trt_edge.config import RunConfig
+    from trt_edge.export.stage import run as export
+    from trt_edge.runtime.image import ImageClassifier
+    from trt_edge.runtime.ort import OnnxRuntimeRunner
+    from trt_edge.tasks.spec import preprocessor_dir
+
+    sys.path.insert(0, str(Path(__file__).parents[1] / "tasks"))
+    from vision_helpers import LABELS, write_image_folder, write_vision_model
+
+    images = write_image_folder(tmp_path / "images", per_class=4)
+    config = RunConfig({"task": {"type": "image-classification", "data": {"source": str(images)}},
+                        "export": {"parity_batch_sizes": [1]}})
+    export(config, write_vision_model(tmp_path / "vit", "vit"), tmp_path / "export")
+    record = _build(tmp_path / "export" / "model.onnx", tmp_path / "build")
+    assert record.artifacts == {"bundle": "bundle", "preprocessor": "bundle/preprocessor"}
+    assert record.metrics["preprocessor"] is True and "tokenizer" not in record.metrics
+    bundle = tmp_path / "build" / "bundle"
+    assert (bundle / "preprocessor" / "preprocessor_config.json").is_file() and not (bundle / "tokenizer").exists()
+    script = (bundle / "build_on_device.sh").read_text()
+    assert '--tokenizer "$HERE/preprocessor"' in script and 'cp -r "$HERE/preprocessor" "$OUT/"' in script
+    subprocess.run(["bash", "-n", str(bundle / "build_on_device.sh")], check=True)
+    assert preprocessor_dir(bundle / "model.onnx") == bundle / "preprocessor"
+
+    (bundle / "preprocessor").rename(bundle / "tokenizer")  # as bundles were written before
+    assert preprocessor_dir(bundle / "model.onnx") == bundle / "tokenizer"
+    with OnnxRuntimeRunner(bundle / "model.onnx") as runner:
+        (result,) = ImageClassifier.from_model_file(runner, bundle / "model.onnx").classify(
+            [next((images / LABELS[0]).glob("*.png"))])
+    assert result["label"] in LABELS

@@ -263,3 +263,27 @@ def test_speedup_caption_says_where_the_sequences_stop(run_dir: Path, tmp_path: 
     path.write_text(json.dumps(comparison))
     md, _ = write_report(run_dir, tmp_path / "report")
     assert "sequence s up to task.max_length 64, where the engine's profile ends" in md.read_text()
+
+
+def test_gates_tell_the_two_exports_apart_and_shapes_use_the_tasks_words(run_dir: Path, tmp_path: Path) -> None:
+    """The export parity gate runs on the student and on the teacher: two rows, `export (student)` and
+    `export (teacher)`. A comparison timed on images labels its shapes `b1 56x56`, never `b1 s1`."""
+    rng = np.random.default_rng(1)
+    labels = rng.choice(3, size=100)
+    gate = stats.judge_predictions("export", "ONNX fp32 vs PyTorch", labels, labels, labels, None).to_dict()
+    record = json.loads((run_dir / "export" / "stage.json").read_text())
+    record["metrics"]["gate"] = gate
+    (run_dir / "export" / "stage.json").write_text(json.dumps(record))
+    _stage(run_dir, "export-teacher", {"onnx_bytes": 91_000_000, "max_abs_diff": 1e-6, "argmax_agreement": 1.0,
+                                       "gate": gate})
+    folder = run_dir / "profile"
+    comparison = json.loads((folder / "comparison.json").read_text())
+    comparison["shapes"][0].update({"seq": 1, "shape": "b1 56x56"})
+    (folder / "comparison.json").write_text(json.dumps(comparison))
+    md, _ = write_report(run_dir, tmp_path / "report")
+    text = md.read_text()
+    gates = text.split("## Gates")[1].split("## Warnings")[0]
+    assert "| export (student) |" in gates and "| export (teacher) |" in gates and "| export |" not in gates
+    assert "| b1 56x56 | 1.00× | 2.00× |" in text and "ORT ms b1 56x56" in text
+    assert "5.0× (b1 56x56)" in text.split("## Gates")[0]
+    assert "b1 s1" not in text

@@ -157,7 +157,7 @@ def test_whole_chain_on_a_tiny_model(kind: str, images: Path, tmp_path: Path) ->
     calibrate = read_stage(run_dir / "calibrate")
     assert {"onnx", "calibration_cache", "onnx_cpu", "preprocessor"} <= set(calibrate["artifacts"])
     assert calibrate["metrics"]["qdq_pairs"] > 0
-    assert (run_dir / "build" / "bundle" / "tokenizer" / "preprocessor_config.json").is_file()
+    assert (run_dir / "build" / "bundle" / "preprocessor" / "preprocessor_config.json").is_file()
     (profile,) = json.loads((run_dir / "build" / "bundle" / "plan.json").read_text())["profiles"]
     assert profile["name"] == "pixel_values" and profile["min"][1:] == profile["max"][1:] == [1, 16, 16]
     assert (run_dir / "report" / "report.html").is_file()
@@ -332,3 +332,156 @@ def test_distill_with_a_transfer_set_of_unused_images(images: Path, tmp_path: Pa
     assert m["transfer"]["examples"] == m["transfer"]["available"] == 36 - 28
     assert m["distill"]["steps"] == -(-(16 + 8) // 8)
     assert m["hard_label"]["steps"] == m["distill"]["steps"]
+
+
+# A hub DINOv2 says image_size 518 in its config and crops 224 in its processor; the tiny stand-ins say 518
+# (37x37 patches of 14) and make 56x56 images (4x4 patches).
+CONFIG_SIZE, PATCH, PROCESSOR_SIZE = 518, 14, 56
+_CLASSES = {"vit": "ViTForImageClassification", "deit": "DeiTForImageClassification",
+            "dinov2": "Dinov2ForImageClassification"}
+
+
+class _Lines:
+    """The kit's log lines while the block runs (its logger does not propagate to pytest's caplog)."""
+
+    def __enter__(self) -> list[str]:
+        import logging
+
+        self.lines: list[str] = []
+        lines = self.lines
+
+        class Keep(logging.Handler):
+            def emit(self, record: logging.LogRecord) -> None:
+                lines.append(record.getMessage())
+
+        self.handler = Keep()
+        logging.getLogger("trt_edge").addHandler(self.handler)
+        return self.lines
+
+    def __exit__(self, *exc: object) -> None:
+        import logging
+
+        logging.getLogger("trt_edge").removeHandler(self.handler)
+
+
+@pytest.mark.parametrize("kind", ["vit", "deit", "dinov2"])
+def test_a_model_runs_at_its_processors_size_as_transformers_interpolates(kind: str, tmp_path: Path) -> None:
+    """Loaded for any stage, a model whose config size differs from its processor's computes what
+    transformers computes at the processor's size (ViT/DeiT with interpolate_pos_encoding=True, DINOv2
+    always), takes those pixels without an argument to forward, and says its input size is the processor's
+    everywhere it is asked (config, the traced example, a processor written from the config)."""
+    import torch
+    import transformers
+
+    from trt_edge.tasks import image_classification as ic
+    from trt_edge.tasks.models import load_classifier
+
+    folder = write_vision_model(tmp_path / kind, kind, image_size=CONFIG_SIZE, patch_size=PATCH,
+                                processor_size=PROCESSOR_SIZE)
+    with _Lines() as lines:
+        loaded = load_classifier(folder, LABELS, task="image-classification")
+    assert any(f"{CONFIG_SIZE}" in line and f"{PROCESSOR_SIZE}x{PROCESSOR_SIZE}" in line for line in lines), lines
+    reference = getattr(transformers, _CLASSES[kind]).from_pretrained(folder).eval()
+    pixels = torch.randn(3, 3, PROCESSOR_SIZE, PROCESSOR_SIZE, generator=torch.Generator().manual_seed(1))
+    with torch.no_grad():
+        want = reference(pixel_values=pixels, interpolate_pos_encoding=True).logits
+        got = loaded.model(pixel_values=pixels).logits
+    torch.testing.assert_close(got, want, atol=1e-5, rtol=1e-5)
+    size = (PROCESSOR_SIZE, PROCESSOR_SIZE)
+    assert ic.input_size(loaded.model.config, loaded.preprocessor) == size
+    assert ic.input_size(loaded.model.config) == size  # the loaded (and every saved) config agrees
+    example = ic.example_inputs(reference.config, ["pixel_values"], False, preprocessor=loaded.preprocessor)
+    assert tuple(example["pixel_values"].shape[2:]) == size
+    ic.write_processor_config(tmp_path / "fresh", loaded.model.config)
+    fresh = transformers.AutoImageProcessor.from_pretrained(tmp_path / "fresh")
+    assert ic.processor_size(fresh) == size
+    # The saved model reloads with plain transformers at the processor's size.
+    loaded.model.save_pretrained(tmp_path / "saved")
+    again = getattr(transformers, _CLASSES[kind]).from_pretrained(tmp_path / "saved").eval()
+    with torch.no_grad():
+        torch.testing.assert_close(again(pixel_values=pixels).logits, want, atol=1e-5, rtol=1e-5)
+
+
+def test_preflight_names_both_sizes_and_refuses_an_unusable_one(images: Path, tmp_path: Path) -> None:
+    """Before any training: a log line with both sizes and what will be done; a processor size that is no
+    whole number of patches is refused in one line."""
+    from trt_edge.preflight import preflight
+
+    def config(teacher: Path) -> RunConfig:
+        raw = _config(images).raw
+        raw["distill"] = {"teacher": str(teacher), "student": {"layers": [1]}}
+        return RunConfig(raw)
+
+    good = write_vision_model(tmp_path / "good", "dinov2", image_size=CONFIG_SIZE, patch_size=PATCH,
+                              processor_size=PROCESSOR_SIZE)
+    with _Lines() as lines:
+        preflight(config(good), ["distill"])
+    said = [line for line in lines if "518" in line]
+    assert len(said) == 1 and "56x56" in said[0] and "interpolated" in said[0], lines
+    bad = write_vision_model(tmp_path / "bad", "vit", image_size=CONFIG_SIZE, patch_size=PATCH, processor_size=50)
+    with pytest.raises(TrtEdgeError, match=r"50x50 images, not a whole number of 14x14 patches"):
+        preflight(config(bad), ["distill"])
+    same = write_vision_model(tmp_path / "same", "vit")  # config and processor agree: nothing said
+    with _Lines() as lines:
+        preflight(config(same), ["distill"])
+    assert not any("image processor makes" in line for line in lines)
+
+
+@pytest.mark.parametrize("kind", ["vit", "dinov2"])
+def test_whole_chain_at_the_processors_size_in_image_words(kind: str, images: Path, tmp_path: Path) -> None:
+    """A teacher whose config says 518 and whose processor makes 56x56 goes through every stage at 56x56
+    (both exports, calibration, the bundle's profile), and the run speaks of images: the calibration set
+    in image sizes, `preprocessor/` and `preprocessor=True` in the bundle, `b1 56x56` shapes, and the
+    two export gates told apart."""
+    import onnx
+
+    from trt_edge.pipeline.runner import run_pipeline
+    from trt_edge.stage import read_stage
+
+    teacher = write_vision_model(tmp_path / "teacher", kind, image_size=CONFIG_SIZE, patch_size=PATCH,
+                                 processor_size=PROCESSOR_SIZE)
+    cache = tmp_path / "cache"
+    raw = {
+        "task": {"type": "image-classification", "eval_batch_size": 16,
+                 "data": {"source": str(images), "train_size": 0.6, "validation_size": 0.2, "test_size": 0.2}},
+        "distill": {"teacher": str(teacher), "teacher_finetune": "never", "student": {"layers": [1]},
+                    "train": {"epochs": 1, "batch_size": 8, "max_steps": 2}, "ablation": False,
+                    "cache_dir": str(cache)},
+        "prune": {"train": {"epochs": 1, "batch_size": 8, "max_steps": 1}, "permutation_seconds": 0.2,
+                  "cache_dir": str(cache)},
+        "export": {"parity_batch_sizes": [1, 3]},
+        "calibrate": {"targets": ["tensorrt"], "data": {"samples": 8}, "latency_runs": 2,
+                      "gate": {"budget": 100.0, "mixed_precision": False}},
+        "pipeline": {"gates": {"distill": 100.0, "prune": 100.0, "calibrate": 100.0},
+                     "compare_shapes": [[1, 1]], "compare_rounds": 1, "compare_runs": 2},
+    }
+    run_dir = tmp_path / "run"
+    with _Lines() as lines:
+        run_pipeline(RunConfig(raw), run_dir)
+    for stage in ("export", "export-teacher", "calibrate"):
+        model = onnx.load(str(run_dir / stage / read_stage(run_dir / stage)["artifacts"]["onnx"]),
+                          load_external_data=False)
+        (value,) = model.graph.input
+        dims = [d.dim_param or d.dim_value for d in value.type.tensor_type.shape.dim]
+        assert dims == ["batch", 3, PROCESSOR_SIZE, PROCESSOR_SIZE], (stage, dims)
+    student = json.loads((run_dir / "distill" / read_stage(run_dir / "distill")["artifacts"]["model"]
+                          / "config.json").read_text())
+    assert student["image_size"] == PROCESSOR_SIZE
+    bundle = run_dir / "build" / "bundle"
+    (profile,) = json.loads((bundle / "plan.json").read_text())["profiles"]
+    assert profile["min"][1:] == profile["max"][1:] == [3, PROCESSOR_SIZE, PROCESSOR_SIZE]
+    # Item 9: image words.
+    calibration = [line for line in lines if line.startswith("calibration set:")]
+    assert calibration and all("56x56 images" in line and "lengths" not in line for line in calibration), calibration
+    assert (bundle / "preprocessor" / "preprocessor_config.json").is_file() and not (bundle / "tokenizer").exists()
+    assert '--tokenizer "$HERE/preprocessor"' in (bundle / "build_on_device.sh").read_text()
+    build = read_stage(run_dir / "build")
+    assert build["artifacts"]["preprocessor"] == "bundle/preprocessor"
+    assert build["metrics"]["preprocessor"] is True and "tokenizer" not in build["metrics"]
+    comparison = json.loads((run_dir / "profile" / "comparison.json").read_text())
+    assert [p["shape"] for p in comparison["shapes"]] == ["b1 56x56"]
+    report = (run_dir / "report" / "report.md").read_text()
+    gates = report.split("## Gates")[1].split("\n## ")[0]
+    assert "| export (student) |" in gates and "| export (teacher) |" in gates and "| export |" not in gates
+    assert "| b1 56x56 |" in report and "b1 s1" not in report and "b1s1" not in report
+    assert "preprocessor=True" in report and "tokenizer=True" not in report

@@ -90,3 +90,18 @@ def test_padding_mask_comes_from_the_task_not_a_name_in_the_stage() -> None:
     image = list(IMAGE_CLASSIFICATION.input_names)
     assert padding_mask_input(image) is None and value_inputs(image) == image
     assert padding_mask_input([TEXT_CLASSIFICATION.inputs[0].name]) is None  # exported without a mask
+
+
+def test_specs_word_shapes_and_example_sets() -> None:
+    """Each task prints its own words: sequences by length, images by height x width (never `s1` or
+    `lengths 1-1`); a symbolic or unknown image size prints the batch alone."""
+    import numpy as np
+
+    assert TEXT_CLASSIFICATION.describe_shape(1, 64) == "b1 s64"
+    assert IMAGE_CLASSIFICATION.describe_shape(1, 1, (1, 3, 224, 224)) == "b1 224x224"
+    assert IMAGE_CLASSIFICATION.describe_shape(4, 1, np.zeros((4, 1, 28, 32)).shape) == "b4 28x32"
+    assert IMAGE_CLASSIFICATION.describe_shape(1, 1, ("batch", 3, "h", "w")) == "b1"
+    assert IMAGE_CLASSIFICATION.describe_shape(1, 1) == "b1"
+    assert TEXT_CLASSIFICATION.describe_examples((4, 128), [3, 9, 5, 6]) == "lengths 3-9 (median 5)"
+    assert IMAGE_CLASSIFICATION.describe_examples((8, 3, 56, 56), [1] * 8) == "56x56 images"
+    assert IMAGE_CLASSIFICATION.bundle_dir == "preprocessor" and TEXT_CLASSIFICATION.bundle_dir == "tokenizer"

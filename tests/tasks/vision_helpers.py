@@ -36,11 +36,12 @@ def write_image_folder(root: Path, per_class: int = 12, size: int = SIZE, mode: 
     return root
 
 
-def vision_config(kind: str, num_labels: int = len(LABELS), channels: int = 3) -> Any:
+def vision_config(kind: str, num_labels: int = len(LABELS), channels: int = 3, image_size: int = SIZE,
+                  patch_size: int = 4) -> Any:
     import transformers
 
     common: dict[str, Any] = {"hidden_size": 32, "num_hidden_layers": 2, "num_attention_heads": 2,
-                              "intermediate_size": 64, "image_size": SIZE, "patch_size": 4,
+                              "intermediate_size": 64, "image_size": image_size, "patch_size": patch_size,
                               "num_channels": channels, "num_labels": num_labels,
                               "id2label": dict(enumerate(LABELS[:num_labels])),
                               "label2id": {n: i for i, n in enumerate(LABELS[:num_labels])}}
@@ -54,19 +55,33 @@ def vision_config(kind: str, num_labels: int = len(LABELS), channels: int = 3) -
 
 
 def write_vision_model(folder: Path, kind: str = "vit", num_labels: int = len(LABELS), channels: int = 3,
-                       processor: bool = True) -> Path:
-    """A random-weight image classifier folder (safetensors) with its own preprocessor_config.json."""
+                       processor: bool = True, image_size: int = SIZE, patch_size: int = 4,
+                       processor_size: int | None = None) -> Path:
+    """A random-weight image classifier folder (safetensors) with its own preprocessor_config.json.
+
+    `processor_size` gives the folder a processor that makes images of another size than the config's
+    `image_size` (a hub DINOv2: config 518, processor 224): DINOv2 gets a BitImageProcessor that resizes
+    the shortest edge and centre-crops to it, the others a ViTImageProcessor resizing to it."""
     import torch
     import transformers
 
     from trt_edge.tasks.image_classification import write_processor_config
 
     torch.manual_seed(0)
-    config = vision_config(kind, num_labels, channels)
+    config = vision_config(kind, num_labels, channels, image_size, patch_size)
     classes = {"vit": "ViTForImageClassification", "deit": "DeiTForImageClassification",
                "dinov2": "Dinov2ForImageClassification"}
     model = getattr(transformers, classes[kind])(config)
     model.save_pretrained(folder, safe_serialization=True)
-    if processor:
+    if processor and processor_size is not None:
+        stats = {"image_mean": [0.5] * channels, "image_std": [0.5] * channels}
+        if kind == "dinov2":
+            made = transformers.BitImageProcessor(size={"shortest_edge": processor_size + 8}, do_center_crop=True,
+                                                  crop_size={"height": processor_size, "width": processor_size},
+                                                  do_convert_rgb=False, **stats)
+        else:
+            made = transformers.ViTImageProcessor(size={"height": processor_size, "width": processor_size}, **stats)
+        made.save_pretrained(str(folder))
+    elif processor:
         write_processor_config(folder, config)
     return folder

@@ -38,7 +38,7 @@ SCRIPT = "build_on_device.sh"
 TRTEXEC_TXT = "trtexec_command.txt"
 TEMPLATE = "model.plan.json.template"
 README = "README.txt"
-TOKENIZER_DIR = "tokenizer"
+TOKENIZER_DIR = "tokenizer"  # a text model's; the task spec names the folder (`TaskSpec.bundle_dir`)
 PLUGIN_SOURCES_DIR = "plugins/fused_attention"
 PLUGIN_BUILD_DIR = "plugins/build"
 TOKENIZER_EXTRA = ("config.json", "tokenizer.json", "tokenizer_config.json", "special_tokens_map.json",
@@ -137,14 +137,15 @@ def _jetpack_table() -> dict[str, str]:
     return {str(k): str(v) for k, v in _raw()["l4t_to_jetpack"].items()}
 
 
-def render_script(plan: BuildPlan, has_tokenizer: bool) -> str:
-    """`build_on_device.sh` for this plan (bash; run on the Jetson from anywhere)."""
+def render_script(plan: BuildPlan, preprocessor: str | None) -> str:
+    """`build_on_device.sh` for this plan (bash; run on the Jetson from anywhere); `preprocessor` is the
+    bundle's preprocessor folder (`tokenizer`, `preprocessor`), None when it carries none."""
     v = TrtVersion.parse(plan.trt_version)
     argv = render_build(plan, v, onnx=ONNX_NAME, engine=f"{_OUT}/model.plan", layer_info=f"{_OUT}/model.layers.json",
                         timing_cache=f"{_OUT}/timing.cache" if plan.timing_cache else None,
                         trtexec="TRTEXEC_PLACEHOLDER")
     trtexec_line = shell_join(argv).replace("TRTEXEC_PLACEHOLDER", '"$TRTEXEC"').replace(f"{_OUT}/", '"$OUT"/')
-    tok = ' --tokenizer "$HERE/tokenizer"' if has_tokenizer else ""
+    tok = f' --tokenizer "$HERE/{preprocessor}"' if preprocessor else ""
     plugin_block = _plugin_build_block(plan) if plan.attention_plugin else ""
     code_prefix = f"{v.major}{v.minor:02d}" if v.major >= 10 else f"{v.major}{v.minor}"  # v100300, v8502
     fill = _FILL_MANIFEST.replace("JETPACK.get", f"{json.dumps(_jetpack_table())}.get")
@@ -182,7 +183,7 @@ fi
 if ! grep -q "TensorRT v{code_prefix}" "$OUT/build.log"; then
   echo "build_on_device.sh: WARNING: this TensorRT may not be $EXPECTED_TRT, the version the plan was checked for" >&2
 fi
-{"cp -r " + '"$HERE/tokenizer" "$OUT/"' if has_tokenizer else ":"}
+{f'cp -r "$HERE/{preprocessor}" "$OUT/"' if preprocessor else ":"}
 python3 - "$HERE/{TEMPLATE}" "$OUT" <<'PY'
 {fill.strip()}
 PY
@@ -247,7 +248,8 @@ def copy_plugin_sources(dest: Path) -> list[str]:
 
 
 def copy_tokenizer(source: Path | None, dest: Path) -> bool:
-    """Copy the tokenizer files and `config.json` (label names) of a model folder; False when none."""
+    """Copy the preprocessor files (a tokenizer's or an image processor's) and `config.json` (label
+    names) of a model folder; False when none."""
     if source is None or not source.is_dir():
         return False
     files = [source / name for name in TOKENIZER_EXTRA if (source / name).is_file()]
@@ -262,8 +264,10 @@ def copy_tokenizer(source: Path | None, dest: Path) -> bool:
 def write_bundle(folder: Path, plan: BuildPlan, onnx: Path, *, external_data: Sequence[Path] = (),
                  calibration_cache: Path | None = None, calibration_data: Path | None = None,
                  tokenizer: Path | None = None, reason: str,
-                 warnings: Sequence[str] = (), onnx_sha256: str | None = None) -> dict[str, Any]:
-    """Write the bundle into `folder`; return a summary for stage.json."""
+                 warnings: Sequence[str] = (), onnx_sha256: str | None = None,
+                 preprocessor_dir: str = TOKENIZER_DIR) -> dict[str, Any]:
+    """Write the bundle into `folder`, the preprocessor (`tokenizer`, the folder holding it) into its
+    `preprocessor_dir` sub-folder (the task spec's `bundle_dir`); return a summary for stage.json."""
     folder.mkdir(parents=True, exist_ok=True)
     shutil.copy2(onnx, folder / ONNX_NAME)
     for data in external_data:
@@ -284,9 +288,9 @@ def write_bundle(folder: Path, plan: BuildPlan, onnx: Path, *, external_data: Se
     atomic_write_json(folder / PLAN_JSON, bundled.to_dict())
     command = bundled.to_trtexec(bundled.trt_version, onnx=ONNX_NAME, trtexec=JETPACK_TRTEXEC)
     atomic_write_text(folder / TRTEXEC_TXT, command + "\n")
-    has_tok = copy_tokenizer(tokenizer, folder / TOKENIZER_DIR)
+    has_tok = copy_tokenizer(tokenizer, folder / preprocessor_dir)
     script = folder / SCRIPT
-    atomic_write_text(script, render_script(bundled, has_tok))
+    atomic_write_text(script, render_script(bundled, preprocessor_dir if has_tok else None))
     script.chmod(0o755)
     template = new_manifest(bundled, status="template", device_key=bundled.device, onnx_sha256=onnx_sha256)
     template["note"] = ("template: the versions are the target's; build_on_device.sh replaces them with the "
@@ -316,7 +320,7 @@ def write_bundle(folder: Path, plan: BuildPlan, onnx: Path, *, external_data: Se
         lines += ["", "Warnings:"] + [f"  - {w}" for w in warnings]
     atomic_write_text(folder / README, "\n".join(lines) + "\n")
     write_checksums(folder)
-    return {"built": False, "reason": reason, "trtexec": command, "tokenizer": has_tok,
+    return {"built": False, "reason": reason, "trtexec": command, "preprocessor": has_tok,
             "calibration_cache": calibration_cache is not None, "attention_plugin": bundled.attention_plugin}
 
 

@@ -135,7 +135,7 @@ def run(config: RunConfig, onnx: str | os.PathLike[str], out: str | os.PathLike[
         bundle: bool = False, tokenizer: str | None = None) -> StageRecord:
     """Build (TensorRT present, `bundle` False) or write the on-device bundle; `stage.json` names the
     artifacts `plan` + `manifest`, or `bundle`."""
-    from trt_edge.tasks.spec import preprocessor_dir
+    from trt_edge.tasks.spec import BUNDLE_PREPROCESSOR_DIR, preprocessor_dir, task_for_inputs
 
     cfg = effective_build_config(config)
     model, cache, calib_data, record = resolve_inputs(onnx)
@@ -176,6 +176,12 @@ def run(config: RunConfig, onnx: str | os.PathLike[str], out: str | os.PathLike[
         warnings.append("no preprocessor beside the ONNX (export carries one): `trt-edge run` will need --tokenizer")
     for w in warnings:
         log.warning("%s", w)
+    # The folder the preprocessor is shipped in is the task's word for it (`tokenizer/`, `preprocessor/`);
+    # an ONNX of no known task keeps the old name.
+    try:
+        bundle_dir = task_for_inputs([i.name for i in onnx_inputs(model)], str(model)).bundle_dir
+    except TrtEdgeError:
+        bundle_dir = BUNDLE_PREPROCESSOR_DIR
 
     inputs = {"onnx": sha256_file(model)}
     if cache is not None:
@@ -190,11 +196,11 @@ def run(config: RunConfig, onnx: str | os.PathLike[str], out: str | os.PathLike[
                                    calibration_cache=cache if plan.uses_calibrator() or plan.precision == "best"
                                    else None, calibration_data=Path(plan.calibration_data) if plan.calibration_data
                                    else None, tokenizer=tok_dir, reason=reason, warnings=warnings,
-                                   onnx_sha256=inputs["onnx"])
+                                   onnx_sha256=inputs["onnx"], preprocessor_dir=bundle_dir)
             summary.update(_polygraphy(tmp / "bundle", model, plan, calib_data))
             st.artifacts = {"bundle": "bundle"}
             if tok_dir is not None:
-                st.artifacts["preprocessor"] = "bundle/tokenizer"
+                st.artifacts["preprocessor"] = f"bundle/{bundle_dir}"
             st.metrics = {**summary, "warnings": warnings, "trt_version": plan.trt_version,
                           "device": plan.device, "precision": plan.precision}
         else:
@@ -203,10 +209,10 @@ def run(config: RunConfig, onnx: str | os.PathLike[str], out: str | os.PathLike[
 
             base = Path(plan_file).parent if plan_file else model.parent
             result = build_engine(plan, model, tmp, base_dir=base)
-            copy_tokenizer(tok_dir, tmp / "tokenizer")
+            copy_tokenizer(tok_dir, tmp / bundle_dir)
             st.artifacts = {"plan": PLAN_FILE, "manifest": MANIFEST_FILE, "build_log": LOG_FILE}
             if tok_dir is not None:
-                st.artifacts["preprocessor"] = "tokenizer"
+                st.artifacts["preprocessor"] = bundle_dir
             if result.layers_path is not None:
                 st.artifacts["layers"] = LAYERS_FILE
             m = result.manifest

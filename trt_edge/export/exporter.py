@@ -135,9 +135,10 @@ def _wrapper(model: Any, names: list[str], int32_inputs: bool, spec: TaskSpec = 
 
 
 def example_inputs(names: list[str], model_config: Any, int32_inputs: bool,
-                   spec: TaskSpec = TEXT_CLASSIFICATION) -> tuple[Any, ...]:
-    """The traced example, made by the task's adapter (token ids with padding; random pixels)."""
-    tensors = spec.module().example_inputs(model_config, names, int32_inputs)
+                   spec: TaskSpec = TEXT_CLASSIFICATION, preprocessor: Any = None) -> tuple[Any, ...]:
+    """The traced example, made by the task's adapter (token ids with padding; random pixels at the
+    input size the preprocessor makes)."""
+    tensors = spec.module().example_inputs(model_config, names, int32_inputs, preprocessor=preprocessor)
     return tuple(tensors[n] for n in names)
 
 
@@ -365,7 +366,7 @@ def export_onnx(model_dir: Path, onnx_path: Path, *, opset: int = 17, int32_inpu
     labels = [str(loaded.model.config.id2label[i]) for i in sorted(loaded.model.config.id2label)]
     names = model_input_names(model, loaded.tokenizer, spec)
     wrapper = _wrapper(model, names, int32_inputs, spec)
-    args = example_inputs(names, model.config, int32_inputs, spec)
+    args = example_inputs(names, model.config, int32_inputs, spec, loaded.tokenizer)
     num_labels = len(labels)
 
     fallback_reason: str | None = None

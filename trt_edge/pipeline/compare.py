@@ -16,7 +16,7 @@ from trt_edge.errors import TrtEdgeError
 from trt_edge.log import get_logger
 from trt_edge.pipeline.config import PipelineConfig
 from trt_edge.stage import STAGE_FILE, StageRecord, atomic_write_json, read_stage, sha256_file, stage_output
-from trt_edge.tasks.spec import SEQUENCE_AXIS, get_task
+from trt_edge.tasks.spec import SEQUENCE_AXIS, describe_feed, get_task
 from trt_edge.timing import REWARM_MS
 
 log = get_logger("compare")
@@ -29,6 +29,12 @@ MODELS = (
     ("student INT8 Q/DQ (TensorRT)", "calibrate", "onnx"),
     ("student INT8 (CPU)", "calibrate", "onnx_cpu"),
 )
+
+
+def shape_label(point: dict[str, Any]) -> str:
+    """How a timed shape of comparison.json prints: the words its task gave it when timed (`b1 s64`,
+    `b1 224x224`: `TaskSpec.describe_shape`), `b{batch} s{seq}` for a file written before them."""
+    return str(point.get("shape") or f"b{point['batch']} s{point['seq']}")
 
 
 def run_models(run_dir: Path) -> list[tuple[str, Path]]:
@@ -89,7 +95,7 @@ def compare_latency(models: list[tuple[str, Path]], tokenizer: Any, texts: list[
             stats = {label: latency_stats(s) for (label, _), s in zip(models, samples, strict=True)}
             ref = stats[models[0][0]]["median"]
             results.append({
-                "batch": batch, "seq": seq, "latency_ms": stats,
+                "batch": batch, "seq": seq, "shape": describe_feed(feeds[0], batch, seq), "latency_ms": stats,
                 "speedup_vs_first": {label: round(ref / st["median"], 3) for label, st in stats.items()},
             })
         bar.close()
@@ -107,8 +113,9 @@ def run(config: RunConfig, run_dir: Path, out: str | Path) -> StageRecord:
     root = Path(run_dir)
     models = run_models(root)
     tokenizer, texts = comparison_inputs(config, models)
+    sequence = SEQUENCE_AXIS in get_task(config.section("task").type).dynamic_axes
     max_length = int(config.section("task").max_length)
-    shapes = cfg.shapes(max_length)
+    shapes = cfg.shapes(max_length if sequence else None)
     log.info("timing %d models side by side: %s", len(models), ", ".join(label for label, _ in models))
     results = compare_latency(models, tokenizer, texts, shapes, cfg.compare_rounds, cfg.compare_runs,
                               chunk_ms=cfg.compare_chunk_ms)
@@ -126,12 +133,12 @@ def run(config: RunConfig, run_dir: Path, out: str | Path) -> StageRecord:
                      "random pixels at the model's input size (the sequence of a shape is ignored)")
                   + "; the sample count of every cell is in latency_ms",
     }
-    if SEQUENCE_AXIS in get_task(config.section("task").type).dynamic_axes:
+    if sequence:
         comparison["max_length"] = max_length  # the report says where the engine's sequence profile ends
     metrics: dict[str, Any] = {}
     for point in results:
         for label, ratio in point["speedup_vs_first"].items():
-            metrics[f"speedup[{label}][b{point['batch']}s{point['seq']}]"] = ratio
+            metrics[f"speedup[{label}][{shape_label(point)}]"] = ratio
     record = StageRecord(stage="profile", config={"pipeline": cfg.to_dict(), "task": config.raw.get("task")},
                          inputs={label: sha256_file(path) for label, path in models},
                          metrics=metrics, artifacts={"comparison": "comparison.json"})

@@ -29,7 +29,7 @@ class PipelineConfig(ConfigBase):
     compare_shapes (list[list[int]] | None): [batch, sequence] points of the side-by-side ONNX Runtime
         latency comparison of every model of the run; a sequence longer than `task.max_length` (the
         engine's sequence profile ends there) is refused. None takes [[1, max_length // 2],
-        [1, max_length], [8, max_length]] from `task.max_length`. Defaults to None.
+        [1, max_length], [8, max_length]] from `task.max_length` ([[1, 1], [8, 1]] for images). Defaults to None.
     compare_rounds (int): interleaved rounds per shape (each model timed once per round, re-warmed first,
         so drift and another session's spinning threads hit every model alike). Defaults to 5.
     compare_runs (int): timed runs per model per round, at most. Defaults to 20.
@@ -65,9 +65,12 @@ class PipelineConfig(ConfigBase):
         if self.compare_rounds < 1 or self.compare_runs < 1 or self.compare_chunk_ms <= 0:
             raise ValueError("compare_rounds, compare_runs and compare_chunk_ms must be positive")
 
-    def shapes(self, max_length: int) -> list[list[int]]:
+    def shapes(self, max_length: int | None) -> list[list[int]]:
         """The [batch, sequence] points the comparison times: `compare_shapes`, else the default made from
-        `task.max_length` (the one place that default is written)."""
+        `task.max_length` (the one place that default is written); `max_length` None is a task without a
+        sequence axis (images), timed at batch 1 and 8."""
         if self.compare_shapes is not None:
             return [list(s) for s in self.compare_shapes]
+        if max_length is None:
+            return [[1, 1], [8, 1]]
         return [[1, max(1, max_length // 2)], [1, max_length], [8, max_length]]

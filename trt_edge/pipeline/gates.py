@@ -54,6 +54,17 @@ def _predictions(folder: Path) -> dict[str, Any] | None:
     return stats.load_predictions(path) if path.is_file() else None
 
 
+# Stages that run the same stage code on two models: their gates are told apart by the model.
+_MODEL_OF_STAGE = {"export": "student", "export-teacher": "teacher"}
+
+
+def _gate_name(stage: str, gate: str) -> str:
+    """`export (student)` / `export (teacher)`: the export parity gate runs on both models of a pipeline
+    and records the same name in each stage.json."""
+    model = _MODEL_OF_STAGE.get(stage)
+    return f"{gate} ({model})" if model and gate == "export" else gate
+
+
 def all_verdicts(run_dir: Path, stages: dict[str, dict[str, Any]], cfg: PipelineConfig) -> list[dict[str, Any]]:
     """Every gate of a run, in pipeline order: the pipeline's budgets and each stage's own gate."""
     out: list[dict[str, Any]] = []
@@ -68,7 +79,7 @@ def all_verdicts(run_dir: Path, stages: dict[str, dict[str, Any]], cfg: Pipeline
                 continue
             if key == "gate" and verdict is not None and own.get("budget_points") is None:
                 continue  # the stage only recorded the table; the pipeline's verdict above judges it
-            out.append({"stage": name, **own})
+            out.append({"stage": name, **own, "gate": _gate_name(name, str(own.get("gate", name)))})
     overall = overall_verdict(run_dir, cfg)
     if overall is not None:
         out.append({"stage": "overall", **overall.to_dict()})

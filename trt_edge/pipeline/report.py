@@ -23,6 +23,7 @@ import numpy as np
 from trt_edge import stats
 from trt_edge.config import RunConfig
 from trt_edge.errors import TrtEdgeError
+from trt_edge.pipeline.compare import shape_label
 from trt_edge.pipeline.verdict import Target, Verdict, build_verdict, confusion
 from trt_edge.stage import STAGE_FILE, StageRecord, atomic_write_bytes, atomic_write_text, read_stage, stage_output
 
@@ -133,8 +134,12 @@ def _fmt(value: Any, kind: str = "") -> str:
     return str(value)
 
 
-def table(rows: list[Row], shapes: list[str]) -> tuple[list[str], list[list[str]]]:
-    head = ["model", "accuracy", "macro-F1", "parameters", "size", *[f"ORT ms {s}" for s in shapes], "note"]
+def table(rows: list[Row], shapes: list[str],
+          labels: dict[str, str] | None = None) -> tuple[list[str], list[list[str]]]:
+    """The Models table; `labels` print the shape keys (`b1s64`) as the task words them (`b1 224x224`)."""
+    names = labels or {}
+    head = ["model", "accuracy", "macro-F1", "parameters", "size", *[f"ORT ms {names.get(s, s)}" for s in shapes],
+            "note"]
     body = [[r.model, _fmt(r.accuracy, "acc"), _fmt(r.macro_f1, "acc"), _fmt(r.params, "params"),
              _fmt(r.size_bytes, "bytes") + (f" ({r.size_kind})" if r.size_bytes else ""),
              *[_fmt(r.latency_ms.get(s), "ms") for s in shapes], r.note] for r in rows]
@@ -172,12 +177,14 @@ def plots(rows: list[Row], shapes: list[str], comparison: dict[str, Any] | None 
     plt = _pyplot()
     out: dict[str, str] = {}
     ref = _reference_shape(shapes)
+    ref_label = next((shape_label(p) for p in (comparison or {}).get("shapes", [])
+                      if f"b{p['batch']}s{p['seq']}" == ref), ref)
     acc = {r.model: 100 * r.accuracy for r in rows if r.accuracy is not None}
     style = {r.model: (MARKERS[i % len(MARKERS)], f"C{i % 10}") for i, r in enumerate(rows)}
     latency = [(r.model, r.latency_ms[ref], acc[r.model]) for r in rows if r.model in acc and ref in r.latency_ms]
     size = [(r.model, r.size_bytes / 1e6, acc[r.model]) for r in rows if r.model in acc and r.size_bytes]
     for key, points, xlabel, title in (
-        ("accuracy_vs_latency", latency, f"ONNX Runtime CPU latency, median ms ({ref})", "Accuracy vs latency"),
+        ("accuracy_vs_latency", latency, f"ONNX Runtime CPU latency, median ms ({ref_label})", "Accuracy vs latency"),
         ("accuracy_vs_size", size, "size on disk (MB)", "Accuracy vs size"),
     ):
         if not points:
@@ -206,7 +213,7 @@ def plots(rows: list[Row], shapes: list[str], comparison: dict[str, Any] | None 
             values = [dict(p[1]).get(stat, np.nan) for p in percentiles][::-1]
             ax.barh(ys + (j - 1) * 0.26, values, height=0.26, color=colour, label=stat)
         ax.set_yticks(ys, names, fontsize=8)
-        ax.set_xlabel(f"ONNX Runtime CPU latency, ms ({ref})")
+        ax.set_xlabel(f"ONNX Runtime CPU latency, ms ({ref_label})")
         ax.set_title("Latency percentiles")
         ax.grid(axis="x", alpha=0.3)
         ax.legend(loc="upper center", bbox_to_anchor=(0.5, -0.22), ncol=3, fontsize=8, frameon=False)
@@ -418,7 +425,7 @@ def _speedup_table(comparison: dict[str, Any]) -> tuple[str, list[str], list[lis
     if not comparison.get("shapes"):
         return None
     labels = [m["label"] for m in comparison["models"]]
-    rows = [[f"b{p['batch']} s{p['seq']}", *(f"{p['speedup_vs_first'][label]:.2f}×" for label in labels)]
+    rows = [[shape_label(p), *(f"{p['speedup_vs_first'][label]:.2f}×" for label in labels)]
             for p in comparison["shapes"]]
     caption = f"Speed-up against {comparison.get('reference')} (median latency ratio, same run, at each shape"
     if comparison.get("max_length"):
@@ -528,7 +535,8 @@ def write_report(run_dir: str | Path, out: str | Path) -> tuple[Path, Path]:
     rows, comparison, stages = collect(root)
     v = build_verdict(root, stages, comparison)
     shapes = [f"b{p['batch']}s{p['seq']}" for p in comparison.get("shapes", [])]
-    head, body = table(rows, shapes)
+    head, body = table(rows, shapes, {k: shape_label(p) for k, p in zip(shapes, comparison.get("shapes", []),
+                                                                         strict=True)})
     images = plots(rows, shapes, comparison)
     extra_tables = confusion_tables(v)
     for caption, maker in (("Data", data_table(stages)), ("Per-layer 2:4 sparsity", sparsity_table(stages)),

@@ -15,6 +15,7 @@ import numpy as np
 
 from trt_edge import stats
 from trt_edge.errors import TrtEdgeError
+from trt_edge.pipeline.compare import shape_label
 from trt_edge.pipeline.config import PipelineConfig
 from trt_edge.pipeline.gates import all_verdicts
 from trt_edge.tasks.spec import TASKS, TEXT_CLASSIFICATION
@@ -104,7 +105,7 @@ def _speedups(comparison: dict[str, Any], label: str) -> dict[str, float]:
     for point in comparison.get("shapes", []):
         ratio = point.get("speedup_vs_first", {}).get(label)
         if ratio is not None and comparison.get("reference") == TEACHER_LABEL:
-            out[f"b{point['batch']} s{point['seq']}"] = float(ratio)
+            out[shape_label(point)] = float(ratio)
     return out
 
 

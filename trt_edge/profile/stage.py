@@ -20,7 +20,7 @@ from trt_edge.profile import harness
 from trt_edge.profile.config import ProfileConfig
 from trt_edge.runtime.base import Runner
 from trt_edge.stage import StageRecord, atomic_write_json, read_stage, sha256_file, stage_output
-from trt_edge.tasks.spec import recorded_stage, task_max_length
+from trt_edge.tasks.spec import describe_feed, recorded_stage, task_max_length
 
 log = get_logger("profile")
 PROFILE_SCHEMA = 1
@@ -144,6 +144,7 @@ def run(config: RunConfig, target: str | Path, out: str | Path) -> StageRecord:
                     harness.check_shape(runner, batch, seq)
                     feed = harness.make_feed(runner.inputs(), batch, seq, texts, cfg.seed)
                     first_feed = first_feed or feed
+                    shape = describe_feed(feed, batch, seq)
                     idle = None
                     if sampler is not None and cfg.power.idle_s > 0:
                         t_idle = time.perf_counter()
@@ -153,7 +154,7 @@ def run(config: RunConfig, target: str | Path, out: str | Path) -> StageRecord:
                         result = harness.benchmark(
                             runner, feed, warmup=cfg.warmup, iterations=cfg.iterations, duration_s=cfg.duration_s,
                             min_duration_s=cfg.power.min_duration_s if sampler is not None else 0.0,
-                            progress=cfg.progress, label=f"b{batch} s{seq}")
+                            progress=cfg.progress, label=shape)
                     except TrtEdgeError as exc:
                         raise TrtEdgeError(f"batch={batch} seq={seq}: {exc}") from exc
                     row = result.to_dict()
@@ -167,7 +168,7 @@ def run(config: RunConfig, target: str | Path, out: str | Path) -> StageRecord:
                             row["energy"] = energy_per_inference(trace, result.window, result.inferences, idle,
                                                                  cfg.power.rails).to_dict()
                     runs.append(row)
-                    log.info("batch %d seq %d: median %.3f ms, p99 %.3f ms", batch, seq, result.latency_ms["median"],
+                    log.info("%s: median %.3f ms, p99 %.3f ms", shape, result.latency_ms["median"],
                              result.latency_ms["p99"])
             if cfg.layers and kind == "plan" and first_feed is not None:
                 layers = harness.runner_layer_times(runner, first_feed, cfg.layer_runs)

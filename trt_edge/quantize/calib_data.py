@@ -165,6 +165,7 @@ def draw_calibration_set(texts: Sequence[Any], labels: Sequence[int], tokenizer:
                          task: str = "text-classification") -> CalibrationSet:
     """The first `recipe.samples` examples of a seeded, label-stratified order of the split."""
     from trt_edge.tasks.data import stratified_order
+    from trt_edge.tasks.spec import get_task
 
     if len(texts) < recipe.samples:
         raise TrtEdgeError(f"the {recipe.split} split has {len(texts)} examples, the calibration recipe asks "
@@ -175,8 +176,9 @@ def draw_calibration_set(texts: Sequence[Any], labels: Sequence[int], tokenizer:
     meta = {"split": recipe.split, "samples": recipe.samples, "seed": seed, "max_length": max_length,
             "indices_sha256": _sha_ints(order), **(source or {})}
     label_array = np.asarray([labels[i] for i in order], dtype=np.int64)
-    log.info("calibration set: %d %s examples, lengths %d-%d (median %d)", len(order), recipe.split,
-             int(lengths.min()), int(lengths.max()), int(np.median(lengths)))
+    spec = get_task(task)
+    log.info("calibration set: %d %s examples, %s", len(order), recipe.split,
+             spec.describe_examples(np.asarray(arrays[spec.inputs[0].name]).shape, lengths.tolist()))
     return CalibrationSet(arrays, lengths, label_array, meta)
 
 

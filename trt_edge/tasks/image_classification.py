@@ -167,11 +167,127 @@ def num_channels(model_config: Any) -> int:
     return int(getattr(model_config, "num_channels", 3) or 3)
 
 
-def image_size(model_config: Any) -> tuple[int, int]:
+def config_image_size(model_config: Any) -> tuple[int, int]:
+    """The size the model config was made for (`image_size`; 224 when it states none). Not the size the
+    stages use: that is `input_size`, which prefers the image processor's."""
     size = getattr(model_config, "image_size", 224)
     if isinstance(size, (list, tuple)):
         return int(size[0]), int(size[1])
     return int(size), int(size)
+
+
+def _height_width(size: Any) -> tuple[int, int] | None:
+    """(H, W) of a processor's `size`/`crop_size` (a dict, transformers' SizeDict or an int); a lone
+    `shortest_edge` counts as a square (the data sets here have one image size, checked on load)."""
+    if size is None:
+        return None
+    if isinstance(size, int):
+        return size, size
+
+    def get(key: str) -> Any:
+        return size.get(key) if isinstance(size, dict) else getattr(size, key, None)
+
+    height, width, edge = get("height"), get("width"), get("shortest_edge")
+    if height and width:
+        return int(height), int(width)
+    if edge and not get("longest_edge"):
+        return int(edge), int(edge)
+    return None
+
+
+def processor_size(processor: Any) -> tuple[int, int] | None:
+    """The H x W the image processor makes: its centre crop when it crops, else its resize target; None
+    when it states no fixed size (it keeps each image's own size)."""
+    if processor is None:
+        return None
+    if getattr(processor, "do_center_crop", False):
+        crop = _height_width(getattr(processor, "crop_size", None))
+        if crop is not None:
+            return crop
+    if getattr(processor, "do_resize", True):
+        return _height_width(getattr(processor, "size", None))
+    return None
+
+
+def input_size(model_config: Any, processor: Any = None) -> tuple[int, int]:
+    """THE input size (H, W) of an image model, the one place it is decided: what its image processor
+    makes when there is one that says (the model only ever sees the processor's pixels: a DINOv2
+    checkpoint's config says 518, its processor crops 224), the config's `image_size` otherwise (a
+    model trained from scratch, whose processor `write_processor_config` writes from this). Export
+    traces at it, training and evaluation run at it, the ONNX takes it, and profile and `run` read it
+    back from the ONNX's fixed height and width."""
+    return processor_size(processor) or config_image_size(model_config)
+
+
+def _patch_size(model_config: Any) -> tuple[int, int] | None:
+    patch = getattr(model_config, "patch_size", None)
+    if isinstance(patch, (list, tuple)):
+        return int(patch[0]), int(patch[1])
+    return (int(patch), int(patch)) if isinstance(patch, int) and patch > 0 else None
+
+
+def plan_input_size(model_config: Any, processor: Any, source: str = "the model") -> tuple[tuple[int, int], str | None]:
+    """The input size and, when it differs from the config's, one sentence saying what will be done (the
+    preflight logs it before any training; `fit_model` does it on every load). Refuses, in one line, a
+    processor size the model cannot take: not a whole number of patches, or (a patch grid) not square."""
+    size, made_for = input_size(model_config, processor), config_image_size(model_config)
+    if size == made_for:
+        return size, None
+    fmt = f"{size[0]}x{size[1]}"
+    patch = _patch_size(model_config)
+    if patch is None:
+        return size, (f"{source}: its config says image_size {made_for[0]}x{made_for[1]}, its image processor makes "
+                      f"{fmt} images: every stage runs at {fmt}")
+    if size[0] % patch[0] or size[1] % patch[1]:
+        raise TrtEdgeError(f"{source}: its image processor makes {fmt} images, not a whole number of "
+                           f"{patch[0]}x{patch[1]} patches (the config's image_size is {made_for[0]}x{made_for[1]}); "
+                           "set the processor's crop_size/size in preprocessor_config.json to a multiple of the patch")
+    if size[0] != size[1] or made_for[0] != made_for[1]:
+        raise TrtEdgeError(f"{source}: its image processor makes {fmt} images and its config says image_size "
+                           f"{made_for[0]}x{made_for[1]}; the position embeddings can be resized between square "
+                           "sizes only: set the processor's crop_size/size to a square")
+    grid, new = made_for[0] // patch[0], size[0] // patch[0]
+    return size, (f"{source}: its config says image_size {made_for[0]}, its image processor makes {fmt} images: "
+                  f"every stage runs at {fmt}, the position embeddings ({grid}x{grid} patches) interpolated to "
+                  f"{new}x{new} once on loading, bicubic as transformers' interpolate_pos_encoding does it")
+
+
+def fit_model(model: Any, processor: Any, source: str = "the model") -> str | None:
+    """Make a loaded model take `input_size` natively; returns what was done (None: nothing to do).
+
+    A ViT-family model whose config size differs from its processor's (DINOv2: 518 vs 224) gets its
+    position table interpolated ONCE by the model's own `interpolate_pos_encoding` (what transformers
+    does on every forward of DINOv2, and of ViT with `interpolate_pos_encoding=True`) and its config's
+    `image_size` set to the processor's. Training, evaluation, the traced export and every saved
+    folder then agree without an argument to forward, and the ONNX holds no bicubic resize (which
+    would trace to one fixed size anyway). A model without a position table (a conv net) only has its
+    config's `image_size` set."""
+    import torch
+
+    size, note = plan_input_size(model.config, processor, source)
+    if note is None:
+        return None
+    base = getattr(model, "base_model", model)
+    emb: Any = getattr(base, "embeddings", None)
+    table = getattr(emb, "position_embeddings", None)
+    patches = getattr(emb, "patch_embeddings", None)
+    if isinstance(table, torch.nn.Parameter) and table.dim() == 3 and hasattr(emb, "interpolate_pos_encoding") \
+            and patches is not None:
+        patch = _patch_size(model.config) or (1, 1)
+        old = config_image_size(model.config)
+        special = table.shape[1] - (old[0] // patch[0]) * (old[1] // patch[1])  # [CLS] (+ DeiT's distillation)
+        count = (size[0] // patch[0]) * (size[1] // patch[1])
+        with torch.no_grad():
+            probe = torch.zeros(1, special + count, table.shape[2], dtype=table.dtype)
+            new = emb.interpolate_pos_encoding(probe, size[0], size[1])
+        emb.position_embeddings = torch.nn.Parameter(new.detach().clone().contiguous(),
+                                                     requires_grad=table.requires_grad)
+        patches.image_size = size
+        patches.num_patches = count
+        if hasattr(emb, "image_size"):
+            emb.image_size = size
+    model.config.image_size = size[0] if size[0] == size[1] else [size[0], size[1]]
+    return note
 
 
 def match_channels(image: np.ndarray, channels: int) -> np.ndarray:
@@ -205,11 +321,25 @@ def write_processor_config(folder: Path, model_config: Any) -> None:
     rescale to [0, 1], normalise with mean 0.5 / std 0.5 per channel."""
     from transformers import ViTImageProcessor
 
-    height, width = image_size(model_config)
+    height, width = input_size(model_config)
     channels = num_channels(model_config)
     processor = ViTImageProcessor(do_resize=True, size={"height": height, "width": width}, do_rescale=True,
                                   do_normalize=True, image_mean=[0.5] * channels, image_std=[0.5] * channels)
     processor.save_pretrained(str(folder))
+
+
+def preflight_model(folder: Path, processor: Any, trust_remote_code: bool = False) -> str | None:
+    """Before any training: what `fit_model` will do to the model in `folder` (None: nothing), or the
+    one-line refusal of a processor size it cannot take. Reads config.json only, no weights."""
+    import transformers
+
+    try:
+        config = transformers.AutoConfig.from_pretrained(str(folder), local_files_only=True,
+                                                         trust_remote_code=trust_remote_code)
+    except (OSError, ValueError, KeyError, TypeError, AttributeError) as exc:
+        raise TrtEdgeError(f"{folder}: config.json is not a model config transformers knows "
+                           f"({str(exc).splitlines()[0][:200] if str(exc) else type(exc).__name__})") from exc
+    return plan_input_size(config, processor, str(folder))[1]
 
 
 # --- batching and prediction (the adapter interface the stages call) -------------------------------
@@ -265,12 +395,13 @@ def evaluate(model: Any, encoded: Encoded, labels: Sequence[int], num_labels: in
     return classification_metrics(logits, labels, num_labels), logits
 
 
-def example_inputs(model_config: Any, names: Sequence[str], int32_inputs: bool, seed: int = 0) -> dict[str, Any]:
-    """A traced example: batch 2 of random pixels at the model's input size."""
+def example_inputs(model_config: Any, names: Sequence[str], int32_inputs: bool, seed: int = 0,
+                   preprocessor: Any = None) -> dict[str, Any]:
+    """A traced example: batch 2 of random pixels at the model's `input_size` (the processor's)."""
     import torch
 
     del int32_inputs
-    height, width = image_size(model_config)
+    height, width = input_size(model_config, preprocessor)
     generator = torch.Generator().manual_seed(seed)
     tensors = {INPUT: torch.randn(2, num_channels(model_config), height, width, generator=generator)}
     return {n: tensors[n] for n in names}

@@ -14,9 +14,10 @@ This module is the only place where input names are written down.
 from __future__ import annotations
 
 import importlib
+import operator
 import os
 import shutil
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -26,7 +27,8 @@ from trt_edge.errors import TrtEdgeError
 BATCH_AXIS = "batch"
 SEQUENCE_AXIS = "sequence"
 PREPROCESSOR_DIR = "preprocessor"
-# What the build stage and its on-device bundle call the same folder (`tokenizer/`, from before images).
+# What the build stage and its on-device bundle call the same folder for a text model (`tokenizer/`, from
+# before images); an image model's bundle says `preprocessor/` (`TaskSpec.bundle_dir`). Both are read.
 BUNDLE_PREPROCESSOR_DIR = "tokenizer"
 
 
@@ -102,6 +104,9 @@ class TaskSpec:
     min_argmax_agreement: float = 1.0
     # The input whose row sum is an example's true length (sequence tasks), None for fixed-size inputs.
     length_input: str | None = None
+    # The folder of a build output / on-device bundle that holds the preprocessor (`preprocessor_dir`
+    # reads either name, so bundles written before image tasks said `preprocessor/` keep working).
+    bundle_dir: str = BUNDLE_PREPROCESSOR_DIR
 
     @property
     def input_names(self) -> tuple[str, ...]:
@@ -118,6 +123,36 @@ class TaskSpec:
             for axis in i.dynamic:
                 seen.setdefault(axis, None)
         return tuple(seen)
+
+    def fixed_size(self, shape: Sequence[Any]) -> tuple[int, int] | None:
+        """(height, width) of an example of this task given the shape of its first input (a feed, an
+        ONNX input), from the axes the spec names `height` and `width`; None for a sequence task or a
+        shape that does not say (a symbolic axis)."""
+        axes = self.inputs[0].axes
+        if "height" not in axes or "width" not in axes or len(shape) != len(axes):
+            return None
+        try:  # numpy and ONNX Runtime give integers of several types; a symbolic axis is a string
+            return operator.index(shape[axes.index("height")]), operator.index(shape[axes.index("width")])
+        except TypeError:
+            return None
+
+    def describe_shape(self, batch: int, sequence: int, shape: Sequence[Any] | None = None) -> str:
+        """How a timed shape prints: `b1 s64` for a sequence task, `b1 224x224` for images (their size from
+        `shape`, the first input's; `b1` when unknown: an image's `sequence` means nothing)."""
+        if SEQUENCE_AXIS in self.dynamic_axes:
+            return f"b{batch} s{sequence}"
+        size = self.fixed_size(shape) if shape is not None else None
+        return f"b{batch} {size[0]}x{size[1]}" if size else f"b{batch}"
+
+    def describe_examples(self, shape: Sequence[Any], lengths: Sequence[int]) -> str:
+        """A set of examples in words: `lengths 12-64 (median 30)` for a sequence task, `224x224 images`
+        for images (`shape` is the first input's array shape, `lengths` the true lengths)."""
+        if self.length_input is not None and len(lengths):
+            ordered, mid = sorted(int(n) for n in lengths), len(lengths) // 2
+            median = ordered[mid] if len(ordered) % 2 else (ordered[mid - 1] + ordered[mid]) / 2
+            return f"lengths {ordered[0]}-{ordered[-1]} (median {int(median)})"
+        size = self.fixed_size(shape)
+        return f"{size[0]}x{size[1]} images" if size else f"inputs of shape {list(shape)}"
 
     def input(self, name: str) -> InputSpec:
         for i in self.inputs:
@@ -172,6 +207,7 @@ IMAGE_CLASSIFICATION = TaskSpec(
                                   "transformers:AutoImageProcessor"),
     adapter="trt_edge.tasks.image_classification",
     auto_model="AutoModelForImageClassification",
+    bundle_dir=PREPROCESSOR_DIR,
 )
 
 TASKS: dict[str, TaskSpec] = {s.name: s for s in (TEXT_CLASSIFICATION, IMAGE_CLASSIFICATION)}
@@ -196,6 +232,16 @@ def task_for_onnx(model: Any, source: str) -> TaskSpec:
     """`task_for_inputs` on an ONNX ModelProto's graph inputs (initializers excluded)."""
     inits = {i.name for i in model.graph.initializer}
     return task_for_inputs([i.name for i in model.graph.input if i.name not in inits], source)
+
+
+def describe_feed(feed: dict[str, Any], batch: int, sequence: int) -> str:
+    """A timed feed's shape in its task's words (`b1 s64`, `b1 224x224`: `TaskSpec.describe_shape`), for the
+    profile and the pipeline's comparison; `b1 s64` for inputs of no known task."""
+    try:
+        spec = task_for_inputs(list(feed), "the timed model")
+    except TrtEdgeError:
+        return f"b{batch} s{sequence}"
+    return spec.describe_shape(batch, sequence, feed[spec.inputs[0].name].shape)
 
 
 def padding_mask_input(input_names: Iterable[str]) -> str | None:
@@ -255,8 +301,9 @@ def sequence_profile(max_length: int) -> list[int]:
 def preprocessor_dir(model_file: str | os.PathLike[str], explicit: str | os.PathLike[str] | None = None) -> Path:
     """The preprocessor folder of a model file (ONNX or plan): `explicit`, else the `preprocessor`
     artifact the stage that wrote the file names in its `stage.json`, else `preprocessor/` or (an
-    on-device bundle, a build folder) `tokenizer/` beside the file, else the file's own folder when the
-    preprocessor files lie there. Never a search through other stages' folders."""
+    on-device bundle, a build folder: a text model's, or an image model's written before it said
+    `preprocessor/`) `tokenizer/` beside the file, else the file's own folder when the preprocessor
+    files lie there. Never a search through other stages' folders."""
     import json
 
     if explicit:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -107,9 +108,13 @@ def evaluate(model: Any, encoded: Encoded, labels: Sequence[int], num_labels: in
 _EXAMPLE_BATCH, _EXAMPLE_SEQUENCE, _EXAMPLE_PAD = 2, 13, 4
 
 
-def example_inputs(model_config: Any, names: Sequence[str], int32_inputs: bool, seed: int = 0) -> dict[str, Any]:
-    """Token ids, an attention mask with padding in the second row, zero token types."""
+def example_inputs(model_config: Any, names: Sequence[str], int32_inputs: bool, seed: int = 0,
+                   preprocessor: Any = None) -> dict[str, Any]:
+    """Token ids, an attention mask with padding in the second row, zero token types (`preprocessor`
+    is unused: a sequence axis is dynamic, so no size comes from the tokenizer)."""
     import torch
+
+    del preprocessor
 
     vocab_size = int(model_config.vocab_size)
     dtype = torch.int32 if int32_inputs else torch.int64
@@ -122,3 +127,16 @@ def example_inputs(model_config: Any, names: Sequence[str], int32_inputs: bool, 
     first, second, *rest = INPUT_NAMES
     tensors = {first: ids, second: mask, **{n: torch.zeros_like(ids) for n in rest}}
     return {n: tensors[n].to(dtype) for n in names}
+
+
+def fit_model(model: Any, preprocessor: Any, source: str = "the model") -> str | None:
+    """Nothing to fit: a text model takes any sequence length its position table holds (the image
+    adapter's `fit_model` sizes a vision model to its processor; every loader calls the task's)."""
+    del model, preprocessor, source
+    return None
+
+
+def preflight_model(folder: Path, preprocessor: Any, trust_remote_code: bool = False) -> str | None:
+    """Nothing to say before training (the preflight checks positions against max_length itself)."""
+    del folder, preprocessor, trust_remote_code
+    return None
