@@ -15,6 +15,7 @@ from trt_edge.distill.commands import DistillCommands
 from trt_edge.engine.commands import EngineCommands
 from trt_edge.errors import TrtEdgeError
 from trt_edge.export.commands import ExportCommands
+from trt_edge.log import report_repeats
 from trt_edge.pipeline.commands import PipelineCommands
 from trt_edge.profile.commands import ProfileCommands
 from trt_edge.quantize.commands import CalibrateCommands
@@ -62,6 +63,7 @@ def main(argv: list[str] | None = None) -> None:
     try:
         args = verbatim_argv(_fire_argv(list(sys.argv[1:] if argv is None else argv)), TrtEdge)
         fire.Fire(TrtEdge, command=args, name="trt-edge")
+        report_repeats()  # warnings said once (`warn_once`) that came again: how often
     except SystemExit as exc:
         _config_help(args, exc)
         raise

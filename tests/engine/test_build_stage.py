@@ -128,6 +128,32 @@ def test_calibrate_stage_folder_brings_its_cache(tiny_onnx_dir: Path, tmp_path: 
     assert plan["profiles"][0]["max"] == [32, 32]  # max_length recorded by the calibrate stage
 
 
+def test_a_qdq_build_from_a_calibrate_folder_leaves_its_cache_alone(qdq_onnx: Path, tmp_path: Path) -> None:
+    """Issue 33 item 7: the default build (precision auto -> int8-qdq) of a calibrate stage folder does not
+    warn about the cache it never reads, and plan.json names no path outside the bundle."""
+    folder = _calibrate_folder(tmp_path, qdq_onnx, "TRT-100300-EntropyCalibration2\ninput_ids: 3c008912\n")
+    record = _build(folder, tmp_path / "b")
+    assert record.metrics["precision"] == "int8-qdq"
+    assert not [w for w in record.metrics["warnings"] if "calibration cache" in w], record.metrics["warnings"]
+    bundle = tmp_path / "b" / "bundle"
+    plan = json.loads((bundle / "plan.json").read_text())
+    assert plan["calibration_cache"] is None and not (bundle / "calibration.cache").exists()
+
+    def strings(value: object) -> list[str]:
+        if isinstance(value, dict):
+            return [s for v in value.values() for s in strings(v)]
+        if isinstance(value, list):
+            return [s for v in value for s in strings(v)]
+        return [value] if isinstance(value, str) else []
+
+    outside = [s for s in strings(plan) if s.startswith("/") or str(tmp_path) in s]
+    assert outside == [], outside
+    # A precision that reads the cache still gets it, carried and named relative to the bundle.
+    _build(folder, tmp_path / "best", precision="best")
+    assert json.loads((tmp_path / "best" / "bundle" / "plan.json").read_text())["calibration_cache"] == (
+        "calibration.cache")
+
+
 def test_qdq_model_builds_strongly_typed(qdq_onnx: Path, tmp_path: Path) -> None:
     _build(qdq_onnx, tmp_path / "b", precision="int8-qdq", sparse_weights=True)
     cmd = (tmp_path / "b" / "bundle" / "trtexec_command.txt").read_text()

@@ -163,3 +163,39 @@ def test_decomposed_layernorm_passes_tensorrt_85(tiny_bert_dir: Path, tmp_path: 
     for batch, seq in [(1, 5), (4, 48)]:
         feeds = random_feeds(batch, seq, names)
         np.testing.assert_allclose(ort_logits(path, feeds), torch_logits(model, feeds), atol=1e-5, rtol=0)
+
+
+@pytest.mark.parametrize("opset", [17, 18])
+def test_recompose_layernorm_undoes_the_decomposition(opset: int) -> None:
+    """The CPU target's fused candidate puts a decomposed LayerNorm back together (issue 33): both ReduceMean
+    spellings (axes attribute up to opset 17, input from 18), with and without a bias, same outputs, and a
+    residual Add after a bias-less LayerNorm is left alone."""
+    import onnx
+    import onnxruntime as ort
+    from onnx import TensorProto, helper, numpy_helper
+
+    from trt_edge.export.cleanup import decompose_layernorm, recompose_layernorm
+
+    rng = np.random.default_rng(0)
+    inits = [numpy_helper.from_array(rng.normal(size=8).astype(np.float32), n) for n in ("g1", "b1", "g2")]
+    nodes = [helper.make_node("LayerNormalization", ["x", "g1", "b1"], ["y1"], axis=-1, epsilon=1e-6),
+             helper.make_node("LayerNormalization", ["y1", "g2"], ["y2"], axis=-1, epsilon=1e-5),
+             helper.make_node("Add", ["y2", "x"], ["y"])]
+    value = helper.make_tensor_value_info
+    graph = helper.make_graph(nodes, "ln", [value("x", TensorProto.FLOAT, [2, 3, 8])],
+                              [value("y", TensorProto.FLOAT, [2, 3, 8])], inits)
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", opset)])
+    x = rng.normal(size=(2, 3, 8)).astype(np.float32)
+
+    def run(m: onnx.ModelProto) -> np.ndarray:
+        sess = ort.InferenceSession(m.SerializeToString(), providers=["CPUExecutionProvider"])
+        return np.asarray(sess.run(None, {"x": x})[0])
+
+    want = run(model)
+    assert decompose_layernorm(model) == 2
+    assert recompose_layernorm(model) == 2
+    onnx.checker.check_model(model)
+    assert [n.op_type for n in model.graph.node] == ["LayerNormalization", "LayerNormalization", "Add"]
+    assert [list(n.input) for n in model.graph.node[:2]] == [["x", "g1", "b1"], ["y1", "g2"]]
+    assert {i.name for i in model.graph.initializer} == {"g1", "b1", "g2"}  # epsilon/axes constants gone
+    np.testing.assert_allclose(run(model), want, atol=1e-5, rtol=0)

@@ -203,6 +203,25 @@ def test_report_says_2to4_buys_no_tensorrt_speed_on_a_xavier_target(run_dir: Pat
     assert note not in md.read_text()
 
 
+def test_a_cpu_candidate_lost_to_a_bug_is_a_report_warning(run_dir: Path, tmp_path: Path) -> None:
+    """Issue 33 item 4: an unexpected exception in a CPU candidate, recorded by calibrate, is listed under
+    Warnings in both reports and in the report stage's record, with the exception type and message."""
+    from trt_edge.config import RunConfig
+    from trt_edge.pipeline.report import run
+
+    record = run_dir / "calibrate" / "stage.json"
+    data = json.loads(record.read_text())
+    warning = "CPU candidate fused not built: unexpected TypeError: 'NodeProto' object is not subscriptable"
+    data["metrics"]["warnings"] = [warning]
+    record.write_text(json.dumps(data))
+    md, page = write_report(run_dir, tmp_path / "report")
+    warnings = md.read_text().split("## Warnings")[1].split("## Models")[0]
+    assert f"- calibrate: {warning}" in warnings
+    assert "TypeError: &#x27;NodeProto&#x27; object is not subscriptable" in page.read_text()
+    stage = run(RunConfig({}), run_dir, tmp_path / "report-stage")
+    assert f"calibrate: {warning}" in stage.metrics["warnings"]
+
+
 def test_report_of_a_folder_that_is_not_a_run(tmp_path: Path) -> None:
     with pytest.raises(TrtEdgeError, match="no finished distill stage"):
         write_report(tmp_path, tmp_path / "out")

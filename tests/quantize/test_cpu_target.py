@@ -64,6 +64,81 @@ def test_cpu_only_target_writes_no_tensorrt_artifacts(tiny_bert_onnx: Path, tiny
         assert zps and all(z.data_type == onnx.TensorProto.UINT8 for z in zps)
 
 
+def test_a_candidate_lost_to_an_unexpected_exception_is_a_stage_warning(
+        tiny_bert_onnx: Path, tiny_bert_dir: Path, demo_data_config: Any, tmp_path: Path,
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """Issue 33 item 4: a bug that costs a candidate (here a TypeError) is a WARNING naming the exception in
+    the log and in stage.json's `warnings`; a known refusal (TrtEdgeError) stays a quiet reason."""
+    from trt_edge.errors import TrtEdgeError
+    from trt_edge.quantize import cpu_target
+    from trt_edge.quantize.stage import run
+    from trt_edge.stage import read_stage
+
+    def bug(*_: Any) -> str:
+        raise TypeError("'NodeProto' object is not subscriptable")
+
+    def refusal(*_: Any) -> str:
+        raise TrtEdgeError("not applicable to this graph")
+
+    import logging
+
+    class Collect(logging.Handler):
+        def __init__(self) -> None:
+            super().__init__(logging.INFO)
+            self.records: list[logging.LogRecord] = []
+
+        def emit(self, record: logging.LogRecord) -> None:
+            self.records.append(record)
+
+    collect = Collect()
+    logging.getLogger("trt_edge").addHandler(collect)
+    monkeypatch.setattr(cpu_target, "_u8s8", bug)
+    monkeypatch.setattr(cpu_target, "_dynamic", refusal)
+    cfg = RunConfig({"task": {"max_length": 32, "data": demo_data_config.to_dict()},
+                     "calibrate": {"targets": ["cpu"], "data": {"samples": 16}, "tokenizer": str(tiny_bert_dir),
+                                   "cpu": {"runs": 2, "candidates": ["fp32", "dynamic-int8", "u8s8-qdq"],
+                                           "budget": 100.0}}})
+    try:
+        record = run(cfg, tiny_bert_onnx, tmp_path / "cpu")
+    finally:
+        logging.getLogger("trt_edge").removeHandler(collect)
+    expected = "CPU candidate u8s8-qdq not built: unexpected TypeError: 'NodeProto' object is not subscriptable"
+    assert record.metrics["warnings"] == [expected]
+    assert read_stage(tmp_path / "cpu")["metrics"]["warnings"] == [expected]
+    table = {c["name"]: c for c in record.metrics["cpu_candidates"]}
+    assert table["u8s8-qdq"]["error"] == "TypeError: 'NodeProto' object is not subscriptable"
+    assert table["dynamic-int8"]["error"] is None and "not applicable" in table["dynamic-int8"]["note"]
+    warned = [r.getMessage() for r in collect.records
+              if r.levelno == logging.WARNING and "CPU candidate" in r.getMessage()]
+    assert len(warned) == 1 and "u8s8-qdq" in warned[0] and "TypeError" in warned[0], warned
+
+
+def test_cpu_candidates_print_no_onnxruntime_noise(tiny_bert_onnx: Path, tmp_path: Path,
+                                                   capfd: pytest.CaptureFixture[str],
+                                                   caplog: pytest.LogCaptureFixture) -> None:
+    """Issue 33 item 8: ONNX Runtime's quantizer asks for its pre-processing script and its optimizer for a
+    `pytorch` producer, 3-4 times per calibrate; the user can act on neither. None of it reaches stderr, and
+    no root logging handler is left behind by the quantizer's `logging.warning()`."""
+    import logging
+
+    import numpy as np
+
+    from trt_edge.quantize.cpu_target import build_candidates
+
+    handlers = list(logging.getLogger().handlers)
+    rng = np.random.default_rng(0)
+    feeds = [{"input_ids": rng.integers(5, 90, (2, 16)).astype(np.int64),
+              "attention_mask": np.ones((2, 16), np.int64), "token_type_ids": np.zeros((2, 16), np.int64)}
+             for _ in range(2)]
+    built = build_candidates(tiny_bert_onnx, feeds, tmp_path / "work")
+    assert all(c.path is not None for c in built), [c.note for c in built]
+    # Under pytest the root logger has pytest's handlers, so library records land in caplog, not stderr.
+    err = capfd.readouterr().err + "\n".join(r.getMessage() for r in caplog.records)
+    for noise in ("pre-processing", "Model producer not matched", "WARNING:root"):
+        assert noise not in err, err
+    assert logging.getLogger().handlers == handlers
+
+
 @pytest.mark.parametrize("bad", [{"candidates": ["fp32", "turbo"]}, {"candidates": ["dynamic-int8"]}])
 def test_bad_cpu_config(bad: dict[str, Any]) -> None:
     from trt_edge.errors import TrtEdgeError

@@ -57,6 +57,36 @@ def test_export_with_pixel_values_and_a_dynamic_batch(kind: str, images: Path, t
     assert out.shape == (5, len(LABELS))
 
 
+@pytest.mark.parametrize("kind", ["vit", "dinov2"])
+def test_fused_cpu_candidate_builds_on_a_decomposed_layernorm_export(kind: str, images: Path,
+                                                                     tmp_path: Path) -> None:
+    """Issue 33 item 4: with `export.decompose_layernorm` (TensorRT 8.5 targets) ONNX Runtime's optimizer
+    raised a TypeError on the primitive LayerNorm and the fused CPU candidates were lost. The fused graph
+    now builds, holds the fused ops, and matches the exported graph within the fusion's tolerance."""
+    from trt_edge.export.stage import run
+    from trt_edge.quantize.cpu_target import build_candidates
+    from trt_edge.quantize.ort_attention import PARITY_TOLERANCE
+    from trt_edge.runtime.ort import OnnxRuntimeRunner
+
+    cfg = _config(images)
+    cfg = RunConfig({**cfg.raw, "export": {**cfg.raw["export"], "decompose_layernorm": True}})
+    run(cfg, write_vision_model(tmp_path / kind, kind), tmp_path / "export")
+    onnx_path = tmp_path / "export" / "model.onnx"
+    rng = np.random.default_rng(0)
+    feeds = [{"pixel_values": rng.normal(size=(2, 3, 16, 16)).astype(np.float32)} for _ in range(2)]
+    built = {c.name: c for c in build_candidates(onnx_path, feeds, tmp_path / "cpu",
+                                                 ["fp32", "fused", "fused-dynamic-int8"])}
+    fused = built["fused"]
+    assert fused.path is not None and fused.error is None, fused.note
+    assert "LayerNormalization×5" in fused.note and "Attention×2" in fused.note, fused.note
+    assert built["fused-dynamic-int8"].path is not None, built["fused-dynamic-int8"].note
+    pixels = {"pixel_values": rng.normal(size=(5, 3, 16, 16)).astype(np.float32)}
+    with OnnxRuntimeRunner(onnx_path) as ref, OnnxRuntimeRunner(fused.path) as got:
+        want, have = ref.infer(pixels)["logits"], got.infer(pixels)["logits"]
+    assert np.max(np.abs(want - have)) <= PARITY_TOLERANCE
+    assert (want.argmax(-1) == have.argmax(-1)).all()
+
+
 def test_grayscale_and_colour_images_meet_the_models_channels(tmp_path: Path) -> None:
     from trt_edge.tasks.config import DataConfig
     from trt_edge.tasks.image_classification import load_data, match_channels

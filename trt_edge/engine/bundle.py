@@ -274,6 +274,9 @@ def write_bundle(folder: Path, plan: BuildPlan, onnx: Path, *, external_data: Se
         shutil.copy2(data, folder / data.name)
     bundled = BuildPlan.from_dict(plan.to_dict())
     bundled.onnx = ONNX_NAME
+    # plan.json names only files the bundle carries, relative to it: a cache left behind (one the
+    # precision does not read) is not recorded, and no path of this machine reaches the device.
+    bundled.calibration_cache = None
     if calibration_cache is not None:
         shutil.copy2(calibration_cache, folder / CACHE_NAME)
         bundled.calibration_cache = CACHE_NAME

@@ -236,6 +236,11 @@ class BuildPlan:
     def uses_calibrator(self) -> bool:
         return self.precision == "int8-cache"
 
+    def reads_calibration_cache(self) -> bool:
+        """Whether this precision reads a calibration cache: int8-cache (its calibrator) and best (ranges for
+        the INT8 layers). A Q/DQ build carries its scales in the ONNX and never reads one."""
+        return self.uses_calibrator() or self.precision == "best"
+
     def embeds_host_code(self) -> bool:
         """Version-compatible plans embed the lean runtime; serialized plugins embed their libraries."""
         return self.version_compatible or self.serialize_plugins
@@ -282,7 +287,7 @@ class BuildPlan:
         if self.precision == "best" and not self.calibration_cache:
             warnings.append("precision best without a calibration cache gives INT8 layers placeholder ranges "
                             "unless the ONNX has Q/DQ nodes: time it, but do not trust its accuracy")
-        if self.calibration_cache and not self.uses_calibrator() and self.precision != "best":
+        if self.calibration_cache and not self.reads_calibration_cache():
             warnings.append(f"a calibration cache is set but precision {self.precision} does not read it")
 
         # sparsity --------------------------------------------------------------------------------

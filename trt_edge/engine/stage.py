@@ -83,7 +83,9 @@ def make_plan(cfg: BuildConfig, onnx: Path, max_length: int, plan_file: str | No
         if cfg.precision == "auto":  # what the ONNX asks for: its own Q/DQ scales, or fp16
             cfg = cfg.replace(precision="int8-qdq" if has_qdq(onnx) else "fp16")
         plan = BuildPlan.from_config(cfg, inputs, max_length)
-        if calibration_cache is not None and plan.calibration_cache is None:
+        # A calibrate stage folder always brings its cache; the plan takes it only when its precision reads
+        # it (not int8-qdq, the default), so a Q/DQ build neither warns about it nor records its path.
+        if calibration_cache is not None and plan.calibration_cache is None and plan.reads_calibration_cache():
             plan.calibration_cache = str(calibration_cache)
         if calibration_data is not None and plan.uses_calibrator():
             plan.calibration_data = str(calibration_data)
@@ -193,8 +195,8 @@ def run(config: RunConfig, onnx: str | os.PathLike[str], out: str | os.PathLike[
             from trt_edge.engine.bundle import write_bundle
 
             summary = write_bundle(tmp / "bundle", plan, model, external_data=data_files,
-                                   calibration_cache=cache if plan.uses_calibrator() or plan.precision == "best"
-                                   else None, calibration_data=Path(plan.calibration_data) if plan.calibration_data
+                                   calibration_cache=cache if plan.reads_calibration_cache() else None,
+                                   calibration_data=Path(plan.calibration_data) if plan.calibration_data
                                    else None, tokenizer=tok_dir, reason=reason, warnings=warnings,
                                    onnx_sha256=inputs["onnx"], preprocessor_dir=bundle_dir)
             summary.update(_polygraphy(tmp / "bundle", model, plan, calib_data))

@@ -174,3 +174,98 @@ def _reduce_mean(x: str, out: str, name: str, axes_name: str | None) -> Any:
     if axes_name is None:
         return helper.make_node("ReduceMean", [x], [out], name=name, axes=[-1], keepdims=1)
     return helper.make_node("ReduceMean", [x, axes_name], [out], name=name, keepdims=1)
+
+
+def recompose_layernorm(model: Any) -> int:
+    """Turn `decompose_layernorm`'s primitive ops back into LayerNormalization (opset 17+); returns the count.
+
+    The decomposed form is for TensorRT 8.5 only. ONNX Runtime's transformer optimizer cannot fuse it (its
+    LayerNorm fusion wants `Pow(x, 2)`, and its simplified-LayerNorm fusion raises a TypeError on
+    `Mul(x, x)`, onnxruntime 1.32), so a CPU graph made from such an export first gets the one op back.
+    Only the exact pattern written above is matched: ReduceMean, Sub, Mul(d, d), ReduceMean, Add(eps),
+    Sqrt, Div, Mul(scale) and an optional Add of a constant bias, each intermediate used only there.
+    """
+    from onnx import helper, numpy_helper
+
+    graph = model.graph
+    opset = next((int(o.version) for o in model.opset_import if o.domain in ("", "ai.onnx")), 0)
+    if opset < 17:
+        return 0
+    consumers: dict[str, list[Any]] = {}
+    for n in graph.node:
+        for i in dict.fromkeys(n.input):  # a node reading a tensor twice (Mul(d, d)) is one consumer
+            consumers.setdefault(i, []).append(n)
+    outputs = {o.name for o in graph.output}
+    constants = {i.name: numpy_helper.to_array(i) for i in graph.initializer}
+
+    def only_user(tensor: str, op_type: str) -> Any | None:
+        users = consumers.get(tensor, [])
+        if tensor in outputs or len(users) != 1 or users[0].op_type != op_type:
+            return None
+        return users[0]
+
+    def last_axis_mean(node: Any) -> bool:
+        attrs = {a.name: helper.get_attribute_value(a) for a in node.attribute}
+        if int(attrs.get("keepdims", 1)) != 1:
+            return False
+        axes = attrs.get("axes")
+        if axes is None and len(node.input) > 1:
+            value = constants.get(node.input[1])
+            axes = None if value is None else value.reshape(-1).tolist()
+        return axes is not None and list(axes) == [-1]
+
+    # Nodes are keyed by their first output (unique in a valid graph): protobuf may wrap one node in a
+    # new Python object on every iteration, so object identity is not a key.
+    replaced: dict[str, Any] = {}  # the pattern's first ReduceMean output -> its LayerNormalization
+    dropped: set[str] = set()
+    spare: set[str] = set()  # the epsilon and axes constants the patterns used
+    for mean in graph.node:
+        if mean.op_type != "ReduceMean" or not last_axis_mean(mean):
+            continue
+        x = mean.input[0]
+        sub = only_user(mean.output[0], "Sub")
+        if sub is None or list(sub.input) != [x, mean.output[0]]:
+            continue
+        centered = sub.output[0]
+        users = consumers.get(centered, [])
+        square = next((n for n in users if n.op_type == "Mul" and list(n.input) == [centered, centered]), None)
+        div = next((n for n in users if n.op_type == "Div" and list(n.input[:1]) == [centered]), None)
+        if square is None or div is None or len(users) != 2 or centered in outputs:
+            continue
+        var = only_user(square.output[0], "ReduceMean")
+        add = only_user(var.output[0], "Add") if var is not None and last_axis_mean(var) else None
+        if var is None or add is None or add.input[0] != var.output[0]:
+            continue
+        eps = constants.get(add.input[1])
+        sqrt = only_user(add.output[0], "Sqrt")
+        if eps is None or eps.size != 1 or sqrt is None or div.input[1] != sqrt.output[0]:
+            continue
+        scale_mul = only_user(div.output[0], "Mul")
+        if (scale_mul is None or scale_mul.input[0] != div.output[0] or scale_mul.input[1] not in constants
+                or len(consumers.get(sqrt.output[0], [])) != 1):
+            continue
+        chain = [mean, sub, square, var, add, sqrt, div, scale_mul]
+        inputs = [x, scale_mul.input[1]]
+        y = scale_mul.output[0]
+        bias_add = only_user(y, "Add")
+        if bias_add is not None and bias_add.input[0] == y:
+            bias = constants.get(bias_add.input[1])
+            if bias is not None and bias.ndim == 1:
+                chain.append(bias_add)
+                inputs.append(bias_add.input[1])
+                y = bias_add.output[0]
+        name = mean.name.rsplit("/", 1)[0] + "/LayerNormalization" if "/" in mean.name else ""
+        replaced[mean.output[0]] = helper.make_node("LayerNormalization", inputs, [y], name=name or None,
+                                                    axis=-1, epsilon=float(eps.reshape(-1)[0]))
+        dropped.update(n.output[0] for n in chain[1:])
+        spare.update([add.input[1], *mean.input[1:], *var.input[1:]])
+    if not replaced:
+        return 0
+    nodes = [replaced.get(n.output[0], n) for n in graph.node if not n.output or n.output[0] not in dropped]
+    del graph.node[:]
+    graph.node.extend(nodes)
+    used = {i for n in graph.node for i in n.input} | outputs
+    keep = [i for i in graph.initializer if i.name not in spare or i.name in used]
+    del graph.initializer[:]
+    graph.initializer.extend(keep)
+    return len(replaced)

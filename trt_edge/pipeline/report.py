@@ -527,13 +527,22 @@ def _target_accuracy(t: Target) -> str:
             f"points (95% CI [{lo:+.2f}, {hi:+.2f}], n={vt['n']:,})")
 
 
+def _verdict(root: Path, stages: dict[str, dict[str, Any]], comparison: dict[str, Any]) -> Verdict:
+    """The verdict plus the warnings the calibrate stage recorded (a CPU candidate lost to an unexpected
+    exception): a bug that cost the user the fastest artifact belongs in the report, not only in a log."""
+    v = build_verdict(root, stages, comparison)
+    recorded = stages.get("calibrate", {}).get("metrics", {}).get("warnings") or []
+    v.warnings.extend(f"calibrate: {w}" for w in recorded if isinstance(w, str))
+    return v
+
+
 def write_report(run_dir: str | Path, out: str | Path) -> tuple[Path, Path]:
     """Write `report.md`, `report.html` and the plot PNGs of `run_dir` into `out`."""
     root = Path(run_dir)
     if not root.is_dir():
         raise TrtEdgeError(f"run folder not found: {root}")
     rows, comparison, stages = collect(root)
-    v = build_verdict(root, stages, comparison)
+    v = _verdict(root, stages, comparison)
     shapes = [f"b{p['batch']}s{p['seq']}" for p in comparison.get("shapes", [])]
     head, body = table(rows, shapes, {k: shape_label(p) for k, p in zip(shapes, comparison.get("shapes", []),
                                                                          strict=True)})
@@ -565,7 +574,7 @@ def run(config: RunConfig, run_dir: Path, out: str | Path) -> StageRecord:
     with stage_output(out) as tmp:
         write_report(run_dir, tmp)
         rows, comparison, stages = collect(Path(run_dir))
-        verdict = build_verdict(Path(run_dir), stages, comparison)
+        verdict = _verdict(Path(run_dir), stages, comparison)
         record.metrics = {r.model: r.accuracy for r in rows if r.accuracy is not None}
         record.metrics.update({"verdict": verdict.headline, "ready": verdict.ready, "warnings": verdict.warnings,
                                "gates": verdict.gates})

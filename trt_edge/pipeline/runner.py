@@ -18,7 +18,7 @@ from typing import Any
 from trt_edge.config import RunConfig
 from trt_edge.errors import GateError, TrtEdgeError
 from trt_edge.guard import writes_output
-from trt_edge.log import get_logger
+from trt_edge.log import get_logger, report_repeats
 from trt_edge.pipeline.config import STAGES, PipelineConfig
 from trt_edge.pipeline.gates import PAIRS, overall_verdict, stage_verdict
 from trt_edge.preflight import preflight
@@ -231,6 +231,8 @@ def run_pipeline(config: RunConfig, run_dir: str | Path, *, start: str | None = 
         if created and not any(root.iterdir()):  # failed before any stage finished: leave no empty folder
             root.rmdir()
         raise
+    finally:
+        report_repeats("pipeline")  # a warning every stage raised again was shown once: say how often
 
 
 def _run_stages(config: RunConfig, cfg: PipelineConfig, root: Path, record: dict[str, Any], stages: list[str],

@@ -39,7 +39,7 @@ import numpy as np
 
 from trt_edge.errors import TrtEdgeError
 from trt_edge.lazy import lazy_import
-from trt_edge.log import get_logger
+from trt_edge.log import get_logger, quiet_third_party
 
 log = get_logger("calibrate.cpu")
 
@@ -69,6 +69,9 @@ class CpuCandidate:
     passed: bool = False
     bytes: int | None = None
     note: str = ""
+    # Set when the candidate failed with an unexpected exception (a bug, here or in a library), not with
+    # a known refusal: "TypeError: ..."; the stage records it as a warning instead of a quiet reason.
+    error: str | None = None
     disabled_optimizers: list[str] = field(default_factory=list)
     # Per-example predicted classes on the test split, for the paired gate statistics (not serialised).
     predictions: np.ndarray | None = field(default=None, repr=False, compare=False)
@@ -85,40 +88,60 @@ def _fuse(src: Path, dst: Path, feeds: Sequence[dict[str, np.ndarray]]) -> str:
 
     SkipLayerNormalization is left out of the file: ONNX Runtime's session fuses it anyway unless told not
     to, so whether it is used is a session variant measured like everything else, not baked in here.
+    A LayerNorm the export decomposed for TensorRT 8.5 (`export.decompose_layernorm`) is put back together
+    first: ONNX Runtime's optimizer cannot fuse that form (and raised a TypeError on it). The written file
+    is checked end to end against `src` on the feeds, like the attention fusion.
     """
     import onnx
 
-    from trt_edge.quantize.ort_attention import fuse_attention_ort
+    from trt_edge.export.cleanup import recompose_layernorm
+    from trt_edge.plugins.onnx_rewrite import compare_models
+    from trt_edge.quantize.ort_attention import PARITY_TOLERANCE, fuse_attention_ort
     from trt_edge.stage import atomic_write_bytes
 
     optimizer = lazy_import("onnxruntime.transformers.optimizer")
     fusion_options = lazy_import("onnxruntime.transformers.fusion_options")
     notes: list[str] = []
-    staged = src
+    original = onnx.load(str(src))
+    model = onnx.load(str(src))
+    recomposed = recompose_layernorm(model)
+    if recomposed:
+        notes.append(f"LayerNormalization×{recomposed} restored from the export's decomposed form")
+    checks = list(feeds[:ATTENTION_CHECK_BATCHES])
+    changed = recomposed > 0
     try:
-        fused, report = fuse_attention_ort(onnx.load(str(src)), list(feeds[:ATTENTION_CHECK_BATCHES]))
-        staged = dst.with_name(dst.stem + ".attention.onnx")
-        atomic_write_bytes(staged, fused.SerializeToString())
+        model, report = fuse_attention_ort(model, checks)
+        changed = True
         notes.append(f"attention {report.summary()} (end-to-end max |Δ| {report.max_abs_diff:.1e})")
     except TrtEdgeError as exc:
         notes.append(f"attention not fused ({str(exc)[:160]})")
         log.info("CPU attention fusion skipped: %s", exc)
+    staged = src
+    if changed:
+        staged = dst.with_name(dst.stem + ".attention.onnx")
+        atomic_write_bytes(staged, model.SerializeToString())
     options = fusion_options.FusionOptions("bert")
     options.enable_skip_layer_norm = False
     options.enable_bias_skip_layer_norm = False
     # num_heads/hidden_size 0: detected from the graph. opt_level 0: Python fusions only, no ORT
     # session optimizations baked into the file (those may be hardware-specific).
     try:
-        model = optimizer.optimize_model(str(staged), model_type="bert", num_heads=0, hidden_size=0, opt_level=0,
-                                         use_gpu=False, only_onnxruntime=False, optimization_options=options)
+        with quiet_third_party():
+            fused = optimizer.optimize_model(str(staged), model_type="bert", num_heads=0, hidden_size=0,
+                                             opt_level=0, use_gpu=False, only_onnxruntime=False,
+                                             optimization_options=options)
     finally:
         if staged != src:
             staged.unlink(missing_ok=True)
-    stats = {k: int(v) for k, v in model.get_fused_operator_statistics().items() if v}
+    stats = {k: int(v) for k, v in fused.get_fused_operator_statistics().items() if v}
     if not any(k in stats for k in ("Attention", "MultiHeadAttention", "EmbedLayerNormalization", "BiasGelu",
                                     "FastGelu", "Gelu", "LayerNormalization")):
         raise TrtEdgeError(f"nothing to fuse: {'; '.join(notes)}; ONNX Runtime found {stats}")
-    model.save_model_to_file(str(dst), use_external_data_format=False)
+    figures = compare_models(original, fused.model, checks)
+    if figures["max_abs_diff"] > PARITY_TOLERANCE or figures["argmax_agreement"] < 1.0:
+        raise TrtEdgeError(f"the fused model differs from the exported one (max |Δ| {figures['max_abs_diff']:.3g}, "
+                           f"arg-max agreement {figures['argmax_agreement']:.4f})")
+    fused.save_model_to_file(str(dst), use_external_data_format=False)
     ort_ops = ", ".join(f"{k}×{v}" for k, v in sorted(stats.items()) if k not in ("Attention", "MultiHeadAttention"))
     return "; ".join([*notes, f"ONNX Runtime fusions: {ort_ops or 'none'}"])
 
@@ -145,8 +168,9 @@ def _dynamic(src: Path, dst: Path) -> str:
     q = lazy_import("onnxruntime.quantization")
     # Gather too: the word-embedding table is most of a small encoder's bytes (47 of the demo student's
     # 70 MB); int8 there made the demo artifact 17.5 MB instead of 53 MB at the same latency and accuracy.
-    q.quantize_dynamic(str(src), str(dst), weight_type=q.QuantType.QInt8, per_channel=True,
-                       op_types_to_quantize=["MatMul", "Gemm", "Attention", "Gather"])
+    with quiet_third_party():
+        q.quantize_dynamic(str(src), str(dst), weight_type=q.QuantType.QInt8, per_channel=True,
+                           op_types_to_quantize=["MatMul", "Gemm", "Attention", "Gather"])
     return "int8 weights (per channel, embeddings included), activations quantized at run time"
 
 
@@ -160,17 +184,24 @@ def _u8s8(src: Path, dst: Path, feeds: Sequence[dict[str, np.ndarray]]) -> str:
         def get_next(self) -> dict[str, np.ndarray] | None:
             return next(self.items, None)
 
-    q.quantize_static(str(src), str(dst), Reader(), quant_format=q.QuantFormat.QDQ,
-                      activation_type=q.QuantType.QUInt8, weight_type=q.QuantType.QInt8, per_channel=True,
-                      op_types_to_quantize=["MatMul"], calibrate_method=q.CalibrationMethod.MinMax,
-                      extra_options={"WeightSymmetric": True, "ActivationSymmetric": False,
-                                     "QuantizeBias": False})
+    with quiet_third_party():
+        q.quantize_static(str(src), str(dst), Reader(), quant_format=q.QuantFormat.QDQ,
+                          activation_type=q.QuantType.QUInt8, weight_type=q.QuantType.QInt8, per_channel=True,
+                          op_types_to_quantize=["MatMul"], calibrate_method=q.CalibrationMethod.MinMax,
+                          extra_options={"WeightSymmetric": True, "ActivationSymmetric": False,
+                                         "QuantizeBias": False})
     return "static Q/DQ on MatMul, uint8 activations, int8 per-channel weights, MinMax ranges"
 
 
 def build_candidates(onnx_fp32: Path, feeds: Sequence[dict[str, np.ndarray]], work: Path,
                      names: Sequence[str] = CANDIDATES) -> list[CpuCandidate]:
-    """Write every candidate into `work`; a candidate that cannot be built is kept with its reason."""
+    """Write every candidate into `work`; a candidate that cannot be built is kept with its reason.
+
+    A known refusal (`TrtEdgeError`: nothing to fuse, no attention block, ...) is a measured outcome and
+    logged at INFO. Any other exception is a bug (ours or a library's) that cost the user a candidate: it
+    is logged as a WARNING naming the exception type and message, and kept in `CpuCandidate.error` for the
+    stage record and the report.
+    """
     work.mkdir(parents=True, exist_ok=True)
     out: list[CpuCandidate] = []
     fused: Path | None = None
@@ -187,7 +218,7 @@ def build_candidates(onnx_fp32: Path, feeds: Sequence[dict[str, np.ndarray]], wo
                 note = _dynamic(onnx_fp32, path)
             elif name == "fused-dynamic-int8":
                 if fused is None:
-                    raise TrtEdgeError("no fused model to quantize")
+                    raise TrtEdgeError("no fused model to quantize (the fused candidate was not built)")
                 note = "fused graph, " + _dynamic(fused, path)
             elif name == "u8s8-qdq":
                 note = _u8s8(onnx_fp32, path, feeds)
@@ -197,10 +228,22 @@ def build_candidates(onnx_fp32: Path, feeds: Sequence[dict[str, np.ndarray]], wo
         except Exception as exc:  # a failed candidate is a measured outcome, not a crash of the stage
             with contextlib.suppress(FileNotFoundError):
                 path.unlink()
-            reason = str(exc).splitlines()[0][:200] if str(exc) else type(exc).__name__
-            log.info("CPU candidate %s not built: %s", name, reason)
-            out.append(CpuCandidate(name, None, note=f"not built: {reason}"))
+            first = str(exc).splitlines()[0][:200] if str(exc) else ""
+            if isinstance(exc, TrtEdgeError):
+                reason = first or type(exc).__name__
+                log.info("CPU candidate %s not built: %s", name, reason)
+                out.append(CpuCandidate(name, None, note=f"not built: {reason}"))
+                continue
+            error = f"{type(exc).__name__}: {first}" if first else type(exc).__name__
+            log.warning("CPU candidate %s not built: unexpected %s (a bug in trt-edge or a library; the other "
+                        "candidates go on without it)", name, error)
+            out.append(CpuCandidate(name, None, note=f"not built: unexpected {error}", error=error))
     return out
+
+
+def candidate_warnings(candidates: Sequence[CpuCandidate]) -> list[str]:
+    """The stage-record warnings for candidates lost to an unexpected exception (see `build_candidates`)."""
+    return [f"CPU candidate {c.name} not built: unexpected {c.error}" for c in candidates if c.error]
 
 
 def latency_feeds(tokenizer: Any, texts: Sequence[Any], input_names: Sequence[str],

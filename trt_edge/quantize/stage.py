@@ -306,7 +306,7 @@ def _cpu_artifact(tmp: Path, onnx_path: Path, calib: calib_data.CalibrationSet, 
                "cpu_agreement": winner.agreement, "cpu_latency_ms": winner.latency_ms,
                "cpu_speedup_vs_fp32": winner.speedup_vs_fp32, "cpu_onnx_bytes": (tmp / CPU_ONNX).stat().st_size,
                "cpu_disabled_optimizers": winner.disabled_optimizers,
-               "cpu_candidates": table}
+               "cpu_candidates": table, "warnings": cpu_target.candidate_warnings(candidates)}
     reference = next(c for c in candidates if c.name == "fp32")
     if winner.predictions is None or reference.predictions is None:
         raise RuntimeError("CPU candidates were not evaluated on the test split")

@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from trt_edge.errors import TrtEdgeError
-from trt_edge.log import get_logger, info_once
+from trt_edge.log import get_logger, info_once, warn_once
 from trt_edge.stage import sha256_json
 from trt_edge.tasks.config import DataConfig
 from trt_edge.tasks.source_keys import check_source_keys
@@ -192,14 +192,15 @@ def decode_file(path: Path, cfg: DataConfig, decoding: Decoding) -> str:
             pass
         else:
             decoding.fallback_files.append(str(path))
-            log.warning("%s: not %s text (byte %d); read as %s", path, cfg.encoding, first.start, cfg.fallback_encoding)
+            # Every stage loads the data again: said once, counted (`report_repeats` gives the count).
+            warn_once(f"{path}: not {cfg.encoding} text (byte {first.start}); read as {cfg.fallback_encoding}", "data")
             return text
     if cfg.errors == "replace":
         text = raw.decode(cfg.encoding, errors="replace")
         replaced = text.count("\ufffd") - raw.decode(cfg.encoding, errors="ignore").count("\ufffd")
         decoding.replaced_chars += replaced
         decoding.replaced_files.append(str(path))
-        log.warning("%s: %d undecodable bytes replaced by U+FFFD (task.data.errors=replace)", path, replaced)
+        warn_once(f"{path}: {replaced} undecodable bytes replaced by U+FFFD (task.data.errors=replace)", "data")
         return text
     tried = cfg.encoding + (f" or {cfg.fallback_encoding}" if cfg.fallback_encoding else "")
     raise TrtEdgeError(
