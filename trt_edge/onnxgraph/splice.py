@@ -86,6 +86,12 @@ def splice_nodes(model: Any, replacements: dict[str, list[Any]], prelude: list[A
     return spliced
 
 
+def surviving_softmaxes(spliced: Any) -> set[str]:
+    """The Softmax outputs left in a spliced model. A block whose Softmax survives was not removed: some
+    tensor inside it is read from outside the block, so the fused node would only add work."""
+    return {n.output[0] for n in spliced.graph.node if n.op_type == "Softmax"}
+
+
 def bias_nodes(layer: FusedLayer, prefix: str) -> tuple[list[Any], str]:
     """Nodes computing a layer's additive bias as one float tensor [1|batch, heads, seq, seq] (the shape
     both our plugin and ONNX Runtime's attention ops take); returns (nodes, tensor name).

@@ -31,7 +31,7 @@ from trt_edge.log import get_logger
 from trt_edge.onnxgraph.attention_match import AttentionNotFused, find_attention_candidates, summarize
 from trt_edge.onnxgraph.attention_verify import FusedLayer, KernelLimits, verify_candidates
 from trt_edge.onnxgraph.runtime import compare_models
-from trt_edge.onnxgraph.splice import bias_nodes, mask_cast, splice_nodes
+from trt_edge.onnxgraph.splice import bias_nodes, mask_cast, splice_nodes, surviving_softmaxes
 from trt_edge.plugins.ort_reference import (
     MAX_SEQ_LEN,
     PLUGIN_DOMAIN,
@@ -117,7 +117,7 @@ def fuse_attention(model: Any, feeds: list[dict[str, np.ndarray]], trt_version: 
     unfused = rejected + unfused
     while layers:
         fused = rewrite_model(model, layers, trt_version)
-        left = {n.output[0] for n in fused.graph.node if n.op_type == "Softmax"}
+        left = surviving_softmaxes(fused)
         stuck = [layer for layer in layers if layer.candidate.softmax in left]
         if not stuck:
             break

@@ -33,7 +33,7 @@ from trt_edge.onnxgraph.attention_match import AttentionNotFused, find_attention
 from trt_edge.onnxgraph.attention_verify import verify_candidates
 from trt_edge.onnxgraph.graph import GraphIndex
 from trt_edge.onnxgraph.runtime import compare_models
-from trt_edge.onnxgraph.splice import bias_nodes, mask_cast, splice_nodes
+from trt_edge.onnxgraph.splice import bias_nodes, mask_cast, splice_nodes, surviving_softmaxes
 from trt_edge.tasks.spec import padding_mask_input
 
 log = get_logger("calibrate.cpu")
@@ -159,7 +159,7 @@ def fuse_attention_ort(model: Any, feeds: list[dict[str, np.ndarray]],
     if any(layer["has_mask"] for layer in layers):
         prelude.append(mask_cast(model, padding_mask_input, MASK_INT32, "trt_edge_ort_mask_cast"))
     fused = splice_nodes(model, replacements, prelude, MS_DOMAIN, initializers)
-    left = {n.output[0] for n in fused.graph.node if n.op_type == "Softmax"}
+    left = surviving_softmaxes(fused)
     stuck = [layer_name for layer_name, softmax in softmaxes.items() if softmax in left]
     if stuck:
         raise TrtEdgeError(f"attention tensors are used outside their block at {', '.join(stuck)}; "

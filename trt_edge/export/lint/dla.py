@@ -27,6 +27,7 @@ def shape_tensors(g: GraphIndex) -> set[str]:
 
 
 def check_dla(g: GraphIndex, table: dict[str, Any], version: str, findings: list[Finding]) -> dict[str, int]:
+    """Layers the DLA cannot run (not native, or a restriction broken) fall back to the GPU."""
     name = table.get("dla")
     if not name:
         note = next((n for n in table.get("notes", []) if "DLA" in n), "no DLA target for this release")

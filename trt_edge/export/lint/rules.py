@@ -44,6 +44,7 @@ def violates(rule: dict[str, Any], node: Any, g: GraphIndex) -> bool:
 
 
 def check_ops(g: GraphIndex, table: dict[str, Any], version: str, findings: list[Finding]) -> None:
+    """Each op the parser does not import is an error (a custom-domain op a warning: it needs a plugin)."""
     supported = set(table["supported"])
     unsupported: dict[str, str] = table["unsupported"]
     uncertain: dict[str, str] = table.get("uncertain", {})
@@ -72,6 +73,7 @@ def check_ops(g: GraphIndex, table: dict[str, Any], version: str, findings: list
 
 def check_restrictions(g: GraphIndex, rules: list[dict[str, Any]], findings: list[Finding], severity: Severity,
                         code: str) -> None:
+    """Nodes breaking one of the table's attribute/input restrictions, one finding per rule."""
     hits: dict[str, list[str]] = defaultdict(list)
     for rule in rules:
         for node in g.nodes:
@@ -82,6 +84,7 @@ def check_restrictions(g: GraphIndex, rules: list[dict[str, Any]], findings: lis
 
 
 def check_int64(g: GraphIndex, table: dict[str, Any], version: str, findings: list[Finding]) -> None:
+    """INT64 inputs and tensors: cast to INT32 (values clamped) or kept, as the version does."""
     import onnx
 
     int64 = onnx.TensorProto.INT64
@@ -101,6 +104,7 @@ def check_int64(g: GraphIndex, table: dict[str, Any], version: str, findings: li
 
 
 def check_opset(opset: int, table: dict[str, Any], version: str, findings: list[Finding]) -> None:
+    """An opset newer than the version documents is a warning with the opset to re-export at."""
     limit = int(table["opset_max"])
     if opset > limit:
         verified = "" if table.get("opset_max_verified") else " [limit UNVERIFIED]"
@@ -109,6 +113,7 @@ def check_opset(opset: int, table: dict[str, Any], version: str, findings: list[
 
 
 def check_data_dependent(g: GraphIndex, table: dict[str, Any], findings: list[Finding]) -> None:
+    """Ops whose output shape depends on the data: TensorRT needs an output allocator."""
     reasons: dict[str, str] = table.get("data_dependent", {})
     for op, why in reasons.items():
         names = [n.name or n.output[0] for n in g.nodes if n.op_type == op]
