@@ -51,7 +51,8 @@ def main(argv: list[str] | None = None) -> int:
 
     from trt_edge.distill.student import fit_probe_head, student_from_teacher
     from trt_edge.export.exporter import export_onnx
-    from trt_edge.plugins.onnx_rewrite import compare_models, fuse_attention
+    from trt_edge.onnxgraph.runtime import compare_models
+    from trt_edge.plugins.onnx_rewrite import fuse_attention
     from trt_edge.plugins.ort_reference import expand_fused_attention
     from trt_edge.quantize.ort_attention import fuse_attention_ort
     from trt_edge.tasks.config import DataConfig

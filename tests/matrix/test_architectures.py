@@ -141,7 +141,7 @@ def test_family_through_the_chain(family: str, tokenizer_dir: Path, demo_data_co
     from trt_edge.engine.stage import run as build
     from trt_edge.errors import TrtEdgeError
     from trt_edge.export.stage import run as export
-    from trt_edge.plugins.onnx_rewrite import compare_models
+    from trt_edge.onnxgraph.runtime import compare_models
     from trt_edge.plugins.ort_reference import expand_fused_attention
     from trt_edge.quantize.ort_attention import fuse_attention_ort
     from trt_edge.quantize.stage import run as calibrate

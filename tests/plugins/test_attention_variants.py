@@ -10,8 +10,10 @@ from typing import Any
 import numpy as np
 import pytest
 
-from trt_edge.plugins.onnx_rewrite import compare_models, fuse_attention
-from trt_edge.plugins.ort_reference import PLUGIN_DOMAIN, PLUGIN_NAME, attention_reference, expand_fused_attention
+from trt_edge.onnxgraph.attention_verify import attention_reference
+from trt_edge.onnxgraph.runtime import compare_models
+from trt_edge.plugins.onnx_rewrite import fuse_attention
+from trt_edge.plugins.ort_reference import PLUGIN_DOMAIN, PLUGIN_NAME, expand_fused_attention
 from trt_edge.quantize.ort_attention import fuse_attention_ort
 
 onnx = pytest.importorskip("onnx")
@@ -181,7 +183,7 @@ def test_lint_gives_the_matchers_verdict(mpnet_onnx: Path, tmp_path: Path) -> No
     """The lint and `export --fuse-attention` name the same cause: the lint reports the matcher's own
     structural verdict (MPNet: a plugin candidate, though TensorRT's own MHA fusion misses it)."""
     from trt_edge.export.lint import lint_file
-    from trt_edge.plugins.onnx_rewrite import find_attention_candidates
+    from trt_edge.onnxgraph.attention_match import find_attention_candidates
 
     result = lint_file(mpnet_onnx, "10.3")
     assert all(block["plugin_candidate"] and block["plugin_reason"] == "" for block in result.attention)

@@ -11,13 +11,9 @@ import numpy as np
 import pytest
 
 from trt_edge.errors import TrtEdgeError
+from trt_edge.onnxgraph.attention_verify import attention_reference
 from trt_edge.plugins.onnx_rewrite import fuse_attention, fuse_attention_file, parity
-from trt_edge.plugins.ort_reference import (
-    PLUGIN_DOMAIN,
-    PLUGIN_NAME,
-    attention_reference,
-    expand_fused_attention,
-)
+from trt_edge.plugins.ort_reference import PLUGIN_DOMAIN, PLUGIN_NAME, expand_fused_attention
 
 onnx = pytest.importorskip("onnx")
 ort = pytest.importorskip("onnxruntime")

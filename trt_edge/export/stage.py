@@ -125,7 +125,8 @@ def _fuse_attention(onnx_path: Path, out_path: Path, feeds: list[dict[str, np.nd
     fused. `strict`: any unfused layer is an error (the caller's stage output is then discarded).
     `trt_version`: the target TensorRT, which picks the plugin generation the node names."""
     _check_rewrite_available()
-    from trt_edge.plugins.onnx_rewrite import AttentionNotFused, fuse_attention_file, summarize
+    from trt_edge.onnxgraph.attention_match import AttentionNotFused, summarize
+    from trt_edge.plugins.onnx_rewrite import fuse_attention_file
 
     try:
         result = dict(fuse_attention_file(onnx_path, out_path, feeds, trt_version))

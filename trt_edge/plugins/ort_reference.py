@@ -1,12 +1,14 @@
-"""The CPU reference for the fused attention node: a numpy function and an ONNX decomposition.
+"""The CPU reference for the fused attention node: its ONNX decomposition, and the plugin's names.
 
-The fused node (`TrtEdgeFusedAttention`) runs only inside TensorRT, through our plugin. To check a
-rewritten model on a machine without a GPU, `expand_fused_attention` replaces every fused node with
-standard ONNX operators that compute exactly what the kernel computes (same inputs, same attributes, same
-semantics for padding and fully masked rows), so ONNX Runtime can run the rewritten graph. The expansion
-is derived from the node's attributes alone, never from the subgraph the rewrite removed: a parity check
-of "expanded fused model" against "original model" therefore tests the rewrite's choice of inputs,
-num_heads, head_size, scale and causal. The expanded model is used only for checking and never shipped.
+The numpy function, `attention_reference`, lives with the numeric checks that use it
+(`trt_edge.onnxgraph.attention_verify`). The fused node (`TrtEdgeFusedAttention`) runs only inside
+TensorRT, through our plugin. To check a rewritten model on a machine without a GPU,
+`expand_fused_attention` replaces every fused node with standard ONNX operators that compute exactly what
+the kernel computes (same inputs, same attributes, same semantics for padding and fully masked rows), so
+ONNX Runtime can run the rewritten graph. The expansion is derived from the node's attributes alone, never
+from the subgraph the rewrite removed: a parity check of "expanded fused model" against "original model"
+therefore tests the rewrite's choice of inputs, num_heads, head_size, scale and causal. The expanded model
+is used only for checking and never shipped.
 
 Semantics (shared with plugins/fused_attention/fused_attention.h, see the node contract in
 docs/plugins.md): inputs are q, k, v, then the key-padding mask if `has_mask` (default 1), then the
@@ -22,6 +24,8 @@ from typing import Any
 
 import numpy as np
 
+from trt_edge.onnxgraph.graph import attr
+
 PLUGIN_NAME = "TrtEdgeFusedAttention"
 PLUGIN_VERSION = "1"
 # The empty namespace, as TensorRT's own plugins use: REGISTER_TENSORRT_PLUGIN registers under "", so the
@@ -33,65 +37,13 @@ SUPPORTED_HEAD_SIZES = (32, 64, 128)
 MAX_SEQ_LEN = 16384  # trt_edge_attention_max_seq_len() in the kernel
 
 
-def attention_reference(q: np.ndarray, k: np.ndarray, v: np.ndarray, mask: np.ndarray | None, num_heads: int,
-                        head_size: int, scale: float, causal: bool = False,
-                        bias: np.ndarray | None = None) -> np.ndarray:
-    """What the kernel computes, in float64 numpy (the yardstick for the rewrite's numeric checks).
-
-    Args:
-        q (np.ndarray): [batch, seq, num_heads * head_size]. k, v (np.ndarray): same shape.
-        mask (np.ndarray | None): [batch, seq], nonzero = attend; None = no padding.
-        num_heads (int), head_size (int): the head split. scale (float): multiplies q.kᵀ.
-        causal (bool): also exclude keys after the query. Defaults to False.
-        bias (np.ndarray | None): additive bias broadcastable to [batch, num_heads, seq, seq], added to the
-            scaled scores before the mask (relative position bias). Defaults to None.
-
-    Returns:
-        np.ndarray: [batch, seq, num_heads * head_size] in float32.
-    """
-    batch, seq, hidden = q.shape
-    if hidden != num_heads * head_size:
-        raise ValueError(f"hidden size {hidden} != num_heads {num_heads} * head_size {head_size}")
-
-    def heads(x: np.ndarray) -> np.ndarray:
-        split: np.ndarray = x.astype(np.float64).reshape(batch, seq, num_heads, head_size)
-        moved: np.ndarray = split.transpose(0, 2, 1, 3)
-        return moved
-
-    scores = heads(q) @ heads(k).transpose(0, 1, 3, 2) * scale
-    if bias is not None:
-        scores = scores + np.asarray(bias, dtype=np.float64)
-    excluded = np.zeros((batch, 1, seq, seq), dtype=bool)
-    if mask is not None:
-        excluded |= (np.asarray(mask) == 0)[:, None, None, :]
-    if causal:
-        excluded |= np.triu(np.ones((seq, seq), dtype=bool), k=1)[None, None]
-    scores = np.where(excluded, -np.inf, scores)
-    row_max = scores.max(axis=-1, keepdims=True)
-    row_max = np.where(np.isfinite(row_max), row_max, 0.0)
-    weights = np.exp(scores - row_max)
-    total = weights.sum(axis=-1, keepdims=True)
-    probs = np.divide(weights, total, out=np.zeros_like(weights), where=total > 0)
-    out: np.ndarray = (probs @ heads(v)).transpose(0, 2, 1, 3).reshape(batch, seq, hidden)
-    return out.astype(np.float32)
-
-
-def _attr(node: Any, name: str, default: Any = None) -> Any:
-    import onnx
-
-    for attr in node.attribute:
-        if attr.name == name:
-            return onnx.helper.get_attribute_value(attr)
-    return default
-
-
 def _element_type(graph: Any, tensor: str) -> int:
     """The ONNX element type of a fused node's input: a Cast's target, a graph input's type, else float."""
     from onnx import TensorProto
 
     for node in graph.node:
         if tensor in node.output and node.op_type == "Cast":
-            return int(_attr(node, "to"))
+            return int(attr(node, "to"))
     for value in list(graph.input) + list(graph.value_info):
         if value.name == tensor and value.type.tensor_type.elem_type:
             return int(value.type.tensor_type.elem_type)
@@ -131,12 +83,12 @@ def expand_fused_attention(model: Any) -> Any:
         i = fused_count
         fused_count += 1
         p = f"trt_edge_ref{i}_"
-        num_heads = int(_attr(node, "num_heads"))
-        head_size = int(_attr(node, "head_size"))
-        scale = float(_attr(node, "scale"))
-        causal = int(_attr(node, "causal", 0))
-        has_mask = int(_attr(node, "has_mask", 1))
-        has_bias = int(_attr(node, "has_bias", 0))
+        num_heads = int(attr(node, "num_heads"))
+        head_size = int(attr(node, "head_size"))
+        scale = float(attr(node, "scale"))
+        causal = int(attr(node, "causal", 0))
+        has_mask = int(attr(node, "has_mask", 1))
+        has_bias = int(attr(node, "has_bias", 0))
         expected = 3 + has_mask + has_bias
         if len(node.input) != expected:
             raise ValueError(f"{node.name}: {len(node.input)} inputs, the contract wants {expected} "

@@ -95,7 +95,7 @@ def _fuse(src: Path, dst: Path, feeds: Sequence[dict[str, np.ndarray]]) -> str:
     import onnx
 
     from trt_edge.export.cleanup import recompose_layernorm
-    from trt_edge.plugins.onnx_rewrite import compare_models
+    from trt_edge.onnxgraph.runtime import compare_models
     from trt_edge.quantize.ort_attention import PARITY_TOLERANCE, fuse_attention_ort
     from trt_edge.stage import atomic_write_bytes
 

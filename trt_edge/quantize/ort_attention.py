@@ -3,8 +3,8 @@
 ONNX Runtime's own transformer optimizer (`onnxruntime.transformers.optimizer`) finds no attention block
 in transformers-5 exports (the mask is `Where(mask, 0, -inf)`, the scale is split between Q and K, the
 head split goes through dynamic shapes), so attention ran as a dozen small ops in every CPU candidate.
-We already match and numerically verify these blocks for our TensorRT plugin
-(`trt_edge.plugins.onnx_rewrite`); here the same verified blocks become
+The ONNX graph library (`trt_edge.onnxgraph`) matches and numerically verifies these blocks, for our
+TensorRT plugin (`trt_edge.plugins.onnx_rewrite`) and here; this emitter makes the same verified blocks
 
 - `com.microsoft.Attention` when Q, K and V are `MatMul(x, W) + b` of one input with constant weights:
   the three projections are packed into one [hidden, 3·hidden] GEMM, and dynamic quantization turns the
@@ -29,6 +29,12 @@ import numpy as np
 
 from trt_edge.errors import TrtEdgeError
 from trt_edge.log import get_logger
+from trt_edge.onnxgraph.attention_match import AttentionNotFused, find_attention_candidates, summarize
+from trt_edge.onnxgraph.attention_verify import verify_candidates
+from trt_edge.onnxgraph.graph import GraphIndex
+from trt_edge.onnxgraph.runtime import compare_models
+from trt_edge.onnxgraph.splice import bias_nodes, mask_cast, splice_nodes, surviving_softmaxes
+from trt_edge.tasks.spec import padding_mask_input
 
 log = get_logger("calibrate.cpu")
 
@@ -54,23 +60,24 @@ class OrtAttentionReport:
         return ", ".join(f"{op}×{n}" for op, n in sorted(ops.items()))
 
 
-def _packable(g: Any, tensors: tuple[str, str, str]) -> tuple[str, np.ndarray, np.ndarray] | None:
+def _packable(g: GraphIndex, tensors: tuple[str, str, str]) -> tuple[str, np.ndarray, np.ndarray] | None:
     """(shared input, packed weight [in, 3·hidden], packed bias) if Q, K, V are MatMul + Add of constants
     on one input tensor; None otherwise."""
     parts: list[tuple[str, np.ndarray, np.ndarray]] = []
     for tensor in tensors:
         node = g.producer.get(tensor)
         found = None
-        if node is not None and node.op_type == "MatMul" and node.input[1] in g.constants:
+        weight = g.constant(node.input[1]) if node is not None and node.op_type == "MatMul" else None
+        if node is not None and weight is not None:
             # No bias Add: onnxslim drops an Add of zeros (e.g. a freshly initialised model's biases).
-            weight = g.constants[node.input[1]]
             found = (node.input[0], weight, np.zeros(weight.shape[-1], np.float32))
         elif node is not None and node.op_type == "Add" and len(node.input) == 2:
             for mm_out, bias in ((node.input[0], node.input[1]), (node.input[1], node.input[0])):
                 mm = g.producer.get(mm_out)
-                if (mm is not None and mm.op_type == "MatMul" and mm.input[1] in g.constants
-                        and bias in g.constants):
-                    found = (mm.input[0], g.constants[mm.input[1]], g.constants[bias])
+                mm_weight = g.constant(mm.input[1]) if mm is not None and mm.op_type == "MatMul" else None
+                bias_value = g.constant(bias)
+                if mm is not None and mm_weight is not None and bias_value is not None:
+                    found = (mm.input[0], mm_weight, bias_value)
                     break
         if found is None:
             return None
@@ -98,19 +105,8 @@ def fuse_attention_ort(model: Any, feeds: list[dict[str, np.ndarray]],
     Raises:
         TrtEdgeError: no block was recognised or verified, or the fused model does not match the original.
     """
-    from onnx import TensorProto, helper, numpy_helper
+    from onnx import helper, numpy_helper
 
-    from trt_edge.plugins.onnx_rewrite import (
-        AttentionNotFused,
-        _Graph,
-        bias_nodes,
-        compare_models,
-        find_attention_candidates,
-        graph_padding_mask,
-        splice_nodes,
-        summarize,
-        verify_candidates,
-    )
 
     if not feeds:
         raise TrtEdgeError("attention fusion needs at least one input batch for its checks")
@@ -118,9 +114,9 @@ def fuse_attention_ort(model: Any, feeds: list[dict[str, np.ndarray]],
     if not candidates:
         detail = summarize(rejected) or "the model has no Softmax"
         raise AttentionNotFused(f"no attention block recognised ({detail})", rejected)
-    verified, unfused = verify_candidates(model, candidates, feeds, kernel_limits=False)
+    verified, unfused = verify_candidates(model, candidates, feeds, padding_mask_input)
     unfused = rejected + unfused
-    g = _Graph(model.graph)
+    g = GraphIndex(model.graph)
     initializers: list[Any] = []
     replacements: dict[str, list[Any]] = {}
     layers: list[dict[str, Any]] = []
@@ -161,10 +157,9 @@ def fuse_attention_ort(model: Any, feeds: list[dict[str, np.ndarray]],
                                 unfused)
     prelude = []
     if any(layer["has_mask"] for layer in layers):
-        prelude.append(helper.make_node("Cast", [graph_padding_mask(model)], [MASK_INT32],
-                                        name="trt_edge_ort_mask_cast", to=TensorProto.INT32))
+        prelude.append(mask_cast(model, padding_mask_input, MASK_INT32, "trt_edge_ort_mask_cast"))
     fused = splice_nodes(model, replacements, prelude, MS_DOMAIN, initializers)
-    left = {n.output[0] for n in fused.graph.node if n.op_type == "Softmax"}
+    left = surviving_softmaxes(fused)
     stuck = [layer_name for layer_name, softmax in softmaxes.items() if softmax in left]
     if stuck:
         raise TrtEdgeError(f"attention tensors are used outside their block at {', '.join(stuck)}; "

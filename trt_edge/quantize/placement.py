@@ -30,6 +30,7 @@ from typing import Any, Literal
 import numpy as np
 
 from trt_edge.errors import TrtEdgeError
+from trt_edge.onnxgraph.graph import attr
 from trt_edge.quantize.calibrators import QMAX, scale_from_amax
 from trt_edge.quantize.config import PlacementConfig
 
@@ -110,13 +111,6 @@ def mask_path_tensors(model: Any) -> set[str]:
     return _forward_cone(model, [mask]) - tokens
 
 
-def _attr(node: Any, name: str, default: int = 0) -> int:
-    for attr in node.attribute:
-        if attr.name == name:
-            return int(attr.i)
-    return default
-
-
 def _excluded(name: str, patterns: Iterable[str]) -> str | None:
     for pattern in patterns:
         if name == pattern:
@@ -158,10 +152,10 @@ def plan_placement(model: Any, cfg: PlacementConfig) -> Placement:
                 plan.skipped[name] = f"weight of rank {len(dims)}; TensorRT quantizes 2-D weights per channel"
                 continue
             if node.op_type == "Gemm":
-                if _attr(node, "transA"):
+                if attr(node, "transA", 0):
                     plan.skipped[name] = "Gemm with transA=1"
                     continue
-                axis = 0 if _attr(node, "transB") else 1
+                axis = 0 if attr(node, "transB", 0) else 1
             else:
                 axis = 1
             plan.nodes.append(NodePlan(name, node.op_type, "projection", [a], b, axis))

@@ -15,7 +15,6 @@ name (`/bert/encoder/layer.0/output/dense/MatMul`) or the dynamo exporter's `nam
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -23,6 +22,7 @@ from typing import Any
 import numpy as np
 
 from trt_edge.errors import TrtEdgeError
+from trt_edge.onnxgraph.graph import GraphIndex, attr
 from trt_edge.sparsity.report import (
     SparsityReport,
     TensorCheck,
@@ -78,106 +78,62 @@ def _load(onnx_path: Path) -> Any:
     return model
 
 
-def _attr(node: Any, name: str, default: Any = None) -> Any:
-    from onnx import helper
+def _trace(g: GraphIndex, name: str, depth: int = 0) -> _Traced | None:
+    """Follow `name` back to a stored tensor through pass-through ops; None for an activation."""
+    if depth > 16:
+        return None
+    value = g.constant(name)
+    if value is not None:
+        return _Traced(name, list(value.shape), value)
+    node = g.producer.get(name)
+    if node is None or node.op_type not in _PASS_THROUGH:
+        return None
+    inner = _trace(g, node.input[0], depth + 1)
+    if inner is None:
+        return None
+    op = node.op_type
+    v = inner.value
+    if op == "Transpose":
+        perm = attr(node, "perm")
+        perm = list(perm) if perm is not None else list(range(v.ndim))[::-1]
+        inner.value, step = v.transpose(perm), perm
+    elif op == "Cast":
+        from onnx import helper
 
-    for a in node.attribute:
-        if a.name == name:
-            return helper.get_attribute_value(a)
-    return default
-
-
-class _Graph:
-    """Initializers, Constant outputs and producers of one ONNX graph, for tracing weights back."""
-
-    def __init__(self, model: Any) -> None:
-        from onnx import numpy_helper
-
-        self._to_array: Callable[[Any], np.ndarray] = numpy_helper.to_array
-        graph = model.graph
-        self.initializers = {t.name: t for t in graph.initializer}
-        self.producer: dict[str, Any] = {}
-        for node in graph.node:
-            for out in node.output:
-                self.producer[out] = node
-        self.nodes = list(graph.node)
-        self._cache: dict[str, np.ndarray] = {}
-
-    def constant(self, name: str) -> np.ndarray | None:
-        """The value of an initializer or Constant output, or None for a computed tensor."""
-        if not name:
+        inner.value, step = v.astype(helper.tensor_dtype_to_np_dtype(attr(node, "to"))), None
+    elif op == "Identity":
+        step = None
+    elif op == "Reshape":
+        shape = g.constant(node.input[1]) if len(node.input) > 1 else None
+        if shape is None:
             return None
-        if name in self._cache:
-            return self._cache[name]
-        value: np.ndarray | None = None
-        if name in self.initializers:
-            value = np.asarray(self._to_array(self.initializers[name]))
-        else:
-            node = self.producer.get(name)
-            if node is not None and node.op_type == "Constant":
-                tensor = _attr(node, "value")
-                if tensor is not None:
-                    value = np.asarray(self._to_array(tensor))
-        if value is not None:
-            self._cache[name] = value
-        return value
-
-    def trace(self, name: str, depth: int = 0) -> _Traced | None:
-        """Follow `name` back to a stored tensor through pass-through ops; None for an activation."""
-        if depth > 16:
+        target = [int(d) if (d != 0 or attr(node, "allowzero", 0)) else v.shape[i]
+                  for i, d in enumerate(shape.tolist())]
+        inner.value, step = v.reshape(target), list(v.shape)
+    elif op == "DequantizeLinear":
+        scale = g.constant(node.input[1])
+        zero = g.constant(node.input[2]) if len(node.input) > 2 else None
+        if scale is None:
             return None
-        value = self.constant(name)
-        if value is not None:
-            return _Traced(name, list(value.shape), value)
-        node = self.producer.get(name)
-        if node is None or node.op_type not in _PASS_THROUGH:
+        axis = int(attr(node, "axis", 1))
+        x = v.astype(np.float64) - (_along(zero, axis, v) if zero is not None else 0.0)
+        inner.value, step = (x * _along(scale, axis, v)).astype(np.float32), None
+    else:  # QuantizeLinear on a stored float tensor: evaluate it, TensorRT folds it the same way
+        scale = g.constant(node.input[1])
+        zero = g.constant(node.input[2]) if len(node.input) > 2 else None
+        if scale is None:
             return None
-        inner = self.trace(node.input[0], depth + 1)
-        if inner is None:
-            return None
-        op = node.op_type
-        v = inner.value
-        if op == "Transpose":
-            perm = _attr(node, "perm")
-            perm = list(perm) if perm is not None else list(range(v.ndim))[::-1]
-            inner.value, step = v.transpose(perm), perm
-        elif op == "Cast":
-            from onnx import helper
-
-            inner.value, step = v.astype(helper.tensor_dtype_to_np_dtype(_attr(node, "to"))), None
-        elif op == "Identity":
-            step = None
-        elif op == "Reshape":
-            shape = self.constant(node.input[1]) if len(node.input) > 1 else None
-            if shape is None:
-                return None
-            target = [int(d) if (d != 0 or _attr(node, "allowzero", 0)) else v.shape[i]
-                      for i, d in enumerate(shape.tolist())]
-            inner.value, step = v.reshape(target), list(v.shape)
-        elif op == "DequantizeLinear":
-            scale = self.constant(node.input[1])
-            zero = self.constant(node.input[2]) if len(node.input) > 2 else None
-            if scale is None:
-                return None
-            axis = int(_attr(node, "axis", 1))
-            x = v.astype(np.float64) - (_along(zero, axis, v) if zero is not None else 0.0)
-            inner.value, step = (x * _along(scale, axis, v)).astype(np.float32), None
-        else:  # QuantizeLinear on a stored float tensor: evaluate it, TensorRT folds it the same way
-            scale = self.constant(node.input[1])
-            zero = self.constant(node.input[2]) if len(node.input) > 2 else None
-            if scale is None:
-                return None
-            axis = int(_attr(node, "axis", 1))
-            dtype = zero.dtype if zero is not None else np.dtype(np.uint8)
-            info = np.iinfo(dtype) if np.issubdtype(dtype, np.integer) else None
-            q = np.rint(v.astype(np.float64) / _along(scale, axis, v))
-            if zero is not None:
-                q = q + _along(zero, axis, v)
-            if info is not None:
-                q = np.clip(q, info.min, info.max)
-            inner.value, step = q.astype(dtype), None
-        inner.steps.append((op, step))
-        return inner
+        axis = int(attr(node, "axis", 1))
+        dtype = zero.dtype if zero is not None else np.dtype(np.uint8)
+        info = np.iinfo(dtype) if np.issubdtype(dtype, np.integer) else None
+        q = np.rint(v.astype(np.float64) / _along(scale, axis, v))
+        if zero is not None:
+            q = q + _along(zero, axis, v)
+        if info is not None:
+            q = np.clip(q, info.min, info.max)
+        inner.value, step = q.astype(dtype), None
+    inner.steps.append((op, step))
+    return inner
 
 
 def _along(param: np.ndarray, axis: int, like: np.ndarray) -> np.ndarray:
@@ -200,7 +156,7 @@ def _along(param: np.ndarray, axis: int, like: np.ndarray) -> np.ndarray:
 
 def _consumer_axis(node: Any, weight: np.ndarray) -> int:
     if node.op_type == "Gemm":
-        return 1 if int(_attr(node, "transB", 0)) else 0
+        return 1 if int(attr(node, "transB", 0)) else 0
     if node.op_type == "Conv":
         return 1
     return weight.ndim - 2 if weight.ndim >= 2 else 0
@@ -273,13 +229,13 @@ def check_onnx_sparsity(onnx_path: str | Path, sparsity_json: str | Path | None 
              if isinstance(info, dict) and info.get("module_name")}
     wanted = set(expected) | set(alias)
     model = _load(path)
-    graph = _Graph(model)
+    graph = GraphIndex(model.graph)
     report = SparsityReport(source=str(path), expected=expected,
                             sparsity_json=str(find_sparsity_json(sparsity_path)) if sparsity_path else None)
     for node in graph.nodes:
         if node.op_type not in CONSUMERS or len(node.input) < 2:
             continue
-        traced = graph.trace(node.input[1])
+        traced = _trace(graph, node.input[1])
         if traced is None:
             continue
         weight = traced.value
