@@ -31,8 +31,8 @@ def main() -> None:
 
     from trt_edge.config import load_config
     from trt_edge.export.exporter import export_onnx
+    from trt_edge.files import atomic_write_json
     from trt_edge.pipeline.compare import compare_latency, comparison_inputs, run_models
-    from trt_edge.stage import atomic_write_json
 
     run = Path(args.run)
     config = load_config(args.config)

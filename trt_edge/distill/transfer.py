@@ -70,7 +70,7 @@ def transfer_source_path(cfg: TransferConfig, task_data: DataConfig) -> Path | N
 
 def transfer_input(cfg: TransferConfig, task_data: DataConfig) -> dict[str, str]:
     """The stage input hash of the transfer source ({} when there is none), so changing it reruns the stage."""
-    from trt_edge.stage import sha256_tree
+    from trt_edge.files import sha256_tree
 
     path = transfer_source_path(cfg, task_data)
     return {"transfer": sha256_tree(path)} if path is not None else {}

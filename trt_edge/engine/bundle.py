@@ -27,7 +27,8 @@ from trt_edge.engine.manifest import new_manifest
 from trt_edge.engine.plan import BuildPlan
 from trt_edge.engine.trtexec import JETPACK_TRTEXEC, render_build, shell_join
 from trt_edge.errors import TrtEdgeError
-from trt_edge.stage import atomic_write_json, atomic_write_text, now, sha256_file
+from trt_edge.files import atomic_write_json, atomic_write_text, sha256_file
+from trt_edge.stage import now
 from trt_edge.trt_version import TrtVersion
 
 ONNX_NAME = "model.onnx"

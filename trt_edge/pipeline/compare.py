@@ -13,9 +13,10 @@ from typing import Any
 
 from trt_edge.config import RunConfig
 from trt_edge.errors import TrtEdgeError
+from trt_edge.files import atomic_write_json, sha256_file
 from trt_edge.log import get_logger
 from trt_edge.pipeline.config import PipelineConfig
-from trt_edge.stage import STAGE_FILE, StageRecord, atomic_write_json, read_stage, sha256_file, stage_output
+from trt_edge.stage import STAGE_FILE, StageRecord, read_stage, stage_output
 from trt_edge.tasks.spec import SEQUENCE_AXIS, describe_feed, get_task
 from trt_edge.timing import REWARM_MS
 

@@ -95,9 +95,9 @@ def _fuse(src: Path, dst: Path, feeds: Sequence[dict[str, np.ndarray]]) -> str:
     import onnx
 
     from trt_edge.export.cleanup import recompose_layernorm
+    from trt_edge.files import atomic_write_bytes
     from trt_edge.plugins.onnx_rewrite import compare_models
     from trt_edge.quantize.ort_attention import PARITY_TOLERANCE, fuse_attention_ort
-    from trt_edge.stage import atomic_write_bytes
 
     optimizer = lazy_import("onnxruntime.transformers.optimizer")
     fusion_options = lazy_import("onnxruntime.transformers.fusion_options")
@@ -370,8 +370,8 @@ def write_artifact(winner: CpuCandidate, dst: Path) -> None:
     """Copy the winning file to `dst` (atomically), with its session hint in the model's metadata."""
     import onnx
 
+    from trt_edge.files import atomic_write_bytes
     from trt_edge.runtime.ort import DISABLED_OPTIMIZERS_KEY
-    from trt_edge.stage import atomic_write_bytes
 
     if winner.path is None:
         raise TrtEdgeError(f"CPU candidate {winner.name} has no file")

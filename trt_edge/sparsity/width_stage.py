@@ -28,9 +28,10 @@ from typing import Any
 from trt_edge import stats
 from trt_edge.config import RunConfig
 from trt_edge.errors import GateError
+from trt_edge.files import sha256_tree
 from trt_edge.log import get_logger
 from trt_edge.sparsity.config import WidthConfig
-from trt_edge.stage import StageRecord, sha256_tree, stage_output
+from trt_edge.stage import StageRecord, stage_output
 
 log = get_logger("prune.width")
 

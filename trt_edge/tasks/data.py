@@ -18,8 +18,8 @@ from pathlib import Path
 from typing import Any
 
 from trt_edge.errors import TrtEdgeError
+from trt_edge.files import sha256_json
 from trt_edge.log import get_logger, info_once, warn_once
-from trt_edge.stage import sha256_json
 from trt_edge.tasks.config import DataConfig
 from trt_edge.tasks.source_keys import check_source_keys
 
