@@ -25,7 +25,7 @@ from typing import Any
 from trt_edge import __version__
 from trt_edge.engine.manifest import new_manifest
 from trt_edge.engine.plan import BuildPlan
-from trt_edge.engine.trtexec import JETPACK_TRTEXEC, render_build, shell_join
+from trt_edge.engine.trtexec import JETPACK_TRTEXEC, command_line, render_build, shell_join
 from trt_edge.errors import TrtEdgeError
 from trt_edge.files import atomic_write_json, atomic_write_text, sha256_file
 from trt_edge.stage import now
@@ -290,7 +290,7 @@ def write_bundle(folder: Path, plan: BuildPlan, onnx: Path, *, external_data: Se
         shutil.copy2(calibration_data, folder / CALIB_DATA_NAME)
         bundled.calibration_data = CALIB_DATA_NAME
     atomic_write_json(folder / PLAN_JSON, bundled.to_dict())
-    command = bundled.to_trtexec(bundled.trt_version, onnx=ONNX_NAME, trtexec=JETPACK_TRTEXEC)
+    command = command_line(bundled, bundled.trt_version, onnx=ONNX_NAME, trtexec=JETPACK_TRTEXEC)
     atomic_write_text(folder / TRTEXEC_TXT, command + "\n")
     has_tok = copy_tokenizer(tokenizer, folder / preprocessor_dir)
     script = folder / SCRIPT
