@@ -40,10 +40,10 @@ import numpy as np
 from trt_edge.errors import TrtEdgeError
 from trt_edge.lazy import lazy_import
 from trt_edge.log import get_logger, quiet_third_party
+from trt_edge.quantize.config import CANDIDATES
 
 log = get_logger("calibrate.cpu")
 
-CANDIDATES = ("fp32", "fused", "dynamic-int8", "fused-dynamic-int8", "u8s8-qdq")
 LATENCY_SHAPES = ((1, 64), (1, 128))
 # Session variants timed for every candidate: name suffix -> ONNX Runtime optimizers disabled.
 SESSION_VARIANTS: dict[str, tuple[str, ...]] = {"": (), "no-sln": ("SkipLayerNormFusion",)}
