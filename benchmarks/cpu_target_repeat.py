@@ -26,7 +26,8 @@ def main() -> None:
     import onnxruntime
 
     from trt_edge.config import load_config
-    from trt_edge.pipeline.compare import compare_latency, comparison_inputs, run_models
+    from trt_edge.pipeline.compare import comparison_inputs, run_models
+    from trt_edge.profile.side_by_side import compare_latency
 
     run = Path(args.run)
     config = load_config(args.config)

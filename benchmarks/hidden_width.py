@@ -38,9 +38,11 @@ def main() -> None:
 
     from trt_edge import stats
     from trt_edge.config import load_config
-    from trt_edge.pipeline.compare import compare_latency, comparison_inputs, run_models
+    from trt_edge.files import atomic_write_json
+    from trt_edge.pipeline.compare import comparison_inputs, run_models
     from trt_edge.pipeline.verdict import CPU_LABEL, TEACHER_LABEL, load_all_predictions
-    from trt_edge.stage import atomic_write_json, read_stage
+    from trt_edge.profile.side_by_side import compare_latency
+    from trt_edge.stage import read_stage
 
     base, hidden = Path(args.base), Path(args.hidden)
     config = load_config(args.config)

@@ -7,7 +7,7 @@ layer dropping alone is a same-run ratio.
         --out benchmarks/out/width_demo.json
 
 Same inputs (texts or images, by the config's task), shapes (`pipeline.compare_shapes`) and timing routine
-as the pipeline's profile stage (`pipeline.compare.compare_latency`).
+as the pipeline's profile stage (`profile.side_by_side.compare_latency`).
 """
 
 from __future__ import annotations
@@ -31,8 +31,9 @@ def main() -> None:
 
     from trt_edge.config import load_config
     from trt_edge.export.exporter import export_onnx
-    from trt_edge.pipeline.compare import compare_latency, comparison_inputs, run_models
-    from trt_edge.stage import atomic_write_json
+    from trt_edge.files import atomic_write_json
+    from trt_edge.pipeline.compare import comparison_inputs, run_models
+    from trt_edge.profile.side_by_side import compare_latency
 
     run = Path(args.run)
     config = load_config(args.config)

@@ -8,15 +8,8 @@ from pathlib import Path
 import pytest
 
 from trt_edge.errors import TrtEdgeError
-from trt_edge.stage import (
-    StageRecord,
-    atomic_write_text,
-    is_up_to_date,
-    read_stage,
-    sha256_tree,
-    stage_artifact,
-    stage_output,
-)
+from trt_edge.files import atomic_write_text, sha256_tree
+from trt_edge.stage import StageRecord, is_up_to_date, read_stage, stage_artifact, stage_output
 
 
 def _write_stage(out: Path, config: dict, inputs: dict) -> StageRecord:

@@ -113,8 +113,13 @@ def platform(jetpack: str) -> Platform:
     return table[jetpack]
 
 
+def l4t_to_jetpack() -> dict[str, str]:
+    """The catalog's L4T release -> JetPack release table (the on-device build script embeds it)."""
+    return {str(k): str(v) for k, v in _raw()["l4t_to_jetpack"].items()}
+
+
 def jetpack_from_l4t(l4t: str) -> str | None:
-    mapping: dict[str, str] = {str(k): str(v) for k, v in _raw()["l4t_to_jetpack"].items()}
+    mapping = l4t_to_jetpack()
     if l4t in mapping:
         return mapping[l4t]
     # Fall back to the closest release with the same major.minor (e.g. 36.4.9 -> 6.2.1's line).

@@ -1,4 +1,4 @@
-"""What every stage shares: `stage.json`, hashes, atomic writes, resume checks.
+"""What every stage shares: `stage.json`, the output folder swap, resume checks.
 
 A stage is `run(config, inputs, out) -> StageRecord`. It writes everything into a temporary sibling of
 its output folder and renames it into place at the end (`stage_output`), so an interrupted stage leaves
@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import contextlib
 import datetime as _dt
-import hashlib
 import json
 import os
 import platform
@@ -23,74 +22,11 @@ from typing import Any
 
 from trt_edge import __version__
 from trt_edge.errors import TrtEdgeError
+from trt_edge.files import STAGE_FILE as STAGE_FILE  # the record's name; defined below, as the hash skips it
+from trt_edge.files import atomic_write_json, sha256_json, sha256_tree
+from trt_edge.guard.outputs import check_output, remove_stale_partials, writer_lock
 
-STAGE_FILE = "stage.json"
 STAGE_SCHEMA = 1
-_CHUNK = 1 << 20
-
-
-def sha256_file(path: str | os.PathLike[str]) -> str:
-    """sha256 of a file's bytes, streamed."""
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        while chunk := handle.read(_CHUNK):
-            digest.update(chunk)
-    return digest.hexdigest()
-
-
-def sha256_tree(path: str | os.PathLike[str], exclude: tuple[str, ...] = (STAGE_FILE,)) -> str:
-    """sha256 over a folder: every file's relative path and content hash, in sorted order.
-
-    `stage.json` is left out by default: it records times, and a folder's identity is its artifacts.
-    """
-    root = Path(path)
-    if root.is_file():
-        return sha256_file(root)
-    digest = hashlib.sha256()
-    for file in sorted(p for p in root.rglob("*") if p.is_file()):
-        rel = file.relative_to(root).as_posix()
-        if rel in exclude:
-            continue
-        digest.update(rel.encode())
-        digest.update(b"\0")
-        digest.update(sha256_file(file).encode())
-        digest.update(b"\n")
-    return digest.hexdigest()
-
-
-def sha256_json(data: Any) -> str:
-    """sha256 of a JSON-able value in canonical form (sorted keys, no spaces)."""
-    return hashlib.sha256(canonical_json(data).encode()).hexdigest()
-
-
-def canonical_json(data: Any) -> str:
-    return json.dumps(data, sort_keys=True, separators=(",", ":"), default=str)
-
-
-def atomic_write_bytes(path: str | os.PathLike[str], data: bytes) -> Path:
-    """Write a file through a temporary sibling and `os.replace`, so readers never see half a file."""
-    target = Path(path)
-    target.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
-    try:
-        with os.fdopen(fd, "wb") as handle:
-            handle.write(data)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(tmp, target)
-    except BaseException:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(tmp)
-        raise
-    return target
-
-
-def atomic_write_text(path: str | os.PathLike[str], text: str) -> Path:
-    return atomic_write_bytes(path, text.encode("utf-8"))
-
-
-def atomic_write_json(path: str | os.PathLike[str], data: Any) -> Path:
-    return atomic_write_text(path, json.dumps(data, indent=2, sort_keys=False, default=str) + "\n")
 
 
 @contextlib.contextmanager
@@ -101,8 +37,6 @@ def stage_output(out: str | os.PathLike[str]) -> Iterator[Path]:
     be new, empty or a previous trt-edge output (a user's file or folder is never replaced), and one
     writer at a time holds it (`guard.writer_lock`); temporary folders a killed writer left are removed.
     """
-    from trt_edge.guard import check_output, remove_stale_partials, writer_lock
-
     final = check_output(out).resolve()
     with writer_lock(final):
         remove_stale_partials(final)

@@ -1,7 +1,7 @@
 """The kit's one timing routine (`time_loop`, `interleaved`) and the re-warm before each timed chunk.
 
 Calibrate's candidate timing (`quantize.evaluate.latency_ms`), the pipeline comparison
-(`pipeline.compare.compare_latency`) and the profile harness (`profile.harness.benchmark`) all time
+(`profile.side_by_side.compare_latency`) and the profile harness (`profile.harness.benchmark`) all time
 through here, so a change in how the kit measures happens in one place.
 
 Timing several ONNX Runtime sessions in one process, round by round, is how the kit compares models on a

@@ -1,4 +1,5 @@
-"""The one TensorRT-version type of the kit (a leaf module: it imports nothing from trt-edge but errors).
+"""The one TensorRT-version type of the kit and what each version offers (a leaf module: it imports
+nothing from trt-edge but errors).
 
 Four parsers used to accept different strings (`"11"` passed the build plan and was refused by the
 calibration cache). Every stage now parses through `TrtVersion.parse`, which accepts `10`, `10.3`,
@@ -95,3 +96,25 @@ class TrtVersion:
 
     def __str__(self) -> str:
         return f"{self.major}.{self.minor}.{self.patch}"
+
+
+def features(version: str | TrtVersion) -> dict[str, bool]:
+    """What a TensorRT version offers, per the facts file (§2.1 builder API, §2.4 INT8, §6 trtexec)."""
+    v = TrtVersion.parse(version)
+    return {
+        "supported": v.at_least(8, 5) and v.major != 9,
+        "explicit_batch_flag": v.major < 10,           # required on 8.x, ignored on 10.x, removed in 11
+        "strongly_typed": v.at_least(10),              # NetworkDefinitionCreationFlag.STRONGLY_TYPED
+        "weak_precision_flags": v.major < 11,          # BuilderFlag.FP16/INT8/BF16, trtexec --fp16/--int8/--best
+        "weak_precision_deprecated": v.at_least(10, 12),
+        "calibrators": v.major < 11,                   # IInt8Calibrator, trtexec --calib
+        "optimization_level": v.at_least(8, 6),
+        "hardware_compatibility": v.at_least(8, 6),
+        "same_compute_capability": v.at_least(10, 9),
+        "version_compatible": v.at_least(8, 6),
+        "plugins_to_serialize": v.at_least(8, 6),
+        "static_dynamic_plugins": v.at_least(8, 6),    # trtexec --staticPlugins/--dynamicPlugins (8.5: --plugins)
+        "tactic_shared_memory_pool": v.at_least(10),
+        "dla": v.major < 11 or v.at_least(11, 4, 1),   # DLA came back in 11.4.1 (AGX Orin, JetPack 7.2.2+)
+        "skip_inference": v.at_least(10),
+    }

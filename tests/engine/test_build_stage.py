@@ -244,7 +244,7 @@ def test_trtexec_path_writes_a_manifest_the_loader_accepts(tiny_onnx_dir: Path, 
                    capture_output=True)
     manifest = read_manifest(out / "model.plan.json")
     assert manifest["status"] == "built" and manifest["tensorrt"] == "10.3.0"
-    from trt_edge.stage import sha256_file
+    from trt_edge.files import sha256_file
 
     assert manifest["onnx_sha256"] == sha256_file(bundle / "model.onnx")  # what was built, not what was planned
     assert manifest["sparsity"]["sparse_layers"] == ["b"] and manifest["sparsity"]["warning"] is None

@@ -8,8 +8,10 @@ from typing import Any
 import pytest
 
 from trt_edge.engine.config import BuildConfig
-from trt_edge.engine.plan import BuildPlan, InputProfile, OnnxInput, TrtVersion, features, profiles_for_inputs
+from trt_edge.engine.plan import BuildPlan, InputProfile, OnnxInput, TrtVersion, profiles_for_inputs
+from trt_edge.engine.trtexec import command_line
 from trt_edge.errors import TrtEdgeError
+from trt_edge.trt_version import features
 
 VERSIONS = ["8.5", "10.3", "10.13", "11.1"]
 TOKENS = [OnnxInput("input_ids", "int64", ("batch", "sequence")),
@@ -222,7 +224,7 @@ SHAPES = ("--minShapes=input_ids:1x1,attention_mask:1x1 --optShapes=input_ids:8x
 ])
 def test_trtexec_by_version(version: str, precision: str, present: list[str], absent: list[str]) -> None:
     plan = make(precision, version, calibration_cache="calibration.cache")
-    cmd = plan.to_trtexec() + " "
+    cmd = command_line(plan) + " "
     assert cmd.startswith(f"trtexec {COMMON} ")
     for flag in present:
         assert flag in cmd, (flag, cmd)
@@ -234,7 +236,7 @@ def test_trtexec_by_version(version: str, precision: str, present: list[str], ab
 def test_trtexec_sparsity_dla_plugins(version: str) -> None:
     plan = make("int8-qdq", version, sparse_weights=True, dla_core=1, plugins=["libfused.so"],
                 memory_pools={"dla_sram": 1})
-    cmd = plan.to_trtexec()
+    cmd = command_line(plan)
     assert "--sparsity=enable" in cmd
     assert "--useDLACore=1 --allowGPUFallback" in cmd
     assert "dlaSRAM:1" in cmd
@@ -244,7 +246,7 @@ def test_trtexec_sparsity_dla_plugins(version: str) -> None:
 def test_trtexec_serialized_plugins_and_compat() -> None:
     plan = make("int8-qdq", "10.3", plugins=["libp.so"], serialize_plugins=True, version_compatible=True,
                 hardware_compatibility="ampere+")
-    cmd = plan.to_trtexec()
+    cmd = command_line(plan)
     assert "--dynamicPlugins=libp.so --setPluginsToSerialize=libp.so" in cmd
     assert "--versionCompatible" in cmd and "--hardwareCompatibilityLevel=ampere+" in cmd
 
@@ -253,5 +255,5 @@ def test_trtexec_quotes_names_with_colons() -> None:
     import shlex
 
     plan = make(profiles=[InputProfile("input:0", (1, 2), (1, 2), (1, 2))])
-    argv = shlex.split(plan.to_trtexec())
+    argv = shlex.split(command_line(plan))
     assert "--minShapes='input:0':1x2" in argv  # trtexec's own quoting survives the shell

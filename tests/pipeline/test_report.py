@@ -11,8 +11,9 @@ import pytest
 
 from trt_edge import stats
 from trt_edge.errors import TrtEdgeError
+from trt_edge.files import atomic_write_json
 from trt_edge.pipeline.report import collect, write_report
-from trt_edge.stage import StageRecord, atomic_write_json
+from trt_edge.stage import StageRecord
 
 from .chromium import chromium, render
 

@@ -50,7 +50,7 @@ def test_student_int8_agrees_with_fp32_and_keeps_accuracy(student_run: tuple[Pat
 
 
 def _sha(path: Path) -> str:
-    from trt_edge.stage import sha256_file
+    from trt_edge.files import sha256_file
 
     return sha256_file(path)
 

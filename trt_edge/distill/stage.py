@@ -21,9 +21,10 @@ from trt_edge.config import RunConfig
 from trt_edge.distill.config import DistillConfig, TrainConfig
 from trt_edge.distill.ranks import is_main_process
 from trt_edge.errors import TrtEdgeError
+from trt_edge.files import sha256_json, sha256_tree
 from trt_edge.guard import weight_hashes
 from trt_edge.log import get_logger
-from trt_edge.stage import StageRecord, sha256_json, sha256_tree, stage_output
+from trt_edge.stage import StageRecord, stage_output
 from trt_edge.tasks.config import TaskConfig
 from trt_edge.tasks.data import ClassificationData, load_task_data, resolve_data_source
 from trt_edge.tasks.models import (

@@ -24,21 +24,19 @@ from trt_edge.distill.config import TransferConfig
 from trt_edge.errors import TrtEdgeError
 from trt_edge.log import get_logger
 from trt_edge.tasks.config import DataConfig, TaskConfig
-from trt_edge.tasks.data import TextClassificationData, resolve_data_source
+from trt_edge.tasks.data import TextClassificationData, detect_format, read_table, read_text_folder, resolve_data_source
 
 log = get_logger("distill")
 
 
 def _raw_texts(data_cfg: DataConfig) -> list[str]:
     """Every text of a source, labels and filters ignored (a transfer set needs no labels)."""
-    from trt_edge.tasks.data import _detect_format, _read_folder, _read_table
-
     path = resolve_data_source(data_cfg.source)
-    fmt = _detect_format(path, data_cfg.format)
+    fmt = detect_format(path, data_cfg.format)
     if fmt == "folder":
-        texts, _ = _read_folder(path, data_cfg)
+        texts, _ = read_text_folder(path, data_cfg)
         return texts
-    rows = _read_table(path, fmt, data_cfg)
+    rows = read_table(path, fmt, data_cfg)
     if rows and data_cfg.text_column not in rows[0]:
         raise TrtEdgeError(f"{path}: no column {data_cfg.text_column!r} (distill.transfer.text_column); columns: "
                            f"{', '.join(map(str, rows[0].keys()))}")
@@ -70,7 +68,7 @@ def transfer_source_path(cfg: TransferConfig, task_data: DataConfig) -> Path | N
 
 def transfer_input(cfg: TransferConfig, task_data: DataConfig) -> dict[str, str]:
     """The stage input hash of the transfer source ({} when there is none), so changing it reruns the stage."""
-    from trt_edge.stage import sha256_tree
+    from trt_edge.files import sha256_tree
 
     path = transfer_source_path(cfg, task_data)
     return {"transfer": sha256_tree(path)} if path is not None else {}

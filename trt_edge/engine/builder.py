@@ -34,8 +34,8 @@ from trt_edge.engine.manifest import (
 from trt_edge.engine.plan import BuildPlan
 from trt_edge.engine.trt_api import enum_member, trt
 from trt_edge.errors import TrtEdgeError
+from trt_edge.files import atomic_write_bytes, atomic_write_json, atomic_write_text, sha256_file
 from trt_edge.log import get_logger
-from trt_edge.stage import atomic_write_bytes, atomic_write_json, atomic_write_text, sha256_file
 from trt_edge.trt_version import TrtVersion
 
 log = get_logger("build")

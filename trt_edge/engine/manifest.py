@@ -21,7 +21,8 @@ from typing import Any
 from trt_edge import __version__
 from trt_edge.engine.plan import BuildPlan
 from trt_edge.errors import TrtEdgeError
-from trt_edge.stage import atomic_write_json, now, sha256_file
+from trt_edge.files import atomic_write_json, sha256_file
+from trt_edge.stage import now
 from trt_edge.trt_version import TrtVersion
 
 MANIFEST_SCHEMA = 1

@@ -3,7 +3,9 @@
 Pure Python (no TensorRT import), so the plan is made, validated and rendered as a trtexec command on a
 CPU machine, shipped in an on-device bundle as JSON, and applied by `builder.py` on the device. What
 each TensorRT version can do comes from `../shared/reference/tensorrt-jetson-facts.md` (§2.1, §2.4, §6)
-and lives in `features()`: the builder and the trtexec renderer both read it, so they cannot disagree.
+and lives in `trt_version.features()`: the builder and the trtexec renderer both read it, so they cannot
+disagree. The trtexec command for a plan is `trtexec.command_line(plan, version)` (the renderer sits above
+the plan: it reads plans, the plan knows nothing of trtexec).
 Builder and network flags are carried as *names* (`"FP16"`, `"STRONGLY_TYPED"`); the builder looks
 them up with `getattr` at run time, because the enum integers were renumbered in TensorRT 11.
 """
@@ -18,32 +20,11 @@ from trt_edge.devices import Device, device, devices, platforms
 from trt_edge.engine.config import MEMORY_POOLS, PRECISIONS, BuildConfig
 from trt_edge.errors import TrtEdgeError
 from trt_edge.trt_version import TrtVersion as TrtVersion  # re-exported: callers written before trt_version.py
+from trt_edge.trt_version import features
 
 PLAN_SCHEMA = 1
 # Precisions whose ONNX carries its own types (Q/DQ or fp16 tensors): built strongly typed where possible.
 STRONGLY_TYPED_PRECISIONS = ("int8-qdq", "fp8-qdq", "typed")
-
-
-def features(version: str | TrtVersion) -> dict[str, bool]:
-    """What a TensorRT version offers, per the facts file (§2.1 builder API, §2.4 INT8, §6 trtexec)."""
-    v = TrtVersion.parse(version)
-    return {
-        "supported": v.at_least(8, 5) and v.major != 9,
-        "explicit_batch_flag": v.major < 10,           # required on 8.x, ignored on 10.x, removed in 11
-        "strongly_typed": v.at_least(10),              # NetworkDefinitionCreationFlag.STRONGLY_TYPED
-        "weak_precision_flags": v.major < 11,          # BuilderFlag.FP16/INT8/BF16, trtexec --fp16/--int8/--best
-        "weak_precision_deprecated": v.at_least(10, 12),
-        "calibrators": v.major < 11,                   # IInt8Calibrator, trtexec --calib
-        "optimization_level": v.at_least(8, 6),
-        "hardware_compatibility": v.at_least(8, 6),
-        "same_compute_capability": v.at_least(10, 9),
-        "version_compatible": v.at_least(8, 6),
-        "plugins_to_serialize": v.at_least(8, 6),
-        "static_dynamic_plugins": v.at_least(8, 6),    # trtexec --staticPlugins/--dynamicPlugins (8.5: --plugins)
-        "tactic_shared_memory_pool": v.at_least(10),
-        "dla": v.major < 11 or v.at_least(11, 4, 1),   # DLA came back in 11.4.1 (AGX Orin, JetPack 7.2.2+)
-        "skip_inference": v.at_least(10),
-    }
 
 
 @dataclass(frozen=True)
@@ -413,15 +394,6 @@ class BuildPlan:
                 if isinstance(dim, int) and dim > 0 and not prof.min[axis] == prof.opt[axis] == prof.max[axis] == dim:
                     problems.append(f"profile for {inp.name!r} axis {axis} must be {dim} (fixed in the ONNX)")
         return problems
-
-    def to_trtexec(self, trt_version: str | TrtVersion | None = None, *, onnx: str | None = None,
-                   engine: str = "model.plan", layer_info: str | None = "model.layers.json",
-                   trtexec: str = "trtexec") -> str:
-        """The equivalent trtexec command line for that TensorRT version (see `trtexec.render_build`)."""
-        from trt_edge.engine.trtexec import render_build, shell_join
-
-        return shell_join(render_build(self, trt_version, onnx=onnx, engine=engine, layer_info=layer_info,
-                                       trtexec=trtexec))
 
 
 def _device(target: Device | str | None) -> Device | None:

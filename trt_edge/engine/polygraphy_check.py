@@ -28,7 +28,7 @@ from typing import Any
 
 import numpy as np
 
-from trt_edge.stage import atomic_write_text
+from trt_edge.files import atomic_write_text
 
 INPUTS_JSON = "polygraphy_inputs.json"
 SCRIPT = "polygraphy_compare.sh"

@@ -18,9 +18,10 @@ from trt_edge.engine.config import BuildConfig, effective_build_config
 from trt_edge.engine.onnxinfo import check_onnx, external_data_files, has_qdq, onnx_inputs
 from trt_edge.engine.plan import BuildPlan
 from trt_edge.errors import TrtEdgeError
+from trt_edge.files import sha256_file
 from trt_edge.lazy import lazy_import
 from trt_edge.log import get_logger
-from trt_edge.stage import StageRecord, read_stage, sha256_file, stage_artifact, stage_output
+from trt_edge.stage import StageRecord, read_stage, stage_artifact, stage_output
 from trt_edge.tasks.spec import task_max_length
 from trt_edge.trt_version import TrtVersion
 

@@ -1,4 +1,4 @@
-"""trtexec command lines for a build plan, per TensorRT version (facts §6).
+"""trtexec command lines for a build plan, per TensorRT version (facts §6): `command_line(plan, version)`.
 
 What changes between versions: TensorRT 11 removed `--fp16/--int8/--best/--calib` (strong typing only,
 so `--stronglyTyped` is a no-op there and is left out); 8.5 has no `--builderOptimizationLevel`,
@@ -11,13 +11,10 @@ from __future__ import annotations
 
 import shlex
 from collections.abc import Sequence
-from typing import TYPE_CHECKING
 
 from trt_edge.engine.config import MEMORY_POOLS
-
-if TYPE_CHECKING:
-    from trt_edge.engine.plan import BuildPlan, InputProfile
-from trt_edge.trt_version import TrtVersion
+from trt_edge.engine.plan import BuildPlan, InputProfile
+from trt_edge.trt_version import TrtVersion, features
 
 DEFAULT_TRTEXEC = "trtexec"
 JETPACK_TRTEXEC = "/usr/src/tensorrt/bin/trtexec"
@@ -48,8 +45,6 @@ def _mib(v: TrtVersion, size: int) -> str:
 
 def precision_flags(plan: BuildPlan, v: TrtVersion, calib: str | None = None) -> list[str]:
     """The precision part of the command for that version."""
-    from trt_edge.engine.plan import features
-
     f = features(v)
     if plan.strongly_typed(v):
         return ["--stronglyTyped"] if v.major == 10 else []
@@ -68,14 +63,20 @@ def precision_flags(plan: BuildPlan, v: TrtVersion, calib: str | None = None) ->
     return flags
 
 
+def command_line(plan: BuildPlan, trt_version: str | TrtVersion | None = None, *, onnx: str | None = None,
+                 engine: str = "model.plan", layer_info: str | None = "model.layers.json",
+                 trtexec: str = DEFAULT_TRTEXEC) -> str:
+    """The trtexec command line equivalent to `plan` for that TensorRT version, shell-quoted (what the
+    bundle writes to trtexec.txt). It lives here, not on `BuildPlan`, so the plan stays below its renderer."""
+    return shell_join(render_build(plan, trt_version, onnx=onnx, engine=engine, layer_info=layer_info,
+                                   trtexec=trtexec))
+
+
 def render_build(plan: BuildPlan, trt_version: str | TrtVersion | None = None, *, onnx: str | None = None,
                  engine: str = "model.plan", layer_info: str | None = "model.layers.json",
                  timing_cache: str | None = None, calib: str | None = None, trtexec: str = DEFAULT_TRTEXEC,
                  verbose: bool | None = None) -> list[str]:
     """argv of the trtexec build equivalent to `plan` on that TensorRT version (default: the plan's)."""
-    from trt_edge.engine.plan import features
-    from trt_edge.trt_version import TrtVersion
-
     v = TrtVersion.parse(trt_version or plan.trt_version)
     f = features(v)
     argv = [trtexec, f"--onnx={onnx or plan.onnx}", f"--saveEngine={engine}"]
@@ -138,7 +139,6 @@ def render_benchmark(plan: BuildPlan, engine: str = "model.plan", *, trtexec: st
         argv += [f"--exportLayerInfo={layer_info}", "--profilingVerbosity=detailed"]
     if plan.dla_core is not None:
         argv.append(f"--useDLACore={plan.dla_core}")
-    from trt_edge.engine.plan import features
 
     static = features(plan.trt_version)["static_dynamic_plugins"]
     argv += [f"--staticPlugins={lib}" if static else f"--plugins={lib}" for lib in plan.plugins]

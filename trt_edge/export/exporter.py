@@ -24,8 +24,8 @@ from pathlib import Path
 from typing import Any
 
 from trt_edge.errors import TrtEdgeError
+from trt_edge.files import atomic_write_bytes
 from trt_edge.log import get_logger
-from trt_edge.stage import atomic_write_bytes
 from trt_edge.tasks.spec import TEXT_CLASSIFICATION, TaskSpec, get_task
 
 log = get_logger("export")

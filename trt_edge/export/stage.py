@@ -20,9 +20,10 @@ from trt_edge import stats
 from trt_edge.config import RunConfig
 from trt_edge.errors import GateError, TrtEdgeError
 from trt_edge.export.config import ExportConfig
+from trt_edge.files import atomic_write_json, sha256_tree
 from trt_edge.guard import check_positions, weight_hashes
 from trt_edge.log import get_logger
-from trt_edge.stage import STAGE_FILE, StageRecord, atomic_write_json, sha256_tree, stage_artifact, stage_output
+from trt_edge.stage import STAGE_FILE, StageRecord, stage_artifact, stage_output
 from trt_edge.target import resolve_target
 from trt_edge.tasks.config import TaskConfig
 

@@ -13,10 +13,12 @@ from typing import Any
 
 from trt_edge.config import RunConfig
 from trt_edge.errors import TrtEdgeError
+from trt_edge.files import atomic_write_json, sha256_file
 from trt_edge.log import get_logger
 from trt_edge.pipeline.config import PipelineConfig
-from trt_edge.stage import STAGE_FILE, StageRecord, atomic_write_json, read_stage, sha256_file, stage_output
-from trt_edge.tasks.spec import SEQUENCE_AXIS, describe_feed, get_task
+from trt_edge.profile.side_by_side import MIN_CHUNK_RUNS, compare_latency
+from trt_edge.stage import STAGE_FILE, StageRecord, read_stage, stage_output
+from trt_edge.tasks.spec import SEQUENCE_AXIS, get_task
 from trt_edge.timing import REWARM_MS
 
 log = get_logger("compare")
@@ -62,47 +64,6 @@ def comparison_inputs(config: RunConfig, models: list[tuple[str, Path]]) -> tupl
     data = load_data(config.section("task").data)
     folder = preprocessor_dir(models[0][1])
     return TEXT_CLASSIFICATION.preprocessor.load(folder), data.test.texts
-
-
-MIN_CHUNK_RUNS = 5
-
-
-def compare_latency(models: list[tuple[str, Path]], tokenizer: Any, texts: list[str], shapes: list[list[int]],
-                    rounds: int, runs: int, progress: bool = True,
-                    chunk_ms: float = float("inf")) -> list[dict[str, Any]]:
-    """Median/p90 latency of every model at every shape, interleaved; ratios against the first model.
-
-    Each model's chunk is re-warmed (`trt_edge.timing.rewarm`), then timed for `runs` runs or until
-    `chunk_ms` have passed (at least `MIN_CHUNK_RUNS`)."""
-    from tqdm.auto import tqdm
-
-    from trt_edge.profile.harness import TextSource, latency_stats, make_feed
-    from trt_edge.runtime.ort import OnnxRuntimeRunner
-    from trt_edge.timing import interleaved
-
-    runners = [OnnxRuntimeRunner(path).activate() for _, path in models]
-    source = TextSource(tokenizer, texts)
-    results = []
-    try:
-        total = len(shapes) * rounds * len(models)
-        bar = tqdm(total=total, desc="side-by-side latency", unit="chunk", disable=not progress, leave=False)
-        for batch, seq in shapes:
-            feeds = [make_feed(r.inputs(), batch, seq, source) for r in runners]
-            calls = [lambda r=r, f=f: r.infer(f, check=False) for r, f in zip(runners, feeds, strict=True)]
-            samples = interleaved(calls, rounds=rounds, runs=runs,
-                                  max_ms=None if chunk_ms == float("inf") else chunk_ms,
-                                  min_runs=MIN_CHUNK_RUNS, on_chunk=lambda: bar.update(1))
-            stats = {label: latency_stats(s) for (label, _), s in zip(models, samples, strict=True)}
-            ref = stats[models[0][0]]["median"]
-            results.append({
-                "batch": batch, "seq": seq, "shape": describe_feed(feeds[0], batch, seq), "latency_ms": stats,
-                "speedup_vs_first": {label: round(ref / st["median"], 3) for label, st in stats.items()},
-            })
-        bar.close()
-    finally:
-        for runner in runners:
-            runner.deactivate()
-    return results
 
 
 def run(config: RunConfig, run_dir: Path, out: str | Path) -> StageRecord:

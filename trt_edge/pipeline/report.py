@@ -23,9 +23,10 @@ import numpy as np
 from trt_edge import stats
 from trt_edge.config import RunConfig
 from trt_edge.errors import TrtEdgeError
+from trt_edge.files import atomic_write_bytes, atomic_write_text
 from trt_edge.pipeline.compare import shape_label
 from trt_edge.pipeline.verdict import Target, Verdict, build_verdict, confusion
-from trt_edge.stage import STAGE_FILE, StageRecord, atomic_write_bytes, atomic_write_text, read_stage, stage_output
+from trt_edge.stage import STAGE_FILE, StageRecord, read_stage, stage_output
 
 REFERENCE_SHAPE = (1, 64)
 

@@ -17,19 +17,13 @@ from typing import Any
 
 from trt_edge.config import RunConfig
 from trt_edge.errors import GateError, TrtEdgeError
+from trt_edge.files import atomic_write_json, sha256_json, sha256_tree
 from trt_edge.guard import writes_output
 from trt_edge.log import get_logger, report_repeats
 from trt_edge.pipeline.config import STAGES, PipelineConfig
 from trt_edge.pipeline.gates import PAIRS, overall_verdict, stage_verdict
 from trt_edge.preflight import preflight
-from trt_edge.stage import (
-    STAGE_FILE,
-    StageRecord,
-    atomic_write_json,
-    read_stage,
-    sha256_json,
-    sha256_tree,
-)
+from trt_edge.stage import STAGE_FILE, StageRecord, read_stage
 
 log = get_logger("pipeline")
 RUN_FILE = "pipeline.json"

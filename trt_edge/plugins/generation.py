@@ -14,9 +14,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from trt_edge.engine.plan import TrtVersion  # the project's TensorRT version type (single import, see issue 14)
 from trt_edge.errors import TrtEdgeError
 from trt_edge.plugins.ort_reference import PLUGIN_DOMAIN, PLUGIN_NAME, PLUGIN_NAMESPACE, PLUGIN_VERSION
+from trt_edge.trt_version import TrtVersion  # the project's TensorRT version type (single import, see issue 14)
 
 
 @dataclass(frozen=True)

@@ -28,8 +28,8 @@ import subprocess
 from pathlib import Path
 
 from trt_edge.errors import TrtEdgeError
+from trt_edge.files import sha256_file
 from trt_edge.log import get_logger
-from trt_edge.stage import sha256_file
 
 log = get_logger("build")
 

@@ -159,8 +159,8 @@ def fuse_attention_file(onnx_path: Path, out_path: Path, feeds: list[dict[str, n
     """
     import onnx
 
+    from trt_edge.files import atomic_write_bytes
     from trt_edge.plugins.generation import plugin_generation
-    from trt_edge.stage import atomic_write_bytes
 
     onnx_path = Path(onnx_path)
     if not onnx_path.is_file():

@@ -15,7 +15,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from trt_edge.stage import atomic_write_bytes, atomic_write_text
+from trt_edge.files import atomic_write_bytes, atomic_write_text
 
 _PCTS = (("median", "median", "tab:green"), ("p90", "p90", "tab:orange"), ("p95", "p95", "tab:red"),
          ("p99", "p99", "tab:purple"))

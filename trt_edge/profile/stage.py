@@ -15,11 +15,12 @@ from typing import Any
 
 from trt_edge.config import RunConfig
 from trt_edge.errors import TrtEdgeError
+from trt_edge.files import atomic_write_json, sha256_file
 from trt_edge.log import get_logger
 from trt_edge.profile import harness
 from trt_edge.profile.config import ProfileConfig
 from trt_edge.runtime.base import Runner
-from trt_edge.stage import StageRecord, atomic_write_json, read_stage, sha256_file, stage_output
+from trt_edge.stage import StageRecord, read_stage, stage_output
 from trt_edge.tasks.spec import describe_feed, recorded_stage, task_max_length
 
 log = get_logger("profile")

@@ -26,7 +26,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from trt_edge.errors import TrtEdgeError
-from trt_edge.stage import atomic_write_text
+from trt_edge.files import atomic_write_text
 from trt_edge.trt_version import TrtVersion
 
 ALGORITHMS = ("EntropyCalibration2", "EntropyCalibration", "MinMaxCalibration", "LegacyCalibration")

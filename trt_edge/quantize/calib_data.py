@@ -20,9 +20,9 @@ from typing import Any
 import numpy as np
 
 from trt_edge.errors import TrtEdgeError
+from trt_edge.files import atomic_write_bytes, sha256_file
 from trt_edge.log import get_logger
 from trt_edge.quantize.config import CalibrationDataConfig
-from trt_edge.stage import atomic_write_bytes, sha256_file
 from trt_edge.tasks.spec import TEXT_CLASSIFICATION
 
 log = get_logger("calibrate")
@@ -183,6 +183,6 @@ def draw_calibration_set(texts: Sequence[Any], labels: Sequence[int], tokenizer:
 
 
 def _sha_ints(values: Sequence[int]) -> str:
-    from trt_edge.stage import sha256_json
+    from trt_edge.files import sha256_json
 
     return sha256_json([int(v) for v in values])

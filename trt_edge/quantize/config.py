@@ -11,6 +11,10 @@ from typing import Literal
 
 from trt_edge.configbase import ConfigBase
 
+# The CPU candidates `cpu_target` knows how to make, in the order it makes them. Written here, in the config
+# module, so the config can check `cpu.candidates` without importing the stage code above it.
+CANDIDATES = ("fp32", "fused", "dynamic-int8", "fused-dynamic-int8", "u8s8-qdq")
+
 Method = Literal["entropy", "max", "percentile", "mse"]
 
 
@@ -141,15 +145,12 @@ class CpuTargetConfig(ConfigBase):
         calibration set). Defaults to 128.
     """
 
-    candidates: list[str] = field(default_factory=lambda: ["fp32", "fused", "dynamic-int8",
-                                                           "fused-dynamic-int8", "u8s8-qdq"])
+    candidates: list[str] = field(default_factory=lambda: list(CANDIDATES))
     budget: float = 1.0
     runs: int = 60
     calibration_samples: int = 128
 
     def __post_init__(self) -> None:
-        from trt_edge.quantize.cpu_target import CANDIDATES
-
         unknown = [c for c in self.candidates if c not in CANDIDATES]
         if unknown:
             raise ValueError(f"unknown CPU candidate {unknown[0]!r}; known: {', '.join(CANDIDATES)}")

@@ -40,10 +40,10 @@ import numpy as np
 from trt_edge.errors import TrtEdgeError
 from trt_edge.lazy import lazy_import
 from trt_edge.log import get_logger, quiet_third_party
+from trt_edge.quantize.config import CANDIDATES
 
 log = get_logger("calibrate.cpu")
 
-CANDIDATES = ("fp32", "fused", "dynamic-int8", "fused-dynamic-int8", "u8s8-qdq")
 LATENCY_SHAPES = ((1, 64), (1, 128))
 # Session variants timed for every candidate: name suffix -> ONNX Runtime optimizers disabled.
 SESSION_VARIANTS: dict[str, tuple[str, ...]] = {"": (), "no-sln": ("SkipLayerNormFusion",)}
@@ -95,9 +95,9 @@ def _fuse(src: Path, dst: Path, feeds: Sequence[dict[str, np.ndarray]]) -> str:
     import onnx
 
     from trt_edge.export.cleanup import recompose_layernorm
+    from trt_edge.files import atomic_write_bytes
     from trt_edge.onnxgraph.runtime import compare_models
     from trt_edge.quantize.ort_attention import PARITY_TOLERANCE, fuse_attention_ort
-    from trt_edge.stage import atomic_write_bytes
 
     optimizer = lazy_import("onnxruntime.transformers.optimizer")
     fusion_options = lazy_import("onnxruntime.transformers.fusion_options")
@@ -370,8 +370,8 @@ def write_artifact(winner: CpuCandidate, dst: Path) -> None:
     """Copy the winning file to `dst` (atomically), with its session hint in the model's metadata."""
     import onnx
 
+    from trt_edge.files import atomic_write_bytes
     from trt_edge.runtime.ort import DISABLED_OPTIMIZERS_KEY
-    from trt_edge.stage import atomic_write_bytes
 
     if winner.path is None:
         raise TrtEdgeError(f"CPU candidate {winner.name} has no file")

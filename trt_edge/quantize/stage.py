@@ -18,18 +18,12 @@ import numpy as np
 from trt_edge import stats
 from trt_edge.config import RunConfig
 from trt_edge.errors import GateError, TrtEdgeError
+from trt_edge.files import atomic_write_json, sha256_file, sha256_tree
 from trt_edge.log import get_logger
 from trt_edge.quantize import calib_data, calibrators, evaluate, placement, sensitivity
 from trt_edge.quantize.cache import supports_implicit_calibration, write_cache
 from trt_edge.quantize.config import CalibrateConfig, CpuTargetConfig, GateConfig
-from trt_edge.stage import (
-    StageRecord,
-    atomic_write_json,
-    sha256_file,
-    sha256_tree,
-    stage_artifact,
-    stage_output,
-)
+from trt_edge.stage import StageRecord, stage_artifact, stage_output
 from trt_edge.target import resolve_target
 from trt_edge.tasks.metrics import argmax_agreement, classification_metrics
 from trt_edge.tasks.spec import (

@@ -122,7 +122,7 @@ class EntropyCalibratorImpl:
 
     def write_calibration_cache(self, cache: Any) -> None:
         if self.cache_path is not None:
-            from trt_edge.stage import atomic_write_bytes
+            from trt_edge.files import atomic_write_bytes
 
             atomic_write_bytes(self.cache_path, bytes(cache))
 

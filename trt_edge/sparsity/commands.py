@@ -71,9 +71,9 @@ class PruneCommands:
           quiet: print only the one-line summary, not the per-tensor table.
         """
         from trt_edge.errors import GateError
+        from trt_edge.files import atomic_write_json
         from trt_edge.guard import check_report_file
         from trt_edge.sparsity import check_sparsity
-        from trt_edge.stage import atomic_write_json
 
         kind = "trt-edge sparsity check"
         if json_out:

@@ -24,11 +24,12 @@ import numpy as np
 from trt_edge import stats
 from trt_edge.config import RunConfig
 from trt_edge.errors import GateError, TrtEdgeError
+from trt_edge.files import atomic_write_json, sha256_tree
 from trt_edge.guard import check_positions, weight_hashes
 from trt_edge.log import get_logger
 from trt_edge.sparsity.config import PruneConfig, WidthConfig
 from trt_edge.sparsity.report import SPARSITY_FILE, SPARSITY_FORMAT, SPARSITY_VERSION
-from trt_edge.stage import STAGE_FILE, StageRecord, atomic_write_json, read_stage, sha256_tree, stage_output
+from trt_edge.stage import STAGE_FILE, StageRecord, read_stage, stage_output
 from trt_edge.tasks.config import TaskConfig
 
 log = get_logger("prune")

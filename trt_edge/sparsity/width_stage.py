@@ -28,9 +28,10 @@ from typing import Any
 from trt_edge import stats
 from trt_edge.config import RunConfig
 from trt_edge.errors import GateError
+from trt_edge.files import sha256_tree
 from trt_edge.log import get_logger
 from trt_edge.sparsity.config import WidthConfig
-from trt_edge.stage import StageRecord, sha256_tree, stage_output
+from trt_edge.stage import StageRecord, stage_output
 
 log = get_logger("prune.width")
 
@@ -101,7 +102,7 @@ def pick_target(cfg: WidthConfig, config: RunConfig, model: Any, tokenizer: Any,
     """(keep_heads, keep_ffn, keep_hidden) of the least pruned candidate whose exported fp32 ONNX is at least
     `target_speedup` times faster than the exported teacher at every `target_shapes` point; the fastest
     candidate when none is (and the record says the target was missed)."""
-    from trt_edge.pipeline.compare import compare_latency
+    from trt_edge.profile.side_by_side import compare_latency
     from trt_edge.sparsity.width import plan_width, shrink_
 
     assert cfg.target_speedup is not None

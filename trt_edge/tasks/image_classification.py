@@ -20,17 +20,23 @@ import numpy as np
 from trt_edge.errors import TrtEdgeError
 from trt_edge.log import get_logger
 from trt_edge.tasks.config import DataConfig
-from trt_edge.tasks.data import IMAGE_SUFFIXES, ClassificationData, split_examples, stratified_order
+from trt_edge.tasks.data import (
+    FASHION_MNIST_DIR,
+    FASHION_MNIST_INSTALL,
+    IMAGE_SUFFIXES,
+    ClassificationData,
+    fashion_mnist_dir,
+    split_examples,
+    stratified_order,
+)
 from trt_edge.tasks.metrics import classification_metrics
 from trt_edge.tasks.spec import IMAGE_CLASSIFICATION as SPEC
 
 log = get_logger("data")
 
 INPUT = SPEC.inputs[0].name
-FASHION_MNIST_DIR = Path("/usr/share/datasets/fashion-mnist")
 FASHION_MNIST_LABELS = ["t-shirt", "trouser", "pullover", "dress", "coat", "sandal", "shirt", "sneaker", "bag",
                         "ankle-boot"]
-_INSTALL = "apt-get install dataset-fashion-mnist"
 
 
 # --- data -------------------------------------------------------------------------------------------
@@ -41,7 +47,7 @@ def _read_idx(path: Path) -> np.ndarray:
         with gzip.open(path, "rb") as handle:
             raw = handle.read()
     except (OSError, EOFError) as exc:
-        raise TrtEdgeError(f"{path}: unreadable ({exc}); reinstall with {_INSTALL}") from exc
+        raise TrtEdgeError(f"{path}: unreadable ({exc}); reinstall with {FASHION_MNIST_INSTALL}") from exc
     if len(raw) < 8:
         raise TrtEdgeError(f"{path}: truncated IDX file")
     zero, dtype, ndim = raw[0:2], raw[2], raw[3]
@@ -56,9 +62,7 @@ def _read_idx(path: Path) -> np.ndarray:
 
 def fashion_mnist(folder: Path = FASHION_MNIST_DIR) -> dict[str, tuple[np.ndarray, np.ndarray]]:
     """{"train": (images [60000, 28, 28], labels), "test": (images [10000, 28, 28], labels)}."""
-    if not folder.is_dir():
-        raise TrtEdgeError(f"demo:fashion-mnist needs Debian's dataset package: {_INSTALL} "
-                           f"(then {folder} holds the *-ubyte.gz files)")
+    fashion_mnist_dir(folder)  # raises with the install line
     out = {}
     for split, prefix in (("train", "train"), ("test", "t10k")):
         images = _read_idx(folder / f"{prefix}-images-idx3-ubyte.gz")
