@@ -25,9 +25,12 @@ CELLS = {"export": "export (parity)", "fuse_trt": "fuse attention: TensorRT plug
 
 
 def render(results: dict[str, dict[str, str]]) -> str:
-    """The Markdown table, families in the order given."""
+    """The Markdown table, families (by `model_type`) in the order of the package's family table."""
+    from trt_edge.modeling.families import FAMILIES
+
     lines = ["| family | " + " | ".join(CELLS.values()) + " |", "|---" * (len(CELLS) + 1) + "|"]
-    for family, cells in results.items():
+    for family in (f.model_type for f in FAMILIES if f.model_type in results):
+        cells = results[family]
         lines.append(f"| {family} | " + " | ".join(cells[key].replace("|", "/") for key in CELLS) + " |")
     return "\n".join(lines)
 
