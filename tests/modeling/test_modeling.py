@@ -14,7 +14,7 @@ import pytest
 
 from trt_edge.errors import TrtEdgeError
 from trt_edge.modeling import families
-from trt_edge.modeling.anatomy import config_value, head_count, hidden_size, num_layers
+from trt_edge.modeling.anatomy import config_key, config_value, head_count, hidden_size, num_layers
 
 
 class _Attention:
@@ -37,6 +37,8 @@ def test_one_head_count_reads_every_spelling_from_configs_mappings_and_modules()
     assert head_count(_Attention(head_dim=8)) is None and head_count(None) is None
     assert head_count({"num_attention_heads": True, "n_heads": 0}) is None  # not a count
     assert config_value({"n_layers": 4}, "layers") == 4 and config_value({"d_model": 64}, "hidden") == 64
+    assert config_key({"n_layers": 4}, "layers") == "n_layers"  # where a new width is written
+    assert config_key({}, "layers") == "num_hidden_layers"
 
 
 def test_layers_and_hidden_size_of_a_family_that_names_them_otherwise() -> None:
