@@ -35,12 +35,13 @@ def render(results: dict[str, dict[str, str]]) -> str:
     return "\n".join(lines)
 
 
-def replace_section(text: str, table: str) -> str:
-    """`text` with the generated section replaced (or appended when the markers are missing)."""
-    block = f"{BEGIN}\n{table}\n{END}"
-    if BEGIN in text and END in text:
-        head, rest = text.split(BEGIN, 1)
-        return head + block + rest.split(END, 1)[1]
+def replace_section(text: str, table: str, begin: str = BEGIN, end: str = END) -> str:
+    """`text` with the generated section between `begin` and `end` replaced (or appended when the markers
+    are missing)."""
+    block = f"{begin}\n{table}\n{end}"
+    if begin in text and end in text:
+        head, rest = text.split(begin, 1)
+        return head + block + rest.split(end, 1)[1]
     return text.rstrip("\n") + "\n\n" + block + "\n"
 
 

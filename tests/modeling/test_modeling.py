@@ -176,3 +176,24 @@ def test_modeling_stands_below_tasks_distill_sparsity_and_the_stages() -> None:
         assert not bad, f"{module} imports {bad}"
     assert not graph.chain_exists("trt_edge.tasks.models", "trt_edge.sparsity.width", as_packages=True)
     assert not graph.chain_exists("trt_edge.tasks.spec", "trt_edge.tasks.models")
+
+
+FAMILIES_BEGIN = "<!-- model-families:begin (generated from trt_edge/modeling/families.py; do not edit) -->"
+FAMILIES_END = "<!-- model-families:end -->"
+
+
+def test_docs_families_table_is_the_package_s() -> None:
+    """docs/export.md lists the covered families from the package's table (rewrite it with
+    `TRT_EDGE_WRITE_DOCS=1 pytest tests/modeling -k docs_families`)."""
+    import os
+
+    from tests.matrix.table import ROOT, replace_section
+
+    doc = ROOT / "docs" / "export.md"
+    text = doc.read_text(encoding="utf-8")
+    updated = replace_section(text, families.markdown(), FAMILIES_BEGIN, FAMILIES_END)
+    if updated != text and os.environ.get("TRT_EDGE_WRITE_DOCS") == "1":
+        doc.write_text(updated, encoding="utf-8")
+        text = updated
+    assert FAMILIES_BEGIN in text and updated == text, "docs/export.md's families table is stale"
+    assert "| dinov2 | DINOv2 | backbone-stages | no |" in families.markdown()

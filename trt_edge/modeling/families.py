@@ -88,3 +88,14 @@ def uncovered_note(model_type: str | None, what: str) -> str | None:
         return None
     return (f"{what}: model_type {model_type!r} is not a family trt-edge's tests cover "
             f"({', '.join(BY_MODEL_TYPE)}); it may work, but check every stage's parity and gates")
+
+
+def markdown() -> str:
+    """The families table for the docs (docs/export.md holds it between markers; tests/modeling checks it
+    is current and rewrites it with `TRT_EDGE_WRITE_DOCS=1`)."""
+    lines = ["| model_type | family | quirks | whole chain (tests/matrix) | tested in | notes |", "|---" * 6 + "|"]
+    for f in FAMILIES:
+        chain = ("yes" + "".join(f"; no {cell}" for cell in f.refusals)) if f.matrix else "no"
+        lines.append(f"| {f.model_type} | {f.name} | {', '.join(f.quirks) or '-'} | {chain} | {f.tests} | "
+                     f"{f.notes or '-'} |")
+    return "\n".join(lines)
