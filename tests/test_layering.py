@@ -59,13 +59,6 @@ def test_a_cycle_inside_a_package_breaks_the_contract(tmp_path: Path) -> None:
 
 
 # Still being removed by the other parts of issue 27; delete each entry when its change lands.
-KNOWN_CYCLE = {  # removed by the modeling part (trt_edge/modeling/)
-    "trt_edge.distill.student", "trt_edge.sparsity.width", "trt_edge.tasks.models", "trt_edge.tasks.spec",
-    "trt_edge.tasks.text_classification",
-}
-KNOWN_PRIVATE = {
-    ("trt_edge.sparsity.width", "trt_edge.distill.student", "_layer_list"),  # removed by the modeling part
-}
 
 
 def _cycles() -> list[set[str]]:
@@ -117,8 +110,7 @@ def test_no_import_cycles_between_modules() -> None:
     """Across packages too (the contract's acyclic check looks inside each package, and the stages layer
     lets its packages import one another)."""
     pytest.importorskip("grimp")
-    cycles = [c for c in _cycles() if c != KNOWN_CYCLE]
-    assert cycles == []
+    assert _cycles() == []
 
 
 def test_no_module_imports_a_private_name_of_another() -> None:
@@ -131,4 +123,4 @@ def test_no_module_imports_a_private_name_of_another() -> None:
             if isinstance(node, ast.ImportFrom) and node.module and node.module.startswith("trt_edge"):
                 found |= {(module, node.module, a.name) for a in node.names
                           if a.name.startswith("_") and not a.name.startswith("__")}
-    assert found - KNOWN_PRIVATE == set()
+    assert found == set()

@@ -65,7 +65,7 @@ def _check_data(config: RunConfig, stages: Sequence[str]) -> dict[str, Any]:
 def _check_models(config: RunConfig) -> None:
     """The teacher (and a separate student) exist, hold safetensors and a real tokenizer, and share it."""
     from trt_edge.guard import check_positions
-    from trt_edge.tasks.models import resolve_model_path
+    from trt_edge.modeling.folder import resolve_model_path
     from trt_edge.tasks.spec import get_task
 
     cfg = config.section("distill")
@@ -74,17 +74,19 @@ def _check_models(config: RunConfig) -> None:
     spec = get_task(config.section("task").type)
     text = spec.modality == "text"
     teacher = resolve_model_path(cfg.teacher)
+    _warn_uncovered(teacher, "distill.teacher")
     teacher_tok = spec.preprocessor.load(teacher, cfg.trust_remote_code)
     _log_fit(spec.module().preflight_model(teacher, teacher_tok, cfg.trust_remote_code))
     if text:
         check_positions(config.section("task").max_length, teacher, teacher_tok)
-    layers = _config_int(teacher, "num_hidden_layers")
+    layers = _config_layers(teacher)
     if not cfg.student.model and cfg.student.layers and layers is not None:
         wrong = [i for i in cfg.student.layers if not 0 <= i < layers]
         if wrong:
             raise TrtEdgeError(f"distill.student.layers {wrong} out of range: the teacher has layers 0..{layers - 1}")
     if cfg.student.model:
         student = resolve_model_path(cfg.student.model)
+        _warn_uncovered(student, "distill.student.model")
         student_tok = spec.preprocessor.load(student, cfg.trust_remote_code)
         _log_fit(spec.module().preflight_model(student, student_tok, cfg.trust_remote_code))
         if text:
@@ -92,6 +94,18 @@ def _check_models(config: RunConfig) -> None:
         if text and student_tok.get_vocab() != teacher_tok.get_vocab():
             raise TrtEdgeError(f"{cfg.student.model}: its tokenizer differs from the teacher's ({cfg.teacher}); "
                                "logit distillation needs the same tokenization (use a student of the same family)")
+
+
+def _warn_uncovered(folder: Any, what: str) -> None:
+    """One warning for a model family no test covers (`modeling.families`): said before any training, so
+    a user reads it before trusting the result."""
+    from trt_edge.log import warn_once
+    from trt_edge.modeling.families import uncovered_note
+    from trt_edge.modeling.folder import model_type
+
+    note = uncovered_note(model_type(folder), f"{what} {folder}")
+    if note:
+        warn_once(note, "preflight")
 
 
 def _log_fit(note: str | None) -> None:
@@ -163,11 +177,11 @@ def _check_compare_shapes(config: RunConfig) -> None:
                            "unset to follow it)")
 
 
-def _config_int(folder: Any, key: str) -> int | None:
+def _config_layers(folder: Any) -> int | None:
+    """The layer count config.json states, under any name a family gives it (`modeling.anatomy`)."""
     from pathlib import Path
 
     from trt_edge.guard import load_json
+    from trt_edge.modeling.anatomy import config_value
 
-    data = load_json(Path(folder) / "config.json", "model config")
-    value = data.get(key) if isinstance(data, dict) else None
-    return value if isinstance(value, int) and not isinstance(value, bool) else None
+    return config_value(load_json(Path(folder) / "config.json", "model config"), "layers")

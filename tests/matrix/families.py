@@ -2,6 +2,9 @@
 a config in about a second (no weights to download), with the MiniLM WordPiece tokenizer cut to a small
 vocabulary so the embedding tables stay small.
 
+Which families there are, their transformers classes and what each is expected to refuse is the package's
+table (`trt_edge.modeling.families`, its `matrix` rows); this module only says how to build each one tiny.
+
 Every family has 4 layers (the students keep 2), hidden 64 in heads of 32 (a head size our kernel takes),
 and weights initialised with a larger spread than the library default so attention is not near-uniform
 and a wrong fusion moves the logits.
@@ -13,6 +16,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+
+from trt_edge.modeling import families as table
 
 LABELS = ["negative", "neutral", "positive"]
 HIDDEN, HEADS, FFN, LAYERS = 64, 2, 128, 4
@@ -38,7 +43,7 @@ def _bert_like(vocab: int) -> dict[str, Any]:
             "intermediate_size": FFN, "max_position_embeddings": 160}
 
 
-FAMILIES: dict[str, Callable[[int], dict[str, Any]]] = {
+_BUILDERS: dict[str, Callable[[int], dict[str, Any]]] = {
     "bert": _bert_like,
     "roberta": lambda v: {**_bert_like(v), "pad_token_id": 0},
     "xlm-roberta": lambda v: {**_bert_like(v), "pad_token_id": 0},
@@ -54,9 +59,10 @@ FAMILIES: dict[str, Callable[[int], dict[str, Any]]] = {
                              "local_attention": 8, "global_attn_every_n_layers": 2, "pad_token_id": 0,
                              "bos_token_id": 1, "eos_token_id": 2, "cls_token_id": 1, "sep_token_id": 2},
 }
-CLASSES = {"bert": "Bert", "roberta": "Roberta", "xlm-roberta": "XLMRoberta", "distilbert": "DistilBert",
-           "electra": "Electra", "albert": "Albert", "mpnet": "MPNet", "deberta-v2": "DebertaV2",
-           "modernbert": "ModernBert"}
+# model_type -> tiny config kwargs, in the package table's order; every matrix family has a builder.
+FAMILIES: dict[str, Callable[[int], dict[str, Any]]] = {f.model_type: _BUILDERS[f.model_type]
+                                                        for f in table.FAMILIES if f.matrix}
+CLASSES = {name: table.BY_MODEL_TYPE[name].classes for name in FAMILIES}
 
 
 def available() -> list[str]:

@@ -25,19 +25,23 @@ CELLS = {"export": "export (parity)", "fuse_trt": "fuse attention: TensorRT plug
 
 
 def render(results: dict[str, dict[str, str]]) -> str:
-    """The Markdown table, families in the order given."""
+    """The Markdown table, families (by `model_type`) in the order of the package's family table."""
+    from trt_edge.modeling.families import FAMILIES
+
     lines = ["| family | " + " | ".join(CELLS.values()) + " |", "|---" * (len(CELLS) + 1) + "|"]
-    for family, cells in results.items():
+    for family in (f.model_type for f in FAMILIES if f.model_type in results):
+        cells = results[family]
         lines.append(f"| {family} | " + " | ".join(cells[key].replace("|", "/") for key in CELLS) + " |")
     return "\n".join(lines)
 
 
-def replace_section(text: str, table: str) -> str:
-    """`text` with the generated section replaced (or appended when the markers are missing)."""
-    block = f"{BEGIN}\n{table}\n{END}"
-    if BEGIN in text and END in text:
-        head, rest = text.split(BEGIN, 1)
-        return head + block + rest.split(END, 1)[1]
+def replace_section(text: str, table: str, begin: str = BEGIN, end: str = END) -> str:
+    """`text` with the generated section between `begin` and `end` replaced (or appended when the markers
+    are missing)."""
+    block = f"{begin}\n{table}\n{end}"
+    if begin in text and end in text:
+        head, rest = text.split(begin, 1)
+        return head + block + rest.split(end, 1)[1]
     return text.rstrip("\n") + "\n\n" + block + "\n"
 
 

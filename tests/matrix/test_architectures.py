@@ -31,18 +31,16 @@ from typing import Any
 import numpy as np
 import pytest
 
+from trt_edge.modeling.families import BY_MODEL_TYPE
+
 from . import families
 from .table import CELLS, DOCS, render, replace_section
 
 TOLERANCE = 1e-3
-# The kit's own reason for each cell a family is expected not to do (a substring of it).
-EXPECTED_REFUSALS: dict[tuple[str, str], str] = {
-    ("deberta-v2", "fuse_trt"): "content-dependent position scores",
-    ("deberta-v2", "fuse_cpu"): "content-dependent position scores",
-    ("modernbert", "fuse_trt"): "rotary position embedding",
-    ("modernbert", "fuse_cpu"): "rotary position embedding",
-    ("modernbert", "permute"): "no Linear pair in the block keeps the model's function",
-}
+# The kit's own reason for each cell a family is expected not to do (a substring of it): the package's
+# family table says it.
+EXPECTED_REFUSALS: dict[tuple[str, str], str] = {(name, cell): reason for name in families.FAMILIES
+                                                 for cell, reason in BY_MODEL_TYPE[name].refusals.items()}
 # TorchScript is the fast exporter (seconds instead of half a minute each under load); the default
 # (dynamo) path is what the other export tests and the MPNet benchmark use.
 EXPORTER: dict[str, str] = {}

@@ -16,6 +16,7 @@ import pytest
 import torch
 
 from trt_edge.config import RunConfig
+from trt_edge.modeling import recipe as R
 from trt_edge.sparsity import width as W
 from trt_edge.stage import StageRecord, read_stage, stage_artifact
 
@@ -132,15 +133,15 @@ def test_heads_and_neurons_are_removed_for_real_and_the_rest_is_unchanged(kind: 
     with torch.no_grad():
         expected, got = reference(**batch).logits, model(**batch).logits
     torch.testing.assert_close(got, expected, atol=1e-5, rtol=1e-5)
-    recipe = W.save_pruned(model, _NoTokenizer(), tmp_path)
+    recipe = R.save_pruned(model, _NoTokenizer(), tmp_path)
     config = T.AutoConfig.from_pretrained(tmp_path)
     cls = T.AutoModelForImageClassification if kind == "vit" else T.AutoModelForSequenceClassification
     if kind == "vit":  # ViT builds its attention from config.head_dim: plain from_pretrained reloads it
-        assert recipe == {} and W.width_recipe(config) is None and config.num_attention_heads == 2
+        assert recipe == {} and R.width_recipe(config) is None and config.num_attention_heads == 2
         reloaded = cls.from_pretrained(tmp_path).eval()
     else:  # the head size derives from hidden_size / num_attention_heads: the recipe rebuilds the shapes
-        assert recipe and W.width_recipe(config) == recipe
-        reloaded, info = W.load_pruned(tmp_path, config, cls)
+        assert recipe and R.width_recipe(config) == recipe
+        reloaded, info = R.load_pruned(tmp_path, config, cls)
         assert info["missing_keys"] == [] and info["mismatched_keys"] == []
     ffn_key = "hidden_dim" if kind == "distilbert" else "intermediate_size"
     assert getattr(config, ffn_key) == 64
@@ -196,7 +197,7 @@ def test_hidden_size_is_removed_everywhere_the_stream_lives_and_reloads(kind: st
     with torch.no_grad():
         got = model(**batch).logits
     assert got.shape == (2, 3) and bool(torch.isfinite(got).all())
-    recipe = W.save_pruned(model, _NoTokenizer(), tmp_path)
+    recipe = R.save_pruned(model, _NoTokenizer(), tmp_path)
     config = T.AutoConfig.from_pretrained(tmp_path)
     cls = T.AutoModelForImageClassification if kind in ("vit", "deit") else T.AutoModelForSequenceClassification
     if kind in ("vit", "deit"):
@@ -204,8 +205,8 @@ def test_hidden_size_is_removed_everywhere_the_stream_lives_and_reloads(kind: st
         reloaded = cls.from_pretrained(tmp_path).eval() if kind == "vit" else \
             T.DeiTForImageClassificationWithTeacher.from_pretrained(tmp_path).eval()
     else:
-        assert recipe["format"] == W.WIDTH_FORMAT
-        reloaded, info = W.load_pruned(tmp_path, config, cls)
+        assert recipe["format"] == R.WIDTH_FORMAT
+        reloaded, info = R.load_pruned(tmp_path, config, cls)
         assert info["missing_keys"] == [] and info["mismatched_keys"] == []
     with torch.no_grad():
         torch.testing.assert_close(reloaded(**batch).logits, got, atol=1e-6, rtol=1e-6)
@@ -249,7 +250,7 @@ def _head_pruned_bert(folder: Path) -> W.Structure:
     structure = W.find_blocks(model)
     W.shrink_(model, structure, W.plan_width(structure, W.activation_importance(model, structure, [_batch("bert")]),
                                              2, 64))
-    W.save_pruned(model, _NoTokenizer(), folder)
+    R.save_pruned(model, _NoTokenizer(), folder)
     return structure
 
 
@@ -269,17 +270,17 @@ def test_an_edited_recipe_folder_is_refused_in_one_line(tmp_path: Path) -> None:
 
     structure = _head_pruned_bert(tmp_path)
     config = T.AutoConfig.from_pretrained(tmp_path)
-    W.load_pruned(tmp_path, config, T.AutoModelForSequenceClassification)  # as saved: loads
+    R.load_pruned(tmp_path, config, T.AutoModelForSequenceClassification)  # as saved: loads
     state = load_file(str(tmp_path / "model.safetensors"))
     key = structure.blocks[0].qkv[0] + ".weight"
     state[key] = torch.zeros(64, 64)  # the dense width back in one projection
     save_file(state, str(tmp_path / "model.safetensors"), metadata={"format": "pt"})
     with pytest.raises(TrtEdgeError, match=r"do not match the width recorded in config.json .*query.*edited"):
-        W.load_pruned(tmp_path, config, T.AutoModelForSequenceClassification)
+        R.load_pruned(tmp_path, config, T.AutoModelForSequenceClassification)
     del state[key]
     save_file(state, str(tmp_path / "model.safetensors"), metadata={"format": "pt"})
     with pytest.raises(TrtEdgeError, match=r"weights missing from model.safetensors: .*query"):
-        W.load_pruned(tmp_path, config, T.AutoModelForSequenceClassification)
+        R.load_pruned(tmp_path, config, T.AutoModelForSequenceClassification)
 
 
 def test_widths_stay_multiples_of_eight() -> None:

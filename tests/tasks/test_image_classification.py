@@ -244,15 +244,16 @@ def test_student_keeps_only_the_chosen_layers(kind: str) -> None:
     import transformers
     from vision_helpers import vision_config
 
-    from trt_edge.distill.student import _layer_list, student_from_teacher
+    from trt_edge.distill.student import student_from_teacher
+    from trt_edge.modeling.anatomy import layer_list
 
     classes = {"vit": "ViTForImageClassification", "deit": "DeiTForImageClassification",
                "dinov2": "Dinov2ForImageClassification"}
     teacher = getattr(transformers, classes[kind])(vision_config(kind)).eval()
     student, keep = student_from_teacher(teacher, [1])
     assert keep == [1]
-    assert student.config.num_hidden_layers == 1 and len(_layer_list(student)[2]) == 1
-    assert len(_layer_list(teacher)[2]) == 2  # the teacher is untouched
+    assert student.config.num_hidden_layers == 1 and len(layer_list(student)[2]) == 1
+    assert len(layer_list(teacher)[2]) == 2  # the teacher is untouched
     pixels = torch.randn(2, 3, 16, 16, generator=torch.Generator().manual_seed(0))
     with torch.no_grad():
         assert student(pixel_values=pixels).logits.shape == (2, len(LABELS))

@@ -246,7 +246,8 @@ def build_student(cfg: DistillConfig, teacher: LoadedClassifier,
     """The student model, its tokenizer, and how it was made (for stage.json)."""
     import torch
 
-    from trt_edge.distill.student import num_layers, student_from_teacher
+    from trt_edge.distill.student import student_from_teacher
+    from trt_edge.modeling.anatomy import num_layers
 
     torch.manual_seed(cfg.seed)
     if cfg.student.model:
@@ -266,8 +267,9 @@ def distill_student(cfg: DistillConfig, task: TaskConfig, data: TextClassificati
     import torch
 
     from trt_edge.distill.losses import combined_loss
-    from trt_edge.distill.student import hidden_size, num_layers, subset_layer_map, uniform_layer_map
+    from trt_edge.distill.student import subset_layer_map, uniform_layer_map
     from trt_edge.distill.train import train
+    from trt_edge.modeling.anatomy import head_count, hidden_size, num_layers
 
     a = adapter(task)
     length_input = get_task(task.type).length_input
@@ -283,7 +285,7 @@ def distill_student(cfg: DistillConfig, task: TaskConfig, data: TextClassificati
             layer_map = uniform_layer_map(num_layers(student), num_layers(teacher.model))
         if hidden_size(student) != hidden_size(teacher.model) and cfg.hidden_weight > 0:
             projection = torch.nn.Linear(hidden_size(student), hidden_size(teacher.model))
-        heads = (student.config.num_attention_heads, teacher.model.config.num_attention_heads)
+        heads = (head_count(student.config), head_count(teacher.model.config))
         if cfg.attention_weight > 0 and heads[0] != heads[1]:
             raise TrtEdgeError(f"distill.attention_weight needs the same number of attention heads in student and "
                                f"teacher (student {heads[0]}, teacher {heads[1]})")

@@ -8,26 +8,8 @@ from typing import Any
 import torch
 
 from trt_edge.errors import TrtEdgeError
-
-
-def num_layers(model: Any) -> int:
-    return int(model.config.num_hidden_layers)
-
-
-def _layer_list(model: Any) -> tuple[torch.nn.Module, str, torch.nn.ModuleList]:
-    """The encoder's ModuleList of transformer blocks, found by shape rather than by architecture name,
-    so BERT, RoBERTa, DistilBERT, MPNet and similar encoders all work."""
-    n = num_layers(model)
-    candidates = []
-    for name, module in model.named_modules():
-        for child_name, child in module.named_children():
-            if isinstance(child, torch.nn.ModuleList) and len(child) == n and n > 0:
-                candidates.append((module, child_name, child, f"{name}.{child_name}".strip(".")))
-    if not candidates:
-        raise TrtEdgeError(f"{type(model).__name__}: cannot find its list of {n} transformer layers")
-    # The outermost list of blocks (shortest path) is the encoder's.
-    module, child_name, child, _ = min(candidates, key=lambda c: c[3].count("."))
-    return module, child_name, child
+from trt_edge.modeling.anatomy import layer_list, num_layers, shared_groups
+from trt_edge.modeling.quirks import set_depth
 
 
 def default_layers(teacher_layers: int) -> list[int]:
@@ -47,22 +29,14 @@ def student_from_teacher(teacher: Any, layers: list[int] | None) -> tuple[Any, l
     if len(set(keep)) != len(keep) or keep != sorted(keep):
         raise TrtEdgeError(f"distill.student.layers must be increasing and distinct, got {keep}")
     student = copy.deepcopy(teacher)
-    if getattr(student.config, "num_hidden_groups", None) == 1:
+    if shared_groups(student.config) == 1:
         # One block applied num_hidden_layers times (ALBERT): every layer is the same weights, so keeping
         # k of them is applying the shared block k times.
-        student.config.num_hidden_layers = len(keep)
+        set_depth(student.config, keep, n)
         return student, keep
-    if isinstance(getattr(student.config, "stage_names", None), list):  # DINOv2's backbone stages follow the depth
-        student.config.stage_names = ["stem", *(f"stage{i}" for i in range(1, len(keep) + 1))]
-        setter = getattr(student.config, "set_output_features_output_indices", None)
-        if callable(setter):
-            setter(out_features=None, out_indices=None)
-    parent, name, blocks = _layer_list(student)
+    parent, name, blocks = layer_list(student)  # found at the teacher's depth, before the config changes
     setattr(parent, name, torch.nn.ModuleList([blocks[i] for i in keep]))
-    student.config.num_hidden_layers = len(keep)
-    layer_types = getattr(student.config, "layer_types", None)
-    if isinstance(layer_types, list) and len(layer_types) == n:
-        student.config.layer_types = [layer_types[i] for i in keep]
+    set_depth(student.config, keep, n)
     for new_index, block in enumerate(getattr(parent, name)):
         for module in block.modules():  # attention modules that remember their index (caching)
             if hasattr(module, "layer_idx"):
@@ -86,11 +60,6 @@ def subset_layer_map(kept: list[int], teacher_layers: int) -> list[tuple[int, in
     """
     ends = [*kept[1:], teacher_layers]
     return [(i, end - 1) for i, end in enumerate(ends)]
-
-
-def hidden_size(model: Any) -> int:
-    config = model.config
-    return int(getattr(config, "hidden_size", None) or config.dim)
 
 
 def fit_probe_head(model: Any, tokenizer: Any, texts: list[str], labels: list[int], max_length: int = 64,

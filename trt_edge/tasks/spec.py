@@ -309,7 +309,7 @@ def preprocessor_dir(model_file: str | os.PathLike[str], explicit: str | os.Path
     if explicit:
         path = Path(str(explicit))
         if str(explicit).startswith("demo:"):
-            from trt_edge.tasks.models import resolve_model_path
+            from trt_edge.modeling.folder import resolve_model_path
 
             path = resolve_model_path(str(explicit))
         if not any(s.preprocessor.present(path) for s in TASKS.values()):
