@@ -39,9 +39,9 @@ def calibration_batches(task: str, preprocessor: Any, examples: Sequence[Any], m
                         batch_size: int) -> list[dict[str, Any]]:
     """Model-input batches the importance is measured on, made by the task's adapter (texts sorted by
     length so little padding is measured; images are all one size)."""
-    from trt_edge.tasks.spec import get_task
+    from trt_edge.tasks.adapter import task_adapter
 
-    adapter = get_task(task).module()
+    adapter = task_adapter(task)
     encoded = adapter.encode(preprocessor, examples, max_length)
     lengths = encoded.lengths()
     order = sorted(range(len(encoded)), key=lambda i: lengths[i])
@@ -164,6 +164,7 @@ def run(config: RunConfig, model_dir: str | Path, out: str | Path) -> StageRecor
         save_pruned,
         shrink_,
     )
+    from trt_edge.tasks.adapter import adapter_for
     from trt_edge.tasks.data import resolve_data_source
     from trt_edge.tasks.metrics import classification_metrics
     from trt_edge.tasks.models import count_parameters, load_classifier, weight_bytes
@@ -326,7 +327,7 @@ def run(config: RunConfig, model_dir: str | Path, out: str | Path) -> StageRecor
                                   max_length=task.max_length, batch_size=task.eval_batch_size,
                                   batch_sizes=export_cfg.parity_batch_sizes,
                                   sequence_lengths=export_cfg.parity_sequence_lengths)
-        report = run_parity(reloaded.model, info.onnx_path, cases, shown if spec.modality == "text" else None)
+        report = run_parity(reloaded.model, info.onnx_path, cases, adapter_for(spec).display_examples(shown))
         check(report, atol=export_cfg.atol, rtol=export_cfg.rtol, min_argmax_agreement=export_cfg.min_argmax_agreement)
         metrics.update({"onnx_bytes": info.onnx_bytes, "weight_bytes": weight_bytes(tmp / "model"),
                         "parity_max_abs_diff": report.max_abs_diff, "seconds": time.perf_counter() - started,

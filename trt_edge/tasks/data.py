@@ -123,17 +123,6 @@ class ClassificationData:
 TextClassificationData = ClassificationData
 
 
-def load_task_data(task: Any) -> ClassificationData:
-    """The labelled examples of `task` (a TaskConfig), loaded by its spec's adapter."""
-    from trt_edge.tasks.spec import get_task
-
-    spec = get_task(task.type)
-    if spec.modality == "text":
-        return load_data(task.data)
-    data: ClassificationData = spec.module().load_data(task.data)
-    return data
-
-
 def resolve_data_source(source: str) -> Path:
     """A path for `source`: `demo:NAME` for a packaged data set, else a local file or folder."""
     if source == "demo:fashion-mnist":
