@@ -82,7 +82,7 @@ def test_text_feeds_pad_to_max_length_and_show_texts(tiny_bert_dir: Path) -> Non
 
 
 def test_image_feeds_are_the_processors_pixels(tmp_path: Path) -> None:
-    from vision_helpers import write_vision_model
+    from tests.tasks.vision_helpers import write_vision_model
 
     spec = TASKS["image-classification"]
     adapter = adapter_for(spec)
