@@ -132,10 +132,11 @@ def main() -> None:
     from trt_edge.config import load_config
     from trt_edge.export.exporter import export_onnx
     from trt_edge.quantize import evaluate
-    from trt_edge.quantize.calib_data import load_calibration_set, tokenize_padded
+    from trt_edge.quantize.calib_data import load_calibration_set
     from trt_edge.quantize.stage import run as calibrate
     from trt_edge.tasks.data import load_data
     from trt_edge.tasks.metrics import argmax_agreement, classification_metrics
+    from trt_edge.tasks.text_classification import tokenize_padded
 
     work = Path(args.work)
     work.mkdir(parents=True, exist_ok=True)

@@ -48,7 +48,7 @@ def preflight(config: RunConfig, stages: Sequence[str], *, data: bool = True) ->
 
 
 def _check_data(config: RunConfig, stages: Sequence[str]) -> dict[str, Any]:
-    from trt_edge.tasks.data import load_task_data
+    from trt_edge.tasks.adapter import load_task_data
 
     task = config.section("task")
     data = load_task_data(task)
@@ -66,18 +66,19 @@ def _check_models(config: RunConfig) -> None:
     """The teacher (and a separate student) exist, hold safetensors and a real tokenizer, and share it."""
     from trt_edge.guard import check_positions
     from trt_edge.modeling.folder import resolve_model_path
+    from trt_edge.tasks.adapter import adapter_for
     from trt_edge.tasks.spec import get_task
 
     cfg = config.section("distill")
     if not isinstance(cfg.teacher, str):
         return  # a teacher described by a config only: trained from scratch, nothing on disk to check yet
     spec = get_task(config.section("task").type)
-    text = spec.modality == "text"
+    adapter = adapter_for(spec)
     teacher = resolve_model_path(cfg.teacher)
     _warn_uncovered(teacher, "distill.teacher")
     teacher_tok = spec.preprocessor.load(teacher, cfg.trust_remote_code)
-    _log_fit(spec.module().preflight_model(teacher, teacher_tok, cfg.trust_remote_code))
-    if text:
+    _log_fit(adapter.preflight_model(teacher, teacher_tok, cfg.trust_remote_code))
+    if spec.has_sequence_axis:
         check_positions(config.section("task").max_length, teacher, teacher_tok)
     layers = _config_layers(teacher)
     if not cfg.student.model and cfg.student.layers and layers is not None:
@@ -88,10 +89,10 @@ def _check_models(config: RunConfig) -> None:
         student = resolve_model_path(cfg.student.model)
         _warn_uncovered(student, "distill.student.model")
         student_tok = spec.preprocessor.load(student, cfg.trust_remote_code)
-        _log_fit(spec.module().preflight_model(student, student_tok, cfg.trust_remote_code))
-        if text:
+        _log_fit(adapter.preflight_model(student, student_tok, cfg.trust_remote_code))
+        if spec.has_sequence_axis:
             check_positions(config.section("task").max_length, student, student_tok)
-        if text and student_tok.get_vocab() != teacher_tok.get_vocab():
+        if adapter.text_examples and student_tok.get_vocab() != teacher_tok.get_vocab():
             raise TrtEdgeError(f"{cfg.student.model}: its tokenizer differs from the teacher's ({cfg.teacher}); "
                                "logit distillation needs the same tokenization (use a student of the same family)")
 

@@ -56,7 +56,8 @@ def _calibrate_folder(root: Path, onnx_dir: Path) -> Path:
     from transformers import AutoTokenizer
 
     from trt_edge.engine.onnxinfo import onnx_inputs
-    from trt_edge.quantize.calib_data import CalibrationSet, tokenize_padded
+    from trt_edge.quantize.calib_data import CalibrationSet
+    from trt_edge.tasks.text_classification import tokenize_padded
 
     folder = root / "calibrate"
     folder.mkdir(parents=True)

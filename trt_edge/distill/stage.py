@@ -25,8 +25,9 @@ from trt_edge.files import sha256_json, sha256_tree
 from trt_edge.guard import weight_hashes
 from trt_edge.log import get_logger
 from trt_edge.stage import StageRecord, stage_output
+from trt_edge.tasks.adapter import TaskAdapter, adapter_for, load_task_data, task_adapter
 from trt_edge.tasks.config import TaskConfig
-from trt_edge.tasks.data import ClassificationData, load_task_data, resolve_data_source
+from trt_edge.tasks.data import ClassificationData, resolve_data_source
 from trt_edge.tasks.models import (
     LoadedClassifier,
     count_parameters,
@@ -35,7 +36,7 @@ from trt_edge.tasks.models import (
     save_classifier,
     weight_bytes,
 )
-from trt_edge.tasks.spec import get_task
+from trt_edge.tasks.spec import get_task, task_spec
 
 TextClassificationData = ClassificationData
 
@@ -47,14 +48,15 @@ def cache_root(cfg: DistillConfig) -> Path:
     return Path(root).expanduser()
 
 
-def adapter(task: TaskConfig) -> Any:
-    """The task's adapter module (encode, collate, model_inputs, predict_logits, evaluate)."""
-    return get_task(task.type).module()
+def adapter(task: TaskConfig | None) -> TaskAdapter:
+    """The task's adapter (encode, collate, model_inputs, predict_logits, evaluate); None: the default
+    task's (callers from before tasks had types)."""
+    return task_adapter(task.type if task is not None else None)
 
 
 def validation_eval_fn(encoded: Any, labels: list[int], num_labels: int, batch_size: int,
                        task: TaskConfig | None = None) -> Any:
-    evaluate = adapter(task).evaluate if task is not None else get_task("text-classification").module().evaluate
+    evaluate = adapter(task).evaluate
 
     def run(model: Any) -> dict[str, float]:
         metrics: dict[str, float] = evaluate(model, encoded, labels, num_labels, batch_size)[0]
@@ -155,7 +157,7 @@ def teacher_folder(cfg: DistillConfig, task: TaskConfig, data: ClassificationDat
     import transformers
 
     spec = get_task(task.type)
-    if spec.modality != "image":
+    if not adapter_for(spec).builds_from_config:
         raise TrtEdgeError("distill.teacher as {config: ...} (trained from scratch) is supported for image tasks "
                            "only: a text model needs a tokenizer, give a model folder")
     raw = dict(cfg.teacher["config"])
@@ -179,7 +181,7 @@ def teacher_folder(cfg: DistillConfig, task: TaskConfig, data: ClassificationDat
     folder.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{key}.", dir=folder.parent))
     model.save_pretrained(tmp, safe_serialization=True)
-    spec.module().write_processor_config(tmp, config)
+    adapter_for(spec).write_processor_config(tmp, config)
     (tmp / "scratch.json").write_text(json.dumps({"from_config": cfg.teacher["config"], "seed": cfg.seed}))
     if folder.exists():
         shutil.rmtree(folder)
@@ -203,8 +205,7 @@ def teacher_train_logits(cfg: DistillConfig, teacher: LoadedClassifier, teacher_
         logits = np.load(path, allow_pickle=False)
         if logits.shape[0] == len(encoded):
             return logits, "hit"
-    predict_logits = adapter(task).predict_logits if task is not None else \
-        get_task("text-classification").module().predict_logits
+    predict_logits = adapter(task).predict_logits
     logits = predict_logits(teacher.model, encoded, batch_size).astype(np.float32)
     if not is_main_process():
         return logits, "miss"
@@ -241,7 +242,7 @@ def check_student_tokenizer(cfg: DistillConfig) -> None:
 
 
 def build_student(cfg: DistillConfig, teacher: LoadedClassifier,
-                  data: TextClassificationData, task_type: str = "text-classification"
+                  data: TextClassificationData, task_type: str | None = None
                   ) -> tuple[Any, Any, dict[str, Any]]:
     """The student model, its tokenizer, and how it was made (for stage.json)."""
     import torch
@@ -252,7 +253,8 @@ def build_student(cfg: DistillConfig, teacher: LoadedClassifier,
     torch.manual_seed(cfg.seed)
     if cfg.student.model:
         # Same tokenizer as the teacher: checked by `check_student_tokenizer` before any work.
-        loaded = load_classifier(cfg.student.model, data.label_names, cfg.trust_remote_code, task_type)
+        loaded = load_classifier(cfg.student.model, data.label_names, cfg.trust_remote_code,
+                                 task_spec(task_type).name)
         return loaded.model, loaded.tokenizer, {"student_source": str(loaded.path),
                                                 "student_layers": num_layers(loaded.model)}
     student, keep = student_from_teacher(teacher.model, cfg.student.layers)

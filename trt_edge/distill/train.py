@@ -23,7 +23,7 @@ import torch
 
 from trt_edge.distill.config import TrainConfig
 from trt_edge.log import get_logger
-from trt_edge.tasks.text_classification import collate
+from trt_edge.tasks.adapter import task_adapter
 
 log = get_logger("train")
 
@@ -122,8 +122,9 @@ def train(model: torch.nn.Module, features: Sequence[dict[str, Any]], pad_token_
           show_progress: bool = True, collate_fn: Callable[..., dict[str, Any]] | None = None) -> TrainResult:
     """Train `model` in place; on return it holds the weights of the best validation epoch.
 
-    `collate_fn(features, pad_token_id)` batches the task's features (the text task's padding collate
-    when None); examples are grouped by the length of their first input (1 for fixed-size images).
+    `collate_fn(features, pad_token_id)` batches the task's features (the default task's collate when
+    None: callers from before tasks had types); examples are grouped by the length of their first
+    input (1 for fixed-size images).
     """
     from accelerate import Accelerator
     from accelerate.utils import DataLoaderConfiguration, broadcast_object_list
@@ -139,7 +140,7 @@ def train(model: torch.nn.Module, features: Sequence[dict[str, Any]], pad_token_
     first = next(iter(items[0])) if items else ""
     lengths = [len(f[first]) if isinstance(f[first], list) else 1 for f in items]
     sampler = LengthGroupedBatchSampler(lengths, cfg.batch_size, seed, cfg.group_by_length)
-    batch_fn = collate_fn or collate
+    batch_fn = collate_fn or task_adapter(None).collate
     loader: torch.utils.data.DataLoader[Any] = torch.utils.data.DataLoader(
         items,  # type: ignore[arg-type]
         batch_sampler=sampler, collate_fn=lambda batch: batch_fn(batch, pad_token_id),

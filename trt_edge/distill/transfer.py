@@ -98,10 +98,11 @@ def transfer_texts(cfg: TransferConfig, task_data: DataConfig, data: TextClassif
 
 def transfer_examples(cfg: TransferConfig, task: TaskConfig, data: TextClassificationData
                       ) -> tuple[list[Any], dict[str, Any]]:
-    """The transfer set of the task's modality: `transfer_texts` for text, images otherwise."""
-    from trt_edge.tasks.spec import get_task
+    """The transfer set of the task's examples: `transfer_texts` for texts (the adapter's
+    `text_examples`), images otherwise."""
+    from trt_edge.tasks.adapter import task_adapter
 
-    if get_task(task.type).modality == "text":
+    if task_adapter(task.type).text_examples:
         texts, info = transfer_texts(cfg, task.data, data)
         return list(texts), info
     return transfer_images(cfg, task.data, data)

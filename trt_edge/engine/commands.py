@@ -162,15 +162,9 @@ def _image_paths(image: Any) -> list[str]:
 def _check_modality(model_file: str, explicit: str | None, asked: str) -> None:
     """Refuse, in one line, text for an image model or images for a text model (before any inference),
     judged by the preprocessor that travels with the model."""
-    from trt_edge.errors import TrtEdgeError
-    from trt_edge.tasks.spec import preprocessor_dir, task_for_model_folder
+    from trt_edge.tasks.spec import check_run_input, preprocessor_dir, task_for_model_folder
 
-    spec = task_for_model_folder(preprocessor_dir(model_file, explicit))
-    if spec is not None and spec.modality != asked:
-        use = "--image FILE" if spec.modality == "image" else '--text "..."'
-        article = "an" if spec.name[0] in "aeiou" else "a"
-        raise TrtEdgeError(f"{model_file} is {article} {spec.name} model: it takes {spec.modality}, not {asked}; "
-                           f"use {use}")
+    check_run_input(task_for_model_folder(preprocessor_dir(model_file, explicit)), asked, model_file)
 
 
 MAX_TEXT_BYTES = 16 << 20

@@ -26,11 +26,10 @@ from typing import Any
 from trt_edge.errors import TrtEdgeError
 from trt_edge.files import atomic_write_bytes
 from trt_edge.log import get_logger
-from trt_edge.tasks.spec import TEXT_CLASSIFICATION, TaskSpec, get_task
+from trt_edge.tasks.spec import TaskSpec, task_spec
 
 log = get_logger("export")
 
-OUTPUT_NAME = TEXT_CLASSIFICATION.output
 # Protobuf cannot serialise a message over 2 GiB: larger models keep their weights in external data.
 EXTERNAL_DATA_THRESHOLD = 2 * 1024**3 - 64 * 1024**2
 
@@ -85,19 +84,19 @@ def folder_label_names(model_dir: Path) -> list[str]:
 
 
 def load_for_export(model_dir: str | Path, label_names: list[str] | None = None,
-                    trust_remote_code: bool = False, task: str = TEXT_CLASSIFICATION.name) -> Any:
+                    trust_remote_code: bool = False, task: str | None = None) -> Any:
     """Load the classifier the way every stage does, refusing a folder without a trained head."""
     from trt_edge.tasks.models import load_classifier
 
     labels = label_names if label_names is not None else folder_label_names(Path(model_dir))
-    loaded = load_classifier(model_dir, labels, trust_remote_code, task)
+    loaded = load_classifier(model_dir, labels, trust_remote_code, task_spec(task).name)
     if not loaded.head_trained:
         raise TrtEdgeError(f"{loaded.path}: {loaded.head_note}; export needs a trained classifier "
                            "(run distill or fine-tune first)")
     return loaded
 
 
-def model_input_names(model: Any, preprocessor: Any, spec: TaskSpec = TEXT_CLASSIFICATION) -> list[str]:
+def model_input_names(model: Any, preprocessor: Any, spec: TaskSpec) -> list[str]:
     """The inputs the exported graph takes: the spec's required ones, and its optional ones that the
     preprocessor produces and the model's forward takes."""
     params = inspect.signature(model.forward).parameters
@@ -109,7 +108,7 @@ def model_input_names(model: Any, preprocessor: Any, spec: TaskSpec = TEXT_CLASS
     return names
 
 
-def _wrapper(model: Any, names: list[str], int32_inputs: bool, spec: TaskSpec = TEXT_CLASSIFICATION) -> Any:
+def _wrapper(model: Any, names: list[str], int32_inputs: bool, spec: TaskSpec) -> Any:
     """A module whose positional inputs are the contract's names and whose one output is the logits."""
     import torch
 
@@ -135,10 +134,12 @@ def _wrapper(model: Any, names: list[str], int32_inputs: bool, spec: TaskSpec = 
 
 
 def example_inputs(names: list[str], model_config: Any, int32_inputs: bool,
-                   spec: TaskSpec = TEXT_CLASSIFICATION, preprocessor: Any = None) -> tuple[Any, ...]:
+                   spec: TaskSpec, preprocessor: Any = None) -> tuple[Any, ...]:
     """The traced example, made by the task's adapter (token ids with padding; random pixels at the
     input size the preprocessor makes)."""
-    tensors = spec.module().example_inputs(model_config, names, int32_inputs, preprocessor=preprocessor)
+    from trt_edge.tasks.adapter import adapter_for
+
+    tensors = adapter_for(spec).example_inputs(model_config, names, int32_inputs, preprocessor=preprocessor)
     return tuple(tensors[n] for n in names)
 
 
@@ -161,7 +162,7 @@ def _quiet() -> Iterator[None]:
 
 
 def _export_dynamo(wrapper: Any, args: tuple[Any, ...], names: list[str], opset: int,
-                   spec: TaskSpec = TEXT_CLASSIFICATION) -> Any:
+                   spec: TaskSpec) -> Any:
     import onnx
     import torch
 
@@ -179,7 +180,7 @@ def _export_dynamo(wrapper: Any, args: tuple[Any, ...], names: list[str], opset:
 
 
 def _export_torchscript(wrapper: Any, args: tuple[Any, ...], names: list[str], opset: int, tmp: Path,
-                        spec: TaskSpec = TEXT_CLASSIFICATION) -> Any:
+                        spec: TaskSpec) -> Any:
     import onnx
     import torch
 
@@ -200,7 +201,7 @@ _ONNX_TYPES = {"int64": 7, "int32": 6, "float32": 1}
 
 
 def _keep_contract_inputs(model: Any, names: list[str], int32_inputs: bool,
-                          spec: TaskSpec = TEXT_CLASSIFICATION) -> None:
+                          spec: TaskSpec) -> None:
     """Put back a contract input the exporter or onnxslim dropped because the model ignores it (DeBERTa-v2
     without token types under TorchScript), as an unused input: every runtime then feeds the same names
     whichever exporter ran. Inputs that are not a subset of the contract, in order, are left for the caller."""
@@ -219,7 +220,7 @@ def _keep_contract_inputs(model: Any, names: list[str], int32_inputs: bool,
 
 
 def _fix_io(model: Any, names: list[str], int32_inputs: bool, num_labels: int,
-            spec: TaskSpec = TEXT_CLASSIFICATION) -> None:
+            spec: TaskSpec) -> None:
     """Make the graph's I/O exactly the spec's: names, dtypes and the named dynamic axes."""
     _keep_contract_inputs(model, names, int32_inputs, spec)
     inputs = [i for i in model.graph.input if i.name not in {t.name for t in model.graph.initializer}]
@@ -336,7 +337,7 @@ def check_onnx_file(path: str | Path) -> Any:
 def export_onnx(model_dir: Path, onnx_path: Path, *, opset: int = 17, int32_inputs: bool = False,
                 dynamo: bool | None = None, simplify: bool = True, label_names: list[str] | None = None,
                 trust_remote_code: bool = False, loaded: Any = None,
-                decompose_layernorm: bool = False, task: str = TEXT_CLASSIFICATION.name) -> ExportInfo:
+                decompose_layernorm: bool = False, task: str | None = None) -> ExportInfo:
     """Export the classifier in `model_dir` to `onnx_path` with the kit's ONNX contract.
 
     Args:
@@ -352,14 +353,14 @@ def export_onnx(model_dir: Path, onnx_path: Path, *, opset: int = 17, int32_inpu
       loaded (LoadedClassifier | None): an already loaded classifier (skips loading `model_dir`).
       decompose_layernorm (bool): write LayerNormalization as primitive ops, for TensorRT 8.5 (JetPack 5.1),
         which cannot import it. Defaults to False.
-      task (str): the task whose spec gives the inputs and axes. Defaults to `text-classification`.
+      task (str): the task whose spec gives the inputs and axes. None (the default task): `text-classification`.
     """
     import onnx
     import torch
 
     from trt_edge.export.cleanup import cleanup_model, stable_node_names
 
-    spec = get_task(task)
+    spec = task_spec(task)
     if loaded is None:
         loaded = load_for_export(model_dir, label_names, trust_remote_code, task)
     model = loaded.model.eval()
@@ -408,7 +409,7 @@ def export_onnx(model_dir: Path, onnx_path: Path, *, opset: int = 17, int32_inpu
     cleanup_info: dict[str, Any] = {}
     if simplify or decompose_layernorm:
         exported, cleanup_info = cleanup_model(exported, slim=simplify, layernorm=decompose_layernorm)
-        _keep_contract_inputs(exported, names, int32_inputs)
+        _keep_contract_inputs(exported, names, int32_inputs, spec)
     else:
         stable_node_names(exported.graph)  # the version converter may have added unnamed nodes
     meta = {"trt_edge.label_names": json.dumps(labels), "trt_edge.exporter": exporter, "trt_edge.task": spec.name,

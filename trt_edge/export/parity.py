@@ -221,11 +221,12 @@ def task_parity_cases(task: str, preprocessor: Any, examples: Sequence[Any], inp
                       model_config: Any, *, max_length: int = 128, batch_size: int = 64,
                       batch_sizes: Sequence[int] = (1, 8), sequence_lengths: Sequence[int] = (16, 128)
                       ) -> list[ParityCase]:
-    """The parity batches of a task's examples: texts over batch and sequence, images over the batch
-    (their one dynamic axis). The one place a stage's parity check picks between the two."""
-    from trt_edge.tasks.spec import get_task
+    """The parity batches of a task's examples: texts (the adapter's `text_examples`) over batch and
+    sequence, fixed-size examples (images) over the batch, their one dynamic axis. The one place a
+    stage's parity check picks between the two."""
+    from trt_edge.tasks.adapter import task_adapter
 
-    if get_task(task).modality == "image":
+    if not task_adapter(task).text_examples:
         return image_parity_cases(preprocessor, examples, input_names, model_config, batch_size=batch_size,
                                   batch_sizes=batch_sizes)
     return parity_cases(preprocessor, examples, input_names, max_length=max_length, batch_size=batch_size,

@@ -150,7 +150,8 @@ def run(config: RunConfig, model_dir: str | Path, out: str | Path) -> StageRecor
     """Export the classifier in `model_dir` (a stage folder or a HF folder) and write stage folder `out`."""
     from trt_edge.export.exporter import export_onnx, folder_label_names, load_for_export, model_bytes
     from trt_edge.export.parity import check, run_parity, task_parity_cases
-    from trt_edge.tasks.data import load_task_data, resolve_data_source
+    from trt_edge.tasks.adapter import adapter_for, load_task_data
+    from trt_edge.tasks.data import resolve_data_source
     from trt_edge.tasks.spec import PREPROCESSOR_DIR, get_task
 
     started = time.perf_counter()
@@ -167,7 +168,7 @@ def run(config: RunConfig, model_dir: str | Path, out: str | Path) -> StageRecor
     data = load_task_data(task)
     # Loading first: a bare encoder or a head for other labels is refused with the clearest reason.
     loaded = load_for_export(path, data.label_names, cfg.trust_remote_code, task.type)
-    if get_task(task.type).modality == "text":
+    if spec.has_sequence_axis:
         check_positions(task.max_length, path, loaded.tokenizer)
     check_head(folder_label_names(path), data.label_names, path)
     if cfg.fuse_attention:
@@ -202,7 +203,7 @@ def run(config: RunConfig, model_dir: str | Path, out: str | Path) -> StageRecor
                      for case in cases if case.grid]
             fusion = _fuse_attention(onnx_path, tmp / "model.fused.onnx", feeds, cfg.fuse_attention_strict,
                                      attention_trt)
-        shown = texts if spec.modality == "text" else None
+        shown = adapter_for(spec).display_examples(texts)
         report = run_parity(loaded.model, onnx_path, cases, shown)
         log.info("parity: max |diff| %.3g, argmax agreement %.4f on %d %s examples", report.max_abs_diff,
                  report.argmax_agreement, report.examples, cfg.parity_split)

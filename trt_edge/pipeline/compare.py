@@ -53,17 +53,21 @@ def run_models(run_dir: Path) -> list[tuple[str, Path]]:
 
 
 def comparison_inputs(config: RunConfig, models: list[tuple[str, Path]]) -> tuple[Any, list[str]]:
-    """The tokenizer that travels with the compared models (the first one's) and the test texts."""
-    from trt_edge.tasks.data import load_data
-    from trt_edge.tasks.spec import TEXT_CLASSIFICATION, preprocessor_dir
+    """The tokenizer that travels with the compared models (the first one's) and the test texts; none
+    for a task whose examples are not texts (images: latency does not depend on pixel values, the feeds
+    are random pixels)."""
+    from trt_edge.tasks.adapter import adapter_for
+    from trt_edge.tasks.spec import get_task, preprocessor_dir
 
     if not models:
         raise TrtEdgeError("no exported model in the run folder to compare")
-    if config.section("task").type != TEXT_CLASSIFICATION.name:
-        return None, []  # images: latency does not depend on pixel values; the feeds are random pixels
-    data = load_data(config.section("task").data)
+    task = config.section("task")
+    spec = get_task(task.type)
+    if not adapter_for(spec).text_examples:
+        return None, []
+    data = adapter_for(spec).load_data(task.data)
     folder = preprocessor_dir(models[0][1])
-    return TEXT_CLASSIFICATION.preprocessor.load(folder), data.test.texts
+    return spec.preprocessor.load(folder), data.test.texts
 
 
 def run(config: RunConfig, run_dir: Path, out: str | Path) -> StageRecord:

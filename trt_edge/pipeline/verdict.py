@@ -18,7 +18,7 @@ from trt_edge.errors import TrtEdgeError
 from trt_edge.pipeline.compare import shape_label
 from trt_edge.pipeline.config import PipelineConfig
 from trt_edge.pipeline.gates import all_verdicts
-from trt_edge.tasks.spec import TASKS, TEXT_CLASSIFICATION
+from trt_edge.tasks.spec import task_for_record
 
 # A model that gives one class to at least this share of the test inputs, when that class is clearly
 # rarer among the labels, has collapsed (the symptom of a too-short budget on a skewed data set).
@@ -218,8 +218,8 @@ def parity_warnings(stages: dict[str, dict[str, Any]]) -> list[str]:
         if stage is None:
             continue
         task = (stage.get("config") or {}).get("task") or {}
-        spec = TASKS.get(str(task.get("type", TEXT_CLASSIFICATION.name)))
-        if spec is not None and spec.modality != "text":
+        spec = task_for_record(stage)
+        if spec is not None and not spec.has_sequence_axis:
             continue  # an image has no sequence axis: its parity shapes say sequence 0
         max_length = task.get("max_length")
         shapes = stage.get("metrics", {}).get("parity_shapes") or []

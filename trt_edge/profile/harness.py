@@ -85,8 +85,12 @@ def make_feed(inputs: Sequence[TensorMeta], batch: int, seq: int, texts: TextSou
                                    f"(it gives {', '.join(enc.keys())})")
             feed[meta.name] = np.asarray(enc[meta.name]).astype(meta.dtype)
         return feed
-    from trt_edge.tasks.spec import TEXT_CLASSIFICATION as spec
+    from trt_edge.tasks.spec import task_for_inputs, task_spec
 
+    try:
+        spec = task_for_inputs([meta.name for meta in inputs], "the timed model")
+    except TrtEdgeError:  # inputs of no known task: the default task's names say which is which
+        spec = task_spec(None)
     rng = np.random.default_rng(seed)
     for meta in inputs:
         arr: np.ndarray

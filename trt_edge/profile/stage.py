@@ -21,6 +21,7 @@ from trt_edge.profile import harness
 from trt_edge.profile.config import ProfileConfig
 from trt_edge.runtime.base import Runner
 from trt_edge.stage import StageRecord, read_stage, stage_output
+from trt_edge.tasks.adapter import task_adapter
 from trt_edge.tasks.spec import describe_feed, recorded_stage, task_max_length
 
 log = get_logger("profile")
@@ -69,7 +70,7 @@ def text_source(config: RunConfig, cfg: ProfileConfig, model_file: Path, folder:
     """Real texts of the task when the config has a task and a tokenizer is found, else random ids."""
     if cfg.inputs == "random":
         return None, {"kind": "random", "description": "random token ids (latency only: never for accuracy)"}
-    if "task" in config.raw and config.section("task").type == "image-classification":
+    if "task" in config.raw and not task_adapter(config.section("task").type).text_examples:
         # Latency does not depend on pixel values: the sweep feeds random pixels at the model's size.
         return None, {"kind": "random", "description": "random pixels at the model's input size (latency only)"}
     from trt_edge.tasks.spec import preprocessor_dir

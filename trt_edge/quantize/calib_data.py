@@ -23,11 +23,8 @@ from trt_edge.errors import TrtEdgeError
 from trt_edge.files import atomic_write_bytes, sha256_file
 from trt_edge.log import get_logger
 from trt_edge.quantize.config import CalibrationDataConfig
-from trt_edge.tasks.spec import TEXT_CLASSIFICATION
 
 log = get_logger("calibrate")
-
-MODEL_INPUTS = TEXT_CLASSIFICATION.input_names
 
 
 @dataclass
@@ -122,50 +119,22 @@ def load_calibration_set(path: str | os.PathLike[str], input_names: Sequence[str
     return CalibrationSet(inputs, lengths, labels, meta)
 
 
-def tokenize_padded(tokenizer: Any, texts: Sequence[str], max_length: int,
-                    input_names: Sequence[str]) -> tuple[dict[str, np.ndarray], np.ndarray]:
-    """Token arrays [N, max_length] padded on the right, and each example's true length."""
-    out = tokenizer(list(texts), truncation=True, max_length=max_length, padding="max_length",
-                    return_tensors="np")
-    spec = TEXT_CLASSIFICATION
-    first = spec.inputs[0].name
-    arrays: dict[str, np.ndarray] = {}
-    for name in input_names:
-        if name in out:
-            arrays[name] = np.asarray(out[name], dtype=np.int64)
-        elif spec.input(name).optional:  # token types the tokenizer does not make: all segment 0
-            arrays[name] = np.zeros_like(np.asarray(out[first]), dtype=np.int64)
-        else:
-            raise TrtEdgeError(f"the tokenizer produces {sorted(out.keys())}, not the model input {name!r}")
-    lengths = np.asarray(out[str(spec.length_input)]).sum(axis=1).astype(np.int64)
-    if getattr(tokenizer, "padding_side", "right") != "right":
-        raise TrtEdgeError("the tokenizer pads on the left; calibration batches assume right padding")
-    return arrays, lengths
-
-
 def prepare(preprocessor: Any, examples: Sequence[Any], max_length: int, input_names: Sequence[str],
-            task: str = "text-classification") -> tuple[dict[str, np.ndarray], np.ndarray]:
-    """Model inputs for examples of `task` and each example's true length: token arrays padded to
-    `max_length` (text), or the image processor's pixels with lengths all 1 (images)."""
-    from trt_edge.tasks.spec import get_task
+            task: str | None = None) -> tuple[dict[str, np.ndarray], np.ndarray]:
+    """Model inputs for examples of `task` and each example's true length: the task adapter's `feeds`
+    (token arrays padded to `max_length`, or the image processor's pixels with lengths all 1)."""
+    from trt_edge.tasks.adapter import task_adapter
 
-    spec = get_task(task)
-    if spec.modality == "text":
-        return tokenize_padded(preprocessor, examples, max_length, input_names)
-    arrays, lengths = spec.module().feeds(preprocessor, examples)
-    missing = [n for n in input_names if n not in arrays]
-    if missing:
-        raise TrtEdgeError(f"the {spec.preprocessor.kind} gives {sorted(arrays)}, not the model inputs {missing}")
-    return {n: arrays[n] for n in input_names}, lengths
+    return task_adapter(task).feeds(preprocessor, examples, max_length, input_names)
 
 
 def draw_calibration_set(texts: Sequence[Any], labels: Sequence[int], tokenizer: Any,
                          recipe: CalibrationDataConfig, max_length: int, seed: int,
                          input_names: Sequence[str], source: dict[str, Any] | None = None,
-                         task: str = "text-classification") -> CalibrationSet:
+                         task: str | None = None) -> CalibrationSet:
     """The first `recipe.samples` examples of a seeded, label-stratified order of the split."""
     from trt_edge.tasks.data import stratified_order
-    from trt_edge.tasks.spec import get_task
+    from trt_edge.tasks.spec import task_spec
 
     if len(texts) < recipe.samples:
         raise TrtEdgeError(f"the {recipe.split} split has {len(texts)} examples, the calibration recipe asks "
@@ -176,7 +145,7 @@ def draw_calibration_set(texts: Sequence[Any], labels: Sequence[int], tokenizer:
     meta = {"split": recipe.split, "samples": recipe.samples, "seed": seed, "max_length": max_length,
             "indices_sha256": _sha_ints(order), **(source or {})}
     label_array = np.asarray([labels[i] for i in order], dtype=np.int64)
-    spec = get_task(task)
+    spec = task_spec(task)
     log.info("calibration set: %d %s examples, %s", len(order), recipe.split,
              spec.describe_examples(np.asarray(arrays[spec.inputs[0].name]).shape, lengths.tolist()))
     return CalibrationSet(arrays, lengths, label_array, meta)

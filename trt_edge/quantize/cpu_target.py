@@ -248,17 +248,17 @@ def candidate_warnings(candidates: Sequence[CpuCandidate]) -> list[str]:
 
 def latency_feeds(tokenizer: Any, texts: Sequence[Any], input_names: Sequence[str],
                   shapes: Sequence[tuple[int, int]] = LATENCY_SHAPES,
-                  task: str = "text-classification") -> dict[str, dict[str, np.ndarray]]:
+                  task: str | None = None) -> dict[str, dict[str, np.ndarray]]:
     """One feed per (batch, sequence): real texts, the longest first, padded to exactly the sequence;
     for images (no sequence axis) one feed per batch size of real images."""
-    from trt_edge.quantize.calib_data import prepare, tokenize_padded
-    from trt_edge.tasks.spec import get_task
+    from trt_edge.tasks.adapter import task_adapter
 
-    if get_task(task).modality != "text":
-        return {f"b{b}": prepare(tokenizer, list(texts[:b]), 0, input_names, task)[0]
+    adapter = task_adapter(task)
+    if not adapter.has_sequence_axis:
+        return {f"b{b}": adapter.feeds(tokenizer, list(texts[:b]), 0, input_names)[0]
                 for b in sorted({b for b, _ in shapes})}
     by_length = sorted(texts, key=len, reverse=True)
-    return {f"b{b}s{s}": tokenize_padded(tokenizer, by_length[:b], s, input_names)[0] for b, s in shapes}
+    return {f"b{b}s{s}": adapter.feeds(tokenizer, by_length[:b], s, input_names)[0] for b, s in shapes}
 
 
 def mean_latency(c: CpuCandidate) -> float:

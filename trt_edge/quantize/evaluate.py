@@ -15,9 +15,8 @@ import numpy as np
 
 from trt_edge.errors import TrtEdgeError
 from trt_edge.lazy import lazy_import
-from trt_edge.tasks.spec import TEXT_CLASSIFICATION
+from trt_edge.tasks.spec import task_for_inputs, task_spec
 
-OUTPUT = TEXT_CLASSIFICATION.output
 _ORT_DTYPES = {"tensor(int64)": np.int64, "tensor(int32)": np.int32, "tensor(float)": np.float32}
 
 
@@ -32,7 +31,7 @@ def check_model_io(model: Any, source: str) -> list[str]:
     try:
         spec = task_for_onnx(model, source)
     except TrtEdgeError:
-        spec = TEXT_CLASSIFICATION  # say what a text classifier export looks like
+        spec = task_spec(None)  # say what an export of the default task looks like
     spec.check_onnx_io(names, outputs, source)
     for value in model.graph.input:
         if value.name in names and spec.input(value.name).dtype.startswith("int") and \
@@ -94,6 +93,15 @@ def float_activations(model: Any) -> list[str]:
     return names
 
 
+def output_name(sess: Any) -> str:
+    """The output the task of a session's inputs declares (`check_model_io` checked the graph has it);
+    the first output of a graph whose inputs are no task's."""
+    try:
+        return task_for_inputs([i.name for i in sess.get_inputs()], "the model").output
+    except TrtEdgeError:
+        return str(sess.get_outputs()[0].name)
+
+
 def predict(sess: Any, arrays: dict[str, np.ndarray], lengths: np.ndarray, batch_size: int = 64) -> np.ndarray:
     """Logits for every example; batches of similar length, each trimmed to its longest example."""
     dtypes = input_dtypes(sess)
@@ -104,7 +112,7 @@ def predict(sess: Any, arrays: dict[str, np.ndarray], lengths: np.ndarray, batch
         width = max(int(lengths[idx].max()), 1)
         feed = {n: (arrays[n][idx, :width] if arrays[n].ndim == 2 else arrays[n][idx]).astype(dtypes.get(n, np.int64))
                 for n in dtypes}
-        chunks.append(sess.run([OUTPUT], feed)[0])
+        chunks.append(sess.run([output_name(sess)], feed)[0])
     logits = np.concatenate(chunks) if chunks else np.zeros((0, 0), dtype=np.float32)
     result = np.empty_like(logits)
     result[order] = logits
@@ -128,6 +136,7 @@ def latency_ms(sessions: Sequence[Any], feed: dict[str, np.ndarray], runs: int, 
     for sess in sessions:
         dtypes = input_dtypes(sess)
         typed = {name: feed[name].astype(dtypes[name]) for name in dtypes}
-        calls.append(lambda sess=sess, typed=typed: sess.run([OUTPUT], typed))
+        output = output_name(sess)
+        calls.append(lambda sess=sess, typed=typed, output=output: sess.run([output], typed))
     samples = interleaved(calls, rounds=-(-runs // chunk), runs=chunk, rewarm_runs=warmup)
     return [float(np.median(t)) for t in samples]

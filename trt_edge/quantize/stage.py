@@ -28,7 +28,6 @@ from trt_edge.target import resolve_target
 from trt_edge.tasks.metrics import argmax_agreement, classification_metrics
 from trt_edge.tasks.spec import (
     PREPROCESSOR_DIR,
-    TEXT_CLASSIFICATION,
     preprocessor_dir,
     recorded_stage,
     task_max_length,
@@ -67,16 +66,17 @@ def load_onnx(path: Path) -> Any:
 
 def _carry_preprocessor(src: Path, tmp: Path) -> str:
     """Copy the preprocessor beside this stage's ONNX files, so build, profile and run read it here."""
-    from trt_edge.tasks.spec import task_for_model_folder
+    from trt_edge.tasks.spec import task_for_model_folder, task_spec
 
-    (task_for_model_folder(src) or TEXT_CLASSIFICATION).preprocessor.copy(src, tmp / PREPROCESSOR_DIR)
+    (task_for_model_folder(src) or task_spec(None)).preprocessor.copy(src, tmp / PREPROCESSOR_DIR)
     return PREPROCESSOR_DIR
 
 
 def run(config: RunConfig, onnx: str | Path, out: str | Path) -> StageRecord:
     """Calibrate `onnx` (file or export stage folder) into `out`; see the module docstring."""
     from trt_edge.guard import check_positions
-    from trt_edge.tasks.data import load_task_data, resolve_data_source
+    from trt_edge.tasks.adapter import load_task_data
+    from trt_edge.tasks.data import resolve_data_source
     from trt_edge.tasks.spec import get_task
 
     task = config.section("task")
@@ -89,7 +89,7 @@ def run(config: RunConfig, onnx: str | Path, out: str | Path) -> StageRecord:
     spec = get_task(task.type)
     tokenizer = spec.preprocessor.load(tok_dir)
     max_length = cfg.data.max_length or task_max_length(config, recorded_stage(onnx_path))
-    if spec.modality == "text":
+    if spec.has_sequence_axis:
         check_positions(max(max_length, task.max_length), tok_dir, tokenizer,
                         "calibrate.data.max_length" if max_length > task.max_length else "task.max_length")
     data = load_task_data(task)
@@ -274,7 +274,7 @@ def run(config: RunConfig, onnx: str | Path, out: str | Path) -> StageRecord:
 def _cpu_artifact(tmp: Path, onnx_path: Path, calib: calib_data.CalibrationSet, names: list[str],
                   dtypes: dict[str, Any], tokenizer: Any, test_texts: list[str], test_arrays: dict[str, np.ndarray],
                   test_lengths: np.ndarray, labels: np.ndarray, cfg: CalibrateConfig,
-                  fp32_logits: np.ndarray | None = None, task_type: str = "text-classification"
+                  fp32_logits: np.ndarray | None = None, task_type: str | None = None
                   ) -> tuple[dict[str, str], dict[str, Any], np.ndarray]:
     """Build the CPU candidates from the same calibration set, measure them, keep the winner as
     `model.cpu.onnx`; every candidate's accuracy and latency go into the metrics. Also returns the

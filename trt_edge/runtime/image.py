@@ -19,7 +19,10 @@ import numpy as np
 from trt_edge.errors import TrtEdgeError
 from trt_edge.runtime.base import Runner, logits_in_chunks
 from trt_edge.runtime.text import class_names, softmax
-from trt_edge.tasks.spec import IMAGE_CLASSIFICATION
+from trt_edge.tasks.adapter import TaskAdapter
+from trt_edge.tasks.image_classification import ADAPTER
+
+TASK: TaskAdapter = ADAPTER  # the task this runtime classifies for
 
 MAX_IMAGES = 10_000
 
@@ -73,29 +76,22 @@ class ImageClassifier:
         from trt_edge.tasks.spec import preprocessor_dir
 
         folder = preprocessor_dir(model_file, processor_dir)
-        classifier = cls(runner, IMAGE_CLASSIFICATION.preprocessor.load(folder), None, batch_size)
+        classifier = cls(runner, TASK.spec.preprocessor.load(folder), None, batch_size)
         classifier._label_folder = folder
         return classifier
 
     def _feed(self, files: Sequence[Path]) -> dict[str, np.ndarray]:
-        from trt_edge.tasks.image_classification import decode_image, processor_channels
+        from trt_edge.tasks.image_classification import decode_image
 
-        adapter = IMAGE_CLASSIFICATION.module()
-        arrays, _ = adapter.feeds(self.processor, [decode_image(f) for f in files],
-                                  channels=processor_channels(self.processor))
-        wanted = {meta.name: meta for meta in self.runner.inputs()}
-        missing = [n for n in wanted if n not in arrays]
-        if missing:
-            raise TrtEdgeError(f"{self.runner.name}: the model wants inputs {missing}, an image model takes "
-                               f"{list(IMAGE_CLASSIFICATION.input_names)}; is it a text model? use --text")
-        return {name: np.asarray(arrays[name]).astype(meta.dtype) for name, meta in wanted.items()}
+        return TASK.runtime_feed(self.processor, [decode_image(f) for f in files], self.runner.inputs(), 0,
+                                 self.runner.name)
 
     def logits(self, files: Sequence[Path]) -> np.ndarray:
         """Raw logits, one row per image, in order."""
         if not files:
             raise TrtEdgeError("no image to classify")
         return logits_in_chunks(self.runner, list(files), self.batch_size,
-                                self._feed, IMAGE_CLASSIFICATION.output)
+                                self._feed, TASK.spec.output)
 
     def classify(self, files: Sequence[Path]) -> list[dict[str, Any]]:
         """One record per image: its path, the label, the label's index and every class's probability."""

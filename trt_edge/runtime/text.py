@@ -2,9 +2,9 @@
 
 The tokenizer and the label names come from the preprocessor folder that travels with the model file
 (`trt_edge.tasks.spec.preprocessor_dir`: the `preprocessor` artifact of the stage that wrote the file,
-or `preprocessor/` / `tokenizer/` beside it) or given explicitly. The feed
-follows the runner's declared inputs (names, int32/int64), so the same code classifies with ONNX
-Runtime on a laptop and with TensorRT on a Jetson.
+or `preprocessor/` / `tokenizer/` beside it) or given explicitly. The feed is the text task adapter's
+`runtime_feed`: it follows the runner's declared inputs (names, int32/int64), so the same code
+classifies with ONNX Runtime on a laptop and with TensorRT on a Jetson.
 """
 
 from __future__ import annotations
@@ -20,11 +20,10 @@ import numpy as np
 
 from trt_edge.errors import TrtEdgeError
 from trt_edge.runtime.base import Runner, logits_in_chunks
-from trt_edge.tasks.spec import TEXT_CLASSIFICATION
+from trt_edge.tasks.adapter import TaskAdapter
+from trt_edge.tasks.text_classification import ADAPTER
 
-TOKENIZER_FILES = TEXT_CLASSIFICATION.preprocessor.files
-_FIRST = TEXT_CLASSIFICATION.inputs[0].name
-_OPTIONAL = {i.name for i in TEXT_CLASSIFICATION.inputs if i.optional}
+TASK: TaskAdapter = ADAPTER  # the task this runtime classifies for
 
 
 @dataclass
@@ -93,10 +92,10 @@ class TextClassifier:
                         tokenizer_dir: str | os.PathLike[str] | None = None, max_length: int = 128,
                         batch_size: int = 32) -> TextClassifier:
         """Find the tokenizer (and the label names in its `config.json`) for `model_file`."""
-        from trt_edge.tasks.spec import TEXT_CLASSIFICATION, preprocessor_dir
+        from trt_edge.tasks.spec import preprocessor_dir
 
         folder = preprocessor_dir(model_file, tokenizer_dir)
-        tokenizer = TEXT_CLASSIFICATION.preprocessor.load(folder)
+        tokenizer = TASK.spec.preprocessor.load(folder)
         classifier = cls(runner, tokenizer, None, max_length, batch_size)
         classifier._label_folder = folder
         return classifier
@@ -104,25 +103,14 @@ class TextClassifier:
     _label_folder: Path | None = None
 
     def _feed(self, texts: Sequence[str]) -> dict[str, np.ndarray]:
-        enc = self.tokenizer(list(texts), padding=True, truncation=True, max_length=self.max_length,
-                             return_tensors="np")
-        feed: dict[str, np.ndarray] = {}
-        for meta in self.runner.inputs():
-            if meta.name in enc:
-                feed[meta.name] = np.asarray(enc[meta.name]).astype(meta.dtype)
-            elif meta.name in _OPTIONAL:  # token types the tokenizer does not make: all segment 0
-                feed[meta.name] = np.zeros_like(np.asarray(enc[_FIRST]), dtype=meta.dtype)
-            else:
-                raise TrtEdgeError(f"{self.runner.name}: the model wants input {meta.name!r}, which the tokenizer "
-                                   f"does not produce (it gives {', '.join(enc.keys())})")
-        return feed
+        return TASK.runtime_feed(self.tokenizer, texts, self.runner.inputs(), self.max_length, self.runner.name)
 
     def logits(self, texts: Sequence[str]) -> np.ndarray:
         """Raw logits, one row per text, in order."""
         if not texts:
             raise TrtEdgeError("no text to classify")
         return logits_in_chunks(self.runner, list(texts), self.batch_size,
-                                self._feed, TEXT_CLASSIFICATION.output)
+                                self._feed, TASK.spec.output)
 
     def classify(self, texts: Sequence[str]) -> list[Prediction]:
         logits = self.logits(texts)

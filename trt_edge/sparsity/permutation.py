@@ -368,16 +368,14 @@ def permute_model_(model: torch.nn.Module, consumers: set[str] | None = None, se
 def random_inputs(model: torch.nn.Module, batch: int = 4, length: int = 24, seed: int = 0,
                   task: str | None = None) -> dict[str, torch.Tensor]:
     """Random inputs (token ids with some padding; pixels) to compare a model before and after a rewrite."""
-    from trt_edge.tasks.spec import get_task
+    from trt_edge.tasks.adapter import adapter_for
+    from trt_edge.tasks.spec import get_task, task_for_model_config
 
     config = getattr(model, "config", None)
-    if task is None:  # callers that do not say: an image model's config has an image size and no vocabulary
-        image = hasattr(config, "image_size") and not hasattr(config, "vocab_size")
-        task = "image-classification" if image else "text-classification"
-    spec = get_task(task)
-    if spec.modality != "text":
+    spec = get_task(task) if task is not None else task_for_model_config(config)  # callers that do not say
+    if not spec.has_sequence_axis:
         # seeded: two draws must differ, or every layer looks token-independent (masks.token_independent_linears)
-        example: dict[str, torch.Tensor] = spec.module().example_inputs(config, spec.required_inputs, False,
+        example: dict[str, torch.Tensor] = adapter_for(spec).example_inputs(config, spec.required_inputs, False,
                                                                         seed=seed)
         return example
     vocab = int(getattr(config, "vocab_size", 1000))

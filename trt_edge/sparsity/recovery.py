@@ -142,7 +142,7 @@ def recovery_set(cfg: Any, task: Any, data: Any, encode: Any, tokenizer: Any, te
 def recover(model: torch.nn.Module, masks: Masks, train_features: Sequence[dict[str, Any]], pad_token_id: int,
             train_cfg: TrainConfig, *, eval_fn: Any, teacher_logits: np.ndarray | None, alpha: float,
             temperature: float, schedule: str = "oneshot", gradual_steps: int = 4, gradual_fraction: float = 0.3,
-            seed: int = 0, desc: str | None = None, task: str = "text-classification") -> RecoveryResult:
+            seed: int = 0, desc: str | None = None, task: str | None = None) -> RecoveryResult:
     """Fine-tune `model` in place with `masks` enforced after every optimizer step (and at the end).
 
     Args:
@@ -159,13 +159,14 @@ def recover(model: torch.nn.Module, masks: Masks, train_features: Sequence[dict[
       gradual_steps (int), gradual_fraction (float): the gradual schedule.
       seed (int): shuffling and initialisation seed.
       desc (str | None): progress-bar label. Defaults to `sparse recovery (<schedule>)`.
-      task (str): the task whose adapter batches the features. Defaults to `text-classification`.
+      task (str | None): the task whose adapter batches the features. None: the default task
+        (`text-classification`).
     """
     from trt_edge.distill.losses import combined_loss
     from trt_edge.distill.train import train
-    from trt_edge.tasks.spec import get_task
+    from trt_edge.tasks.adapter import task_adapter
 
-    adapter = get_task(task).module()
+    adapter = task_adapter(task)
     model_inputs = adapter.model_inputs
 
     features = []

@@ -30,6 +30,7 @@ from trt_edge.log import get_logger
 from trt_edge.sparsity.config import PruneConfig, WidthConfig
 from trt_edge.sparsity.report import SPARSITY_FILE, SPARSITY_FORMAT, SPARSITY_VERSION
 from trt_edge.stage import STAGE_FILE, StageRecord, read_stage, stage_output
+from trt_edge.tasks.adapter import TaskAdapter
 from trt_edge.tasks.config import TaskConfig
 
 log = get_logger("prune")
@@ -77,7 +78,7 @@ class StudentInputs:
     student_dir: Path
     teacher_dir: Path | None
     teacher_test_logits: Path | None
-    adapter: Any  # the task's adapter module (encode, evaluate, collate, ...)
+    adapter: TaskAdapter  # the task's adapter (encode, evaluate, collate, ...)
     data: Any  # tasks.data.ClassificationData
     loaded: Any  # tasks.models.LoadedClassifier
 
@@ -87,7 +88,7 @@ def load_student_inputs(config: RunConfig, model_dir: Path, cfg: PruneConfig | W
     """Task, folders, data and the student, with every check that can fail before the expensive work:
     a teacher the config needs (`teacher_required` is then the error), the student's task (before the
     data), its positions (text), a trained head unless recovery will train one."""
-    from trt_edge.tasks.data import load_task_data
+    from trt_edge.tasks.adapter import adapter_for, load_task_data
     from trt_edge.tasks.models import check_preprocessor, load_classifier
     from trt_edge.tasks.spec import get_task
 
@@ -99,12 +100,12 @@ def load_student_inputs(config: RunConfig, model_dir: Path, cfg: PruneConfig | W
     check_preprocessor(student_dir, task.type)  # a model of another task: before the data
     data = load_task_data(task)
     loaded = load_classifier(student_dir, data.label_names, cfg.trust_remote_code, task.type)
-    if spec.modality == "text":
+    if spec.has_sequence_axis:
         check_positions(task.max_length, student_dir, loaded.tokenizer)
     if not loaded.head_trained and not cfg.recover:
         raise TrtEdgeError(f"{student_dir}: {loaded.head_note}; prune a trained classifier or keep "
                            f"{_section(cfg)}.recover on")
-    return StudentInputs(task, task_source, student_dir, teacher_dir, teacher_test_logits, spec.module(), data,
+    return StudentInputs(task, task_source, student_dir, teacher_dir, teacher_test_logits, adapter_for(spec), data,
                          loaded)
 
 
@@ -136,15 +137,16 @@ def _use_checkpoint_names(doc: dict[str, Any], model: Any, folder: Path) -> None
 
 
 def load_teacher(cfg: PruneConfig | WidthConfig, teacher_dir: Path | None, label_names: list[str],
-                 tokenizer: Any, task_type: str = "text-classification") -> Any:
+                 tokenizer: Any, task_type: str | None = None) -> Any:
     """The teacher of the recovery distillation, or None; checked now, so a wrong teacher fails before
     minutes of work."""
     from trt_edge.tasks.models import load_classifier
+    from trt_edge.tasks.spec import task_spec
 
     if not (cfg.recover and teacher_dir is not None and cfg.alpha > 0):
         return None
     section = _section(cfg)
-    teacher = load_classifier(teacher_dir, label_names, cfg.trust_remote_code, task_type)
+    teacher = load_classifier(teacher_dir, label_names, cfg.trust_remote_code, task_spec(task_type).name)
     if not teacher.head_trained:
         raise TrtEdgeError(f"teacher {teacher_dir}: {teacher.head_note}; give a fine-tuned teacher "
                            f"(the distill stage's teacher/ folder) or set {section}.alpha to 0")

@@ -40,9 +40,9 @@ def calibration_batches(task: str, preprocessor: Any, examples: Sequence[Any], m
                         batch_size: int) -> list[dict[str, Any]]:
     """Model-input batches the importance is measured on, made by the task's adapter (texts sorted by
     length so little padding is measured; images are all one size)."""
-    from trt_edge.tasks.spec import get_task
+    from trt_edge.tasks.adapter import task_adapter
 
-    adapter = get_task(task).module()
+    adapter = task_adapter(task)
     encoded = adapter.encode(preprocessor, examples, max_length)
     lengths = encoded.lengths()
     order = sorted(range(len(encoded)), key=lambda i: lengths[i])
@@ -158,6 +158,7 @@ def run(config: RunConfig, model_dir: str | Path, out: str | Path) -> StageRecor
     from trt_edge.sparsity.width.plan import hidden_multiple, plan_width, round_ffn, round_heads, round_hidden
     from trt_edge.sparsity.width.structure import describe, find_blocks
     from trt_edge.sparsity.width.surgery import check_hidden_shrink, shrink_
+    from trt_edge.tasks.adapter import adapter_for
     from trt_edge.tasks.data import resolve_data_source
     from trt_edge.tasks.metrics import classification_metrics
     from trt_edge.tasks.models import count_parameters, load_classifier, weight_bytes
@@ -320,7 +321,7 @@ def run(config: RunConfig, model_dir: str | Path, out: str | Path) -> StageRecor
                                   max_length=task.max_length, batch_size=task.eval_batch_size,
                                   batch_sizes=export_cfg.parity_batch_sizes,
                                   sequence_lengths=export_cfg.parity_sequence_lengths)
-        report = run_parity(reloaded.model, info.onnx_path, cases, shown if spec.modality == "text" else None)
+        report = run_parity(reloaded.model, info.onnx_path, cases, adapter_for(spec).display_examples(shown))
         check(report, atol=export_cfg.atol, rtol=export_cfg.rtol, min_argmax_agreement=export_cfg.min_argmax_agreement)
         metrics.update({"onnx_bytes": info.onnx_bytes, "weight_bytes": weight_bytes(tmp / "model"),
                         "parity_max_abs_diff": report.max_abs_diff, "seconds": time.perf_counter() - started,

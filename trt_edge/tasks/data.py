@@ -126,17 +126,6 @@ class ClassificationData:
 TextClassificationData = ClassificationData
 
 
-def load_task_data(task: Any) -> ClassificationData:
-    """The labelled examples of `task` (a TaskConfig), loaded by its spec's adapter."""
-    from trt_edge.tasks.spec import get_task
-
-    spec = get_task(task.type)
-    if spec.modality == "text":
-        return load_data(task.data)
-    data: ClassificationData = spec.module().load_data(task.data)
-    return data
-
-
 def fashion_mnist_dir(folder: Path = FASHION_MNIST_DIR) -> Path:
     """The Fashion-MNIST folder Debian's package installs, or a one-line error with the install line. The
     demo sources are resolved here; the image task reads the files (`image_classification.fashion_mnist`)."""

@@ -19,6 +19,7 @@ import numpy as np
 
 from trt_edge.errors import TrtEdgeError
 from trt_edge.log import get_logger
+from trt_edge.tasks.adapter import TaskAdapter
 from trt_edge.tasks.config import DataConfig
 from trt_edge.tasks.data import (
     FASHION_MNIST_DIR,
@@ -29,8 +30,9 @@ from trt_edge.tasks.data import (
     split_examples,
     stratified_order,
 )
-from trt_edge.tasks.metrics import classification_metrics
+from trt_edge.tasks.metrics import classification_metrics, example_correct
 from trt_edge.tasks.spec import IMAGE_CLASSIFICATION as SPEC
+from trt_edge.tasks.spec import TaskSpec
 
 log = get_logger("data")
 
@@ -419,3 +421,82 @@ def feeds(processor: Any, images: Sequence[np.ndarray], model_config: Any = None
                                                else processor_channels(processor))
     pixels = pixel_values(processor, images, c)
     return {INPUT: pixels}, np.ones(len(pixels), dtype=np.int64)
+
+
+def runtime_feed(processor: Any, images: Sequence[np.ndarray], runner_inputs: Sequence[Any],
+                 runner_name: str = "the model") -> dict[str, np.ndarray]:
+    """What a runner takes for decoded images: the processor's pixels (channels as the processor
+    normalises them), cast to each declared input's dtype."""
+    arrays, _ = feeds(processor, images, channels=processor_channels(processor))
+    wanted = {meta.name: meta for meta in runner_inputs}
+    missing = [n for n in wanted if n not in arrays]
+    if missing:
+        raise TrtEdgeError(f"{runner_name}: the model wants inputs {missing}, an image model takes "
+                           f"{list(SPEC.input_names)}; is it a text model? use --text")
+    return {name: np.asarray(arrays[name]).astype(meta.dtype) for name, meta in wanted.items()}
+
+
+class ImageClassificationAdapter:
+    """The image-classification task as a `TaskAdapter` (the module functions above, bound)."""
+
+    spec: TaskSpec = SPEC
+    text_examples = False
+    builds_from_config = True  # `write_processor_config` writes a processor from the model config
+
+    @property
+    def has_sequence_axis(self) -> bool:
+        return self.spec.has_sequence_axis
+
+    def load_data(self, cfg: DataConfig) -> ClassificationData:
+        return load_data(cfg)
+
+    def display_examples(self, examples: Sequence[Any]) -> list[str] | None:
+        return None
+
+    def encode(self, preprocessor: Any, examples: Sequence[Any], max_length: int) -> Encoded:
+        return encode(preprocessor, examples, max_length)
+
+    def collate(self, features: Sequence[dict[str, Any]], pad_token_id: int) -> dict[str, Any]:
+        return collate(features, pad_token_id)
+
+    def model_inputs(self, batch: dict[str, Any]) -> dict[str, Any]:
+        return model_inputs(batch)
+
+    def predict_logits(self, model: Any, encoded: Any, batch_size: int = 64, device: Any = None) -> np.ndarray:
+        return predict_logits(model, encoded, batch_size, device)
+
+    def evaluate(self, model: Any, encoded: Any, labels: Sequence[int], num_labels: int,
+                 batch_size: int = 64) -> tuple[dict[str, float], np.ndarray]:
+        return evaluate(model, encoded, labels, num_labels, batch_size)
+
+    def example_scores(self, logits: np.ndarray, labels: Sequence[int]) -> np.ndarray:
+        return example_correct(logits, labels)
+
+    def example_inputs(self, model_config: Any, names: Sequence[str], int32_inputs: bool, seed: int = 0,
+                       preprocessor: Any = None) -> dict[str, Any]:
+        return example_inputs(model_config, names, int32_inputs, seed, preprocessor)
+
+    def feeds(self, preprocessor: Any, examples: Sequence[Any], max_length: int,
+              input_names: Sequence[str]) -> tuple[dict[str, np.ndarray], np.ndarray]:
+        """The processor's pixels (lengths all 1); `max_length` is unused (no sequence axis)."""
+        arrays, lengths = feeds(preprocessor, examples)
+        missing = [n for n in input_names if n not in arrays]
+        if missing:
+            raise TrtEdgeError(f"the {SPEC.preprocessor.kind} gives {sorted(arrays)}, not the model inputs {missing}")
+        return {n: arrays[n] for n in input_names}, lengths
+
+    def fit_model(self, model: Any, preprocessor: Any, source: str = "the model") -> str | None:
+        return fit_model(model, preprocessor, source)
+
+    def preflight_model(self, folder: Path, preprocessor: Any, trust_remote_code: bool = False) -> str | None:
+        return preflight_model(folder, preprocessor, trust_remote_code)
+
+    def write_processor_config(self, folder: Path, model_config: Any) -> None:
+        write_processor_config(folder, model_config)
+
+    def runtime_feed(self, preprocessor: Any, examples: Sequence[Any], runner_inputs: Sequence[Any],
+                     max_length: int, source: str = "the model") -> dict[str, np.ndarray]:
+        return runtime_feed(preprocessor, examples, runner_inputs, source)
+
+
+ADAPTER: TaskAdapter = ImageClassificationAdapter()

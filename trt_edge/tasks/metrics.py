@@ -35,3 +35,11 @@ def classification_metrics(logits: np.ndarray, gold: Sequence[int], num_labels: 
 def argmax_agreement(a: np.ndarray, b: np.ndarray) -> float:
     """Share of examples where two models' logits pick the same class."""
     return accuracy(np.asarray(a).argmax(-1), np.asarray(b).argmax(-1))
+
+
+def example_correct(logits: np.ndarray, labels: Sequence[int]) -> np.ndarray:
+    """1.0 where the argmax of an example's logits is its label, else 0.0: the per-example scores of
+    accuracy that the paired intervals compare."""
+    pred = np.asarray(logits).argmax(axis=-1) if len(labels) else np.zeros(0, dtype=np.int64)
+    scores: np.ndarray = (pred == np.asarray(labels)).astype(np.float64)
+    return scores

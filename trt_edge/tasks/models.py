@@ -120,7 +120,9 @@ def load_classifier(ref: str | Path, label_names: list[str], trust_remote_code: 
         _reinit_head(model)
     else:
         head_trained, note = True, "trained head loaded"
-    fitted = spec.module().fit_model(model, tokenizer, str(path))  # a vision model to its processor's size
+    from trt_edge.tasks.adapter import adapter_for
+
+    fitted = adapter_for(spec).fit_model(model, tokenizer, str(path))  # a vision model to its processor's size
     if fitted:
         log.info("%s", fitted)
     model.eval()

@@ -2,8 +2,9 @@
 
 A `TaskSpec` names the model inputs with their dtypes and NAMED axes (which of them are dynamic), the
 output, the preprocessor the inputs come from (a tokenizer, an image processor) and the files that
-make it up, the adapter module that loads the task's data and batches it, the metric, and the parity
-tolerances. Stages ask the spec: the exporter writes its names and axes into the ONNX, the build plan
+make it up, the adapter module (`tasks/adapter.py`'s `TaskAdapter`: data, batching, prediction,
+feeds) that `adapter_for(spec)` returns, the metric, and the parity tolerances. Stages ask the spec:
+the exporter writes its names and axes into the ONNX, the build plan
 makes TensorRT profiles by the axis names, calibration and evaluation feed what it lists, and the
 preprocessor travels as an artifact beside every model (`preprocessor/` in export, calibrate and build
 folders, the model folder itself for distill and prune) so no stage searches for it.
@@ -89,7 +90,8 @@ class PreprocessorSpec:
 
 @dataclass(frozen=True)
 class TaskSpec:
-    """A task's contract. `adapter` is the module holding its data loading, batching and prediction."""
+    """A task's contract. `adapter_module` names the module whose `ADAPTER` (a `TaskAdapter`) loads the
+    task's data, batches and predicts; `tasks.adapter.adapter_for(spec)` returns it."""
 
     name: str
     modality: str
@@ -97,7 +99,7 @@ class TaskSpec:
     output: str
     output_axes: tuple[str, ...]
     preprocessor: PreprocessorSpec
-    adapter: str
+    adapter_module: str
     auto_model: str
     metric: str = "accuracy"
     atol: float = 1e-4
@@ -160,9 +162,11 @@ class TaskSpec:
                 return i
         raise KeyError(name)
 
-    def module(self) -> Any:
-        """The adapter module (imported lazily: reading a spec never imports torch)."""
-        return importlib.import_module(self.adapter)
+    @property
+    def has_sequence_axis(self) -> bool:
+        """Whether the inputs have a dynamic sequence axis (positions to check against max_length)."""
+        return SEQUENCE_AXIS in self.dynamic_axes
+
 
     def check_onnx_io(self, input_names: list[str], output_names: list[str], source: str) -> list[str]:
         """The graph's inputs, after checking they are this task's (required ones present, none unknown)."""
@@ -192,7 +196,7 @@ TEXT_CLASSIFICATION = TaskSpec(
     preprocessor=PreprocessorSpec("tokenizer", ("tokenizer.json", "vocab.txt", "tokenizer_config.json",
                                                 "spiece.model", "vocab.json"),
                                   "transformers:AutoTokenizer"),
-    adapter="trt_edge.tasks.text_classification",
+    adapter_module="trt_edge.tasks.text_classification",
     auto_model="AutoModelForSequenceClassification",
     length_input="attention_mask",
 )
@@ -205,18 +209,52 @@ IMAGE_CLASSIFICATION = TaskSpec(
     output_axes=(BATCH_AXIS, "classes"),
     preprocessor=PreprocessorSpec("image processor", ("preprocessor_config.json",),
                                   "transformers:AutoImageProcessor"),
-    adapter="trt_edge.tasks.image_classification",
+    adapter_module="trt_edge.tasks.image_classification",
     auto_model="AutoModelForImageClassification",
     bundle_dir=PREPROCESSOR_DIR,
 )
 
 TASKS: dict[str, TaskSpec] = {s.name: s for s in (TEXT_CLASSIFICATION, IMAGE_CLASSIFICATION)}
+# The task of a call or a stage record that names none: everything written before image tasks was
+# text classification. The only place a task is a default; stages call `task_spec`/`task_for_record`.
+DEFAULT_TASK = TEXT_CLASSIFICATION
 
 
 def get_task(name: str) -> TaskSpec:
     if name not in TASKS:
         raise TrtEdgeError(f"unknown task {name!r}; known: {', '.join(TASKS)}")
     return TASKS[name]
+
+
+def task_spec(name: str | None) -> TaskSpec:
+    """`get_task(name)`, or the default task for None (a caller or an old record that names none)."""
+    return DEFAULT_TASK if name is None else get_task(name)
+
+
+def task_for_record(record: dict[str, Any] | None) -> TaskSpec | None:
+    """The task a stage record's config names (`config.task.type`), the default task for a record
+    written before tasks had types, None for no record or a type no longer known."""
+    if record is None:
+        return None
+    task = (record.get("config") or {}).get("task") or {}
+    return TASKS.get(str(task.get("type") or DEFAULT_TASK.name))
+
+
+def task_for_model_config(config: Any) -> TaskSpec:
+    """The task a bare model config suggests, for callers that name none: an image model's config has an
+    image size and no vocabulary; anything else is the default task."""
+    image = hasattr(config, "image_size") and not hasattr(config, "vocab_size")
+    return IMAGE_CLASSIFICATION if image else DEFAULT_TASK
+
+
+def check_run_input(spec: TaskSpec | None, asked: str, source: str) -> None:
+    """Refuse, in one line, `trt-edge run` input of another modality (`asked`: "text" for --text,
+    "image" for --image) than the model's task takes (`spec`, None when the folder does not say)."""
+    if spec is not None and spec.modality != asked:
+        use = "--image FILE" if spec.modality == "image" else '--text "..."'
+        article = "an" if spec.name[0] in "aeiou" else "a"
+        raise TrtEdgeError(f"{source} is {article} {spec.name} model: it takes {spec.modality}, not {asked}; "
+                           f"use {use}")
 
 
 def task_for_inputs(input_names: list[str], source: str) -> TaskSpec:

@@ -1,7 +1,9 @@
-"""Text classification with PyTorch: tokenization, dynamic padding, batched prediction, evaluation.
+"""Text classification: its data, tokenization, dynamic padding, batched prediction, evaluation, the ONNX
+feeds (calibration, runtime), bound as `ADAPTER` (a `tasks.adapter.TaskAdapter`).
 
 Examples are tokenized once without padding and padded per batch to the batch's longest example;
-prediction sorts by length so short tweets do not pay for long ones.
+prediction sorts by length so short tweets do not pay for long ones. ONNX feeds are padded to a fixed
+length (calibration, the CPU candidates' timed shapes) or to the batch's longest text (`trt-edge run`).
 """
 
 from __future__ import annotations
@@ -13,8 +15,13 @@ from typing import Any
 
 import numpy as np
 
-from trt_edge.tasks.metrics import classification_metrics
+from trt_edge.errors import TrtEdgeError
+from trt_edge.tasks.adapter import TaskAdapter
+from trt_edge.tasks.config import DataConfig
+from trt_edge.tasks.data import ClassificationData, load_data
+from trt_edge.tasks.metrics import classification_metrics, example_correct
 from trt_edge.tasks.spec import TEXT_CLASSIFICATION as SPEC
+from trt_edge.tasks.spec import TaskSpec
 
 INPUT_NAMES = SPEC.input_names
 _FIRST = INPUT_NAMES[0]
@@ -140,3 +147,101 @@ def preflight_model(folder: Path, preprocessor: Any, trust_remote_code: bool = F
     """Nothing to say before training (the preflight checks positions against max_length itself)."""
     del folder, preprocessor, trust_remote_code
     return None
+
+
+def tokenize_padded(tokenizer: Any, texts: Sequence[str], max_length: int,
+                    input_names: Sequence[str]) -> tuple[dict[str, np.ndarray], np.ndarray]:
+    """Token arrays [N, max_length] padded on the right, and each example's true length."""
+    out = tokenizer(list(texts), truncation=True, max_length=max_length, padding="max_length",
+                    return_tensors="np")
+    arrays: dict[str, np.ndarray] = {}
+    for name in input_names:
+        if name in out:
+            arrays[name] = np.asarray(out[name], dtype=np.int64)
+        elif SPEC.input(name).optional:  # token types the tokenizer does not make: all segment 0
+            arrays[name] = np.zeros_like(np.asarray(out[_FIRST]), dtype=np.int64)
+        else:
+            raise TrtEdgeError(f"the tokenizer produces {sorted(out.keys())}, not the model input {name!r}")
+    lengths = np.asarray(out[str(SPEC.length_input)]).sum(axis=1).astype(np.int64)
+    if getattr(tokenizer, "padding_side", "right") != "right":
+        raise TrtEdgeError("the tokenizer pads on the left; calibration batches assume right padding")
+    return arrays, lengths
+
+
+def runtime_feed(tokenizer: Any, texts: Sequence[str], runner_inputs: Sequence[Any], max_length: int,
+                 runner_name: str = "the model") -> dict[str, np.ndarray]:
+    """What a runner takes for `texts`: padded to the longest, cast to each declared input's dtype;
+    token types the tokenizer does not make are all segment 0."""
+    enc = tokenizer(list(texts), padding=True, truncation=True, max_length=max_length, return_tensors="np")
+    optional = {i.name for i in SPEC.inputs if i.optional}
+    feed: dict[str, np.ndarray] = {}
+    for meta in runner_inputs:
+        if meta.name in enc:
+            feed[meta.name] = np.asarray(enc[meta.name]).astype(meta.dtype)
+        elif meta.name in optional:
+            feed[meta.name] = np.zeros_like(np.asarray(enc[_FIRST]), dtype=meta.dtype)
+        else:
+            raise TrtEdgeError(f"{runner_name}: the model wants input {meta.name!r}, which the tokenizer "
+                               f"does not produce (it gives {', '.join(enc.keys())})")
+    return feed
+
+
+class TextClassificationAdapter:
+    """The text-classification task as a `TaskAdapter` (the module functions above, bound)."""
+
+    spec: TaskSpec = SPEC
+    text_examples = True
+    builds_from_config = False  # a text model needs a trained tokenizer: no model from a bare config
+
+    @property
+    def has_sequence_axis(self) -> bool:
+        return self.spec.has_sequence_axis
+
+    def load_data(self, cfg: DataConfig) -> ClassificationData:
+        return load_data(cfg)
+
+    def display_examples(self, examples: Sequence[Any]) -> list[str] | None:
+        return [str(t) for t in examples]
+
+    def encode(self, preprocessor: Any, examples: Sequence[Any], max_length: int) -> Encoded:
+        return encode(preprocessor, examples, max_length)
+
+    def collate(self, features: Sequence[dict[str, Any]], pad_token_id: int) -> dict[str, Any]:
+        return collate(features, pad_token_id)
+
+    def model_inputs(self, batch: dict[str, Any]) -> dict[str, Any]:
+        return model_inputs(batch)
+
+    def predict_logits(self, model: Any, encoded: Any, batch_size: int = 64, device: Any = None) -> np.ndarray:
+        return predict_logits(model, encoded, batch_size, device)
+
+    def evaluate(self, model: Any, encoded: Any, labels: Sequence[int], num_labels: int,
+                 batch_size: int = 64) -> tuple[dict[str, float], np.ndarray]:
+        return evaluate(model, encoded, labels, num_labels, batch_size)
+
+    def example_scores(self, logits: np.ndarray, labels: Sequence[int]) -> np.ndarray:
+        return example_correct(logits, labels)
+
+    def example_inputs(self, model_config: Any, names: Sequence[str], int32_inputs: bool, seed: int = 0,
+                       preprocessor: Any = None) -> dict[str, Any]:
+        return example_inputs(model_config, names, int32_inputs, seed, preprocessor)
+
+    def feeds(self, preprocessor: Any, examples: Sequence[Any], max_length: int,
+              input_names: Sequence[str]) -> tuple[dict[str, np.ndarray], np.ndarray]:
+        return tokenize_padded(preprocessor, examples, max_length, input_names)
+
+    def fit_model(self, model: Any, preprocessor: Any, source: str = "the model") -> str | None:
+        return fit_model(model, preprocessor, source)
+
+    def preflight_model(self, folder: Path, preprocessor: Any, trust_remote_code: bool = False) -> str | None:
+        return preflight_model(folder, preprocessor, trust_remote_code)
+
+    def write_processor_config(self, folder: Path, model_config: Any) -> None:
+        raise TrtEdgeError("a text model needs a tokenizer: it cannot be built from a bare config")
+
+    def runtime_feed(self, preprocessor: Any, examples: Sequence[Any], runner_inputs: Sequence[Any],
+                     max_length: int, source: str = "the model") -> dict[str, np.ndarray]:
+        return runtime_feed(preprocessor, examples, runner_inputs, max_length, source)
+
+
+ADAPTER: TaskAdapter = TextClassificationAdapter()
