@@ -15,7 +15,7 @@ import os
 import platform
 import shutil
 import tempfile
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -124,9 +124,18 @@ class StageRecord:
             "environment": self.environment,
         }
 
-    def write(self, folder: str | os.PathLike[str]) -> Path:
-        """Check that every artifact exists, stamp the finish time and write `stage.json` (last)."""
+    def write(self, folder: str | os.PathLike[str], declared: Iterable[str] = ()) -> Path:
+        """Check that every artifact exists, stamp the finish time and write `stage.json` (last).
+
+        `declared`: the artifacts the stage's descriptor promises (`StageDescriptor.produces`); a record
+        without one is refused here, before `stage.json` exists, so a later stage never finds a finished
+        folder that lacks what it reads.
+        """
         root = Path(folder)
+        missing = [role for role in declared if role not in self.artifacts]
+        if missing:
+            raise TrtEdgeError(f"stage {self.stage}: its record lacks the declared artifact "
+                               f"{', '.join(repr(m) for m in missing)}")
         for role, rel in self.artifacts.items():
             if not (root / rel).exists():
                 raise RuntimeError(f"stage {self.stage}: artifact {role!r} -> {rel} was not written")

@@ -17,6 +17,7 @@ from typing import Any
 import numpy as np
 
 from trt_edge import stats
+from trt_edge.artifacts import MODEL, PREDICTIONS, TEACHER, StageDescriptor
 from trt_edge.config import RunConfig
 from trt_edge.distill.config import DistillConfig, TrainConfig
 from trt_edge.distill.ranks import is_main_process
@@ -445,7 +446,7 @@ def run(config: RunConfig, out: str | Path) -> StageRecord:
                 "teacher": teacher_hash(cfg), **transfer_input(cfg.transfer, task.data),
                 **(weight_hashes(resolve_teacher_source(cfg), "teacher") if isinstance(cfg.teacher, str) else {}),
                 **(weight_hashes(resolve_model_path(cfg.student.model), "student") if cfg.student.model else {})},
-        artifacts={"model": "model", "teacher": "teacher", "predictions": stats.PREDICTIONS_FILE},
+        artifacts={MODEL: "model", TEACHER: "teacher", PREDICTIONS: stats.PREDICTIONS_FILE},
     )
     if not is_main_process():  # data-parallel: every rank holds the same student; rank 0 writes the stage
         record.metrics = metrics
@@ -460,7 +461,7 @@ def run(config: RunConfig, out: str | Path) -> StageRecord:
         metrics["train_seconds"] = time.perf_counter() - started
         metrics["data"] = data.record()
         record.metrics = metrics
-        record.write(tmp)
+        record.write(tmp, declared=STAGE.produces)
     return record
 
 
@@ -475,3 +476,6 @@ def teacher_hash(cfg: DistillConfig) -> str:
         return sha256_tree(resolve_teacher_source(cfg))
     return sha256_json(cfg.teacher)
 
+
+# The first stage: reads no stage, writes the student, the teacher it learned from and their predictions.
+STAGE = StageDescriptor("distill", ("task", "distill"), run, produces=(MODEL, TEACHER, PREDICTIONS))

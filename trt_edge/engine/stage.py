@@ -13,6 +13,19 @@ import os
 from pathlib import Path
 from typing import Any
 
+from trt_edge.artifacts import (
+    BUILD_LOG,
+    BUNDLE,
+    CALIBRATION_CACHE,
+    CALIBRATION_DATA,
+    LAYERS,
+    MANIFEST,
+    ONNX,
+    PLAN,
+    PREPROCESSOR,
+    RANGES,
+    StageDescriptor,
+)
 from trt_edge.config import RunConfig
 from trt_edge.engine.config import BuildConfig, effective_build_config
 from trt_edge.engine.onnxinfo import check_onnx, external_data_files, has_qdq, onnx_inputs
@@ -44,10 +57,10 @@ def resolve_inputs(onnx: str | os.PathLike[str]) -> tuple[Path, Path | None, Pat
         raise TrtEdgeError(f"{path}: no such ONNX file or stage folder")
     if (path / "stage.json").is_file():
         record = read_stage(path)
-        model = stage_artifact(path, "onnx")
+        model = stage_artifact(path, ONNX)
         artifacts = record.get("artifacts", {})
-        cache = stage_artifact(path, "calibration_cache") if "calibration_cache" in artifacts else None
-        data = stage_artifact(path, "calibration_data") if "calibration_data" in artifacts else None
+        cache = stage_artifact(path, CALIBRATION_CACHE) if CALIBRATION_CACHE in artifacts else None
+        data = stage_artifact(path, CALIBRATION_DATA) if CALIBRATION_DATA in artifacts else None
         return model, cache, data, record
     if (path / "model.onnx").is_file():
         return path / "model.onnx", None, None, None
@@ -123,7 +136,7 @@ def _fp32_source(folder: Path, model: Path) -> Path:
     if not has_qdq(model):
         return model
     try:
-        ranges = json.loads(stage_artifact(folder, "ranges").read_text(encoding="utf-8"))
+        ranges = json.loads(stage_artifact(folder, RANGES).read_text(encoding="utf-8"))
         source = Path(str(ranges["source_onnx"]))
     except (TrtEdgeError, OSError, KeyError, TypeError, json.JSONDecodeError):
         source = None
@@ -201,9 +214,9 @@ def run(config: RunConfig, onnx: str | os.PathLike[str], out: str | os.PathLike[
                                    else None, tokenizer=tok_dir, reason=reason, warnings=warnings,
                                    onnx_sha256=inputs["onnx"], preprocessor_dir=bundle_dir)
             summary.update(_polygraphy(tmp / "bundle", model, plan, calib_data))
-            st.artifacts = {"bundle": "bundle"}
+            st.artifacts = {BUNDLE: "bundle"}
             if tok_dir is not None:
-                st.artifacts["preprocessor"] = f"bundle/{bundle_dir}"
+                st.artifacts[PREPROCESSOR] = f"bundle/{bundle_dir}"
             st.metrics = {**summary, "warnings": warnings, "trt_version": plan.trt_version,
                           "device": plan.device, "precision": plan.precision}
         else:
@@ -213,18 +226,18 @@ def run(config: RunConfig, onnx: str | os.PathLike[str], out: str | os.PathLike[
             base = Path(plan_file).parent if plan_file else model.parent
             result = build_engine(plan, model, tmp, base_dir=base)
             copy_tokenizer(tok_dir, tmp / bundle_dir)
-            st.artifacts = {"plan": PLAN_FILE, "manifest": MANIFEST_FILE, "build_log": LOG_FILE}
+            st.artifacts = {PLAN: PLAN_FILE, MANIFEST: MANIFEST_FILE, BUILD_LOG: LOG_FILE}
             if tok_dir is not None:
-                st.artifacts["preprocessor"] = bundle_dir
+                st.artifacts[PREPROCESSOR] = bundle_dir
             if result.layers_path is not None:
-                st.artifacts["layers"] = LAYERS_FILE
+                st.artifacts[LAYERS] = LAYERS_FILE
             m = result.manifest
             st.metrics = {"built": True, "tensorrt": m["tensorrt"], "device": m["device"],
                           "precision": plan.precision, "plan_bytes": m["plan"]["bytes"],
                           "sparse_layers": len(m["sparsity"].get("sparse_layers", [])),
                           "sparsity_warning": m["sparsity"].get("warning"),
                           "precisions": m["precisions"].get("counts"), "warnings": [*warnings, *result.warnings]}
-        st.write(tmp)
+        st.write(tmp, declared=_BUNDLED if reason is not None else _BUILT)
     return st
 
 
@@ -238,3 +251,11 @@ def _polygraphy(folder: Path, model: Path, plan: BuildPlan, calib_data: Path | N
     inputs = [(i.name, i.dtype) for i in onnx_inputs(model)]
     return write_polygraphy_check(folder, onnx_name=ONNX_NAME, precision=plan.precision, calibration_data=calib_data,
                                   inputs=inputs, profiles=plan.profiles, plugins=plugins)
+
+
+# A build writes either the engine (TensorRT here) or the device bundle (no TensorRT here); which one is
+# known only when it runs, so each record is checked against its own kind.
+_BUILT = (PLAN, MANIFEST, BUILD_LOG)
+_BUNDLED = (BUNDLE,)
+STAGE = StageDescriptor("build", ("target", "build"), run, reads=("calibrate", "export"), consumes=(ONNX,),
+                        may_produce=(*_BUILT, *_BUNDLED, PREPROCESSOR, LAYERS))

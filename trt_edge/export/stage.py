@@ -17,6 +17,19 @@ from typing import Any
 import numpy as np
 
 from trt_edge import stats
+from trt_edge.artifacts import (
+    MODEL,
+    ONNX,
+    ONNX_DATA,
+    ONNX_FP16,
+    ONNX_FUSED,
+    PARITY,
+    PREDICTIONS,
+    PREPROCESSOR,
+    SPARSITY,
+    TEACHER,
+    StageDescriptor,
+)
 from trt_edge.config import RunConfig
 from trt_edge.errors import GateError, TrtEdgeError
 from trt_edge.export.config import ExportConfig
@@ -38,7 +51,7 @@ def resolve_model_input(model_dir: str | Path) -> Path:
 
     ref = str(model_dir)
     if not ref.startswith("demo:") and (Path(ref) / STAGE_FILE).is_file():
-        return stage_artifact(ref, "model")
+        return stage_artifact(ref, MODEL)
     return resolve_model_path(ref)
 
 
@@ -181,7 +194,7 @@ def run(config: RunConfig, model_dir: str | Path, out: str | Path) -> StageRecor
         config={"task": task.to_dict(), "export": cfg.to_dict(), "target": target.to_dict()},
         inputs={"model": sha256_tree(path), "data": sha256_tree(resolve_data_source(task.data.source)),
                 **weight_hashes(path, "model")},
-        artifacts={"onnx": "model.onnx", "parity": "parity.json", "preprocessor": PREPROCESSOR_DIR},
+        artifacts={ONNX: "model.onnx", PARITY: "parity.json", PREPROCESSOR: PREPROCESSOR_DIR},
     )
     with stage_output(out) as tmp:
         onnx_path = tmp / "model.onnx"
@@ -241,11 +254,11 @@ def run(config: RunConfig, model_dir: str | Path, out: str | Path) -> StageRecor
                                     if target.trt_version or target.jetpack else None},
         }
         if info.external_data:
-            record.artifacts["onnx_data"] = "model.onnx.data"
+            record.artifacts[ONNX_DATA] = "model.onnx.data"
         sparsity = _sparsity(onnx_path, path)
         if sparsity is not None:
             shutil.copyfile(path / "sparsity.json", tmp / "sparsity.json")
-            record.artifacts["sparsity"] = "sparsity.json"
+            record.artifacts[SPARSITY] = "sparsity.json"
             metrics["sparsity"] = sparsity
         if cfg.fp16:
             fp16_path = tmp / "model.fp16.onnx"
@@ -254,26 +267,26 @@ def run(config: RunConfig, model_dir: str | Path, out: str | Path) -> StageRecor
             parity["fp16"] = fp16_report.to_dict()
             check(fp16_report, atol=cfg.fp16_atol, rtol=None, min_argmax_agreement=cfg.fp16_min_argmax_agreement,
                   what="model.fp16.onnx")
-            record.artifacts["onnx_fp16"] = "model.fp16.onnx"
+            record.artifacts[ONNX_FP16] = "model.fp16.onnx"
             metrics["fp16"] = {"max_abs_diff": fp16_report.max_abs_diff, "max_rel_diff": fp16_report.max_rel_diff,
                                "argmax_agreement": fp16_report.argmax_agreement,
                                "onnx_bytes": model_bytes(fp16_path)}
         if fusion is not None:
             metrics["fuse_attention"] = fusion
             if fusion["fused_layers"]:
-                record.artifacts["onnx_fused"] = "model.fused.onnx"
+                record.artifacts[ONNX_FUSED] = "model.fused.onnx"
         # `export.lint_trt: null` used to switch the lint off; it still does.
         lint_off = "lint_trt" in (config.raw.get("export") or {}) and cfg.lint_trt is None
         if cfg.lint and not lint_off:
             # Lint tables are per minor release: `10.3` from JetPack 6.2's 10.3.0.
             metrics["lint"] = _lint_summary(onnx_path, target.trt_version or target.tensorrt().short)
         atomic_write_json(tmp / "parity.json", parity)
-        record.artifacts["predictions"] = stats.save_predictions(tmp, labels, torch=report.torch_pred,
+        record.artifacts[PREDICTIONS] = stats.save_predictions(tmp, labels, torch=report.torch_pred,
                                                                  onnx=report.onnx_pred)
         metrics["export_seconds"] = time.perf_counter() - started
         metrics["data"] = data.record()
         record.metrics = metrics
-        record.write(tmp)
+        record.write(tmp, declared=STAGE.produces)
     return record
 
 
@@ -282,3 +295,13 @@ def summary_line(record: StageRecord) -> str:
     m = record.metrics
     return (f"model.onnx: {m['onnx_bytes'] / 1e6:.1f} MB, opset {m['opset']}, {m['exporter']} exporter; "
             f"parity max |diff| {m['max_abs_diff']:.2g}, argmax agreement {m['argmax_agreement']:.4f}")
+
+
+_EXPORTED = (ONNX, PARITY, PREPROCESSOR, PREDICTIONS)
+_MAY_EXPORT = (ONNX_DATA, SPARSITY, ONNX_FP16, ONNX_FUSED)
+# The student: the nearest earlier stage that writes one (prune, else width, else distill).
+STAGE = StageDescriptor("export", ("task", "target", "export"), run, reads=("prune", "width", "distill"),
+                        consumes=(MODEL,), produces=_EXPORTED, may_produce=_MAY_EXPORT)
+# The same stage run on distill's teacher: the latency and accuracy reference of the report.
+TEACHER_STAGE = StageDescriptor("export-teacher", STAGE.sections, run, reads=("distill",), consumes=(TEACHER,),
+                                produces=_EXPORTED, may_produce=_MAY_EXPORT, input_artifact=TEACHER)

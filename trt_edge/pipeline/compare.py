@@ -11,6 +11,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+from trt_edge.artifacts import COMPARISON, ONNX, ONNX_CPU, StageDescriptor
 from trt_edge.config import RunConfig
 from trt_edge.errors import TrtEdgeError
 from trt_edge.files import atomic_write_json, sha256_file
@@ -25,11 +26,11 @@ log = get_logger("compare")
 
 # (label, stage folder, artifact role): the models a run can hold, in report order.
 MODELS = (
-    ("teacher fp32", "export-teacher", "onnx"),
-    ("student width-pruned fp32", "width", "onnx"),
-    ("student fp32", "export", "onnx"),
-    ("student INT8 Q/DQ (TensorRT)", "calibrate", "onnx"),
-    ("student INT8 (CPU)", "calibrate", "onnx_cpu"),
+    ("teacher fp32", "export-teacher", ONNX),
+    ("student width-pruned fp32", "width", ONNX),
+    ("student fp32", "export", ONNX),
+    ("student INT8 Q/DQ (TensorRT)", "calibrate", ONNX),
+    ("student INT8 (CPU)", "calibrate", ONNX_CPU),
 )
 
 
@@ -106,10 +107,10 @@ def run(config: RunConfig, run_dir: Path, out: str | Path) -> StageRecord:
             metrics[f"speedup[{label}][{shape_label(point)}]"] = ratio
     record = StageRecord(stage="profile", config={"pipeline": cfg.to_dict(), "task": config.raw.get("task")},
                          inputs={label: sha256_file(path) for label, path in models},
-                         metrics=metrics, artifacts={"comparison": "comparison.json"})
+                         metrics=metrics, artifacts={COMPARISON: "comparison.json"})
     with stage_output(out) as tmp:
         atomic_write_json(tmp / "comparison.json", comparison)
-        record.write(tmp)
+        record.write(tmp, declared=STAGE.produces)
     return record
 
 
@@ -117,3 +118,8 @@ def _threads() -> int:
     import os
 
     return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+
+
+# The pipeline's `profile` stage (the standalone `trt-edge profile` is `trt_edge.profile.stage`): it reads the
+# whole run. Its sections stay ("task", "profile") so folders written before keep their config hash.
+STAGE = StageDescriptor("profile", ("task", "profile"), run, reads_run=True, produces=(COMPARISON,))

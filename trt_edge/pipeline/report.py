@@ -21,6 +21,7 @@ from typing import Any
 import numpy as np
 
 from trt_edge import stats
+from trt_edge.artifacts import BUNDLE, COMPARISON, HTML, MANIFEST, ONNX, PLAN, RANGES, REPORT, StageDescriptor
 from trt_edge.config import RunConfig
 from trt_edge.errors import TrtEdgeError
 from trt_edge.files import atomic_write_bytes, atomic_write_text
@@ -65,8 +66,8 @@ def collect(run_dir: Path) -> tuple[list[Row], dict[str, Any], dict[str, dict[st
     if "distill" not in stages:
         raise TrtEdgeError(f"{run_dir}: no finished distill stage here; is it a `trt-edge pipeline` run folder?")
     comparison: dict[str, Any] = {}
-    if "profile" in stages and "comparison" in stages["profile"].get("artifacts", {}):
-        comparison = json.loads((run_dir / "profile" / stages["profile"]["artifacts"]["comparison"]).read_text())
+    if "profile" in stages and COMPARISON in stages["profile"].get("artifacts", {}):
+        comparison = json.loads((run_dir / "profile" / stages["profile"]["artifacts"][COMPARISON]).read_text())
     d = stages["distill"]["metrics"]
     rows = [
         Row("teacher", "distill", d.get("teacher_accuracy"), d.get("teacher_macro_f1"), d.get("teacher_params"),
@@ -105,7 +106,7 @@ def collect(run_dir: Path) -> tuple[list[Row], dict[str, Any], dict[str, dict[st
     if "calibrate" in stages:
         c = stages["calibrate"]["metrics"]
         arts = stages["calibrate"].get("artifacts", {})
-        qdq = run_dir / "calibrate" / arts["onnx"] if "onnx" in arts else None
+        qdq = run_dir / "calibrate" / arts[ONNX] if ONNX in arts else None
         rows.append(Row("student INT8 Q/DQ (TensorRT)", "calibrate", c.get("int8_accuracy"),
                         _first(c, "int8_macro_f1"), None, qdq.stat().st_size if qdq and qdq.is_file() else None, "onnx",
                         "student INT8 Q/DQ (TensorRT)", note=f"{c.get('method', '')} calibration"))
@@ -337,7 +338,7 @@ def sparsity_table(stages: dict[str, dict[str, Any]]) -> tuple[list[str], list[l
 
 def precision_table(run_dir: Path, stages: dict[str, dict[str, Any]]) -> tuple[list[str], list[list[str]]] | None:
     cal = stages.get("calibrate")
-    ranges = (cal or {}).get("artifacts", {}).get("ranges")
+    ranges = (cal or {}).get("artifacts", {}).get(RANGES)
     if not ranges or not (run_dir / "calibrate" / ranges).is_file():
         return None
     doc = json.loads((run_dir / "calibrate" / ranges).read_text(encoding="utf-8"))
@@ -414,10 +415,10 @@ def _speedups(comparison: dict[str, Any]) -> list[str]:
 
 def _engine_note(build: dict[str, Any]) -> str:
     arts = build.get("artifacts", {})
-    if "plan" in arts:
-        return f"TensorRT plan built: `build/{arts['plan']}` with manifest `build/{arts.get('manifest', '')}`."
-    if "bundle" in arts:
-        return (f"No TensorRT here: an on-device build bundle was written to `build/{arts['bundle']}`; run its "
+    if PLAN in arts:
+        return f"TensorRT plan built: `build/{arts[PLAN]}` with manifest `build/{arts.get(MANIFEST, '')}`."
+    if BUNDLE in arts:
+        return (f"No TensorRT here: an on-device build bundle was written to `build/{arts[BUNDLE]}`; run its "
                 "`build_on_device.sh` on the Jetson, then `trt-edge profile --engine` there.")
     return "Build stage output: " + ", ".join(f"{k}: {v}" for k, v in arts.items())
 
@@ -571,7 +572,7 @@ def write_report(run_dir: str | Path, out: str | Path) -> tuple[Path, Path]:
 def run(config: RunConfig, run_dir: Path, out: str | Path) -> StageRecord:
     """The pipeline's report step."""
     record = StageRecord(stage="report", config={"pipeline": config.raw.get("pipeline")},
-                         artifacts={"report": "report.md", "html": "report.html"})
+                         artifacts={REPORT: "report.md", HTML: "report.html"})
     with stage_output(out) as tmp:
         write_report(run_dir, tmp)
         rows, comparison, stages = collect(Path(run_dir))
@@ -579,5 +580,9 @@ def run(config: RunConfig, run_dir: Path, out: str | Path) -> StageRecord:
         record.metrics = {r.model: r.accuracy for r in rows if r.accuracy is not None}
         record.metrics.update({"verdict": verdict.headline, "ready": verdict.ready, "warnings": verdict.warnings,
                                "gates": verdict.gates})
-        record.write(tmp)
+        record.write(tmp, declared=STAGE.produces)
     return record
+
+
+# The last stage: reads the whole run, writes report.md and report.html.
+STAGE = StageDescriptor("report", ("pipeline",), run, reads_run=True, produces=(REPORT, HTML))

@@ -10,131 +10,55 @@ through `stage_output`, so an interrupted stage leaves nothing behind and the ne
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from trt_edge.artifacts import StageDescriptor, check_descriptors
 from trt_edge.config import RunConfig
+from trt_edge.distill import stage as distill_stage
+from trt_edge.engine import stage as build_stage
 from trt_edge.errors import GateError, TrtEdgeError
+from trt_edge.export import stage as export_stage
 from trt_edge.files import atomic_write_json, sha256_json, sha256_tree
 from trt_edge.guard import writes_output
 from trt_edge.log import get_logger, report_repeats
+from trt_edge.pipeline import compare, report
 from trt_edge.pipeline.config import STAGES, PipelineConfig
 from trt_edge.pipeline.gates import PAIRS, overall_verdict, stage_verdict
 from trt_edge.preflight import preflight
-from trt_edge.stage import STAGE_FILE, StageRecord, read_stage
+from trt_edge.quantize import stage as calibrate_stage
+from trt_edge.sparsity import stage as prune_stage
+from trt_edge.sparsity import width_stage
+from trt_edge.stage import STAGE_FILE, read_stage
 
 log = get_logger("pipeline")
 RUN_FILE = "pipeline.json"
 
-StageCall = Callable[[RunConfig, Path | None, Path], StageRecord]
-
-
-@dataclass(frozen=True)
-class StageSpec:
-    name: str
-    sections: tuple[str, ...]
-    call: StageCall
-
-
-def _distill(config: RunConfig, _: Path | None, out: Path) -> StageRecord:
-    from trt_edge.distill.stage import run
-
-    return run(config, out)
-
-
-def _prune(config: RunConfig, parent: Path | None, out: Path) -> StageRecord:
-    from trt_edge.sparsity.stage import run
-
-    return run(config, _need(parent), out)
-
-
-def _width(config: RunConfig, parent: Path | None, out: Path) -> StageRecord:
-    from trt_edge.sparsity.width_stage import run
-
-    return run(config, _need(parent), out)
-
-
-def _export(config: RunConfig, parent: Path | None, out: Path) -> StageRecord:
-    from trt_edge.export.stage import run
-
-    return run(config, _need(parent), out)
-
-
-def _export_teacher(config: RunConfig, parent: Path | None, out: Path) -> StageRecord:
-    from trt_edge.export.stage import run
-    from trt_edge.stage import stage_artifact
-
-    # The teacher is exported only as the latency and accuracy reference of the report.
-    return run(config, stage_artifact(_need(parent), "teacher"), out)
-
-
-def _calibrate(config: RunConfig, parent: Path | None, out: Path) -> StageRecord:
-    from trt_edge.quantize.stage import run
-
-    return run(config, _need(parent), out)
-
-
-def _build(config: RunConfig, parent: Path | None, out: Path) -> StageRecord:
-    from trt_edge.engine.stage import run
-
-    return run(config, _need(parent), out)
-
-
-def _profile(config: RunConfig, parent: Path | None, out: Path) -> StageRecord:
-    from trt_edge.pipeline.compare import run
-
-    return run(config, _need(parent), out)
-
-
-def _report(config: RunConfig, parent: Path | None, out: Path) -> StageRecord:
-    from trt_edge.pipeline.report import run
-
-    return run(config, _need(parent), out)
-
-
-def _need(path: Path | None) -> Path:
-    if path is None:
-        raise RuntimeError("stage called without its input")
-    return path
-
-
-SPECS: dict[str, StageSpec] = {
-    "distill": StageSpec("distill", ("task", "distill"), _distill),
-    "width": StageSpec("width", ("task", "distill", "width", "export"), _width),
-    "prune": StageSpec("prune", ("task", "distill", "prune"), _prune),
-    "export": StageSpec("export", ("task", "target", "export"), _export),
-    "export-teacher": StageSpec("export-teacher", ("task", "target", "export"), _export_teacher),
-    "calibrate": StageSpec("calibrate", ("task", "target", "calibrate"), _calibrate),
-    "build": StageSpec("build", ("target", "build"), _build),
-    "profile": StageSpec("profile", ("task", "profile"), _profile),
-    "report": StageSpec("report", ("pipeline",), _report),
-}
-assert tuple(SPECS) == STAGES
+# Every stage, in pipeline order, as its own module declares it: the order, the parents, the config
+# sections hashed and the artifacts passed on all come from these descriptors.
+DESCRIPTORS: tuple[StageDescriptor, ...] = (
+    distill_stage.STAGE, width_stage.STAGE, prune_stage.STAGE, export_stage.STAGE, export_stage.TEACHER_STAGE,
+    calibrate_stage.STAGE, build_stage.STAGE, compare.STAGE, report.STAGE,
+)
+SPECS: dict[str, StageDescriptor] = {d.name: d for d in DESCRIPTORS}
+check_descriptors(DESCRIPTORS)
+if tuple(SPECS) != STAGES:  # pipeline.config keeps the documented order for the config layer
+    raise RuntimeError(f"stage descriptors {tuple(SPECS)} differ from pipeline.config.STAGES {STAGES}")
 
 
 def parent_of(name: str, stages: list[str], run_dir: Path) -> Path | None:
-    """The folder a stage reads: the nearest earlier stage that produces what it needs."""
-    def first(*candidates: str) -> Path:
-        for c in candidates:
-            if c in stages:
-                return run_dir / c
-        raise TrtEdgeError(f"stage {name!r} needs one of {', '.join(candidates)} in pipeline.stages")
-
-    if name == "distill":
+    """The folder a stage reads: the first configured stage its descriptor `reads`, the whole run folder
+    for a stage that `reads_run`, None for the first stage."""
+    spec = SPECS[name]
+    if spec.reads_run:
+        return run_dir  # profile and report read the whole run
+    if not spec.reads:
         return None
-    if name in ("width", "export-teacher"):
-        return first("distill")
-    if name == "prune":
-        return first("width", "distill")
-    if name == "export":
-        return first("prune", "width", "distill")
-    if name == "calibrate":
-        return first("export")
-    if name == "build":
-        return first("calibrate", "export")
-    return run_dir  # profile and report read the whole run
+    for candidate in spec.reads:
+        if candidate in stages:
+            return run_dir / candidate
+    raise TrtEdgeError(f"stage {name!r} needs one of {', '.join(spec.reads)} in pipeline.stages")
 
 
 @dataclass

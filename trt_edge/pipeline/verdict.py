@@ -14,6 +14,7 @@ from typing import Any
 import numpy as np
 
 from trt_edge import stats
+from trt_edge.artifacts import BUNDLE, ONNX, ONNX_CPU, PLAN
 from trt_edge.errors import TrtEdgeError
 from trt_edge.pipeline.compare import shape_label
 from trt_edge.pipeline.config import PipelineConfig
@@ -122,14 +123,14 @@ def deploy_targets(run_dir: Path, stages: dict[str, dict[str, Any]], comparison:
                                        cfg.overall_budget, None).to_dict()
 
     cal = stages.get("calibrate")
-    if cal is not None and "onnx" in cal.get("artifacts", {}):
-        qdq = f"calibrate/{cal['artifacts']['onnx']}"
+    if cal is not None and ONNX in cal.get("artifacts", {}):
+        qdq = f"calibrate/{cal['artifacts'][ONNX]}"
         build = stages.get("build", {}).get("artifacts", {})
-        if "plan" in build:
-            artifact, how = f"build/{build['plan']}", "TensorRT plan built on this machine"
+        if PLAN in build:
+            artifact, how = f"build/{build[PLAN]}", "TensorRT plan built on this machine"
             size = _size(run_dir / artifact)
-        elif "bundle" in build:
-            artifact = f"build/{build['bundle']}"
+        elif BUNDLE in build:
+            artifact = f"build/{build[BUNDLE]}"
             how = (f"no TensorRT here: copy `{artifact}` to the device and run its `build_on_device.sh`; it "
                    f"builds the engine from `{qdq}`")
             size = _size(run_dir / qdq)
@@ -138,8 +139,8 @@ def deploy_targets(run_dir: Path, stages: dict[str, dict[str, Any]], comparison:
         targets.append(Target("TensorRT (Jetson)", artifact, size, how, _speedups(comparison, TRT_LABEL),
                               "ONNX Runtime CPU speed of the Q/DQ file, not a TensorRT figure: profile the engine "
                               "on the device", against_teacher(TRT_LABEL)))
-    if cal is not None and "onnx_cpu" in cal.get("artifacts", {}):
-        path = f"calibrate/{cal['artifacts']['onnx_cpu']}"
+    if cal is not None and ONNX_CPU in cal.get("artifacts", {}):
+        path = f"calibrate/{cal['artifacts'][ONNX_CPU]}"
         m = cal.get("metrics", {})
         targets.append(Target("CPU (ONNX Runtime)", path, _size(run_dir / path),
                               f"{m.get('cpu_artifact', '')}: load with onnxruntime (the session hint is in the "

@@ -15,6 +15,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
+from trt_edge.artifacts import PLOTS, REPORT, REPORT_HTML
 from trt_edge.files import atomic_write_bytes, atomic_write_text
 
 _PCTS = (("median", "median", "tab:green"), ("p90", "p90", "tab:orange"), ("p95", "p95", "tab:red"),
@@ -291,7 +292,7 @@ def write_reports(profile: Mapping[str, Any], folder: str | Path, plots: bool = 
     text = markdown(profile, links, top)
     atomic_write_text(root / "profile.md", text)
     atomic_write_text(root / "profile.html", html_page(text, images))
-    out = {"report": "profile.md", "report_html": "profile.html"}
+    out = {REPORT: "profile.md", REPORT_HTML: "profile.html"}
     if images:
-        out["plots"] = "plots"
+        out[PLOTS] = "plots"
     return out

@@ -13,6 +13,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+from trt_edge.artifacts import ONNX, PLAN, PROFILE
 from trt_edge.config import RunConfig
 from trt_edge.errors import TrtEdgeError
 from trt_edge.files import atomic_write_json, sha256_file
@@ -37,7 +38,7 @@ def resolve_target(target: str | Path) -> tuple[str, Path, Path | None]:
     if p.is_dir():
         if (p / "stage.json").is_file():
             artifacts = read_stage(p)["artifacts"]
-            for role, kind in (("plan", "plan"), ("onnx", "onnx")):
+            for role, kind in ((PLAN, "plan"), (ONNX, "onnx")):
                 if role in artifacts and (p / artifacts[role]).is_file():
                     return kind, p / artifacts[role], p
             raise TrtEdgeError(f"{p}: its stage.json names no plan or onnx artifact (it has: {', '.join(artifacts)})")
@@ -211,7 +212,7 @@ def run(config: RunConfig, target: str | Path, out: str | Path) -> StageRecord:
     }
     with stage_output(out) as tmp:
         atomic_write_json(tmp / "profile.json", profile)
-        artifacts = {"profile": "profile.json", **write_reports(profile, tmp, cfg.plots, cfg.top_layers)}
+        artifacts = {PROFILE: "profile.json", **write_reports(profile, tmp, cfg.plots, cfg.top_layers)}
         record.artifacts = artifacts
         record.metrics = summary_metrics(profile)
         record.write(tmp)
@@ -250,7 +251,7 @@ def run_trtexec(log_file: str | None, out: str | Path, export_profile: str | Non
                          inputs={f: sha256_file(f) for f in files})
     with stage_output(out) as tmp:
         atomic_write_json(tmp / "profile.json", profile)
-        record.artifacts = {"profile": "profile.json", **write_reports(profile, tmp, plots)}
+        record.artifacts = {PROFILE: "profile.json", **write_reports(profile, tmp, plots)}
         record.metrics = summary_metrics(profile)
         record.write(tmp)
     return record

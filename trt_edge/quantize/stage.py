@@ -16,6 +16,17 @@ from typing import Any
 import numpy as np
 
 from trt_edge import stats
+from trt_edge.artifacts import (
+    CALIBRATION_CACHE,
+    CALIBRATION_DATA,
+    ONNX,
+    ONNX_CPU,
+    PREDICTIONS,
+    PREPROCESSOR,
+    RANGES,
+    StageDescriptor,
+)
+from trt_edge.artifacts import CPU_CANDIDATES as CPU_CANDIDATES_ARTIFACT
 from trt_edge.config import RunConfig
 from trt_edge.errors import GateError, TrtEdgeError
 from trt_edge.files import atomic_write_json, sha256_file, sha256_tree
@@ -47,7 +58,7 @@ def resolve_onnx(onnx: str | Path) -> Path:
     """A bare `.onnx` file, or the `onnx` artifact of an export stage folder."""
     path = Path(onnx)
     if path.is_dir():
-        return stage_artifact(path, "onnx")
+        return stage_artifact(path, ONNX)
     if not path.is_file():
         raise TrtEdgeError(f"ONNX model not found: {path} (give a .onnx file or an export stage folder)")
     if path.suffix.lower() != ".onnx":
@@ -210,7 +221,7 @@ def run(config: RunConfig, onnx: str | Path, out: str | Path) -> StageRecord:
         onnx_lib.save(qmodel, str(tmp / INT8_ONNX))
         sparse = _check_sparsity(tmp / INT8_ONNX, onnx_path)
         data_sha = calib.save(tmp / DATA_FILE)
-        artifacts = {"onnx": INT8_ONNX, "calibration_data": DATA_FILE, "ranges": RANGES_FILE}
+        artifacts = {ONNX: INT8_ONNX, CALIBRATION_DATA: DATA_FILE, RANGES: RANGES_FILE}
         cache_scales: dict[str, float] = {}
         if write_cache_file:
             for name, rng in ranges.items():
@@ -220,7 +231,7 @@ def run(config: RunConfig, onnx: str | Path, out: str | Path) -> StageRecord:
                     not_cached[name] = ("non-finite or mask-fill values (|x| >= 1e30)" if not rng.finite
                                         else "constant zero on the calibration set")
             write_cache(tmp / CACHE_FILE, cache_scales, str(cfg.trt_version))
-            artifacts["calibration_cache"] = CACHE_FILE
+            artifacts[CALIBRATION_CACHE] = CACHE_FILE
         atomic_write_json(tmp / RANGES_FILE, {
             "method": cfg.calibrator.method, "num_bins": cfg.calibrator.num_bins,
             "source_onnx": str(onnx_path), "note": "amax per tensor of the fp32 graph; scale = amax / 127",
@@ -258,14 +269,14 @@ def run(config: RunConfig, onnx: str | Path, out: str | Path) -> StageRecord:
             artifacts.update(cpu_artifacts)
             metrics.update(cpu_metrics)
             predictions["cpu"] = cpu_pred
-        artifacts["predictions"] = stats.save_predictions(tmp, test.labels, **predictions)
+        artifacts[PREDICTIONS] = stats.save_predictions(tmp, test.labels, **predictions)
         if not write_cache_file:
             metrics["calibration_cache_note"] = (f"TensorRT {cfg.trt_version} removed implicit calibration: "
                                                  "no cache written; model.int8.onnx carries the scales")
-        artifacts["preprocessor"] = _carry_preprocessor(tok_dir, tmp)
+        artifacts[PREPROCESSOR] = _carry_preprocessor(tok_dir, tmp)
         record = StageRecord(stage="calibrate", config={"task": task.to_dict(), "calibrate": cfg.to_dict()},
                              inputs=inputs, metrics=metrics, artifacts=artifacts)
-        record.write(tmp)
+        record.write(tmp, declared=STAGE.produces)
     log.info("INT8 accuracy %.4f vs fp32 %.4f (%d layers float); written to %s", int8_metrics["accuracy"],
              fp32_metrics["accuracy"], len(float_layers), out)
     return record
@@ -308,7 +319,7 @@ def _cpu_artifact(tmp: Path, onnx_path: Path, calib: calib_data.CalibrationSet, 
                                       winner.predictions, labels, cfg.cpu.budget, CpuTargetConfig().budget)
     log.info("%s", verdict.line())
     metrics["cpu_gate"] = verdict.to_dict()
-    return {"onnx_cpu": CPU_ONNX, "cpu_candidates": CPU_CANDIDATES}, metrics, winner.predictions
+    return {ONNX_CPU: CPU_ONNX, CPU_CANDIDATES_ARTIFACT: CPU_CANDIDATES}, metrics, winner.predictions
 
 
 def _run_cpu_only(task: Any, cfg: CalibrateConfig, onnx_path: Path, names: list[str], tokenizer: Any, data: Any,
@@ -323,15 +334,15 @@ def _run_cpu_only(task: Any, cfg: CalibrateConfig, onnx_path: Path, names: list[
         artifacts, metrics, cpu_pred = _cpu_artifact(tmp, onnx_path, calib, names, evaluate.input_dtypes(fp32_sess),
                                                      tokenizer, test.texts, test_arrays, test_lengths,
                                                      np.asarray(test.labels), cfg, task_type=task.type)
-        artifacts["predictions"] = stats.save_predictions(tmp, test.labels, cpu=cpu_pred)
+        artifacts[PREDICTIONS] = stats.save_predictions(tmp, test.labels, cpu=cpu_pred)
         fp32 = next(c for c in metrics["cpu_candidates"] if c["name"] == "fp32")
         metrics.update({"fp32_accuracy": fp32["accuracy"], "calibration_samples": len(calib),
                         "calibration_sha256": data_sha, "targets": list(cfg.targets)})
         record = StageRecord(stage="calibrate", config={"task": task.to_dict(), "calibrate": cfg.to_dict()},
                              inputs=inputs, metrics=metrics,
-                             artifacts={**artifacts, "calibration_data": DATA_FILE,
-                                        "preprocessor": _carry_preprocessor(tok_dir, tmp)})
-        record.write(tmp)
+                             artifacts={**artifacts, CALIBRATION_DATA: DATA_FILE,
+                                        PREPROCESSOR: _carry_preprocessor(tok_dir, tmp)})
+        record.write(tmp, declared=STAGE.produces)
     log.info("CPU artifact %s: accuracy %.4f (fp32 %.4f); written to %s", metrics["cpu_artifact"],
              metrics["cpu_accuracy"], metrics["fp32_accuracy"], out)
     return record
@@ -369,3 +380,10 @@ def _collect(model: Any, calib: calib_data.CalibrationSet, names: list[str], ten
     c = cfg.calibrator
     return calibrators.calibrate(run_batch, lambda: calib.batches(cfg.data.batch_size, buckets, names, dtypes),
                                  tensors, c.method, c.num_bins, c.percentile, c.entropy_stride)
+
+
+# Every record carries the calibration data, the predictions and the preprocessor; the Q/DQ `onnx` (with
+# its ranges and, before TensorRT 10, its cache) only for a TensorRT target, the CPU artifact only for `cpu`.
+STAGE = StageDescriptor("calibrate", ("task", "target", "calibrate"), run, reads=("export",), consumes=(ONNX,),
+                        produces=(CALIBRATION_DATA, PREDICTIONS, PREPROCESSOR),
+                        may_produce=(ONNX, RANGES, CALIBRATION_CACHE, ONNX_CPU, CPU_CANDIDATES_ARTIFACT))

@@ -24,6 +24,7 @@ def check_sparsity(path: str | Path, sparsity_json: str | Path | None = None) ->
 
     Raises TrtEdgeError for a path that is none of these.
     """
+    from trt_edge.artifacts import MODEL, ONNX
     from trt_edge.errors import TrtEdgeError
     from trt_edge.stage import STAGE_FILE, read_stage, stage_artifact
 
@@ -32,7 +33,7 @@ def check_sparsity(path: str | Path, sparsity_json: str | Path | None = None) ->
         raise TrtEdgeError(f"{p}: no such file or folder")
     if p.is_dir() and (p / STAGE_FILE).is_file():
         artifacts = read_stage(p)["artifacts"]
-        role = "onnx" if "onnx" in artifacts else "model" if "model" in artifacts else None
+        role = ONNX if ONNX in artifacts else MODEL if MODEL in artifacts else None
         if role is None:
             raise TrtEdgeError(f"{p}: this stage has no model or onnx artifact to check")
         p = stage_artifact(p, role)

@@ -22,6 +22,7 @@ from typing import Any
 import numpy as np
 
 from trt_edge import stats
+from trt_edge.artifacts import MODEL, PREDICTIONS, SPARSITY, TEACHER, StageDescriptor
 from trt_edge.config import RunConfig
 from trt_edge.errors import GateError, TrtEdgeError
 from trt_edge.files import atomic_write_json, sha256_tree
@@ -58,8 +59,8 @@ def stage_inputs(model_dir: Path, cfg: PruneConfig | WidthConfig) -> tuple[Path,
         raise TrtEdgeError(f"model folder not found: {model_dir}")
     if (model_dir / STAGE_FILE).is_file():
         data = read_stage(model_dir)
-        student = stage_artifact(model_dir, "model")
-        teacher = stage_artifact(model_dir, "teacher") if "teacher" in data["artifacts"] else None
+        student = stage_artifact(model_dir, MODEL)
+        teacher = stage_artifact(model_dir, TEACHER) if TEACHER in data["artifacts"] else None
         if cfg.teacher:
             teacher = resolve_model_path(cfg.teacher)
         logits = teacher / "test_logits.npy" if teacher is not None and (teacher / "test_logits.npy").is_file() \
@@ -326,7 +327,7 @@ def run(config: RunConfig, model_dir: str | Path, out: str | Path) -> StageRecor
                 **({"teacher": sha256_tree(teacher_dir), **weight_hashes(Path(teacher_dir), "teacher")}
                    if teacher_dir is not None else {}),
                 **transfer_input(cfg.transfer, task.data)},
-        artifacts={"model": "model", "sparsity": f"model/{SPARSITY_FILE}", "predictions": stats.PREDICTIONS_FILE},
+        artifacts={MODEL: "model", SPARSITY: f"model/{SPARSITY_FILE}", PREDICTIONS: stats.PREDICTIONS_FILE},
     )
     with stage_output(out) as tmp:
         save_classifier(model, tokenizer, tmp / "model")
@@ -340,5 +341,11 @@ def run(config: RunConfig, model_dir: str | Path, out: str | Path) -> StageRecor
         metrics["seconds"] = time.perf_counter() - started
         metrics["data"] = data.record()
         record.metrics = json.loads(json.dumps(metrics, default=str))
-        record.write(tmp)
+        record.write(tmp, declared=STAGE.produces)
     return record
+
+
+# 2:4 pruning of the nearest earlier student (width-pruned when that stage runs); the teacher, when its
+# input carries one, guides the recovery.
+STAGE = StageDescriptor("prune", ("task", "distill", "prune"), run, reads=("width", "distill"), consumes=(MODEL,),
+                        produces=(MODEL, SPARSITY, PREDICTIONS))

@@ -26,6 +26,7 @@ from pathlib import Path
 from typing import Any
 
 from trt_edge import stats
+from trt_edge.artifacts import MODEL, ONNX, PREDICTIONS, TEACHER, StageDescriptor
 from trt_edge.config import RunConfig
 from trt_edge.errors import GateError
 from trt_edge.files import sha256_tree
@@ -296,9 +297,9 @@ def run(config: RunConfig, model_dir: str | Path, out: str | Path) -> StageRecor
                         {"dense_accuracy": dense_metrics["accuracy"], "width_accuracy": width_metrics["accuracy"],
                          "interval_points": [round(lo, 4), round(hi, 4)], "n": verdict.n})
 
-    artifacts = {"model": "model", "onnx": "model.onnx", "predictions": stats.PREDICTIONS_FILE}
+    artifacts = {MODEL: "model", ONNX: "model.onnx", PREDICTIONS: stats.PREDICTIONS_FILE}
     if teacher_dir is not None:
-        artifacts["teacher"] = "teacher"
+        artifacts[TEACHER] = "teacher"
     record = StageRecord(
         stage="width",
         config={"task": task.to_dict(), "width": cfg.to_dict(), "export": export_cfg.to_dict()},
@@ -327,5 +328,11 @@ def run(config: RunConfig, model_dir: str | Path, out: str | Path) -> StageRecor
                         "parity_max_abs_diff": report.max_abs_diff, "seconds": time.perf_counter() - started,
                         "data": data.record()})
         record.metrics = json.loads(json.dumps(metrics, default=str))
-        record.write(tmp)
+        record.write(tmp, declared=STAGE.produces)
     return record
+
+
+# Optional (pipeline.OPTIONAL_STAGES): heads, neurons and hidden channels removed from distill's student;
+# its ONNX is the parity check of the slimmer graph, the teacher is carried on for prune's recovery.
+STAGE = StageDescriptor("width", ("task", "distill", "width", "export"), run, reads=("distill",),
+                        consumes=(MODEL,), produces=(MODEL, ONNX, PREDICTIONS), may_produce=(TEACHER,))
