@@ -112,9 +112,7 @@ def _warn_uncovered(folder: Any, what: str) -> None:
 def _log_fit(note: str | None) -> None:
     """What loading will do to a model to fit its preprocessor (an image model's size), said before training."""
     if note:
-        from trt_edge.log import get_logger
-
-        get_logger("preflight").info("%s", note)
+        log.info("%s", note)
 
 
 def _check_build(config: RunConfig, *, calibrated: bool) -> None:
@@ -166,10 +164,10 @@ def _sparsity_target_note(config: RunConfig, stages: Sequence[str]) -> str | Non
 def _check_compare_shapes(config: RunConfig) -> None:
     """A compared sequence longer than `task.max_length` times a shape the engine never runs (its
     sequence profile ends at max_length) and the report's ratio would not mean the deployed model."""
-    from trt_edge.tasks.spec import SEQUENCE_AXIS, get_task
+    from trt_edge.tasks.spec import get_task
 
     task = config.section("task")
-    if SEQUENCE_AXIS not in get_task(task.type).dynamic_axes:
+    if not get_task(task.type).has_sequence_axis:
         return  # no sequence axis (images): the sequence of a shape is ignored
     longer = [s for s in config.section("pipeline").shapes(task.max_length) if s[1] > task.max_length]
     if longer:

@@ -19,7 +19,7 @@ from trt_edge.log import get_logger
 from trt_edge.pipeline.config import PipelineConfig
 from trt_edge.profile.side_by_side import MIN_CHUNK_RUNS, compare_latency
 from trt_edge.stage import STAGE_FILE, StageRecord, read_stage, stage_output
-from trt_edge.tasks.spec import SEQUENCE_AXIS, get_task
+from trt_edge.tasks.spec import get_task
 from trt_edge.timing import REWARM_MS
 
 log = get_logger("compare")
@@ -32,6 +32,11 @@ MODELS = (
     ("student INT8 Q/DQ (TensorRT)", "calibrate", ONNX),
     ("student INT8 (CPU)", "calibrate", ONNX_CPU),
 )
+
+
+def shape_key(point: dict[str, Any]) -> str:
+    """The key a timed shape of comparison.json has in the report's tables and latencies (`b1s64`)."""
+    return f"b{point['batch']}s{point['seq']}"
 
 
 def shape_label(point: dict[str, Any]) -> str:
@@ -58,15 +63,16 @@ def comparison_inputs(config: RunConfig, models: list[tuple[str, Path]]) -> tupl
     for a task whose examples are not texts (images: latency does not depend on pixel values, the feeds
     are random pixels)."""
     from trt_edge.tasks.adapter import adapter_for
-    from trt_edge.tasks.spec import get_task, preprocessor_dir
+    from trt_edge.tasks.spec import preprocessor_dir
 
     if not models:
         raise TrtEdgeError("no exported model in the run folder to compare")
     task = config.section("task")
     spec = get_task(task.type)
-    if not adapter_for(spec).text_examples:
+    adapter = adapter_for(spec)
+    if not adapter.text_examples:
         return None, []
-    data = adapter_for(spec).load_data(task.data)
+    data = adapter.load_data(task.data)
     folder = preprocessor_dir(models[0][1])
     return spec.preprocessor.load(folder), data.test.texts
 
@@ -79,7 +85,7 @@ def run(config: RunConfig, run_dir: Path, out: str | Path) -> StageRecord:
     root = Path(run_dir)
     models = run_models(root)
     tokenizer, texts = comparison_inputs(config, models)
-    sequence = SEQUENCE_AXIS in get_task(config.section("task").type).dynamic_axes
+    sequence = get_task(config.section("task").type).has_sequence_axis
     max_length = int(config.section("task").max_length)
     shapes = cfg.shapes(max_length if sequence else None)
     log.info("timing %d models side by side: %s", len(models), ", ".join(label for label, _ in models))

@@ -25,7 +25,7 @@ from trt_edge.artifacts import BUNDLE, COMPARISON, HTML, MANIFEST, ONNX, PLAN, R
 from trt_edge.config import RunConfig
 from trt_edge.errors import TrtEdgeError
 from trt_edge.files import atomic_write_bytes, atomic_write_text
-from trt_edge.pipeline.compare import shape_label
+from trt_edge.pipeline.compare import shape_key, shape_label
 from trt_edge.pipeline.verdict import Target, Verdict, build_verdict, confusion
 from trt_edge.stage import STAGE_FILE, StageRecord, read_stage, stage_output
 
@@ -115,7 +115,7 @@ def collect(run_dir: Path) -> tuple[list[Row], dict[str, Any], dict[str, dict[st
                             c.get("cpu_onnx_bytes"), "onnx", "student INT8 (CPU)",
                             note=f"chosen CPU artifact: {c.get('cpu_artifact', '')}"))
     for point in comparison.get("shapes", []):
-        key = f"b{point['batch']}s{point['seq']}"
+        key = shape_key(point)
         for row in rows:
             if row.latency_label and row.latency_label in point["latency_ms"]:
                 row.latency_ms[key] = point["latency_ms"][row.latency_label]["median"]
@@ -180,7 +180,7 @@ def plots(rows: list[Row], shapes: list[str], comparison: dict[str, Any] | None 
     out: dict[str, str] = {}
     ref = _reference_shape(shapes)
     ref_label = next((shape_label(p) for p in (comparison or {}).get("shapes", [])
-                      if f"b{p['batch']}s{p['seq']}" == ref), ref)
+                      if shape_key(p) == ref), ref)
     acc = {r.model: 100 * r.accuracy for r in rows if r.accuracy is not None}
     style = {r.model: (MARKERS[i % len(MARKERS)], f"C{i % 10}") for i, r in enumerate(rows)}
     latency = [(r.model, r.latency_ms[ref], acc[r.model]) for r in rows if r.model in acc and ref in r.latency_ms]
@@ -234,7 +234,7 @@ def plots(rows: list[Row], shapes: list[str], comparison: dict[str, Any] | None 
 
 def _percentile_points(comparison: dict[str, Any], ref: str) -> list[tuple[str, list[tuple[str, float]]]]:
     for point in comparison.get("shapes", []):
-        if f"b{point['batch']}s{point['seq']}" == ref:
+        if shape_key(point) == ref:
             return [(label, [(k, float(v)) for k, v in st.items() if k in ("median", "p90", "p99")])
                     for label, st in point.get("latency_ms", {}).items()]
     return []
@@ -545,7 +545,7 @@ def write_report(run_dir: str | Path, out: str | Path) -> tuple[Path, Path]:
         raise TrtEdgeError(f"run folder not found: {root}")
     rows, comparison, stages = collect(root)
     v = _verdict(root, stages, comparison)
-    shapes = [f"b{p['batch']}s{p['seq']}" for p in comparison.get("shapes", [])]
+    shapes = [shape_key(p) for p in comparison.get("shapes", [])]
     head, body = table(rows, shapes, {k: shape_label(p) for k, p in zip(shapes, comparison.get("shapes", []),
                                                                          strict=True)})
     images = plots(rows, shapes, comparison)

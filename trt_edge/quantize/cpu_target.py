@@ -103,7 +103,8 @@ def _fuse(src: Path, dst: Path, feeds: Sequence[dict[str, np.ndarray]]) -> str:
     fusion_options = lazy_import("onnxruntime.transformers.fusion_options")
     notes: list[str] = []
     original = onnx.load(str(src))
-    model = onnx.load(str(src))
+    model = onnx.ModelProto()
+    model.CopyFrom(original)  # the fusions edit `model`; `original` stays the reference of the final check
     recomposed = recompose_layernorm(model)
     if recomposed:
         notes.append(f"LayerNormalization×{recomposed} restored from the export's decomposed form")

@@ -141,7 +141,7 @@ class TaskSpec:
     def describe_shape(self, batch: int, sequence: int, shape: Sequence[Any] | None = None) -> str:
         """How a timed shape prints: `b1 s64` for a sequence task, `b1 224x224` for images (their size from
         `shape`, the first input's; `b1` when unknown: an image's `sequence` means nothing)."""
-        if SEQUENCE_AXIS in self.dynamic_axes:
+        if self.has_sequence_axis:
             return f"b{batch} s{sequence}"
         size = self.fixed_size(shape) if shape is not None else None
         return f"b{batch} {size[0]}x{size[1]}" if size else f"b{batch}"
@@ -166,7 +166,6 @@ class TaskSpec:
     def has_sequence_axis(self) -> bool:
         """Whether the inputs have a dynamic sequence axis (positions to check against max_length)."""
         return SEQUENCE_AXIS in self.dynamic_axes
-
 
     def check_onnx_io(self, input_names: list[str], output_names: list[str], source: str) -> list[str]:
         """The graph's inputs, after checking they are this task's (required ones present, none unknown)."""
