@@ -94,12 +94,17 @@ def float_activations(model: Any) -> list[str]:
 
 
 def output_name(sess: Any) -> str:
-    """The output the task of a session's inputs declares (`check_model_io` checked the graph has it);
-    the first output of a graph whose inputs are no task's."""
+    """The output a task declares among the session's outputs (`check_model_io` checked the graph has it:
+    `logits`, `sentence_embedding`); the first output of a graph whose inputs are no task's."""
+    outputs = [o.name for o in sess.get_outputs()]
     try:
-        return task_for_inputs([i.name for i in sess.get_inputs()], "the model").output
+        task_for_inputs([i.name for i in sess.get_inputs()], "the model")
     except TrtEdgeError:
-        return str(sess.get_outputs()[0].name)
+        return str(outputs[0])
+    from trt_edge.tasks.spec import TASKS
+
+    declared = [s.output for s in TASKS.values() if s.output in outputs]
+    return declared[0] if declared else str(outputs[0])
 
 
 def predict(sess: Any, arrays: dict[str, np.ndarray], lengths: np.ndarray, batch_size: int = 64) -> np.ndarray:

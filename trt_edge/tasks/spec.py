@@ -213,7 +213,23 @@ IMAGE_CLASSIFICATION = TaskSpec(
     bundle_dir=PREPROCESSOR_DIR,
 )
 
-TASKS: dict[str, TaskSpec] = {s.name: s for s in (TEXT_CLASSIFICATION, IMAGE_CLASSIFICATION)}
+# Text in, one vector out: the model's pooling (mean, CLS, last token, max) and normalisation are inside the
+# exported graph, so the engine alone gives the vector (tasks/sentence_embedding.py). The metric is the
+# recall@10 of the parent's (ultimately the teacher's) nearest neighbours, per query (tasks/retrieval.py).
+SENTENCE_EMBEDDING = TaskSpec(
+    name="sentence-embedding",
+    modality="text",
+    inputs=TEXT_CLASSIFICATION.inputs,
+    output="sentence_embedding",
+    output_axes=(BATCH_AXIS, "dim"),
+    preprocessor=TEXT_CLASSIFICATION.preprocessor,
+    adapter_module="trt_edge.tasks.sentence_embedding",
+    auto_model="AutoModel",
+    metric="recall_at_10",
+    length_input="attention_mask",
+)
+
+TASKS: dict[str, TaskSpec] = {s.name: s for s in (TEXT_CLASSIFICATION, IMAGE_CLASSIFICATION, SENTENCE_EMBEDDING)}
 # The task of a call or a stage record that names none: everything written before image tasks was
 # text classification. The only place a task is a default; stages call `task_spec`/`task_for_record`.
 DEFAULT_TASK = TEXT_CLASSIFICATION
@@ -266,9 +282,20 @@ def task_for_inputs(input_names: list[str], source: str) -> TaskSpec:
 
 
 def task_for_onnx(model: Any, source: str) -> TaskSpec:
-    """`task_for_inputs` on an ONNX ModelProto's graph inputs (initializers excluded)."""
+    """The task of an ONNX ModelProto: the `trt_edge.task` its exporter recorded, else the task whose inputs
+    and output the graph has (two tasks take the same text inputs: the output tells them apart), else
+    `task_for_inputs` on its inputs (initializers excluded)."""
+    recorded = {p.key: p.value for p in model.metadata_props}.get("trt_edge.task")
+    if recorded in TASKS:
+        return TASKS[recorded]
     inits = {i.name for i in model.graph.initializer}
-    return task_for_inputs([i.name for i in model.graph.input if i.name not in inits], source)
+    names = [i.name for i in model.graph.input if i.name not in inits]
+    outputs = {o.name for o in model.graph.output}
+    for spec in TASKS.values():
+        if spec.output in outputs and all(n in names for n in spec.required_inputs) \
+                and all(n in spec.input_names for n in names):
+            return spec
+    return task_for_inputs(names, source)
 
 
 def describe_feed(feed: dict[str, Any], batch: int, sequence: int) -> str:
