@@ -10,16 +10,9 @@ from __future__ import annotations
 from typing import Any
 
 import torch
-import torch.nn.functional as F
 
-
-def kd_kl_loss(student_logits: torch.Tensor, teacher_logits: torch.Tensor, temperature: float) -> torch.Tensor:
-    """KL(teacher_T || student_T) * T², averaged over the batch."""
-    t = temperature
-    log_p_s = F.log_softmax(student_logits.float() / t, dim=-1)
-    log_p_t = F.log_softmax(teacher_logits.float() / t, dim=-1)
-    kl = (log_p_t.exp() * (log_p_t - log_p_s)).sum(dim=-1)
-    return kl.mean() * (t * t)
+from trt_edge.tasks.classification import UNLABELLED as UNLABELLED  # re-exported: the stages' import
+from trt_edge.tasks.classification import kd_kl_loss as kd_kl_loss
 
 
 def hidden_mse_loss(student_hidden: torch.Tensor, teacher_hidden: torch.Tensor, mask: torch.Tensor,
@@ -40,30 +33,20 @@ def attention_kl_loss(student_attn: torch.Tensor, teacher_attn: torch.Tensor, ma
     return (kl * rows).sum() / rows.sum().clamp_min(1.0)
 
 
-UNLABELLED = -100  # the label of a transfer-set example (torch's ignore_index)
 
 
 def combined_loss(student_out: Any, labels: torch.Tensor, teacher_logits: torch.Tensor | None, *,
                   alpha: float, temperature: float, teacher_out: Any = None, mask: torch.Tensor | None = None,
                   layer_map: list[tuple[int, int]] | None = None, hidden_weight: float = 0.0,
                   attention_weight: float = 0.0, projection: torch.nn.Module | None = None,
-                  ) -> tuple[torch.Tensor, dict[str, float]]:
-    """(1 - alpha) * CE(hard labels) + alpha * KD + hidden_weight * MSE + attention_weight * attn-KL.
+                  task: str | None = None) -> tuple[torch.Tensor, dict[str, float]]:
+    """The task's output loss (its adapter's `output_loss`: for classification (1 - alpha) * CE(hard labels)
+    + alpha * KD, rows labelled `UNLABELLED` left out of the CE; for embeddings MSE + cosine to the
+    teacher's vectors) + hidden_weight * MSE + attention_weight * attn-KL. `task` None: the default task."""
+    from trt_edge.tasks.adapter import task_adapter
 
-    Rows labelled `UNLABELLED` (transfer-set examples) take no part in the cross-entropy."""
-    labelled = labels != UNLABELLED
-    if bool(labelled.all()):
-        ce = F.cross_entropy(student_out.logits.float(), labels)
-    elif bool(labelled.any()):
-        ce = F.cross_entropy(student_out.logits.float()[labelled], labels[labelled])
-    else:
-        ce = student_out.logits.float().sum() * 0.0
-    parts = {"ce": float(ce.detach())}
-    loss = (1 - alpha) * ce
-    if teacher_logits is not None and alpha > 0:
-        kd = kd_kl_loss(student_out.logits, teacher_logits, temperature)
-        parts["kd"] = float(kd.detach())
-        loss = loss + alpha * kd
+    loss, parts = task_adapter(task).output_loss(student_out, labels, teacher_logits, alpha=alpha,
+                                                 temperature=temperature)
     if layer_map and teacher_out is not None and mask is not None:
         if hidden_weight > 0:
             mse = torch.stack([

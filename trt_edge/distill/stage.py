@@ -44,6 +44,11 @@ TextClassificationData = ClassificationData
 log = get_logger("distill")
 
 
+def describe_metrics(metrics: dict[str, float]) -> str:
+    """A stage log line's metrics: `accuracy 0.8713, macro_f1 0.8602` (whatever the task scores)."""
+    return ", ".join(f"{k} {v:.4f}" for k, v in metrics.items() if k not in ("score", "examples"))
+
+
 def cache_root(cfg: DistillConfig) -> Path:
     root = cfg.cache_dir or os.environ.get("TRT_EDGE_CACHE") or Path.home() / ".cache" / "trt-edge"
     return Path(root).expanduser()
@@ -56,13 +61,22 @@ def adapter(task: TaskConfig | None) -> TaskAdapter:
 
 
 def validation_eval_fn(encoded: Any, labels: list[int], num_labels: int, batch_size: int,
-                       task: TaskConfig | None = None) -> Any:
+                       task: TaskConfig | None = None, reference: np.ndarray | None = None) -> Any:
+    """The training loop's validation: the task's metrics of a model on the validation split (`reference`:
+    another model's outputs on it, for a task judged against a model: the teacher's vectors)."""
     evaluate = adapter(task).evaluate
 
     def run(model: Any) -> dict[str, float]:
-        metrics: dict[str, float] = evaluate(model, encoded, labels, num_labels, batch_size)[0]
+        metrics: dict[str, float] = evaluate(model, encoded, labels, num_labels, batch_size, reference)[0]
         return metrics
     return run
+
+
+def reference_outputs(model: Any, encoded: Any, batch_size: int, task: TaskConfig) -> np.ndarray | None:
+    """A reference model's outputs for validation, where the task is judged against a model rather than
+    labels (`uses_labels` False: the teacher's vectors); None for classification, which needs none."""
+    a = adapter(task)
+    return None if a.uses_labels else a.predict_logits(model, encoded, batch_size).astype(np.float32)
 
 
 def training_features(encoded: Any, labels: list[int], logits: np.ndarray | None = None) -> list[dict[str, Any]]:
@@ -112,6 +126,9 @@ def prepare_teacher(cfg: DistillConfig, task: TaskConfig, data: TextClassificati
         loaded.head_note = "random weights from distill.teacher.config: trained from scratch"
     info: dict[str, Any] = {"teacher_head": loaded.head_note, "teacher_finetuned": False}
     needs = cfg.teacher_finetune == "always" or (cfg.teacher_finetune == "auto" and not loaded.head_trained)
+    if needs and not adapter(task).uses_labels:
+        raise TrtEdgeError(f"distill.teacher_finetune={cfg.teacher_finetune}: a {task.type} teacher is used as it is "
+                           "(it has no head to train on labels); set distill.teacher_finetune to auto")
     if not needs:
         if not loaded.head_trained:
             raise TrtEdgeError(f"{teacher_ref}: {loaded.head_note}; set distill.teacher_finetune to auto")
@@ -315,7 +332,7 @@ def distill_student(cfg: DistillConfig, task: TaskConfig, data: TextClassificati
         return combined_loss(out, batch["labels"], batch["teacher_logits"], alpha=cfg.alpha,
                              temperature=cfg.temperature, teacher_out=teacher_out, mask=mask,
                              layer_map=layer_map, hidden_weight=cfg.hidden_weight,
-                             attention_weight=cfg.attention_weight, projection=projection)
+                             attention_weight=cfg.attention_weight, projection=projection, task=task.type)
 
     features = training_features(train_enc, data.train.labels, train_logits)
     if transfer is not None:
@@ -323,16 +340,17 @@ def distill_student(cfg: DistillConfig, task: TaskConfig, data: TextClassificati
 
         t_enc, t_logits = transfer
         features += training_features(t_enc, [UNLABELLED] * len(t_enc), t_logits)
+    reference = reference_outputs(teacher.model, val_enc, task.eval_batch_size, task)
     result = train(student, features, train_enc.pad_token_id,
                    loss_fn, cfg.train, eval_fn=validation_eval_fn(val_enc, data.validation.labels, data.num_labels,
-                                                        task.eval_batch_size, task),
+                                                        task.eval_batch_size, task, reference),
                    seed=cfg.seed, desc="distill", extra_modules=[projection] if projection is not None else [],
                    collate_fn=a.collate)
     if cfg.attention_weight > 0:
         student.config._attn_implementation = "sdpa"
     return {"best_epoch": result.best_epoch, "seconds": result.seconds, "steps": result.steps,
             "examples_per_second": result.examples_per_second,
-            "validation_accuracy": result.best_metrics["accuracy"]}
+            **{f"validation_{k}": v for k, v in result.best_metrics.items() if k not in ("epoch", "train_loss")}}
 
 
 def ablation_budget(cfg: DistillConfig, data: TextClassificationData, distill_info: dict[str, Any]) -> TrainConfig:
@@ -368,7 +386,7 @@ def run(config: RunConfig, out: str | Path) -> StageRecord:
     t_enc = encode(teacher.tokenizer, test.texts, task.max_length)
     teacher_metrics, teacher_test_logits = evaluate(teacher.model, t_enc, test.labels, data.num_labels,
                                                     task.eval_batch_size)
-    log.info("teacher test accuracy %.4f, macro-F1 %.4f", teacher_metrics["accuracy"], teacher_metrics["macro_f1"])
+    log.info("teacher test %s", describe_metrics(teacher_metrics))
     train_enc = encode(teacher.tokenizer, data.train.texts, task.max_length)
     logits, logits_cache = teacher_train_logits(cfg, teacher, teacher_dir, train_enc, task.eval_batch_size, task)
 
@@ -387,17 +405,18 @@ def run(config: RunConfig, out: str | Path) -> StageRecord:
     distill_info = distill_student(cfg, task, data, teacher, student, tokenizer, logits,
                                    student_info["student_layers"], transfer)
     s_enc = encode(tokenizer, test.texts, task.max_length)
+    # A task judged against a model (embeddings) scores the student against the teacher's test vectors.
     student_metrics, student_test_logits = evaluate(student, s_enc, test.labels, data.num_labels,
-                                                    task.eval_batch_size)
-    log.info("student test accuracy %.4f, macro-F1 %.4f", student_metrics["accuracy"], student_metrics["macro_f1"])
+                                                    task.eval_batch_size,
+                                                    None if a.uses_labels else teacher_test_logits)
+    log.info("student test %s", describe_metrics(student_metrics))
 
     metrics: dict[str, Any] = {
-        "teacher_accuracy": teacher_metrics["accuracy"],
-        "teacher_macro_f1": teacher_metrics["macro_f1"],
-        "student_accuracy": student_metrics["accuracy"],
-        "student_macro_f1": student_metrics["macro_f1"],
-        "student_vs_teacher": student_metrics["accuracy"] / max(teacher_metrics["accuracy"], 1e-9),
-        "majority_accuracy": data.majority_accuracy("test"),
+        **{f"teacher_{k}": v for k, v in teacher_metrics.items() if k != "score"},
+        **{f"student_{k}": v for k, v in student_metrics.items() if k != "score"},
+        **({"student_vs_teacher": student_metrics["accuracy"] / max(teacher_metrics["accuracy"], 1e-9)}
+           if "accuracy" in teacher_metrics and "accuracy" in student_metrics else {}),
+        **({"majority_accuracy": data.majority_accuracy("test")} if data.labelled else {}),
         "teacher_params": count_parameters(teacher.model),
         "student_params": count_parameters(student),
         "distill": distill_info,
@@ -407,12 +426,14 @@ def run(config: RunConfig, out: str | Path) -> StageRecord:
         **student_info,
     }
     # The pipeline judges this pair against pipeline.gates.distill; the stage records the table.
-    paired = stats.judge_predictions("distill", "student vs teacher", teacher_test_logits, student_test_logits,
-                                     test.labels, None)
+    paired = a.judge("distill", "student vs teacher", teacher_test_logits, student_test_logits, test.labels, None)
     metrics["gate"] = paired.to_dict()
     log.info("%s", paired.line())
     predictions: dict[str, np.ndarray] = {"teacher": teacher_test_logits, "student": student_test_logits}
-    if cfg.ablation:
+    if cfg.ablation and not a.uses_labels:
+        metrics["ablation_skipped"] = f"a {task.type} model has no hard labels to train on instead of its teacher"
+        log.info("distill.ablation skipped: %s", metrics["ablation_skipped"])
+    elif cfg.ablation:
         hard_student, hard_tok, _ = build_student(cfg, teacher, data, task.type)
         hard_info = finetune_classifier(hard_student, hard_tok, data, task, ablation_budget(cfg, data, distill_info),
                                         cfg.seed, "hard-label student")

@@ -116,6 +116,12 @@ def _param_groups(modules: Sequence[torch.nn.Module], weight_decay: float) -> li
     return [{"params": decay, "weight_decay": weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
 
 
+def selection_key(metrics: dict[str, float]) -> str:
+    """The validation metric that picks the best epoch: a task's `score` where its adapter gives one (a
+    sentence embedding's recall of the teacher's neighbours), else `accuracy`."""
+    return "score" if "score" in metrics else "accuracy"
+
+
 def train(model: torch.nn.Module, features: Sequence[dict[str, Any]], pad_token_id: int, loss_fn: LossFn,
           cfg: TrainConfig, *, eval_fn: EvalFn, seed: int, desc: str = "train",
           extra_modules: Sequence[torch.nn.Module] = (), on_step: Callable[[Any], None] | None = None,
@@ -158,7 +164,7 @@ def train(model: torch.nn.Module, features: Sequence[dict[str, Any]], pad_token_
         model, optimizer, loader, scheduler, *extra_modules
     )
     best_state: dict[str, torch.Tensor] | None = None
-    result = TrainResult(best_epoch=-1, best_metrics={"accuracy": -1.0})
+    result = TrainResult(best_epoch=-1, best_metrics={})
     stale = 0
     started = time.perf_counter()
     examples = 0
@@ -195,9 +201,9 @@ def train(model: torch.nn.Module, features: Sequence[dict[str, Any]], pad_token_
         metrics = dict(shared[0])
         metrics = {**metrics, "epoch": float(epoch + 1), "train_loss": running.value}
         result.history.append(metrics)
-        log.info("%s epoch %d: validation accuracy %.4f, loss %.4f", desc, epoch + 1, metrics["accuracy"],
-                 running.value)
-        if metrics["accuracy"] > result.best_metrics["accuracy"]:
+        key = selection_key(metrics)
+        log.info("%s epoch %d: validation %s %.4f, loss %.4f", desc, epoch + 1, key, metrics[key], running.value)
+        if metrics[key] > result.best_metrics.get(key, -math.inf):
             result.best_epoch, result.best_metrics, stale = epoch + 1, metrics, 0
             best_state = {k: v.detach().to("cpu", copy=True) for k, v in unwrapped.state_dict().items()}
         else:

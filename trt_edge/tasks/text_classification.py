@@ -17,6 +17,7 @@ import numpy as np
 
 from trt_edge.errors import TrtEdgeError
 from trt_edge.tasks.adapter import TaskAdapter
+from trt_edge.tasks.classification import ClassificationOutputs
 from trt_edge.tasks.config import DataConfig
 from trt_edge.tasks.data import ClassificationData, load_data
 from trt_edge.tasks.metrics import classification_metrics, example_correct
@@ -79,9 +80,9 @@ def model_inputs(batch: dict[str, Any]) -> dict[str, Any]:
 
 
 def predict_logits(model: Any, encoded: Any, batch_size: int = 64, device: Any = None,
-                   collate_fn: Any = None) -> np.ndarray:
-    """Logits for every example, in the original order (batches of similar length; `collate_fn` batches
-    another task's features: the image task's stacking)."""
+                   collate_fn: Any = None, output: str = "logits") -> np.ndarray:
+    """Logits (or another task's `output`: a sentence embedding) for every example, in the original order
+    (batches of similar length; `collate_fn` batches another task's features: the image task's stacking)."""
     import torch
 
     order = np.argsort(encoded.lengths(), kind="stable")
@@ -94,7 +95,7 @@ def predict_logits(model: Any, encoded: Any, batch_size: int = 64, device: Any =
             idx = order[start:start + batch_size]
             batch = (collate_fn or collate)([encoded.features[i] for i in idx], encoded.pad_token_id)
             out = model(**{k: v.to(device) for k, v in batch.items()})
-            chunks.append(out.logits.float().cpu().numpy())
+            chunks.append(getattr(out, output).float().cpu().numpy())
     model.train(was_training)
     if not chunks:
         return np.zeros((0, 0), dtype=np.float32)
@@ -186,7 +187,7 @@ def runtime_feed(tokenizer: Any, texts: Sequence[str], runner_inputs: Sequence[A
     return feed
 
 
-class TextClassificationAdapter:
+class TextClassificationAdapter(ClassificationOutputs):
     """The text-classification task as a `TaskAdapter` (the module functions above, bound)."""
 
     spec: TaskSpec = SPEC
@@ -215,9 +216,6 @@ class TextClassificationAdapter:
     def predict_logits(self, model: Any, encoded: Any, batch_size: int = 64, device: Any = None) -> np.ndarray:
         return predict_logits(model, encoded, batch_size, device)
 
-    def evaluate(self, model: Any, encoded: Any, labels: Sequence[int], num_labels: int,
-                 batch_size: int = 64) -> tuple[dict[str, float], np.ndarray]:
-        return evaluate(model, encoded, labels, num_labels, batch_size)
 
     def example_scores(self, logits: np.ndarray, labels: Sequence[int]) -> np.ndarray:
         return example_correct(logits, labels)
