@@ -175,12 +175,13 @@ def recover(model: torch.nn.Module, masks: Masks, train_features: Sequence[dict[
         if teacher_logits is not None:
             item["teacher_logits"] = torch.from_numpy(np.asarray(teacher_logits[i], dtype=np.float32))
         features.append(item)
-    distilled = teacher_logits is not None and alpha > 0
+    # A task judged against a model (embeddings) always trains on its targets: it has no labels to weigh them with.
+    distilled = teacher_logits is not None and (alpha > 0 or not adapter.uses_labels)
 
     def loss_fn(m: Any, batch: dict[str, Any]) -> Any:
         out = m(**model_inputs(batch))
         return combined_loss(out, batch["labels"], batch.get("teacher_logits") if distilled else None,
-                             alpha=alpha if distilled else 0.0, temperature=temperature)
+                             alpha=alpha if distilled else 0.0, temperature=temperature, task=task)
 
     steps_per_epoch = math.ceil(len(features) / train_cfg.batch_size)
     total = train_cfg.epochs * steps_per_epoch

@@ -83,6 +83,57 @@ class StudentInputs:
     data: Any  # tasks.data.ClassificationData
     loaded: Any  # tasks.models.LoadedClassifier
 
+    def teacher_outputs(self) -> np.ndarray | None:
+        """The teacher's test outputs the distill stage saved (`teacher/test_logits.npy`), when they are
+        of this test split; None for a bare folder or another split."""
+        if self.teacher_test_logits is None:
+            return None
+        outputs = np.load(self.teacher_test_logits, allow_pickle=False)
+        return outputs if outputs.shape[0] == len(self.data.test.labels) else None
+
+    def test_reference(self) -> np.ndarray | None:
+        """What test outputs are scored against besides labels: for a task judged against a model
+        (`uses_labels` False: embeddings), the teacher's test vectors, so the record says how much of the
+        teacher's search each model keeps; None for classification or without a teacher."""
+        return None if self.adapter.uses_labels else self.teacher_outputs()
+
+    def teacher_metrics(self) -> dict[str, float]:
+        """The teacher's test metrics (`teacher_accuracy`, ...), for the report's context."""
+        outputs = self.teacher_outputs()
+        if outputs is None:
+            return {}
+        return prefixed("teacher", self.adapter.score(outputs, self.data.test.labels, self.data.num_labels))
+
+
+def prefixed(prefix: str, metrics: dict[str, float], suffix: str = "") -> dict[str, float]:
+    """A model's metrics as a stage records them: `dense_accuracy`, `pruned_accuracy_before_recovery`,
+    `sparse_recall_at_10` (the adapter's `score` key, which only picks epochs, is left out)."""
+    return {f"{prefix}_{k}{suffix}": v for k, v in metrics.items() if k not in ("score", "examples")}
+
+
+def task_drop_points(parent: dict[str, float], child: dict[str, float], verdict: Any) -> float:
+    """The child's drop in points: from the two accuracies where the task has one (as the records always
+    said), else the gate's (a sentence embedding: 100 x (1 - recall of the parent's neighbours))."""
+    if "accuracy" in parent and "accuracy" in child:
+        return 100 * (parent["accuracy"] - child["accuracy"])
+    return float(verdict.drop_points)
+
+
+def recovery_targets(inputs: StudentInputs, dense: Any, teacher: Any, train_enc: Any, val_enc: Any,
+                     train_logits: np.ndarray | None) -> tuple[np.ndarray | None, np.ndarray | None]:
+    """(training targets, validation reference) of a recovery. Classification trains on labels and, with a
+    teacher, its logits, and validates on labels: both unchanged. A task judged against a model has no
+    labels to fall back on: without a teacher, the dense student's own outputs are the targets (recovery
+    pulls the pruned model back to the model it was), and validation measures against the teacher's
+    outputs, or the dense student's."""
+    if inputs.adapter.uses_labels:
+        return train_logits, None
+    batch = inputs.task.eval_batch_size
+    guide = teacher.model if teacher is not None else dense
+    if train_logits is None:
+        train_logits = inputs.adapter.predict_logits(dense, train_enc, batch).astype(np.float32)
+    return train_logits, inputs.adapter.predict_logits(guide, val_enc, batch).astype(np.float32)
+
 
 def load_student_inputs(config: RunConfig, model_dir: Path, cfg: PruneConfig | WidthConfig,
                         teacher_required: str | None = None) -> StudentInputs:
@@ -166,7 +217,7 @@ def run(config: RunConfig, model_dir: str | Path, out: str | Path) -> StageRecor
     """Prune the model in `model_dir` to 2:4, recover its accuracy, and write the stage folder `out`."""
     import torch
 
-    from trt_edge.distill.stage import validation_eval_fn
+    from trt_edge.distill.stage import describe_metrics, validation_eval_fn
     from trt_edge.distill.transfer import transfer_input
     from trt_edge.modeling.folder import save_classifier
     from trt_edge.sparsity.masks import (
@@ -179,14 +230,12 @@ def run(config: RunConfig, model_dir: str | Path, out: str | Path) -> StageRecor
     from trt_edge.sparsity.permutation import max_output_change, model_outputs, permute_model_, random_inputs
     from trt_edge.sparsity.torch_check import check_model_sparsity
     from trt_edge.tasks.data import resolve_data_source
-    from trt_edge.tasks.metrics import classification_metrics
-
     started = time.perf_counter()
     cfg: PruneConfig = config.section("prune")
     model_path = Path(model_dir)
     inputs = load_student_inputs(config, model_path, cfg)
     task, task_source, data, loaded = inputs.task, inputs.task_source, inputs.data, inputs.loaded
-    student_dir, teacher_dir, teacher_test_logits = inputs.student_dir, inputs.teacher_dir, inputs.teacher_test_logits
+    student_dir, teacher_dir = inputs.student_dir, inputs.teacher_dir
     encode, evaluate = inputs.adapter.encode, inputs.adapter.evaluate
     model, tokenizer = loaded.model, loaded.tokenizer
     teacher = load_teacher(cfg, teacher_dir, data.label_names, tokenizer, task.type)
@@ -206,8 +255,10 @@ def run(config: RunConfig, model_dir: str | Path, out: str | Path) -> StageRecor
     torch.manual_seed(cfg.seed)
     test = data.test
     test_enc = encode(tokenizer, test.texts, task.max_length)
-    dense_metrics, dense_logits = evaluate(model, test_enc, test.labels, data.num_labels, task.eval_batch_size)
-    log.info("dense test accuracy %.4f", dense_metrics["accuracy"])
+    reference = inputs.test_reference()
+    dense_metrics, dense_logits = evaluate(model, test_enc, test.labels, data.num_labels, task.eval_batch_size,
+                                           reference)
+    log.info("dense test %s", describe_metrics(dense_metrics))
 
     permutations: list[Any] = []
     permutation_skipped: dict[str, str] = {}
@@ -234,9 +285,9 @@ def run(config: RunConfig, model_dir: str | Path, out: str | Path) -> StageRecor
 
     pruned = copy.deepcopy(model)
     apply_masks(pruned, masks)
-    pruned_metrics, _ = evaluate(pruned, test_enc, test.labels, data.num_labels, task.eval_batch_size)
+    pruned_metrics, _ = evaluate(pruned, test_enc, test.labels, data.num_labels, task.eval_batch_size, reference)
     del pruned
-    log.info("pruned test accuracy before recovery %.4f", pruned_metrics["accuracy"])
+    log.info("pruned test %s before recovery", describe_metrics(pruned_metrics))
 
     recovery: dict[str, Any] = {"skipped": True}
     teacher_info: dict[str, Any] = {"teacher": str(teacher_dir) if teacher_dir else None}
@@ -250,9 +301,10 @@ def run(config: RunConfig, model_dir: str | Path, out: str | Path) -> StageRecor
         train_features, train_logits, info = recovery_set(cfg, task, data, encode, tokenizer, teacher, teacher_dir,
                                                           train_enc)
         teacher_info.update(info)
+        train_logits, val_reference = recovery_targets(inputs, model, teacher, train_enc, val_enc, train_logits)
         teacher = None
         evaluate_fn = validation_eval_fn(val_enc, data.validation.labels, data.num_labels, task.eval_batch_size,
-                                         task)
+                                         task, val_reference)
         result = recover(model, masks, train_features, train_enc.pad_token_id,
                          cfg.train, eval_fn=evaluate_fn,
                          teacher_logits=train_logits, alpha=cfg.alpha, temperature=cfg.temperature,
@@ -260,8 +312,9 @@ def run(config: RunConfig, model_dir: str | Path, out: str | Path) -> StageRecor
                          gradual_fraction=cfg.gradual_fraction, seed=cfg.seed, task=task.type)
         recovery = result.to_dict()
     apply_masks(model, masks)
-    sparse_metrics, sparse_logits = evaluate(model, test_enc, test.labels, data.num_labels, task.eval_batch_size)
-    log.info("sparse test accuracy %.4f (dense %.4f)", sparse_metrics["accuracy"], dense_metrics["accuracy"])
+    sparse_metrics, sparse_logits = evaluate(model, test_enc, test.labels, data.num_labels, task.eval_batch_size,
+                                             reference)
+    log.info("sparse test %s (dense %s)", describe_metrics(sparse_metrics), describe_metrics(dense_metrics))
 
     params = dict(model.named_parameters())
     tensors: dict[str, Any] = {}
@@ -286,12 +339,12 @@ def run(config: RunConfig, model_dir: str | Path, out: str | Path) -> StageRecor
         "kept_magnitude": kept, "kept_magnitude_without_permutation": kept_plain,
         "note": "kept magnitudes are measured when the masks were chosen, before recovery fine-tuning",
     }
-    accuracy_drop = 100 * (dense_metrics["accuracy"] - sparse_metrics["accuracy"])
+    verdict = inputs.adapter.judge("prune", "sparse vs dense student", dense_logits, sparse_logits, test.labels,
+                                   cfg.max_accuracy_drop, PruneConfig().max_accuracy_drop)
+    accuracy_drop = task_drop_points(dense_metrics, sparse_metrics, verdict)
     metrics: dict[str, Any] = {
-        "dense_accuracy": dense_metrics["accuracy"], "dense_macro_f1": dense_metrics["macro_f1"],
-        "pruned_accuracy_before_recovery": pruned_metrics["accuracy"],
-        "pruned_macro_f1_before_recovery": pruned_metrics["macro_f1"],
-        "sparse_accuracy": sparse_metrics["accuracy"], "sparse_macro_f1": sparse_metrics["macro_f1"],
+        **prefixed("dense", dense_metrics), **prefixed("pruned", pruned_metrics, "_before_recovery"),
+        **prefixed("sparse", sparse_metrics),
         "accuracy_drop_points": accuracy_drop,
         "kept_magnitude": kept, "kept_magnitude_without_permutation": kept_plain,
         "sparse_layers": len(masks), "skipped_layers": len(masks.skipped), "skipped": dict(masks.skipped),
@@ -303,20 +356,16 @@ def run(config: RunConfig, model_dir: str | Path, out: str | Path) -> StageRecor
         "recovery": recovery, "schedule": cfg.schedule, "task_config_from": task_source,
         "head": loaded.head_note, **teacher_info,
     }
-    if teacher_test_logits is not None:
-        logits = np.load(teacher_test_logits, allow_pickle=False)
-        if logits.shape[0] == len(test.labels):
-            metrics["teacher_accuracy"] = classification_metrics(logits, test.labels, data.num_labels)["accuracy"]
-    verdict = stats.judge_predictions("prune", "sparse vs dense student", dense_logits, sparse_logits, test.labels,
-                                      cfg.max_accuracy_drop, PruneConfig().max_accuracy_drop)
+    metrics.update(inputs.teacher_metrics())
     metrics["gate"] = verdict.to_dict()
     log.info("%s", verdict.line())
     if cfg.max_accuracy_drop is not None and accuracy_drop > cfg.max_accuracy_drop:
         lo, hi = verdict.interval_points
-        raise GateError(f"sparse accuracy is {accuracy_drop:.2f} points below dense (95% CI [{lo:.2f}, {hi:.2f}], "
+        raise GateError(f"sparse {inputs.adapter.spec.metric} is {accuracy_drop:.2f} points below dense "
+                        f"(95% CI [{lo:.2f}, {hi:.2f}], "
                         f"n={verdict.n}; {verdict.status}), more than prune.max_accuracy_drop={cfg.max_accuracy_drop}",
-                        {"dense_accuracy": dense_metrics["accuracy"], "sparse_accuracy": sparse_metrics["accuracy"],
-                         "pruned_accuracy_before_recovery": pruned_metrics["accuracy"],
+                        {**prefixed("dense", dense_metrics), **prefixed("sparse", sparse_metrics),
+                         **prefixed("pruned", pruned_metrics, "_before_recovery"),
                          "interval_points": [round(lo, 4), round(hi, 4)], "n": verdict.n})
 
     record = StageRecord(
