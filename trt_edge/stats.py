@@ -19,14 +19,22 @@ ch. 8, where it is among the recommended intervals). Why this one and not a pair
 A gate's verdict keeps today's rule (pass when the observed drop is within the budget) and adds how sure
 it is: conclusive when the whole interval lies on one side of the budget, else "inconclusive at this n",
 with the test size at which the same discordance rates would give an interval clear of the budget.
+
+Continuous per-example scores (an embedding model's recall@10 of its parent's neighbours, per query) have
+no 2x2 table: `judge_scores` gives their gate a **paired bootstrap interval over the examples** instead
+(BCa: bias-corrected and accelerated percentile bootstrap, Efron 1987; seeded, so the same scores always
+give the same interval). Its verdict has the same fields and rules, a `method` naming the bootstrap, no
+`table`, and a `bootstrap` record from which `rejudge` judges it again under another budget without the
+scores. Both kinds are told apart by `is_bootstrap(record)`.
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+import statistics
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
-from typing import Any
+from typing import Any, TypeGuard
 
 import numpy as np
 
@@ -166,8 +174,8 @@ class GateVerdict:
     gate: str
     compares: str
     n: int
-    table: dict[str, int]
-    ref_accuracy: float
+    table: dict[str, int] | None  # the paired 2x2 table (Newcombe); None for a bootstrap verdict
+    ref_accuracy: float  # the parent's mean per-example score: its accuracy, or e.g. its mean recall@10
     new_accuracy: float
     drop_points: float
     interval_points: tuple[float, float]
@@ -179,20 +187,31 @@ class GateVerdict:
     status: str
     examples_to_resolve: int | None
     method: str = METHOD
+    # A bootstrap verdict's own figures, unrounded so `rejudge` reproduces it exactly (`unit`, `resamples`,
+    # `seed`, `drop`, `interval`): None for Newcombe.
+    bootstrap: dict[str, Any] | None = None
 
     def to_dict(self) -> dict[str, Any]:
+        """The `stage.json` form: JSON-serialisable; a Newcombe record has `table` and no `bootstrap`, a
+        bootstrap record the reverse (its dict keeps exactly the keys it had before bootstrap existed)."""
         out = asdict(self)
         out["interval_points"] = [round(v, 4) for v in self.interval_points]
         out["drop_points"] = round(self.drop_points, 4)
+        if self.table is None:
+            del out["table"]
+        if self.bootstrap is None:
+            del out["bootstrap"]
         return out
 
     def line(self) -> str:
-        """One human sentence: drop, interval, budget, verdict."""
+        """One human sentence: drop, interval, budget, verdict (and the method, for a bootstrap)."""
         lo, hi = self.interval_points
         budget = "no budget" if self.budget_points is None else f"budget {self.budget_points:g}"
         loose = f" (loosened from {self.default_budget_points:g})" if self.loosened else ""
-        return (f"{self.gate}: {self.compares} drop {self.drop_points:+.2f} points, 95% CI [{lo:+.2f}, {hi:+.2f}], "
-                f"n={self.n}, {budget}{loose}: {self.status}")
+        unit = str(self.bootstrap.get("unit", "points")) if self.bootstrap else "points"
+        how = f" ({self.method})" if self.bootstrap else ""
+        return (f"{self.gate}: {self.compares} drop {self.drop_points:+.2f} {unit}, 95% CI [{lo:+.2f}, {hi:+.2f}]"
+                f"{how}, n={self.n}, {budget}{loose}: {self.status}")
 
 
 def judge(gate: str, compares: str, table: PairedTable, budget_points: float | None,
@@ -204,23 +223,34 @@ def judge(gate: str, compares: str, table: PairedTable, budget_points: float | N
     """
     lo, hi = drop_interval(table)
     drop = table.drop_points
+    loosened, passed, conclusive, status, need = _verdict(drop, lo, hi, table.n, budget_points,
+                                                          default_budget_points,
+                                                          lambda: examples_to_resolve(table, budget_points or 0.0))
+    return GateVerdict(gate, compares, table.n, table.to_dict(), table.ref_accuracy, table.new_accuracy, drop,
+                       (lo, hi), budget_points, default_budget_points, loosened, passed, conclusive, status, need)
+
+
+def _verdict(drop: float, lo: float, hi: float, n: int, budget_points: float | None,
+             default_budget_points: float | None,
+             resolve_size: Callable[[], int | None]) -> tuple[bool, bool, bool, str, int | None]:
+    """The one verdict rule of every gate, whatever its interval: (loosened, passed, conclusive, status,
+    examples to resolve). Pass when the observed drop is within the budget; conclusive when the whole
+    interval lies on one side of it; `resolve_size` is only asked for an inconclusive one."""
     loosened = (budget_points is not None and default_budget_points is not None
                 and budget_points > default_budget_points + 1e-12)
     if budget_points is None:
-        passed, conclusive, status, need = True, True, "recorded (no budget)", None
-    else:
-        passed = drop <= budget_points + 1e-9
-        conclusive = hi <= budget_points or lo > budget_points
-        need = None if conclusive else examples_to_resolve(table, budget_points)
-        status = "pass" if passed else "fail"
-        if not conclusive:
-            resolve = (f"about {need:,} test examples would resolve it" if need is not None
-                       else "no test size resolves it (the drop equals the budget)")
-            status += f", inconclusive at this n ({table.n:,}; {resolve})"
-        if loosened:
-            status += f", budget loosened from {default_budget_points:g}"
-    return GateVerdict(gate, compares, table.n, table.to_dict(), table.ref_accuracy, table.new_accuracy, drop,
-                       (lo, hi), budget_points, default_budget_points, loosened, passed, conclusive, status, need)
+        return loosened, True, True, "recorded (no budget)", None
+    passed = drop <= budget_points + 1e-9
+    conclusive = hi <= budget_points or lo > budget_points
+    need = None if conclusive else resolve_size()
+    status = "pass" if passed else "fail"
+    if not conclusive:
+        resolve = (f"about {need:,} test examples would resolve it" if need is not None
+                   else "no test size resolves it (the drop equals the budget)")
+        status += f", inconclusive at this n ({n:,}; {resolve})"
+    if loosened:
+        status += f", budget loosened from {default_budget_points:g}"
+    return loosened, passed, conclusive, status, need
 
 
 def judge_predictions(gate: str, compares: str, ref_pred: Any, new_pred: Any, labels: Any,
@@ -232,9 +262,145 @@ def judge_predictions(gate: str, compares: str, ref_pred: Any, new_pred: Any, la
 
 def rejudge(record: dict[str, Any], budget_points: float | None, default_budget_points: float | None,
             gate: str | None = None) -> GateVerdict:
-    """Judge a stored verdict again under another budget (the pipeline's gates), from its table."""
-    return judge(gate or str(record["gate"]), str(record["compares"]), PairedTable.from_dict(record["table"]),
-                 budget_points, default_budget_points)
+    """Judge a stored verdict again under another budget (the pipeline's gates), from its record alone:
+    a Newcombe verdict from its table, a bootstrap one from its stored drop, interval and n."""
+    name, compares = gate or str(record["gate"]), str(record["compares"])
+    if is_bootstrap(record):
+        boot = dict(record["bootstrap"])
+        lo, hi = (float(v) for v in boot.get("interval", record["interval_points"]))
+        drop = float(boot.get("drop", record["drop_points"]))  # unrounded, as judged
+        return _judge_interval(name, compares, int(record["n"]), float(record["ref_accuracy"]),
+                               float(record["new_accuracy"]), drop, (lo, hi),
+                               budget_points, default_budget_points, str(record["method"]), boot)
+    return judge(name, compares, PairedTable.from_dict(record["table"]), budget_points, default_budget_points)
+
+
+def is_gate_record(record: Any) -> TypeGuard[dict[str, Any]]:
+    """Whether a `stage.json` entry is a stored gate verdict `rejudge` can judge again (either kind)."""
+    return isinstance(record, dict) and (isinstance(record.get("table"), dict) or is_bootstrap(record))
+
+
+def is_bootstrap(record: Any) -> bool:
+    """Whether a stored verdict (dict) or a `GateVerdict` came from `judge_scores` (a bootstrap interval)."""
+    if isinstance(record, GateVerdict):
+        return record.bootstrap is not None
+    return isinstance(record, dict) and isinstance(record.get("bootstrap"), dict) and record.get("table") is None
+
+
+# ---- continuous per-example scores: the paired bootstrap ----------------------------------------------
+
+BOOTSTRAP_RESAMPLES = 2000
+BOOTSTRAP_METHOD = "paired BCa bootstrap over examples ({resamples} resamples, seed {seed}), 95%"
+# Resampled means held at once: resamples x examples int32 indices (about 16 MB per chunk).
+_BOOTSTRAP_CELLS = 4_000_000
+
+
+def bootstrap_method(resamples: int = BOOTSTRAP_RESAMPLES, seed: int = 0) -> str:
+    """The `method` string of a bootstrap verdict (the report prints it beside the interval)."""
+    return BOOTSTRAP_METHOD.format(resamples=resamples, seed=seed)
+
+
+def bootstrap_interval(diff: np.ndarray, *, resamples: int = BOOTSTRAP_RESAMPLES, seed: int = 0,
+                       z: float = Z95) -> tuple[float, float]:
+    """95% BCa bootstrap interval of mean(diff), resampling the examples (rows of the paired difference).
+
+    Why BCa and not the plain percentile interval: per-query recall differences are bounded and skewed
+    (most queries lose nothing, a few lose much), where the percentile interval is biased; the BCa
+    correction costs one closed-form jackknife of the mean. It falls back to the percentile interval
+    when the correction is undefined (every resample equal to the observed mean, e.g. no difference at
+    all: then the interval is [mean, mean], which is the bootstrap's known blind spot, see the module
+    docstring). The interval is widened, if need be, to contain the observed mean, so a conclusive
+    verdict never contradicts the pass rule. Deterministic: a numpy Generator seeded with `seed`, drawn
+    in chunks whose size depends only on the number of examples.
+    """
+    d = np.asarray(diff, dtype=np.float64).reshape(-1)
+    n = d.shape[0]
+    if n == 0:
+        raise ValueError("no examples: a bootstrap interval needs at least one")
+    if resamples < 100:
+        raise ValueError(f"{resamples} bootstrap resamples: use at least 100")
+    observed = float(d.mean())
+    rng = np.random.default_rng(seed)
+    chunk = max(1, _BOOTSTRAP_CELLS // n)
+    means = np.empty(resamples, dtype=np.float64)
+    for start in range(0, resamples, chunk):
+        stop = min(resamples, start + chunk)
+        idx = rng.integers(0, n, size=(stop - start, n), dtype=np.int32)
+        means[start:stop] = d[idx].mean(axis=1)
+    alpha = statistics.NormalDist().cdf(-z)  # 0.025
+    lo_q, hi_q = alpha, 1.0 - alpha
+    below = (np.count_nonzero(means < observed) + 0.5 * np.count_nonzero(means == observed)) / resamples
+    if n > 1 and 0.0 < below < 1.0:
+        normal = statistics.NormalDist()
+        z0 = normal.inv_cdf(below)
+        jack = (d.sum() - d) / (n - 1)  # leave-one-out means
+        dev = jack.mean() - jack
+        spread = float(np.sum(dev**2))
+        accel = float(np.sum(dev**3)) / (6.0 * spread**1.5) if spread > 0 else 0.0
+        adjusted = []
+        for zq in (-z, z):
+            denom = 1.0 - accel * (z0 + zq)
+            adjusted.append(normal.cdf(z0 + (z0 + zq) / denom) if denom > 0 else (0.0 if zq < 0 else 1.0))
+        lo_q, hi_q = adjusted
+    lo, hi = (float(v) for v in np.quantile(means, [lo_q, hi_q]))
+    return min(lo, observed), max(hi, observed)
+
+
+def _scaled_resolve(drop: float, interval: tuple[float, float], n: int, budget_points: float) -> int | None:
+    """The n' at which the interval, its half-widths scaled by sqrt(n/n'), clears the budget.
+
+    A bootstrap interval of a mean narrows as 1/sqrt(n) when the per-example spread stays the same, so
+    the side facing the budget (the upper half-width when the drop is under the budget, the lower one
+    when it is over) is scaled; None when the drop equals the budget or the size passes MAX_RESOLVE_N.
+    """
+    lo, hi = interval
+    if math.isclose(drop, budget_points, abs_tol=1e-12) or n <= 0:
+        return None
+    half, gap = (hi - drop, budget_points - drop) if drop < budget_points else (drop - lo, drop - budget_points)
+    if half <= 0:
+        return n
+    need = math.ceil(n * (half / gap) ** 2 * (1 + 1e-9))
+    return None if need > MAX_RESOLVE_N else max(n, need)
+
+
+def _judge_interval(gate: str, compares: str, n: int, ref_mean: float, new_mean: float, drop: float,
+                    interval: tuple[float, float], budget_points: float | None, default_budget_points: float | None,
+                    method: str, boot: dict[str, Any]) -> GateVerdict:
+    lo, hi = interval
+    loosened, passed, conclusive, status, need = _verdict(
+        drop, lo, hi, n, budget_points, default_budget_points,
+        lambda: _scaled_resolve(drop, interval, n, budget_points or 0.0))
+    return GateVerdict(gate, compares, n, None, ref_mean, new_mean, drop, (lo, hi), budget_points,
+                       default_budget_points, loosened, passed, conclusive, status, need, method, boot)
+
+
+def judge_scores(gate: str, compares: str, ref_scores: Sequence[float] | np.ndarray,
+                 new_scores: Sequence[float] | np.ndarray, budget_points: float | None,
+                 default_budget_points: float | None = None, *, seed: int = 0, unit: str = "points",
+                 resamples: int = BOOTSTRAP_RESAMPLES) -> GateVerdict:
+    """Judge paired per-example scores against a budget, with a paired bootstrap 95% interval.
+
+    `ref_scores[i]` and `new_scores[i]` are the parent's and the child's score on example i, on a 0..1
+    scale (recall@10 of the parent's neighbours per query: the parent scores 1.0 against itself). The
+    drop is 100 * (mean(ref) - mean(new)) points; the rule is `judge`'s, the interval `bootstrap_interval`
+    of the per-example differences. `unit` names the points in `line()` ("recall@10 points"). Same
+    inputs and seed, same verdict.
+    """
+    ref = np.asarray(ref_scores, dtype=np.float64).reshape(-1)
+    new = np.asarray(new_scores, dtype=np.float64).reshape(-1)
+    if ref.shape != new.shape:
+        raise ValueError(f"{new.shape[0]} scores for {ref.shape[0]} reference scores: the two models were not "
+                         "scored on the same examples")
+    if ref.size == 0:
+        raise ValueError("no examples: a bootstrap interval needs at least one")
+    if not (np.isfinite(ref).all() and np.isfinite(new).all()):
+        raise ValueError("non-finite per-example scores")
+    diff = 100.0 * (ref - new)
+    lo, hi = bootstrap_interval(diff, resamples=resamples, seed=seed)
+    drop = float(diff.mean())
+    boot = {"unit": unit, "resamples": int(resamples), "seed": int(seed), "drop": drop, "interval": [lo, hi]}
+    return _judge_interval(gate, compares, int(ref.size), float(ref.mean()), float(new.mean()), drop, (lo, hi),
+                           budget_points, default_budget_points, bootstrap_method(resamples, seed), boot)
 
 
 PREDICTIONS_FILE = "test_predictions.npz"

@@ -307,3 +307,23 @@ def test_gates_tell_the_two_exports_apart_and_shapes_use_the_tasks_words(run_dir
     assert "| b1 56x56 | 1.00× | 2.00× |" in text and "ORT ms b1 56x56" in text
     assert "5.0× (b1 56x56)" in text.split("## Gates")[0]
     assert "b1 s1" not in text
+
+
+def test_a_bootstrap_gate_shows_its_method_and_a_table_gate_reads_as_before(run_dir: Path, tmp_path: Path) -> None:
+    md, page = write_report(run_dir, tmp_path / "before")
+    assert "bootstrap" not in md.read_text() and "bootstrap" not in page.read_text()
+    # the prune stage judged on per-query recall@10 instead of a paired table
+    recall = np.random.default_rng(0).choice([1.0, 0.9, 0.8], size=600, p=[0.9, 0.08, 0.02])
+    gate = stats.judge_scores("prune", "sparse vs dense student", np.ones(600), recall, None).to_dict()
+    record = json.loads((run_dir / "prune" / "stage.json").read_text())
+    record["metrics"]["gate"] = gate
+    (run_dir / "prune" / "stage.json").write_text(json.dumps(record))
+    md, page = write_report(run_dir, tmp_path / "after")
+    text = md.read_text()
+    gates = text.split("## Gates")[1].split("## Warnings")[0]
+    assert f"rows marked (bootstrap): {stats.bootstrap_method()}" in gates and stats.METHOD in gates
+    row = next(line for line in gates.splitlines() if "| pipeline.gates.prune |" in line)
+    assert re.search(r"\| [+-]\d+\.\d\d \[[+-]\d+\.\d\d, [+-]\d+\.\d\d\] \(bootstrap\) \| 600 \|", row), row
+    calibrate = next(line for line in gates.splitlines() if "| pipeline.gates.calibrate |" in line)
+    assert "bootstrap" not in calibrate
+    assert "rows marked (bootstrap)" in page.read_text()

@@ -1,6 +1,7 @@
 """The pipeline's accuracy gates, judged from the paired tables the stages record (`trt_edge.stats`).
 
-Stages record the paired 2x2 table of a model against its parent in `stage.json` (`metrics.gate`); the
+Stages record the paired 2x2 table of a model against its parent in `stage.json` (`metrics.gate`), or,
+for continuous scores such as recall@10, a paired bootstrap interval (`stats.judge_scores`); the
 pipeline's budgets (`pipeline.gates`, `pipeline.overall_budget`) live in another config section, so the
 pipeline judges them here, from the stored table, without rerunning a stage when only a budget changes.
 The runner stops on a failed gate; the report shows every verdict with its interval, and marks a budget
@@ -29,7 +30,7 @@ def stage_verdict(name: str, metrics: dict[str, Any], cfg: PipelineConfig) -> st
     default = PipelineConfig().gates.get(name)
     budget = cfg.gates[name]
     stored = metrics.get("gate")
-    if isinstance(stored, dict) and "table" in stored:
+    if stats.is_gate_record(stored):  # a paired table (Newcombe) or a stored bootstrap interval
         return stats.rejudge(stored, budget, default, gate=f"pipeline.gates.{name}")
     ref_key, new_key, _ = PAIRS[name]
     if ref_key not in metrics or new_key not in metrics:
@@ -75,7 +76,7 @@ def all_verdicts(run_dir: Path, stages: dict[str, dict[str, Any]], cfg: Pipeline
             out.append({"stage": name, **verdict.to_dict()})
         for key in ("gate", "cpu_gate", "ablation_gate"):
             own = metrics.get(key)
-            if not isinstance(own, dict) or "table" not in own:
+            if not stats.is_gate_record(own):
                 continue
             if key == "gate" and verdict is not None and own.get("budget_points") is None:
                 continue  # the stage only recorded the table; the pipeline's verdict above judges it

@@ -247,7 +247,19 @@ def _ci(g: dict[str, Any] | None) -> str:
     if not g:
         return "–"
     lo, hi = g["interval_points"]
-    return f"{g['drop_points']:+.2f} [{lo:+.2f}, {hi:+.2f}]"
+    return f"{g['drop_points']:+.2f} [{lo:+.2f}, {hi:+.2f}]{_method_mark(g)}"
+
+
+def _method_mark(g: dict[str, Any]) -> str:
+    """`(bootstrap)` beside a bootstrap interval (its full method is named above the gate table); nothing
+    beside a Newcombe one, so a classification report reads as before."""
+    return " (bootstrap)" if stats.is_bootstrap(g) else ""
+
+
+def _methods(v: Verdict) -> str:
+    """The interval methods of the gate table: Newcombe's, plus each bootstrap method a gate used."""
+    boot = sorted({str(g.get("method")) for g in v.gates if stats.is_bootstrap(g)})
+    return stats.METHOD + "".join(f"; rows marked (bootstrap): {m}" for m in boot)
 
 
 def target_table(v: Verdict) -> tuple[list[str], list[list[str]]]:
@@ -363,7 +375,7 @@ def _markdown(run_dir: Path, v: Verdict, head: list[str], body: list[list[str]],
     t_head, t_body = target_table(v)
     lines += _md_table(t_head, t_body)
     g_head, g_body = gate_table(v)
-    lines += ["## Gates", "", f"Paired on the same test examples; {stats.METHOD}.", ""]
+    lines += ["## Gates", "", f"Paired on the same test examples; {_methods(v)}.", ""]
     lines += _md_table(g_head, g_body)
     if v.warnings:
         lines += ["## Warnings", "", *[f"- {w}" for w in v.warnings], ""]
@@ -505,7 +517,7 @@ def _html(title: str, v: Verdict, head: list[str], body: list[list[str]], notes:
 <div class="targets">{cards}</div>
 </section>
 <h2>Gates</h2>
-<p>Each model against its parent on the same test examples; {esc(stats.METHOD)}.</p>
+<p>Each model against its parent on the same test examples; {esc(_methods(v))}.</p>
 {gates}
 {warnings}
 <h2>Deployment targets</h2>
@@ -526,7 +538,7 @@ def _target_accuracy(t: Target) -> str:
         return "–"
     lo, hi = vt["interval_points"]
     return (f"{100 * vt['new_accuracy']:.2f}% vs {100 * vt['ref_accuracy']:.2f}%, drop {vt['drop_points']:+.2f} "
-            f"points (95% CI [{lo:+.2f}, {hi:+.2f}], n={vt['n']:,})")
+            f"points (95% CI [{lo:+.2f}, {hi:+.2f}]{_method_mark(vt)}, n={vt['n']:,})")
 
 
 def _verdict(root: Path, stages: dict[str, dict[str, Any]], comparison: dict[str, Any]) -> Verdict:

@@ -85,11 +85,14 @@ def _gate(name: str, metrics: dict[str, Any], cfg: PipelineConfig) -> dict[str, 
         interval, status = f", 95% CI [{lo:.2f}, {hi:.2f}], n={verdict.n}", f" ({verdict.status})"
         log.info("%s", verdict.line())
     if not passed:
+        # A stage judged on continuous scores (a bootstrap verdict) may record its means only in the verdict.
+        ref = metrics.get(ref_key, verdict.ref_accuracy if verdict is not None else None)
+        new = metrics.get(new_key, verdict.new_accuracy if verdict is not None else None)
         raise GateError(
             f"accuracy gate failed at stage {name!r}: {what} lost {drop:.2f} points "
-            f"({metrics[ref_key]:.4f} -> {metrics[new_key]:.4f}{interval}), budget {budget:.2f}{status}; "
+            f"({ref:.4f} -> {new:.4f}{interval}), budget {budget:.2f}{status}; "
             f"the run stopped here: raise pipeline.gates.{name} or change the {name} config",
-            {"stage": name, ref_key: metrics[ref_key], new_key: metrics[new_key], "drop_points": round(drop, 3),
+            {"stage": name, ref_key: ref, new_key: new, "drop_points": round(drop, 3),
              "budget_points": budget, **({"interval_points": verdict.to_dict()["interval_points"],
                                           "n": verdict.n} if verdict is not None else {})},
         )

@@ -206,7 +206,8 @@ def gate_warnings(gates: list[dict[str, Any]]) -> list[str]:
         if not g.get("conclusive", True):
             need = g.get("examples_to_resolve")
             more = f"about {need:,} test examples would settle it" if need else "no test size settles it"
-            out.append(f"gate {name} is inconclusive at n={g['n']:,}: its 95% interval "
+            kind = " bootstrap" if stats.is_bootstrap(g) else ""
+            out.append(f"gate {name} is inconclusive at n={g['n']:,}: its 95%{kind} interval "
                        f"[{g['interval_points'][0]:.2f}, {g['interval_points'][1]:.2f}] straddles the budget "
                        f"{g['budget_points']:g} ({more})")
     return out
