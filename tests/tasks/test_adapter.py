@@ -96,10 +96,25 @@ def test_image_feeds_are_the_processors_pixels(tmp_path: Path) -> None:
     assert adapter.display_examples(images) is None
 
 
-@pytest.mark.parametrize("name", sorted(TASKS))
+@pytest.mark.parametrize("name", sorted(n for n in TASKS if task_adapter(n).uses_labels))
 def test_example_scores_are_the_primary_metric_per_example(name: str) -> None:
     logits = np.asarray([[0.9, 0.1], [0.2, 0.8], [0.7, 0.3]], dtype=np.float32)
     labels = [0, 0, 0]
     scores = task_adapter(name).example_scores(logits, labels)
     assert scores.tolist() == [1.0, 0.0, 1.0]
     assert float(scores.mean()) == pytest.approx(2 / 3)
+
+
+def test_embedding_scores_need_a_reference() -> None:
+    """A sentence embedding's per-query score is the recall@10 of a reference model's neighbours: its own
+    vectors against themselves score 1.0 everywhere, random vectors score less, and no reference is refused."""
+    rng = np.random.default_rng(0)
+    vectors = rng.normal(size=(40, 8)).astype(np.float32)
+    adapter = task_adapter("sentence-embedding")
+    labels = [0] * 40
+    assert adapter.example_scores(vectors, labels, vectors).tolist() == [1.0] * 40
+    assert float(adapter.example_scores(rng.normal(size=(40, 8)), labels, vectors).mean()) < 0.8
+    with pytest.raises(ValueError, match="reference"):
+        adapter.example_scores(vectors, labels)
+    metrics = adapter.score(vectors, labels, 1, vectors)
+    assert metrics["recall_at_10"] == 1.0 and metrics["score"] == 1.0 and "knn_accuracy" not in metrics

@@ -115,8 +115,10 @@ class TaskAdapter(Protocol):
         """(loss, named parts) of the student's task output against the labels and the teacher's outputs."""
         ...
 
-    def example_scores(self, logits: np.ndarray, labels: Sequence[int]) -> np.ndarray:
-        """Per-example scores of the primary metric (1.0 correct, 0.0 wrong), for paired intervals."""
+    def example_scores(self, logits: np.ndarray, labels: Sequence[int],
+                       reference: np.ndarray | None = None) -> np.ndarray:
+        """Per-example scores of the primary metric, for paired intervals: 1.0 correct, 0.0 wrong
+        (classification), or the recall@10 of `reference`'s neighbours per query (sentence embedding)."""
         ...
 
     # --- export and calibration ---

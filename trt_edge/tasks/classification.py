@@ -10,7 +10,7 @@ from typing import Any
 
 import numpy as np
 
-from trt_edge.tasks.metrics import classification_metrics
+from trt_edge.tasks.metrics import classification_metrics, example_correct
 
 UNLABELLED = -100  # the label of a transfer-set example (torch's ignore_index)
 
@@ -45,6 +45,13 @@ class ClassificationOutputs:
                  batch_size: int = 64, reference: np.ndarray | None = None) -> tuple[dict[str, float], np.ndarray]:
         logits = self.predict_logits(model, encoded, batch_size)
         return self.score(logits, labels, num_labels, reference), logits
+
+    def example_scores(self, logits: np.ndarray, labels: Sequence[int],
+                       reference: np.ndarray | None = None) -> np.ndarray:
+        """1.0 where an example's argmax is its label, else 0.0 (`reference` is for tasks judged against a
+        model)."""
+        del reference
+        return example_correct(logits, labels)
 
     def judge(self, gate: str, compares: str, ref_outputs: np.ndarray, new_outputs: np.ndarray,
               labels: Sequence[int], budget_points: float | None, default_budget_points: float | None = None) -> Any:

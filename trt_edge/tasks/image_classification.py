@@ -31,7 +31,7 @@ from trt_edge.tasks.data import (
     split_examples,
     stratified_order,
 )
-from trt_edge.tasks.metrics import classification_metrics, example_correct
+from trt_edge.tasks.metrics import classification_metrics
 from trt_edge.tasks.spec import IMAGE_CLASSIFICATION as SPEC
 from trt_edge.tasks.spec import TaskSpec
 
@@ -467,8 +467,6 @@ class ImageClassificationAdapter(ClassificationOutputs):
         return predict_logits(model, encoded, batch_size, device)
 
 
-    def example_scores(self, logits: np.ndarray, labels: Sequence[int]) -> np.ndarray:
-        return example_correct(logits, labels)
 
     def example_inputs(self, model_config: Any, names: Sequence[str], int32_inputs: bool, seed: int = 0,
                        preprocessor: Any = None) -> dict[str, Any]:

@@ -88,7 +88,7 @@ class SentenceEmbeddingAdapter:
         from trt_edge.tasks.retrieval import retrieval_metrics
 
         metrics: dict[str, float] = retrieval_metrics(outputs, list(labels) if num_labels > 1 else None, reference,
-                                                      k=NEIGHBOURS)
+                                                      k=NEIGHBOURS, num_labels=num_labels)
         chosen = metrics.get(SPEC.metric, metrics.get("knn_accuracy"))
         if chosen is not None:
             metrics["score"] = float(chosen)
@@ -99,12 +99,16 @@ class SentenceEmbeddingAdapter:
         vectors = self.predict_logits(model, encoded, batch_size)
         return self.score(vectors, labels, num_labels, reference), vectors
 
-    def example_scores(self, logits: np.ndarray, labels: Sequence[int]) -> np.ndarray:
-        """Per query, the recall@10 of the reference's neighbours; here `labels` must be the reference's
-        vectors (an embedding has no per-example correctness of its own)."""
+    def example_scores(self, logits: np.ndarray, labels: Sequence[int],
+                       reference: np.ndarray | None = None) -> np.ndarray:
+        """Per query, the recall@10 of the reference model's neighbours (an embedding has no per-example
+        correctness of its own: without a reference there is no score)."""
         from trt_edge.tasks.retrieval import recall_at_k
 
-        return np.asarray(recall_at_k(np.asarray(labels), logits, NEIGHBOURS), dtype=np.float64)
+        del labels
+        if reference is None:
+            raise ValueError("a sentence embedding is scored against a reference model's vectors")
+        return np.asarray(recall_at_k(reference, logits, NEIGHBOURS), dtype=np.float64)
 
     def judge(self, gate: str, compares: str, ref_outputs: np.ndarray, new_outputs: np.ndarray,
               labels: Sequence[int], budget_points: float | None, default_budget_points: float | None = None) -> Any:

@@ -20,7 +20,7 @@ from trt_edge.tasks.adapter import TaskAdapter
 from trt_edge.tasks.classification import ClassificationOutputs
 from trt_edge.tasks.config import DataConfig
 from trt_edge.tasks.data import ClassificationData, load_data
-from trt_edge.tasks.metrics import classification_metrics, example_correct
+from trt_edge.tasks.metrics import classification_metrics
 from trt_edge.tasks.spec import TEXT_CLASSIFICATION as SPEC
 from trt_edge.tasks.spec import TaskSpec
 
@@ -217,8 +217,6 @@ class TextClassificationAdapter(ClassificationOutputs):
         return predict_logits(model, encoded, batch_size, device)
 
 
-    def example_scores(self, logits: np.ndarray, labels: Sequence[int]) -> np.ndarray:
-        return example_correct(logits, labels)
 
     def example_inputs(self, model_config: Any, names: Sequence[str], int32_inputs: bool, seed: int = 0,
                        preprocessor: Any = None) -> dict[str, Any]:
