@@ -36,7 +36,8 @@ from trt_edge.quantize.cache import supports_implicit_calibration, write_cache
 from trt_edge.quantize.config import CalibrateConfig, CpuTargetConfig, GateConfig
 from trt_edge.stage import StageRecord, stage_artifact, stage_output
 from trt_edge.target import resolve_target
-from trt_edge.tasks.metrics import argmax_agreement, classification_metrics
+from trt_edge.tasks.adapter import adapter_for, task_adapter
+from trt_edge.tasks.metrics import argmax_agreement, prefixed
 from trt_edge.tasks.spec import (
     PREPROCESSOR_DIR,
     preprocessor_dir,
@@ -150,7 +151,15 @@ def run(config: RunConfig, onnx: str | Path, out: str | Path) -> StageRecord:
     test_arrays, test_lengths = calib_data.prepare(tokenizer, test.texts, max_length, names, task.type)
     fp32_sess = evaluate.session(model)
     fp32_logits = evaluate.predict(fp32_sess, test_arrays, test_lengths, task.eval_batch_size)
-    fp32_metrics = classification_metrics(fp32_logits, test.labels, data.num_labels)
+    adapter = adapter_for(spec)
+    # A task judged against a model (embeddings): INT8 against its own fp32 input's outputs.
+    reference = None if adapter.uses_labels else fp32_logits
+    primary = spec.metric
+
+    def scored(outputs: np.ndarray) -> dict[str, float]:
+        return adapter.score(outputs, test.labels, data.num_labels, reference)
+
+    fp32_metrics = scored(fp32_logits)
 
     def int8_logits(float_nodes: set[str], arrays: dict[str, np.ndarray], lengths: np.ndarray) -> np.ndarray:
         qmodel = placement.quantize_model(model, plan, amax, float_nodes)
@@ -165,9 +174,7 @@ def run(config: RunConfig, onnx: str | Path, out: str | Path) -> StageRecord:
         return test_cache[key]
 
     def drop_with(float_nodes: set[str]) -> float:
-        logits = test_logits(float_nodes)
-        acc = classification_metrics(logits, test.labels, data.num_labels)["accuracy"]
-        return (fp32_metrics["accuracy"] - acc) * 100.0
+        return (fp32_metrics[primary] - scored(test_logits(float_nodes))[primary]) * 100.0
 
     float_layers: list[str] = []
     ranked: list[sensitivity.LayerSensitivity] = []
@@ -191,20 +198,20 @@ def run(config: RunConfig, onnx: str | Path, out: str | Path) -> StageRecord:
     qmodel = placement.quantize_model(model, plan, amax, set(float_layers))
     int8_sess = evaluate.session(qmodel)
     int8_test_logits = test_logits(set(float_layers))
-    int8_metrics = classification_metrics(int8_test_logits, test.labels, data.num_labels)
-    drop = (fp32_metrics["accuracy"] - int8_metrics["accuracy"]) * 100.0
+    int8_metrics = scored(int8_test_logits)
+    drop = (fp32_metrics[primary] - int8_metrics[primary]) * 100.0
     passed = drop <= cfg.gate.budget
 
-    verdict = stats.judge_predictions("calibrate.gate", "INT8 Q/DQ vs fp32 ONNX", fp32_logits, int8_test_logits,
-                                      test.labels, cfg.gate.budget, GateConfig().budget)
+    verdict = adapter.judge("calibrate.gate", "INT8 Q/DQ vs fp32 ONNX", fp32_logits, int8_test_logits,
+                            test.labels, cfg.gate.budget, GateConfig().budget)
     log.info("%s", verdict.line())
-    figures = {"fp32_accuracy": fp32_metrics["accuracy"], "int8_accuracy": int8_metrics["accuracy"],
+    figures = {**prefixed("fp32", fp32_metrics), **prefixed("int8", int8_metrics),
                "accuracy_drop_points": round(drop, 3), "budget_points": cfg.gate.budget,
                "interval_points": verdict.to_dict()["interval_points"], "n": verdict.n,
                "float_layers": float_layers}
     if not passed and cfg.gate.fail:
-        raise GateError(f"INT8 accuracy {int8_metrics['accuracy']:.4f} is {drop:.2f} points below fp32 "
-                        f"{fp32_metrics['accuracy']:.4f} (95% CI of the drop [{verdict.interval_points[0]:.2f}, "
+        raise GateError(f"INT8 {primary} {int8_metrics[primary]:.4f} is {drop:.2f} points below fp32 "
+                        f"{fp32_metrics[primary]:.4f} (95% CI of the drop [{verdict.interval_points[0]:.2f}, "
                         f"{verdict.interval_points[1]:.2f}], {verdict.status}; budget {cfg.gate.budget}) even with "
                         f"{len(float_layers)} layers left float; raise calibrate.gate.budget or "
                         "calibrate.gate.max_float_layers, or try another calibrate.calibrator.method", figures)
@@ -244,11 +251,10 @@ def run(config: RunConfig, onnx: str | Path, out: str | Path) -> StageRecord:
         desc = placement.describe(qmodel)
         quantized = [n for n in plan.node_names() if n not in set(float_layers)]
         metrics = {
-            "fp32_accuracy": fp32_metrics["accuracy"], "int8_accuracy": int8_metrics["accuracy"],
-            "fp32_macro_f1": fp32_metrics["macro_f1"], "int8_macro_f1": int8_metrics["macro_f1"],
+            **prefixed("fp32", fp32_metrics), **prefixed("int8", int8_metrics),
             "accuracy_drop_points": round(drop, 3), "accuracy_drop_before_fallback": round(first_drop, 3),
             "gate_budget_points": cfg.gate.budget, "gate_passed": passed, "gate": verdict.to_dict(),
-            "argmax_agreement": argmax_agreement(fp32_logits, int8_test_logits),
+            **({"argmax_agreement": argmax_agreement(fp32_logits, int8_test_logits)} if adapter.uses_labels else {}),
             "method": cfg.calibrator.method, "calibration_samples": len(calib), "calibration_sha256": data_sha,
             "quantized_nodes": len(quantized), "float_nodes": len(plan.skipped) + len(float_layers),
             "excluded_layers": float_layers + sorted(n for n, why in plan.skipped.items()
@@ -265,7 +271,8 @@ def run(config: RunConfig, onnx: str | Path, out: str | Path) -> StageRecord:
         if "cpu" in cfg.targets:
             cpu_artifacts, cpu_metrics, cpu_pred = _cpu_artifact(
                 tmp, onnx_path, calib, names, evaluate.input_dtypes(fp32_sess), tokenizer, test.texts, test_arrays,
-                test_lengths, np.asarray(test.labels), cfg, fp32_logits=fp32_logits, task_type=task.type)
+                test_lengths, np.asarray(test.labels), cfg, fp32_logits=fp32_logits, task_type=task.type,
+                adapter=adapter)
             artifacts.update(cpu_artifacts)
             metrics.update(cpu_metrics)
             predictions["cpu"] = cpu_pred
@@ -277,15 +284,15 @@ def run(config: RunConfig, onnx: str | Path, out: str | Path) -> StageRecord:
         record = StageRecord(stage="calibrate", config={"task": task.to_dict(), "calibrate": cfg.to_dict()},
                              inputs=inputs, metrics=metrics, artifacts=artifacts)
         record.write(tmp, declared=STAGE.produces)
-    log.info("INT8 accuracy %.4f vs fp32 %.4f (%d layers float); written to %s", int8_metrics["accuracy"],
-             fp32_metrics["accuracy"], len(float_layers), out)
+    log.info("INT8 %s %.4f vs fp32 %.4f (%d layers float); written to %s", primary, int8_metrics[primary],
+             fp32_metrics[primary], len(float_layers), out)
     return record
 
 
 def _cpu_artifact(tmp: Path, onnx_path: Path, calib: calib_data.CalibrationSet, names: list[str],
                   dtypes: dict[str, Any], tokenizer: Any, test_texts: list[str], test_arrays: dict[str, np.ndarray],
                   test_lengths: np.ndarray, labels: np.ndarray, cfg: CalibrateConfig,
-                  fp32_logits: np.ndarray | None = None, task_type: str | None = None
+                  fp32_logits: np.ndarray | None = None, task_type: str | None = None, adapter: Any = None
                   ) -> tuple[dict[str, str], dict[str, Any], np.ndarray]:
     """Build the CPU candidates from the same calibration set, measure them, keep the winner as
     `model.cpu.onnx`; every candidate's accuracy and latency go into the metrics. Also returns the
@@ -301,7 +308,7 @@ def _cpu_artifact(tmp: Path, onnx_path: Path, calib: calib_data.CalibrationSet, 
     timed = cpu_target.latency_feeds(tokenizer, test_texts, names, task=task_type)
     timed = {k: {n: v.astype(dtypes.get(n, v.dtype)) for n, v in f.items()} for k, f in timed.items()}
     winner = cpu_target.select_cpu_artifact(candidates, test_arrays, test_lengths, labels, cfg.cpu.budget, timed,
-                                            cfg.cpu.runs, reference_logits=fp32_logits)
+                                            cfg.cpu.runs, reference_logits=fp32_logits, adapter=adapter)
     cpu_target.write_artifact(winner, tmp / CPU_ONNX)
     shutil.rmtree(work, ignore_errors=True)
     table = [c.to_dict() for c in candidates]
@@ -315,8 +322,9 @@ def _cpu_artifact(tmp: Path, onnx_path: Path, calib: calib_data.CalibrationSet, 
     reference = next(c for c in candidates if c.name == "fp32")
     if winner.predictions is None or reference.predictions is None:
         raise RuntimeError("CPU candidates were not evaluated on the test split")
-    verdict = stats.judge_predictions("calibrate.cpu", "CPU artifact vs fp32 ONNX", reference.predictions,
-                                      winner.predictions, labels, cfg.cpu.budget, CpuTargetConfig().budget)
+    judge = adapter.judge if adapter is not None else stats.judge_predictions
+    verdict = judge("calibrate.cpu", "CPU artifact vs fp32 ONNX", reference.predictions, winner.predictions, labels,
+                    cfg.cpu.budget, CpuTargetConfig().budget)
     log.info("%s", verdict.line())
     metrics["cpu_gate"] = verdict.to_dict()
     return {ONNX_CPU: CPU_ONNX, CPU_CANDIDATES_ARTIFACT: CPU_CANDIDATES}, metrics, winner.predictions
@@ -333,7 +341,8 @@ def _run_cpu_only(task: Any, cfg: CalibrateConfig, onnx_path: Path, names: list[
         data_sha = calib.save(tmp / DATA_FILE)
         artifacts, metrics, cpu_pred = _cpu_artifact(tmp, onnx_path, calib, names, evaluate.input_dtypes(fp32_sess),
                                                      tokenizer, test.texts, test_arrays, test_lengths,
-                                                     np.asarray(test.labels), cfg, task_type=task.type)
+                                                     np.asarray(test.labels), cfg, task_type=task.type,
+                                                     adapter=task_adapter(task.type))
         artifacts[PREDICTIONS] = stats.save_predictions(tmp, test.labels, cpu=cpu_pred)
         fp32 = next(c for c in metrics["cpu_candidates"] if c["name"] == "fp32")
         metrics.update({"fp32_accuracy": fp32["accuracy"], "calibration_samples": len(calib),

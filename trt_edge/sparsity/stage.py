@@ -33,6 +33,7 @@ from trt_edge.sparsity.report import SPARSITY_FILE, SPARSITY_FORMAT, SPARSITY_VE
 from trt_edge.stage import STAGE_FILE, StageRecord, read_stage, stage_output
 from trt_edge.tasks.adapter import TaskAdapter
 from trt_edge.tasks.config import TaskConfig
+from trt_edge.tasks.metrics import prefixed
 
 log = get_logger("prune")
 
@@ -103,12 +104,6 @@ class StudentInputs:
         if outputs is None:
             return {}
         return prefixed("teacher", self.adapter.score(outputs, self.data.test.labels, self.data.num_labels))
-
-
-def prefixed(prefix: str, metrics: dict[str, float], suffix: str = "") -> dict[str, float]:
-    """A model's metrics as a stage records them: `dense_accuracy`, `pruned_accuracy_before_recovery`,
-    `sparse_recall_at_10` (the adapter's `score` key, which only picks epochs, is left out)."""
-    return {f"{prefix}_{k}{suffix}": v for k, v in metrics.items() if k not in ("score", "examples")}
 
 
 def task_drop_points(parent: dict[str, float], child: dict[str, float], verdict: Any) -> float:
