@@ -148,20 +148,20 @@ def run(config: RunConfig, model_dir: str | Path, out: str | Path) -> StageRecor
     """Width-prune the model in `model_dir`, recover it by distillation, and write the stage folder `out`."""
     import torch
 
-    from trt_edge.distill.stage import validation_eval_fn
+    from trt_edge.distill.stage import describe_metrics, validation_eval_fn
     from trt_edge.distill.transfer import transfer_input
     from trt_edge.export.parity import check, run_parity, task_parity_cases
     from trt_edge.modeling.recipe import save_pruned
     from trt_edge.sparsity.masks import Masks
     from trt_edge.sparsity.recovery import recover, recovery_set
-    from trt_edge.sparsity.stage import load_student_inputs, load_teacher
+    from trt_edge.sparsity.stage import load_student_inputs, load_teacher, recovery_targets, task_drop_points
     from trt_edge.sparsity.width.importance import activation_importance
     from trt_edge.sparsity.width.plan import hidden_multiple, plan_width, round_ffn, round_heads, round_hidden
     from trt_edge.sparsity.width.structure import describe, find_blocks
     from trt_edge.sparsity.width.surgery import check_hidden_shrink, shrink_
     from trt_edge.tasks.adapter import adapter_for
     from trt_edge.tasks.data import resolve_data_source
-    from trt_edge.tasks.metrics import classification_metrics
+    from trt_edge.tasks.metrics import prefixed
     from trt_edge.tasks.models import count_parameters, load_classifier, weight_bytes
     from trt_edge.tasks.spec import get_task
 
@@ -173,7 +173,7 @@ def run(config: RunConfig, model_dir: str | Path, out: str | Path) -> StageRecor
                      if cfg.target_speedup is not None else None)
     inputs = load_student_inputs(config, model_path, cfg, needs_teacher)
     task, task_source, data, loaded = inputs.task, inputs.task_source, inputs.data, inputs.loaded
-    teacher_dir, teacher_test_logits = inputs.teacher_dir, inputs.teacher_test_logits
+    teacher_dir = inputs.teacher_dir
     spec = get_task(task.type)
     encode, evaluate = inputs.adapter.encode, inputs.adapter.evaluate
     model, tokenizer = loaded.model, loaded.tokenizer
@@ -185,8 +185,10 @@ def run(config: RunConfig, model_dir: str | Path, out: str | Path) -> StageRecor
     torch.manual_seed(cfg.seed)
     test_enc = encode(tokenizer, data.test.texts, task.max_length)
     dense_params = count_parameters(model)
-    dense_metrics, dense_logits = evaluate(model, test_enc, data.test.labels, data.num_labels, task.eval_batch_size)
-    log.info("dense test accuracy %.4f; %s", dense_metrics["accuracy"], dense_structure)
+    reference = inputs.test_reference()
+    dense_metrics, dense_logits = evaluate(model, test_enc, data.test.labels, data.num_labels, task.eval_batch_size,
+                                           reference)
+    log.info("dense test %s; %s", describe_metrics(dense_metrics), dense_structure)
     examples = data.train.texts[:cfg.calibration_samples]  # texts, or images for an image task
 
     def batches() -> list[dict[str, Any]]:
@@ -212,7 +214,7 @@ def run(config: RunConfig, model_dir: str | Path, out: str | Path) -> StageRecor
             task.type, multiple)
 
     train_enc = val_enc = None
-    train_logits = None
+    train_logits = val_reference = None
     train_features: list[dict[str, Any]] = []
     teacher_info: dict[str, Any] = {"teacher": str(teacher_dir) if teacher_dir else None}
     if cfg.recover:
@@ -223,6 +225,8 @@ def run(config: RunConfig, model_dir: str | Path, out: str | Path) -> StageRecor
         train_features, train_logits, info = recovery_set(cfg, task, data, encode, tokenizer,
                                                           teacher if cfg.alpha > 0 else None, teacher_dir, train_enc)
         teacher_info.update(info)
+        train_logits, val_reference = recovery_targets(inputs, model, teacher if cfg.alpha > 0 else None,
+                                                       train_enc, val_enc, train_logits)
     teacher = None
 
     heads0, head_dim, ffn0, hidden0 = structure.heads, structure.head_dim, structure.ffn, structure.hidden
@@ -242,33 +246,39 @@ def run(config: RunConfig, model_dir: str | Path, out: str | Path) -> StageRecor
         dense_importance = None
         plan = plan_width(structure, importance, heads, ffn, hidden)
         structure = shrink_(model, structure, plan)
-        pruned_metrics, _ = evaluate(model, test_enc, data.test.labels, data.num_labels, task.eval_batch_size)
+        pruned_metrics, _ = evaluate(model, test_enc, data.test.labels, data.num_labels, task.eval_batch_size,
+                                     reference)
         before_recovery = before_recovery or pruned_metrics
         entry: dict[str, Any] = {"step": step, "heads": heads, "ffn": ffn, "hidden": hidden, "kept_heads": plan.heads,
                                  "params": count_parameters(model),
-                                 "accuracy_before_recovery": pruned_metrics["accuracy"]}
+                                 **prefixed("", pruned_metrics, "_before_recovery")}
         if plan.hidden is not None and plan.trace is not None:
             entry["hidden_readers"], entry["hidden_writers"] = plan.trace.readers, plan.trace.writers
-        log.info("step %d/%d: heads %d/%d, ffn %d/%d, hidden %d/%d; test accuracy %.4f before recovery", step,
-                 cfg.steps, heads, heads0, ffn, ffn0, hidden, hidden0, pruned_metrics["accuracy"])
+        log.info("step %d/%d: heads %d/%d, ffn %d/%d, hidden %d/%d; test %s before recovery", step,
+                 cfg.steps, heads, heads0, ffn, ffn0, hidden, hidden0, describe_metrics(pruned_metrics))
         if cfg.recover and train_enc is not None and val_enc is not None:
             eval_fn = validation_eval_fn(val_enc, data.validation.labels, data.num_labels, task.eval_batch_size,
-                                         task)
+                                         task, val_reference)
             result = recover(model, Masks(), train_features, train_enc.pad_token_id,
                              cfg.train, eval_fn=eval_fn, teacher_logits=train_logits, alpha=cfg.alpha,
                              temperature=cfg.temperature, seed=cfg.seed + step,
                              desc=f"width recovery, step {step}/{cfg.steps}", task=task.type)
             entry["recovery"] = {k: v for k, v in result.to_dict().items() if k != "schedule"}
-            entry["accuracy_after_recovery"] = evaluate(model, test_enc, data.test.labels, data.num_labels,
-                                                        task.eval_batch_size)[0]["accuracy"]
+            entry.update(prefixed("", evaluate(model, test_enc, data.test.labels, data.num_labels,
+                                               task.eval_batch_size, reference)[0], "_after_recovery"))
         history.append(entry)
-    width_metrics, width_logits = evaluate(model, test_enc, data.test.labels, data.num_labels, task.eval_batch_size)
-    log.info("width-pruned test accuracy %.4f (dense %.4f)", width_metrics["accuracy"], dense_metrics["accuracy"])
-    accuracy_drop = 100 * (dense_metrics["accuracy"] - width_metrics["accuracy"])
+    width_metrics, width_logits = evaluate(model, test_enc, data.test.labels, data.num_labels, task.eval_batch_size,
+                                           reference)
+    log.info("width-pruned test %s (dense %s)", describe_metrics(width_metrics), describe_metrics(dense_metrics))
+    # Paired on the same test examples, as the other stages' gates: the pipeline's `gates.width` rejudges
+    # this table, and the report lists it with its interval.
+    verdict = inputs.adapter.judge("width", "width-pruned vs dense student", dense_logits, width_logits,
+                                   data.test.labels, cfg.max_accuracy_drop, None)
+    accuracy_drop = task_drop_points(dense_metrics, width_metrics, verdict)
+    before = before_recovery or width_metrics
     metrics: dict[str, Any] = {
-        "dense_accuracy": dense_metrics["accuracy"], "dense_macro_f1": dense_metrics["macro_f1"],
-        "pruned_accuracy_before_recovery": (before_recovery or width_metrics)["accuracy"],
-        "width_accuracy": width_metrics["accuracy"], "width_macro_f1": width_metrics["macro_f1"],
+        **prefixed("dense", dense_metrics), **prefixed("width", width_metrics),
+        **prefixed("pruned", before, "_before_recovery"),
         "accuracy_drop_points": accuracy_drop,
         "dense_params": dense_params, "params": count_parameters(model),
         "dense_structure": dense_structure, "structure": describe(structure),
@@ -277,24 +287,16 @@ def run(config: RunConfig, model_dir: str | Path, out: str | Path) -> StageRecor
         "calibration_examples": len(examples), "target": target, "task_config_from": task_source,
         "head": loaded.head_note, **teacher_info,
     }
-    if teacher_test_logits is not None:
-        import numpy as np
-
-        logits = np.load(teacher_test_logits, allow_pickle=False)
-        if logits.shape[0] == len(data.test.labels):
-            metrics["teacher_accuracy"] = classification_metrics(logits, data.test.labels, data.num_labels)["accuracy"]
-    # Paired on the same test examples, as the other stages' gates: the pipeline's `gates.width` rejudges
-    # this table, and the report lists it with its interval.
-    verdict = stats.judge_predictions("width", "width-pruned vs dense student", dense_logits, width_logits,
-                                      data.test.labels, cfg.max_accuracy_drop, None)
+    metrics.update(inputs.teacher_metrics())
     metrics["gate"] = verdict.to_dict()
     log.info("%s", verdict.line())
     if cfg.max_accuracy_drop is not None and accuracy_drop > cfg.max_accuracy_drop:
         lo, hi = verdict.interval_points
-        raise GateError(f"width-pruned accuracy is {accuracy_drop:.2f} points below dense (95% CI [{lo:.2f}, "
+        raise GateError(f"width-pruned {inputs.adapter.spec.metric} is {accuracy_drop:.2f} points below dense "
+                        f"(95% CI [{lo:.2f}, "
                         f"{hi:.2f}], n={verdict.n}; {verdict.status}), more than "
                         f"width.max_accuracy_drop={cfg.max_accuracy_drop}",
-                        {"dense_accuracy": dense_metrics["accuracy"], "width_accuracy": width_metrics["accuracy"],
+                        {**prefixed("dense", dense_metrics), **prefixed("width", width_metrics),
                          "interval_points": [round(lo, 4), round(hi, 4)], "n": verdict.n})
 
     artifacts = {MODEL: "model", ONNX: "model.onnx", PREDICTIONS: stats.PREDICTIONS_FILE}

@@ -48,4 +48,5 @@ def example_correct(logits: np.ndarray, labels: Sequence[int]) -> np.ndarray:
 def prefixed(prefix: str, metrics: dict[str, float], suffix: str = "") -> dict[str, float]:
     """A model's metrics as a stage records them: `dense_accuracy`, `pruned_accuracy_before_recovery`,
     `sparse_recall_at_10` (the adapter's `score` key, which only picks epochs, is left out)."""
-    return {f"{prefix}_{k}{suffix}": v for k, v in metrics.items() if k not in ("score", "examples")}
+    return {f"{prefix}_{k}{suffix}" if prefix else f"{k}{suffix}": v for k, v in metrics.items()
+            if k not in ("score", "examples", "k")}
