@@ -240,6 +240,19 @@ def test_task_of_a_plan_and_run_input_checks() -> None:
         check_run_input(IMAGE_CLASSIFICATION, "image", "m", search=True)
 
 
+def test_the_bundle_manifest_records_the_task(model_copy: Path, tmp_path: Path) -> None:
+    """A bundle's manifest template (which build_on_device.sh fills after a trtexec build, with no I/O)
+    names the task, so `run --engine` knows an embedding plan before loading it."""
+    from trt_edge.config import load_config
+    from trt_edge.engine.bundle import TEMPLATE
+    from trt_edge.engine.stage import run
+
+    run(load_config(None, {}, "build"), model_copy, tmp_path / "build")
+    template = json.loads((tmp_path / "build" / "bundle" / TEMPLATE).read_text(encoding="utf-8"))
+    assert template["task"] == SENTENCE_EMBEDDING.name and template["io"] == []
+    assert task_for_manifest(template) is SENTENCE_EMBEDDING
+
+
 # --- bad input: one line, exit 2, before any work --------------------------------------------------
 BAD: dict[str, str] = {  # case: a substring of its one error line
     "corpus-blank": "no non-empty line",

@@ -75,6 +75,12 @@ def onnx_task(path: str | os.PathLike[str]) -> TaskSpec | None:
         return None
 
 
+def task_name(path: str | os.PathLike[str]) -> str | None:
+    """The name of an ONNX file's task for a manifest (None: of no known task)."""
+    spec = onnx_task(path)
+    return spec.name if spec is not None else None
+
+
 def external_data_files(path: str | os.PathLike[str]) -> list[Path]:
     """The external-data files an ONNX model refers to (they travel with it into a bundle)."""
     model = _load(Path(path))
