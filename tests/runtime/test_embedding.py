@@ -194,6 +194,13 @@ def test_cli_prints_vectors(embedding_model: tuple[Path, Any, Any], capsys: pyte
     assert np.linalg.norm(rows[0]["embedding"]) == pytest.approx(1.0, abs=1e-5)
 
 
+def test_cli_takes_several_texts(embedding_model: tuple[Path, Any, Any], capsys: pytest.CaptureFixture[str]) -> None:
+    """`--text` repeated gives one line per text, in order, each verbatim (Fire alone kept only the last)."""
+    main(["run", "--onnx", str(embedding_model[0]), "--text", "stop, the arm", "--text", "1e5", "--text", "[a]"])
+    rows = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+    assert [r["text"] for r in rows] == ["stop, the arm", "1e5", "[a]"]
+
+
 def test_cli_top_end_to_end(model_copy: Path, tmp_path: Path) -> None:
     corpus = _corpus(tmp_path / "data")
     queries = tmp_path / "queries.txt"

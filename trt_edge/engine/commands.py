@@ -79,7 +79,8 @@ class EngineCommands:
         the K corpus lines nearest each text, best first, with their cosine).
 
         Args:
-          text: the text to classify or embed, taken verbatim (commas, numbers and quotes included).
+          text: the text to classify or embed, taken verbatim (commas, numbers and quotes included);
+            repeat --text for several texts.
           engine: a TensorRT plan (its manifest model.plan.json is checked first).
           onnx: an ONNX model, run with ONNX Runtime (or an export/calibrate stage folder).
           tokenizer: the folder with the model's preprocessor (tokenizer, or preprocessor_config.json for an
