@@ -212,6 +212,10 @@ def test_cli_top_end_to_end(model_copy: Path, tmp_path: Path) -> None:
                                "--corpus", str(corpus), "--text-file", str(queries), "--lines"],
                               capture_output=True, text=True, env=env, timeout=300)
 
+    helped = subprocess.run([sys.executable, "-m", "trt_edge", "run", "--help"], capture_output=True, text=True,
+                            env=env, timeout=300)
+    shown = helped.stdout + helped.stderr  # Fire shows help on stderr without a terminal
+    assert helped.returncode == 0 and "--top" in shown and "--corpus" in shown
     done = run()
     assert done.returncode == 0, done.stderr
     rows = [json.loads(line) for line in done.stdout.splitlines()]

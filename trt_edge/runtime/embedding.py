@@ -17,6 +17,7 @@ The matrix is plain `.npy` (no pickle) written atomically, so a reader never see
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import io
 import json
 import os
@@ -79,8 +80,6 @@ def read_corpus(path: str | os.PathLike[str]) -> Corpus:
             numbers.append(number)
     if not entries:
         raise TrtEdgeError(f"--corpus {path}: no non-empty line (one line is one entry)")
-    import hashlib
-
     return Corpus(file, entries, numbers, hashlib.sha256(raw).hexdigest())
 
 
