@@ -296,8 +296,8 @@ def task_for_inputs(input_names: list[str], source: str) -> TaskSpec:
 
 
 def task_for_io(input_names: Sequence[str], output_names: Iterable[str]) -> TaskSpec | None:
-    """The task whose required inputs and whose output a model has, and none of whose inputs it lacks
-    (two tasks take the same text inputs: the output tells them apart); None when no task fits."""
+    """The task whose required inputs and whose output a model has, with no input the task does not
+    declare (two tasks take the same text inputs: the output tells them apart); None when none fits."""
     outputs = set(output_names)
     for spec in TASKS.values():
         if spec.output in outputs and all(n in input_names for n in spec.required_inputs) \
