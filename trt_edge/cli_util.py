@@ -19,6 +19,9 @@ def print_summary(record: Any, keys: tuple[str, ...]) -> None:
 # literals instead, so they arrive verbatim.
 
 VERBATIM_PARAMS = ("text", "trt_version", "trt")
+# Parameters a user may give more than once (`run --text a --text b`): Fire would keep only the last value,
+# so the values are handed over as one list literal of verbatim strings.
+REPEATABLE_PARAMS = ("text",)
 _BOOLS = ("true", "false", "1", "0", "yes", "no")  # typed Any/str but always meant as text
 
 
@@ -97,6 +100,7 @@ def verbatim_argv(argv: list[str], commands: type) -> list[str]:
     out = argv[: index + 1]
     rest = argv[index + 1:]
     given: set[str] = set()
+    repeated: dict[str, tuple[int, str, list[str]]] = {}  # name: (its slot in `out`, flag spelling, values)
     positional: list[str] = []
     i = 0
     while i < len(rest):
@@ -125,12 +129,20 @@ def verbatim_argv(argv: list[str], commands: type) -> list[str]:
 
                 raise TrtEdgeError(f"--{key} is a switch: give it alone, or as --{key}=true / --{key}=false; "
                                    f"got {value!r}")
-            out.append(f"--{key}={value!r}" if verbatim(name) else f"--{key}={value}")
+            if name in REPEATABLE_PARAMS and verbatim(name):
+                if name not in repeated:
+                    repeated[name] = (len(out), key, [])
+                    out.append("")  # filled below, once every value of the option is known
+                repeated[name][2].append(value)
+            else:
+                out.append(f"--{key}={value!r}" if verbatim(name) else f"--{key}={value}")
             i += 1
             continue
         positional.append(token)
         out.append(token)
         i += 1
+    for at, key, values in repeated.values():
+        out[at] = f"--{key}={values[0]!r}" if len(values) == 1 else f"--{key}=[{', '.join(map(repr, values))}]"
     # Positional values fill the parameters not given by flag, in order (as Fire does).
     free = [p.name for p in params if p.name not in given and p.kind in (p.POSITIONAL_OR_KEYWORD, p.POSITIONAL_ONLY)]
     from trt_edge.errors import TrtEdgeError

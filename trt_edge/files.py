@@ -86,6 +86,12 @@ def atomic_write_json(path: str | os.PathLike[str], data: Any) -> Path:
     return atomic_write_text(path, json.dumps(data, indent=2, sort_keys=False, default=str) + "\n")
 
 
+def kit_cache_dir() -> Path:
+    """The kit's cache folder: `$TRT_EDGE_CACHE`, else `~/.cache/trt-edge` (teacher logits, plugin builds,
+    corpus embeddings whose own folder is read-only). The one place that default is written."""
+    return Path(os.environ.get("TRT_EDGE_CACHE") or Path.home() / ".cache" / "trt-edge").expanduser()
+
+
 def packaged_path(ref: str, table: dict[str, tuple[str, str]], what: str) -> Path:
     """Where a `demo:NAME` reference lies inside an installed package: `table` maps NAME to (distribution,
     path inside it). The packaged models and data sets are how the kit runs without a hub; the one-line

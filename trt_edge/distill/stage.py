@@ -22,7 +22,7 @@ from trt_edge.config import RunConfig
 from trt_edge.distill.config import DistillConfig, TrainConfig
 from trt_edge.distill.ranks import is_main_process
 from trt_edge.errors import TrtEdgeError
-from trt_edge.files import sha256_json, sha256_tree
+from trt_edge.files import kit_cache_dir, sha256_json, sha256_tree
 from trt_edge.guard import weight_hashes
 from trt_edge.log import get_logger
 from trt_edge.stage import StageRecord, stage_output
@@ -50,8 +50,7 @@ def describe_metrics(metrics: dict[str, float]) -> str:
 
 
 def cache_root(cfg: DistillConfig) -> Path:
-    root = cfg.cache_dir or os.environ.get("TRT_EDGE_CACHE") or Path.home() / ".cache" / "trt-edge"
-    return Path(root).expanduser()
+    return Path(cfg.cache_dir).expanduser() if cfg.cache_dir else kit_cache_dir()
 
 
 def adapter(task: TaskConfig | None) -> TaskAdapter:

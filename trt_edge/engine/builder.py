@@ -31,6 +31,7 @@ from trt_edge.engine.manifest import (
     plugin_entries,
     write_manifest,
 )
+from trt_edge.engine.onnxinfo import task_name
 from trt_edge.engine.plan import BuildPlan
 from trt_edge.engine.trt_api import enum_member, trt
 from trt_edge.errors import TrtEdgeError
@@ -293,7 +294,7 @@ def build_engine(plan: BuildPlan, onnx_path: str | os.PathLike[str], out_dir: st
     manifest = new_manifest(plan, status="built", plan_file=PLAN_FILE, env=env,
                             device_key=device_key or plan.device, onnx_sha256=sha256_file(onnx_path),
                             plugins=plugin_entries(plugins), io=io, sparsity=sparsity, precisions=precisions,
-                            built_by="trt-edge builder")
+                            built_by="trt-edge builder", task=task_name(onnx_path))
     manifest["warnings"] = warnings
     finalize_manifest(manifest, plan_path)
     manifest_path = write_manifest(out / MANIFEST_FILE, manifest)

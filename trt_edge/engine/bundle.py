@@ -25,6 +25,7 @@ from typing import Any
 from trt_edge import __version__
 from trt_edge.devices import l4t_to_jetpack
 from trt_edge.engine.manifest import new_manifest
+from trt_edge.engine.onnxinfo import task_name
 from trt_edge.engine.plan import BuildPlan
 from trt_edge.engine.trtexec import JETPACK_TRTEXEC, command_line, render_build, shell_join
 from trt_edge.errors import TrtEdgeError
@@ -291,7 +292,8 @@ def write_bundle(folder: Path, plan: BuildPlan, onnx: Path, *, external_data: Se
     script = folder / SCRIPT
     atomic_write_text(script, render_script(bundled, preprocessor_dir if has_tok else None))
     script.chmod(0o755)
-    template = new_manifest(bundled, status="template", device_key=bundled.device, onnx_sha256=onnx_sha256)
+    template = new_manifest(bundled, status="template", device_key=bundled.device, onnx_sha256=onnx_sha256,
+                            task=task_name(onnx))
     template["note"] = ("template: the versions are the target's; build_on_device.sh replaces them with the "
                         "device's and stamps the plan's sha256")
     atomic_write_json(folder / TEMPLATE, template)

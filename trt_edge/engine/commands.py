@@ -73,12 +73,14 @@ class EngineCommands:
 
     def run(self, text: Any = "", engine: str = "", onnx: str = "", tokenizer: str = "", max_length: Any = None,
             providers: str = "", allow_host_code: bool = False, cuda_graph: bool = False, text_file: str = "",
-            lines: bool = False, image: Any = "") -> None:
-        """Classify texts or images end to end with a TensorRT plan or an ONNX model, printing one JSON line
-        (label and probabilities) per input.
+            lines: bool = False, image: Any = "", top: Any = None, corpus: str = "") -> None:
+        """Run a TensorRT plan or an ONNX model end to end, printing one JSON line per input: a classifier's
+        label and probabilities, or a sentence-embedding model's vector (or, with --top K --corpus FILE,
+        the K corpus lines nearest each text, best first, with their cosine).
 
         Args:
-          text: the text to classify, taken verbatim (commas, numbers and quotes included).
+          text: the text to classify or embed, taken verbatim (commas, numbers and quotes included);
+            repeat --text for several texts.
           engine: a TensorRT plan (its manifest model.plan.json is checked first).
           onnx: an ONNX model, run with ONNX Runtime (or an export/calibrate stage folder).
           tokenizer: the folder with the model's preprocessor (tokenizer, or preprocessor_config.json for an
@@ -88,63 +90,139 @@ class EngineCommands:
           allow_host_code: run a plan that embeds host code (version-compatible, serialized plugins).
           cuda_graph: replay the TensorRT enqueue from a CUDA graph.
           text_file: read the text from this UTF-8 file instead (for long input); `-` reads standard input.
-          lines: with --text-file, classify each non-empty line as its own text.
+          lines: with --text-file, classify (or embed, or search with) each non-empty line as its own text.
           image: a PNG/JPEG file, or a folder of them (its own files, by name), for an image-classification
             model.
+          top: with --corpus, a sentence-embedding model prints the K corpus lines nearest each text.
+          corpus: a UTF-8 text file, one entry per non-empty line, searched with --top K. Its embeddings
+            are computed once and cached in FILE.trt-edge-embeddings/ (keyed by the model's and the file's
+            sha256; the kit's cache folder when the corpus folder is read-only).
         """
         from trt_edge.errors import TrtEdgeError
         from trt_edge.runtime.base import Runner
+        from trt_edge.tasks.spec import TaskSpec, check_run_input
 
         images = _image_paths(image)
         if images and (text_file or text not in ("", None) or lines):
             raise TrtEdgeError("give --text (or --text-file) or --image, not both")
         texts = [] if images else run_texts(text, text_file, lines)
+        k = _search_top(top, corpus)
         asked = max_length not in (None, "")
         length = _positive_int(max_length, "max-length", minimum=2) if asked else 128
         if bool(engine) == bool(onnx):
             raise TrtEdgeError("run needs exactly one of --engine PLAN or --onnx MODEL")
         runner: Runner
+        spec: TaskSpec | None
         batch_size = 32
         if engine:
             from trt_edge.engine.manifest import manifest_path_for, read_manifest
             from trt_edge.runtime.tensorrt import TensorRTRunner
+            from trt_edge.tasks.spec import task_for_manifest
 
             model_file = engine
+            manifest = read_manifest(manifest_path_for(engine))
+            spec = task_for_manifest(manifest)
             # Stay inside the plan's optimization profile: longer texts are truncated to its max sequence.
-            batch_max, seq_max = _profile_limits(read_manifest(manifest_path_for(engine)), engine)
+            batch_max, seq_max = _profile_limits(manifest, engine)
             batch_size = min(batch_size, batch_max) if batch_max is not None else batch_size
             length = min(length, seq_max) if seq_max is not None else length
             runner = TensorRTRunner(engine, allow_host_code=allow_host_code, cuda_graph=cuda_graph)
         else:
+            from trt_edge.engine.onnxinfo import onnx_task
             from trt_edge.engine.stage import resolve_input
             from trt_edge.runtime.ort import OnnxRuntimeRunner
 
             model_path = resolve_input(onnx)[0]
             model_file = str(model_path)
+            spec = onnx_task(model_path)
             runner = OnnxRuntimeRunner(model_path, providers=[p for p in providers.split(",") if p] or None)
-        _check_modality(model_file, tokenizer or None, "image" if images else "text")
-        if images:
-            from trt_edge.runtime.image import ImageClassifier, image_files
+        modality = "image" if images else "text"
+        try:
+            if spec is None:  # the model does not say: its preprocessor tells the modality, its I/O the task
+                _check_modality(model_file, tokenizer or None, modality)
+                if k is not None:
+                    from trt_edge.tasks.spec import task_for_io
 
-            files = image_files(images)
-            classifier_i = ImageClassifier.from_model_file(runner, model_file, tokenizer or None, batch_size)
-            for record in classifier_i.classify(files):
-                print(json.dumps(record))
-            return
-        from trt_edge.runtime.text import TextClassifier
+                    runner.activate()
+                    spec = task_for_io([i.name for i in runner.inputs()], [o.name for o in runner.outputs()])
+            check_run_input(spec, modality, model_file, search=k is not None)
+            if images:
+                from trt_edge.runtime.image import ImageClassifier, image_files
 
-        classifier = TextClassifier.from_model_file(runner, model_file, tokenizer or None, length, batch_size)
-        from trt_edge.guard import model_positions
+                files = image_files(images)
+                classifier_i = ImageClassifier.from_model_file(runner, model_file, tokenizer or None, batch_size)
+                for record in classifier_i.classify(files):
+                    print(json.dumps(record))
+            elif spec is not None and spec.vector_output:
+                _embed(runner, model_file, tokenizer or None, length, asked, batch_size, texts, k, corpus)
+            else:
+                _classify(runner, model_file, tokenizer or None, length, asked, batch_size, texts)
+        finally:
+            runner.deactivate()
 
-        positions = (model_positions(classifier._label_folder, classifier.tokenizer) if classifier._label_folder
-                     else None)
-        if positions is not None and length > positions and not asked:
-            length = classifier.max_length = positions
-        if positions is not None and length > positions:
-            raise TrtEdgeError(f"--max-length {length} is more than the {positions} positions the model has; "
-                               "use at most that")
-        for prediction in classifier.classify(texts):
-            print(json.dumps(prediction.to_dict()))
+
+def _classify(runner: Any, model_file: str, tokenizer: str | None, length: int, asked: bool, batch_size: int,
+              texts: list[str]) -> None:
+    """`run` for a text classifier: one JSON line (label, probabilities) per text."""
+    from trt_edge.runtime.text import TextClassifier
+
+    classifier = TextClassifier.from_model_file(runner, model_file, tokenizer, length, batch_size)
+    classifier.max_length = _fit_length(classifier._label_folder, classifier.tokenizer, length, asked)
+    for prediction in classifier.classify(texts):
+        print(json.dumps(prediction.to_dict()))
+
+
+def _embed(runner: Any, model_file: str, tokenizer: str | None, length: int, asked: bool, batch_size: int,
+           texts: list[str], k: int | None, corpus: str) -> None:
+    """`run` for a sentence-embedding model: each text's vector, or (--top K --corpus FILE) the K corpus
+    lines nearest it. The corpus is read and --top checked against its size before any inference."""
+    from trt_edge.runtime.embedding import TextEmbedder, check_top, read_corpus
+
+    entries = read_corpus(corpus) if k is not None else None
+    if entries is not None:
+        check_top(k, len(entries))
+    embedder = TextEmbedder.from_model_file(runner, model_file, tokenizer, length, batch_size)
+    embedder.max_length = _fit_length(embedder.preprocessor_folder, embedder.tokenizer, length, asked)
+    if entries is None or k is None:
+        for item, vector in zip(texts, embedder.embed(texts), strict=True):
+            print(json.dumps({"text": item, "embedding": [round(float(v), 7) for v in vector], "dim": len(vector)}))
+        return
+    index = embedder.index(entries, progress=sys.stderr.isatty())
+    for item, hits in zip(texts, index.search(embedder.embed(texts), k), strict=True):
+        print(json.dumps({"text": item, "top": [h.to_dict() for h in hits]}))
+
+
+def _fit_length(folder: Any, tokenizer: Any, length: int, asked: bool) -> int:
+    """The truncation length within the model's positions: a default beyond them is lowered to them, an
+    asked one beyond them is refused in one line."""
+    from trt_edge.errors import TrtEdgeError
+    from trt_edge.guard import model_positions
+
+    positions = model_positions(folder, tokenizer) if folder else None
+    if positions is not None and length > positions and not asked:
+        return int(positions)
+    if positions is not None and length > positions:
+        raise TrtEdgeError(f"--max-length {length} is more than the {positions} positions the model has; "
+                           "use at most that")
+    return length
+
+
+def _search_top(top: Any, corpus: Any) -> int | None:
+    """`--top K` of a corpus search (None when not searching); --top and --corpus go together."""
+    from trt_edge.errors import TrtEdgeError
+
+    # `--top 0` is given (and refused below): compare with None and "", not by truth (0 == False)
+    has_top = top is not None and not (isinstance(top, str) and not top)
+    has_corpus = corpus is not None and not (isinstance(corpus, str) and not corpus)
+    if has_top and not has_corpus:
+        raise TrtEdgeError("--top K goes with --corpus FILE (the lines to search)")
+    if has_corpus and not has_top:
+        raise TrtEdgeError("--corpus FILE goes with --top K (how many nearest lines to print)")
+    if not has_top:
+        return None
+    if not isinstance(corpus, str):
+        raise TrtEdgeError(f"--corpus takes one text file, got {corpus!r}")
+    return _positive_int(top, "top")
 
 
 def _image_paths(image: Any) -> list[str]:

@@ -116,9 +116,11 @@ def new_manifest(plan: BuildPlan, *, status: str, plan_file: str = "model.plan",
                  device_key: str | None = None, onnx_sha256: str | None = None,
                  plugins: Sequence[Mapping[str, str]] = (), io: Sequence[Mapping[str, Any]] = (),
                  sparsity: Mapping[str, Any] | None = None, precisions: Mapping[str, Any] | None = None,
-                 built_by: str = "trt-edge") -> dict[str, Any]:
+                 built_by: str = "trt-edge", task: str | None = None) -> dict[str, Any]:
     """A manifest dict. `status` is `built` (a plan exists; its hash is filled by `finalize_manifest`) or
-    `template` (an on-device bundle: versions are the target's, to be replaced by the device's)."""
+    `template` (an on-device bundle: versions are the target's, to be replaced by the device's). `task` is
+    the ONNX's task (`engine.onnxinfo.onnx_task`): `trt-edge run` reads what the plan computes from it
+    (`tasks.spec.task_for_manifest`), where a trtexec build records no I/O."""
     from trt_edge.devices import device
 
     env = env or RuntimeEnv()
@@ -141,6 +143,7 @@ def new_manifest(plan: BuildPlan, *, status: str, plan_file: str = "model.plan",
         "precisions": dict(precisions or {}),
         "io": [dict(t) for t in io],
         "onnx_sha256": onnx_sha256,
+        "task": task,
         "plugins": [dict(p) for p in plugins],
         "attention_plugin": plan.attention_plugin,  # plugin generation of the fused attention, None without
         "host_code": plan.embeds_host_code(),

@@ -11,10 +11,13 @@ import functools
 import importlib
 import os
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from trt_edge.engine.plan import OnnxInput
 from trt_edge.errors import TrtEdgeError
+
+if TYPE_CHECKING:
+    from trt_edge.tasks.spec import TaskSpec
 
 _ELEM_TYPES = {1: "float32", 2: "uint8", 3: "int8", 5: "int16", 6: "int32", 7: "int64", 9: "bool",
                10: "float16", 11: "float64", 16: "bfloat16", 17: "float8e4m3fn"}
@@ -58,6 +61,24 @@ def onnx_inputs(path: str | os.PathLike[str]) -> list[OnnxInput]:
         out.append(OnnxInput(value.name, _ELEM_TYPES.get(int(tensor.elem_type), f"type{tensor.elem_type}"),
                              tuple(dims)))
     return out
+
+
+def onnx_task(path: str | os.PathLike[str]) -> TaskSpec | None:
+    """The task of an ONNX file (the `trt_edge.task` its exporter recorded, else its inputs and output:
+    `task_for_onnx`), None for a graph of no known task; an unreadable file is refused in one line."""
+    from trt_edge.tasks.spec import task_for_onnx
+
+    model = _load(Path(path))
+    try:
+        return task_for_onnx(model, str(path))
+    except TrtEdgeError:  # inputs of no task: the runner says what it expected
+        return None
+
+
+def task_name(path: str | os.PathLike[str]) -> str | None:
+    """The name of an ONNX file's task for a manifest (None: of no known task)."""
+    spec = onnx_task(path)
+    return spec.name if spec is not None else None
 
 
 def external_data_files(path: str | os.PathLike[str]) -> list[Path]:

@@ -28,7 +28,7 @@ import subprocess
 from pathlib import Path
 
 from trt_edge.errors import TrtEdgeError
-from trt_edge.files import sha256_file
+from trt_edge.files import kit_cache_dir, sha256_file
 from trt_edge.log import get_logger
 
 log = get_logger("build")
@@ -69,9 +69,7 @@ def sources_sha256() -> str:
 
 def build_dir() -> Path:
     """Where `build_libraries` builds by default."""
-    cache = os.environ.get("TRT_EDGE_CACHE")
-    base = Path(cache) if cache else Path.home() / ".cache" / "trt-edge"
-    return base / "plugins" / sources_sha256()[:16]
+    return kit_cache_dir() / "plugins" / sources_sha256()[:16]
 
 
 def build_libraries(out: Path | None = None, cuda_architectures: str | None = None,

@@ -130,18 +130,25 @@ class Runner(ABC):
 
 def logits_in_chunks(runner: Runner, items: Sequence[T], batch_size: int,
                      make_feed: Callable[[Sequence[T]], dict[str, np.ndarray]],
-                     preferred: str = "logits") -> np.ndarray:
+                     preferred: str = "logits", on_chunk: Callable[[int], None] | None = None,
+                     what: str = "classify") -> np.ndarray:
     """The `preferred` output (or the only one) for `items`, `batch_size` at a time, in order; the runner
-    is activated for the call when it is not active. The text and image classifiers share this loop."""
+    is activated for the call when it is not active. The text and image classifiers and the text embedder
+    share this loop; `on_chunk(n)` is told each chunk's size (a progress bar), `what` names the work in
+    the error for no items."""
     if not items:
-        raise TrtEdgeError("nothing to classify")
+        raise TrtEdgeError(f"nothing to {what}")
     was_active = runner.is_active
     if not was_active:
         runner.activate()
     try:
         outputs = [o.name for o in runner.outputs()]
         name = preferred if preferred in outputs else outputs[0]
-        chunks = [runner.infer(make_feed(items[i:i + batch_size]))[name] for i in range(0, len(items), batch_size)]
+        chunks = []
+        for i in range(0, len(items), batch_size):
+            chunks.append(runner.infer(make_feed(items[i:i + batch_size]))[name])
+            if on_chunk is not None:
+                on_chunk(len(chunks[-1]))
     finally:
         if not was_active:
             runner.deactivate()

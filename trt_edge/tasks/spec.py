@@ -109,6 +109,9 @@ class TaskSpec:
     # The folder of a build output / on-device bundle that holds the preprocessor (`preprocessor_dir`
     # reads either name, so bundles written before image tasks said `preprocessor/` keep working).
     bundle_dir: str = BUNDLE_PREPROCESSOR_DIR
+    # The output is one vector per example (`trt-edge run` prints it and searches a corpus with it), not
+    # class logits (softmax and label names): the one capability `run` dispatches on.
+    vector_output: bool = False
 
     @property
     def input_names(self) -> tuple[str, ...]:
@@ -227,6 +230,7 @@ SENTENCE_EMBEDDING = TaskSpec(
     auto_model="AutoModel",
     metric="recall_at_10",
     length_input="attention_mask",
+    vector_output=True,
 )
 
 TASKS: dict[str, TaskSpec] = {s.name: s for s in (TEXT_CLASSIFICATION, IMAGE_CLASSIFICATION, SENTENCE_EMBEDDING)}
@@ -262,14 +266,24 @@ def task_for_model_config(config: Any) -> TaskSpec:
     return IMAGE_CLASSIFICATION if image else DEFAULT_TASK
 
 
-def check_run_input(spec: TaskSpec | None, asked: str, source: str) -> None:
-    """Refuse, in one line, `trt-edge run` input of another modality (`asked`: "text" for --text,
-    "image" for --image) than the model's task takes (`spec`, None when the folder does not say)."""
-    if spec is not None and spec.modality != asked:
-        use = "--image FILE" if spec.modality == "image" else '--text "..."'
-        article = "an" if spec.name[0] in "aeiou" else "a"
+def check_run_input(spec: TaskSpec | None, asked: str, source: str, search: bool = False) -> None:
+    """Refuse, in one line, `trt-edge run` input the model's task (`spec`, None when nothing says) does not
+    take: another modality (`asked`: "text" for --text, "image" for --image), or a corpus search
+    (`search`: --top/--corpus) with a model whose output is not a vector. The line names the task and
+    what it takes."""
+    if spec is None:
+        return
+    article = "an" if spec.name[0] in "aeiou" else "a"
+    takes = "--image FILE" if spec.modality == "image" else '--text "..."'
+    if spec.vector_output:
+        takes += " (it prints the vector; --top K --corpus FILE searches a corpus)"
+    if spec.modality != asked:
         raise TrtEdgeError(f"{source} is {article} {spec.name} model: it takes {spec.modality}, not {asked}; "
-                           f"use {use}")
+                           f"use {takes}")
+    if search and not spec.vector_output:
+        needs = ", ".join(s.name for s in TASKS.values() if s.vector_output)
+        raise TrtEdgeError(f"{source} is {article} {spec.name} model: --top/--corpus search a corpus with a "
+                           f"{needs} model; this one takes {takes}")
 
 
 def task_for_inputs(input_names: list[str], source: str) -> TaskSpec:
@@ -281,21 +295,40 @@ def task_for_inputs(input_names: list[str], source: str) -> TaskSpec:
     raise TrtEdgeError(f"{source}: inputs {input_names} match no task ({known}); export it with `trt-edge export`")
 
 
+def task_for_io(input_names: Sequence[str], output_names: Iterable[str]) -> TaskSpec | None:
+    """The task whose required inputs and whose output a model has, with no input the task does not
+    declare (two tasks take the same text inputs: the output tells them apart); None when none fits."""
+    outputs = set(output_names)
+    for spec in TASKS.values():
+        if spec.output in outputs and all(n in input_names for n in spec.required_inputs) \
+                and all(n in spec.input_names for n in input_names):
+            return spec
+    return None
+
+
 def task_for_onnx(model: Any, source: str) -> TaskSpec:
     """The task of an ONNX ModelProto: the `trt_edge.task` its exporter recorded, else the task whose inputs
-    and output the graph has (two tasks take the same text inputs: the output tells them apart), else
-    `task_for_inputs` on its inputs (initializers excluded)."""
+    and output the graph has (`task_for_io`), else `task_for_inputs` on its inputs (initializers excluded)."""
     recorded = {p.key: p.value for p in model.metadata_props}.get("trt_edge.task")
     if recorded in TASKS:
         return TASKS[recorded]
     inits = {i.name for i in model.graph.initializer}
     names = [i.name for i in model.graph.input if i.name not in inits]
-    outputs = {o.name for o in model.graph.output}
-    for spec in TASKS.values():
-        if spec.output in outputs and all(n in names for n in spec.required_inputs) \
-                and all(n in spec.input_names for n in names):
-            return spec
-    return task_for_inputs(names, source)
+    found = task_for_io(names, (o.name for o in model.graph.output))
+    return found if found is not None else task_for_inputs(names, source)
+
+
+def task_for_manifest(manifest: dict[str, Any]) -> TaskSpec | None:
+    """The task of a TensorRT plan, from its manifest (`model.plan.json`): the `task` it records, else the
+    task whose inputs and output the engine's recorded I/O has; None when it says neither (a manifest a
+    trtexec build filled in has no I/O)."""
+    recorded = manifest.get("task")
+    if isinstance(recorded, str) and recorded in TASKS:
+        return TASKS[recorded]
+    io = [t for t in manifest.get("io") or [] if isinstance(t, dict) and isinstance(t.get("name"), str)]
+    inputs = [t["name"] for t in io if t.get("mode") == "input"]
+    outputs = [t["name"] for t in io if t.get("mode") == "output"]
+    return task_for_io(inputs, outputs) if inputs and outputs else None
 
 
 def describe_feed(feed: dict[str, Any], batch: int, sequence: int) -> str:
