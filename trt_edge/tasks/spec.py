@@ -109,6 +109,12 @@ class TaskSpec:
     # The folder of a build output / on-device bundle that holds the preprocessor (`preprocessor_dir`
     # reads either name, so bundles written before image tasks said `preprocessor/` keep working).
     bundle_dir: str = BUNDLE_PREPROCESSOR_DIR
+    # One pooled vector per example (`modeling.pooling.EmbeddingModel`: an encoder with its pooling and
+    # normalisation), not class scores: no label names, no head to check, parity on the vectors.
+    pooled: bool = False
+    # Parity of a pooled output: the least cosine between each PyTorch and ONNX vector (None: not judged).
+    # Argmax agreement means nothing for a vector and is judged only for class scores (`pooled` False).
+    min_cosine: float | None = None
 
     @property
     def input_names(self) -> tuple[str, ...]:
@@ -227,6 +233,8 @@ SENTENCE_EMBEDDING = TaskSpec(
     auto_model="AutoModel",
     metric="recall_at_10",
     length_input="attention_mask",
+    pooled=True,
+    min_cosine=0.9999,
 )
 
 TASKS: dict[str, TaskSpec] = {s.name: s for s in (TEXT_CLASSIFICATION, IMAGE_CLASSIFICATION, SENTENCE_EMBEDDING)}
