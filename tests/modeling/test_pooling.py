@@ -22,7 +22,9 @@ FOLDERS = {
     "mpnet-mean": ("mpnet", "mean", None, True),
     "xlmr-lasttoken": ("xlm-roberta", "lasttoken", None, False),
     "bert-max": ("bert", "max", None, True),
+    "bert-sqrt": ("bert", "mean_sqrt_len_tokens", None, False),
 }
+OUR_MODE = {"mean_sqrt_len_tokens": "mean_sqrt_len"}  # sentence-transformers' name -> the kit's
 
 
 @pytest.fixture(scope="module")
@@ -42,7 +44,7 @@ def test_the_packaged_minilm_is_mean_pooled_and_normalised() -> None:
 def test_folders_written_by_sentence_transformers_are_read_as_written(st_folders: dict[str, Path]) -> None:
     for name, (_, mode, dense, norm) in FOLDERS.items():
         pooling = read_pooling(st_folders[name])
-        assert pooling.mode == mode, name
+        assert pooling.mode == OUR_MODE.get(mode, mode), name
         assert pooling.normalize is norm, name
         assert [d.out_features for d in pooling.dense] == ([dense] if dense else []), name
 
@@ -120,6 +122,8 @@ def test_saved_folders_load_in_sentence_transformers_and_read_back_identically(
         save_classifier(loaded.model, loaded.tokenizer, out)  # the stages' one save call
         assert json.loads((out / "modules.json").read_text())[0]["type"].endswith("Transformer")
         assert not list(out.rglob("*.bin"))  # safetensors only
+        source = json.loads((st_folders[name] / "sentence_bert_config.json").read_text())
+        assert json.loads((out / "sentence_bert_config.json").read_text()) == source
         before = torch_encode(loaded)
         np.testing.assert_allclose(st_encode(out), before, atol=1e-5, rtol=0)
         again = load_classifier(out, [], task="sentence-embedding")
@@ -190,3 +194,18 @@ def test_a_width_pruned_embedding_model_reloads(st_folders: dict[str, Path], tmp
     again = load_classifier(tmp_path / "pruned", [], task="sentence-embedding")
     assert again.model.bert.encoder.layer[0].intermediate.dense.out_features == 96
     np.testing.assert_allclose(torch_encode(again), torch_encode(loaded), atol=1e-6, rtol=0)
+
+
+def test_a_plain_encoder_folder_saves_as_a_sentence_transformers_folder(tiny_bert_dir: Path, tmp_path: Path) -> None:
+    """A classifier folder (no modules.json) loads as an encoder with the declared pooling; saved, it is a
+    sentence-transformers folder that gives the same vectors."""
+    from trt_edge.modeling.folder import save_classifier
+    from trt_edge.tasks.models import load_embedding_model
+
+    loaded = load_embedding_model(tiny_bert_dir, pooling="cls", normalize=False)
+    assert loaded.head_note == "pooling: cls, not normalised (declared)"
+    out = tmp_path / "saved"
+    save_classifier(loaded.model, loaded.tokenizer, out)
+    assert json.loads((out / "sentence_bert_config.json").read_text())["max_seq_length"] == 128
+    np.testing.assert_allclose(st_encode(out), torch_encode(loaded), atol=1e-5, rtol=0)
+    assert (read_pooling(out).mode, read_pooling(out).normalize) == ("cls", False)

@@ -56,6 +56,7 @@ ACTIVATIONS: dict[str, type[torch.nn.Module]] = {
 _ACTIVATION_NAMES = {cls: name for name, cls in ACTIVATIONS.items()}
 MODULE_KINDS = ("Transformer", "Pooling", "Dense", "Normalize")
 MODULES_FILE = "modules.json"
+SENTENCE_CONFIG = "sentence_bert_config.json"
 # What the kit writes into modules.json: the legacy names, which every sentence-transformers release loads.
 _ST_TYPES = {kind: f"sentence_transformers.models.{kind}" for kind in MODULE_KINDS}
 
@@ -269,6 +270,9 @@ class EmbeddingModel(torch.nn.Module):
         self.pooling = pooling if pooling is not None else Pooling()
         _check_mode(self.pooling.mode, "pooling")
         self.dense = torch.nn.ModuleList([Dense(spec) for spec in self.pooling.dense])
+        # The folder's `sentence_bert_config.json` (sentence-transformers' max_seq_length, lower-casing),
+        # written back on save so the saved folder encodes as the source did.
+        self.sentence_config: dict[str, Any] = {}
         import inspect
 
         self._token_types = "token_type_ids" in inspect.signature(encoder.forward).parameters
@@ -289,6 +293,10 @@ class EmbeddingModel(torch.nn.Module):
     def build_like(self, config: Any) -> EmbeddingModel:
         """A fresh model of this kind from `config` with the same pooling (width recipes compare against it)."""
         return EmbeddingModel(config, replace(self.pooling, dense=self.dense_specs()))
+
+    def save_folder(self, tokenizer: Any, folder: str | Path) -> None:
+        """`folder.save_classifier`'s hook: a sentence-transformers folder (`save_embedding_model`)."""
+        save_embedding_model(self, tokenizer, folder)
 
     def dense_layers(self) -> list[Dense]:
         return [d for d in self.dense if isinstance(d, Dense)]
@@ -364,13 +372,13 @@ def save_embedding_model(model: EmbeddingModel, tokenizer: Any, folder: str | Pa
     if model.pooling.normalize:
         _write_module(out, modules, "Normalize", None)
     (out / MODULES_FILE).write_text(json.dumps(modules, indent=2) + "\n", encoding="utf-8")
-    sentence_config = out / "sentence_bert_config.json"
-    if not sentence_config.is_file():
+    data = dict(model.sentence_config)  # the source folder's, as it was (its keys vary between releases)
+    if not data:
         limit = getattr(tokenizer, "model_max_length", None)
         positions = getattr(model.config, "max_position_embeddings", None)
         known = [int(v) for v in (limit, positions) if isinstance(v, int) and 0 < v < 1_000_000]
         data = {"max_seq_length": min(known) if known else 512, "do_lower_case": False}
-        sentence_config.write_text(json.dumps(data, indent=2) + "\n", encoding="utf-8")
+    (out / SENTENCE_CONFIG).write_text(json.dumps(data, indent=2) + "\n", encoding="utf-8")
 
 
 def _write_module(out: Path, modules: list[dict[str, Any]], kind: str, config: dict[str, Any] | None) -> Path:
@@ -438,6 +446,10 @@ def load_embedding_model(path: Path, config: Any, pooling: Pooling,
         raise TrtEdgeError(f"{path}: encoder weights missing from the folder: {', '.join(sorted(missing)[:3])}")
     model = EmbeddingModel(encoder.config, pooling, encoder=encoder)
     load_dense_weights(model)
+    sentence_config = path / SENTENCE_CONFIG
+    if sentence_config.is_file():
+        data = _load_json(sentence_config)
+        model.sentence_config = dict(data) if isinstance(data, Mapping) else {}
     model.eval()
     return model
 
