@@ -209,3 +209,44 @@ def test_a_plain_encoder_folder_saves_as_a_sentence_transformers_folder(tiny_ber
     assert json.loads((out / "sentence_bert_config.json").read_text())["max_seq_length"] == 128
     np.testing.assert_allclose(st_encode(out), torch_encode(loaded), atol=1e-5, rtol=0)
     assert (read_pooling(out).mode, read_pooling(out).normalize) == ("cls", False)
+
+
+@pytest.mark.parametrize("side", ["right", "left"])
+def test_every_mode_pools_as_sentence_transformers_pools(side: str) -> None:
+    """`pool` against sentence-transformers' own Pooling module on random token states, with right and left
+    padding (CLS is position 0, so it is compared on right padding only, the side our tokenizers pad)."""
+    import torch
+    from sentence_transformers.sentence_transformer.modules import Pooling as STPooling
+
+    from trt_edge.modeling.pooling import pool
+
+    torch.manual_seed(0)
+    hidden = torch.randn(3, 7, 8)
+    lengths = [7, 4, 1]
+    mask = torch.zeros(3, 7, dtype=torch.int64)
+    for row, n in enumerate(lengths):
+        if side == "right":
+            mask[row, :n] = 1
+        else:
+            mask[row, 7 - n:] = 1
+    for ours, theirs in [("mean", "mean"), ("max", "max"), ("lasttoken", "lasttoken"),
+                         ("mean_sqrt_len", "mean_sqrt_len_tokens"), ("cls", "cls")]:
+        if ours == "cls" and side == "left":
+            continue
+        expected = STPooling(8, pooling_mode=theirs)({"token_embeddings": hidden, "attention_mask": mask})
+        torch.testing.assert_close(pool(hidden, mask, ours), expected["sentence_embedding"], rtol=0, atol=1e-6)
+
+
+def test_two_four_selection_finds_the_classifiers_layers(st_folders: dict[str, Path]) -> None:
+    """The default 2:4 patterns pick the same encoder Linears in the embedding model as in the classifier of
+    the same folder (names under `bert.`), and leave the Dense projection and the pooler dense."""
+    from trt_edge.sparsity.config import DEFAULT_EXCLUDE, DEFAULT_INCLUDE
+    from trt_edge.sparsity.masks import select_layers
+    from trt_edge.tasks.models import load_classifier
+
+    folder = st_folders["bert-cls-dense"]
+    embedding = load_classifier(folder, [], task="sentence-embedding").model
+    classifier = load_classifier(folder, ["a", "b"], task="text-classification").model
+    ours = [n for n, _ in select_layers(embedding, DEFAULT_INCLUDE, DEFAULT_EXCLUDE).layers]
+    theirs = [n for n, _ in select_layers(classifier, DEFAULT_INCLUDE, DEFAULT_EXCLUDE).layers]
+    assert ours == theirs and ours and all(n.startswith("bert.encoder.layer.") for n in ours)

@@ -43,7 +43,8 @@ class ExportInfo:
     file's default-domain opset. input_names / output_names (list[str]): the graph's I/O.
     input_dtype (str): `int64` or `int32`. onnx_bytes (int): size of the file plus external data.
     external_data (bool): whether weights live in `<name>.data`. label_names (list[str]): the class
-    names of the logits, in order (empty for a pooled model: its output is a vector). fallback_reason (str | None): why dynamo was not used, when it failed.
+    names of the logits, in order (empty for a pooled model: its output is a vector).
+    fallback_reason (str | None): why dynamo was not used, when it failed.
     cleanup (dict): what the clean-up did (node counts before and after, the library used).
     """
 
