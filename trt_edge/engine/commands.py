@@ -153,7 +153,7 @@ class EngineCommands:
                 classifier_i = ImageClassifier.from_model_file(runner, model_file, tokenizer or None, batch_size)
                 for record in classifier_i.classify(files):
                     print(json.dumps(record))
-            elif spec is not None and spec.vector_output:
+            elif spec is not None and spec.pooled:
                 _embed(runner, model_file, tokenizer or None, length, asked, batch_size, texts, k, corpus)
             else:
                 _classify(runner, model_file, tokenizer or None, length, asked, batch_size, texts)

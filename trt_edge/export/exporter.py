@@ -2,7 +2,8 @@
 
 The contract every later stage relies on (calibration, the TensorRT build, the ONNX Runtime runner) is
 the task spec's (`trt_edge.tasks.spec`): its input names, dtypes and named dynamic axes (text:
-`batch` and `sequence`; images: `batch`), output `logits` [batch, classes], opset >= 17, int64 or int32
+`batch` and `sequence`; images: `batch`), output `logits` [batch, classes] (a sentence-embedding model:
+`sentence_embedding` [batch, dim], pooling and normalisation inside the graph), opset >= 17, int64 or int32
 integer inputs, one self-contained file unless the weights pass the 2 GB protobuf limit (then
 `<name>.data` beside it).
 
@@ -42,7 +43,8 @@ class ExportInfo:
     file's default-domain opset. input_names / output_names (list[str]): the graph's I/O.
     input_dtype (str): `int64` or `int32`. onnx_bytes (int): size of the file plus external data.
     external_data (bool): whether weights live in `<name>.data`. label_names (list[str]): the class
-    names of the logits, in order. fallback_reason (str | None): why dynamo was not used, when it failed.
+    names of the logits, in order (empty for a pooled model: its output is a vector).
+    fallback_reason (str | None): why dynamo was not used, when it failed.
     cleanup (dict): what the clean-up did (node counts before and after, the library used).
     """
 
@@ -85,10 +87,14 @@ def folder_label_names(model_dir: Path) -> list[str]:
 
 def load_for_export(model_dir: str | Path, label_names: list[str] | None = None,
                     trust_remote_code: bool = False, task: str | None = None) -> Any:
-    """Load the classifier the way every stage does, refusing a folder without a trained head."""
+    """Load the classifier the way every stage does, refusing a folder without a trained head. A pooled
+    task (sentence embeddings) has no head and no label names: its model loads with its pooling."""
     from trt_edge.tasks.models import load_classifier
 
-    labels = label_names if label_names is not None else folder_label_names(Path(model_dir))
+    if task_spec(task).pooled:
+        labels: list[str] = []
+    else:
+        labels = label_names if label_names is not None else folder_label_names(Path(model_dir))
     loaded = load_classifier(model_dir, labels, trust_remote_code, task_spec(task).name)
     if not loaded.head_trained:
         raise TrtEdgeError(f"{loaded.path}: {loaded.head_note}; export needs a trained classifier "
@@ -109,13 +115,16 @@ def model_input_names(model: Any, preprocessor: Any, spec: TaskSpec) -> list[str
 
 
 def _wrapper(model: Any, names: list[str], int32_inputs: bool, spec: TaskSpec) -> Any:
-    """A module whose positional inputs are the contract's names and whose one output is the logits."""
+    """A module whose positional inputs are the contract's names and whose one output is the spec's
+    (`logits`, or `sentence_embedding` of a pooled model), read from the model's output by that name."""
     import torch
 
     integer = {i.name for i in spec.inputs if i.dtype.startswith("int")}
 
+    output = spec.output
+
     class LogitsOnly(torch.nn.Module):
-        """Returns the logits tensor only; casts int32 integer inputs to the int64 embeddings need."""
+        """Returns the spec's output tensor only; casts int32 integer inputs to the int64 embeddings need."""
 
         def __init__(self, inner: Any) -> None:
             super().__init__()
@@ -124,7 +133,7 @@ def _wrapper(model: Any, names: list[str], int32_inputs: bool, spec: TaskSpec) -
         def forward(self, x0: Any, x1: Any = None, x2: Any = None) -> Any:
             given = dict(zip(names, (x0, x1, x2), strict=False))
             feeds = {n: (v.to(torch.int64) if int32_inputs and n in integer else v) for n, v in given.items()}
-            return self.inner(**feeds, return_dict=True).logits
+            return getattr(self.inner(**feeds, return_dict=True), output)
 
     if len(names) > 3:
         raise RuntimeError(f"the export wrapper takes at most 3 inputs, the spec lists {names}")
@@ -221,7 +230,8 @@ def _keep_contract_inputs(model: Any, names: list[str], int32_inputs: bool,
 
 def _fix_io(model: Any, names: list[str], int32_inputs: bool, num_labels: int,
             spec: TaskSpec) -> None:
-    """Make the graph's I/O exactly the spec's: names, dtypes and the named dynamic axes."""
+    """Make the graph's I/O exactly the spec's: names, dtypes and the named dynamic axes. `num_labels` is the
+    output's fixed last dimension (the classes, or the vector's dimension)."""
     _keep_contract_inputs(model, names, int32_inputs, spec)
     inputs = [i for i in model.graph.input if i.name not in {t.name for t in model.graph.initializer}]
     got = [i.name for i in inputs]
@@ -364,11 +374,11 @@ def export_onnx(model_dir: Path, onnx_path: Path, *, opset: int = 17, int32_inpu
     if loaded is None:
         loaded = load_for_export(model_dir, label_names, trust_remote_code, task)
     model = loaded.model.eval()
-    labels = [str(loaded.model.config.id2label[i]) for i in sorted(loaded.model.config.id2label)]
+    labels = [] if spec.pooled else [str(loaded.model.config.id2label[i]) for i in sorted(loaded.model.config.id2label)]
     names = model_input_names(model, loaded.tokenizer, spec)
     wrapper = _wrapper(model, names, int32_inputs, spec)
     args = example_inputs(names, model.config, int32_inputs, spec, loaded.tokenizer)
-    num_labels = len(labels)
+    num_labels = _output_dim(wrapper, args) if spec.pooled else len(labels)
 
     fallback_reason: str | None = None
     exported: Any = None
@@ -432,6 +442,15 @@ def export_onnx(model_dir: Path, onnx_path: Path, *, opset: int = 17, int32_inpu
     log.info("exported %s with the %s exporter (opset %d, %d bytes)", onnx_path, exporter, info.opset,
              info.onnx_bytes)
     return info
+
+
+def _output_dim(wrapper: Any, args: tuple[Any, ...]) -> int:
+    """The last dimension of the wrapper's output on the traced example (a pooled vector's dimension:
+    the hidden size, or the last Dense module's width)."""
+    import torch
+
+    with torch.no_grad():
+        return int(wrapper(*args).shape[-1])
 
 
 def _input_dtype(spec: TaskSpec, int32_inputs: bool) -> str:

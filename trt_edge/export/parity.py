@@ -6,7 +6,9 @@ Two kinds of check, every mismatch collected before judging (Optimum's habit):
 
 Figures: `max_abs_diff` (largest |onnx - torch| over all logits), `max_rel_diff` (the same divided by
 the largest |logit| of that example's row: relative to the row's scale, so logits near zero do not
-blow it up), `argmax_agreement` (share of examples whose predicted class agrees, over the split).
+blow it up), `argmax_agreement` (share of examples whose predicted class agrees, over the split),
+`min_cosine` (the least cosine between a PyTorch and an ONNX output row: what a pooled vector is judged
+on, where argmax agreement means nothing; the task spec says which applies, `TaskSpec.min_cosine`).
 The comparison takes any `trt_edge.runtime.base.Runner`, so a Q/DQ model or an engine can be checked
 against PyTorch with the same code.
 """
@@ -39,6 +41,7 @@ class ParityReport:
     max_abs_diff: float = 0.0
     max_rel_diff: float = 0.0
     argmax_agreement: float = 1.0
+    min_cosine: float = 1.0
     examples: int = 0
     disagreements: int = 0
     shapes: list[dict[str, Any]] = field(default_factory=list)
@@ -54,8 +57,10 @@ class ParityReport:
         out.pop("onnx_pred")
         return out
 
-    def failures(self, atol: float, rtol: float | None, min_argmax_agreement: float) -> list[str]:
-        """Every tolerance that does not hold, in words with the figures (empty when all hold)."""
+    def failures(self, atol: float, rtol: float | None, min_argmax_agreement: float,
+                 min_cosine: float | None = None) -> list[str]:
+        """Every tolerance that does not hold, in words with the figures (empty when all hold).
+        `min_cosine` None: the cosine is not judged (class scores)."""
         problems = []
         where = _where(self.worst)
         if not np.isfinite(self.max_abs_diff):
@@ -67,6 +72,8 @@ class ParityReport:
         if self.argmax_agreement < min_argmax_agreement:
             problems.append(f"argmax agreement {self.argmax_agreement:.4f} < {min_argmax_agreement:g} "
                             f"({self.disagreements} of {self.examples} examples predict another class)")
+        if min_cosine is not None and not self.min_cosine >= min_cosine:
+            problems.append(f"least cosine between PyTorch and ONNX vectors {self.min_cosine:.6f} < {min_cosine:g}")
         return problems
 
 
@@ -145,13 +152,14 @@ def image_parity_cases(processor: Any, images: Sequence[Any], input_names: Seque
     return cases
 
 
-def torch_logits(model: Any, feeds: dict[str, np.ndarray]) -> np.ndarray:
-    """The PyTorch model's fp32 logits for int64 (token) or float32 (pixel) feeds."""
+def torch_logits(model: Any, feeds: dict[str, np.ndarray], output_name: str = "logits") -> np.ndarray:
+    """The PyTorch model's fp32 output `output_name` (the logits, or a pooled model's `sentence_embedding`)
+    for int64 (token) or float32 (pixel) feeds."""
     import torch
 
     with torch.inference_mode():
         out = model(**{k: torch.from_numpy(np.ascontiguousarray(v)) for k, v in feeds.items()})
-    return np.asarray(out.logits.float().cpu().numpy())
+    return np.asarray(getattr(out, output_name).float().cpu().numpy())
 
 
 def compare(model: Any, runner: Any, cases: Sequence[ParityCase], texts: Sequence[str] | None = None,
@@ -166,7 +174,7 @@ def compare(model: Any, runner: Any, cases: Sequence[ParityCase], texts: Sequenc
     onnx_pred: dict[int, int] = {}
     worst = -1.0
     for case in cases:
-        expected = torch_logits(model, case.feeds)
+        expected = torch_logits(model, case.feeds, output_name)
         feed = {k: v.astype(dtypes.get(k, v.dtype), copy=False) for k, v in case.feeds.items() if k in dtypes}
         got = np.asarray(runner.infer(feed)[output_name], dtype=np.float32)
         if got.shape != expected.shape:
@@ -178,6 +186,7 @@ def compare(model: Any, runner: Any, cases: Sequence[ParityCase], texts: Sequenc
         scale = np.maximum(np.abs(expected).max(axis=1, keepdims=True), 1e-6)
         rel = diff / scale
         case_abs = float(diff.max()) if diff.size else 0.0
+        report.min_cosine = min(report.min_cosine, _least_cosine(expected, got))
         shape = next(iter(case.feeds.values())).shape
         batch, seq = shape[0], (shape[1] if len(shape) == 2 else 0)  # images have no sequence axis
         agree = float(np.mean(got.argmax(axis=1) == expected.argmax(axis=1))) if len(got) else 1.0
@@ -207,13 +216,26 @@ def compare(model: Any, runner: Any, cases: Sequence[ParityCase], texts: Sequenc
     return report
 
 
+def _least_cosine(expected: np.ndarray, got: np.ndarray) -> float:
+    """The least cosine between matching rows (1.0 for none; a zero row counts as agreeing only with zero)."""
+    if not expected.size:
+        return 1.0
+    a, b = expected.astype(np.float64), got.astype(np.float64)
+    norms = np.linalg.norm(a, axis=1) * np.linalg.norm(b, axis=1)
+    same = np.all(a == b, axis=1)
+    cos = np.where(norms > 0, (a * b).sum(axis=1) / np.maximum(norms, 1e-300), np.where(same, 1.0, 0.0))
+    cos = np.where(np.isfinite(cos), cos, -1.0)
+    return float(cos.min())
+
+
 def check(report: ParityReport, *, atol: float, rtol: float | None, min_argmax_agreement: float,
-          what: str = "model.onnx") -> None:
+          what: str = "model.onnx", min_cosine: float | None = None) -> None:
     """Raise `GateError` (exit 1) with every failed tolerance and the figures; return when all hold."""
-    problems = report.failures(atol, rtol, min_argmax_agreement)
+    problems = report.failures(atol, rtol, min_argmax_agreement, min_cosine)
     if problems:
         figures = {"max_abs_diff": report.max_abs_diff, "max_rel_diff": report.max_rel_diff,
-                   "argmax_agreement": report.argmax_agreement, "worst": report.worst}
+                   "argmax_agreement": report.argmax_agreement, "min_cosine": report.min_cosine,
+                   "worst": report.worst}
         raise GateError(f"parity of {what} with PyTorch failed: " + "; ".join(problems), figures)
 
 
@@ -234,9 +256,9 @@ def task_parity_cases(task: str, preprocessor: Any, examples: Sequence[Any], inp
 
 
 def run_parity(model: Any, onnx_path: Any, cases: Sequence[ParityCase], texts: Sequence[str] | None = None,
-               providers: Sequence[str] | None = None) -> ParityReport:
+               providers: Sequence[str] | None = None, output_name: str = "logits") -> ParityReport:
     """`compare` against ONNX Runtime (CPU unless `providers` says otherwise) on an ONNX file."""
     from trt_edge.runtime.ort import OnnxRuntimeRunner
 
     with OnnxRuntimeRunner(onnx_path, providers=providers) as runner:
-        return compare(model, runner, cases, texts)
+        return compare(model, runner, cases, texts, output_name)

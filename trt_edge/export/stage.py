@@ -178,12 +178,17 @@ def run(config: RunConfig, model_dir: str | Path, out: str | Path) -> StageRecor
     from trt_edge.tasks.models import check_preprocessor
 
     check_preprocessor(path, task.type)  # a text model given image data (or the reverse): before the data
+    if spec.pooled:  # a pooling the kit does not know (modules.json, 1_Pooling): refused before the data
+        from trt_edge.modeling.pooling import read_pooling
+
+        read_pooling(path)
     data = load_task_data(task)
     # Loading first: a bare encoder or a head for other labels is refused with the clearest reason.
     loaded = load_for_export(path, data.label_names, cfg.trust_remote_code, task.type)
     if spec.has_sequence_axis:
         check_positions(task.max_length, path, loaded.tokenizer)
-    check_head(folder_label_names(path), data.label_names, path)
+    if not spec.pooled:  # a pooled model (sentence embeddings) has no head and no label names
+        check_head(folder_label_names(path), data.label_names, path)
     if cfg.fuse_attention:
         _check_rewrite_available()
     split = data.split(cfg.parity_split)
@@ -217,25 +222,34 @@ def run(config: RunConfig, model_dir: str | Path, out: str | Path) -> StageRecor
             fusion = _fuse_attention(onnx_path, tmp / "model.fused.onnx", feeds, cfg.fuse_attention_strict,
                                      attention_trt)
         shown = adapter_for(spec).display_examples(texts)
-        report = run_parity(loaded.model, onnx_path, cases, shown)
-        log.info("parity: max |diff| %.3g, argmax agreement %.4f on %d %s examples", report.max_abs_diff,
-                 report.argmax_agreement, report.examples, cfg.parity_split)
+        report = run_parity(loaded.model, onnx_path, cases, shown, output_name=spec.output)
+        log.info("parity: max |diff| %.3g, argmax agreement %.4f, least cosine %.6f on %d %s examples",
+                 report.max_abs_diff, report.argmax_agreement, report.min_cosine, report.examples, cfg.parity_split)
         parity: dict[str, Any] = {"fp32": report.to_dict()}
-        check(report, atol=cfg.atol, rtol=cfg.rtol, min_argmax_agreement=cfg.min_argmax_agreement)
-        # Parity gates on logits and agreement; the paired accuracy difference says what that costs.
+        # A pooled vector is judged on its values and cosine (the spec's), class scores on argmax agreement.
+        agreement = 0.0 if spec.pooled else cfg.min_argmax_agreement
+        check(report, atol=cfg.atol, rtol=cfg.rtol, min_argmax_agreement=agreement, min_cosine=spec.min_cosine)
         labels = split.labels[:len(report.torch_pred)]
-        verdict = stats.judge("export", "ONNX fp32 vs PyTorch",
-                              stats.PairedTable.from_predictions(report.torch_pred, report.onnx_pred, labels), None)
-        log.info("%s", verdict.line())
+        if spec.pooled:
+            gate = {"passed": True, "status": f"pass (max |diff| <= atol {cfg.atol:g}, least cosine "
+                                              f">= {spec.min_cosine:g})"}
+        else:
+            # Parity gates on logits and agreement; the paired accuracy difference says what that costs.
+            verdict = stats.judge("export", "ONNX fp32 vs PyTorch",
+                                  stats.PairedTable.from_predictions(report.torch_pred, report.onnx_pred, labels),
+                                  None)
+            log.info("%s", verdict.line())
+            gate = {**verdict.to_dict(), "passed": True,
+                    "status": f"pass (max |diff| <= atol {cfg.atol:g}, argmax agreement "
+                              f">= {cfg.min_argmax_agreement:g})"}
         metrics: dict[str, Any] = {
             "max_abs_diff": report.max_abs_diff,
             "max_rel_diff": report.max_rel_diff,
             "argmax_agreement": report.argmax_agreement,
+            "min_cosine": report.min_cosine,
             "parity_examples": report.examples,
             "parity_split": cfg.parity_split,
-            "gate": {**verdict.to_dict(), "passed": True,
-                     "status": f"pass (max |diff| <= atol {cfg.atol:g}, argmax agreement "
-                               f">= {cfg.min_argmax_agreement:g})"},
+            "gate": gate,
             "parity_shapes": [{k: s[k] for k in ("batch", "sequence", "max_abs_diff")}
                               for s in report.shapes if s["grid"]],
             "onnx_bytes": info.onnx_bytes,
@@ -263,10 +277,10 @@ def run(config: RunConfig, model_dir: str | Path, out: str | Path) -> StageRecor
         if cfg.fp16:
             fp16_path = tmp / "model.fp16.onnx"
             _fp16_variant(onnx_path, fp16_path)
-            fp16_report = run_parity(loaded.model, fp16_path, cases, shown)
+            fp16_report = run_parity(loaded.model, fp16_path, cases, shown, output_name=spec.output)
             parity["fp16"] = fp16_report.to_dict()
-            check(fp16_report, atol=cfg.fp16_atol, rtol=None, min_argmax_agreement=cfg.fp16_min_argmax_agreement,
-                  what="model.fp16.onnx")
+            check(fp16_report, atol=cfg.fp16_atol, rtol=None,
+                  min_argmax_agreement=0.0 if spec.pooled else cfg.fp16_min_argmax_agreement, what="model.fp16.onnx")
             record.artifacts[ONNX_FP16] = "model.fp16.onnx"
             metrics["fp16"] = {"max_abs_diff": fp16_report.max_abs_diff, "max_rel_diff": fp16_report.max_rel_diff,
                                "argmax_agreement": fp16_report.argmax_agreement,
@@ -281,8 +295,9 @@ def run(config: RunConfig, model_dir: str | Path, out: str | Path) -> StageRecor
             # Lint tables are per minor release: `10.3` from JetPack 6.2's 10.3.0.
             metrics["lint"] = _lint_summary(onnx_path, target.trt_version or target.tensorrt().short)
         atomic_write_json(tmp / "parity.json", parity)
-        record.artifacts[PREDICTIONS] = stats.save_predictions(tmp, labels, torch=report.torch_pred,
-                                                                 onnx=report.onnx_pred)
+        # A pooled model's argmax is no prediction: its file holds the labels only.
+        predicted = {} if spec.pooled else {"torch": report.torch_pred, "onnx": report.onnx_pred}
+        record.artifacts[PREDICTIONS] = stats.save_predictions(tmp, labels, **predicted)
         metrics["export_seconds"] = time.perf_counter() - started
         metrics["data"] = data.record()
         record.metrics = metrics

@@ -8,7 +8,9 @@ sparsity.
   tables sized from `head_dim`), each found once;
 - `families`: the families the tests cover, keyed by `model_type`, with what each supports;
 - `recipe`: the width-recipe checkpoint format (`trt_edge_width` in config.json) and its loader;
-- `folder`: model folders on disk (`demo:` names, checks, saving).
+- `folder`: model folders on disk (`demo:` names, checks, saving);
+- `pooling`: sentence-embedding models (an encoder with its pooling, Dense and normalisation, read from
+  and saved as a sentence-transformers folder).
 
 Nothing here imports tasks, distill, sparsity or a stage: they all stand on this layer. The submodules
 are imported by name (`from trt_edge.modeling.anatomy import ...`), so reading the family table never

@@ -50,6 +50,11 @@ def model_type(path: Path) -> str | None:
 
 def save_classifier(model: Any, tokenizer: Any, folder: Path) -> None:
     """Save as safetensors with the preprocessor (tokenizer or image processor): the model folder carries
-    it, so any later stage or user reloads it from there."""
+    it, so any later stage or user reloads it from there. A model that is more than a transformers model
+    saves itself (`save_folder`: a sentence-embedding model writes a sentence-transformers folder)."""
+    save_folder = getattr(model, "save_folder", None)
+    if save_folder is not None:
+        save_folder(tokenizer, folder)
+        return
     model.save_pretrained(folder, safe_serialization=True)
     tokenizer.save_pretrained(folder)

@@ -42,8 +42,9 @@ def shape_recipe(model: Any) -> dict[str, Any]:
 
     config = copy.deepcopy(model.config)
     config.__dict__.pop(WIDTH_KEY, None)
+    build = getattr(model, "build_like", None)  # a model that is more than its config (an EmbeddingModel's pooling)
     with torch.device("meta"):
-        fresh = type(model)(config)
+        fresh = build(config) if build is not None else type(model)(config)
     fresh_modules = dict(fresh.named_modules())
     modules: dict[str, Any] = {}
     attrs: dict[str, dict[str, int | float]] = {}

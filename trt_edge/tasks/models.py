@@ -1,7 +1,9 @@
 """Loading encoders and classifiers from local folders, safely.
 
 Any BERT-family folder (BERT, MiniLM, DistilBERT, RoBERTa, MPNet, ...) loads through
-`AutoModelForSequenceClassification`; a bare encoder gets a fresh head, and we say so. Weights must be
+`AutoModelForSequenceClassification`; a bare encoder gets a fresh head, and we say so. A pooled task
+(sentence embeddings, `TaskSpec.pooled`) loads the encoder with its pooling instead
+(`load_embedding_model`). Weights must be
 safetensors (no pickle), `trust_remote_code` is off unless asked, and nothing is fetched from a hub.
 """
 
@@ -72,6 +74,8 @@ def load_classifier(ref: str | Path, label_names: list[str], trust_remote_code: 
     from trt_edge.tasks.spec import get_task
 
     spec = get_task(task)
+    if spec.pooled:  # one vector per example: an encoder with its pooling, no head and no labels
+        return load_embedding_model(ref, trust_remote_code=trust_remote_code, task=task)
     path = resolve_model_path(str(ref))
     check_preprocessor(path, task, require=False)  # the stages require it; the library tries transformers
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
@@ -127,6 +131,36 @@ def load_classifier(ref: str | Path, label_names: list[str], trust_remote_code: 
         log.info("%s", fitted)
     model.eval()
     return LoadedClassifier(model, tokenizer, path, head_trained, note)
+
+
+def load_embedding_model(ref: str | Path, pooling: str = "auto", normalize: bool | None = None,
+                         trust_remote_code: bool = False, task: str = "sentence-embedding") -> LoadedClassifier:
+    """Load a sentence-embedding model (`modeling.pooling.EmbeddingModel`) from a local folder: a
+    sentence-transformers folder gives its pooling, Dense modules and normalisation (`modules.json`), a
+    plain encoder folder takes `pooling` (`auto`: mean) and `normalize` (None: normalised); explicit
+    arguments override the folder. Safetensors only, local files only, `trust_remote_code` off unless
+    asked; `head_trained` is True (a pooled model has no head to train) and `head_note` says the pooling."""
+    import transformers
+
+    from trt_edge.modeling.pooling import load_embedding_model as load_encoder
+    from trt_edge.modeling.pooling import read_pooling
+    from trt_edge.tasks.spec import get_task
+
+    spec = get_task(task)
+    path = resolve_model_path(str(ref))
+    check_preprocessor(path, task, require=False)
+    how = read_pooling(path, pooling, normalize)  # a mode the kit does not know: refused before any weights
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    transformers.logging.set_verbosity_error()  # type: ignore[no-untyped-call]
+    try:
+        config = transformers.AutoConfig.from_pretrained(path, local_files_only=True,
+                                                         trust_remote_code=trust_remote_code)
+    except (OSError, ValueError, KeyError, TypeError, AttributeError, RecursionError) as exc:
+        first = str(exc).splitlines()[0][:200] if str(exc) else type(exc).__name__
+        raise TrtEdgeError(f"{path}: config.json is not a model config transformers knows ({first})") from exc
+    tokenizer = spec.preprocessor.load(path, trust_remote_code)
+    model = load_encoder(path, config, how, trust_remote_code)
+    return LoadedClassifier(model, tokenizer, path, True, how.describe())
 
 
 def _reinit_head(model: Any) -> None:

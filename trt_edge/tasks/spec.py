@@ -109,9 +109,13 @@ class TaskSpec:
     # The folder of a build output / on-device bundle that holds the preprocessor (`preprocessor_dir`
     # reads either name, so bundles written before image tasks said `preprocessor/` keep working).
     bundle_dir: str = BUNDLE_PREPROCESSOR_DIR
-    # The output is one vector per example (`trt-edge run` prints it and searches a corpus with it), not
-    # class logits (softmax and label names): the one capability `run` dispatches on.
-    vector_output: bool = False
+    # One pooled vector per example (`modeling.pooling.EmbeddingModel`: an encoder with its pooling and
+    # normalisation), not class scores: no label names, no head to check, parity on the vectors; `trt-edge
+    # run` prints it and searches a corpus with it (the one capability `run` dispatches on).
+    pooled: bool = False
+    # Parity of a pooled output: the least cosine between each PyTorch and ONNX vector (None: not judged).
+    # Argmax agreement means nothing for a vector and is judged only for class scores (`pooled` False).
+    min_cosine: float | None = None
 
     @property
     def input_names(self) -> tuple[str, ...]:
@@ -230,7 +234,8 @@ SENTENCE_EMBEDDING = TaskSpec(
     auto_model="AutoModel",
     metric="recall_at_10",
     length_input="attention_mask",
-    vector_output=True,
+    pooled=True,
+    min_cosine=0.9999,
 )
 
 TASKS: dict[str, TaskSpec] = {s.name: s for s in (TEXT_CLASSIFICATION, IMAGE_CLASSIFICATION, SENTENCE_EMBEDDING)}
@@ -275,13 +280,13 @@ def check_run_input(spec: TaskSpec | None, asked: str, source: str, search: bool
         return
     article = "an" if spec.name[0] in "aeiou" else "a"
     takes = "--image FILE" if spec.modality == "image" else '--text "..."'
-    if spec.vector_output:
+    if spec.pooled:
         takes += " (it prints the vector; --top K --corpus FILE searches a corpus)"
     if spec.modality != asked:
         raise TrtEdgeError(f"{source} is {article} {spec.name} model: it takes {spec.modality}, not {asked}; "
                            f"use {takes}")
-    if search and not spec.vector_output:
-        needs = ", ".join(s.name for s in TASKS.values() if s.vector_output)
+    if search and not spec.pooled:
+        needs = ", ".join(s.name for s in TASKS.values() if s.pooled)
         raise TrtEdgeError(f"{source} is {article} {spec.name} model: --top/--corpus search a corpus with a "
                            f"{needs} model; this one takes {takes}")
 
