@@ -389,7 +389,8 @@ def random_inputs(model: torch.nn.Module, batch: int = 4, length: int = 24, seed
 
 
 def model_outputs(model: torch.nn.Module, inputs: dict[str, torch.Tensor]) -> torch.Tensor:
-    """The last hidden state and logits of `model` on `inputs`, flattened into one tensor."""
+    """The last hidden state and the task output (logits, a sentence embedding) of `model` on `inputs`,
+    flattened into one tensor."""
     was = model.training
     model.eval()
     device = next(model.parameters()).device
@@ -397,8 +398,9 @@ def model_outputs(model: torch.nn.Module, inputs: dict[str, torch.Tensor]) -> to
         out = model(**{k: v.to(device) for k, v in inputs.items()}, output_hidden_states=True)
     model.train(was)
     parts = [out.hidden_states[-1].float().flatten()]
-    if getattr(out, "logits", None) is not None:
-        parts.append(out.logits.float().flatten())
+    for name in ("logits", "sentence_embedding"):  # a classifier's scores, an embedding model's vector
+        if getattr(out, name, None) is not None:
+            parts.append(getattr(out, name).float().flatten())
     return torch.cat(parts).cpu()
 
 

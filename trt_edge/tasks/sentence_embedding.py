@@ -146,8 +146,7 @@ class SentenceEmbeddingAdapter:
         from trt_edge.modeling.pooling import read_pooling
 
         del preprocessor, trust_remote_code
-        pooling = read_pooling(folder)
-        return f"{folder}: pooling {pooling.describe()}" if hasattr(pooling, "describe") else None
+        return f"{folder}: {read_pooling(folder).describe()}"
 
     def write_processor_config(self, folder: Path, model_config: Any) -> None:
         text.ADAPTER.write_processor_config(folder, model_config)
