@@ -46,7 +46,7 @@ log = get_logger("distill")
 
 def describe_metrics(metrics: dict[str, float]) -> str:
     """A stage log line's metrics: `accuracy 0.8713, macro_f1 0.8602` (whatever the task scores)."""
-    return ", ".join(f"{k} {v:.4f}" for k, v in metrics.items() if k not in ("score", "examples"))
+    return ", ".join(f"{k} {v:.4f}" for k, v in metrics.items() if k not in ("score", "examples", "k"))
 
 
 def cache_root(cfg: DistillConfig) -> Path:

@@ -164,16 +164,18 @@ def run(config: RunConfig, model_dir: str | Path, out: str | Path) -> StageRecor
     from trt_edge.export.exporter import export_onnx, folder_label_names, load_for_export, model_bytes
     from trt_edge.export.parity import check, run_parity, task_parity_cases
     from trt_edge.tasks.adapter import adapter_for, load_task_data
+    from trt_edge.tasks.config import task_config_for
     from trt_edge.tasks.data import resolve_data_source
     from trt_edge.tasks.spec import PREPROCESSOR_DIR, get_task
 
     started = time.perf_counter()
-    task: TaskConfig = config.section("task")
     cfg: ExportConfig = config.section("export")
     target = resolve_target(config.raw, "export")
     attention_trt = _target_trt_version(config) if cfg.fuse_attention else None  # a bad version fails here
     decompose = cfg.layernorm_decomposed(target)  # auto follows the target TensorRT's parser
     path = resolve_model_input(model_dir)
+    task: TaskConfig = task_config_for(config, Path(str(model_dir)))[0] if not str(model_dir).startswith("demo:") \
+        else config.section("task")
     spec = get_task(task.type)
     from trt_edge.tasks.models import check_preprocessor
 

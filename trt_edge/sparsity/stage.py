@@ -33,22 +33,12 @@ from trt_edge.sparsity.report import SPARSITY_FILE, SPARSITY_FORMAT, SPARSITY_VE
 from trt_edge.stage import STAGE_FILE, StageRecord, read_stage, stage_output
 from trt_edge.tasks.adapter import TaskAdapter
 from trt_edge.tasks.config import TaskConfig
+from trt_edge.tasks.config import task_config_for as task_config_for  # the stages' and tests' import
 from trt_edge.tasks.metrics import prefixed
 
 log = get_logger("prune")
 
 EQUIVALENCE_TOLERANCE = 1e-5
-
-
-def task_config_for(config: RunConfig, model_dir: Path) -> tuple[TaskConfig, str]:
-    """The task section of the run config, else the one the distill stage that made the model used."""
-    if config.raw.get("task"):
-        return config.section("task"), "config"
-    if (model_dir / STAGE_FILE).is_file():
-        task = read_stage(model_dir).get("config", {}).get("task")
-        if isinstance(task, dict):
-            return TaskConfig.from_dict(task, "task"), f"{model_dir / STAGE_FILE}"
-    return config.section("task"), "defaults"
 
 
 def stage_inputs(model_dir: Path, cfg: PruneConfig | WidthConfig) -> tuple[Path, Path | None, Path | None]:

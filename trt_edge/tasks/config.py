@@ -5,9 +5,13 @@ from __future__ import annotations
 import codecs
 import math
 from dataclasses import dataclass, field
-from typing import Literal
+from pathlib import Path
+from typing import TYPE_CHECKING, Literal
 
 from trt_edge.configbase import ConfigBase
+
+if TYPE_CHECKING:
+    from trt_edge.config import RunConfig
 
 
 @dataclass
@@ -99,3 +103,20 @@ class TaskConfig(ConfigBase):
             raise ValueError(f"max_length must be at least 8, got {self.max_length}")
         if self.eval_batch_size < 1:
             raise ValueError(f"eval_batch_size must be positive, got {self.eval_batch_size}")
+
+
+def task_config_for(config: RunConfig, model_dir: Path) -> tuple[TaskConfig, str]:
+    """The task section of the run config, else the one recorded by the stage that made the model
+    (`model_dir` a stage folder, or a stage's `model/` artifact inside one), else the defaults; and where
+    it came from. A stage given only a model (`trt-edge export --model runs/demo/prune/model`) then reads
+    the data the model was trained on, with that run's encoding and columns."""
+    from trt_edge.stage import STAGE_FILE, read_stage
+
+    if config.raw.get("task"):
+        return config.section("task"), "config"
+    for folder in (model_dir, model_dir.parent):
+        if (folder / STAGE_FILE).is_file():
+            task = read_stage(folder).get("config", {}).get("task")
+            if isinstance(task, dict):
+                return TaskConfig.from_dict(task, "task"), f"{folder / STAGE_FILE}"
+    return config.section("task"), "defaults"

