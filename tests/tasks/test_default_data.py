@@ -31,6 +31,25 @@ def test_a_stage_given_a_model_artifact_reads_its_run_task(tmp_path: Path) -> No
     for given in (stage, stage / "model"):
         found, source = task_config_for(RunConfig({}), given)
         assert found.type == "sentence-embedding" and found.max_length == 48 and source.endswith("stage.json")
-    found, source = task_config_for(RunConfig({"task": {"max_length": 20}}), stage / "model")
+    found, source = task_config_for(RunConfig({"task": {"type": "sentence-embedding", "max_length": 20}}), stage / "model")
     assert found.max_length == 20 and source == "config"
     assert task_config_for(RunConfig({}), tmp_path / "elsewhere")[1] == "defaults"
+
+
+def test_a_model_of_another_task_is_refused_before_the_data(tmp_path: Path) -> None:
+    """An embedding model given a classification task (and the reverse): one line naming both tasks."""
+    import pytest
+
+    from trt_edge.errors import TrtEdgeError
+    from trt_edge.tasks.spec import TASKS, check_model_task
+
+    stage = tmp_path / "distill"
+    (stage / "model").mkdir(parents=True)
+    record = {"stage": "distill", "config": {"task": {"type": "sentence-embedding"}}, "artifacts": {"model": "model"}}
+    (stage / "stage.json").write_text(json.dumps(record))
+    with pytest.raises(TrtEdgeError, match="is a sentence-embedding model, the task is text-classification"):
+        task_config_for(RunConfig({"task": {"type": "text-classification"}}), stage / "model")
+    assert task_config_for(RunConfig({"task": {"type": "sentence-embedding"}}), stage)[1] == "config"
+    with pytest.raises(TrtEdgeError, match="is a text-classification model, the task is sentence-embedding"):
+        check_model_task(TASKS["text-classification"], "sentence-embedding", "model.onnx")
+    check_model_task(None, "sentence-embedding", "model.onnx")  # a model that does not say is not refused

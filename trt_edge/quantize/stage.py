@@ -89,7 +89,7 @@ def run(config: RunConfig, onnx: str | Path, out: str | Path) -> StageRecord:
     from trt_edge.guard import check_positions
     from trt_edge.tasks.adapter import load_task_data
     from trt_edge.tasks.data import resolve_data_source
-    from trt_edge.tasks.spec import get_task
+    from trt_edge.tasks.spec import check_model_task, get_task, task_for_onnx
 
     task = config.section("task")
     cfg: CalibrateConfig = config.section("calibrate")
@@ -99,6 +99,7 @@ def run(config: RunConfig, onnx: str | Path, out: str | Path) -> StageRecord:
     names = evaluate.check_model_io(model, str(onnx_path))
     tok_dir = preprocessor_dir(onnx_path, cfg.tokenizer)
     spec = get_task(task.type)
+    check_model_task(task_for_onnx(model, str(onnx_path)), spec.name, str(onnx_path))  # before the data
     tokenizer = spec.preprocessor.load(tok_dir)
     max_length = cfg.data.max_length or task_max_length(config, recorded_stage(onnx_path))
     if spec.has_sequence_axis:

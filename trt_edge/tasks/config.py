@@ -111,12 +111,18 @@ def task_config_for(config: RunConfig, model_dir: Path) -> tuple[TaskConfig, str
     it came from. A stage given only a model (`trt-edge export --model runs/demo/prune/model`) then reads
     the data the model was trained on, with that run's encoding and columns."""
     from trt_edge.stage import STAGE_FILE, read_stage
+    from trt_edge.tasks.spec import check_model_task, task_for_record
 
-    if config.raw.get("task"):
-        return config.section("task"), "config"
+    recorded: tuple[TaskConfig, str] | None = None
     for folder in (model_dir, model_dir.parent):
         if (folder / STAGE_FILE).is_file():
-            task = read_stage(folder).get("config", {}).get("task")
+            record = read_stage(folder)
+            task = record.get("config", {}).get("task")
             if isinstance(task, dict):
-                return TaskConfig.from_dict(task, "task"), f"{folder / STAGE_FILE}"
-    return config.section("task"), "defaults"
+                recorded = TaskConfig.from_dict(task, "task"), f"{folder / STAGE_FILE}"
+                if config.raw.get("task"):  # the run's task must be the one the model was made for
+                    check_model_task(task_for_record(record), config.section("task").type, str(model_dir))
+            break
+    if config.raw.get("task"):
+        return config.section("task"), "config"
+    return recorded if recorded is not None else (config.section("task"), "defaults")

@@ -291,6 +291,17 @@ def check_run_input(spec: TaskSpec | None, asked: str, source: str, search: bool
                            f"{needs} model; this one takes {takes}")
 
 
+def check_model_task(model_task: TaskSpec | None, configured: str, source: str) -> None:
+    """Refuse, in one line, a model made for another task than the run's (an embedding model given a
+    classification task, or the reverse): the two text tasks take the same inputs, so nothing else would
+    stop the stages from scoring vectors as logits. `model_task` None: the model does not say."""
+    if model_task is None or model_task.name == configured:
+        return
+    article = "an" if model_task.name[0] in "aeiou" else "a"
+    raise TrtEdgeError(f"{source} is {article} {model_task.name} model, the task is {configured}; set task.type: "
+                       f"{model_task.name} or give a {configured} model")
+
+
 def task_for_inputs(input_names: list[str], source: str) -> TaskSpec:
     """The task whose required inputs an exported graph takes (stages that get only an ONNX file)."""
     for spec in TASKS.values():
