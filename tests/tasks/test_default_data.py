@@ -31,7 +31,8 @@ def test_a_stage_given_a_model_artifact_reads_its_run_task(tmp_path: Path) -> No
     for given in (stage, stage / "model"):
         found, source = task_config_for(RunConfig({}), given)
         assert found.type == "sentence-embedding" and found.max_length == 48 and source.endswith("stage.json")
-    found, source = task_config_for(RunConfig({"task": {"type": "sentence-embedding", "max_length": 20}}), stage / "model")
+    run = RunConfig({"task": {"type": "sentence-embedding", "max_length": 20}})
+    found, source = task_config_for(run, stage / "model")
     assert found.max_length == 20 and source == "config"
     assert task_config_for(RunConfig({}), tmp_path / "elsewhere")[1] == "defaults"
 
