@@ -6,6 +6,11 @@ Then a table of every model of the run (teacher, student, hard-label ablation, s
 engine) with accuracy, macro-F1, parameters, sizes and side-by-side ONNX Runtime latency, and plots:
 accuracy vs latency, accuracy vs size, accuracy per stage. Everything is read from the stage folders'
 `stage.json` files and the profile step's `comparison.json`; nothing is recomputed.
+
+A task judged against a reference model rather than labels (`TaskAdapter.uses_labels` False: sentence
+embeddings) has no classes: its Models table shows each model's scores against the teacher's saved test
+outputs (`Verdict.scores`: recall@10 of the teacher's neighbours, mean cosine, kNN accuracy on labels
+where the data has them), its plots the task's metric, and no confusion tables.
 """
 
 from __future__ import annotations
@@ -297,6 +302,8 @@ def _method_mark(g: dict[str, Any]) -> str:
 def _methods(v: Verdict) -> str:
     """The interval methods of the gate table: Newcombe's, plus each bootstrap method a gate used."""
     boot = sorted({str(g.get("method")) for g in v.gates if stats.is_bootstrap(g)})
+    if boot and all(stats.is_bootstrap(g) for g in v.gates):  # no Newcombe row (an embedding run): none named
+        return "; ".join(f"rows marked (bootstrap): {m}" for m in boot)
     return stats.METHOD + "".join(f"; rows marked (bootstrap): {m}" for m in boot)
 
 
