@@ -25,11 +25,12 @@ class PipelineCommands:
         """
         from trt_edge.config import load_config
         from trt_edge.pipeline.runner import run_pipeline, summary_rows
+        from trt_edge.tasks.spec import get_task
 
         start = from_ or overrides.pop("from", "") or None
-        results = run_pipeline(load_config(config or None, overrides), out, start=start, stop=to or None,
-                               force=force)
-        rows = summary_rows(results)
+        run_config = load_config(config or None, overrides)
+        results = run_pipeline(run_config, out, start=start, stop=to or None, force=force)
+        rows = summary_rows(results, get_task(run_config.section("task").type).metric)
         for row in rows:
             shown = ", ".join(f"{k}={v:.4f}" if isinstance(v, float) else f"{k}={v}" for k, v in row.items()
                               if k not in ("stage", "status"))

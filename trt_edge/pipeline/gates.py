@@ -14,17 +14,57 @@ from pathlib import Path
 from typing import Any
 
 from trt_edge import stats
+from trt_edge.errors import TrtEdgeError
 from trt_edge.pipeline.config import PipelineConfig
+from trt_edge.stage import STAGE_FILE, read_stage
+from trt_edge.tasks.adapter import adapter_for
+from trt_edge.tasks.spec import TaskSpec, task_for_record, task_spec
 
-# stage -> (reference accuracy key, new accuracy key, what is compared)
-PAIRS = {"distill": ("teacher_accuracy", "student_accuracy", "student vs teacher"),
-         "width": ("dense_accuracy", "width_accuracy", "width-pruned vs dense student"),
-         "prune": ("dense_accuracy", "sparse_accuracy", "sparse vs dense student"),
-         "calibrate": ("fp32_accuracy", "int8_accuracy", "INT8 vs fp32")}
+# stage -> (reference model, new model, what is compared): a stage records each model's figures as
+# `<model>_<metric>` (`tasks.metrics.prefixed`), the metric being the task's (`TaskSpec.metric`).
+_PAIRED_MODELS = {"distill": ("teacher", "student", "student vs teacher"),
+                  "width": ("dense", "width", "width-pruned vs dense student"),
+                  "prune": ("dense", "sparse", "sparse vs dense student"),
+                  "calibrate": ("fp32", "int8", "INT8 vs fp32")}
 
 
-def stage_verdict(name: str, metrics: dict[str, Any], cfg: PipelineConfig) -> stats.GateVerdict | None:
-    """The pipeline's verdict on stage `name` (None when the stage has no pipeline gate)."""
+def pairs(metric: str = "accuracy") -> dict[str, tuple[str, str, str]]:
+    """stage -> (reference key, new key, what is compared) for a task whose metric is `metric`
+    (`accuracy`: `teacher_accuracy`, `student_accuracy`; `recall_at_10`: `student_recall_at_10`, ...).
+
+    Why by metric: the keys a gate row reads are the task's, and a task is named only by its spec. A
+    reference key may be absent for a task judged against the parent itself (an embedding's parent
+    scores recall 1.0 against its own neighbours): its stored gate record carries both means."""
+    return {stage: (f"{ref}_{metric}", f"{new}_{metric}", what)
+            for stage, (ref, new, what) in _PAIRED_MODELS.items()}
+
+
+# The classification keys (`accuracy`): the stages that have a pipeline gate, and the keys of a record
+# written before tasks had their own metric.
+PAIRS = pairs()
+
+
+def run_metric(stages: dict[str, dict[str, Any]]) -> str:
+    """The metric of the run's task, from the first stage record that names its task (the default
+    task's for records written before tasks had types)."""
+    return run_spec(stages).metric
+
+
+def run_spec(stages: dict[str, dict[str, Any]]) -> TaskSpec:
+    """The task of a run, as its stage records name it (`config.task.type`; distill first)."""
+    ordered = [stages[n] for n in ("distill", *stages) if n in stages]
+    for stage in ordered:
+        if ((stage.get("config") or {}).get("task") or {}).get("type"):
+            spec = task_for_record(stage)
+            if spec is not None:
+                return spec
+    return task_spec(None)
+
+
+def stage_verdict(name: str, metrics: dict[str, Any], cfg: PipelineConfig,
+                  metric: str = "accuracy") -> stats.GateVerdict | None:
+    """The pipeline's verdict on stage `name` (None when the stage has no pipeline gate); `metric` is
+    the task's (`TaskSpec.metric`), naming the keys a record without a stored gate must hold."""
     if name not in PAIRS or name not in cfg.gates:
         return None
     default = PipelineConfig().gates.get(name)
@@ -32,22 +72,35 @@ def stage_verdict(name: str, metrics: dict[str, Any], cfg: PipelineConfig) -> st
     stored = metrics.get("gate")
     if stats.is_gate_record(stored):  # a paired table (Newcombe) or a stored bootstrap interval
         return stats.rejudge(stored, budget, default, gate=f"pipeline.gates.{name}")
-    ref_key, new_key, _ = PAIRS[name]
+    ref_key, new_key, _ = pairs(metric)[name]
     if ref_key not in metrics or new_key not in metrics:
         raise RuntimeError(f"stage {name} did not report {ref_key} and {new_key}")
     return None
 
 
 def overall_verdict(run_dir: Path, cfg: PipelineConfig) -> stats.GateVerdict | None:
-    """Teacher against the final INT8 model, paired on the test split (from the saved predictions)."""
+    """Teacher against the final INT8 model, paired on the test split (from the saved outputs), judged by
+    the task's adapter: Newcombe's interval on the correct examples (classification), a bootstrap
+    interval on the INT8 model's recall@10 of the teacher's neighbours (sentence embedding)."""
     teacher = _predictions(run_dir / "distill")
     final = _predictions(run_dir / "calibrate")
     if teacher is None or final is None or "teacher" not in teacher or "int8" not in final:
         return None
     if teacher["labels"].shape != final["labels"].shape or (teacher["labels"] != final["labels"]).any():
         return None  # another test split (the task config changed between stages)
-    return stats.judge_predictions("pipeline.overall_budget", "INT8 student vs teacher", teacher["teacher"],
-                                   final["int8"], teacher["labels"], cfg.overall_budget, None)
+    adapter = adapter_for(_stage_spec(run_dir, "calibrate") or _stage_spec(run_dir, "distill") or task_spec(None))
+    return adapter.judge("pipeline.overall_budget", "INT8 student vs teacher", teacher["teacher"], final["int8"],
+                         teacher["labels"], cfg.overall_budget, None)
+
+
+def _stage_spec(run_dir: Path, stage: str) -> TaskSpec | None:
+    path = run_dir / stage / STAGE_FILE
+    if not path.is_file():
+        return None
+    try:
+        return task_for_record(read_stage(run_dir / stage, None))
+    except TrtEdgeError:
+        return None
 
 
 def _predictions(folder: Path) -> dict[str, Any] | None:
@@ -69,9 +122,10 @@ def _gate_name(stage: str, gate: str) -> str:
 def all_verdicts(run_dir: Path, stages: dict[str, dict[str, Any]], cfg: PipelineConfig) -> list[dict[str, Any]]:
     """Every gate of a run, in pipeline order: the pipeline's budgets and each stage's own gate."""
     out: list[dict[str, Any]] = []
+    metric = run_metric(stages)
     for name, stage in stages.items():
         metrics = stage.get("metrics", {})
-        verdict = stage_verdict(name, metrics, cfg)
+        verdict = stage_verdict(name, metrics, cfg, metric)
         if verdict is not None:
             out.append({"stage": name, **verdict.to_dict()})
         for key in ("gate", "cpu_gate", "ablation_gate"):

@@ -6,6 +6,11 @@ Then a table of every model of the run (teacher, student, hard-label ablation, s
 engine) with accuracy, macro-F1, parameters, sizes and side-by-side ONNX Runtime latency, and plots:
 accuracy vs latency, accuracy vs size, accuracy per stage. Everything is read from the stage folders'
 `stage.json` files and the profile step's `comparison.json`; nothing is recomputed.
+
+A task judged against a reference model rather than labels (`TaskAdapter.uses_labels` False: sentence
+embeddings) has no classes: its Models table shows each model's scores against the teacher's saved test
+outputs (`Verdict.scores`: recall@10 of the teacher's neighbours, mean cosine, kNN accuracy on labels
+where the data has them), its plots the task's metric, and no confusion tables.
 """
 
 from __future__ import annotations
@@ -28,6 +33,7 @@ from trt_edge.files import atomic_write_bytes, atomic_write_text
 from trt_edge.pipeline.compare import shape_key, shape_label
 from trt_edge.pipeline.verdict import Target, Verdict, build_verdict, confusion
 from trt_edge.stage import STAGE_FILE, StageRecord, read_stage, stage_output
+from trt_edge.tasks.spec import task_for_record
 
 REFERENCE_SHAPE = (1, 64)
 
@@ -44,6 +50,9 @@ class Row:
     latency_label: str | None = None
     latency_ms: dict[str, float] = field(default_factory=dict)  # "b1s64" -> median ms
     note: str = ""
+    # a task judged against a reference model: the model's figures against the teacher's saved outputs
+    # (`Verdict.scores`), shown as the table's figure columns instead of accuracy and macro-F1
+    scores: dict[str, float] = field(default_factory=dict)
 
 
 def _stages(run_dir: Path) -> dict[str, dict[str, Any]]:
@@ -98,11 +107,14 @@ def collect(run_dir: Path) -> tuple[list[Row], dict[str, Any], dict[str, dict[st
                         note="2:4 pattern; ONNX Runtime on CPU runs it dense"))
     if "export" in stages:
         e = stages["export"]["metrics"]
+        spec = task_for_record(stages["export"])
+        parity = (f"least cosine {e.get('min_cosine', float('nan')):.6f}" if spec is not None and spec.pooled
+                  else f"argmax agreement {e.get('argmax_agreement', float('nan')):.4f}")
         rows.append(Row("student ONNX fp32", "export", _first(stages.get("calibrate", {}).get("metrics", {}),
                                                               "fp32_accuracy"), None, None,
                         e.get("onnx_bytes"), "onnx", "student fp32",
-                        note=f"parity vs PyTorch: max |Δlogit| {e.get('max_abs_diff', float('nan')):.2e}, "
-                             f"argmax agreement {e.get('argmax_agreement', float('nan')):.4f}"))
+                        note=f"parity vs PyTorch: max |Δ{'' if spec is not None and spec.pooled else 'logit'}| "
+                             f"{e.get('max_abs_diff', float('nan')):.2e}, {parity}"))
     if "calibrate" in stages:
         c = stages["calibrate"]["metrics"]
         arts = stages["calibrate"].get("artifacts", {})
@@ -133,18 +145,43 @@ def _fmt(value: Any, kind: str = "") -> str:
         return f"{float(value) / 1e6:.2f} M"
     if kind == "ms":
         return f"{float(value):.2f}"
+    if kind == "cos":
+        return f"{float(value):.4f}"
     return str(value)
+
+
+# Headers of the figures `Verdict.scores` holds (a task judged against a reference model); a figure not
+# listed prints as its key. Scores that are no figure of the model (counts, the best-epoch pick) are left out.
+SCORE_HEADERS = {"recall_at_10": "recall@10 of the teacher's neighbours", "mean_cosine": "mean cosine to the teacher",
+                 "knn_accuracy": "kNN accuracy (labels)", "knn_macro_f1": "kNN macro-F1 (labels)"}
+NOT_FIGURES = ("examples", "k", "score")
+
+
+def score_columns(rows: list[Row]) -> list[str]:
+    """The figure keys any row's `scores` holds, in first-seen order."""
+    keys: list[str] = []
+    for r in rows:
+        keys += [k for k in r.scores if k not in NOT_FIGURES and k not in keys]
+    return keys
 
 
 def table(rows: list[Row], shapes: list[str],
           labels: dict[str, str] | None = None) -> tuple[list[str], list[list[str]]]:
-    """The Models table; `labels` print the shape keys (`b1s64`) as the task words them (`b1 224x224`)."""
+    """The Models table; `labels` print the shape keys (`b1s64`) as the task words them (`b1 224x224`).
+    Rows with `scores` (a task judged against the teacher's outputs) show those figures instead of
+    accuracy and macro-F1; a figure a model lacks (cosine across dimensions) prints as a dash."""
     names = labels or {}
-    head = ["model", "accuracy", "macro-F1", "parameters", "size", *[f"ORT ms {names.get(s, s)}" for s in shapes],
-            "note"]
-    body = [[r.model, _fmt(r.accuracy, "acc"), _fmt(r.macro_f1, "acc"), _fmt(r.params, "params"),
+    columns = score_columns(rows)
+    if columns:
+        figures = [SCORE_HEADERS.get(k, k.replace("_", " ")) for k in columns]
+        values = [[_fmt(r.scores.get(k), "acc" if k != "mean_cosine" else "cos") for k in columns] for r in rows]
+    else:
+        figures = ["accuracy", "macro-F1"]
+        values = [[_fmt(r.accuracy, "acc"), _fmt(r.macro_f1, "acc")] for r in rows]
+    head = ["model", *figures, "parameters", "size", *[f"ORT ms {names.get(s, s)}" for s in shapes], "note"]
+    body = [[r.model, *v, _fmt(r.params, "params"),
              _fmt(r.size_bytes, "bytes") + (f" ({r.size_kind})" if r.size_bytes else ""),
-             *[_fmt(r.latency_ms.get(s), "ms") for s in shapes], r.note] for r in rows]
+             *[_fmt(r.latency_ms.get(s), "ms") for s in shapes], r.note] for r, v in zip(rows, values, strict=True)]
     return head, body
 
 
@@ -170,8 +207,11 @@ def _reference_shape(shapes: list[str]) -> str:
     return ref if ref in shapes else (shapes[0] if shapes else ref)
 
 
-def plots(rows: list[Row], shapes: list[str], comparison: dict[str, Any] | None = None) -> dict[str, str]:
+def plots(rows: list[Row], shapes: list[str], comparison: dict[str, Any] | None = None,
+          metric_words: str = "accuracy") -> dict[str, str]:
     """Base64 PNGs: accuracy vs latency, accuracy vs size, latency percentiles, accuracy per stage.
+    `metric_words` names the figure plotted (`Row.accuracy`: the task's metric, `Verdict.metric_words`);
+    the PNG names stay `accuracy_*` so links to them keep working.
 
     Models are told apart by marker and colour with a legend below the axes, never by text placed next
     to a point: three models of nearly equal accuracy and size would print their names on top of each other.
@@ -185,9 +225,12 @@ def plots(rows: list[Row], shapes: list[str], comparison: dict[str, Any] | None 
     style = {r.model: (MARKERS[i % len(MARKERS)], f"C{i % 10}") for i, r in enumerate(rows)}
     latency = [(r.model, r.latency_ms[ref], acc[r.model]) for r in rows if r.model in acc and ref in r.latency_ms]
     size = [(r.model, r.size_bytes / 1e6, acc[r.model]) for r in rows if r.model in acc and r.size_bytes]
+    title_word = metric_words[:1].upper() + metric_words[1:]
+    ylabel = f"test {metric_words} (%)"
     for key, points, xlabel, title in (
-        ("accuracy_vs_latency", latency, f"ONNX Runtime CPU latency, median ms ({ref_label})", "Accuracy vs latency"),
-        ("accuracy_vs_size", size, "size on disk (MB)", "Accuracy vs size"),
+        ("accuracy_vs_latency", latency, f"ONNX Runtime CPU latency, median ms ({ref_label})",
+         f"{title_word} vs latency"),
+        ("accuracy_vs_size", size, "size on disk (MB)", f"{title_word} vs size"),
     ):
         if not points:
             continue
@@ -200,7 +243,7 @@ def plots(rows: list[Row], shapes: list[str], comparison: dict[str, Any] | None 
             ax.scatter(x, y, s=70, marker=marker, color=colour, label=" = ".join(labels), alpha=0.85,
                        edgecolors="black", linewidths=0.5)
         ax.set_xlabel(xlabel)
-        ax.set_ylabel("test accuracy (%)")
+        ax.set_ylabel(ylabel)
         ax.set_title(title)
         ax.grid(alpha=0.3)
         ax.legend(loc="upper center", bbox_to_anchor=(0.5, -0.16), ncol=2, fontsize=8, frameon=False)
@@ -225,8 +268,8 @@ def plots(rows: list[Row], shapes: list[str], comparison: dict[str, Any] | None 
         fig, ax = plt.subplots(figsize=(7, 0.45 * len(acc) + 1.4))
         ax.barh(list(acc)[::-1], list(acc.values())[::-1], color="#4c72b0")
         ax.set_xlim(max(0.0, min(acc.values()) - 10), 100)
-        ax.set_xlabel("test accuracy (%)")
-        ax.set_title("Accuracy at every stage")
+        ax.set_xlabel(ylabel)
+        ax.set_title(f"{title_word} at every stage")
         out["accuracy_per_stage"] = _png(fig)
         plt.close(fig)
     return out
@@ -259,11 +302,14 @@ def _method_mark(g: dict[str, Any]) -> str:
 def _methods(v: Verdict) -> str:
     """The interval methods of the gate table: Newcombe's, plus each bootstrap method a gate used."""
     boot = sorted({str(g.get("method")) for g in v.gates if stats.is_bootstrap(g)})
+    if boot and all(stats.is_bootstrap(g) for g in v.gates):  # no Newcombe row (an embedding run): none named
+        return "; ".join(f"rows marked (bootstrap): {m}" for m in boot)
     return stats.METHOD + "".join(f"; rows marked (bootstrap): {m}" for m in boot)
 
 
 def target_table(v: Verdict) -> tuple[list[str], list[list[str]]]:
-    head = ["target", "deploy", "size", "speed-up vs teacher", "accuracy vs teacher (drop, 95% CI, points)", "how"]
+    head = ["target", "deploy", "size", "speed-up vs teacher", f"{v.metric_words} vs teacher (drop, 95% CI, points)",
+            "how"]
     body = []
     for t in v.targets:
         speed = ", ".join(f"{x:.1f}× ({s})" for s, x in t.speedup.items()) or "not measured"
@@ -286,8 +332,9 @@ def gate_table(v: Verdict) -> tuple[list[str], list[list[str]]]:
 
 
 def confusion_tables(v: Verdict) -> list[tuple[str, list[str], list[list[str]]]]:
-    """Teacher and final model: counts by true (rows) and predicted (columns) class, with recall."""
-    if v.labels is None:
+    """Teacher and final model: counts by true (rows) and predicted (columns) class, with recall. None for
+    a task not judged on labels (its outputs are no classes, whatever labels the data carries)."""
+    if v.labels is None or not v.uses_labels:
         return []
     names = v.label_names or [str(i) for i in range(int(v.labels.max()) + 1)]
     final = next((m for m in ("student INT8 Q/DQ (TensorRT)", "student INT8 (CPU)", "sparse student (2:4)",
@@ -490,7 +537,7 @@ def _html(title: str, v: Verdict, head: list[str], body: list[list[str]], notes:
         f'<div class="target"><b>{esc(t.target)}</b>deploy <code>{esc(t.artifact)}</code> '
         f"({esc(_fmt(t.size_bytes, 'bytes'))})<br>speed-up vs teacher: "
         f"{esc(', '.join(f'{x:.1f}× ({s})' for s, x in t.speedup.items()) or 'not measured')}<br>"
-        f"accuracy vs teacher: {esc(_target_accuracy(t))}</div>" for t in v.targets)
+        f"{esc(v.metric_words)} vs teacher: {esc(_target_accuracy(t))}</div>" for t in v.targets)
     g_head, g_body = gate_table(v)
     gates = _html_table(g_head, g_body, (1, 5))
     warnings = ("<h2>Warnings</h2><ul class=\"warnings\">" + "".join(f"<li>{esc(w)}</li>" for w in v.warnings)
@@ -550,17 +597,34 @@ def _verdict(root: Path, stages: dict[str, dict[str, Any]], comparison: dict[str
     return v
 
 
+def _scored(rows: list[Row], v: Verdict) -> None:
+    """For a task judged against a reference model, every row's figures are its scores against the
+    teacher's saved outputs (`Verdict.scores`), one measure for all: a stage's own figures are each
+    against that stage's parent (INT8 against its fp32 input). A model without saved outputs shows none."""
+    if v.uses_labels:
+        return
+    for r in rows:
+        r.scores = dict(v.scores.get(r.model, {}))
+        r.accuracy, r.macro_f1 = r.scores.get(v.metric), None
+
+
+def _collect_judged(root: Path) -> tuple[list[Row], dict[str, Any], dict[str, dict[str, Any]], Verdict]:
+    rows, comparison, stages = collect(root)
+    v = _verdict(root, stages, comparison)
+    _scored(rows, v)
+    return rows, comparison, stages, v
+
+
 def write_report(run_dir: str | Path, out: str | Path) -> tuple[Path, Path]:
     """Write `report.md`, `report.html` and the plot PNGs of `run_dir` into `out`."""
     root = Path(run_dir)
     if not root.is_dir():
         raise TrtEdgeError(f"run folder not found: {root}")
-    rows, comparison, stages = collect(root)
-    v = _verdict(root, stages, comparison)
+    rows, comparison, stages, v = _collect_judged(root)
     shapes = [shape_key(p) for p in comparison.get("shapes", [])]
     head, body = table(rows, shapes, {k: shape_label(p) for k, p in zip(shapes, comparison.get("shapes", []),
                                                                          strict=True)})
-    images = plots(rows, shapes, comparison)
+    images = plots(rows, shapes, comparison, v.metric_words)
     extra_tables = confusion_tables(v)
     for caption, maker in (("Data", data_table(stages)), ("Per-layer 2:4 sparsity", sparsity_table(stages)),
                            ("Per-layer precision", precision_table(root, stages))):
@@ -587,8 +651,7 @@ def run(config: RunConfig, run_dir: Path, out: str | Path) -> StageRecord:
                          artifacts={REPORT: "report.md", HTML: "report.html"})
     with stage_output(out) as tmp:
         write_report(run_dir, tmp)
-        rows, comparison, stages = collect(Path(run_dir))
-        verdict = _verdict(Path(run_dir), stages, comparison)
+        rows, _, _, verdict = _collect_judged(Path(run_dir))
         record.metrics = {r.model: r.accuracy for r in rows if r.accuracy is not None}
         record.metrics.update({"verdict": verdict.headline, "ready": verdict.ready, "warnings": verdict.warnings,
                                "gates": verdict.gates})

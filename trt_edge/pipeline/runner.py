@@ -25,12 +25,13 @@ from trt_edge.guard import writes_output
 from trt_edge.log import get_logger, report_repeats
 from trt_edge.pipeline import compare, report
 from trt_edge.pipeline.config import STAGES, PipelineConfig
-from trt_edge.pipeline.gates import PAIRS, overall_verdict, stage_verdict
+from trt_edge.pipeline.gates import overall_verdict, pairs, stage_verdict
 from trt_edge.preflight import preflight
 from trt_edge.quantize import stage as calibrate_stage
 from trt_edge.sparsity import stage as prune_stage
 from trt_edge.sparsity import width_stage
 from trt_edge.stage import STAGE_FILE, read_stage
+from trt_edge.tasks.spec import get_task
 
 log = get_logger("pipeline")
 RUN_FILE = "pipeline.json"
@@ -69,12 +70,14 @@ class StageResult:
     metrics: dict[str, Any]
 
 
-def _gate(name: str, metrics: dict[str, Any], cfg: PipelineConfig) -> dict[str, Any] | None:
-    """Judge stage `name` against `pipeline.gates`; raise `GateError` when it fails, else the verdict."""
-    if name not in PAIRS or name not in cfg.gates:
+def _gate(name: str, metrics: dict[str, Any], cfg: PipelineConfig, metric: str = "accuracy") -> dict[str, Any] | None:
+    """Judge stage `name` against `pipeline.gates`; raise `GateError` when it fails, else the verdict.
+    `metric` is the task's (`TaskSpec.metric`): the record keys are `<model>_<metric>`."""
+    keys = pairs(metric)
+    if name not in keys or name not in cfg.gates:
         return None
-    ref_key, new_key, what = PAIRS[name]
-    verdict = stage_verdict(name, metrics, cfg)
+    ref_key, new_key, what = keys[name]
+    verdict = stage_verdict(name, metrics, cfg, metric)
     budget = cfg.gates[name]
     if verdict is None:  # a stage.json written before the paired tables: the plain rule
         drop = (float(metrics[ref_key]) - float(metrics[new_key])) * 100
@@ -159,6 +162,7 @@ def run_pipeline(config: RunConfig, run_dir: str | Path, *, start: str | None = 
 def _run_stages(config: RunConfig, cfg: PipelineConfig, root: Path, record: dict[str, Any], stages: list[str],
                 first: int, last: int, start: str | None, force: bool) -> list[StageResult]:
     results: list[StageResult] = []
+    metric = get_task(config.section("task").type).metric
     for index, name in enumerate(stages):
         spec = SPECS[name]
         folder = root / name
@@ -177,7 +181,7 @@ def _run_stages(config: RunConfig, cfg: PipelineConfig, root: Path, record: dict
             stage = read_stage(folder, None)
             log.info("%s: up to date, skipped", name)
             results.append(StageResult(name, "skipped", 0.0, stage.get("metrics", {})))
-            _record_gate(record, name, _gate(name, stage.get("metrics", {}), cfg), root)
+            _record_gate(record, name, _gate(name, stage.get("metrics", {}), cfg, metric), root)
             continue
         if reason and previous:
             log.info("%s: %s; running it", name, reason)
@@ -191,8 +195,8 @@ def _run_stages(config: RunConfig, cfg: PipelineConfig, root: Path, record: dict
                                   "finished": stage.get("finished")}
         atomic_write_json(root / RUN_FILE, record)
         results.append(StageResult(name, "ran", seconds, result.metrics))
-        _record_gate(record, name, _gate(name, result.metrics, cfg), root)
-    _overall(results, cfg, root)
+        _record_gate(record, name, _gate(name, result.metrics, cfg, metric), root)
+    _overall(results, cfg, root, metric)
     return results
 
 
@@ -244,14 +248,25 @@ def _rerun_reason(folder: Path, previous: dict[str, Any], config_hash: str, inpu
     return None
 
 
-def _overall(results: list[StageResult], cfg: PipelineConfig, root: Path) -> None:
+def _overall(results: list[StageResult], cfg: PipelineConfig, root: Path, metric: str = "accuracy") -> None:
+    """`pipeline.overall_budget`: the final INT8 student against the teacher. A task whose teacher has
+    no figure of its own on the metric (an embedding is judged on the teacher's neighbours, the
+    teacher scoring 1.0) is judged from the paired verdict alone."""
+    if cfg.overall_budget is None:
+        return
     metrics = {r.name: r.metrics for r in results}
-    teacher = metrics.get("distill", {}).get("teacher_accuracy")
-    final = metrics.get("calibrate", {}).get("int8_accuracy")
-    if cfg.overall_budget is None or teacher is None or final is None:
+    keys = pairs(metric)
+    ref_key, new_key = keys["distill"][0], keys["calibrate"][1]
+    teacher = metrics.get("distill", {}).get(ref_key)
+    final = metrics.get("calibrate", {}).get(new_key)
+    verdict = overall_verdict(root, cfg)
+    if teacher is None and verdict is not None and "calibrate" in metrics:
+        # the stages record no teacher figure (each child against its own parent): the paired verdict's
+        teacher, final = verdict.ref_accuracy, verdict.new_accuracy
+        new_key += "_vs_teacher"  # calibrate's own int8 figure is against its fp32 input
+    if teacher is None or final is None:
         return
     drop = (teacher - final) * 100
-    verdict = overall_verdict(root, cfg)
     interval = ""
     if verdict is not None:
         lo, hi = verdict.interval_points
@@ -259,12 +274,13 @@ def _overall(results: list[StageResult], cfg: PipelineConfig, root: Path) -> Non
     if drop > cfg.overall_budget:
         raise GateError(f"overall accuracy gate failed: the INT8 student is {drop:.2f} points below the teacher "
                         f"(budget {cfg.overall_budget:.2f}{interval})",
-                        {"teacher_accuracy": teacher, "int8_accuracy": final})
+                        {ref_key: teacher, new_key: final})
 
 
-def summary_rows(results: list[StageResult]) -> list[dict[str, Any]]:
-    keys = ("student_accuracy", "width_accuracy", "sparse_accuracy", "argmax_agreement", "int8_accuracy",
-            "teacher_accuracy")
+def summary_rows(results: list[StageResult], metric: str = "accuracy") -> list[dict[str, Any]]:
+    """One row per stage for the CLI: status, seconds and the stage's figures on the task's `metric`."""
+    keys = (f"student_{metric}", f"width_{metric}", f"sparse_{metric}", "argmax_agreement", f"int8_{metric}",
+            f"teacher_{metric}")
     rows = []
     for r in results:
         shown = {k: r.metrics[k] for k in keys if k in r.metrics}

@@ -18,7 +18,8 @@ from trt_edge.artifacts import BUNDLE, ONNX, ONNX_CPU, PLAN
 from trt_edge.errors import TrtEdgeError
 from trt_edge.pipeline.compare import shape_label
 from trt_edge.pipeline.config import PipelineConfig
-from trt_edge.pipeline.gates import all_verdicts
+from trt_edge.pipeline.gates import all_verdicts, run_spec
+from trt_edge.tasks.adapter import TaskAdapter, adapter_for
 from trt_edge.tasks.spec import task_for_record
 
 # A model that gives one class to at least this share of the test inputs, when that class is clearly
@@ -35,6 +36,12 @@ MODELS = {("distill", "teacher"): "teacher", ("distill", "student"): "student (d
           ("width", "width"): "width-pruned student", ("prune", "sparse"): "sparse student (2:4)",
           ("calibrate", "int8"): "student INT8 Q/DQ (TensorRT)",
           ("calibrate", "cpu"): "student INT8 (CPU)"}
+# Saved outputs scored against the teacher's for a task judged against a reference model (an embedding's
+# vectors): the models above plus the fp32 ONNX, whose vectors the calibrate stage saves as its parent's.
+SCORED = {**MODELS, ("calibrate", "fp32"): "student ONNX fp32"}
+# How the report words the figure of the task's metric (`TaskSpec.metric`) a model reaches against the
+# teacher; a metric not listed prints as its key.
+METRIC_WORDS = {"accuracy": "accuracy", "recall_at_10": "recall@10"}
 
 
 @dataclass
@@ -57,9 +64,15 @@ class Verdict:
     targets: list[Target]
     gates: list[dict[str, Any]]
     warnings: list[str]
-    predictions: dict[str, np.ndarray]  # report name -> predicted classes on the test split
+    predictions: dict[str, np.ndarray]  # report name -> predicted classes on the test split (labelled tasks)
     labels: np.ndarray | None
     label_names: list[str]
+    uses_labels: bool = True  # the task's adapter: judged against labels (confusion tables mean something)
+    metric: str = "accuracy"  # the task's metric (`TaskSpec.metric`): the key of a model's figure in `scores`
+    metric_words: str = "accuracy"  # what the task's figure against the teacher is called
+    # report name -> the adapter's `score` of the model's saved test outputs against the teacher's (a
+    # task judged against a reference model only: recall@10, mean cosine, kNN accuracy for embeddings)
+    scores: dict[str, dict[str, float]] = field(default_factory=dict)
 
 
 def pipeline_config(run_dir: Path) -> PipelineConfig:
@@ -76,12 +89,14 @@ def pipeline_config(run_dir: Path) -> PipelineConfig:
     return PipelineConfig.from_dict(raw, "pipeline")
 
 
-def load_all_predictions(run_dir: Path, stages: dict[str, dict[str, Any]]) -> tuple[dict[str, np.ndarray],
-                                                                                     np.ndarray | None]:
-    """Predicted classes of every model whose stage saved them, and the test labels they share."""
+def load_all_outputs(run_dir: Path, stages: dict[str, dict[str, Any]],
+                     models: dict[tuple[str, str], str] | None = None) -> tuple[dict[str, np.ndarray],
+                                                                                np.ndarray | None]:
+    """Saved test outputs (logits, classes or vectors) of every model of `models` (default `MODELS`)
+    whose stage saved them, and the test labels they share; a model saved on another split is left out."""
     out: dict[str, np.ndarray] = {}
     labels: np.ndarray | None = None
-    for (stage, key), name in MODELS.items():
+    for (stage, key), name in (models or MODELS).items():
         path = run_dir / stage / stats.PREDICTIONS_FILE
         if stage not in stages or not path.is_file():
             continue
@@ -92,9 +107,28 @@ def load_all_predictions(run_dir: Path, stages: dict[str, dict[str, Any]]) -> tu
             labels = data["labels"]
         elif data["labels"].shape != labels.shape or (data["labels"] != labels).any():
             continue  # another test split: not comparable
-        pred = data[key]
-        out[name] = pred.argmax(axis=1) if pred.ndim == 2 else pred
+        out[name] = data[key]
     return out, labels
+
+
+def load_all_predictions(run_dir: Path, stages: dict[str, dict[str, Any]]) -> tuple[dict[str, np.ndarray],
+                                                                                     np.ndarray | None]:
+    """Predicted classes of every model whose stage saved them, and the test labels they share."""
+    outputs, labels = load_all_outputs(run_dir, stages)
+    return {name: pred.argmax(axis=1) if pred.ndim == 2 else pred for name, pred in outputs.items()}, labels
+
+
+def model_scores(outputs: dict[str, np.ndarray], labels: np.ndarray | None, num_labels: int,
+                 adapter: TaskAdapter) -> dict[str, dict[str, float]]:
+    """Each model's `adapter.score` against the teacher's outputs on the same test examples (a task judged
+    against a reference model): the figures of every model measured one way, from the saved outputs,
+    whatever parent each stage judged it against. Empty without the teacher's outputs."""
+    teacher = outputs.get(TEACHER)
+    if teacher is None:
+        return {}
+    y = labels.tolist() if labels is not None and num_labels > 1 else []
+    classes = num_labels if y else 0
+    return {name: adapter.score(out, y, classes, reference=teacher) for name, out in outputs.items()}
 
 
 def _size(path: Path) -> int | None:
@@ -111,16 +145,19 @@ def _speedups(comparison: dict[str, Any], label: str) -> dict[str, float]:
 
 
 def deploy_targets(run_dir: Path, stages: dict[str, dict[str, Any]], comparison: dict[str, Any],
-                   predictions: dict[str, np.ndarray], labels: np.ndarray | None,
-                   cfg: PipelineConfig) -> list[Target]:
+                   outputs: dict[str, np.ndarray], labels: np.ndarray | None,
+                   cfg: PipelineConfig, adapter: TaskAdapter) -> list[Target]:
+    """The deployable artifacts with their size, speed-up and paired verdict against the teacher (the
+    task's own judgement, `adapter.judge`, on the saved test outputs)."""
     targets: list[Target] = []
-    teacher = predictions.get("teacher")
+    teacher = outputs.get("teacher")
 
     def against_teacher(name: str) -> dict[str, Any] | None:
-        if teacher is None or labels is None or name not in predictions:
+        if teacher is None or labels is None or name not in outputs:
             return None
-        return stats.judge_predictions("vs teacher", f"{name} vs teacher", teacher, predictions[name], labels,
-                                       cfg.overall_budget, None).to_dict()
+        verdict: stats.GateVerdict = adapter.judge("vs teacher", f"{name} vs teacher", teacher, outputs[name],
+                                                   labels.tolist(), cfg.overall_budget, None)
+        return verdict.to_dict()
 
     cal = stages.get("calibrate")
     if cal is not None and ONNX in cal.get("artifacts", {}):
@@ -283,13 +320,23 @@ def headline(gates: list[dict[str, Any]], targets: list[Target]) -> tuple[str, b
 def build_verdict(run_dir: Path, stages: dict[str, dict[str, Any]], comparison: dict[str, Any]) -> Verdict:
     cfg = pipeline_config(run_dir)
     gates = all_verdicts(run_dir, stages, cfg)
-    predictions, labels = load_all_predictions(run_dir, stages)
+    spec = run_spec(stages)
+    adapter = adapter_for(spec)
     label_names = list(stages.get("distill", {}).get("metrics", {}).get("data", {}).get("label_names") or [])
-    targets = deploy_targets(run_dir, stages, comparison, predictions, labels, cfg)
+    if adapter.uses_labels:
+        outputs, labels = load_all_outputs(run_dir, stages)
+        predictions = {name: pred.argmax(axis=1) if pred.ndim == 2 else pred for name, pred in outputs.items()}
+        scores: dict[str, dict[str, float]] = {}
+    else:  # outputs are vectors: no classes to count, every model scored against the teacher's vectors
+        outputs, labels = load_all_outputs(run_dir, stages, SCORED)
+        predictions = {}
+        scores = model_scores(outputs, labels, len(label_names), adapter)
+    targets = deploy_targets(run_dir, stages, comparison, outputs, labels, cfg, adapter)
     warnings = [*model_warnings(predictions, labels, label_names), *teacher_warnings(predictions, labels),
                 *gate_warnings(gates), *parity_warnings(stages), *sparsity_target_warnings(run_dir, stages)]
     text, ready = headline(gates, targets)
-    return Verdict(text, ready, targets, gates, warnings, predictions, labels, label_names)
+    return Verdict(text, ready, targets, gates, warnings, predictions, labels, label_names, adapter.uses_labels,
+                   spec.metric, METRIC_WORDS.get(spec.metric, spec.metric), scores)
 
 
 def confusion(labels: np.ndarray, pred: np.ndarray, num_classes: int) -> np.ndarray:
