@@ -29,6 +29,7 @@ from trt_edge.stage import StageRecord, stage_output
 from trt_edge.tasks.adapter import TaskAdapter, adapter_for, load_task_data, task_adapter
 from trt_edge.tasks.config import TaskConfig
 from trt_edge.tasks.data import ClassificationData, resolve_data_source
+from trt_edge.tasks.metrics import prefixed
 from trt_edge.tasks.models import (
     LoadedClassifier,
     count_parameters,
@@ -411,11 +412,10 @@ def run(config: RunConfig, out: str | Path) -> StageRecord:
     log.info("student test %s", describe_metrics(student_metrics))
 
     metrics: dict[str, Any] = {
-        **{f"teacher_{k}": v for k, v in teacher_metrics.items() if k != "score"},
-        **{f"student_{k}": v for k, v in student_metrics.items() if k != "score"},
+        **prefixed("teacher", teacher_metrics), **prefixed("student", student_metrics),
         **({"student_vs_teacher": student_metrics["accuracy"] / max(teacher_metrics["accuracy"], 1e-9)}
            if "accuracy" in teacher_metrics and "accuracy" in student_metrics else {}),
-        **({"majority_accuracy": data.majority_accuracy("test")} if data.labelled else {}),
+        **({"majority_accuracy": data.majority_accuracy("test")} if a.uses_labels else {}),
         "teacher_params": count_parameters(teacher.model),
         "student_params": count_parameters(student),
         "distill": distill_info,

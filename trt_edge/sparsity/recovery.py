@@ -95,7 +95,7 @@ class RecoveryResult:
     steps: int
     seconds: float
     best_epoch: int
-    validation_accuracy: float
+    validation_accuracy: float  # the best epoch's selection metric (`train.selection_key`: accuracy, or a task's score)
     schedule: list[dict[str, float]]
     distilled: bool
 
@@ -163,7 +163,7 @@ def recover(model: torch.nn.Module, masks: Masks, train_features: Sequence[dict[
         (`text-classification`).
     """
     from trt_edge.distill.losses import combined_loss
-    from trt_edge.distill.train import train
+    from trt_edge.distill.train import selection_key, train
     from trt_edge.tasks.adapter import task_adapter
 
     adapter = task_adapter(task)
@@ -195,4 +195,5 @@ def recover(model: torch.nn.Module, masks: Masks, train_features: Sequence[dict[
                    desc=desc or f"sparse recovery ({schedule})", on_step=enforcer, collate_fn=adapter.collate)
     apply_masks(model, masks)  # the loop restored the best epoch's weights: make sure they are truly zero
     return RecoveryResult(result.steps, result.seconds, result.best_epoch,
-                          float(result.best_metrics.get("accuracy", float("nan"))), enforcer.history, distilled)
+                          float(result.best_metrics.get(selection_key(result.best_metrics), float("nan"))),
+                          enforcer.history, distilled)
