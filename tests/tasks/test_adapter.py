@@ -118,3 +118,23 @@ def test_embedding_scores_need_a_reference() -> None:
         adapter.example_scores(vectors, labels)
     metrics = adapter.score(vectors, labels, 1, vectors)
     assert metrics["recall_at_10"] == 1.0 and metrics["score"] == 1.0 and "knn_accuracy" not in metrics
+
+
+def test_embedding_loss_trains_the_vectors_and_their_ranking() -> None:
+    """Zero against itself; the neighbour term is positive when the student's batch ranking differs and
+    its gradient reaches the student; a batch of 2 has no neighbours to rank."""
+    import torch
+
+    from trt_edge.tasks.sentence_embedding import embedding_loss
+
+    torch.manual_seed(0)
+    teacher = torch.nn.functional.normalize(torch.randn(8, 16), dim=-1)
+    loss, parts = embedding_loss(teacher.clone(), teacher, relational_weight=1.0)
+    assert float(loss) == pytest.approx(0.0, abs=1e-5) and parts["rkd"] == pytest.approx(0.0, abs=1e-5)
+    student = torch.randn(8, 16, requires_grad=True)
+    loss, parts = embedding_loss(student, teacher, relational_weight=1.0)
+    assert parts["rkd"] > 0 and parts["cos"] > 0
+    loss.backward()
+    assert student.grad is not None and float(student.grad.abs().sum()) > 0
+    assert "rkd" not in embedding_loss(student[:2], teacher[:2], relational_weight=1.0)[1]
+    assert "rkd" not in embedding_loss(student, teacher)[1]

@@ -111,7 +111,9 @@ class DistillConfig(ConfigBase):
     student (StudentConfig): how the student is built.
     train (TrainConfig): budget of the distillation (and of the hard-label ablation).
     temperature (float): softening of both logit sets; the KL term is scaled by T². Defaults to 2.0.
-    alpha (float): weight of the KL term; the hard-label cross-entropy gets 1 - alpha. Defaults to 0.5.
+    alpha (float): weight of the KL term; the hard-label cross-entropy gets 1 - alpha. For a
+        sentence-embedding task (no labels), the weight of the in-batch neighbour term added to the MSE +
+        cosine to the teacher's vectors. Defaults to 0.5.
     hidden_weight (float): weight of the hidden-state MSE on mapped layers. Defaults to 0 (off).
     attention_weight (float): weight of the attention-distribution KL on mapped layers (MiniLM-style;
         needs equal head counts). Defaults to 0 (off).

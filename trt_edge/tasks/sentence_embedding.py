@@ -35,18 +35,40 @@ from trt_edge.tasks.spec import TaskSpec
 NEIGHBOURS = 10
 
 
-def embedding_loss(student: Any, teacher: Any) -> tuple[Any, dict[str, float]]:
-    """MSE plus (1 - cosine) between the student's and the teacher's vectors ([B, D] each).
+# The temperature of the in-batch similarity term: cosine similarities live in [-1, 1], so the softened
+# neighbour distribution needs a far smaller temperature than class logits (distill.temperature).
+SIMILARITY_TEMPERATURE = 0.05
+
+
+def embedding_loss(student: Any, teacher: Any, relational_weight: float = 0.0) -> tuple[Any, dict[str, float]]:
+    """MSE plus (1 - cosine) between the student's and the teacher's vectors ([B, D] each), plus, weighted
+    by `relational_weight`, the in-batch neighbour term.
 
     MSE alone under-weights direction for normalised vectors (their squared distance is 2 - 2cos, so the
     two terms agree there); for unnormalised ones the cosine term keeps the search geometry in view while
-    MSE keeps the scale. Both are means over the batch."""
+    MSE keeps the scale. The neighbour term is what search needs: for each example, the KL from the
+    teacher's softened distribution over the other examples of the batch (cosine / 0.05) to the student's
+    (relational knowledge distillation, Park et al., CVPR 2019, on the similarity matrix); it trains the
+    *ranking* the recall@10 gate measures, which matching each vector alone leaves to chance. All terms
+    are means over the batch; the neighbour term needs a batch of at least 3."""
+    import torch
     import torch.nn.functional as F
 
     s, t = student.float(), teacher.float().to(student.device)
     mse = F.mse_loss(s, t)
     cos = (1.0 - F.cosine_similarity(s, t, dim=-1)).mean()
-    return mse + cos, {"mse": float(mse.detach()), "cos": float(cos.detach())}
+    loss = mse + cos
+    parts = {"mse": float(mse.detach()), "cos": float(cos.detach())}
+    if relational_weight > 0 and s.shape[0] > 2:
+        ns, nt = F.normalize(s, dim=-1), F.normalize(t, dim=-1)
+        eye = torch.eye(s.shape[0], dtype=torch.bool, device=s.device)
+        sim_s = (ns @ ns.T / SIMILARITY_TEMPERATURE).masked_fill(eye, -1e4)
+        sim_t = (nt @ nt.T / SIMILARITY_TEMPERATURE).masked_fill(eye, -1e4)
+        log_p_s, log_p_t = F.log_softmax(sim_s, dim=-1), F.log_softmax(sim_t, dim=-1)
+        rkd = (log_p_t.exp() * (log_p_t - log_p_s)).sum(-1).mean()
+        loss = loss + relational_weight * rkd
+        parts["rkd"] = float(rkd.detach())
+    return loss, parts
 
 
 class SentenceEmbeddingAdapter:
@@ -122,13 +144,14 @@ class SentenceEmbeddingAdapter:
 
     def output_loss(self, student_out: Any, labels: Any, teacher_outputs: Any, *, alpha: float,
                     temperature: float) -> tuple[Any, dict[str, float]]:
-        """The distillation loss on the task's output: the teacher's vectors, whatever `alpha` says (there
-        is no hard-label term to weigh against)."""
-        del labels, alpha, temperature
+        """The distillation loss on the task's output: the teacher's vectors (there is no hard-label term);
+        `alpha` weighs the in-batch neighbour term (`embedding_loss`), whose temperature is fixed
+        (`SIMILARITY_TEMPERATURE`: `temperature` is tuned for class logits)."""
+        del labels, temperature
         vectors = getattr(student_out, SPEC.output)
         if teacher_outputs is None:
             raise ValueError("a sentence-embedding model trains on its teacher's (or parent's) vectors")
-        return embedding_loss(vectors, teacher_outputs)
+        return embedding_loss(vectors, teacher_outputs, relational_weight=alpha)
 
     def example_inputs(self, model_config: Any, names: Sequence[str], int32_inputs: bool, seed: int = 0,
                        preprocessor: Any = None) -> dict[str, Any]:
