@@ -314,9 +314,14 @@ def distill_student(cfg: DistillConfig, task: TaskConfig, data: TextClassificati
             for m in (student, teacher.model):
                 m.config._attn_implementation = "eager"  # attention probabilities are needed
 
+    output_projection = vector_projection(a, student, train_enc, train_logits)
+
     def loss_fn(m: Any, batch: dict[str, Any]) -> Any:
         inputs = a.model_inputs(batch)
         out = m(**inputs, output_hidden_states=cfg.hidden_weight > 0, output_attentions=cfg.attention_weight > 0)
+        if output_projection is not None:  # a student whose vectors are narrower or wider than the teacher's
+            name = a.spec.output
+            setattr(out, name, output_projection(getattr(out, name)))
         mask = inputs[length_input] if length_input else None
         if mask is None and online:  # no padding (images): every token position counts
             states = out.hidden_states if cfg.hidden_weight > 0 else out.attentions
@@ -344,13 +349,33 @@ def distill_student(cfg: DistillConfig, task: TaskConfig, data: TextClassificati
     result = train(student, features, train_enc.pad_token_id,
                    loss_fn, cfg.train, eval_fn=validation_eval_fn(val_enc, data.validation.labels, data.num_labels,
                                                         task.eval_batch_size, task, reference),
-                   seed=cfg.seed, desc="distill", extra_modules=[projection] if projection is not None else [],
+                   seed=cfg.seed, desc="distill",
+                   extra_modules=[p for p in (projection, output_projection) if p is not None],
                    collate_fn=a.collate)
     if cfg.attention_weight > 0:
         student.config._attn_implementation = "sdpa"
     return {"best_epoch": result.best_epoch, "seconds": result.seconds, "steps": result.steps,
             "examples_per_second": result.examples_per_second,
             **{f"validation_{k}": v for k, v in result.best_metrics.items() if k not in ("epoch", "train_loss")}}
+
+
+def vector_projection(a: TaskAdapter, student: Any, train_enc: Any, targets: np.ndarray) -> Any:
+    """A trained linear map from the student's vectors to the teacher's width, for the loss only, where a
+    task judged against a model (embeddings) distils a student whose vectors have another width (a
+    separate `distill.student.model`); None when the widths agree or the task has class logits. The
+    saved student keeps its own width: search compares each model's neighbours, not raw vectors."""
+    import torch
+
+    if a.uses_labels or not len(train_enc):
+        return None
+    batch = a.collate([train_enc.features[0]], train_enc.pad_token_id)
+    with torch.no_grad():
+        width = int(getattr(student(**a.model_inputs(batch)), a.spec.output).shape[-1])
+    if width == targets.shape[-1]:
+        return None
+    log.info("distill: the student's vectors have %d dims, the teacher's %d: a linear projection maps them in the "
+             "loss (not saved with the student)", width, targets.shape[-1])
+    return torch.nn.Linear(width, int(targets.shape[-1]))
 
 
 def ablation_budget(cfg: DistillConfig, data: TextClassificationData, distill_info: dict[str, Any]) -> TrainConfig:
