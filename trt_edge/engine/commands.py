@@ -257,23 +257,10 @@ def run_texts(text: Any, text_file: str, lines: bool) -> list[str]:
     if text_file and text not in ("", None):
         raise TrtEdgeError("give --text or --text-file, not both")
     if text_file:
-        try:
-            if text_file == "-":
-                raw = sys.stdin.buffer.read(MAX_TEXT_BYTES + 1)
-            else:
-                path = Path(text_file)
-                if not path.is_file():
-                    raise TrtEdgeError(f"--text-file {text_file}: no such file")
-                with open(path, "rb") as handle:
-                    raw = handle.read(MAX_TEXT_BYTES + 1)
-        except OSError as exc:
-            raise TrtEdgeError(f"--text-file {text_file}: unreadable ({exc.strerror})") from exc
-        if len(raw) > MAX_TEXT_BYTES:
-            raise TrtEdgeError(f"--text-file {text_file}: larger than {MAX_TEXT_BYTES >> 20} MiB")
-        try:
-            content = raw.decode("utf-8-sig")
-        except UnicodeDecodeError as exc:
-            raise TrtEdgeError(f"--text-file {text_file}: not UTF-8 text ({exc.reason} at byte {exc.start})") from exc
+        from trt_edge.files import read_utf8
+
+        source = sys.stdin.buffer if text_file == "-" else Path(text_file)
+        content, _ = read_utf8(source, f"--text-file {text_file}", MAX_TEXT_BYTES)
         texts = [line for line in content.splitlines() if line.strip()] if lines else [content]
         if not texts or not any(t.strip() for t in texts):
             raise TrtEdgeError(f"--text-file {text_file}: no text in it")

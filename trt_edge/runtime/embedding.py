@@ -29,7 +29,7 @@ from typing import Any
 import numpy as np
 
 from trt_edge.errors import TrtEdgeError
-from trt_edge.files import atomic_write_bytes, atomic_write_json, kit_cache_dir, sha256_file, sha256_json
+from trt_edge.files import atomic_write_bytes, atomic_write_json, kit_cache_dir, read_utf8, sha256_file, sha256_json
 from trt_edge.log import get_logger
 from trt_edge.runtime.base import Runner, logits_in_chunks
 from trt_edge.tasks.spec import SENTENCE_EMBEDDING, TaskSpec
@@ -60,19 +60,7 @@ class Corpus:
 def read_corpus(path: str | os.PathLike[str]) -> Corpus:
     """Read a corpus file, refusing in one line one that is missing, not UTF-8, or has no non-empty line."""
     file = Path(path).expanduser()
-    if not file.is_file():
-        raise TrtEdgeError(f"--corpus {path}: no such file")
-    try:
-        with open(file, "rb") as handle:
-            raw = handle.read(MAX_CORPUS_BYTES + 1)
-    except OSError as exc:
-        raise TrtEdgeError(f"--corpus {path}: unreadable ({exc.strerror})") from exc
-    if len(raw) > MAX_CORPUS_BYTES:
-        raise TrtEdgeError(f"--corpus {path}: larger than {MAX_CORPUS_BYTES >> 30} GiB")
-    try:
-        text = raw.decode("utf-8-sig")
-    except UnicodeDecodeError as exc:
-        raise TrtEdgeError(f"--corpus {path}: not UTF-8 text ({exc.reason} at byte {exc.start})") from exc
+    text, raw = read_utf8(file, f"--corpus {path}", MAX_CORPUS_BYTES)
     entries, numbers = [], []
     for number, line in enumerate(text.splitlines(), start=1):
         if line.strip():

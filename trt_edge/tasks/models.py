@@ -57,6 +57,19 @@ def check_preprocessor(path: Path, task: str, require: bool = True) -> None:
                        "a model folder must carry the preprocessor its inputs come from")
 
 
+def read_model_config(path: Path, trust_remote_code: bool = False) -> Any:
+    """The folder's transformers config (local files only, the hub kept offline), or a one-line error."""
+    import transformers
+
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    transformers.logging.set_verbosity_error()  # type: ignore[no-untyped-call]
+    try:
+        return transformers.AutoConfig.from_pretrained(path, local_files_only=True, trust_remote_code=trust_remote_code)
+    except (OSError, ValueError, KeyError, TypeError, AttributeError, RecursionError) as exc:
+        first = str(exc).splitlines()[0][:200] if str(exc) else type(exc).__name__
+        raise TrtEdgeError(f"{path}: config.json is not a model config transformers knows ({first})") from exc
+
+
 def _head_keys(keys: list[str]) -> list[str]:
     return [k for k in keys if k.startswith(MISSING_HEAD_PREFIXES) or ".classifier." in k]
 
@@ -78,14 +91,7 @@ def load_classifier(ref: str | Path, label_names: list[str], trust_remote_code: 
         return load_embedding_model(ref, trust_remote_code=trust_remote_code, task=task)
     path = resolve_model_path(str(ref))
     check_preprocessor(path, task, require=False)  # the stages require it; the library tries transformers
-    os.environ.setdefault("HF_HUB_OFFLINE", "1")
-    transformers.logging.set_verbosity_error()  # type: ignore[no-untyped-call]
-    try:
-        config = transformers.AutoConfig.from_pretrained(path, local_files_only=True,
-                                                         trust_remote_code=trust_remote_code)
-    except (OSError, ValueError, KeyError, TypeError, AttributeError, RecursionError) as exc:
-        first = str(exc).splitlines()[0][:200] if str(exc) else type(exc).__name__
-        raise TrtEdgeError(f"{path}: config.json is not a model config transformers knows ({first})") from exc
+    config = read_model_config(path, trust_remote_code)
     saved_labels = [config.id2label[i] for i in sorted(config.id2label)] if getattr(config, "id2label", None) else []
     label_match = saved_labels == list(label_names)
     generic = all(str(n).startswith(_GENERIC_LABEL) for n in saved_labels)
@@ -140,7 +146,6 @@ def load_embedding_model(ref: str | Path, pooling: str = "auto", normalize: bool
     plain encoder folder takes `pooling` (`auto`: mean) and `normalize` (None: normalised); explicit
     arguments override the folder. Safetensors only, local files only, `trust_remote_code` off unless
     asked; `head_trained` is True (a pooled model has no head to train) and `head_note` says the pooling."""
-    import transformers
 
     from trt_edge.modeling.pooling import load_embedding_model as load_encoder
     from trt_edge.modeling.pooling import read_pooling
@@ -150,14 +155,7 @@ def load_embedding_model(ref: str | Path, pooling: str = "auto", normalize: bool
     path = resolve_model_path(str(ref))
     check_preprocessor(path, task, require=False)
     how = read_pooling(path, pooling, normalize)  # a mode the kit does not know: refused before any weights
-    os.environ.setdefault("HF_HUB_OFFLINE", "1")
-    transformers.logging.set_verbosity_error()  # type: ignore[no-untyped-call]
-    try:
-        config = transformers.AutoConfig.from_pretrained(path, local_files_only=True,
-                                                         trust_remote_code=trust_remote_code)
-    except (OSError, ValueError, KeyError, TypeError, AttributeError, RecursionError) as exc:
-        first = str(exc).splitlines()[0][:200] if str(exc) else type(exc).__name__
-        raise TrtEdgeError(f"{path}: config.json is not a model config transformers knows ({first})") from exc
+    config = read_model_config(path, trust_remote_code)
     tokenizer = spec.preprocessor.load(path, trust_remote_code)
     model = load_encoder(path, config, how, trust_remote_code)
     return LoadedClassifier(model, tokenizer, path, True, how.describe())
