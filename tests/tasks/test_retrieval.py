@@ -145,3 +145,21 @@ def test_the_recall_gate_has_a_bootstrap_interval_and_a_stored_form() -> None:
     assert not verdict.passed and "bootstrap" in verdict.method and "recall@10 points" in verdict.line()
     record = json.loads(json.dumps(verdict.to_dict()))
     assert stats.rejudge(record, 100.0, 3.0).passed
+
+
+def test_judge_retrieval_with_the_teachers_vectors_pairs_both_models_against_them() -> None:
+    """With a reference, the gate is the child's recall of the teacher's neighbours against its parent's:
+    a child as good as its parent loses nothing even where both miss the teacher's neighbours, and a
+    child that finds fewer of them loses points (paired per query)."""
+    rng = np.random.default_rng(0)
+    teacher = rng.normal(size=(60, 8))
+    parent = teacher + rng.normal(scale=0.8, size=teacher.shape)  # finds some of the teacher's neighbours
+    same = retrieval.judge_retrieval("prune", "child vs parent", parent, parent.copy(), 3.0, reference=teacher)
+    assert same.drop_points == pytest.approx(0.0) and same.passed
+    assert "teacher" in same.bootstrap["unit"]
+    worse = retrieval.judge_retrieval("prune", "child vs parent", parent, rng.normal(size=teacher.shape), 3.0, reference=teacher)
+    lo, hi = worse.interval_points
+    assert worse.drop_points > 3.0 and lo <= worse.drop_points <= hi and not worse.passed
+    # Without a reference the parent scores 1.0 against itself: the same child loses far more.
+    alone = retrieval.judge_retrieval("prune", "child vs parent", parent, rng.normal(size=teacher.shape), 3.0)
+    assert alone.drop_points > worse.drop_points

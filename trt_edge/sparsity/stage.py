@@ -325,7 +325,7 @@ def run(config: RunConfig, model_dir: str | Path, out: str | Path) -> StageRecor
         "note": "kept magnitudes are measured when the masks were chosen, before recovery fine-tuning",
     }
     verdict = inputs.adapter.judge("prune", "sparse vs dense student", dense_logits, sparse_logits, test.labels,
-                                   cfg.max_accuracy_drop, PruneConfig().max_accuracy_drop)
+                                   cfg.max_accuracy_drop, PruneConfig().max_accuracy_drop, reference)
     accuracy_drop = task_drop_points(dense_metrics, sparse_metrics, verdict)
     metrics: dict[str, Any] = {
         **prefixed("dense", dense_metrics), **prefixed("pruned", pruned_metrics, "_before_recovery"),

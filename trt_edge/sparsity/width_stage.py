@@ -273,7 +273,7 @@ def run(config: RunConfig, model_dir: str | Path, out: str | Path) -> StageRecor
     # Paired on the same test examples, as the other stages' gates: the pipeline's `gates.width` rejudges
     # this table, and the report lists it with its interval.
     verdict = inputs.adapter.judge("width", "width-pruned vs dense student", dense_logits, width_logits,
-                                   data.test.labels, cfg.max_accuracy_drop, None)
+                                   data.test.labels, cfg.max_accuracy_drop, None, reference)
     accuracy_drop = task_drop_points(dense_metrics, width_metrics, verdict)
     before = before_recovery or width_metrics
     metrics: dict[str, Any] = {

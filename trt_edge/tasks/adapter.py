@@ -105,9 +105,10 @@ class TaskAdapter(Protocol):
 
     def judge(self, gate: str, compares: str, ref_outputs: np.ndarray, new_outputs: np.ndarray,
               labels: Sequence[int], budget_points: float | None,
-              default_budget_points: float | None = None) -> GateVerdict:
+              default_budget_points: float | None = None, reference: np.ndarray | None = None) -> GateVerdict:
         """A child model (`new_outputs`) against its parent (`ref_outputs`) on the same examples: the drop
-        in points of the task's metric with its 95% interval, judged against the budget."""
+        in points of the task's metric with its 95% interval, judged against the budget (`reference`: the
+        outputs both are scored against, for a task judged against a model: the teacher's)."""
         ...
 
     def output_loss(self, student_out: Any, labels: Any, teacher_outputs: Any, *, alpha: float,

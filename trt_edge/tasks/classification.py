@@ -54,10 +54,13 @@ class ClassificationOutputs:
         return example_correct(logits, labels)
 
     def judge(self, gate: str, compares: str, ref_outputs: np.ndarray, new_outputs: np.ndarray,
-              labels: Sequence[int], budget_points: float | None, default_budget_points: float | None = None) -> Any:
-        """The paired accuracy gate (Newcombe's interval on the 2x2 table of correct examples)."""
+              labels: Sequence[int], budget_points: float | None, default_budget_points: float | None = None,
+              reference: np.ndarray | None = None) -> Any:
+        """The paired accuracy gate (Newcombe's interval on the 2x2 table of correct examples); `reference`
+        is for tasks judged against a model."""
         from trt_edge import stats
 
+        del reference
         return stats.judge_predictions(gate, compares, ref_outputs, new_outputs, labels, budget_points,
                                        default_budget_points)
 

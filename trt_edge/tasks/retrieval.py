@@ -223,14 +223,25 @@ def retrieval_metrics(outputs: Any, labels: Sequence[int] | np.ndarray | None = 
 
 
 def judge_retrieval(gate: str, compares: str, ref_outputs: Any, new_outputs: Any, budget_points: float | None,
-                    default_budget_points: float | None = None, k: int = 10, *, seed: int = 0) -> stats.GateVerdict:
+                    default_budget_points: float | None = None, k: int = 10, *, seed: int = 0,
+                    reference: Any = None) -> stats.GateVerdict:
     """The recall@k gate of a child model against its parent, with a paired bootstrap 95% interval.
 
-    The parent's per-query score is 1.0 (its neighbours against themselves), the child's is
-    `recall_at_k(ref_outputs, new_outputs, k)`; the drop is in recall@k points (100 x the mean lost
-    share). Lives here, not in `stats`: stats is a bottom layer and knows nothing of embeddings.
+    With a `reference` (the teacher's vectors of the same examples), both models are scored by what the
+    gate is about: each query's recall@k of the *teacher's* neighbours, the child's against the parent's,
+    paired per query (a 2:4 student loses points only where it finds fewer of the teacher's neighbours than
+    the dense student did). Without one, the parent is the reference: its per-query score is 1.0 (its
+    neighbours against themselves) and the child's `recall_at_k(ref_outputs, new_outputs, k)`. The drop is
+    in recall@k points (100 x the mean lost share). Lives here, not in `stats`: stats is a bottom layer
+    and knows nothing of embeddings.
     """
-    new_scores = recall_at_k(ref_outputs, new_outputs, k)
+    if reference is not None:
+        ref_scores = recall_at_k(reference, ref_outputs, k)
+        new_scores = recall_at_k(reference, new_outputs, k)
+    else:
+        new_scores = recall_at_k(ref_outputs, new_outputs, k)
+        ref_scores = np.ones_like(new_scores)
     kk = effective_k(len(new_scores), k)
-    return stats.judge_scores(gate, compares, np.ones_like(new_scores), new_scores, budget_points,
-                              default_budget_points, seed=seed, unit=f"recall@{kk} points")
+    unit = f"recall@{kk} points" + (" (of the teacher's neighbours)" if reference is not None else "")
+    return stats.judge_scores(gate, compares, ref_scores, new_scores, budget_points, default_budget_points, seed=seed,
+                              unit=unit)

@@ -133,14 +133,16 @@ class SentenceEmbeddingAdapter:
         return np.asarray(recall_at_k(reference, logits, NEIGHBOURS), dtype=np.float64)
 
     def judge(self, gate: str, compares: str, ref_outputs: np.ndarray, new_outputs: np.ndarray,
-              labels: Sequence[int], budget_points: float | None, default_budget_points: float | None = None) -> Any:
-        """The paired gate: the child's recall@10 of its parent's neighbours, bootstrap interval over
-        queries (the parent scores 1.0 against itself)."""
+              labels: Sequence[int], budget_points: float | None, default_budget_points: float | None = None,
+              reference: np.ndarray | None = None) -> Any:
+        """The paired gate, bootstrap interval over queries: with `reference` (the teacher's vectors), the
+        child's recall@10 of the teacher's neighbours against its parent's; without, the child's recall@10
+        of its parent's neighbours (the parent scoring 1.0 against itself)."""
         from trt_edge.tasks.retrieval import judge_retrieval
 
         del labels
         return judge_retrieval(gate, compares, ref_outputs, new_outputs, budget_points, default_budget_points,
-                               k=NEIGHBOURS)
+                               k=NEIGHBOURS, reference=reference)
 
     def output_loss(self, student_out: Any, labels: Any, teacher_outputs: Any, *, alpha: float,
                     temperature: float) -> tuple[Any, dict[str, float]]:
