@@ -157,9 +157,10 @@ def test_judge_retrieval_with_the_teachers_vectors_pairs_both_models_against_the
     same = retrieval.judge_retrieval("prune", "child vs parent", parent, parent.copy(), 3.0, reference=teacher)
     assert same.drop_points == pytest.approx(0.0) and same.passed
     assert "teacher" in same.bootstrap["unit"]
-    worse = retrieval.judge_retrieval("prune", "child vs parent", parent, rng.normal(size=teacher.shape), 3.0, reference=teacher)
+    child = rng.normal(size=teacher.shape)
+    worse = retrieval.judge_retrieval("prune", "child vs parent", parent, child, 3.0, reference=teacher)
     lo, hi = worse.interval_points
     assert worse.drop_points > 3.0 and lo <= worse.drop_points <= hi and not worse.passed
     # Without a reference the parent scores 1.0 against itself: the same child loses far more.
-    alone = retrieval.judge_retrieval("prune", "child vs parent", parent, rng.normal(size=teacher.shape), 3.0)
+    alone = retrieval.judge_retrieval("prune", "child vs parent", parent, child, 3.0)
     assert alone.drop_points > worse.drop_points
