@@ -76,8 +76,9 @@ class PruneConfig(RecoveryConfig):
     teacher (str | None): teacher for sparse distillation when `--model` is a bare model folder (a distill
         stage folder brings its own teacher). None turns distillation off there. Defaults to None.
     temperature (float): KD temperature. Defaults to 2.0.
-    alpha (float): weight of the KD term; the task cross-entropy gets 1 - alpha (a sentence-embedding task:
-        the weight of the in-batch neighbour term). Defaults to 0.5.
+    alpha (float): weight of the KD term; the task cross-entropy gets 1 - alpha. A sentence-embedding task
+        has no labels: 0 recovers toward the dense student's own vectors, > 0 toward the teacher's plus
+        alpha x the in-batch neighbour term. Defaults to 0.5.
     max_accuracy_drop (float | None): fail (exit 1) when the sparse model's test accuracy is more than
         this many points below the dense model's. Defaults to None (report only).
     cache_dir (str | None): cache of teacher logits (shared with distill). Defaults to the kit's cache.
@@ -143,8 +144,9 @@ class WidthConfig(RecoveryConfig):
     teacher (str | None): teacher when `--model` is a bare folder (a distill stage folder brings its own).
         Defaults to None.
     temperature (float): KD temperature. Defaults to 2.0.
-    alpha (float): weight of the KD term; the task cross-entropy gets 1 - alpha (a sentence-embedding task:
-        the weight of the in-batch neighbour term). Defaults to 0.5.
+    alpha (float): weight of the KD term; the task cross-entropy gets 1 - alpha. A sentence-embedding task
+        has no labels: 0 recovers toward the dense student's own vectors, > 0 toward the teacher's plus
+        alpha x the in-batch neighbour term. Defaults to 0.5.
     max_accuracy_drop (float | None): fail (exit 1) when the pruned model's test accuracy is more than this
         many points below the dense model's. Defaults to None (report only).
     cache_dir (str | None): cache of teacher logits (shared with distill). Defaults to the kit's cache.
