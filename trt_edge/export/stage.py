@@ -297,14 +297,32 @@ def run(config: RunConfig, model_dir: str | Path, out: str | Path) -> StageRecor
             # Lint tables are per minor release: `10.3` from JetPack 6.2's 10.3.0.
             metrics["lint"] = _lint_summary(onnx_path, target.trt_version or target.tensorrt().short)
         atomic_write_json(tmp / "parity.json", parity)
-        # A pooled model's argmax is no prediction: its file holds the labels only.
-        predicted = {} if spec.pooled else {"torch": report.torch_pred, "onnx": report.onnx_pred}
+        # A pooled model's argmax is no prediction: its file holds the labels and, carried from the stage
+        # that made the model, the teacher's test vectors (calibrate judges INT8 against the teacher's
+        # neighbours with them).
+        predicted = teacher_reference(model_dir) if spec.pooled else {"torch": report.torch_pred,
+                                                                       "onnx": report.onnx_pred}
         record.artifacts[PREDICTIONS] = stats.save_predictions(tmp, labels, **predicted)
         metrics["export_seconds"] = time.perf_counter() - started
         metrics["data"] = data.record()
         record.metrics = metrics
         record.write(tmp, declared=STAGE.produces)
     return record
+
+
+def teacher_reference(model_dir: str | Path) -> dict[str, Any]:
+    """`{"teacher": vectors}` from the predictions of the stage that made the model (distill, width,
+    prune write the teacher's test outputs there), or empty: a bare folder, or a stage without them."""
+    from trt_edge.stage import read_stage
+
+    folder = Path(str(model_dir))
+    if str(model_dir).startswith("demo:") or not (folder / STAGE_FILE).is_file():
+        return {}
+    name = (read_stage(folder).get("artifacts") or {}).get(PREDICTIONS)
+    if not isinstance(name, str) or not (folder / name).is_file():
+        return {}
+    saved = stats.load_predictions(folder / name)
+    return {"teacher": saved["teacher"]} if "teacher" in saved else {}
 
 
 def summary_line(record: StageRecord) -> str:

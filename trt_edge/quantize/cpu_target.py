@@ -285,7 +285,8 @@ def select_cpu_artifact(candidates: list[CpuCandidate], arrays: dict[str, np.nda
                         labels: np.ndarray, budget_points: float, feeds: dict[str, dict[str, np.ndarray]],
                         runs: int = 30, threads: int | None = None,
                         variants: dict[str, tuple[str, ...]] | None = None,
-                        reference_logits: np.ndarray | None = None, adapter: Any = None) -> CpuCandidate:
+                        reference_logits: np.ndarray | None = None, adapter: Any = None,
+                        teacher: np.ndarray | None = None) -> CpuCandidate:
     """Evaluate and time every built candidate; among those whose accuracy is within `budget_points` of
     the fp32 candidate's (fp32 itself always qualifies), take the fastest, then the smallest file among
     those whose latency is within `LATENCY_NOISE` of it (a tie in speed is decided by size). `feeds` are
@@ -299,9 +300,9 @@ def select_cpu_artifact(candidates: list[CpuCandidate], arrays: dict[str, np.nda
     fp32 model's test logits when the caller already has them (the TensorRT target computed them).
 
     `adapter` (a `TaskAdapter`; None: classification) scores a task judged against a model instead of
-    labels: a sentence embedding's candidate is scored by the recall@10 of the fp32 candidate's neighbours
-    (`accuracy` holds it, fp32 scoring 1.0), its `agreement` is the mean cosine to fp32, and its
-    `predictions` are its vectors.
+    labels: a sentence embedding's candidate is scored by the recall@10 of the `teacher`'s neighbours (its
+    test vectors, when the caller has them), else of the fp32 candidate's (fp32 scoring 1.0); `accuracy`
+    holds that recall, `agreement` the mean cosine to the same reference, `predictions` the vectors.
     """
     from trt_edge.quantize.evaluate import latency_ms, predict, session
     from trt_edge.tasks.metrics import macro_f1
@@ -316,12 +317,13 @@ def select_cpu_artifact(candidates: list[CpuCandidate], arrays: dict[str, np.nda
     ref_pred = logits[0].argmax(-1)
     ref_acc = float((ref_pred == labels).mean())
     by_reference = adapter is not None and not adapter.uses_labels
-    if by_reference:
-        ref_acc = 1.0  # the fp32 vectors against themselves
+    target = teacher if teacher is not None else logits[0]
+    if by_reference:  # the fp32 candidate's own score: 1.0 against itself, its recall against the teacher
+        ref_acc = float(adapter.score(logits[0], labels, 1, target)[adapter.spec.metric])
 
     def judge(cand: CpuCandidate, lg: np.ndarray) -> None:
         if by_reference:
-            scored = adapter.score(lg, labels, 1, logits[0])
+            scored = adapter.score(lg, labels, 1, target)
             cand.predictions = lg
             cand.accuracy = float(scored[adapter.spec.metric])
             cand.agreement = scored.get("mean_cosine")

@@ -153,8 +153,11 @@ def run(config: RunConfig, onnx: str | Path, out: str | Path) -> StageRecord:
     fp32_sess = evaluate.session(model)
     fp32_logits = evaluate.predict(fp32_sess, test_arrays, test_lengths, task.eval_batch_size)
     adapter = adapter_for(spec)
-    # A task judged against a model (embeddings): INT8 against its own fp32 input's outputs.
-    reference = None if adapter.uses_labels else fp32_logits
+    # A task judged against a model (embeddings): INT8 and its fp32 input both scored against the teacher's
+    # test vectors the export carried (the recall of the teacher's neighbours), else against the fp32
+    # input's own outputs (fp32 scoring 1.0).
+    teacher = None if adapter.uses_labels else carried_teacher(onnx_path, len(test))
+    reference = None if adapter.uses_labels else (teacher if teacher is not None else fp32_logits)
     primary = spec.metric
 
     def scored(outputs: np.ndarray) -> dict[str, float]:
@@ -204,7 +207,7 @@ def run(config: RunConfig, onnx: str | Path, out: str | Path) -> StageRecord:
     passed = drop <= cfg.gate.budget
 
     verdict = adapter.judge("calibrate.gate", "INT8 Q/DQ vs fp32 ONNX", fp32_logits, int8_test_logits,
-                            test.labels, cfg.gate.budget, GateConfig().budget)
+                            test.labels, cfg.gate.budget, GateConfig().budget, teacher)
     log.info("%s", verdict.line())
     figures = {**prefixed("fp32", fp32_metrics), **prefixed("int8", int8_metrics),
                "accuracy_drop_points": round(drop, 3), "budget_points": cfg.gate.budget,
@@ -273,7 +276,7 @@ def run(config: RunConfig, onnx: str | Path, out: str | Path) -> StageRecord:
             cpu_artifacts, cpu_metrics, cpu_pred = _cpu_artifact(
                 tmp, onnx_path, calib, names, evaluate.input_dtypes(fp32_sess), tokenizer, test.texts, test_arrays,
                 test_lengths, np.asarray(test.labels), cfg, fp32_logits=fp32_logits, task_type=task.type,
-                adapter=adapter)
+                adapter=adapter, teacher=teacher)
             artifacts.update(cpu_artifacts)
             metrics.update(cpu_metrics)
             predictions["cpu"] = cpu_pred
@@ -290,11 +293,27 @@ def run(config: RunConfig, onnx: str | Path, out: str | Path) -> StageRecord:
     return record
 
 
+def carried_teacher(onnx_path: Path, examples: int) -> np.ndarray | None:
+    """The teacher's test vectors the export stage carried in its predictions file (`teacher`), when the
+    ONNX is an export stage's and they are of this test split; None otherwise (a bare ONNX, a classifier)."""
+    from trt_edge.stage import read_stage
+
+    folder = onnx_path.parent
+    if not (folder / "stage.json").is_file():
+        return None
+    name = (read_stage(folder).get("artifacts") or {}).get(PREDICTIONS)
+    if not isinstance(name, str) or not (folder / name).is_file():
+        return None
+    saved = stats.load_predictions(folder / name)
+    teacher = saved.get("teacher")
+    return teacher if teacher is not None and teacher.shape[0] == examples else None
+
+
 def _cpu_artifact(tmp: Path, onnx_path: Path, calib: calib_data.CalibrationSet, names: list[str],
                   dtypes: dict[str, Any], tokenizer: Any, test_texts: list[str], test_arrays: dict[str, np.ndarray],
                   test_lengths: np.ndarray, labels: np.ndarray, cfg: CalibrateConfig,
-                  fp32_logits: np.ndarray | None = None, task_type: str | None = None, adapter: Any = None
-                  ) -> tuple[dict[str, str], dict[str, Any], np.ndarray]:
+                  fp32_logits: np.ndarray | None = None, task_type: str | None = None, adapter: Any = None,
+                  teacher: np.ndarray | None = None) -> tuple[dict[str, str], dict[str, Any], np.ndarray]:
     """Build the CPU candidates from the same calibration set, measure them, keep the winner as
     `model.cpu.onnx`; every candidate's accuracy and latency go into the metrics. Also returns the
     winner's per-example test predictions (classes) for the paired statistics."""
@@ -309,7 +328,8 @@ def _cpu_artifact(tmp: Path, onnx_path: Path, calib: calib_data.CalibrationSet, 
     timed = cpu_target.latency_feeds(tokenizer, test_texts, names, task=task_type)
     timed = {k: {n: v.astype(dtypes.get(n, v.dtype)) for n, v in f.items()} for k, f in timed.items()}
     winner = cpu_target.select_cpu_artifact(candidates, test_arrays, test_lengths, labels, cfg.cpu.budget, timed,
-                                            cfg.cpu.runs, reference_logits=fp32_logits, adapter=adapter)
+                                            cfg.cpu.runs, reference_logits=fp32_logits, adapter=adapter,
+                                            teacher=teacher)
     cpu_target.write_artifact(winner, tmp / CPU_ONNX)
     shutil.rmtree(work, ignore_errors=True)
     table = [c.to_dict() for c in candidates]
@@ -323,9 +343,12 @@ def _cpu_artifact(tmp: Path, onnx_path: Path, calib: calib_data.CalibrationSet, 
     reference = next(c for c in candidates if c.name == "fp32")
     if winner.predictions is None or reference.predictions is None:
         raise RuntimeError("CPU candidates were not evaluated on the test split")
-    judge = adapter.judge if adapter is not None else stats.judge_predictions
-    verdict = judge("calibrate.cpu", "CPU artifact vs fp32 ONNX", reference.predictions, winner.predictions, labels,
-                    cfg.cpu.budget, CpuTargetConfig().budget)
+    if adapter is not None:
+        verdict = adapter.judge("calibrate.cpu", "CPU artifact vs fp32 ONNX", reference.predictions,
+                                winner.predictions, labels, cfg.cpu.budget, CpuTargetConfig().budget, teacher)
+    else:
+        verdict = stats.judge_predictions("calibrate.cpu", "CPU artifact vs fp32 ONNX", reference.predictions,
+                                          winner.predictions, labels, cfg.cpu.budget, CpuTargetConfig().budget)
     log.info("%s", verdict.line())
     metrics["cpu_gate"] = verdict.to_dict()
     return {ONNX_CPU: CPU_ONNX, CPU_CANDIDATES_ARTIFACT: CPU_CANDIDATES}, metrics, winner.predictions
@@ -338,12 +361,14 @@ def _run_cpu_only(task: Any, cfg: CalibrateConfig, onnx_path: Path, names: list[
     test = data.split("test")
     test_arrays, test_lengths = calib_data.prepare(tokenizer, test.texts, max_length, names, task.type)
     fp32_sess = evaluate.session(str(onnx_path))
+    adapter = task_adapter(task.type)
+    teacher = None if adapter.uses_labels else carried_teacher(onnx_path, len(test))
     with stage_output(out) as tmp:
         data_sha = calib.save(tmp / DATA_FILE)
         artifacts, metrics, cpu_pred = _cpu_artifact(tmp, onnx_path, calib, names, evaluate.input_dtypes(fp32_sess),
                                                      tokenizer, test.texts, test_arrays, test_lengths,
                                                      np.asarray(test.labels), cfg, task_type=task.type,
-                                                     adapter=task_adapter(task.type))
+                                                     adapter=adapter, teacher=teacher)
         artifacts[PREDICTIONS] = stats.save_predictions(tmp, test.labels, cpu=cpu_pred)
         fp32 = next(c for c in metrics["cpu_candidates"] if c["name"] == "fp32")
         metrics.update({"fp32_accuracy": fp32["accuracy"], "calibration_samples": len(calib),

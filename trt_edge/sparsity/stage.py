@@ -88,6 +88,13 @@ class StudentInputs:
         teacher's search each model keeps; None for classification or without a teacher."""
         return None if self.adapter.uses_labels else self.teacher_outputs()
 
+    def carried_reference(self) -> dict[str, np.ndarray]:
+        """`{"teacher": vectors}` for the stage's predictions file where the task is judged against a model
+        and the teacher's test outputs are at hand, so export and calibrate (which get only this stage's
+        files) judge against the teacher too; empty otherwise."""
+        reference = self.test_reference()
+        return {} if reference is None else {"teacher": reference}
+
     def teacher_metrics(self) -> dict[str, float]:
         """The teacher's test metrics (`teacher_accuracy`, ...), for the report's context."""
         outputs = self.teacher_outputs()
@@ -367,7 +374,7 @@ def run(config: RunConfig, model_dir: str | Path, out: str | Path) -> StageRecor
         save_classifier(model, tokenizer, tmp / "model")
         _use_checkpoint_names(sparsity_doc, model, tmp / "model")
         atomic_write_json(tmp / "model" / SPARSITY_FILE, sparsity_doc)
-        stats.save_predictions(tmp, test.labels, dense=dense_logits, sparse=sparse_logits)
+        stats.save_predictions(tmp, test.labels, dense=dense_logits, sparse=sparse_logits, **inputs.carried_reference())
         proof = check_model_sparsity(tmp / "model")
         if not proof.ok:
             raise RuntimeError(f"saved weights lost the 2:4 pattern in {proof.violations}: a bug in trt-edge")

@@ -312,7 +312,8 @@ def run(config: RunConfig, model_dir: str | Path, out: str | Path) -> StageRecor
     )
     with stage_output(out) as tmp:
         recipe = save_pruned(model, tokenizer, tmp / "model")
-        stats.save_predictions(tmp, data.test.labels, dense=dense_logits, width=width_logits)
+        stats.save_predictions(tmp, data.test.labels, dense=dense_logits, width=width_logits,
+                               **inputs.carried_reference())
         metrics["config_reload"] = "trt_edge_width recipe in config.json (trt-edge's loader)" if recipe \
             else "plain from_pretrained"
         if teacher_dir is not None:
