@@ -76,17 +76,69 @@ def fashion_mnist(folder: Path = FASHION_MNIST_DIR) -> dict[str, tuple[np.ndarra
     return out
 
 
+# Pillow's own default: larger images are refused before any pixel is decoded (a decompression bomb, a
+# 40000x40000 PNG of a few kilobytes, would take gigabytes). `TRT_EDGE_MAX_IMAGE_PIXELS` raises or lowers it.
+DEFAULT_MAX_IMAGE_PIXELS = 89_478_485
+MAX_PIXELS_VARIABLE = "TRT_EDGE_MAX_IMAGE_PIXELS"
+
+
+def max_image_pixels() -> int:
+    """The pixel limit of every image the kit decodes: `TRT_EDGE_MAX_IMAGE_PIXELS`, else Pillow's default."""
+    import os
+
+    raw = os.environ.get(MAX_PIXELS_VARIABLE, "").strip().replace("_", "")
+    if not raw:
+        return DEFAULT_MAX_IMAGE_PIXELS
+    if not raw.isdigit() or int(raw) < 1:
+        raise TrtEdgeError(f"{MAX_PIXELS_VARIABLE}={os.environ[MAX_PIXELS_VARIABLE]!r} is not a positive whole "
+                           "number of pixels")
+    return int(raw)
+
+
+def _to_uint8(img: Any, file: Path) -> np.ndarray:
+    """An opened image's pixels as uint8 [H, W] or [H, W, 3], *scaled* from wider integer or float modes
+    (a 16-bit PNG from a depth, thermal or industrial camera), never clipped: Pillow's `convert("L")` clips
+    16-bit values to 255, so such an image would silently turn white."""
+    mode = img.mode
+    if mode.startswith("I;16") or mode == "I":
+        values = np.asarray(img).astype(np.float64)
+        if values.size and (values.min() < 0 or values.max() > 65535):
+            raise TrtEdgeError(f"{file}: 32-bit integer pixels (range {values.min():.0f}..{values.max():.0f}); "
+                               "convert it to an 8- or 16-bit image")
+        scaled: np.ndarray = np.rint(values * (255.0 / 65535.0)).astype(np.uint8)
+        return scaled
+    if mode == "F":
+        values = np.asarray(img).astype(np.float64)
+        if not np.isfinite(values).all() or (values.size and (values.min() < 0 or values.max() > 255)):
+            raise TrtEdgeError(f"{file}: floating-point pixels outside 0..255 (or not finite); convert it to an "
+                               "8- or 16-bit image")
+        peak = 1.0 if values.size and values.max() <= 1.0 else 255.0  # [0, 1] floats, or 8-bit values
+        unit: np.ndarray = np.rint(values * (255.0 / peak)).astype(np.uint8)
+        return unit
+    return np.asarray(img.convert("L" if mode in ("1", "L") else "RGB"), dtype=np.uint8)
+
+
 def decode_image(file: Path) -> np.ndarray:
-    """One image file as a uint8 array [H, W, C] (C = 1 grayscale, 3 colour), or a one-line error."""
+    """One image file as a uint8 array [H, W, C] (C = 1 grayscale, 3 colour), or a one-line error: an
+    image over the pixel limit (`max_image_pixels`) is refused from its header, before decoding, and
+    16-bit or float pixels are scaled to 8 bits (`_to_uint8`)."""
     from PIL import Image, UnidentifiedImageError
 
+    limit = max_image_pixels()
+    saved = Image.MAX_IMAGE_PIXELS
+    Image.MAX_IMAGE_PIXELS = None  # the kit's own check below: its limit, its one-line message
     try:
         with Image.open(file) as img:
+            width, height = img.size
+            if width * height > limit:
+                raise TrtEdgeError(f"{file}: {width}x{height} is {width * height:,} pixels, more than the limit "
+                                   f"{limit:,} (a decompression bomb?); set {MAX_PIXELS_VARIABLE} to allow it")
             img.load()
-            mode = "L" if img.mode in ("1", "L", "I", "I;16", "F") else "RGB"
-            array = np.asarray(img.convert(mode), dtype=np.uint8)
-    except (UnidentifiedImageError, OSError, ValueError, SyntaxError) as exc:
+            array = _to_uint8(img, file)
+    except (UnidentifiedImageError, OSError, ValueError, SyntaxError, Image.DecompressionBombError) as exc:
         raise TrtEdgeError(f"{file}: not a readable image ({str(exc).splitlines()[0][:120]})") from exc
+    finally:
+        Image.MAX_IMAGE_PIXELS = saved
     return array[:, :, None] if array.ndim == 2 else array
 
 
