@@ -6,8 +6,8 @@ constants here so a reader and a writer cannot drift apart by a typo, and each s
 `StageDescriptor` (name, config sections, the stages and artifacts it reads, the artifacts it writes, its
 run function) from which the pipeline derives its order, its parent graph and its config hashes.
 
-This module sits beside `trt_edge.stage` (it imports only that, and the config type for checking), so a
-stage module declares itself without importing the pipeline.
+This module sits beside `trt_edge.stage` (it imports only that, the config type for checking, and `stats`
+to read a predictions file), so a stage module declares itself without importing the pipeline.
 """
 
 from __future__ import annotations
@@ -15,9 +15,9 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
-from trt_edge.stage import StageRecord, stage_artifact
+from trt_edge.stage import STAGE_FILE, StageRecord, read_stage, stage_artifact
 
 if TYPE_CHECKING:  # the type only: the config layer imports the stages' config modules
     from trt_edge.config import RunConfig
@@ -96,6 +96,21 @@ class StageDescriptor:
         if self.input_artifact is not None:
             return self.run(config, stage_artifact(parent, self.input_artifact), out)
         return self.run(config, parent, out)
+
+
+def stage_predictions(folder: str | Path) -> dict[str, Any]:
+    """The arrays of a stage folder's `predictions` artifact (per-example outputs by model, and labels), or
+    an empty dict for a folder that is no finished stage or records none. Later stages read the teacher's
+    test outputs, carried forward there, with it."""
+    from trt_edge import stats
+
+    root = Path(folder)
+    if not (root / STAGE_FILE).is_file():
+        return {}
+    name = (read_stage(root).get("artifacts") or {}).get(PREDICTIONS)
+    if not isinstance(name, str) or not (root / name).is_file():
+        return {}
+    return stats.load_predictions(root / name)
 
 
 def check_descriptors(descriptors: Sequence[StageDescriptor]) -> None:

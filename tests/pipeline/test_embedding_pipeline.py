@@ -105,6 +105,16 @@ def test_embedding_gates_are_bootstrap_intervals_around_the_drop(embedding_run: 
 
     assert overall[0]["new_accuracy"] == pytest.approx(float(recall_at_k(teacher, int8, 10).mean()))
     assert overall[0]["ref_accuracy"] == 1.0
+    # the teacher's test vectors travel prune -> export -> calibrate, which judges INT8 by them against fp32
+    from trt_edge.artifacts import stage_predictions
+
+    for stage in ("prune", "export"):
+        np.testing.assert_array_equal(stage_predictions(run_dir / stage)["teacher"], teacher)
+    fp32 = stats.load_predictions(run_dir / "calibrate" / stats.PREDICTIONS_FILE)["fp32"]
+    gate = read_stage(run_dir / "calibrate")["metrics"]["gate"]
+    assert "teacher" in gate["bootstrap"]["unit"]
+    assert gate["drop_points"] == pytest.approx(
+        100 * float(recall_at_k(teacher, fp32, 10).mean() - recall_at_k(teacher, int8, 10).mean()))
 
 
 def test_exported_graph_gives_the_vector_and_the_bundle_names_the_task(embedding_run: tuple[str, Path, Path]) -> None:

@@ -29,7 +29,7 @@ from trt_edge.stage import StageRecord, stage_output
 from trt_edge.tasks.adapter import TaskAdapter, adapter_for, load_task_data, task_adapter
 from trt_edge.tasks.config import TaskConfig
 from trt_edge.tasks.data import ClassificationData, resolve_data_source
-from trt_edge.tasks.metrics import prefixed
+from trt_edge.tasks.metrics import BOOKKEEPING, prefixed
 from trt_edge.tasks.models import (
     LoadedClassifier,
     count_parameters,
@@ -47,7 +47,7 @@ log = get_logger("distill")
 
 def describe_metrics(metrics: dict[str, float]) -> str:
     """A stage log line's metrics: `accuracy 0.8713, macro_f1 0.8602` (whatever the task scores)."""
-    return ", ".join(f"{k} {v:.4f}" for k, v in metrics.items() if k not in ("score", "examples", "k"))
+    return ", ".join(f"{k} {v:.4f}" for k, v in metrics.items() if k not in BOOKKEEPING)
 
 
 def cache_root(cfg: DistillConfig) -> Path:

@@ -313,15 +313,11 @@ def run(config: RunConfig, model_dir: str | Path, out: str | Path) -> StageRecor
 def teacher_reference(model_dir: str | Path) -> dict[str, Any]:
     """`{"teacher": vectors}` from the predictions of the stage that made the model (distill, width,
     prune write the teacher's test outputs there), or empty: a bare folder, or a stage without them."""
-    from trt_edge.stage import read_stage
+    from trt_edge.artifacts import stage_predictions
 
-    folder = Path(str(model_dir))
-    if str(model_dir).startswith("demo:") or not (folder / STAGE_FILE).is_file():
+    if str(model_dir).startswith("demo:"):
         return {}
-    name = (read_stage(folder).get("artifacts") or {}).get(PREDICTIONS)
-    if not isinstance(name, str) or not (folder / name).is_file():
-        return {}
-    saved = stats.load_predictions(folder / name)
+    saved = stage_predictions(str(model_dir))
     return {"teacher": saved["teacher"]} if "teacher" in saved else {}
 
 

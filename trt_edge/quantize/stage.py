@@ -296,16 +296,9 @@ def run(config: RunConfig, onnx: str | Path, out: str | Path) -> StageRecord:
 def carried_teacher(onnx_path: Path, examples: int) -> np.ndarray | None:
     """The teacher's test vectors the export stage carried in its predictions file (`teacher`), when the
     ONNX is an export stage's and they are of this test split; None otherwise (a bare ONNX, a classifier)."""
-    from trt_edge.stage import read_stage
+    from trt_edge.artifacts import stage_predictions
 
-    folder = onnx_path.parent
-    if not (folder / "stage.json").is_file():
-        return None
-    name = (read_stage(folder).get("artifacts") or {}).get(PREDICTIONS)
-    if not isinstance(name, str) or not (folder / name).is_file():
-        return None
-    saved = stats.load_predictions(folder / name)
-    teacher = saved.get("teacher")
+    teacher = stage_predictions(onnx_path.parent).get("teacher")
     return teacher if teacher is not None and teacher.shape[0] == examples else None
 
 

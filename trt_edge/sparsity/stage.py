@@ -124,7 +124,9 @@ def recovery_targets(inputs: StudentInputs, dense: Any, teacher: Any, train_enc:
     guide = teacher.model if teacher is not None else dense
     if train_logits is None:
         train_logits = inputs.adapter.predict_logits(dense, train_enc, batch).astype(np.float32)
-    return train_logits, inputs.adapter.predict_logits(guide, val_enc, batch).astype(np.float32)
+    from trt_edge.distill.stage import reference_outputs
+
+    return train_logits, reference_outputs(guide, val_enc, batch, inputs.task)
 
 
 def load_student_inputs(config: RunConfig, model_dir: Path, cfg: PruneConfig | WidthConfig,

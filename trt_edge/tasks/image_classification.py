@@ -31,7 +31,6 @@ from trt_edge.tasks.data import (
     split_examples,
     stratified_order,
 )
-from trt_edge.tasks.metrics import classification_metrics
 from trt_edge.tasks.spec import IMAGE_CLASSIFICATION as SPEC
 from trt_edge.tasks.spec import TaskSpec
 
@@ -448,12 +447,6 @@ def predict_logits(model: Any, encoded: Encoded, batch_size: int = 64, device: A
     return predict(model, encoded, batch_size, device, collate_fn=collate)
 
 
-def evaluate(model: Any, encoded: Encoded, labels: Sequence[int], num_labels: int,
-             batch_size: int = 64) -> tuple[dict[str, float], np.ndarray]:
-    logits = predict_logits(model, encoded, batch_size)
-    return classification_metrics(logits, labels, num_labels), logits
-
-
 def example_inputs(model_config: Any, names: Sequence[str], int32_inputs: bool, seed: int = 0,
                    preprocessor: Any = None) -> dict[str, Any]:
     """A traced example: batch 2 of random pixels at the model's `input_size` (the processor's)."""
@@ -517,8 +510,6 @@ class ImageClassificationAdapter(ClassificationOutputs):
 
     def predict_logits(self, model: Any, encoded: Any, batch_size: int = 64, device: Any = None) -> np.ndarray:
         return predict_logits(model, encoded, batch_size, device)
-
-
 
     def example_inputs(self, model_config: Any, names: Sequence[str], int32_inputs: bool, seed: int = 0,
                        preprocessor: Any = None) -> dict[str, Any]:

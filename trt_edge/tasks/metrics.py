@@ -45,8 +45,13 @@ def example_correct(logits: np.ndarray, labels: Sequence[int]) -> np.ndarray:
     return scores
 
 
+# Keys a task's metrics carry for bookkeeping, not as figures of the model: the adapter's epoch-picking
+# `score`, the number of examples and the neighbours used (`k`). Neither recorded nor logged as metrics.
+BOOKKEEPING = ("score", "examples", "k")
+
+
 def prefixed(prefix: str, metrics: dict[str, float], suffix: str = "") -> dict[str, float]:
     """A model's metrics as a stage records them: `dense_accuracy`, `pruned_accuracy_before_recovery`,
     `sparse_recall_at_10` (the adapter's `score` key, which only picks epochs, is left out)."""
     return {f"{prefix}_{k}{suffix}" if prefix else f"{k}{suffix}": v for k, v in metrics.items()
-            if k not in ("score", "examples", "k")}
+            if k not in BOOKKEEPING}

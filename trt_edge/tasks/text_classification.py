@@ -20,7 +20,6 @@ from trt_edge.tasks.adapter import TaskAdapter
 from trt_edge.tasks.classification import ClassificationOutputs
 from trt_edge.tasks.config import DataConfig
 from trt_edge.tasks.data import ClassificationData, load_data
-from trt_edge.tasks.metrics import classification_metrics
 from trt_edge.tasks.spec import TEXT_CLASSIFICATION as SPEC
 from trt_edge.tasks.spec import TaskSpec
 
@@ -103,12 +102,6 @@ def predict_logits(model: Any, encoded: Any, batch_size: int = 64, device: Any =
     result = np.empty_like(logits)
     result[order] = logits
     return result
-
-
-def evaluate(model: Any, encoded: Encoded, labels: Sequence[int], num_labels: int,
-             batch_size: int = 64) -> tuple[dict[str, float], np.ndarray]:
-    logits = predict_logits(model, encoded, batch_size)
-    return classification_metrics(logits, labels, num_labels), logits
 
 
 # The example used for tracing: batch 2 and an odd sequence length that no other model dimension has,
@@ -215,8 +208,6 @@ class TextClassificationAdapter(ClassificationOutputs):
 
     def predict_logits(self, model: Any, encoded: Any, batch_size: int = 64, device: Any = None) -> np.ndarray:
         return predict_logits(model, encoded, batch_size, device)
-
-
 
     def example_inputs(self, model_config: Any, names: Sequence[str], int32_inputs: bool, seed: int = 0,
                        preprocessor: Any = None) -> dict[str, Any]:
