@@ -138,3 +138,27 @@ def test_embedding_loss_trains_the_vectors_and_their_ranking() -> None:
     assert student.grad is not None and float(student.grad.abs().sum()) > 0
     assert "rkd" not in embedding_loss(student[:2], teacher[:2], relational_weight=1.0)[1]
     assert "rkd" not in embedding_loss(student, teacher)[1]
+
+
+def test_embedding_neighbour_term_has_its_own_weight() -> None:
+    """The in-batch neighbour term is `neighbour_weight`'s, not alpha's: alpha (classification's KD weight,
+    0.5 by default) must not switch on a term that lowered the demo student's recall; classification
+    takes the keyword and ignores it."""
+    import torch
+
+    from trt_edge.modeling.pooling import EmbeddingOutput
+    from trt_edge.tasks.classification import ClassificationOutputs
+    from trt_edge.tasks.sentence_embedding import ADAPTER
+
+    torch.manual_seed(0)
+    teacher = torch.nn.functional.normalize(torch.randn(8, 16), dim=-1)
+    out = EmbeddingOutput(sentence_embedding=torch.randn(8, 16))
+    labels = torch.zeros(8, dtype=torch.long)
+    assert "rkd" not in ADAPTER.output_loss(out, labels, teacher, alpha=0.5, temperature=2.0)[1]
+    parts = ADAPTER.output_loss(out, labels, teacher, alpha=0.0, temperature=2.0, neighbour_weight=1.0)[1]
+    assert parts["rkd"] > 0
+    logits, soft = type("Out", (), {"logits": torch.randn(8, 3)})(), torch.randn(8, 3)
+    plain = ClassificationOutputs().output_loss(logits, labels, soft, alpha=0.5, temperature=2.0)
+    ignored = ClassificationOutputs().output_loss(logits, labels, soft, alpha=0.5, temperature=2.0,
+                                                  neighbour_weight=1.0)
+    assert float(ignored[0]) == pytest.approx(float(plain[0])) and ignored[1] == plain[1]

@@ -111,9 +111,13 @@ class DistillConfig(ConfigBase):
     student (StudentConfig): how the student is built.
     train (TrainConfig): budget of the distillation (and of the hard-label ablation).
     temperature (float): softening of both logit sets; the KL term is scaled by T². Defaults to 2.0.
-    alpha (float): weight of the KL term; the hard-label cross-entropy gets 1 - alpha. For a
-        sentence-embedding task (no labels), the weight of the in-batch neighbour term added to the MSE +
-        cosine to the teacher's vectors. Defaults to 0.5.
+    alpha (float): weight of the KL term; the hard-label cross-entropy gets 1 - alpha. A sentence-embedding
+        task has no labels: its loss is the MSE + cosine to the teacher's vectors alone, and alpha is not
+        used. Defaults to 0.5.
+    neighbour_weight (float): sentence embedding only: weight of the in-batch neighbour term (relational
+        KD: the KL between the teacher's and the student's softened cosine similarities over the batch)
+        added to the vector loss. Defaults to 0 (off: on the demo tweets it lowered the student's recall,
+        benchmarks/RESULTS.md).
     hidden_weight (float): weight of the hidden-state MSE on mapped layers. Defaults to 0 (off).
     attention_weight (float): weight of the attention-distribution KL on mapped layers (MiniLM-style;
         needs equal head counts). Defaults to 0 (off).
@@ -134,6 +138,7 @@ class DistillConfig(ConfigBase):
     train: TrainConfig = field(default_factory=lambda: TrainConfig(epochs=3, learning_rate=1e-4))
     temperature: float = 2.0
     alpha: float = 0.5
+    neighbour_weight: float = 0.0
     hidden_weight: float = 0.0
     attention_weight: float = 0.0
     transfer: TransferConfig = field(default_factory=TransferConfig)
@@ -144,8 +149,8 @@ class DistillConfig(ConfigBase):
 
     def __post_init__(self) -> None:
         check_kd_weights(self.temperature, self.alpha)
-        if self.hidden_weight < 0 or self.attention_weight < 0:
-            raise ValueError("hidden_weight and attention_weight must not be negative")
+        if self.hidden_weight < 0 or self.attention_weight < 0 or self.neighbour_weight < 0:
+            raise ValueError("hidden_weight, attention_weight and neighbour_weight must not be negative")
         if isinstance(self.teacher, dict):
             if set(self.teacher) != {"config"} or not isinstance(self.teacher["config"], dict):
                 raise ValueError("teacher must be a model folder or {config: {model_type: ..., ...}}, got "

@@ -39,14 +39,15 @@ def combined_loss(student_out: Any, labels: torch.Tensor, teacher_logits: torch.
                   alpha: float, temperature: float, teacher_out: Any = None, mask: torch.Tensor | None = None,
                   layer_map: list[tuple[int, int]] | None = None, hidden_weight: float = 0.0,
                   attention_weight: float = 0.0, projection: torch.nn.Module | None = None,
-                  task: str | None = None) -> tuple[torch.Tensor, dict[str, float]]:
+                  task: str | None = None, neighbour_weight: float = 0.0) -> tuple[torch.Tensor, dict[str, float]]:
     """The task's output loss (its adapter's `output_loss`: for classification (1 - alpha) * CE(hard labels)
     + alpha * KD, rows labelled `UNLABELLED` left out of the CE; for embeddings MSE + cosine to the
-    teacher's vectors) + hidden_weight * MSE + attention_weight * attn-KL. `task` None: the default task."""
+    teacher's vectors, + neighbour_weight x the in-batch neighbour term) + hidden_weight * MSE +
+    attention_weight * attn-KL. `task` None: the default task."""
     from trt_edge.tasks.adapter import task_adapter
 
     loss, parts = task_adapter(task).output_loss(student_out, labels, teacher_logits, alpha=alpha,
-                                                 temperature=temperature)
+                                                 temperature=temperature, neighbour_weight=neighbour_weight)
     if layer_map and teacher_out is not None and mask is not None:
         if hidden_weight > 0:
             mse = torch.stack([

@@ -337,7 +337,8 @@ def distill_student(cfg: DistillConfig, task: TaskConfig, data: TextClassificati
         return combined_loss(out, batch["labels"], batch["teacher_logits"], alpha=cfg.alpha,
                              temperature=cfg.temperature, teacher_out=teacher_out, mask=mask,
                              layer_map=layer_map, hidden_weight=cfg.hidden_weight,
-                             attention_weight=cfg.attention_weight, projection=projection, task=task.type)
+                             attention_weight=cfg.attention_weight, projection=projection, task=task.type,
+                             neighbour_weight=cfg.neighbour_weight)
 
     features = training_features(train_enc, data.train.labels, train_logits)
     if transfer is not None:

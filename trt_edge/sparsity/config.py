@@ -37,6 +37,7 @@ class RecoveryConfig(ConfigBase):
     teacher: str | None = None
     temperature: float = 2.0
     alpha: float = 0.5
+    neighbour_weight: float = 0.0
     max_accuracy_drop: float | None = None
     cache_dir: str | None = None
     trust_remote_code: bool = False
@@ -44,6 +45,8 @@ class RecoveryConfig(ConfigBase):
 
     def __post_init__(self) -> None:
         check_kd_weights(self.temperature, self.alpha)
+        if self.neighbour_weight < 0:
+            raise ValueError(f"neighbour_weight must not be negative, got {self.neighbour_weight}")
         if self.max_accuracy_drop is not None and self.max_accuracy_drop < 0:
             raise ValueError(f"max_accuracy_drop must not be negative, got {self.max_accuracy_drop}")
 
@@ -77,8 +80,11 @@ class PruneConfig(RecoveryConfig):
         stage folder brings its own teacher). None turns distillation off there. Defaults to None.
     temperature (float): KD temperature. Defaults to 2.0.
     alpha (float): weight of the KD term; the task cross-entropy gets 1 - alpha. A sentence-embedding task
-        has no labels: 0 recovers toward the dense student's own vectors, > 0 toward the teacher's plus
-        alpha x the in-batch neighbour term. Defaults to 0.5.
+        has no labels: 0 recovers toward the dense student's own vectors, > 0 toward the teacher's (on the
+        demo tweets the teacher's lost less of the teacher's neighbours: benchmarks/RESULTS.md). Defaults
+        to 0.5.
+    neighbour_weight (float): sentence embedding only: weight of the in-batch neighbour term (relational
+        KD on the batch's cosine similarities) added to the recovery's vector loss. Defaults to 0 (off).
     max_accuracy_drop (float | None): fail (exit 1) when the sparse model's test accuracy is more than
         this many points below the dense model's. Defaults to None (report only).
     cache_dir (str | None): cache of teacher logits (shared with distill). Defaults to the kit's cache.
@@ -145,8 +151,11 @@ class WidthConfig(RecoveryConfig):
         Defaults to None.
     temperature (float): KD temperature. Defaults to 2.0.
     alpha (float): weight of the KD term; the task cross-entropy gets 1 - alpha. A sentence-embedding task
-        has no labels: 0 recovers toward the dense student's own vectors, > 0 toward the teacher's plus
-        alpha x the in-batch neighbour term. Defaults to 0.5.
+        has no labels: 0 recovers toward the dense student's own vectors, > 0 toward the teacher's (on the
+        demo tweets the teacher's lost less of the teacher's neighbours: benchmarks/RESULTS.md). Defaults
+        to 0.5.
+    neighbour_weight (float): sentence embedding only: weight of the in-batch neighbour term (relational
+        KD on the batch's cosine similarities) added to the recovery's vector loss. Defaults to 0 (off).
     max_accuracy_drop (float | None): fail (exit 1) when the pruned model's test accuracy is more than this
         many points below the dense model's. Defaults to None (report only).
     cache_dir (str | None): cache of teacher logits (shared with distill). Defaults to the kit's cache.

@@ -142,7 +142,8 @@ def recovery_set(cfg: Any, task: Any, data: Any, encode: Any, tokenizer: Any, te
 def recover(model: torch.nn.Module, masks: Masks, train_features: Sequence[dict[str, Any]], pad_token_id: int,
             train_cfg: TrainConfig, *, eval_fn: Any, teacher_logits: np.ndarray | None, alpha: float,
             temperature: float, schedule: str = "oneshot", gradual_steps: int = 4, gradual_fraction: float = 0.3,
-            seed: int = 0, desc: str | None = None, task: str | None = None) -> RecoveryResult:
+            seed: int = 0, desc: str | None = None, task: str | None = None,
+            neighbour_weight: float = 0.0) -> RecoveryResult:
     """Fine-tune `model` in place with `masks` enforced after every optimizer step (and at the end).
 
     Args:
@@ -161,6 +162,7 @@ def recover(model: torch.nn.Module, masks: Masks, train_features: Sequence[dict[
       desc (str | None): progress-bar label. Defaults to `sparse recovery (<schedule>)`.
       task (str | None): the task whose adapter batches the features. None: the default task
         (`text-classification`).
+      neighbour_weight (float): the task's in-batch neighbour term (sentence embedding), 0 for none.
     """
     from trt_edge.distill.losses import combined_loss
     from trt_edge.distill.train import selection_key, train
@@ -181,7 +183,8 @@ def recover(model: torch.nn.Module, masks: Masks, train_features: Sequence[dict[
     def loss_fn(m: Any, batch: dict[str, Any]) -> Any:
         out = m(**model_inputs(batch))
         return combined_loss(out, batch["labels"], batch.get("teacher_logits") if distilled else None,
-                             alpha=alpha if distilled else 0.0, temperature=temperature, task=task)
+                             alpha=alpha if distilled else 0.0, temperature=temperature, task=task,
+                             neighbour_weight=neighbour_weight)
 
     steps_per_epoch = math.ceil(len(features) / train_cfg.batch_size)
     total = train_cfg.epochs * steps_per_epoch

@@ -303,7 +303,8 @@ def run(config: RunConfig, model_dir: str | Path, out: str | Path) -> StageRecor
                          cfg.train, eval_fn=evaluate_fn,
                          teacher_logits=train_logits, alpha=cfg.alpha, temperature=cfg.temperature,
                          schedule=cfg.schedule, gradual_steps=cfg.gradual_steps,
-                         gradual_fraction=cfg.gradual_fraction, seed=cfg.seed, task=task.type)
+                         gradual_fraction=cfg.gradual_fraction, seed=cfg.seed, task=task.type,
+                         neighbour_weight=cfg.neighbour_weight)
         recovery = result.to_dict()
     apply_masks(model, masks)
     sparse_metrics, sparse_logits = evaluate(model, test_enc, test.labels, data.num_labels, task.eval_batch_size,

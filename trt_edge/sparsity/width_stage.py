@@ -262,7 +262,8 @@ def run(config: RunConfig, model_dir: str | Path, out: str | Path) -> StageRecor
             result = recover(model, Masks(), train_features, train_enc.pad_token_id,
                              cfg.train, eval_fn=eval_fn, teacher_logits=train_logits, alpha=cfg.alpha,
                              temperature=cfg.temperature, seed=cfg.seed + step,
-                             desc=f"width recovery, step {step}/{cfg.steps}", task=task.type)
+                             desc=f"width recovery, step {step}/{cfg.steps}", task=task.type,
+                             neighbour_weight=cfg.neighbour_weight)
             entry["recovery"] = {k: v for k, v in result.to_dict().items() if k != "schedule"}
             entry.update(prefixed("", evaluate(model, test_enc, data.test.labels, data.num_labels,
                                                task.eval_batch_size, reference)[0], "_after_recovery"))

@@ -112,8 +112,9 @@ class TaskAdapter(Protocol):
         ...
 
     def output_loss(self, student_out: Any, labels: Any, teacher_outputs: Any, *, alpha: float,
-                    temperature: float) -> tuple[Any, dict[str, float]]:
-        """(loss, named parts) of the student's task output against the labels and the teacher's outputs."""
+                    temperature: float, neighbour_weight: float = 0.0) -> tuple[Any, dict[str, float]]:
+        """(loss, named parts) of the student's task output against the labels and the teacher's outputs;
+        `neighbour_weight` weighs a task's in-batch neighbour term (sentence embedding; others ignore it)."""
         ...
 
     def example_scores(self, logits: np.ndarray, labels: Sequence[int],

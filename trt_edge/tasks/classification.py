@@ -65,10 +65,13 @@ class ClassificationOutputs:
                                        default_budget_points)
 
     def output_loss(self, student_out: Any, labels: Any, teacher_outputs: Any, *, alpha: float,
-                    temperature: float) -> tuple[Any, dict[str, float]]:
+                    temperature: float, neighbour_weight: float = 0.0) -> tuple[Any, dict[str, float]]:
         """(1 - alpha) * CE(labels) + alpha * KD(teacher logits, T); rows labelled `UNLABELLED` (transfer-set
-        examples) take no part in the cross-entropy."""
+        examples) take no part in the cross-entropy. Classes have no neighbour term: `neighbour_weight` is
+        not used."""
         import torch.nn.functional as F
+
+        del neighbour_weight
 
         logits = student_out.logits.float()
         labelled = labels != UNLABELLED

@@ -145,15 +145,17 @@ class SentenceEmbeddingAdapter:
                                k=NEIGHBOURS, reference=reference)
 
     def output_loss(self, student_out: Any, labels: Any, teacher_outputs: Any, *, alpha: float,
-                    temperature: float) -> tuple[Any, dict[str, float]]:
-        """The distillation loss on the task's output: the teacher's vectors (there is no hard-label term);
-        `alpha` weighs the in-batch neighbour term (`embedding_loss`), whose temperature is fixed
-        (`SIMILARITY_TEMPERATURE`: `temperature` is tuned for class logits)."""
-        del labels, temperature
+                    temperature: float, neighbour_weight: float = 0.0) -> tuple[Any, dict[str, float]]:
+        """The distillation loss on the task's output: the target vectors (the teacher's, or in a recovery
+        the dense parent's; there is no hard-label term, so `alpha` has nothing to weigh here: which
+        target a recovery takes is decided by its caller) plus `neighbour_weight` x the in-batch neighbour
+        term (`embedding_loss`), whose temperature is fixed (`SIMILARITY_TEMPERATURE`: `temperature` is
+        tuned for class logits)."""
+        del labels, temperature, alpha
         vectors = getattr(student_out, SPEC.output)
         if teacher_outputs is None:
             raise ValueError("a sentence-embedding model trains on its teacher's (or parent's) vectors")
-        return embedding_loss(vectors, teacher_outputs, relational_weight=alpha)
+        return embedding_loss(vectors, teacher_outputs, relational_weight=neighbour_weight)
 
     def example_inputs(self, model_config: Any, names: Sequence[str], int32_inputs: bool, seed: int = 0,
                        preprocessor: Any = None) -> dict[str, Any]:
