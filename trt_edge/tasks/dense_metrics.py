@@ -46,9 +46,10 @@ def confusion_matrix(pred: np.ndarray, gold: np.ndarray, num_classes: int, ignor
     p, g = np.asarray(pred), np.asarray(gold)
     if p.shape != g.shape:
         raise ValueError(f"prediction shape {p.shape} != mask shape {g.shape}")
-    if p.size and (p.min() < 0 or p.max() >= num_classes):
-        raise ValueError(f"predicted class {int(p.max() if p.max() >= num_classes else p.min())} outside "
-                         f"0..{num_classes - 1}")
+    scored = p if ignore_index is None else p[g != ignore_index]  # what is predicted on ignore pixels is moot
+    if scored.size and (scored.min() < 0 or scored.max() >= num_classes):
+        bad = int(scored.max() if scored.max() >= num_classes else scored.min())
+        raise ValueError(f"predicted class {bad} outside 0..{num_classes - 1}")
     matrix = _torchmetrics_cm()(torch.from_numpy(p.astype(np.int64).ravel()),
                                 torch.from_numpy(g.astype(np.int64).ravel()), num_classes,
                                 ignore_index=ignore_index, validate_args=False)

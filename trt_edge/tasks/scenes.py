@@ -56,7 +56,8 @@ class Scene:
 
     `mask`: uint8 [H, W], 0 background, k + 1 for Fashion-MNIST class k. `boxes`: [N, 4] float xyxy in
     pixels (x1, y1 inclusive corner, x2, y2 = last pixel + 1), `categories`: COCO category ids (class
-    k + 1), `areas`: visible pixels of each boxed garment.
+    k + 1), `areas`: visible pixels of each boxed garment. `instances`: int32 [H, W], 0 background, j + 1
+    where garment j (in paste order) is visible; `instance_ids[n]` is box n's j + 1.
     """
 
     image: np.ndarray
@@ -64,6 +65,8 @@ class Scene:
     boxes: np.ndarray
     categories: list[int]
     areas: list[int]
+    instances: np.ndarray
+    instance_ids: list[int]
 
 
 @dataclass
@@ -140,7 +143,7 @@ def make_scene(rng: np.random.Generator, garments: np.ndarray, labels: np.ndarra
             region[silhouette] = (colour[None, None, :] * shade)[silhouette]
             mask[y:y + side, x:x + side][silhouette] = int(labels[pick]) + 1
             instance[y:y + side, x:x + side][silhouette] = j + 1
-        boxes, categories, areas = [], [], []
+        boxes, categories, areas, ids = [], [], [], []
         for j, pick in enumerate(picks):
             ys, xs = np.nonzero(instance == j + 1)
             if len(ys) < settings.box_area_floor():
@@ -148,9 +151,11 @@ def make_scene(rng: np.random.Generator, garments: np.ndarray, labels: np.ndarra
             boxes.append([float(xs.min()), float(ys.min()), float(xs.max() + 1), float(ys.max() + 1)])
             categories.append(int(labels[pick]) + 1)
             areas.append(len(ys))
+            ids.append(j + 1)
         if boxes:
             image = np.clip(np.rint(canvas), 0, 255).astype(np.uint8)
-            return Scene(image, mask, np.asarray(boxes, dtype=np.float64).reshape(-1, 4), categories, areas)
+            return Scene(image, mask, np.asarray(boxes, dtype=np.float64).reshape(-1, 4), categories, areas,
+                         instance, ids)
     raise TrtEdgeError(f"could not place a visible garment in {MAX_TRIES} tries; use a larger --size")
 
 
