@@ -23,7 +23,7 @@ from trt_edge.tasks.scenes import SceneSettings, make_scene, scene_rng, split_co
 from trt_edge.tasks.segmentation_data import load_segmentation
 
 sys.path.insert(0, str(Path(__file__).parent))
-from vision_helpers import write_fashion_mnist
+from vision_helpers import write_fashion_mnist, write_png_bomb
 
 FASHION_MNIST = Path("/usr/share/datasets/fashion-mnist")
 
@@ -169,11 +169,17 @@ def _break_segmentation(root: Path, case: str) -> tuple[str, ...]:
     if case == "classes.json":
         (root / "classes.json").write_text('{"names": ["background", "background"]}')
         return (str(root / "classes.json"), "listed twice")
+    if case == "split classes":
+        (train / "classes.json").write_text('{"names": ["background", "garment"]}')
+        return (str(train / "classes.json"), "differ")
+    if case == "bomb mask":
+        write_png_bomb(mask)
+        return (str(mask), "decompression bomb")
     raise AssertionError(case)
 
 
 SEGMENTATION_CASES = ["mask size", "class index", "image without mask", "mask without image", "colour mask",
-                      "classes.json"]
+                      "classes.json", "split classes", "bomb mask"]
 
 
 @pytest.mark.parametrize("case", SEGMENTATION_CASES)
@@ -226,6 +232,10 @@ def _break_detection(root: Path, case: str) -> tuple[str, ...]:
     elif case == "unlisted image":
         ann["image_id"] = 999
         needles = (str(path), "image 999", "not listed")
+    elif case == "bomb image":
+        image = root / "validation" / "images" / coco["images"][0]["file_name"]
+        write_png_bomb(image)
+        return (str(image), "decompression bomb")
     elif case == "wrong size":
         coco["images"][0]["width"] = 50
         needles = (str(path), "listed 50x48", "file is 48x48")
@@ -236,7 +246,7 @@ def _break_detection(root: Path, case: str) -> tuple[str, ...]:
 
 
 DETECTION_CASES = ["unparsable", "outside", "zero area", "unknown category", "missing image", "unlisted image",
-                   "wrong size"]
+                   "wrong size", "bomb image"]
 
 
 @pytest.mark.parametrize("case", DETECTION_CASES)

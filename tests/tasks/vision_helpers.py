@@ -11,6 +11,21 @@ LABELS = ["circle", "square", "stripes"]
 SIZE = 16
 
 
+def write_png_bomb(path: Path, width: int = 40000, height: int = 40000) -> Path:
+    """A PNG whose header claims width x height 1-bit pixels, with one tiny IDAT: a few hundred bytes that
+    would decode to gigabytes. Only the header is ever read."""
+    import struct
+    import zlib
+
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data) & 0xFFFFFFFF)
+
+    header = struct.pack(">IIBBBBB", width, height, 1, 0, 0, 0, 0)
+    path.write_bytes(b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", zlib.compress(b"\0" * 64))
+                     + chunk(b"IEND", b""))
+    return path
+
+
 def write_idx(path: Path, array: np.ndarray) -> Path:
     """A gzip-compressed IDX file (the MNIST format Debian's Fashion-MNIST package ships)."""
     import gzip

@@ -190,4 +190,9 @@ def load_segmentation(source: str | Path) -> dict[str, SegmentationData]:
     if not splits:
         return {"all": read_segmentation_folder(root)}
     classes = read_classes(root / splits[0])
+    for name in splits[1:]:
+        own = read_classes(root / name)
+        if (own.names, own.ignore_index) != (classes.names, classes.ignore_index):
+            raise TrtEdgeError(f"{own.source}: its classes differ from {classes.source}'s; the splits of one data "
+                               "set share their classes")
     return {name: read_segmentation_folder(root / name, classes) for name in splits}
