@@ -65,6 +65,8 @@ def test_segmentation_refuses_mismatched_inputs() -> None:
         segmentation_scores([g[:5] for g in golds], golds, NAMES)
     with pytest.raises(ValueError, match="outside"):
         segmentation_scores([np.full_like(g, 7) for g in golds], golds, NAMES)
+    with pytest.raises(ValueError, match="mask class 255"):
+        segmentation_scores(golds, golds, NAMES, ignore_index=None)
 
 
 def _gold(image_id: int, boxes: list[list[float]], categories: list[int]) -> GoldBoxes:

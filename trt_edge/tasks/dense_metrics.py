@@ -46,6 +46,9 @@ def confusion_matrix(pred: np.ndarray, gold: np.ndarray, num_classes: int, ignor
     p, g = np.asarray(pred), np.asarray(gold)
     if p.shape != g.shape:
         raise ValueError(f"prediction shape {p.shape} != mask shape {g.shape}")
+    labelled = g if ignore_index is None else g[g != ignore_index]
+    if labelled.size and (labelled.min() < 0 or labelled.max() >= num_classes):
+        raise ValueError(f"mask class {int(labelled.max())} outside 0..{num_classes - 1} (and not the ignore index)")
     scored = p if ignore_index is None else p[g != ignore_index]  # what is predicted on ignore pixels is moot
     if scored.size and (scored.min() < 0 or scored.max() >= num_classes):
         bad = int(scored.max() if scored.max() >= num_classes else scored.min())
