@@ -20,14 +20,16 @@ from trt_edge.pipeline.commands import PipelineCommands
 from trt_edge.profile.commands import ProfileCommands
 from trt_edge.quantize.commands import CalibrateCommands
 from trt_edge.sparsity.commands import PruneCommands
+from trt_edge.tasks.commands import DataCommands
 
 
 class TrtEdge(DistillCommands, PruneCommands, ExportCommands, CalibrateCommands, EngineCommands,
-              ProfileCommands, PipelineCommands):
+              ProfileCommands, PipelineCommands, DataCommands):
     """trt-edge: Hugging Face transformer to a small, fast, verified TensorRT engine for Jetson.
 
     Stages: distill, prune, export, calibrate, build, profile; `pipeline` runs them all, `report` shows a
-    run. Each stage reads files and writes a folder with `stage.json`. Use `trt-edge COMMAND --help`.
+    run. Each stage reads files and writes a folder with `stage.json`. `scenes` writes the synthetic
+    segmentation/detection demo data, `check-data` checks such a data set. Use `trt-edge COMMAND --help`.
     """
 
 

@@ -15,7 +15,7 @@ from trt_edge.config import RunConfig
 from trt_edge.errors import TrtEdgeError
 
 sys.path.insert(0, str(Path(__file__).parent))
-from vision_helpers import LABELS, write_image_folder, write_vision_model
+from vision_helpers import LABELS, write_idx, write_image_folder, write_vision_model
 
 
 def _config(data: Path) -> RunConfig:
@@ -193,28 +193,18 @@ def test_whole_chain_on_a_tiny_model(kind: str, images: Path, tmp_path: Path) ->
     assert (run_dir / "report" / "report.html").is_file()
 
 
-def _idx(path: Path, array: np.ndarray) -> Path:
-    import gzip
-    import struct
-
-    header = b"\0\0\x08" + bytes([array.ndim]) + struct.pack(">" + "I" * array.ndim, *array.shape)
-    with gzip.open(path, "wb") as handle:
-        handle.write(header + array.astype(np.uint8).tobytes())
-    return path
-
-
 def test_fashion_mnist_reader(tmp_path: Path) -> None:
     """The IDX reader on small files in Debian's layout (the real package is used when installed)."""
     from trt_edge.tasks import image_classification as ic
 
     rng = np.random.default_rng(0)
     for prefix, n in (("train", 40), ("t10k", 20)):
-        _idx(tmp_path / f"{prefix}-images-idx3-ubyte.gz", rng.integers(0, 255, (n, 28, 28)))
-        _idx(tmp_path / f"{prefix}-labels-idx1-ubyte.gz", np.arange(n) % 10)
+        write_idx(tmp_path / f"{prefix}-images-idx3-ubyte.gz", rng.integers(0, 255, (n, 28, 28)))
+        write_idx(tmp_path / f"{prefix}-labels-idx1-ubyte.gz", np.arange(n) % 10)
     arrays = ic.fashion_mnist(tmp_path)
     assert arrays["train"][0].shape == (40, 28, 28) and arrays["test"][1].tolist()[:3] == [0, 1, 2]
     raw = (tmp_path / "t10k-labels-idx1-ubyte.gz")
-    _idx(raw, np.arange(5))
+    write_idx(raw, np.arange(5))
     import gzip
 
     data = gzip.decompress(raw.read_bytes())

@@ -6,9 +6,7 @@ same pixels, so the same prediction, as its 8-bit conversion."""
 from __future__ import annotations
 
 import json
-import struct
 import sys
-import zlib
 from pathlib import Path
 
 import numpy as np
@@ -18,19 +16,7 @@ from trt_edge.errors import TrtEdgeError
 from trt_edge.tasks.image_classification import decode_image, read_image_folder, read_unlabelled_images
 
 sys.path.insert(0, str(Path(__file__).parent))
-from vision_helpers import LABELS, write_image_folder, write_vision_model
-
-
-def _bomb(path: Path, width: int = 40000, height: int = 40000) -> Path:
-    """A PNG whose header claims width x height 1-bit pixels, with one tiny IDAT: a few hundred bytes that
-    would decode to gigabytes. Only the header is ever read."""
-    def chunk(kind: bytes, data: bytes) -> bytes:
-        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data) & 0xFFFFFFFF)
-
-    header = struct.pack(">IIBBBBB", width, height, 1, 0, 0, 0, 0)
-    path.write_bytes(b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", zlib.compress(b"\0" * 64))
-                     + chunk(b"IEND", b""))
-    return path
+from vision_helpers import LABELS, write_image_folder, write_png_bomb, write_vision_model
 
 
 def _pair(folder: Path, seed: int = 0, size: int = 16) -> tuple[Path, Path, np.ndarray]:
@@ -60,7 +46,7 @@ def test_a_16_bit_png_is_scaled_not_clipped(tmp_path: Path) -> None:
 
 def test_every_image_loader_refuses_a_decompression_bomb_in_one_line(tmp_path: Path,
                                                                      monkeypatch: pytest.MonkeyPatch) -> None:
-    bomb = _bomb(tmp_path / "bomb.png")
+    bomb = write_png_bomb(tmp_path / "bomb.png")
     assert bomb.stat().st_size < 1000
     with pytest.raises(TrtEdgeError, match=r"40000x40000 is 1,600,000,000 pixels, more than the limit .*"
                                            "TRT_EDGE_MAX_IMAGE_PIXELS"):
@@ -93,7 +79,7 @@ def test_pixels_that_cannot_be_scaled_are_refused(tmp_path: Path) -> None:
     assert decode_image(tmp_path / "unit.tiff").max() == 128  # [0, 1] floats scale to 0..255
 
 
-def test_run_image_gives_a_16_bit_png_the_prediction_of_its_8_bit_twin_and_refuses_a_bomb(
+def test_run_image_gives_a_16_bit_png_the_prediction_of_its_8_bit_twin_and_refuses_awrite_png_bomb(
         tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     from trt_edge.cli import main
     from trt_edge.config import RunConfig
@@ -113,7 +99,7 @@ def test_run_image_gives_a_16_bit_png_the_prediction_of_its_8_bit_twin_and_refus
         outputs.append({k: v for k, v in line.items() if k != "image"})
     assert outputs[0] == outputs[1]
     with pytest.raises(SystemExit) as info:
-        main(["run", "--onnx", str(tmp_path / "export"), "--image", str(_bomb(tmp_path / "bomb.png"))])
+        main(["run", "--onnx", str(tmp_path / "export"), "--image", str(write_png_bomb(tmp_path / "bomb.png"))])
     assert info.value.code == 2
     err = capsys.readouterr().err.strip()
     assert len(err.splitlines()) == 1 and "decompression bomb" in err and "Traceback" not in err

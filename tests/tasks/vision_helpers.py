@@ -11,6 +11,48 @@ LABELS = ["circle", "square", "stripes"]
 SIZE = 16
 
 
+def write_png_bomb(path: Path, width: int = 40000, height: int = 40000) -> Path:
+    """A PNG whose header claims width x height 1-bit pixels, with one tiny IDAT: a few hundred bytes that
+    would decode to gigabytes. Only the header is ever read."""
+    import struct
+    import zlib
+
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data) & 0xFFFFFFFF)
+
+    header = struct.pack(">IIBBBBB", width, height, 1, 0, 0, 0, 0)
+    path.write_bytes(b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", zlib.compress(b"\0" * 64))
+                     + chunk(b"IEND", b""))
+    return path
+
+
+def write_idx(path: Path, array: np.ndarray) -> Path:
+    """A gzip-compressed IDX file (the MNIST format Debian's Fashion-MNIST package ships)."""
+    import gzip
+    import struct
+
+    header = b"\0\0\x08" + bytes([array.ndim]) + struct.pack(">" + "I" * array.ndim, *array.shape)
+    with gzip.open(path, "wb") as handle:
+        handle.write(header + array.astype(np.uint8).tobytes())
+    return path
+
+
+def write_fashion_mnist(folder: Path, train: int = 40, test: int = 20) -> Path:
+    """A tiny Fashion-MNIST folder in Debian's layout: garments are bright random rectangles (so their
+    silhouettes are exact), labels cycle through the 10 classes."""
+    rng = np.random.default_rng(0)
+    folder.mkdir(parents=True, exist_ok=True)
+    for prefix, n in (("train", train), ("t10k", test)):
+        images = np.zeros((n, 28, 28), dtype=np.uint8)
+        for i in range(n):
+            y, x = rng.integers(2, 10, 2)
+            h, w = rng.integers(10, 18, 2)
+            images[i, y:y + h, x:x + w] = rng.integers(120, 256)
+        write_idx(folder / f"{prefix}-images-idx3-ubyte.gz", images)
+        write_idx(folder / f"{prefix}-labels-idx1-ubyte.gz", np.arange(n) % 10)
+    return folder
+
+
 def write_image_folder(root: Path, per_class: int = 12, size: int = SIZE, mode: str = "L") -> Path:
     """An ImageFolder tree whose classes differ visibly (a model can learn them), PNG via Pillow."""
     from PIL import Image

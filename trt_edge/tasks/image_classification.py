@@ -9,9 +9,10 @@ to luminance), so grayscale data sets work with either kind of model.
 
 from __future__ import annotations
 
+import contextlib
 import gzip
 import struct
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -117,10 +118,11 @@ def _to_uint8(img: Any, file: Path) -> np.ndarray:
     return np.asarray(img.convert("L" if mode in ("1", "L") else "RGB"), dtype=np.uint8)
 
 
-def decode_image(file: Path) -> np.ndarray:
-    """One image file as a uint8 array [H, W, C] (C = 1 grayscale, 3 colour), or a one-line error: an
-    image over the pixel limit (`max_image_pixels`) is refused from its header, before decoding, and
-    16-bit or float pixels are scaled to 8 bits (`_to_uint8`)."""
+@contextlib.contextmanager
+def open_image(file: Path) -> Iterator[Any]:
+    """An opened (not yet decoded) Pillow image, or a one-line error: an image over the pixel limit
+    (`max_image_pixels`) is refused from its header, and any Pillow failure while the caller decodes it
+    becomes `TrtEdgeError` naming the file. The one place every image and mask file is opened."""
     from PIL import Image, UnidentifiedImageError
 
     limit = max_image_pixels()
@@ -132,12 +134,27 @@ def decode_image(file: Path) -> np.ndarray:
             if width * height > limit:
                 raise TrtEdgeError(f"{file}: {width}x{height} is {width * height:,} pixels, more than the limit "
                                    f"{limit:,} (a decompression bomb?); set {MAX_PIXELS_VARIABLE} to allow it")
-            img.load()
-            array = _to_uint8(img, file)
+            yield img
     except (UnidentifiedImageError, OSError, ValueError, SyntaxError, Image.DecompressionBombError) as exc:
         raise TrtEdgeError(f"{file}: not a readable image ({str(exc).splitlines()[0][:120]})") from exc
     finally:
         Image.MAX_IMAGE_PIXELS = saved
+
+
+def image_size(file: Path) -> tuple[int, int]:
+    """(width, height) from the file's header, without decoding its pixels (checked like `open_image`)."""
+    with open_image(file) as img:
+        width, height = img.size
+    return int(width), int(height)
+
+
+def decode_image(file: Path) -> np.ndarray:
+    """One image file as a uint8 array [H, W, C] (C = 1 grayscale, 3 colour), or a one-line error: an
+    image over the pixel limit (`max_image_pixels`) is refused from its header, before decoding, and
+    16-bit or float pixels are scaled to 8 bits (`_to_uint8`)."""
+    with open_image(file) as img:
+        img.load()
+        array = _to_uint8(img, file)
     return array[:, :, None] if array.ndim == 2 else array
 
 
