@@ -8,7 +8,7 @@ from typing import Any
 import torch
 
 from trt_edge.errors import TrtEdgeError
-from trt_edge.modeling.anatomy import layer_list, num_layers, shared_groups
+from trt_edge.modeling.anatomy import layer_list, num_layers, shared_groups, stage_depths
 from trt_edge.modeling.quirks import set_depth
 
 
@@ -18,7 +18,13 @@ def default_layers(teacher_layers: int) -> list[int]:
 
 
 def student_from_teacher(teacher: Any, layers: list[int] | None) -> tuple[Any, list[int]]:
-    """A copy of the teacher keeping only `layers` (embeddings, pooler and head are copied too)."""
+    """A copy of the teacher keeping only `layers` (embeddings, pooler and head are copied too). A
+    hierarchical encoder (stages of different widths) is refused in one line: give a smaller folder."""
+    depths = stage_depths(teacher.config)
+    if depths is not None:
+        raise TrtEdgeError(f"{type(teacher).__name__} has a hierarchical encoder (stages of {depths} blocks, each its "
+                           "own width): a subset of its layers is not a smaller model of it; give a smaller model "
+                           "folder of the same family as distill.student.model")
     n = num_layers(teacher)
     keep = list(layers) if layers is not None else default_layers(n)
     if not keep:

@@ -229,10 +229,11 @@ class SemanticSegmentationAdapter:
 
     def score(self, outputs: np.ndarray, labels: Sequence[Any], num_labels: int,
               reference: np.ndarray | None = None) -> dict[str, float]:
-        """mIoU (`miou`, also `score`: what picks a best epoch), pixel accuracy and `iou_NAME` per class (None
-        for a class absent from gold and prediction) of the logits upsampled to each mask's size."""
+        """mIoU (`miou`, also `score`: what picks a best epoch), pixel accuracy and `iou_NAME` per class of
+        the logits upsampled to each mask's size. A class absent from gold and prediction has no IoU and no
+        `iou_NAME` key (every figure a stage records is a number)."""
         del reference
-        metrics: dict[str, Any] = _scores(outputs, labels, num_labels).metrics()
+        metrics = {k: float(v) for k, v in _scores(outputs, labels, num_labels).metrics().items() if v is not None}
         metrics["score"] = metrics[SPEC.metric]
         return metrics
 
