@@ -18,6 +18,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from trt_edge.errors import TrtEdgeError
 from trt_edge.modeling.anatomy import config_key, config_value, shared_groups
 
 QUIRKS = ("shared-block", "backbone-stages", "layer-types", "rotary", "embedding-size")
@@ -35,6 +36,15 @@ def set_depth(config: Any, keep: list[int], layers: int) -> None:
     layer_types = getattr(config, "layer_types", None)
     if isinstance(layer_types, list) and len(layer_types) == layers:
         config.layer_types = [layer_types[i] for i in keep]
+    # A dense head reading chosen layers' outputs (DPT's neck: `backbone_out_indices`, read on every forward)
+    # reads the same teacher layers in the student, at their new positions; each must be kept.
+    taps = getattr(config, "backbone_out_indices", None)
+    if isinstance(taps, (list, tuple)) and taps:
+        dropped = [int(i) for i in taps if int(i) not in keep]
+        if dropped:
+            raise TrtEdgeError(f"distill.student.layers {keep} drops layers {dropped} whose outputs the model's dense "
+                               f"head reads (backbone_out_indices {list(taps)}); keep them all")
+        config.backbone_out_indices = [keep.index(int(i)) for i in taps]
 
 
 def has_rotary(model: Any) -> bool:
