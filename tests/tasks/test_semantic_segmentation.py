@@ -211,3 +211,23 @@ def test_a_model_of_another_image_task_is_refused_in_one_line(tmp_path: Path, da
     with pytest.raises(TrtEdgeError, match="semantic-segmentation model, the task is image-classification"):
         load_classifier(segformer, data.label_names, task="image-classification")
     shutil.rmtree(tmp_path / "vit")
+
+
+def test_preflight_refuses_students_the_encoder_cannot_be_cut_to(scenes: Path, tmp_path: Path) -> None:
+    """Before any training (the teacher's fine-tune and logits): SegFormer's hierarchical encoder takes no
+    layer-subset student, DPT's takes one only when it keeps every layer the dense head reads."""
+    from trt_edge.config import RunConfig
+    from trt_edge.preflight import preflight
+
+    def config(teacher: Path, student: dict[str, Any]) -> RunConfig:
+        return RunConfig({"task": {"type": TASK, "data": {"source": str(scenes)}},
+                          "distill": {"teacher": str(teacher), "student": student}})
+
+    names = [f"c{i}" for i in range(11)]
+    segformer = write_segmentation_model(tmp_path / "segformer", "segformer", names)
+    with pytest.raises(TrtEdgeError, match=r"hierarchical encoder.*distill\.student\.model"):
+        preflight(config(segformer, {}), ["distill"])
+    dpt = write_segmentation_model(tmp_path / "dpt", "dpt", names)
+    with pytest.raises(TrtEdgeError, match=r"drops layers \[1, 3, 5, 7\]"):
+        preflight(config(dpt, {}), ["distill"])  # the default (every other layer from 0) keeps none of them
+    preflight(config(dpt, {"layers": [1, 3, 5, 7]}), ["distill"])
