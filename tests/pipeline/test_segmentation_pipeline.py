@@ -128,3 +128,19 @@ def test_students_that_do_not_fit_the_encoder_are_refused_in_one_line(tmp_path: 
     dpt = load_classifier(write_segmentation_model(tmp_path / "d", "dpt", names, SIZE), names, task=TASK)
     with pytest.raises(TrtEdgeError, match=r"drops layers \[1\] whose outputs the model's dense head reads"):
         student_from_teacher(dpt.model, [3, 5, 7])
+
+
+def test_run_image_prints_class_areas(seg_run: tuple[str, Path]) -> None:
+    """`trt-edge run --onnx F --image FILE` on a segmenter: one JSON line per image with the share of pixels
+    of each predicted class (not a classifier's probabilities)."""
+    import subprocess
+
+    _, run_dir = seg_run
+    image = next((run_dir.parent / "scenes" / "test" / "images").iterdir())
+    result = subprocess.run([sys.executable, "-m", "trt_edge", "run", "--onnx", str(run_dir / "export" / "model.onnx"),
+                             "--image", str(image)], capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr
+    (line,) = [json.loads(x) for x in result.stdout.splitlines() if x.startswith("{")]
+    assert line["image"] == str(image) and line["label"] in class_names()
+    assert sum(line["areas"].values()) == pytest.approx(1.0, abs=1e-4) and set(line["areas"]) <= set(class_names())
+    assert "probabilities" not in line
