@@ -231,3 +231,19 @@ def test_preflight_refuses_students_the_encoder_cannot_be_cut_to(scenes: Path, t
     with pytest.raises(TrtEdgeError, match=r"drops layers \[1, 3, 5, 7\]"):
         preflight(config(dpt, {}), ["distill"])  # the default (every other layer from 0) keeps none of them
     preflight(config(dpt, {"layers": [1, 3, 5, 7]}), ["distill"])
+
+
+def test_a_test_split_of_mixed_sizes_is_refused_before_training(tmp_path: Path) -> None:
+    """Training images may differ in size (masks are resized per batch); the scored splits are saved as one
+    array, so mixed sizes there are one line, not a crash after training."""
+    from PIL import Image
+
+    (tmp_path / "classes.json").write_text(json.dumps({"names": ["bg", "thing"]}))
+    for split, sizes in (("train", (8, 12)), ("validation", (8, 8)), ("test", (8, 10))):
+        for sub in ("images", "masks"):
+            (tmp_path / split / sub).mkdir(parents=True)
+        for i, side in enumerate(sizes):
+            Image.fromarray(np.zeros((side, side, 3), np.uint8)).save(tmp_path / split / "images" / f"{i}.png")
+            Image.fromarray(np.ones((side, side), np.uint8)).save(tmp_path / split / "masks" / f"{i}.png")
+    with pytest.raises(TrtEdgeError, match="the test split holds images of 2 sizes"):
+        task_adapter(TASK).load_data(DataConfig(source=str(tmp_path)))

@@ -108,10 +108,23 @@ def load_data(cfg: DataConfig) -> ClassificationData:
         parts = {name: decoded(splits[name], range(_take(sizes[name], len(splits[name]))))
                  for name in ("train", "validation", "test")}
         unused = []
+    for name in ("validation", "test"):
+        _check_one_size(parts[name], name, cfg.source)
     out = ClassificationData(names, parts["train"], parts["validation"], parts["test"], unused=unused)
     log.info("data %s: %d classes %s; train %d, validation %d, test %d images", Path(cfg.source).name, len(names),
              names, len(out.train), len(out.validation), len(out.test))
     return out
+
+
+def _check_one_size(split: Split, name: str, source: str) -> None:
+    """Refuse, before any training, a validation or test split of mixed image sizes: the stages save a split's
+    masks as one array (`stats.save_predictions`, the report's and later stages' paired scores). Training
+    images may differ (masks are resized per batch)."""
+    sizes = sorted({tuple(np.asarray(m).shape) for m in split.labels})
+    if len(sizes) > 1:
+        (h1, w1), (h2, w2) = sizes[0], sizes[-1]
+        raise TrtEdgeError(f"{source}: the {name} split holds images of {len(sizes)} sizes ({w1}x{h1} ... {w2}x{h2}); "
+                           f"its masks are scored and saved as one array: give the {name} images one size")
 
 
 # --- batching and prediction ------------------------------------------------------------------------
