@@ -247,3 +247,22 @@ def test_a_test_split_of_mixed_sizes_is_refused_before_training(tmp_path: Path) 
             Image.fromarray(np.ones((side, side), np.uint8)).save(tmp_path / split / "masks" / f"{i}.png")
     with pytest.raises(TrtEdgeError, match="the test split holds images of 2 sizes"):
         task_adapter(TASK).load_data(DataConfig(source=str(tmp_path)))
+
+
+def test_a_segformer_teacher_can_be_built_from_a_config(data: Any, tmp_path: Path) -> None:
+    """`distill.teacher: {config: {model_type: segformer, ...}}`: random weights, the task's head and a processor
+    making the config's image_size, loadable as a segmenter (a model trained from scratch)."""
+    from trt_edge.distill.config import DistillConfig
+    from trt_edge.distill.stage import teacher_folder
+    from trt_edge.tasks.config import TaskConfig
+    from trt_edge.tasks.image_classification import input_size
+    from trt_edge.tasks.models import load_classifier
+
+    raw = {"model_type": "segformer", "num_encoder_blocks": 2, "depths": [1, 1], "sr_ratios": [2, 1],
+           "hidden_sizes": [16, 32], "patch_sizes": [7, 3], "strides": [4, 2], "num_attention_heads": [1, 2],
+           "mlp_ratios": [2, 2], "decoder_hidden_size": 32, "image_size": 32}
+    cfg = DistillConfig.from_dict({"teacher": {"config": raw}, "cache_dir": str(tmp_path)}, "distill")
+    folder = teacher_folder(cfg, TaskConfig.from_dict({"type": TASK}, "task"), data)
+    loaded = load_classifier(folder, data.label_names, task=TASK)
+    assert type(loaded.model).__name__ == "SegformerForSemanticSegmentation"
+    assert input_size(loaded.model.config, loaded.preprocessor) == (32, 32)
