@@ -144,3 +144,18 @@ def test_run_image_prints_class_areas(seg_run: tuple[str, Path]) -> None:
     assert line["image"] == str(image) and line["label"] in class_names()
     assert sum(line["areas"].values()) == pytest.approx(1.0, abs=1e-4) and set(line["areas"]) <= set(class_names())
     assert "probabilities" not in line
+
+
+def test_segformer_reduced_key_attention_is_left_unfused_with_its_reason(seg_run: tuple[str, Path]) -> None:
+    """SegFormer's stage-1 attention takes keys from a Conv-reduced sequence (sr_ratio 2): the lint names that
+    as the reason it stays unfused, and the build record carries it; the stage without reduction is matched."""
+    import onnx
+
+    from trt_edge.onnxgraph.attention_match import REDUCED_KEYS_REASON, find_attention_candidates
+
+    family, run_dir = seg_run
+    if family != "segformer":
+        pytest.skip("DPT's attention has no reduced keys")
+    found, rejected = find_attention_candidates(onnx.load(str(run_dir / "export" / "model.onnx")))
+    assert len(found) == 1 and [r["reason"] for r in rejected] == [REDUCED_KEYS_REASON]
+    assert "spatially reduced sequence" in (run_dir / "build" / STAGE_FILE).read_text(encoding="utf-8")
