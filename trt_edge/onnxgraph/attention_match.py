@@ -268,8 +268,7 @@ def _real_cause(g: GraphIndex, softmax: Any) -> str:
     Walks up from the Softmax input through the block (stopping at weight projections, normalisations and
     embedding lookups): more than one activation x activation MatMul means content-dependent position
     scores (DeBERTa's disentangled attention); Sin/Cos means rotary position embedding; keys projected
-    from a Conv's output mean a spatially reduced key sequence (SegFormer). "" otherwise. A Q/DQ model's
-    dequantized weights count as weights."""
+    from a Conv's output mean a spatially reduced key sequence (SegFormer; asked first). "" otherwise."""
     products = 0
     first: Any = None
     ops: set[str] = set()
@@ -281,21 +280,21 @@ def _real_cause(g: GraphIndex, softmax: Any) -> str:
             continue
         ops.add(str(node.op_type))
         if node.op_type in ("MatMul", "Gemm"):
-            if any(_weight(g, i) for i in node.input):
+            if any(g.constant(i) is not None for i in node.input):
                 continue
             products += 1
-            first = first or node
+            first = first or node  # the nearest product to the softmax: Q.Kᵀ
         for inp in node.input:
             if inp and inp not in seen:
                 seen.add(inp)
                 todo.append(inp)
+    if first is not None and len(first.input) > 1 and _reduced_keys(g, first):
+        return REDUCED_KEYS_REASON  # first: a Q/DQ model's dequantized projections would count as products below
     if products > 1:
         return ("content-dependent position scores (more than one Q/K product feeds the softmax, e.g. DeBERTa's "
                 "disentangled attention); the kernel takes one Q.Kᵀ plus a fixed additive bias")
     if {"Sin", "Cos"} & ops:
         return ROTARY_REASON
-    if first is not None and len(first.input) > 1 and _reduced_keys(g, first):
-        return REDUCED_KEYS_REASON
     return ""
 
 
