@@ -169,6 +169,24 @@ def test_masks_are_resized_nearest_when_a_batch_is_stacked() -> None:
     assert np.array_equal(batch["labels"][0].numpy(), np.kron(mask, np.ones((2, 2), np.uint8)))
 
 
+def test_a_transfer_set_image_trains_on_the_teachers_logits_alone() -> None:
+    """A transfer-set example has no mask (its label is UNLABELLED): every pixel is ignored by the CE, the
+    pixel-wise KD still trains on it."""
+    import torch
+
+    from trt_edge.tasks.classification import UNLABELLED
+
+    adapter = task_adapter(TASK)
+    features = [{"pixel_values": np.zeros((3, 8, 8), np.float32), "labels": np.zeros((4, 4), np.uint8)},
+                {"pixel_values": np.zeros((3, 8, 8), np.float32), "labels": np.int64(UNLABELLED)}]
+    batch = adapter.collate(features, 0)
+    assert batch["labels"].shape == (2, 8, 8) and bool((batch["labels"][1] == 255).all())
+    only_transfer = batch["labels"][1:]
+    out = type("Out", (), {"logits": torch.randn(1, 3, 4, 4)})()
+    loss, parts = adapter.output_loss(out, only_transfer, torch.randn(1, 3, 4, 4), alpha=0.5, temperature=2.0)
+    assert parts["ce"] == 0.0 and parts["kd"] > 0 and float(loss) == pytest.approx(0.5 * parts["kd"], rel=1e-5)
+
+
 def test_output_loss_is_ce_with_ignore_plus_pixelwise_kd() -> None:
     import torch
 

@@ -143,7 +143,9 @@ def resize_masks(masks: Any, size: tuple[int, int]) -> Any:
 
 def collate(features: Sequence[dict[str, Any]], pad_token_id: int = 0) -> dict[str, Any]:
     """Stack a batch; masks (`labels`) are resized (nearest) to the pixels' height and width first, so a
-    data set of mixed image sizes stacks and the loss compares like with like."""
+    data set of mixed image sizes stacks and the loss compares like with like. A transfer-set image (its
+    label the scalar `UNLABELLED`: no mask) gets a mask of ignore pixels: only the teacher's logits train
+    on it."""
     import torch
 
     del pad_token_id
@@ -151,11 +153,17 @@ def collate(features: Sequence[dict[str, Any]], pad_token_id: int = 0) -> dict[s
         return image.collate(features)
     pixels = torch.stack([torch.as_tensor(np.asarray(f[image.INPUT])) for f in features])
     size = (int(pixels.shape[-2]), int(pixels.shape[-1]))
-    masks = [torch.as_tensor(np.asarray(f[LABELS])) for f in features]
-    if any(m.dim() != 2 for m in masks):
-        raise TrtEdgeError("a segmentation example's label must be its mask (H x W class indices); transfer sets of "
-                           "unlabelled images are not supported for semantic segmentation")
-    labels = torch.cat([resize_masks(m[None], size) for m in masks])
+    masks = []
+    for feature in features:
+        mask = torch.as_tensor(np.asarray(feature[LABELS]))
+        if mask.dim() == 0 and int(mask) == UNLABELLED:
+            masks.append(torch.full((1, *size), IGNORE_INDEX, dtype=torch.int64))
+        elif mask.dim() == 2:
+            masks.append(resize_masks(mask[None], size))
+        else:
+            raise TrtEdgeError(f"a segmentation example's label must be its mask (H x W class indices), got shape "
+                               f"{list(mask.shape)}")
+    labels = torch.cat(masks)
     batch = {image.INPUT: pixels, LABELS: labels}
     rest = [k for k in features[0] if k not in batch]
     batch.update({k: torch.stack([torch.as_tensor(np.asarray(f[k])) for f in features]) for k in rest})
