@@ -159,3 +159,32 @@ def test_segformer_reduced_key_attention_is_left_unfused_with_its_reason(seg_run
     found, rejected = find_attention_candidates(onnx.load(str(run_dir / "export" / "model.onnx")))
     assert len(found) == 1 and [r["reason"] for r in rejected] == [REDUCED_KEYS_REASON]
     assert "spatially reduced sequence" in (run_dir / "build" / STAGE_FILE).read_text(encoding="utf-8")
+
+
+@pytest.mark.parametrize("family", ["dpt", "segformer"])
+def test_width_pruning_a_segmenter(family: str, tmp_path: Path) -> None:
+    """`prune --method width` on DPT (a plain ViT backbone): heads and neurons removed, recovery on the masks,
+    the task's gate, and the exported per-pixel logits pass parity. SegFormer's stages differ in width: refused
+    in one line."""
+    import shutil
+
+    from trt_edge.sparsity.width_stage import run
+    from trt_edge.stage import StageRecord
+
+    (tmp_path / "scenes").mkdir()
+    write_scenes(tmp_path / "scenes", "segmentation", 30, SIZE, 0, source=write_fashion_mnist(tmp_path / "fmnist"))
+    root = tmp_path / "distilled"
+    write_segmentation_model(root / "model", family, class_names(), SIZE)
+    shutil.copytree(root / "model", root / "teacher")
+    StageRecord(stage="distill", config={}, artifacts={"model": "model", "teacher": "teacher"}).write(root)
+    raw = {"task": {"type": TASK, "eval_batch_size": 16, "data": {"source": str(tmp_path / "scenes")}},
+           "width": {"keep_heads": 0.5, "keep_ffn": 0.5, "steps": 1, "calibration_samples": 16,
+                     "train": {"epochs": 1, "batch_size": 8, "max_steps": 2, "learning_rate": 1e-3}}}
+    if family == "segformer":
+        with pytest.raises(TrtEdgeError, match="blocks differ in width already"):
+            run(RunConfig(raw), root, tmp_path / "width")
+        return
+    m = run(RunConfig(raw), root, tmp_path / "width").metrics
+    assert (m["structure"]["heads"], m["structure"]["ffn"]) == (1, m["dense_structure"]["ffn"] // 2)
+    assert m["parity_max_abs_diff"] < 1e-4
+    assert "per-image mIoU" in json.dumps(m["gate"])
