@@ -85,6 +85,15 @@ def _check_models(config: RunConfig) -> None:
         wrong = [i for i in cfg.student.layers if not 0 <= i < layers]
         if wrong:
             raise TrtEdgeError(f"distill.student.layers {wrong} out of range: the teacher has layers 0..{layers - 1}")
+    if not cfg.student.model:  # a layer subset the encoder cannot be cut to (SegFormer, DPT without its taps)
+        from pathlib import Path
+
+        from trt_edge.guard import load_json
+        from trt_edge.modeling.quirks import check_layer_subset, default_layers
+
+        keep = list(cfg.student.layers) if cfg.student.layers else \
+            (default_layers(layers) if layers is not None else None)
+        check_layer_subset(load_json(Path(teacher) / "config.json", "model config"), keep)
     if cfg.student.model:
         student = resolve_model_path(cfg.student.model)
         _warn_uncovered(student, "distill.student.model")

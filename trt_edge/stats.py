@@ -418,7 +418,8 @@ def save_predictions(folder: Any, labels: Any, **logits: Any) -> str:
     arrays = {"labels": np.asarray(labels, dtype=np.int64)}
     for name, value in logits.items():
         arr = np.asarray(value)
-        arrays[name] = arr.astype(np.float32) if arr.ndim == 2 else arr.astype(np.int64)
+        # outputs (class logits, vectors, per-pixel logits [N, K, h, w]) as floats; 1-D predicted classes as ints
+        arrays[name] = arr.astype(np.float32) if arr.ndim >= 2 else arr.astype(np.int64)
     path = Path(folder) / PREDICTIONS_FILE
     with open(path, "wb") as handle:
         np.savez(handle, **arrays)  # type: ignore[arg-type]

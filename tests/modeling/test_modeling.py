@@ -67,8 +67,11 @@ def _tiny(model_type: str) -> Any:
 
         config = getattr(transformers, f"{family.classes}Config")(**FAMILIES[model_type](120))
         return getattr(transformers, f"{family.classes}ForSequenceClassification")(config).eval()
-    from tests.tasks.vision_helpers import vision_config
+    from tests.tasks.vision_helpers import SEGMENTERS, segmentation_config, vision_config
 
+    if model_type in SEGMENTERS:
+        config = segmentation_config(model_type, ["background", "thing"])
+        return transformers.AutoModelForSemanticSegmentation.from_config(config).eval()
     return getattr(transformers, f"{family.classes}ForImageClassification")(vision_config(model_type)).eval()
 
 

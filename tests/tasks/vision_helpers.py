@@ -127,3 +127,47 @@ def write_vision_model(folder: Path, kind: str = "vit", num_labels: int = len(LA
     elif processor:
         write_processor_config(folder, config)
     return folder
+
+
+SEGMENTERS = ("segformer", "dpt")
+
+
+def segmentation_config(kind: str, labels: list[str], image_size: int = 32) -> Any:
+    """A tiny random segmenter config: SegFormer (a 2-stage hierarchical MiT encoder with reduced keys,
+    output stride 4) or DPT (a plain 8-layer ViT backbone with DPT's dense head reading layers 1, 3, 5, 7,
+    output at twice the input's size): `layers: [1, 3, 5, 7]` is a half-depth DPT student."""
+    import transformers
+
+    common: dict[str, Any] = {"num_labels": len(labels), "id2label": dict(enumerate(labels)),
+                              "label2id": {n: i for i, n in enumerate(labels)}}
+    if kind == "segformer":
+        return transformers.SegformerConfig(
+            num_encoder_blocks=2, depths=[2, 2], sr_ratios=[2, 1], hidden_sizes=[16, 32], patch_sizes=[7, 3],
+            strides=[4, 2], num_attention_heads=[1, 2], mlp_ratios=[2, 2], decoder_hidden_size=32,
+            image_size=image_size, **common)
+    if kind == "dpt":
+        return transformers.DPTConfig(
+            hidden_size=32, num_hidden_layers=8, num_attention_heads=2, intermediate_size=64, image_size=image_size,
+            patch_size=8, backbone_out_indices=[1, 3, 5, 7], neck_hidden_sizes=[8, 16, 32, 32],
+            reassemble_factors=[4, 2, 1, 0.5], fusion_hidden_size=16, use_auxiliary_head=False, **common)
+    raise ValueError(kind)
+
+
+def write_segmentation_model(folder: Path, kind: str, labels: list[str], image_size: int = 32,
+                             **overrides: Any) -> Path:
+    """A random-weight `AutoModelForSemanticSegmentation` folder (safetensors) with the processor the kit
+    writes for a model built from a config (resize to image_size, mean/std 0.5); `overrides` change the
+    config (`depths=[1, 1]`: a shallower SegFormer, a separate student)."""
+    import torch
+    import transformers
+
+    from trt_edge.tasks.semantic_segmentation import ADAPTER
+
+    torch.manual_seed(0)
+    config = segmentation_config(kind, labels, image_size)
+    for key, value in overrides.items():
+        setattr(config, key, value)
+    model = transformers.AutoModelForSemanticSegmentation.from_config(config)
+    model.save_pretrained(folder, safe_serialization=True)
+    ADAPTER.write_processor_config(folder, config)
+    return folder

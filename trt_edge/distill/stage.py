@@ -93,9 +93,9 @@ def training_features(encoded: Any, labels: list[int], logits: np.ndarray | None
 
 def finetune_classifier(model: Any, tokenizer: Any, data: TextClassificationData, task: TaskConfig,
                         train_cfg: TrainConfig, seed: int, desc: str) -> dict[str, Any]:
-    """Plain cross-entropy fine-tuning (teacher heads, and the hard-label ablation)."""
-    import torch.nn.functional as F
-
+    """Plain cross-entropy fine-tuning (teacher heads, and the hard-label ablation): the task's own loss
+    (`output_loss`) with no teacher and alpha 0, so a task whose labels are not one class per example (a
+    segmentation mask) trains the same way."""
     from trt_edge.distill.train import train
 
     a = adapter(task)
@@ -104,7 +104,7 @@ def finetune_classifier(model: Any, tokenizer: Any, data: TextClassificationData
 
     def loss_fn(m: Any, batch: dict[str, Any]) -> Any:
         out = m(**a.model_inputs(batch))
-        loss = F.cross_entropy(out.logits.float(), batch["labels"])
+        loss, _ = a.output_loss(out, batch["labels"], None, alpha=0.0, temperature=1.0)
         return loss, {}
 
     result = train(model, training_features(train_enc, data.train.labels), train_enc.pad_token_id, loss_fn, train_cfg,
@@ -112,7 +112,7 @@ def finetune_classifier(model: Any, tokenizer: Any, data: TextClassificationData
                                               task),
                    seed=seed, desc=desc, collate_fn=a.collate)
     return {"best_epoch": result.best_epoch, "seconds": result.seconds, "steps": result.steps,
-            "validation_accuracy": result.best_metrics["accuracy"]}
+            f"validation_{a.spec.metric}": result.best_metrics[a.spec.metric]}
 
 
 def prepare_teacher(cfg: DistillConfig, task: TaskConfig, data: TextClassificationData
@@ -235,10 +235,12 @@ def teacher_train_logits(cfg: DistillConfig, teacher: LoadedClassifier, teacher_
     return logits, "miss"
 
 
-def check_student_tokenizer(cfg: DistillConfig) -> None:
+def check_student_tokenizer(cfg: DistillConfig, task: TaskConfig | None = None) -> None:
     """Refuse a separate student whose tokenizer differs from the teacher's, before any fine-tuning or
-    teacher inference: logit distillation needs the same tokenization of each example."""
-    if not cfg.student.model:
+    teacher inference: logit distillation needs the same tokenization of each example. An image task's
+    student has its own image processor (each model sees the same image through its own), so nothing is
+    compared there."""
+    if not cfg.student.model or not adapter(task).text_examples:
         return
     import transformers
 
@@ -405,7 +407,7 @@ def run(config: RunConfig, out: str | Path) -> StageRecord:
         from trt_edge.tasks.models import check_preprocessor, resolve_model_path
 
         check_preprocessor(resolve_model_path(cfg.teacher), task.type)  # wrong modality: before the data
-        check_student_tokenizer(cfg)  # before the teacher's fine-tuning and logits, the expensive part
+        check_student_tokenizer(cfg, task)  # before the teacher's fine-tuning and logits, the expensive part
     data = load_task_data(task)
     teacher, teacher_dir, teacher_info = prepare_teacher(cfg, task, data)
     test = data.test

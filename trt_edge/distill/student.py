@@ -9,16 +9,13 @@ import torch
 
 from trt_edge.errors import TrtEdgeError
 from trt_edge.modeling.anatomy import layer_list, num_layers, shared_groups
-from trt_edge.modeling.quirks import set_depth
-
-
-def default_layers(teacher_layers: int) -> list[int]:
-    """Every other layer, starting with the first (DistilBERT's choice)."""
-    return list(range(0, teacher_layers, 2))
+from trt_edge.modeling.quirks import check_layer_subset, set_depth
+from trt_edge.modeling.quirks import default_layers as default_layers  # its home is modeling (the preflight asks it)
 
 
 def student_from_teacher(teacher: Any, layers: list[int] | None) -> tuple[Any, list[int]]:
-    """A copy of the teacher keeping only `layers` (embeddings, pooler and head are copied too)."""
+    """A copy of the teacher keeping only `layers` (embeddings, pooler and head are copied too). A model
+    that cannot be cut to a layer subset is refused in one line (`check_layer_subset`)."""
     n = num_layers(teacher)
     keep = list(layers) if layers is not None else default_layers(n)
     if not keep:
@@ -28,6 +25,7 @@ def student_from_teacher(teacher: Any, layers: list[int] | None) -> tuple[Any, l
         raise TrtEdgeError(f"distill.student.layers {bad} out of range: the teacher has layers 0..{n - 1}")
     if len(set(keep)) != len(keep) or keep != sorted(keep):
         raise TrtEdgeError(f"distill.student.layers must be increasing and distinct, got {keep}")
+    check_layer_subset(teacher.config, keep)
     student = copy.deepcopy(teacher)
     if shared_groups(student.config) == 1:
         # One block applied num_hidden_layers times (ALBERT): every layer is the same weights, so keeping

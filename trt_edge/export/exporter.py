@@ -259,9 +259,18 @@ def _fix_io(model: Any, names: list[str], int32_inputs: bool, num_labels: int,
     if out.name != spec.output:
         _rename_value(model.graph, out.name, spec.output)
     shape = out.type.tensor_type.shape
+    traced = [int(d.dim_value) if d.HasField("dim_value") else None for d in shape.dim]
     del shape.dim[:]
     shape.dim.add().dim_param = spec.output_axes[0]
     shape.dim.add().dim_value = num_labels
+    # Axes after the classes (a segmenter's output height and width): the traced size (fixed by the fixed
+    # image size), else the spec's axis name.
+    for i, axis in enumerate(spec.output_axes[2:], start=2):
+        dim = shape.dim.add()
+        if i < len(traced) and traced[i]:
+            dim.dim_value = traced[i]
+        else:
+            dim.dim_param = axis
 
 
 def _rename_value(graph: Any, old: str, new: str) -> None:

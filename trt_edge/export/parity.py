@@ -50,11 +50,16 @@ class ParityReport:
     # kept out of `to_dict` (parity.json stays small).
     torch_pred: list[int] = field(default_factory=list, repr=False)
     onnx_pred: list[int] = field(default_factory=list, repr=False)
+    # Dense outputs (per-pixel logits [K, h, w] per example): one class per example means nothing there, so
+    # the per-example outputs themselves are kept (index = example id) for the task's own paired gate;
+    # `argmax_agreement` is then the share of agreeing pixels and `disagreements` the examples with any.
+    torch_out: list[np.ndarray] = field(default_factory=list, repr=False)
+    onnx_out: list[np.ndarray] = field(default_factory=list, repr=False)
 
     def to_dict(self) -> dict[str, Any]:
         out = asdict(self)
-        out.pop("torch_pred")
-        out.pop("onnx_pred")
+        for name in ("torch_pred", "onnx_pred", "torch_out", "onnx_out"):
+            out.pop(name)
         return out
 
     def failures(self, atol: float, rtol: float | None, min_argmax_agreement: float,
@@ -172,6 +177,7 @@ def compare(model: Any, runner: Any, cases: Sequence[ParityCase], texts: Sequenc
     dtypes = {meta.name: meta.dtype for meta in runner.inputs()}
     torch_pred: dict[int, int] = {}
     onnx_pred: dict[int, int] = {}
+    dense: dict[int, tuple[np.ndarray, np.ndarray]] = {}
     worst = -1.0
     for case in cases:
         expected = torch_logits(model, case.feeds, output_name)
@@ -196,16 +202,29 @@ def compare(model: Any, runner: Any, cases: Sequence[ParityCase], texts: Sequenc
         report.max_rel_diff = max(report.max_rel_diff, float(rel.max()) if rel.size else 0.0)
         if case_abs > worst:
             worst = case_abs
-            row, col = np.unravel_index(int(np.argmax(diff)), diff.shape)
-            example = case.example_ids[int(row)]
-            report.worst = {"case": case.label, "example": example, "class": int(col), "abs_diff": case_abs,
-                            "torch": float(expected[row, col]), "onnx": float(got[row, col])}
+            where = np.unravel_index(int(np.argmax(diff)), diff.shape)  # (row, class[, y, x])
+            example = case.example_ids[int(where[0])]
+            report.worst = {"case": case.label, "example": example, "class": int(where[1]), "abs_diff": case_abs,
+                            "torch": float(expected[where]), "onnx": float(got[where])}
+            if len(where) > 2:
+                report.worst["position"] = [int(i) for i in where[2:]]
             if texts is not None:
                 report.worst["text"] = str(texts[example])[:60]
         if not case.grid:
             for r, example in enumerate(case.example_ids):
-                torch_pred[example] = int(expected[r].argmax())
-                onnx_pred[example] = int(got[r].argmax())
+                if expected.ndim > 2:
+                    dense[example] = (expected[r], got[r])
+                else:
+                    torch_pred[example] = int(expected[r].argmax())
+                    onnx_pred[example] = int(got[r].argmax())
+    if dense:
+        ids = sorted(dense)
+        shares = [float(np.mean(dense[i][0].argmax(0) == dense[i][1].argmax(0))) for i in ids]
+        report.examples = len(ids)
+        report.disagreements = sum(share < 1.0 for share in shares)
+        report.argmax_agreement = float(np.mean(shares))
+        report.torch_out = [dense[i][0] for i in ids]
+        report.onnx_out = [dense[i][1] for i in ids]
     if torch_pred:
         report.examples = len(torch_pred)
         report.disagreements = sum(torch_pred[i] != onnx_pred[i] for i in torch_pred)

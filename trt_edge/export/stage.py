@@ -231,8 +231,15 @@ def run(config: RunConfig, model_dir: str | Path, out: str | Path) -> StageRecor
         # A pooled vector is judged on its values and cosine (the spec's), class scores on argmax agreement.
         agreement = 0.0 if spec.pooled else cfg.min_argmax_agreement
         check(report, atol=cfg.atol, rtol=cfg.rtol, min_argmax_agreement=agreement, min_cosine=spec.min_cosine)
-        labels = split.labels[:len(report.torch_pred)]
-        if spec.pooled:
+        labels = split.labels[:max(len(report.torch_pred), len(report.torch_out))]
+        if report.torch_out:  # dense outputs: the task's own paired gate (per-image mIoU for segmentation)
+            verdict = adapter_for(spec).judge("export", "ONNX fp32 vs PyTorch", np.stack(report.torch_out),
+                                              np.stack(report.onnx_out), labels, None)
+            log.info("%s", verdict.line())
+            gate = {**verdict.to_dict(), "passed": True,
+                    "status": f"pass (max |diff| <= atol {cfg.atol:g}, per-pixel argmax agreement "
+                              f">= {cfg.min_argmax_agreement:g})"}
+        elif spec.pooled:
             gate = {"passed": True, "status": f"pass (max |diff| <= atol {cfg.atol:g}, least cosine "
                                               f">= {spec.min_cosine:g})"}
         else:
@@ -300,8 +307,9 @@ def run(config: RunConfig, model_dir: str | Path, out: str | Path) -> StageRecor
         # A pooled model's argmax is no prediction: its file holds the labels and, carried from the stage
         # that made the model, the teacher's test vectors (calibrate judges INT8 against the teacher's
         # neighbours with them).
-        predicted = teacher_reference(model_dir) if spec.pooled else {"torch": report.torch_pred,
-                                                                       "onnx": report.onnx_pred}
+        predicted = teacher_reference(model_dir) if spec.pooled else (
+            {"torch": np.stack(report.torch_out), "onnx": np.stack(report.onnx_out)} if report.torch_out
+            else {"torch": report.torch_pred, "onnx": report.onnx_pred})
         record.artifacts[PREDICTIONS] = stats.save_predictions(tmp, labels, **predicted)
         metrics["export_seconds"] = time.perf_counter() - started
         metrics["data"] = data.record()

@@ -101,6 +101,16 @@ def layer_list(model: Any) -> tuple[torch.nn.Module, str, torch.nn.ModuleList]:
     return module, child_name, child
 
 
+def stage_depths(config: Any) -> list[int] | None:
+    """The blocks per stage of a hierarchical encoder (SegFormer's MiT, Swin: `depths`, one entry per stage,
+    each stage its own width), None for a plain stack of same-width layers. Layers of a hierarchical encoder
+    are not interchangeable, so a layer subset is not a smaller model of it."""
+    depths = getattr(config, "depths", None)
+    if isinstance(depths, (list, tuple)) and len(depths) > 1 and all(isinstance(d, int) for d in depths):
+        return [int(d) for d in depths]
+    return None
+
+
 def shared_groups(config: Any) -> int | None:
     """How many shared block groups the model applies (ALBERT's `num_hidden_groups`, the `shared-block`
     quirk), or None when every layer has its own block."""

@@ -51,6 +51,7 @@ class Family:
 _ROTARY = "rotary position embedding"
 _DISENTANGLED = "content-dependent position scores"
 _VISION_TESTS = "tests/tasks/test_image_classification.py, tests/sparsity/test_width.py"
+_SEGMENTATION_TESTS = "tests/tasks/test_semantic_segmentation.py, tests/pipeline/test_segmentation_pipeline.py"
 
 FAMILIES: tuple[Family, ...] = (
     Family("bert", "BERT", "Bert"),
@@ -72,6 +73,12 @@ FAMILIES: tuple[Family, ...] = (
     Family("deit", "DeiT", "DeiT", matrix=False, tests=_VISION_TESTS),
     Family("dinov2", "DINOv2", "Dinov2", quirks=("backbone-stages",), matrix=False, tests=_VISION_TESTS,
            notes="its head reads [CLS] concatenated with the mean of the patch tokens"),
+    Family("segformer", "SegFormer", "Segformer", matrix=False, tests=_SEGMENTATION_TESTS,
+           notes="semantic segmentation; hierarchical encoder: the student is a separate shallower folder; "
+                 "the reduced-key attention of stages with sr_ratio > 1 is left unfused"),
+    Family("dpt", "DPT", "DPT", matrix=False, tests=_SEGMENTATION_TESTS,
+           notes="semantic segmentation; a layer-subset student keeps the layers its neck reads "
+                 "(backbone_out_indices)"),
 )
 BY_MODEL_TYPE: Mapping[str, Family] = MappingProxyType({f.model_type: f for f in FAMILIES})
 

@@ -16,9 +16,11 @@ derived from one, such as DINOv2 with registers, gets it too), and `families.FAM
 
 from __future__ import annotations
 
+from types import SimpleNamespace
 from typing import Any
 
-from trt_edge.modeling.anatomy import config_key, config_value, shared_groups
+from trt_edge.errors import TrtEdgeError
+from trt_edge.modeling.anatomy import config_key, config_value, shared_groups, stage_depths
 
 QUIRKS = ("shared-block", "backbone-stages", "layer-types", "rotary", "embedding-size")
 
@@ -35,6 +37,39 @@ def set_depth(config: Any, keep: list[int], layers: int) -> None:
     layer_types = getattr(config, "layer_types", None)
     if isinstance(layer_types, list) and len(layer_types) == layers:
         config.layer_types = [layer_types[i] for i in keep]
+    # A dense head reading chosen layers' outputs (DPT's neck: `backbone_out_indices`, read on every forward)
+    # reads the same teacher layers in the student, at their new positions (`check_layer_subset` made sure
+    # each is kept).
+    check_layer_subset(config, keep)
+    taps = getattr(config, "backbone_out_indices", None)
+    if isinstance(taps, (list, tuple)) and taps:
+        config.backbone_out_indices = [keep.index(int(i)) for i in taps]
+
+
+def default_layers(teacher_layers: int) -> list[int]:
+    """The layers a student keeps when `distill.student.layers` names none: every other layer, starting
+    with the first (DistilBERT's choice)."""
+    return list(range(0, teacher_layers, 2))
+
+
+def check_layer_subset(config: Any, keep: list[int] | None) -> None:
+    """Refuse, in one line, a layer-subset student the model cannot be cut to (`config`: a transformers
+    config or config.json as a dict, so the preflight asks before any training): a hierarchical encoder
+    (SegFormer's stages of different widths, `stage_depths`), or a subset dropping a layer whose output a
+    dense head reads (DPT's `backbone_out_indices`; not checked when `keep` is None: not known yet)."""
+    as_object = SimpleNamespace(**config) if isinstance(config, dict) else config
+    depths = stage_depths(as_object)
+    if depths is not None:
+        name = (getattr(as_object, "architectures", None) or [getattr(as_object, "model_type", "the model")])[0]
+        raise TrtEdgeError(f"{name} has a hierarchical encoder (stages of {depths} blocks, each its own width): a "
+                           "subset of its layers is not a smaller model of it; give a smaller model folder of the "
+                           "same family as distill.student.model")
+    taps = getattr(as_object, "backbone_out_indices", None)
+    if isinstance(taps, (list, tuple)) and taps and keep is not None:
+        dropped = [int(i) for i in taps if int(i) not in keep]
+        if dropped:
+            raise TrtEdgeError(f"distill.student.layers {keep} drops layers {dropped} whose outputs the model's dense "
+                               f"head reads (backbone_out_indices {list(taps)}); keep them all")
 
 
 def has_rotary(model: Any) -> bool:

@@ -225,13 +225,52 @@ def _match(g: GraphIndex, softmax: Any) -> tuple[AttentionCandidate | None, str]
                               q_heads=q_heads, terms=terms, output=merge_r.output[0], factors=factors), ""
 
 
+REDUCED_KEYS_REASON = ("keys and values from a spatially reduced sequence (a strided Conv before the K/V "
+                       "projections, SegFormer's efficient attention): the query and key lengths differ, which the "
+                       "fused kernel does not take")
+
+
+def _weight(g: GraphIndex, name: str) -> bool:
+    """A constant, or (a Q/DQ model) a DequantizeLinear of a constant or of a QuantizeLinear of one."""
+    if g.constant(name) is not None:
+        return True
+    node = g.producer.get(name)
+    if node is None or node.op_type != "DequantizeLinear":
+        return False
+    source = g.producer.get(node.input[0])
+    return g.constant(node.input[0]) is not None or (
+        source is not None and source.op_type == "QuantizeLinear" and g.constant(source.input[0]) is not None)
+
+
+def _reduced_keys(g: GraphIndex, qk: Any) -> bool:
+    """Whether K of the Q.Kᵀ MatMul `qk` is projected from a Conv's output through only reshapes, a norm, the
+    projection and its bias (SegFormer's spatial reduction); a residual Add (two activations) ends the walk."""
+    name, steps = qk.input[1], 0
+    while steps < 16:
+        node = g.producer.get(name)
+        if node is None:
+            return False
+        if node.op_type == "Conv":
+            return True
+        shaping = node.op_type in ("Transpose", "Reshape", "Flatten", "Squeeze", "Unsqueeze")  # shape operands aside
+        moving = [node.input[0]] if shaping else [i for i in node.input if i and not _weight(g, i)]
+        if node.op_type not in ("Transpose", "Reshape", "LayerNormalization", "MatMul", "Gemm", "Add", "Mul", "Div",
+                                "Flatten", "Squeeze", "Unsqueeze", "DequantizeLinear", "QuantizeLinear") \
+                or len(moving) != 1:
+            return False
+        name, steps = moving[0], steps + 1
+    return False
+
+
 def _real_cause(g: GraphIndex, softmax: Any) -> str:
     """The attention variant behind a structural mismatch, named when it is one the kernel cannot express.
 
     Walks up from the Softmax input through the block (stopping at weight projections, normalisations and
     embedding lookups): more than one activation x activation MatMul means content-dependent position
-    scores (DeBERTa's disentangled attention); Sin/Cos means rotary position embedding. "" otherwise."""
+    scores (DeBERTa's disentangled attention); Sin/Cos means rotary position embedding; keys projected
+    from a Conv's output mean a spatially reduced key sequence (SegFormer; asked first). "" otherwise."""
     products = 0
+    first: Any = None
     ops: set[str] = set()
     seen = {softmax.input[0]}
     todo = [softmax.input[0]]
@@ -244,10 +283,13 @@ def _real_cause(g: GraphIndex, softmax: Any) -> str:
             if any(g.constant(i) is not None for i in node.input):
                 continue
             products += 1
+            first = first or node  # the nearest product to the softmax: Q.Kᵀ
         for inp in node.input:
             if inp and inp not in seen:
                 seen.add(inp)
                 todo.append(inp)
+    if first is not None and len(first.input) > 1 and _reduced_keys(g, first):
+        return REDUCED_KEYS_REASON  # first: a Q/DQ model's dequantized projections would count as products below
     if products > 1:
         return ("content-dependent position scores (more than one Q/K product feeds the softmax, e.g. DeBERTa's "
                 "disentangled attention); the kernel takes one Q.Kᵀ plus a fixed additive bias")

@@ -600,8 +600,10 @@ def _verdict(root: Path, stages: dict[str, dict[str, Any]], comparison: dict[str
 def _scored(rows: list[Row], v: Verdict) -> None:
     """For a task judged against a reference model, every row's figures are its scores against the
     teacher's saved outputs (`Verdict.scores`), one measure for all: a stage's own figures are each
-    against that stage's parent (INT8 against its fp32 input). A model without saved outputs shows none."""
-    if v.uses_labels:
+    against that stage's parent (INT8 against its fp32 input). A model without saved outputs shows none.
+    A task judged on labels has scores only where its outputs are dense (segmentation: each model's mIoU,
+    pixel accuracy and per-class IoU from its saved test logits); classification rows keep their own."""
+    if v.uses_labels and not v.scores:
         return
     for r in rows:
         r.scores = dict(v.scores.get(r.model, {}))

@@ -190,7 +190,7 @@ def deploy_targets(run_dir: Path, stages: dict[str, dict[str, Any]], comparison:
 def model_warnings(predictions: dict[str, np.ndarray], labels: np.ndarray | None,
                    label_names: list[str]) -> list[str]:
     """A model giving one class to most inputs when the labels are spread."""
-    if labels is None or len(labels) == 0:
+    if labels is None or len(labels) == 0 or not predictions:
         return []
     label_share = Counter(labels.tolist())
     out = []
@@ -327,6 +327,12 @@ def build_verdict(run_dir: Path, stages: dict[str, dict[str, Any]], comparison: 
         outputs, labels = load_all_outputs(run_dir, stages)
         predictions = {name: pred.argmax(axis=1) if pred.ndim == 2 else pred for name, pred in outputs.items()}
         scores: dict[str, dict[str, float]] = {}
+        if any(out.ndim > 2 for out in outputs.values()) and labels is not None:
+            # Dense outputs (per-pixel logits): no class per example to count; every model is scored by the
+            # task against the same test labels (segmentation: mIoU, pixel accuracy, IoU per class).
+            predictions = {}
+            scores = {name: adapter.score(out, list(labels), len(label_names)) for name, out in outputs.items()
+                      if out.ndim > 2}
     else:  # outputs are vectors: no classes to count, every model scored against the teacher's vectors
         outputs, labels = load_all_outputs(run_dir, stages, SCORED)
         predictions = {}

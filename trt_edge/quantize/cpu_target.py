@@ -314,19 +314,28 @@ def select_cpu_artifact(candidates: list[CpuCandidate], arrays: dict[str, np.nda
     sessions = [session(str(c.path), threads, disabled_optimizers=()) for c in built]
     logits = [reference_logits if (k == 0 and reference_logits is not None) else predict(s, arrays, lengths)
               for k, s in enumerate(sessions)]
-    ref_pred = logits[0].argmax(-1)
-    ref_acc = float((ref_pred == labels).mean())
     by_reference = adapter is not None and not adapter.uses_labels
+    # Dense outputs (per-pixel logits [N, K, h, w]): scored by the task (mIoU of the masks), agreement per pixel.
+    dense = adapter is not None and logits[0].ndim > 2
+    by_score = by_reference or dense
     target = teacher if teacher is not None else logits[0]
-    if by_reference:  # the fp32 candidate's own score: 1.0 against itself, its recall against the teacher
-        ref_acc = float(adapter.score(logits[0], labels, 1, target)[adapter.spec.metric])
+    if by_score:  # the fp32 candidate's own score: 1.0 against itself, its recall against the teacher
+        assert adapter is not None
+        ref_acc = float(adapter.score(logits[0], labels, 1 if by_reference else int(logits[0].shape[1]),
+                                      target if by_reference else None)[adapter.spec.metric])
+    else:
+        ref_pred = logits[0].argmax(-1)
+        ref_acc = float((ref_pred == labels).mean())
 
     def judge(cand: CpuCandidate, lg: np.ndarray) -> None:
-        if by_reference:
-            scored = adapter.score(lg, labels, 1, target)
+        if by_score:
+            assert adapter is not None
+            scored = adapter.score(lg, labels, 1 if by_reference else int(lg.shape[1]),
+                                   target if by_reference else None)
             cand.predictions = lg
             cand.accuracy = float(scored[adapter.spec.metric])
-            cand.agreement = scored.get("mean_cosine")
+            cand.agreement = scored.get("mean_cosine") if by_reference else \
+                float((lg.argmax(1) == logits[0].argmax(1)).mean())
             cand.passed = (ref_acc - cand.accuracy) * 100 <= budget_points
             return
         pred = lg.argmax(-1)

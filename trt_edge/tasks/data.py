@@ -12,9 +12,12 @@ import io
 import math
 import random
 from collections import Counter
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+
+import numpy as np
 
 from trt_edge.errors import TrtEdgeError
 from trt_edge.files import packaged_path, sha256_json
@@ -56,15 +59,24 @@ class Split:
         return len(self.examples)
 
     def sha256(self) -> str:
+        labels: Any = self.labels
+        if self.labels and not isinstance(self.labels[0], (int, np.integer)):  # masks (segmentation)
+            labels = _array_digest(self.labels)
         if self.examples and not isinstance(self.examples[0], str):
-            import hashlib
+            return sha256_json([_array_digest(self.examples), labels])
+        return sha256_json([self.examples, labels])
 
-            digest = hashlib.sha256()
-            for image in self.examples:
-                digest.update(str(getattr(image, "shape", "")).encode())
-                digest.update(bytes(memoryview(image)))
-            return sha256_json([digest.hexdigest(), self.labels])
-        return sha256_json([self.examples, self.labels])
+
+def _array_digest(arrays: Sequence[Any]) -> str:
+    """One hash of a list of arrays (images, masks): each one's shape and bytes."""
+    import hashlib
+
+    digest = hashlib.sha256()
+    for array in arrays:
+        array = np.ascontiguousarray(array)
+        digest.update(str(array.shape).encode())
+        digest.update(array.tobytes())
+    return digest.hexdigest()
 
 
 @dataclass
@@ -126,7 +138,12 @@ class ClassificationData:
         return out
 
     def majority_accuracy(self, split: str = "test") -> float:
+        """The accuracy of always predicting the most frequent class: of examples, or, where the labels
+        are masks (segmentation), of labelled pixels (the classes' indices; 255 is the ignore index)."""
         labels = self.split(split).labels
+        if labels and not isinstance(labels[0], (int, np.integer)):
+            counts = np.bincount(np.concatenate([np.asarray(m).ravel() for m in labels]), minlength=256)[:255]
+            return float(counts.max() / counts.sum()) if counts.sum() else 0.0
         return max(Counter(labels).values()) / len(labels) if labels else 0.0
 
 

@@ -84,7 +84,7 @@ def load_classifier(ref: str | Path, label_names: list[str], trust_remote_code: 
     """
     import transformers
 
-    from trt_edge.tasks.spec import get_task
+    from trt_edge.tasks.spec import check_model_task, get_task, task_for_architectures
 
     spec = get_task(task)
     if spec.pooled:  # one vector per example: an encoder with its pooling, no head and no labels
@@ -92,6 +92,8 @@ def load_classifier(ref: str | Path, label_names: list[str], trust_remote_code: 
     path = resolve_model_path(str(ref))
     check_preprocessor(path, task, require=False)  # the stages require it; the library tries transformers
     config = read_model_config(path, trust_remote_code)
+    # Two image tasks share the image processor: the head the folder was saved with tells them apart.
+    check_model_task(task_for_architectures(getattr(config, "architectures", None)), task, str(path))
     saved_labels = [config.id2label[i] for i in sorted(config.id2label)] if getattr(config, "id2label", None) else []
     label_match = saved_labels == list(label_names)
     generic = all(str(n).startswith(_GENERIC_LABEL) for n in saved_labels)

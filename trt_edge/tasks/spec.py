@@ -238,7 +238,27 @@ SENTENCE_EMBEDDING = TaskSpec(
     min_cosine=0.9999,
 )
 
-TASKS: dict[str, TaskSpec] = {s.name: s for s in (TEXT_CLASSIFICATION, IMAGE_CLASSIFICATION, SENTENCE_EMBEDDING)}
+# Pixels in, per-pixel class logits out at the model's output stride (SegFormer: 1/4 of the input; DPT: the
+# input's size), so the exported graph needs no resize and the engine's output is small: the adapter upsamples
+# them to each gold mask's size for metrics (tasks/semantic_segmentation.py). Parity is judged per pixel: the
+# share of pixels whose argmax agrees, plus the logits tolerance.
+SEMANTIC_SEGMENTATION = TaskSpec(
+    name="semantic-segmentation",
+    modality="image",
+    inputs=IMAGE_CLASSIFICATION.inputs,
+    output="logits",
+    output_axes=(BATCH_AXIS, "classes", "out_height", "out_width"),
+    preprocessor=IMAGE_CLASSIFICATION.preprocessor,
+    adapter_module="trt_edge.tasks.semantic_segmentation",
+    auto_model="AutoModelForSemanticSegmentation",
+    metric="miou",
+    atol=1e-3,
+    min_argmax_agreement=0.999,
+    bundle_dir=PREPROCESSOR_DIR,
+)
+
+TASKS: dict[str, TaskSpec] = {s.name: s for s in (TEXT_CLASSIFICATION, IMAGE_CLASSIFICATION, SENTENCE_EMBEDDING,
+                                                  SEMANTIC_SEGMENTATION)}
 # The task of a call or a stage record that names none: everything written before image tasks was
 # text classification. The only place a task is a default; stages call `task_spec`/`task_for_record`.
 DEFAULT_TASK = TEXT_CLASSIFICATION
@@ -269,6 +289,19 @@ def task_for_model_config(config: Any) -> TaskSpec:
     image size and no vocabulary; anything else is the default task."""
     image = hasattr(config, "image_size") and not hasattr(config, "vocab_size")
     return IMAGE_CLASSIFICATION if image else DEFAULT_TASK
+
+
+def task_for_architectures(architectures: Iterable[str] | None) -> TaskSpec | None:
+    """The task a model config's `architectures` (config.json) were saved for: the spec whose auto class
+    names the head (`AutoModelForSemanticSegmentation` -> `...ForSemanticSegmentation`); None when no
+    architecture names one (a bare encoder, an unknown head, a config without the list). Two image tasks
+    share a preprocessor, so the head is what tells a segmenter from a classifier."""
+    prefix = "AutoModel"
+    for spec in TASKS.values():
+        suffix = spec.auto_model[len(prefix):] if spec.auto_model.startswith(prefix) else ""
+        if suffix and any(str(a).endswith(suffix) for a in architectures or ()):
+            return spec
+    return None
 
 
 def check_run_input(spec: TaskSpec | None, asked: str, source: str, search: bool = False) -> None:
