@@ -29,6 +29,7 @@ from typing import Any
 import numpy as np
 
 from trt_edge.errors import TrtEdgeError
+from trt_edge.tasks.dense_metrics import GoldBoxes
 from trt_edge.tasks.image_classification import decode_image, image_size
 
 INSTANCES_FILE = "instances.json"
@@ -39,19 +40,13 @@ BORDER_TOLERANCE = 1e-3
 
 
 @dataclass
-class DetectionImage:
-    """One image and its objects: `boxes` float64 [N, 4] xyxy in pixels, `categories` int64 [N] (the COCO
-    category ids), `iscrowd` bool [N] (crowd regions: COCOeval neither rewards nor penalises matches to
-    them), `areas` float64 [N] (the file's `area`, else the box's w*h)."""
+class DetectionImage(GoldBoxes):
+    """One image and its objects (the gold fields COCOeval scores, `dense_metrics.GoldBoxes`) and its file:
+    `boxes` float64 [N, 4] xyxy in pixels, `categories` int64 [N] (the COCO category ids), `iscrowd` bool [N]
+    (crowd regions: COCOeval neither rewards nor penalises matches to them), `areas` float64 [N] (the file's
+    `area`, else the box's w*h)."""
 
-    id: int
-    file: Path
-    width: int
-    height: int
-    boxes: np.ndarray
-    categories: np.ndarray
-    iscrowd: np.ndarray
-    areas: np.ndarray
+    file: Path = field(kw_only=True)
 
     def image(self) -> np.ndarray:
         """The pixels as uint8 [H, W, C], through the kit's one image decoder."""
@@ -168,8 +163,8 @@ def read_coco(annotation_file: str | Path, image_folder: str | Path | None = Non
             if key in item and _int(item[key], key, f"{path}: image {image_id}") != actual:
                 raise TrtEdgeError(f"{path}: image {image_id} ({file.name}) is listed {item.get('width')}x"
                                    f"{item.get('height')} but the file is {width}x{height}")
-        images[image_id] = DetectionImage(image_id, file, width, height, np.zeros((0, 4)),
-                                          np.zeros(0, np.int64), np.zeros(0, bool), np.zeros(0))
+        images[image_id] = DetectionImage(image_id, width, height, np.zeros((0, 4)), np.zeros(0, np.int64),
+                                          np.zeros(0, bool), np.zeros(0), file=file)
     if not images:
         raise TrtEdgeError(f'{path}: "images" is empty')
     objects: dict[int, list[tuple[list[float], int, bool, float]]] = {i: [] for i in images}

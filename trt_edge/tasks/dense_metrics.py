@@ -125,7 +125,7 @@ class Detections:
 
 @dataclass
 class GoldBoxes:
-    """One image's gold objects as COCOeval needs them (a `coco.DetectionImage` has these fields)."""
+    """One image's gold objects as COCOeval needs them (`coco.DetectionImage` adds its file)."""
 
     id: int
     width: int
