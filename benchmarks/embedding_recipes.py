@@ -106,17 +106,12 @@ class Setup:
 
 
 def _batches(lengths: list[int], batch_size: int, seed: int) -> Iterator[list[int]]:
-    """Shuffled batches of similar length (the kit's LengthGroupedBatchSampler's scheme), epoch after epoch."""
-    import torch
+    """The training loop's own length-grouped shuffled batches, epoch after epoch."""
+    from trt_edge.distill.train import LengthGroupedBatchSampler
 
-    generator = torch.Generator().manual_seed(seed)
+    sampler = LengthGroupedBatchSampler(lengths, batch_size, seed)
     while True:
-        order = torch.randperm(len(lengths), generator=generator).tolist()
-        window = batch_size * 50
-        order = [i for w in range(0, len(order), window) for i in sorted(order[w:w + window], key=lambda j: lengths[j])]
-        batches = [order[i:i + batch_size] for i in range(0, len(order), batch_size)]
-        for b in torch.randperm(len(batches), generator=generator).tolist():
-            yield batches[b]
+        yield from sampler
 
 
 def _fit(setup: Setup, model: Any, targets: np.ndarray, args: argparse.Namespace, masks: Any = None,
