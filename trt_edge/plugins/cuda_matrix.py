@@ -149,8 +149,9 @@ class Result:
         if self.usage is None or self.dynamic_smem is None or self.occupancy is None:
             return f"{self.status:<7} {where}: {self.reason}"
         u, o = self.usage, self.occupancy
+        shared_kib = (self.dynamic_smem + u.static_smem) / 1024
         text = (f"{self.status:<7} {where}: {u.registers} registers, spill {u.spill_stores} B stores / "
-                f"{u.spill_loads} B loads, stack {u.stack} B, shared {(self.dynamic_smem + u.static_smem) / 1024:.1f} KiB, "
+                f"{u.spill_loads} B loads, stack {u.stack} B, shared {shared_kib:.1f} KiB, "
                 f"{o.blocks} blocks/SM = {o.warps} warps = {o.fraction:.0%} occupancy ({o.limited_by})")
         return text + (f" -- {self.reason}" if self.reason else "")
 
@@ -276,9 +277,11 @@ def nvrtc_compile(root: str, sm: int, head_sizes: tuple[int, ...]) -> tuple[str,
     exprs = {d: KERNEL_TEMPLATE.format(d=d).encode() for d in head_sizes}
     for expr in exprs.values():
         check(nvrtc.nvrtcAddNameExpression(prog, expr), "nvrtcAddNameExpression")
+    nvidia = Path(root) / "nvidia"
     options = [f"--gpu-architecture=compute_{sm}", "-std=c++17", f"-I{KERNEL_DIR}",
-               f"-I{Path(root) / 'nvidia' / 'cuda_runtime' / 'include'}", f"-I{Path(root) / 'nvidia' / 'cuda_nvcc' / 'include'}"]
-    status = nvrtc.nvrtcCompileProgram(prog, len(options), (ctypes.c_char_p * len(options))(*[o.encode() for o in options]))
+               f"-I{nvidia / 'cuda_runtime' / 'include'}", f"-I{nvidia / 'cuda_nvcc' / 'include'}"]
+    option_array = (ctypes.c_char_p * len(options))(*[o.encode() for o in options])
+    status = nvrtc.nvrtcCompileProgram(prog, len(options), option_array)
     size = ctypes.c_size_t()
     nvrtc.nvrtcGetProgramLogSize(prog, ctypes.byref(size))
     log_buf = ctypes.create_string_buffer(size.value)
@@ -346,16 +349,17 @@ def ensure_wheels(line: Line, cache: Path) -> Path:
     if proc.returncode != 0:
         shutil.rmtree(tmp, ignore_errors=True)
         err = [ln for ln in (proc.stderr or proc.stdout).splitlines() if ln.startswith("ERROR")]
-        raise TrtEdgeError(f"pip could not install {', '.join(line.wheels)}: {err[0] if err else 'exit ' + str(proc.returncode)}")
+        why = err[0] if err else f"exit {proc.returncode}"
+        raise TrtEdgeError(f"pip could not install {', '.join(line.wheels)}: {why}")
     (tmp / ".cuda-matrix-pins").write_text(pins)
     tmp.rename(target)  # a crash mid-install leaves a temporary folder, never a half-filled cache
     return target
 
 
-def _ptxas(path: str, sm: int, ptx: str, work: Path, extra: tuple[str, ...]) -> str:
+def _ptxas(path: str, sm: int, ptx: str, work: Path) -> str:
     src = work / f"sm_{sm}.ptx"
     src.write_text(ptx)
-    proc = subprocess.run([path, "-v", "-O3", f"-arch=sm_{sm}", *extra, str(src), "-o", str(work / f"sm_{sm}.cubin")],
+    proc = subprocess.run([path, "-v", "-O3", f"-arch=sm_{sm}", str(src), "-o", str(work / f"sm_{sm}.cubin")],
                           capture_output=True, text=True, check=False)
     text = proc.stdout + proc.stderr
     if proc.returncode != 0:
@@ -364,7 +368,7 @@ def _ptxas(path: str, sm: int, ptx: str, work: Path, extra: tuple[str, ...]) -> 
     return text
 
 
-def compile_line(line: Line, cache: Path, head_sizes: tuple[int, ...], ptxas_extra: tuple[str, ...] = ()) -> list[Result]:
+def compile_line(line: Line, cache: Path, head_sizes: tuple[int, ...]) -> list[Result]:
     """Compile one line's unit and assemble it for its SM; one :class:`Result` per head size.
 
     Runs in a fresh process per line (a :func:`run_matrix` worker). Raises :class:`TrtEdgeError` when the
@@ -389,11 +393,21 @@ def compile_line(line: Line, cache: Path, head_sizes: tuple[int, ...], ptxas_ext
                 ptx, lowered, log = nvcc_compile(nvcc, line.sm, head_sizes, work)
             except TrtEdgeError as exc:
                 return [Result(line.name, line.sm, line.cuda, d, "FAIL", str(exc)) for d in head_sizes]
-        try:
-            smem = _smem_from_ptx(ptx, head_sizes)
-            report = parse_ptxas(_ptxas(str(ptxas), line.sm, ptx, work, ptxas_extra))
-        except TrtEdgeError as exc:
-            return [Result(line.name, line.sm, line.cuda, d, "FAIL", str(exc)) for d in head_sizes]
+        return assess(line, ptx, lowered, log, ptxas, work)
+
+
+def assess(line: Line, ptx: str, lowered: dict[int, str], log: str, ptxas: Path, work: Path) -> list[Result]:
+    """Assemble ``ptx`` with ``ptxas -v`` for the line's SM and judge each head size of ``lowered``.
+
+    FAIL on: a ptxas error, any spill store or load, any compiler output (NVRTC/nvcc warnings), a kernel
+    without ``__launch_bounds__``, or a block that does not fit the SM; else ok, with the occupancy.
+    """
+    head_sizes = tuple(lowered)
+    try:
+        smem = _smem_from_ptx(ptx, head_sizes)
+        report = parse_ptxas(_ptxas(str(ptxas), line.sm, ptx, work))
+    except TrtEdgeError as exc:
+        return [Result(line.name, line.sm, line.cuda, d, "FAIL", str(exc)) for d in head_sizes]
     results = []
     for d in head_sizes:
         usage = report.get(lowered[d])
@@ -431,16 +445,15 @@ def _threads(ptx: str, entry: str) -> int:
     return threads
 
 
-def _run_line(line: Line, cache: Path, head_sizes: tuple[int, ...],
-              ptxas_extra: tuple[str, ...]) -> tuple[list[Result], str | None]:
+def _run_line(line: Line, cache: Path, head_sizes: tuple[int, ...]) -> tuple[list[Result], str | None]:
     try:
-        return compile_line(line, cache, head_sizes, ptxas_extra), None
+        return compile_line(line, cache, head_sizes), None
     except TrtEdgeError as exc:
         return [], str(exc)
 
 
 def run_matrix(lines: tuple[Line, ...] = LINES, *, cache: Path = DEFAULT_CACHE, strict: bool = False,
-               head_sizes: tuple[int, ...] = SUPPORTED_HEAD_SIZES, ptxas_extra: tuple[str, ...] = (),
+               head_sizes: tuple[int, ...] = SUPPORTED_HEAD_SIZES,
                jobs: int = 2) -> list[Result]:
     """Every line × head size, lines in parallel, each in its own (spawned) process.
 
@@ -449,8 +462,8 @@ def run_matrix(lines: tuple[Line, ...] = LINES, *, cache: Path = DEFAULT_CACHE, 
     ctx = multiprocessing.get_context("spawn")
     results: list[Result] = []
     with concurrent.futures.ProcessPoolExecutor(max_workers=max(1, jobs), mp_context=ctx) as pool:
-        futures = [pool.submit(_run_line, line, cache, head_sizes, ptxas_extra) for line in lines]
-        for line, future in zip(lines, futures):
+        futures = [pool.submit(_run_line, line, cache, head_sizes) for line in lines]
+        for line, future in zip(lines, futures, strict=True):
             line_results, missing = future.result()
             if missing is not None:
                 status = "FAIL" if strict else "SKIPPED"
@@ -479,7 +492,8 @@ def markdown_table(results: list[Result]) -> str:
 
 def main(argv: list[str] | None = None) -> int:
     """CLI: print one line per (arch, head size); exit 1 on any FAIL."""
-    parser = argparse.ArgumentParser(prog="python -m trt_edge.plugins.cuda_matrix", description=__doc__.split("\n\n")[0])
+    parser = argparse.ArgumentParser(prog="python -m trt_edge.plugins.cuda_matrix",
+                                     description=(__doc__ or "").split("\n\n")[0])
     parser.add_argument("--strict", action="store_true", default=os.environ.get("CI", "").lower() in ("1", "true"),
                         help="a toolchain that cannot be installed or found fails the run (default with CI=true)")
     parser.add_argument("--cache", type=Path, default=DEFAULT_CACHE, help="where the CUDA wheels are installed")
