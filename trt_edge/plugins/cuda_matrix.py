@@ -287,8 +287,9 @@ def nvrtc_compile(root: str, sm: int, head_sizes: tuple[int, ...]) -> tuple[str,
     log_buf = ctypes.create_string_buffer(size.value)
     nvrtc.nvrtcGetProgramLog(prog, log_buf)
     log = log_buf.value.decode(errors="replace").strip()
-    if status != 0:
-        raise TrtEdgeError(f"NVRTC compile failed: {log or status}")
+    if status != 0:  # one line per cell: the first error, the full log is one --line run away
+        first = next((ln for ln in log.splitlines() if "error" in ln), log.splitlines()[0] if log else str(status))
+        raise TrtEdgeError(f"NVRTC compile failed: {first.strip()}")
     nvrtc.nvrtcGetPTXSize(prog, ctypes.byref(size))
     ptx_buf = ctypes.create_string_buffer(size.value)
     check(nvrtc.nvrtcGetPTX(prog, ptx_buf), "nvrtcGetPTX")
@@ -320,7 +321,8 @@ def nvcc_compile(nvcc: str, sm: int, head_sizes: tuple[int, ...], work: Path) ->
                           capture_output=True, text=True, check=False)
     log = (proc.stdout + proc.stderr).strip()
     if proc.returncode != 0:
-        raise TrtEdgeError(f"nvcc failed: {log.splitlines()[0] if log else proc.returncode}")
+        first = next((ln for ln in log.splitlines() if "error" in ln), log.splitlines()[0] if log else "")
+        raise TrtEdgeError(f"nvcc failed: {first.strip() or f'exit {proc.returncode}'}")
     ptx = ptx_path.read_text()
     entries = re.findall(r"\.entry\s+(\S+?)\s*\(", ptx)
     lowered = {}
