@@ -11,6 +11,11 @@ if [ $# -lt 2 ]; then
 fi
 bundle=$1; out=$2; shift 2
 [ -d "$bundle" ] || { echo "$0: no such bundle folder: $bundle" >&2; exit 2; }
+if ! command -v trt-edge >/dev/null 2>&1; then
+    echo "$0: trt-edge not found: run jetson/setup.sh first (JetPack 6/7; on JetPack 5, Python 3.8, run the" \
+        "bundle's own build_on_device.sh instead)" >&2
+    exit 2
+fi
 mkdir -p "$out"
 
 mode_id() {  # nvpmodel mode name -> id, from `nvpmodel -p --verbose` ("POWER_MODEL: ID=0 NAME=MAXN")

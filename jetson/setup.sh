@@ -18,6 +18,13 @@ python3 -c "import tensorrt" 2>/dev/null || {
     echo "setup.sh: TensorRT's Python bindings are missing: sudo apt-get install python3-libnvinfer python3-libnvinfer-dev" >&2
     exit 2
 }
+# trt-edge needs Python >= 3.10 (JetPack 6 ships 3.10, JetPack 7 3.12). JetPack 5's python3 is 3.8: there a
+# bundle's build_on_device.sh (trtexec, then a standard-library manifest writer) builds the engine instead.
+if ! python3 -c 'import sys; sys.exit(sys.version_info < (3, 10))'; then
+    echo "setup.sh: trt-edge needs Python >= 3.10, this python3 is $(python3 -c 'import platform; print(platform.python_version())') (JetPack 5):" \
+        "copy a bundle written by \`trt-edge build\` over and run its build_on_device.sh (trtexec); see docs/engine.md" >&2
+    exit 2
+fi
 VENV=${VENV:-.venv-jetson}
 python3 -m venv --system-site-packages "$VENV"
 # shellcheck disable=SC1091

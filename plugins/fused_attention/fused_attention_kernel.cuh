@@ -29,6 +29,13 @@ namespace attention {
 constexpr int kWarps = 4;
 constexpr int kThreads = kWarps * 32;
 constexpr int kBlockM = 16 * kWarps;  // query rows per block: 16 per warp
+// Minimum resident blocks per SM promised to ptxas through __launch_bounds__. Its register cap,
+// 65536 / (1 * kThreads) = 512 -> 255 per thread, constrains nothing; what it changes is ptxas's own register
+// target: without a minimum-blocks hint ptxas aims low (48 registers for sm_87 with CUDA 12.6/12.9, 80 for
+// sm_72 with CUDA 11.7) and spills at head size 64 (sm_87) and 32 (sm_72). With it every (arch, head size)
+// of .ci/cuda-matrix compiles spill-free, and occupancy is unchanged: shared memory, not registers, bounds
+// the blocks per SM on every Jetson (docs/plugins.md, "Compile matrix").
+constexpr int kMinBlocksPerSm = 1;
 constexpr int kMaxSeqLen = 16384;     // keeps every index product well inside int32 / grid limits
 constexpr int kVec = 8;               // halves per 16-byte vector load
 constexpr float kLog2e = 1.4426950408889634f;  // softmax runs in base 2: x * log2(e), then exp2
@@ -91,7 +98,7 @@ __device__ __forceinline__ void load_rows(__half* __restrict__ dst, const __half
 }
 
 template <int D>
-__global__ void __launch_bounds__(kThreads)
+__global__ void __launch_bounds__(kThreads, kMinBlocksPerSm)
     fused_attention_kernel(const __half* __restrict__ q, const __half* __restrict__ k, const __half* __restrict__ v,
                            const int32_t* __restrict__ key_mask, const __half* __restrict__ bias, int bias_batch,
                            __half* __restrict__ out, int seq_len, int num_heads, float scale_log2, int causal) {
