@@ -24,6 +24,7 @@ from trt_edge.engine.triton import (
     LABELS_FILE,
     TritonModel,
     _onnx_model,
+    _quote,
     parse_config,
     render_config,
     write_repository,
@@ -83,6 +84,9 @@ def test_schema_refuses_what_triton_would(tmp_path: Path) -> None:
         parse_config('name: "m"\nmax_batch: 8\n')
     with pytest.raises(TrtEdgeError, match="not a valid Triton model configuration"):
         parse_config('input [ { name: "x" data_type: TYPE_FP8 dims: [ 4 ] } ]\n')
+    # Strings are escaped so that any name or note survives: quotes, backslashes, newlines, non-ASCII.
+    odd = 'ré"sumé\\ x\n✓'
+    assert parse_config(f"name: {_quote(odd)}\n").name == odd
 
 
 def test_text_bundle_gives_the_plan_and_its_onnx_fallback(text_build: Path, tmp_path: Path) -> None:

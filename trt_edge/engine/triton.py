@@ -600,7 +600,9 @@ def render_readme(models: Sequence[TritonModel], source: Path) -> str:
         if m.model_file is None:
             lines.append(f"  NO PLAN YET: run build_on_device.sh in the bundle on the Jetson, then copy "
                          f"{BUNDLE_ENGINE_DIR}/{PLAN_FILE} to {m.name}/{VERSION}/{PLAN_FILE} (or generate this "
-                         "repository again from the bundle, which then picks it up and checks its manifest).")
+                         "repository again from the bundle, which then picks it up and checks its manifest). "
+                         "Until then start tritonserver with --exit-on-error=false, or load only the other models "
+                         "(--model-control-mode=explicit --load-model=NAME).")
         for key in ("trt_edge.task", "trt_edge.preprocessing", "trt_edge.max_length", "trt_edge.postprocessing"):
             if key in m.parameters:
                 lines.append(f"  {key.removeprefix('trt_edge.')}: {m.parameters[key]}")
