@@ -24,7 +24,8 @@ ONNX Runtime backend takes only a graph optimization level, so the config asks f
 extended fusions, the one it names included; the file already holds the transformer fusions the CPU target
 made) and records the exact list as a parameter. Each `config.pbtxt` is parsed with Triton's own
 `model_config.proto` (vendored in `trt_edge/data/triton/`) through protobuf's `text_format` before the
-repository is kept, and compared field by field with what was meant. Triton itself does not run here.
+repository is kept, and compared field by field with what was meant. No Triton server serves a model here
+(docs/triton.md says what a server binary, where one exists, checks in the tests).
 """
 
 from __future__ import annotations
