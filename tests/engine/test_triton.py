@@ -159,6 +159,19 @@ def test_built_engine_in_the_bundle_is_copied_with_its_manifest_io(text_build: P
     assert {k: v.string_value for k, v in trt.parameters.items()}["trt_edge.max_length"] == "32"
     assert sha256_file(repo / "text_classification_trt" / "1" / "model.plan") == manifest["plan"]["sha256"]
 
+    # The engine folder alone (build_on_device.sh's output): the plan's model only, from the same manifest.
+    write_repository(engine, tmp_path / "engine-repo")
+    assert [p.name for p in (tmp_path / "engine-repo").iterdir() if p.is_dir()] == ["text_classification_trt"]
+    assert _config(tmp_path / "engine-repo" / "text_classification_trt").max_batch_size == 16
+
+    # A manifest written after a trtexec build lists no I/O: the bundle around the engine gives them.
+    write_manifest(engine / "model.plan.json", {**manifest, "io": []})
+    write_repository(bundle, repo)
+    trt = _config(repo / "text_classification_trt")
+    assert trt.max_batch_size == plan.profiles[0].max[0]
+    assert (repo / "text_classification_trt" / "1" / "model.plan").is_file()
+    _assert_io_like_onnx(trt, bundle / "model.onnx", batching=True)
+
     (engine / "model.plan").write_bytes(b"another plan")  # not the one the manifest describes
     with pytest.raises(TrtEdgeError, match="sha256 does not match the manifest"):
         write_repository(bundle, tmp_path / "repo2")
