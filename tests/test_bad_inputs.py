@@ -600,6 +600,64 @@ def _(c: Ctx) -> list[str]:
     return _build_plan(c, b)
 
 
+# triton repositories (issue 32 item 5) ---------------------------------------------------------------
+@case("triton-no-manifest", "no manifest here")
+def _(c: Ctx) -> list[str]:
+    c.file("src/model.onnx", b"not read")
+    return ["triton", "--bundle", str(c.work / "src"), "--out", c.out()]
+
+
+@case("triton-bundle-onnx-replaced", "sha256 mismatch): model.onnx")
+def _(c: Ctx) -> list[str]:
+    b = _bundle_copy(c)
+    data = (b / "model.onnx").read_bytes()
+    (b / "model.onnx").write_bytes(data[:-1] + bytes([data[-1] ^ 1]))
+    return ["triton", "--bundle", str(b), "--out", c.out()]
+
+
+@case("triton-bundle-without-its-manifest", "cannot be verified")
+def _(c: Ctx) -> list[str]:
+    b = _bundle_copy(c)
+    (b / "model.plan.json.template").unlink()
+    return ["triton", "--bundle", str(b), "--out", c.out()]
+
+
+@case("triton-plan-not-the-manifest-s", "sha256 does not match the manifest")
+def _(c: Ctx) -> list[str]:
+    from trt_edge.engine.manifest import new_manifest, write_manifest
+    from trt_edge.engine.plan import BuildPlan
+
+    engine = c.work / "engine"
+    c.file("engine/model.plan", b"stand-in bytes, never deserialized")
+    manifest = new_manifest(BuildPlan(precision="fp16", trt_version="10.3"), status="built")
+    manifest["plan"] = {"file": "model.plan", "sha256": "0" * 64, "bytes": 34}
+    write_manifest(engine / "model.plan.json", manifest)
+    return ["triton", "--bundle", str(engine), "--out", c.out()]
+
+
+@case("triton-out-is-a-user-folder", "trt-edge did not write")
+def _(c: Ctx) -> list[str]:
+    c.file("out/notes.txt", "mine")
+    return ["triton", "--bundle", str(c.bundle), "--out", c.out()]
+
+
+@case("triton-out-is-another-stage", "was not written by trt-edge triton (it holds a export stage)")
+def _(c: Ctx) -> list[str]:
+    c.file("out/stage.json", json.dumps({"stage": "export", "artifacts": {}}))
+    c.file("out/model.onnx", b"theirs")
+    return ["triton", "--bundle", str(c.bundle), "--out", c.out()]
+
+
+@case("triton-max-batch-zero", "--max-batch must be at least 1")
+def _(c: Ctx) -> list[str]:
+    return ["triton", "--bundle", str(c.bundle), "--out", c.out(), "--max-batch", "0"]
+
+
+@case("triton-bad-name", "--name 'a/b'")
+def _(c: Ctx) -> list[str]:
+    return ["triton", "--bundle", str(c.bundle), "--out", c.out(), "--name", "a/b"]
+
+
 # tegrastats logs ------------------------------------------------------------------------------------
 @case("tegrastats-empty", "no tegrastats line found")
 def _(c: Ctx) -> list[str]:

@@ -25,7 +25,7 @@ def _version(value: Any) -> str:
 
 
 class EngineCommands:
-    """Commands of the engine area: build, run."""
+    """Commands of the engine area: build, triton, run."""
 
     @writes_output()
     def build(self, onnx: str = "", out: str = "runs/build", config: str = "", precision: str = "",
@@ -70,6 +70,34 @@ class EngineCommands:
                   f"{os.path.join(out, 'bundle')}; run build_on_device.sh there on the Jetson.", file=sys.stderr)
         else:
             print(f"plan written to {os.path.join(out, 'model.plan')} (manifest model.plan.json)", file=sys.stderr)
+
+    @writes_output()
+    def triton(self, bundle: str = "", out: str = "runs/triton", name: Any = "", max_batch: Any = None) -> None:
+        """Write a Triton Inference Server model repository (one folder per model: config.pbtxt, 1/model.plan
+        or 1/model.onnx, the preprocessor, labels.txt) from what trt-edge wrote, each config.pbtxt checked with
+        Triton's model_config.proto (docs/triton.md). Triton itself is not run.
+
+        Args:
+          bundle: an on-device bundle (its engine/ picked up when build_on_device.sh built one), an engine
+            folder (model.plan + model.plan.json), or a build, calibrate (the CPU artifact) or export stage
+            folder. Every artifact's sha256 is checked against its manifest or stage.json first.
+          out: the repository folder: new, empty, or one this command wrote before.
+          name: model name prefix (default: the task, e.g. text_classification -> text_classification_trt,
+            text_classification_onnx, text_classification_cpu).
+          max_batch: max_batch_size of an ONNX Runtime model (default: the plan's profile where the source has
+            one, else build.batch's max); a plan's comes from its optimization profile.
+        """
+        from trt_edge.engine.triton import write_repository
+        from trt_edge.errors import TrtEdgeError
+
+        if not bundle:
+            raise TrtEdgeError("triton needs --bundle FOLDER (a bundle, an engine folder or a stage folder)")
+        batch = _positive_int(max_batch, "max-batch") if max_batch not in (None, "") else None
+        record = write_repository(bundle, out, str(name) if name not in ("", None) else None, batch)
+        for model in record.metrics["models"]:
+            print(json.dumps(model))
+        print(f"Triton model repository written to {out} (each config.pbtxt parsed with Triton's "
+              "model_config.proto; Triton itself was not run)", file=sys.stderr)
 
     def run(self, text: Any = "", engine: str = "", onnx: str = "", tokenizer: str = "", max_length: Any = None,
             providers: str = "", allow_host_code: bool = False, cuda_graph: bool = False, text_file: str = "",

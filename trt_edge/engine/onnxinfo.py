@@ -45,22 +45,26 @@ def onnx_inputs(path: str | os.PathLike[str]) -> list[OnnxInput]:
     """The graph inputs that are not initializers, with dims as int, dim_param string or None."""
     model = _load(Path(path))
     inits = {i.name for i in model.graph.initializer}
-    out = []
-    for value in model.graph.input:
-        if value.name in inits:
-            continue
-        tensor = value.type.tensor_type
-        dims: list[int | str | None] = []
-        for d in tensor.shape.dim:
-            if d.HasField("dim_value") and d.dim_value > 0:
-                dims.append(int(d.dim_value))
-            elif d.HasField("dim_param"):
-                dims.append(str(d.dim_param))
-            else:
-                dims.append(None)
-        out.append(OnnxInput(value.name, _ELEM_TYPES.get(int(tensor.elem_type), f"type{tensor.elem_type}"),
-                             tuple(dims)))
-    return out
+    return [_value_info(value) for value in model.graph.input if value.name not in inits]
+
+
+def onnx_outputs(path: str | os.PathLike[str]) -> list[OnnxInput]:
+    """The graph outputs, described like the inputs (name, element type name, dims): what a serving
+    config (`engine.triton`) declares for them."""
+    return [_value_info(value) for value in _load(Path(path)).graph.output]
+
+
+def _value_info(value: Any) -> OnnxInput:
+    tensor = value.type.tensor_type
+    dims: list[int | str | None] = []
+    for d in tensor.shape.dim:
+        if d.HasField("dim_value") and d.dim_value > 0:
+            dims.append(int(d.dim_value))
+        elif d.HasField("dim_param"):
+            dims.append(str(d.dim_param))
+        else:
+            dims.append(None)
+    return OnnxInput(value.name, _ELEM_TYPES.get(int(tensor.elem_type), f"type{tensor.elem_type}"), tuple(dims))
 
 
 def onnx_task(path: str | os.PathLike[str]) -> TaskSpec | None:
