@@ -134,6 +134,14 @@ def _fit(setup: Setup, model: Any, targets: np.ndarray, args: argparse.Namespace
     wanted = torch.from_numpy(targets)
     batches = _batches(setup.train_enc.lengths(), args.bs, 0)
     hidden_weight = float(getattr(args, "hidden", 0.0))
+    captured: dict[str, list[Any]] = {"student": [None] * 3, "teacher": [None] * 3}
+    heads = int(model.encoder_model.config.num_attention_heads)
+    if getattr(args, "attn", 0.0) > 0:
+        for who, net, layer in (("student", model, -1), ("teacher", setup.teacher, -1)):
+            block = net.encoder_model.encoder.layer[layer].attention.self
+            for i, name in enumerate(("query", "key", "value")):
+                getattr(block, name).register_forward_hook(
+                    lambda _m, _i, o, who=who, i=i: captured[who].__setitem__(i, o))
     started = time.perf_counter()
     model.train()
     for step in range(total):
@@ -150,6 +158,12 @@ def _fit(setup: Setup, model: Any, targets: np.ndarray, args: argparse.Namespace
             hidden = sum((((out.hidden_states[j + 1] - teacher_out.hidden_states[k + 1]) ** 2) * mask).sum()
                          / (mask.sum() * s.shape[-1]) for j, k in enumerate(setup.kept))
             loss = loss + hidden_weight * hidden / len(setup.kept)
+        if getattr(args, "attn", 0.0) > 0:  # MiniLMv2 Q-Q, K-K, V-V relations of the last block
+            student_qkv = list(captured["student"])
+            with torch.no_grad():
+                setup.teacher(**inputs)
+            loss = loss + args.attn * _relation_loss(student_qkv, list(captured["teacher"]),
+                                                     inputs["attention_mask"], heads)
         if getattr(args, "center", 0.0) > 0:  # cosine of the vectors less the teacher's corpus mean
             mean = wanted.mean(0)
             loss = loss + args.center * (1 - F.cosine_similarity(s - mean, t - mean, dim=-1)).mean()
@@ -166,6 +180,28 @@ def _fit(setup: Setup, model: Any, targets: np.ndarray, args: argparse.Namespace
             print(json.dumps({"step": step, **setup.evaluate(model)}), flush=True)
             model.train()
     return time.perf_counter() - started
+
+
+def _relation_loss(student: list[Any], teacher: list[Any], mask: Any, heads: int) -> Any:
+    """MiniLMv2 (Wang et al., 2021): KL between the teacher's and the student's scaled-dot-product
+    relations of queries, keys and values (each split into `heads` relation heads), over real tokens."""
+    import torch
+    import torch.nn.functional as F
+
+    keep = mask[:, None, None, :].bool()
+    rows = mask[:, None, :, None].float()
+    total = 0.0
+    def rel(x: Any) -> Any:
+        b, n, d = x.shape
+        x = x.view(b, n, heads, d // heads).transpose(1, 2)
+        scores = x @ x.transpose(-1, -2) / math.sqrt(d // heads)
+        return F.log_softmax(scores.masked_fill(~keep, torch.finfo(scores.dtype).min), dim=-1)
+
+    for s, t in zip(student, teacher, strict=True):
+        ls, lt = rel(s), rel(t.detach())
+        kl = (lt.exp() * (lt - ls)).masked_fill(~keep, 0.0).sum(-1, keepdim=True)
+        total = total + (kl * rows).sum() / (rows.sum() * heads)
+    return total / 3
 
 
 def train(out: Path, args: argparse.Namespace) -> None:
@@ -230,6 +266,7 @@ def main() -> None:
         if name == "train":
             p.add_argument("--hidden", type=float, default=0.0, help="hidden-state MSE weight (teacher forward)")
             p.add_argument("--center", type=float, default=0.0, help="mean-centred cosine weight")
+            p.add_argument("--attn", type=float, default=0.0, help="MiniLMv2 Q/K/V relation KL weight (last block)")
             p.add_argument("--sim", type=float, default=0.0, help="in-batch similarity-matrix MSE weight")
             p.add_argument("--unfreeze", action="store_true", help="train the word embeddings too")
             p.add_argument("--eval-every", type=int, default=0)
