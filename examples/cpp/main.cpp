@@ -18,7 +18,7 @@
 #include <string>
 #include <vector>
 
-#include "manifest.hpp"
+#include "../../cpp/src/manifest.hpp"
 
 namespace {
 

@@ -1,0 +1,231 @@
+"""libtrt_edge (cpp/) held to the Python runtime: this test builds the library with CMake against the
+onnxruntime wheel's libonnxruntime (cpp/fetch-onnxruntime.sh), writes the Python side's references (token ids
+from the model's own Hugging Face tokenizer, logits from `OnnxRuntimeRunner` + `TextClassifier`, labels printed
+by `trt-edge run`) and runs the library's ctest suite over them (cpp/tests/parity.cpp compares):
+
+- token ids identical on 1,000 texts: packaged demo tweets plus Unicode, accents, emoji, CJK, control
+  characters, special-token strings and over-long inputs;
+- logits within 1e-4 and the same labels on 200 of them (the real 3-layer MiniLM student, exported);
+- `classify` on calibrate's CPU artifact gives the label `trt-edge run` prints, on 20 texts;
+- on 20 PNG/JPEG images of another size than the model's, through a tiny ViT's preprocessor_config.json;
+- a folder whose model changed after SHA256SUMS was written is refused in one line.
+
+The build folder is build/cpp-tests in the checkout (gitignored), so a warm run only reconfigures.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+
+ROOT = Path(__file__).parents[2]
+BUILD = ROOT / "build" / "cpp-tests"
+TOLERANCE = 1e-4
+MAX_LENGTH = 128
+
+pytestmark = pytest.mark.skipif(
+    shutil.which("cmake") is None or shutil.which("g++") is None
+    or not any(Path(d, "utf8proc.h").is_file() for d in ("/usr/include", "/usr/local/include")),
+    reason="needs cmake, g++ and Debian's libutf8proc-dev (.ci/run installs it) to build libtrt_edge")
+
+# Texts the tweets rarely hold: every rule of the BERT normaliser and pre-tokenizer, and their corners.
+EXTRA_TEXTS = [
+    "Café déjà vu — naïve façade, Ångström, Øresund, Straße, İstanbul, ǅemal, ﬁne ﬂowers",
+    "ÉCOLE ÉLÉMENTAIRE À PARIS", "Crème brûlée à la carte", "Zoë's résumé", "São Paulo, Bogotá, Kraków, Łódź",
+    "I ❤️ this 😀😀 so much 🥰🫠👍🏽 👨‍👩‍👧‍👦 🇫🇷", "emoji inside words: hap😀py, ok👌ok", "☕️ + 🍰 = ✨",
+    "中文字符测试：我喜欢这个！", "日本語のテキストとカタカナ、ひらがな", "한국어 텍스트입니다", "mixed 中文 and English 文字",
+    "Ελληνικά κείμενα ΣΊΣΥΦΟΣ", "Русский текст с ударе́нием", "עברית ועוד", "العربية مع التشكيل: مَرْحَبًا",
+    "हिन्दी पाठ", "ภาษาไทย", "tab\there\nnewline\r\nand\u00a0nbsp\u2003em\u3000ideographic",
+    "zero\u200bwidth\u200djoiner\u00adsoft\ufeffbom", "control\x01chars\x7f and \x00 nul and \ufffd replacement",
+    "private \ue000 use and \U0010fffd plane", "combining a\u0301 e\u0300 o\u0308 n\u0303 separately",
+    "[CLS] literal specials [SEP] and [MASK] [UNK] [PAD] inside text", "[cls] lower [sep]", "[CLS][SEP][MASK]",
+    "punctuation!!! ??? ... --- ((nested)) {braces} <tags> @user #hashtag $100 50% a&b ~tilde `tick`",
+    "quotes “curly” ‘single’ «guillemets» „low“ and ellipsis…", "dashes ‐ ‑ ‒ – — ― and ¡¿ inverted",
+    "math ∑∫√∞≈≠ ≤ ≥ ± × ÷ and symbols © ® ™ ° § ¶ † ‡", "numbers 1,234.56 ½ ¼ ① Ⅻ ² ³ ٣ ४",
+    "http://example.com/path?q=1&r=2#frag and user@example.org", "CamelCaseWords and snake_case_words",
+    "a" * 99, "b" * 100, "c" * 101, "supercalifragilisticexpialidocious" * 4, "",  "   ", "\n\t ",
+    "word " * 300, "😀 " * 200, "long-" * 200, "é" * 150, "中" * 200,
+]
+
+
+def texts_for_parity(data_texts: list[str], n: int = 1000) -> list[str]:
+    """The demo tweets, then the extra texts, 1,000 in all."""
+    texts = list(EXTRA_TEXTS)
+    for text in data_texts:
+        if len(texts) >= n:
+            break
+        texts.append(text)
+    assert len(texts) == n, f"only {len(texts)} texts"
+    return texts
+
+
+@pytest.fixture(scope="module")
+def parity_texts(demo_data_config: Any) -> list[str]:
+    from trt_edge.tasks.data import load_data
+
+    data = load_data(demo_data_config)
+    return texts_for_parity(data.train.texts + data.validation.texts + data.test.texts)
+
+
+def _write(path: Path, value: dict[str, Any]) -> Path:
+    path.write_text(json.dumps(value, ensure_ascii=False))
+    return path
+
+
+def _bundle(folder: Path, onnx: Path, preprocessor: Path) -> Path:
+    """A model folder as a bundle lays it out: model.onnx, preprocessor/, SHA256SUMS over every file."""
+    from trt_edge.engine.bundle import write_checksums
+
+    folder.mkdir(parents=True)
+    shutil.copy(onnx, folder / "model.onnx")
+    pre = folder / "preprocessor"
+    pre.mkdir()
+    for f in preprocessor.iterdir():
+        if f.is_file() and f.suffix in (".json", ".txt"):
+            shutil.copy(f, pre / f.name)
+    write_checksums(folder)
+    return folder
+
+
+def _trt_edge_run_labels(args: list[str]) -> list[str]:
+    """The labels `trt-edge run ARGS` prints (the CLI's own entry point, in this process)."""
+    import contextlib
+    import io
+
+    from trt_edge.cli import main
+
+    out = io.StringIO()
+    with contextlib.redirect_stdout(out):
+        main(["run", *args])
+    return [json.loads(line)["label"] for line in out.getvalue().splitlines() if line.startswith("{")]
+
+
+@pytest.fixture(scope="module")
+def references(tmp_path_factory: pytest.TempPathFactory, parity_texts: list[str], minilm_dir: Path,
+               minilm_student_dir: Path, student_onnx: Path, demo_data_config: Any) -> Path:
+    from trt_edge.config import RunConfig
+    from trt_edge.quantize.stage import run as calibrate
+    from trt_edge.runtime.ort import OnnxRuntimeRunner
+    from trt_edge.runtime.text import TASK, TextClassifier
+
+    data = tmp_path_factory.mktemp("cpp-references")
+    tokenizer = TASK.spec.preprocessor.load(minilm_dir)
+    enc = [tokenizer(t, truncation=True, max_length=MAX_LENGTH) for t in parity_texts]
+    _write(data / "tokens.json", {"tokenizer": str(minilm_dir / "tokenizer.json"), "max_length": MAX_LENGTH,
+                                  "texts": parity_texts, "input_ids": [e["input_ids"] for e in enc],
+                                  "token_type_ids": [e["token_type_ids"] for e in enc]})
+
+    onnx = student_onnx / "model.onnx" if student_onnx.is_dir() else student_onnx
+    model = _bundle(data / "student", onnx, minilm_student_dir)
+    texts = parity_texts[::5]
+    with OnnxRuntimeRunner(model / "model.onnx") as runner:
+        classifier = TextClassifier.from_model_file(runner, model / "model.onnx", max_length=MAX_LENGTH)
+        logits = classifier.logits(texts)
+        labels = [p.label for p in classifier.classify(texts)]
+    _write(data / "logits.json", {"model": str(model), "max_length": MAX_LENGTH, "tolerance": TOLERANCE,
+                                  "texts": texts, "logits": logits.tolist(), "labels": labels})
+
+    tampered = data / "tampered"
+    shutil.copytree(model, tampered)
+    with open(tampered / "model.onnx", "r+b") as handle:
+        handle.seek(100)
+        byte = handle.read(1)
+        handle.seek(100)
+        handle.write(bytes([byte[0] ^ 0xFF]))
+    _write(data / "refuse.json", {"model": str(tampered), "expect": "(sha256 mismatch): model.onnx"})
+
+    cfg = RunConfig({"task": {"max_length": MAX_LENGTH, "data": demo_data_config.to_dict()},
+                     "calibrate": {"targets": ["cpu"], "data": {"samples": 32}, "tokenizer": str(minilm_student_dir),
+                                   "cpu": {"runs": 1, "candidates": ["fp32", "dynamic-int8"], "budget": 100.0}}})
+    calibrate(cfg, onnx, data / "calibrate")
+    cpu_texts = parity_texts[len(EXTRA_TEXTS):len(EXTRA_TEXTS) + 20]
+    # One text per call, as the C++ library classifies: a dynamic-int8 winner quantizes its activations with
+    # scales taken from the whole batch, so the Python label of a text depends on the texts batched with it.
+    run_labels = [label for t in cpu_texts
+                  for label in _trt_edge_run_labels(["--onnx", str(data / "calibrate" / "model.cpu.onnx"), "--text", t])]
+    _write(data / "cpu_labels.json", {"model": str(data / "calibrate"), "max_length": MAX_LENGTH,
+                                      "texts": cpu_texts, "labels": run_labels})
+    _image_references(data)
+    return data
+
+
+def _image_references(data: Path) -> None:
+    """A tiny random ViT (16x16 input) exported to ONNX, and 20 PNG/JPEG images of 37x29 pixels (so the
+    processor resizes them), grey and colour: the Python pixels, logits and `trt-edge run` labels."""
+    from PIL import Image as PILImage
+
+    from tests.tasks.vision_helpers import write_image_folder, write_vision_model
+    from trt_edge.export.exporter import export_onnx
+    from trt_edge.tasks.image_classification import decode_image, pixel_values, processor_channels
+    from trt_edge.tasks.spec import task_spec
+
+    vit = write_vision_model(data / "vit-model", "vit")
+    export = data / "vit-export"
+    export.mkdir()
+    export_onnx(vit, export / "model.onnx", dynamo=False, task="image-classification")
+    model = _bundle(data / "vit", export / "model.onnx", vit)
+    folder = write_image_folder(data / "images-src", per_class=7, size=37, mode="RGB")
+    images: list[Path] = []
+    for i, png in enumerate(sorted(folder.rglob("*.png"))[:20]):
+        img = PILImage.open(png).resize((37, 29))
+        if i % 4 == 1:
+            img = img.convert("L")  # grey images: repeated to the model's three channels
+        target = data / "images" / (f"{i:02d}.jpg" if i % 3 == 0 else f"{i:02d}.png")
+        target.parent.mkdir(exist_ok=True)
+        img.save(target)
+        images.append(target)
+    processor = task_spec("image-classification").preprocessor.load(model / "preprocessor")
+    pixels = [pixel_values(processor, [decode_image(f)], processor_channels(processor))[0] for f in images]
+    from trt_edge.runtime.ort import OnnxRuntimeRunner
+
+    with OnnxRuntimeRunner(model / "model.onnx") as runner:
+        logits = [runner.infer({"pixel_values": p[None].astype(np.float32)})["logits"][0] for p in pixels]
+    labels = _trt_edge_run_labels(["--onnx", str(model / "model.onnx"), "--image", str(data / "images")])
+    _write(data / "image_labels.json", {"model": str(model), "images": [str(f) for f in images],
+                                        "pixel_values": [p.ravel().tolist() for p in pixels],
+                                        "logits": [np.asarray(x).tolist() for x in logits], "labels": labels,
+                                        "pixel_tolerance": 0.02})
+
+
+@pytest.fixture(scope="module")
+def ctest(references: Path) -> subprocess.CompletedProcess[str]:
+    """Build libtrt_edge and its tests (CMake, 2 jobs) and run ctest over the references."""
+    subprocess.run(["bash", str(ROOT / "cpp" / "fetch-onnxruntime.sh"), sys.executable], check=True, cwd=ROOT,
+                   capture_output=True, text=True, timeout=600)
+    subprocess.run(["cmake", "-S", str(ROOT / "cpp"), "-B", str(BUILD), f"-DTRT_EDGE_TEST_DATA={references}",
+                    f"-DONNXRUNTIME_ROOT={ROOT / '.cache' / 'onnxruntime'}", "-DCMAKE_BUILD_TYPE=Release"],
+                   check=True, capture_output=True, text=True, timeout=300)
+    build = subprocess.run(["cmake", "--build", str(BUILD), "-j", "2"], capture_output=True, text=True, timeout=900)
+    assert build.returncode == 0, build.stdout[-3000:] + build.stderr[-3000:]
+    return subprocess.run(["ctest", "--test-dir", str(BUILD), "--output-on-failure", "-V"], capture_output=True,
+                          text=True, timeout=600)
+
+
+def _ctest_output(result: subprocess.CompletedProcess[str], name: str) -> str:
+    lines = [line for line in result.stdout.splitlines() if f": {name}" in line or line.startswith(f"{name}")]
+    return "\n".join(lines) or result.stdout[-4000:]
+
+
+@pytest.mark.parametrize("name", ["tokenizer_parity", "logits_parity", "cpu_artifact_labels", "image_labels",
+                                  "checksum_refusal"])
+def test_ctest(ctest: subprocess.CompletedProcess[str], name: str) -> None:
+    assert f"Test #" in ctest.stdout and name in ctest.stdout, ctest.stdout[-3000:] + ctest.stderr[-2000:]
+    passed = [line for line in ctest.stdout.splitlines() if name in line and "Passed" in line]
+    assert passed, f"ctest {name} did not pass:\n" + ctest.stdout[-6000:]
+
+
+def test_the_parity_texts_hold_what_the_issue_asks() -> None:
+    """Unicode, accents, emoji and over-long inputs are in the set (and the set is 1,000 texts)."""
+    texts = texts_for_parity(["tweet"] * 1000)
+    assert len(texts) == 1000
+    assert any(any(ord(c) > 0x1F000 for c in t) for t in texts)  # emoji
+    assert any("\u0301" in t or "é" in t for t in texts)  # accents
+    assert any(len(t.split()) > MAX_LENGTH for t in texts)  # over-long: truncated
+    assert any("中" in t for t in texts)
