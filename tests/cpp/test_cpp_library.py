@@ -40,7 +40,8 @@ EXTRA_TEXTS = [
     "Café déjà vu — naïve façade, Ångström, Øresund, Straße, İstanbul, ǅemal, ﬁne ﬂowers",
     "ÉCOLE ÉLÉMENTAIRE À PARIS", "Crème brûlée à la carte", "Zoë's résumé", "São Paulo, Bogotá, Kraków, Łódź",
     "I ❤️ this 😀😀 so much 🥰🫠👍🏽 👨‍👩‍👧‍👦 🇫🇷", "emoji inside words: hap😀py, ok👌ok", "☕️ + 🍰 = ✨",
-    "中文字符测试：我喜欢这个！", "日本語のテキストとカタカナ、ひらがな", "한국어 텍스트입니다", "mixed 中文 and English 文字",
+    "中文字符测试：我喜欢这个！", "日本語のテキストとカタカナ、ひらがな", "한국어 텍스트입니다",
+    "mixed 中文 and English 文字",
     "Ελληνικά κείμενα ΣΊΣΥΦΟΣ", "Русский текст с ударе́нием", "עברית ועוד", "العربية مع التشكيل: مَرْحَبًا",
     "हिन्दी पाठ", "ภาษาไทย", "tab\there\nnewline\r\nand\u00a0nbsp\u2003em\u3000ideographic",
     "zero\u200bwidth\u200djoiner\u00adsoft\ufeffbom", "control\x01chars\x7f and \x00 nul and \ufffd replacement",
@@ -148,8 +149,8 @@ def references(tmp_path_factory: pytest.TempPathFactory, parity_texts: list[str]
     cpu_texts = parity_texts[len(EXTRA_TEXTS):len(EXTRA_TEXTS) + 20]
     # One text per call, as the C++ library classifies: a dynamic-int8 winner quantizes its activations with
     # scales taken from the whole batch, so the Python label of a text depends on the texts batched with it.
-    run_labels = [label for t in cpu_texts
-                  for label in _trt_edge_run_labels(["--onnx", str(data / "calibrate" / "model.cpu.onnx"), "--text", t])]
+    cpu_onnx = str(data / "calibrate" / "model.cpu.onnx")
+    run_labels = [label for t in cpu_texts for label in _trt_edge_run_labels(["--onnx", cpu_onnx, "--text", t])]
     _write(data / "cpu_labels.json", {"model": str(data / "calibrate"), "max_length": MAX_LENGTH,
                                       "texts": cpu_texts, "labels": run_labels})
     _image_references(data)
@@ -216,7 +217,7 @@ def _ctest_output(result: subprocess.CompletedProcess[str], name: str) -> str:
 @pytest.mark.parametrize("name", ["tokenizer_parity", "logits_parity", "cpu_artifact_labels", "image_labels",
                                   "checksum_refusal"])
 def test_ctest(ctest: subprocess.CompletedProcess[str], name: str) -> None:
-    assert f"Test #" in ctest.stdout and name in ctest.stdout, ctest.stdout[-3000:] + ctest.stderr[-2000:]
+    assert "Test #" in ctest.stdout and name in ctest.stdout, ctest.stdout[-3000:] + ctest.stderr[-2000:]
     passed = [line for line in ctest.stdout.splitlines() if name in line and "Passed" in line]
     assert passed, f"ctest {name} did not pass:\n" + ctest.stdout[-6000:]
 
@@ -229,3 +230,35 @@ def test_the_parity_texts_hold_what_the_issue_asks() -> None:
     assert any("\u0301" in t or "é" in t for t in texts)  # accents
     assert any(len(t.split()) > MAX_LENGTH for t in texts)  # over-long: truncated
     assert any("中" in t for t in texts)
+
+
+@pytest.fixture(scope="module")
+def app(ctest: subprocess.CompletedProcess[str], tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """examples/cpp's trt_edge_app, built with find_package(trt_edge) against libtrt_edge installed with
+    `cmake --install` (the library, its headers, its CMake package and the libonnxruntime beside it)."""
+    prefix = tmp_path_factory.mktemp("trt-edge-install")
+    subprocess.run(["cmake", "--install", str(BUILD), "--prefix", str(prefix)], check=True, capture_output=True,
+                   timeout=120)
+    build = prefix / "app-build"
+    subprocess.run(["cmake", "-S", str(ROOT / "examples" / "cpp"), "-B", str(build), f"-DCMAKE_PREFIX_PATH={prefix}"],
+                   check=True, capture_output=True, timeout=120)
+    subprocess.run(["cmake", "--build", str(build), "--target", "trt_edge_app"], check=True, capture_output=True,
+                   timeout=300)
+    return build / "trt_edge_app"
+
+
+def test_the_example_app_on_the_installed_library(app: Path, references: Path) -> None:
+    ref = json.loads((references / "logits.json").read_text())
+    texts, labels = ref["texts"][len(EXTRA_TEXTS) // 5:][:3], ref["labels"][len(EXTRA_TEXTS) // 5:][:3]
+    out = subprocess.run([str(app), ref["model"], "--backend", "onnxruntime",
+                          *[a for t in texts for a in ("--text", t)]], capture_output=True, text=True, timeout=60)
+    assert out.returncode == 0, out.stderr
+    assert [line.split("\t")[0] for line in out.stdout.splitlines()] == labels
+    refused = subprocess.run([str(app), str(references / "tampered"), "--text", "hi"], capture_output=True,
+                             text=True, timeout=60)
+    assert refused.returncode == 2 and refused.stdout == ""
+    assert refused.stderr.count("\n") == 1 and "(sha256 mismatch): model.onnx" in refused.stderr
+    image = json.loads((references / "image_labels.json").read_text())
+    out = subprocess.run([str(app), image["model"], "--image", image["images"][0]], capture_output=True, text=True,
+                         timeout=60)
+    assert out.returncode == 0 and out.stdout.split("\t")[0] == image["labels"][0], out.stderr
