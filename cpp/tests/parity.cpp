@@ -5,6 +5,7 @@
 //   trt_edge_parity logits REF     logits within REF.tolerance, the same top label
 //   trt_edge_parity labels REF     classify() gives the label `trt-edge run` printed, text by text
 //   trt_edge_parity images REF     the same for images (pixel and logit differences are printed)
+//   trt_edge_parity embed REF      embed() within REF.tolerance of the Python TextEmbedder's vectors
 //   trt_edge_parity refuse REF     loading a tampered folder fails with the expected one-line message
 #include <cmath>
 #include <cstdio>
@@ -113,6 +114,21 @@ int images(const Json& ref) {
     return same == files.size() && !files.empty() && worst_pixel <= ref["pixel_tolerance"].number ? 0 : 1;
 }
 
+int embed(const Json& ref) {
+    const auto model = trt_edge::Model::load(ref["model"].str(), options(ref));
+    const auto& texts = ref["texts"].array;
+    double worst = 0.0;
+    for (std::size_t i = 0; i < texts.size(); ++i) {
+        const std::vector<float> got = model.embed(texts[i].str());
+        const Json& want = ref["vectors"].at(i);
+        if (got.size() != want.array.size()) { std::cout << "text " << i << ": " << got.size() << " dims\n"; return 1; }
+        for (std::size_t k = 0; k < got.size(); ++k) worst = std::max(worst, std::fabs(got[k] - want.at(k).number));
+    }
+    std::cout << "embed: max |c++ - python| = " << worst << " over " << texts.size() << " texts (tolerance "
+              << ref["tolerance"].number << ")\n";
+    return worst <= ref["tolerance"].number && !texts.empty() ? 0 : 1;
+}
+
 int refuse(const Json& ref) {
     try {
         trt_edge::Model::load(ref["model"].str(), options(ref));
@@ -129,7 +145,7 @@ int refuse(const Json& ref) {
 
 int main(int argc, char** argv) {
     if (argc != 3) {
-        std::cerr << "usage: " << argv[0] << " tokens|logits|labels|images|refuse REFERENCE.json\n";
+        std::cerr << "usage: " << argv[0] << " tokens|logits|labels|images|embed|refuse REFERENCE.json\n";
         return 2;
     }
     try {
@@ -140,6 +156,7 @@ int main(int argc, char** argv) {
         if (what == "labels") return labels(ref);
         if (what == "images") return images(ref);
         if (what == "refuse") return refuse(ref);
+        if (what == "embed") return embed(ref);
         std::cerr << "unknown check " << what << "\n";
         return 2;
     } catch (const std::exception& e) {

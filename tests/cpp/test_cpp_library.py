@@ -8,6 +8,7 @@ by `trt-edge run`) and runs the library's ctest suite over them (cpp/tests/parit
 - logits within 1e-4 and the same labels on 200 of them (the real 3-layer MiniLM student, exported);
 - `classify` on calibrate's CPU artifact gives the label `trt-edge run` prints, on 20 texts;
 - on 20 PNG/JPEG images of another size than the model's, through a tiny ViT's preprocessor_config.json;
+- `embed` within 1e-4 of the Python `TextEmbedder` (the packaged MiniLM exported as a sentence-embedding model);
 - a folder whose model changed after SHA256SUMS was written is refused in one line.
 
 The build folder is build/cpp-tests in the checkout (gitignored), so a warm run only reconfigures.
@@ -154,7 +155,26 @@ def references(tmp_path_factory: pytest.TempPathFactory, parity_texts: list[str]
     _write(data / "cpu_labels.json", {"model": str(data / "calibrate"), "max_length": MAX_LENGTH,
                                       "texts": cpu_texts, "labels": run_labels})
     _image_references(data)
+    _embedding_references(data, minilm_dir, texts[:40])
     return data
+
+
+def _embedding_references(data: Path, minilm_dir: Path, texts: list[str]) -> None:
+    """The packaged MiniLM exported as a sentence-embedding model (pooling and normalisation in the graph):
+    the Python `TextEmbedder`'s vectors."""
+    from trt_edge.export.exporter import export_onnx
+    from trt_edge.runtime.embedding import TextEmbedder
+    from trt_edge.runtime.ort import OnnxRuntimeRunner
+    from trt_edge.tasks.spec import SENTENCE_EMBEDDING
+
+    folder = data / "embed"
+    folder.mkdir()
+    export_onnx(minilm_dir, folder / "model.onnx", dynamo=False, task=SENTENCE_EMBEDDING.name)
+    SENTENCE_EMBEDDING.preprocessor.copy(minilm_dir, folder / "preprocessor")
+    with OnnxRuntimeRunner(folder / "model.onnx") as runner:
+        vectors = TextEmbedder.from_model_file(runner, folder / "model.onnx", max_length=MAX_LENGTH).embed(texts)
+    _write(data / "embed.json", {"model": str(folder), "max_length": MAX_LENGTH, "tolerance": TOLERANCE,
+                                 "texts": texts, "vectors": vectors.tolist()})
 
 
 def _image_references(data: Path) -> None:
@@ -215,7 +235,7 @@ def _ctest_output(result: subprocess.CompletedProcess[str], name: str) -> str:
 
 
 @pytest.mark.parametrize("name", ["tokenizer_parity", "logits_parity", "cpu_artifact_labels", "image_labels",
-                                  "checksum_refusal"])
+                                  "embed_parity", "checksum_refusal"])
 def test_ctest(ctest: subprocess.CompletedProcess[str], name: str) -> None:
     assert "Test #" in ctest.stdout and name in ctest.stdout, ctest.stdout[-3000:] + ctest.stderr[-2000:]
     passed = [line for line in ctest.stdout.splitlines() if name in line and "Passed" in line]
