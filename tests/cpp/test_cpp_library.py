@@ -4,7 +4,8 @@ from the model's own Hugging Face tokenizer, logits from `OnnxRuntimeRunner` + `
 by `trt-edge run`) and runs the library's ctest suite over them (cpp/tests/parity.cpp compares):
 
 - token ids identical on 1,000 texts: packaged demo tweets plus Unicode, accents, emoji, CJK, control
-  characters, special-token strings and over-long inputs;
+  characters, special-token strings and over-long inputs; for WordPiece (the packaged MiniLM's
+  tokenizer.json) and for a RoBERTa-style byte-level BPE trained on the same texts here;
 - logits within 1e-4 and the same labels on 200 of them (the real 3-layer MiniLM student, exported);
 - `classify` on calibrate's CPU artifact gives the label `trt-edge run` prints, on 20 texts;
 - on 20 PNG/JPEG images of another size than the model's, through a tiny ViT's preprocessor_config.json;
@@ -48,6 +49,8 @@ EXTRA_TEXTS = [
     "zero\u200bwidth\u200djoiner\u00adsoft\ufeffbom", "control\x01chars\x7f and \x00 nul and \ufffd replacement",
     "private \ue000 use and \U0010fffd plane", "combining a\u0301 e\u0300 o\u0308 n\u0303 separately",
     "[CLS] literal specials [SEP] and [MASK] [UNK] [PAD] inside text", "[cls] lower [sep]", "[CLS][SEP][MASK]",
+    "RoBERTa's specials: <s> a </s> b <mask> c<mask>d   <mask>  <pad><unk>", "it's we're they've I'm we'll he'd 'S",
+    "spaces   between  words  ", "  leading and trailing\t\n", "x \n\n y\t\tz",
     "punctuation!!! ??? ... --- ((nested)) {braces} <tags> @user #hashtag $100 50% a&b ~tilde `tick`",
     "quotes “curly” ‘single’ «guillemets» „low“ and ellipsis…", "dashes ‐ ‑ ‒ – — ― and ¡¿ inverted",
     "math ∑∫√∞≈≠ ≤ ≥ ± × ÷ and symbols © ® ™ ° § ¶ † ‡", "numbers 1,234.56 ½ ¼ ① Ⅻ ² ³ ٣ ४",
@@ -154,6 +157,7 @@ def references(tmp_path_factory: pytest.TempPathFactory, parity_texts: list[str]
     run_labels = [label for t in cpu_texts for label in _trt_edge_run_labels(["--onnx", cpu_onnx, "--text", t])]
     _write(data / "cpu_labels.json", {"model": str(data / "calibrate"), "max_length": MAX_LENGTH,
                                       "texts": cpu_texts, "labels": run_labels})
+    _write(data / "tokens-bpe.json", _bpe_references(data, parity_texts))
     _image_references(data)
     _embedding_references(data, minilm_dir, texts[:40])
     return data
@@ -175,6 +179,32 @@ def _embedding_references(data: Path, minilm_dir: Path, texts: list[str]) -> Non
         vectors = TextEmbedder.from_model_file(runner, folder / "model.onnx", max_length=MAX_LENGTH).embed(texts)
     _write(data / "embed.json", {"model": str(folder), "max_length": MAX_LENGTH, "tolerance": TOLERANCE,
                                  "texts": texts, "vectors": vectors.tolist()})
+
+
+def _bpe_references(data: Path, texts: list[str]) -> dict[str, Any]:
+    """A RoBERTa-style byte-level BPE tokenizer trained here on the texts (no hub: `tokenizers`' trainer),
+    saved as a Hugging Face tokenizer folder and loaded back the way the kit loads one; its ids."""
+    from tokenizers import AddedToken, Tokenizer, decoders, models, pre_tokenizers, processors, trainers
+    from transformers import PreTrainedTokenizerFast
+
+    from trt_edge.runtime.text import TASK
+
+    tok = Tokenizer(models.BPE())
+    tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    tok.decoder = decoders.ByteLevel()
+    specials = ["<s>", "<pad>", "</s>", "<unk>"]
+    tok.train_from_iterator(texts, trainers.BpeTrainer(vocab_size=3000, special_tokens=specials,
+                                                       initial_alphabet=pre_tokenizers.ByteLevel.alphabet()))
+    tok.add_special_tokens([AddedToken("<mask>", lstrip=True, special=True)])
+    tok.post_processor = processors.RobertaProcessing(("</s>", 2), ("<s>", 0))
+    folder = data / "bpe-tokenizer"
+    PreTrainedTokenizerFast(tokenizer_object=tok, bos_token="<s>", eos_token="</s>", unk_token="<unk>",
+                            pad_token="<pad>", mask_token="<mask>").save_pretrained(str(folder))
+    loaded = TASK.spec.preprocessor.load(folder)
+    enc = [loaded(t, truncation=True, max_length=MAX_LENGTH) for t in texts]
+    return {"tokenizer": str(folder / "tokenizer.json"), "max_length": MAX_LENGTH, "texts": texts,
+            "input_ids": [e["input_ids"] for e in enc],
+            "token_type_ids": [e.get("token_type_ids", [0] * len(e["input_ids"])) for e in enc]}
 
 
 def _image_references(data: Path) -> None:
@@ -234,8 +264,8 @@ def _ctest_output(result: subprocess.CompletedProcess[str], name: str) -> str:
     return "\n".join(lines) or result.stdout[-4000:]
 
 
-@pytest.mark.parametrize("name", ["tokenizer_parity", "logits_parity", "cpu_artifact_labels", "image_labels",
-                                  "embed_parity", "checksum_refusal"])
+@pytest.mark.parametrize("name", ["tokenizer_parity", "bpe_tokenizer_parity", "logits_parity", "cpu_artifact_labels",
+                                  "image_labels", "embed_parity", "checksum_refusal"])
 def test_ctest(ctest: subprocess.CompletedProcess[str], name: str) -> None:
     assert "Test #" in ctest.stdout and name in ctest.stdout, ctest.stdout[-3000:] + ctest.stderr[-2000:]
     passed = [line for line in ctest.stdout.splitlines() if name in line and "Passed" in line]
