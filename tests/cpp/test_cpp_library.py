@@ -8,7 +8,8 @@ by `trt-edge run`) and runs the library's ctest suite over them (cpp/tests/parit
   tokenizer.json) and for a RoBERTa-style byte-level BPE trained on the same texts here;
 - logits within 1e-4 and the same labels on 200 of them (the real 3-layer MiniLM student, exported);
 - `classify` on calibrate's CPU artifact gives the label `trt-edge run` prints, on 20 texts;
-- on 20 PNG/JPEG images of another size than the model's, through a tiny ViT's preprocessor_config.json;
+- on 20 PNG/JPEG images of another size than the model's, through a tiny ViT's preprocessor_config.json
+  (bilinear), and on 20 more with a bicubic processor (upscaled and downscaled), pixels within 1e-5;
 - `embed` within 1e-4 of the Python `TextEmbedder` (the packaged MiniLM exported as a sentence-embedding model);
 - a folder whose model changed after SHA256SUMS was written is refused in one line.
 
@@ -208,41 +209,59 @@ def _bpe_references(data: Path, texts: list[str]) -> dict[str, Any]:
 
 
 def _image_references(data: Path) -> None:
-    """A tiny random ViT (16x16 input) exported to ONNX, and 20 PNG/JPEG images of 37x29 pixels (so the
-    processor resizes them), grey and colour: the Python pixels, logits and `trt-edge run` labels."""
+    """A tiny random ViT (16x16 input, bilinear processor) exported to ONNX, and 20 PNG/JPEG images of 37x29
+    pixels (so the processor resizes them), grey and colour; then the same model with a bicubic processor
+    on 20 images half upscaled (12x10), half downscaled (64x48). The Python pixels, logits and `trt-edge run`
+    labels of each."""
     from PIL import Image as PILImage
 
     from tests.tasks.vision_helpers import write_image_folder, write_vision_model
+    from trt_edge.engine.bundle import write_checksums
     from trt_edge.export.exporter import export_onnx
-    from trt_edge.tasks.image_classification import decode_image, pixel_values, processor_channels
-    from trt_edge.tasks.spec import task_spec
 
     vit = write_vision_model(data / "vit-model", "vit")
     export = data / "vit-export"
     export.mkdir()
     export_onnx(vit, export / "model.onnx", dynamo=False, task="image-classification")
     model = _bundle(data / "vit", export / "model.onnx", vit)
+    bicubic = data / "vit-bicubic"
+    shutil.copytree(model, bicubic)
+    config_file = bicubic / "preprocessor" / "preprocessor_config.json"
+    config = json.loads(config_file.read_text())
+    config["resample"] = 3
+    config_file.write_text(json.dumps(config))
+    write_checksums(bicubic)
+
     folder = write_image_folder(data / "images-src", per_class=7, size=37, mode="RGB")
-    images: list[Path] = []
-    for i, png in enumerate(sorted(folder.rglob("*.png"))[:20]):
-        img = PILImage.open(png).resize((37, 29))
-        if i % 4 == 1:
-            img = img.convert("L")  # grey images: repeated to the model's three channels
-        target = data / "images" / (f"{i:02d}.jpg" if i % 3 == 0 else f"{i:02d}.png")
-        target.parent.mkdir(exist_ok=True)
-        img.save(target)
-        images.append(target)
+    sources = sorted(folder.rglob("*.png"))[:20]
+    for name, bundle, sizes in (("image_labels", model, [(37, 29)] * 20),
+                                ("image_labels_bicubic", bicubic, [(12, 10)] * 10 + [(64, 48)] * 10)):
+        images: list[Path] = []
+        for i, (png, size) in enumerate(zip(sources, sizes, strict=True)):
+            img = PILImage.open(png).resize(size)
+            if i % 4 == 1:
+                img = img.convert("L")  # grey images: repeated to the model's three channels
+            target = data / name / (f"{i:02d}.jpg" if i % 3 == 0 else f"{i:02d}.png")
+            target.parent.mkdir(exist_ok=True)
+            img.save(target)
+            images.append(target)
+        _write(data / f"{name}.json", _image_reference(bundle, images))
+
+
+def _image_reference(model: Path, images: list[Path]) -> dict[str, Any]:
+    from trt_edge.runtime.ort import OnnxRuntimeRunner
+    from trt_edge.tasks.image_classification import decode_image, pixel_values, processor_channels
+    from trt_edge.tasks.spec import task_spec
+
     processor = task_spec("image-classification").preprocessor.load(model / "preprocessor")
     pixels = [pixel_values(processor, [decode_image(f)], processor_channels(processor))[0] for f in images]
-    from trt_edge.runtime.ort import OnnxRuntimeRunner
-
     with OnnxRuntimeRunner(model / "model.onnx") as runner:
         logits = [runner.infer({"pixel_values": p[None].astype(np.float32)})["logits"][0] for p in pixels]
-    labels = _trt_edge_run_labels(["--onnx", str(model / "model.onnx"), "--image", str(data / "images")])
-    _write(data / "image_labels.json", {"model": str(model), "images": [str(f) for f in images],
-                                        "pixel_values": [p.ravel().tolist() for p in pixels],
-                                        "logits": [np.asarray(x).tolist() for x in logits], "labels": labels,
-                                        "pixel_tolerance": 0.02})
+    labels = _trt_edge_run_labels(["--onnx", str(model / "model.onnx"), "--image", str(images[0].parent)])
+    # 1e-5 after normalisation is well under one grey level (2/255 here): the resize must equal Pillow's.
+    return {"model": str(model), "images": [str(f) for f in images],
+            "pixel_values": [p.ravel().tolist() for p in pixels], "logits": [np.asarray(x).tolist() for x in logits],
+            "labels": labels, "pixel_tolerance": 1e-5}
 
 
 @pytest.fixture(scope="module")
@@ -265,7 +284,7 @@ def _ctest_output(result: subprocess.CompletedProcess[str], name: str) -> str:
 
 
 @pytest.mark.parametrize("name", ["tokenizer_parity", "bpe_tokenizer_parity", "logits_parity", "cpu_artifact_labels",
-                                  "image_labels", "embed_parity", "checksum_refusal"])
+                                  "image_labels", "image_labels_bicubic", "embed_parity", "checksum_refusal"])
 def test_ctest(ctest: subprocess.CompletedProcess[str], name: str) -> None:
     assert "Test #" in ctest.stdout and name in ctest.stdout, ctest.stdout[-3000:] + ctest.stderr[-2000:]
     passed = [line for line in ctest.stdout.splitlines() if name in line and "Passed" in line]
@@ -308,7 +327,7 @@ def test_the_example_app_on_the_installed_library(app: Path, references: Path) -
                              text=True, timeout=60)
     assert refused.returncode == 2 and refused.stdout == ""
     assert refused.stderr.count("\n") == 1 and "(sha256 mismatch): model.onnx" in refused.stderr
-    image = json.loads((references / "image_labels.json").read_text())
+    image = json.loads((references / "image_labels_bicubic.json").read_text())
     out = subprocess.run([str(app), image["model"], "--image", image["images"][0]], capture_output=True, text=True,
                          timeout=60)
     assert out.returncode == 0 and out.stdout.split("\t")[0] == image["labels"][0], out.stderr
