@@ -331,3 +331,56 @@ def test_the_example_app_on_the_installed_library(app: Path, references: Path) -
     out = subprocess.run([str(app), image["model"], "--image", image["images"][0]], capture_output=True, text=True,
                          timeout=60)
     assert out.returncode == 0 and out.stdout.split("\t")[0] == image["labels"][0], out.stderr
+
+
+def _bad_case(name: str, references: Path, tmp: Path) -> tuple[list[str], str]:
+    """(app arguments, the text the one-line error must hold) for bad input `name`."""
+    student, vit = references / "student", references / "vit"
+    if name == "no-folder":
+        return [str(tmp / "missing"), "--text", "hi"], "not a folder"
+    if name == "no-model":
+        (tmp / "m").mkdir()
+        shutil.copy(student / "preprocessor" / "tokenizer.json", tmp / "m" / "tokenizer.json")
+        return [str(tmp / "m"), "--text", "hi"], "no model.cpu.onnx or model.onnx"
+    if name == "no-preprocessor":
+        (tmp / "m").mkdir()
+        shutil.copy(student / "model.onnx", tmp / "m" / "model.onnx")
+        return [str(tmp / "m"), "--text", "hi"], "no tokenizer.json or preprocessor_config.json"
+    if name == "unigram-tokenizer":
+        shutil.copytree(student, tmp / "m")
+        (tmp / "m" / "SHA256SUMS").unlink()
+        tok = tmp / "m" / "preprocessor" / "tokenizer.json"
+        doc = json.loads(tok.read_text())
+        doc["model"] = {"type": "Unigram", "unk_id": 0, "vocab": [["<unk>", 0.0]]}
+        tok.write_text(json.dumps(doc))
+        return [str(tmp / "m"), "--text", "hi"], "tokenizer model Unigram is not implemented"
+    if name == "bad-sums-line":
+        shutil.copytree(student, tmp / "m")
+        (tmp / "m" / "SHA256SUMS").write_text("not a checksum line\n")
+        return [str(tmp / "m"), "--text", "hi"], "not a sha256sum line"
+    if name == "not-an-image":
+        (tmp / "x.png").write_text("hello")
+        return [str(vit), "--image", str(tmp / "x.png")], "not a PNG or JPEG file"
+    if name == "truncated-png":
+        data = next((references / "image_labels").glob("*.png")).read_bytes()
+        (tmp / "t.png").write_bytes(data[: len(data) // 2])
+        return [str(vit), "--image", str(tmp / "t.png")], "PNG decoding failed"
+    if name == "image-to-text-model":
+        return [str(student), "--image", str(next((references / "image_labels").glob("*.png")))], "a text model"
+    if name == "text-to-image-model":
+        return [str(vit), "--text", "hi"], "an image model"
+    if name == "tensorrt-without-tensorrt":
+        return [str(student), "--backend", "tensorrt", "--text", "hi"], "no model.plan"
+    if name == "unknown-backend":
+        return [str(student), "--backend", "cuda", "--text", "hi"], "backend cuda is not one of"
+    raise ValueError(name)
+
+
+@pytest.mark.parametrize("name", ["no-folder", "no-model", "no-preprocessor", "unigram-tokenizer", "bad-sums-line",
+                                  "not-an-image", "truncated-png", "image-to-text-model", "text-to-image-model",
+                                  "tensorrt-without-tensorrt", "unknown-backend"])
+def test_bad_input_is_one_line_and_exit_2(name: str, app: Path, references: Path, tmp_path: Path) -> None:
+    args, expected = _bad_case(name, references, tmp_path)
+    out = subprocess.run([str(app), *args], capture_output=True, text=True, timeout=60)
+    assert out.returncode == 2, (out.stdout, out.stderr)
+    assert out.stderr.count("\n") == 1 and out.stderr.startswith("error: ") and expected in out.stderr, out.stderr
