@@ -13,6 +13,8 @@ by `trt-edge run`) and runs the library's ctest suite over them (cpp/tests/parit
 - `embed` within 1e-4 of the Python `TextEmbedder` (the packaged MiniLM exported as a sentence-embedding model);
 - a folder whose model changed after SHA256SUMS was written is refused in one line.
 
+The text model folders are the on-device bundles `trt-edge build` writes without TensorRT.
+
 The build folder is build/cpp-tests in the checkout (gitignored), so a warm run only reconfigures.
 """
 
@@ -100,8 +102,8 @@ def _bundle(folder: Path, onnx: Path, preprocessor: Path) -> Path:
     return folder
 
 
-def _trt_edge_run_labels(args: list[str]) -> list[str]:
-    """The labels `trt-edge run ARGS` prints (the CLI's own entry point, in this process)."""
+def _trt_edge(args: list[str]) -> str:
+    """What `trt-edge ARGS` prints (the CLI's own entry point, in this process)."""
     import contextlib
     import io
 
@@ -109,8 +111,13 @@ def _trt_edge_run_labels(args: list[str]) -> list[str]:
 
     out = io.StringIO()
     with contextlib.redirect_stdout(out):
-        main(["run", *args])
-    return [json.loads(line)["label"] for line in out.getvalue().splitlines() if line.startswith("{")]
+        main(args)
+    return out.getvalue()
+
+
+def _trt_edge_run_labels(args: list[str]) -> list[str]:
+    """The labels `trt-edge run ARGS` prints, one JSON line per input."""
+    return [json.loads(line)["label"] for line in _trt_edge(["run", *args]).splitlines() if line.startswith("{")]
 
 
 @pytest.fixture(scope="module")
@@ -129,7 +136,11 @@ def references(tmp_path_factory: pytest.TempPathFactory, parity_texts: list[str]
                                   "token_type_ids": [e["token_type_ids"] for e in enc]})
 
     onnx = student_onnx / "model.onnx" if student_onnx.is_dir() else student_onnx
-    model = _bundle(data / "student", onnx, minilm_student_dir)
+    source = _bundle(data / "student", onnx, minilm_student_dir)
+    # The on-device bundle `trt-edge build` writes without TensorRT (model.onnx, tokenizer/, SHA256SUMS, the
+    # build script and plan template): what a Jetson app loads before, or instead of, the engine.
+    _trt_edge(["build", "--onnx", str(source / "model.onnx"), "--out", str(data / "build")])
+    model = data / "build" / "bundle"
     texts = parity_texts[::5]
     with OnnxRuntimeRunner(model / "model.onnx") as runner:
         classifier = TextClassifier.from_model_file(runner, model / "model.onnx", max_length=MAX_LENGTH)
