@@ -45,6 +45,7 @@ void verify_checksums(const std::string& folder) {
     std::string text;
     try { text = read_file(path); } catch (const std::exception& e) { throw Error(path + ": unreadable (" + e.what() + ")"); }
     std::vector<std::string> bad;
+    std::string onnx_digest;
     std::size_t start = 0, lineno = 0;
     while (start < text.size()) {
         std::size_t end = text.find('\n', start);
@@ -64,12 +65,22 @@ void verify_checksums(const std::string& folder) {
             throw Error(path + ":" + std::to_string(lineno) + ": not a sha256sum line for a file inside the folder; rebuild the bundle");
         const std::string file = join(folder, name);
         if (!is_file(file) || sha256_file(file) != digest) bad.push_back(name);
+        if (name == "model.onnx") onnx_digest = digest;
     }
     if (!bad.empty()) {
         std::string names;
         for (const auto& n : bad) names += (names.empty() ? "" : ", ") + n;
         throw Error(folder + ": files changed since trt-edge wrote them (sha256 mismatch): " + names +
                     "; rebuild the bundle instead of running it");
+    }
+    // The plan template names the ONNX the bundle was made for: a model.onnx swapped together with a
+    // regenerated SHA256SUMS still disagrees with it (as trt_edge.engine.bundle.verify_bundle checks).
+    const std::string template_file = join(folder, "model.plan.json.template");
+    if (!onnx_digest.empty() && is_file(template_file)) {
+        const std::string recorded = read_json(template_file, "manifest template")["onnx_sha256"].str();
+        if (!recorded.empty() && recorded != onnx_digest)
+            throw Error(folder + ": model.onnx is not the model the bundle was made for (its sha256 differs from "
+                        "model.plan.json.template); rebuild the bundle");
     }
 }
 

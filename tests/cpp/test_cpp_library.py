@@ -369,6 +369,13 @@ def _bad_case(name: str, references: Path, tmp: Path) -> tuple[list[str], str]:
         shutil.copytree(student, tmp / "m")
         (tmp / "m" / "SHA256SUMS").write_text("not a checksum line\n")
         return [str(tmp / "m"), "--text", "hi"], "not a sha256sum line"
+    if name == "swapped-model":  # a model.onnx replaced together with a regenerated SHA256SUMS
+        from trt_edge.engine.bundle import write_checksums
+
+        shutil.copytree(references / "build" / "bundle", tmp / "m")
+        shutil.copy(vit / "model.onnx", tmp / "m" / "model.onnx")
+        write_checksums(tmp / "m")
+        return [str(tmp / "m"), "--text", "hi"], "not the model the bundle was made for"
     if name == "not-an-image":
         (tmp / "x.png").write_text("hello")
         return [str(vit), "--image", str(tmp / "x.png")], "not a PNG or JPEG file"
@@ -388,6 +395,7 @@ def _bad_case(name: str, references: Path, tmp: Path) -> tuple[list[str], str]:
 
 
 @pytest.mark.parametrize("name", ["no-folder", "no-model", "no-preprocessor", "unigram-tokenizer", "bad-sums-line",
+                                  "swapped-model",
                                   "not-an-image", "truncated-png", "image-to-text-model", "text-to-image-model",
                                   "tensorrt-without-tensorrt", "unknown-backend"])
 def test_bad_input_is_one_line_and_exit_2(name: str, app: Path, references: Path, tmp_path: Path) -> None:
