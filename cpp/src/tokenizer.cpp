@@ -8,13 +8,18 @@
 // - BPE with the ByteLevel pre-tokenizer (RoBERTa/GPT-2 family): the GPT-2 split (contractions, letters,
 //   numbers, other symbols, each with one optional leading space; whitespace runs), bytes mapped to the
 //   byte-level alphabet, merges applied lowest rank first.
+// - Unigram (XLM-R / SentencePiece family): the Precompiled normaliser (SentencePiece's compiled character
+//   map: a double-array trie over UTF-8, applied per extended grapheme cluster as the Python tokenizer does),
+//   Replace and Strip normalisers, the Metaspace pre-tokenizer ("▁"), and the best-scoring segmentation
+//   (Viterbi over the vocabulary's log-probabilities, unknown characters fused into one unknown token).
 // Unicode properties (categories, canonical decomposition, lower case) come from utf8proc (Debian's
 // libutf8proc-dev), not from tables of our own. Proven identical to the Python tokenizers on the texts of
-// tests/cpp (ctest `tokenizer_parity`, `bpe_tokenizer_parity`).
+// tests/cpp (ctest `tokenizer_parity`, `bpe_tokenizer_parity`, `unigram_tokenizer_parity`).
 #include <utf8proc.h>
 
 #include <algorithm>
 #include <climits>
+#include <cstring>
 #include <map>
 #include <string>
 #include <unordered_map>
@@ -119,6 +124,8 @@ public:
     JsonTokenizer(const Json& doc, const std::string& path) : path_(path) {
         const Json& model = doc["model"];
         for (const auto& [token, id] : model["vocab"].object) vocab_[token] = static_cast<int64_t>(id.number);
+        for (std::size_t i = 0; i < model["vocab"].array.size(); ++i)  // Unigram: [piece, score] by id
+            vocab_.emplace(model["vocab"].array[i].at(0).str(), static_cast<int64_t>(i));
         if (vocab_.empty()) throw Error(path + ": the " + model["type"].str() + " model has no vocab");
         for (const Json& t : doc["added_tokens"].array) {
             const int64_t id = static_cast<int64_t>(t["id"].number);
@@ -169,13 +176,13 @@ public:
             if (hit == nullptr) { ++pos; continue; }
             std::size_t before = pos;
             if (hit->lstrip) while (before > start && is_space_byte(text[before - 1])) --before;
-            segment(text.substr(start, before - start), pieces);
+            segment(text.substr(start, before - start), pieces, start == 0);
             pieces.push_back({hit->content, hit->id});
             pos += hit->content.size();
             if (hit->rstrip) while (pos < text.size() && is_space_byte(text[pos])) ++pos;
             start = pos;
         }
-        segment(text.substr(start), pieces);
+        segment(text.substr(start), pieces, start == 0);
 
         const std::size_t specials = prefix_.size() + suffix_.size();
         const std::size_t room = max_length > specials ? max_length - specials : 0;
@@ -194,8 +201,8 @@ public:
     }
 
 protected:
-    // The tokens of one stretch of text between added tokens.
-    virtual void segment(const std::string& text, Pieces& pieces) const = 0;
+    // The tokens of one stretch of text between added tokens (`first`: it starts the text).
+    virtual void segment(const std::string& text, Pieces& pieces, bool first) const = 0;
 
     // ASCII whitespace only: lstrip/rstrip around an added token (RoBERTa's <mask>).
     static bool is_space_byte(char c) { return c == ' ' || c == '\t' || c == '\n' || c == '\r'; }
@@ -242,7 +249,7 @@ public:
     }
 
 protected:
-    void segment(const std::string& text, Pieces& pieces) const override {
+    void segment(const std::string& text, Pieces& pieces, bool) const override {
         if (text.empty()) return;
         const Codepoints cps = normalize(text);
         std::size_t i = 0;
@@ -384,7 +391,7 @@ public:
     }
 
 protected:
-    void segment(const std::string& text, Pieces& pieces) const override {
+    void segment(const std::string& text, Pieces& pieces, bool) const override {
         if (text.empty()) return;
         Codepoints cps = decode_utf8(text);
         if (add_prefix_space_ && cps.front() != ' ') cps.insert(cps.begin(), ' ');
@@ -460,6 +467,268 @@ private:
     int64_t unk_ = -1;
 };
 
+
+std::vector<uint8_t> base64_decode(const std::string& text, const std::string& path) {
+    std::vector<uint8_t> out;
+    uint32_t buffer = 0;
+    int bits = 0;
+    for (const char ch : text) {
+        int v;
+        if (ch >= 'A' && ch <= 'Z') v = ch - 'A';
+        else if (ch >= 'a' && ch <= 'z') v = ch - 'a' + 26;
+        else if (ch >= '0' && ch <= '9') v = ch - '0' + 52;
+        else if (ch == '+') v = 62;
+        else if (ch == '/') v = 63;
+        else if (ch == '=') break;
+        else throw Error(path + ": precompiled_charsmap is not base64");
+        buffer = (buffer << 6) | static_cast<uint32_t>(v);
+        bits += 6;
+        if (bits >= 8) {
+            bits -= 8;
+            out.push_back(static_cast<uint8_t>((buffer >> bits) & 0xFF));
+        }
+    }
+    return out;
+}
+
+// SentencePiece's precompiled character map: a Darts double-array trie from UTF-8 sequences to offsets of
+// NUL-terminated replacements in the blob that follows it.
+class PrecompiledMap {
+public:
+    PrecompiledMap(const std::string& base64, const std::string& path) {
+        const std::vector<uint8_t> blob = base64_decode(base64, path);
+        if (blob.size() < 4) throw Error(path + ": precompiled_charsmap is too short");
+        uint32_t trie_bytes = 0;
+        std::memcpy(&trie_bytes, blob.data(), 4);  // little-endian, as the build machines and Jetsons are
+        if (trie_bytes % 4 != 0 || 4 + static_cast<std::size_t>(trie_bytes) > blob.size())
+            throw Error(path + ": precompiled_charsmap's trie size is inconsistent");
+        array_.resize(trie_bytes / 4);
+        std::memcpy(array_.data(), blob.data() + 4, trie_bytes);
+        normalized_.assign(reinterpret_cast<const char*>(blob.data()) + 4 + trie_bytes, blob.size() - 4 - trie_bytes);
+    }
+
+    // The replacement of the shortest entry that is a prefix of `chunk` (what the Python tokenizer uses), or
+    // false when none is.
+    bool transform(const std::string& chunk, std::string& out) const {
+        if (array_.empty()) return false;
+        std::size_t pos = 0;
+        uint32_t unit = array_[0];
+        pos ^= offset(unit);
+        for (const char ch : chunk) {
+            const auto c = static_cast<unsigned char>(ch);
+            if (c == 0) break;
+            pos ^= c;
+            if (pos >= array_.size()) return false;
+            unit = array_[pos];
+            if ((unit & ((1u << 31) | 0xFFu)) != c) return false;
+            pos ^= offset(unit);
+            if (pos >= array_.size()) return false;
+            if (((unit >> 8) & 1u) == 1u) {
+                const std::size_t index = array_[pos] & ((1u << 31) - 1);
+                if (index > normalized_.size()) return false;
+                const std::size_t end = normalized_.find('\0', index);
+                out = normalized_.substr(index, (end == std::string::npos ? normalized_.size() : end) - index);
+                return true;
+            }
+        }
+        return false;
+    }
+
+private:
+    static std::size_t offset(uint32_t unit) { return (unit >> 10) << ((unit & (1u << 9)) >> 6); }
+    std::vector<uint32_t> array_;
+    std::string normalized_;
+};
+
+class UnigramTokenizer final : public JsonTokenizer {
+public:
+    UnigramTokenizer(const Json& doc, const std::string& path) : JsonTokenizer(doc, path) {
+        const Json& model = doc["model"];
+        if (model["byte_fallback"].boolean) throw Error(path + ": Unigram byte_fallback is not implemented");
+        for (const Json& entry : model["vocab"].array) {
+            const std::string piece = entry.at(0).str();
+            const double score = entry.at(1).number;
+            pieces_.emplace(piece, std::make_pair(static_cast<int64_t>(pieces_.size()), score));
+            max_piece_bytes_ = std::max(max_piece_bytes_, piece.size());
+            min_score_ = std::min(min_score_, score);
+        }
+        if (pieces_.empty()) throw Error(path + ": the Unigram model has no vocab");
+        if (model["unk_id"].type != Json::Type::Number) throw Error(path + ": the Unigram model has no unk_id");
+        unk_ = static_cast<int64_t>(model["unk_id"].number);
+        read_normalizer(doc["normalizer"], path);
+        const Json& pre = doc["pre_tokenizer"];
+        if (pre["type"].str() != "Metaspace")
+            throw Error(path + ": pre-tokenizer " + (pre["type"].str().empty() ? "none" : pre["type"].str()) +
+                        " is not implemented for Unigram (Metaspace is)");
+        replacement_ = pre["replacement"].str("\xE2\x96\x81");
+        std::string scheme = pre["prepend_scheme"].str();
+        if (scheme.empty()) scheme = pre["add_prefix_space"].type == Json::Type::Bool && !pre["add_prefix_space"].boolean ? "never" : "always";
+        if (scheme != "always" && scheme != "first" && scheme != "never")
+            throw Error(path + ": Metaspace prepend_scheme " + scheme + " is not implemented");
+        prepend_ = scheme;
+        split_ = pre["split"].type != Json::Type::Bool || pre["split"].boolean;
+    }
+
+protected:
+    void segment(const std::string& text, Pieces& pieces, bool first) const override {
+        if (text.empty()) return;
+        std::string norm = normalize(text);
+        if (norm.empty()) return;
+        std::string meta;
+        for (const char ch : norm) {
+            if (ch == ' ') meta += replacement_;
+            else meta += ch;
+        }
+        if ((prepend_ == "always" || (prepend_ == "first" && first)) && meta.compare(0, replacement_.size(), replacement_) != 0)
+            meta = replacement_ + meta;
+        if (!split_) { viterbi(meta, pieces); return; }
+        std::size_t start = 0;
+        for (std::size_t pos = replacement_.size(); pos <= meta.size(); ++pos) {
+            if (pos == meta.size() || meta.compare(pos, replacement_.size(), replacement_) == 0) {
+                if (pos > start) viterbi(meta.substr(start, pos - start), pieces);
+                start = pos;
+            }
+        }
+    }
+
+private:
+    void read_normalizer(const Json& n, const std::string& path) {
+        if (n.is_null()) return;
+        const std::string type = n["type"].str();
+        if (type == "Sequence") {
+            for (const Json& part : n["normalizers"].array) read_normalizer(part, path);
+        } else if (type == "Precompiled") {
+            if (!n["precompiled_charsmap"].str().empty())
+                steps_.push_back({Step::Precompiled, "", "", std::make_shared<PrecompiledMap>(n["precompiled_charsmap"].str(), path)});
+        } else if (type == "Replace") {
+            const std::string regex = n["pattern"]["Regex"].str(), literal = n["pattern"]["String"].str();
+            if (!literal.empty()) steps_.push_back({Step::Replace, literal, n["content"].str(), nullptr});
+            else if (regex == " {2,}") steps_.push_back({Step::Spaces, "", n["content"].str(), nullptr});
+            else throw Error(path + ": Replace pattern " + regex + " is not implemented (\" {2,}\" and strings are)");
+        } else if (type == "Strip") {
+            steps_.push_back({Step::Strip, n["left"].boolean ? "l" : "", n["right"].boolean ? "r" : "", nullptr});
+        } else {
+            throw Error(path + ": normalizer " + type + " is not implemented for Unigram (Precompiled, Replace, Strip are)");
+        }
+    }
+
+    std::string normalize(const std::string& text) const {
+        std::string s = text;
+        for (const Step& step : steps_) {
+            if (step.kind == Step::Precompiled) s = precompiled(s, *step.map);
+            else if (step.kind == Step::Replace) s = replace_all(s, step.a, step.b);
+            else if (step.kind == Step::Spaces) s = squeeze_spaces(s, step.b);
+            else s = strip(s, !step.a.empty(), !step.b.empty());
+        }
+        return s;
+    }
+
+    static std::string precompiled(const std::string& text, const PrecompiledMap& map) {
+        const Codepoints cps = decode_utf8(text);
+        std::string out, norm;
+        std::size_t i = 0;
+        while (i < cps.size()) {
+            std::size_t j = i + 1;  // the extended grapheme cluster starting at i
+            utf8proc_int32_t state = 0;
+            while (j < cps.size() && !utf8proc_grapheme_break_stateful(cps[j - 1], cps[j], &state)) ++j;
+            const std::string grapheme = encode_utf8(cps, i, j);
+            if (grapheme.size() < 6 && map.transform(grapheme, norm)) {
+                out += norm;
+            } else {
+                for (std::size_t k = i; k < j; ++k) {
+                    const std::string part = encode_utf8(cps, k, k + 1);
+                    out += map.transform(part, norm) ? norm : part;
+                }
+            }
+            i = j;
+        }
+        return out;
+    }
+
+    static std::string replace_all(const std::string& s, const std::string& from, const std::string& to) {
+        std::string out;
+        std::size_t pos = 0;
+        for (std::size_t hit; (hit = s.find(from, pos)) != std::string::npos; pos = hit + from.size()) out += s.substr(pos, hit - pos) + to;
+        return out + s.substr(pos);
+    }
+
+    static std::string squeeze_spaces(const std::string& s, const std::string& to) {
+        std::string out;
+        for (std::size_t i = 0; i < s.size();) {
+            std::size_t j = i;
+            while (j < s.size() && s[j] == ' ') ++j;
+            if (j - i >= 2) { out += to; i = j; }
+            else { out += s[i]; ++i; }
+        }
+        return out;
+    }
+
+    static std::string strip(const std::string& s, bool left, bool right) {
+        const Codepoints cps = decode_utf8(s);
+        std::size_t b = 0, e = cps.size();
+        if (left) while (b < e && is_whitespace(cps[b])) ++b;
+        if (right) while (e > b && is_whitespace(cps[e - 1])) --e;
+        return encode_utf8(cps, b, e);
+    }
+
+    // The best-scoring segmentation of one word (byte positions, characters never split).
+    void viterbi(const std::string& word, Pieces& pieces) const {
+        struct Node { int64_t id = -1; double score = 0.0; std::size_t from = 0; bool set = false; };
+        const std::size_t n = word.size();
+        std::vector<Node> best(n + 1);
+        best[0].set = true;
+        const double unk_score = min_score_ - 10.0;
+        std::size_t at = 0;
+        while (at < n) {
+            const auto lead = static_cast<unsigned char>(word[at]);
+            const std::size_t mblen = lead < 0x80 ? 1 : lead < 0xE0 ? 2 : lead < 0xF0 ? 3 : 4;
+            bool single = false;
+            for (std::size_t len = 1; len <= max_piece_bytes_ && at + len <= n; ++len) {
+                const auto it = pieces_.find(word.substr(at, len));
+                if (it == pieces_.end()) continue;
+                const double score = best[at].score + it->second.second;
+                Node& target = best[at + len];
+                if (!target.set || score > target.score) target = {it->second.first, score, at, true};
+                if (len == mblen) single = true;
+            }
+            if (!single) {
+                const double score = best[at].score + unk_score;
+                Node& target = best[std::min(at + mblen, n)];
+                if (!target.set || score > target.score) target = {unk_, score, at, true};
+            }
+            at += mblen;
+        }
+        Pieces reversed;
+        std::string unknown;  // consecutive unknown pieces are fused into one
+        for (std::size_t end = n; end > 0;) {
+            const Node& node = best[end];
+            const std::string piece = word.substr(node.from, end - node.from);
+            if (node.id == unk_) {
+                unknown = piece + unknown;
+            } else {
+                if (!unknown.empty()) { reversed.push_back({unknown, unk_}); unknown.clear(); }
+                reversed.push_back({piece, node.id});
+            }
+            end = node.from;
+        }
+        if (!unknown.empty()) reversed.push_back({unknown, unk_});
+        pieces.insert(pieces.end(), reversed.rbegin(), reversed.rend());
+    }
+
+    struct Step {
+        enum Kind { Precompiled, Replace, Spaces, Strip } kind;
+        std::string a, b;
+        std::shared_ptr<PrecompiledMap> map;
+    };
+    std::unordered_map<std::string, std::pair<int64_t, double>> pieces_;
+    std::size_t max_piece_bytes_ = 0;
+    double min_score_ = 0.0;
+    int64_t unk_ = 0;
+    std::vector<Step> steps_;
+    std::string replacement_, prepend_;
+    bool split_ = true;
+};
+
 }  // namespace
 
 std::unique_ptr<Tokenizer> Tokenizer::from_file(const std::string& path) {
@@ -474,8 +743,9 @@ std::unique_ptr<Tokenizer> Tokenizer::from_file(const std::string& path) {
     const std::string type = doc["model"]["type"].str();
     if (type == "WordPiece") return std::make_unique<WordPieceTokenizer>(doc, path);
     if (type == "BPE") return std::make_unique<ByteLevelBpeTokenizer>(doc, path);
+    if (type == "Unigram") return std::make_unique<UnigramTokenizer>(doc, path);
     throw Error(path + ": tokenizer model " + (type.empty() ? "(none)" : type) +
-                " is not implemented in libtrt_edge (WordPiece and byte-level BPE are); tokenize in Python for it");
+                " is not implemented in libtrt_edge (WordPiece, byte-level BPE and Unigram are); tokenize in Python for it");
 }
 
 }  // namespace trt_edge

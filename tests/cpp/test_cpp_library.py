@@ -5,7 +5,8 @@ by `trt-edge run`) and runs the library's ctest suite over them (cpp/tests/parit
 
 - token ids identical on 1,000 texts: packaged demo tweets plus Unicode, accents, emoji, CJK, control
   characters, special-token strings and over-long inputs; for WordPiece (the packaged MiniLM's
-  tokenizer.json) and for a RoBERTa-style byte-level BPE trained on the same texts here;
+  tokenizer.json), for a RoBERTa-style byte-level BPE trained on the same texts here, and for an XLM-R-style
+  SentencePiece Unigram (tests/cpp/data/unigram-tweets);
 - logits within 1e-4 and the same labels on 200 of them (the real 3-layer MiniLM student, exported);
 - `classify` on calibrate's CPU artifact gives the label `trt-edge run` prints, on 20 texts;
 - on 20 PNG/JPEG images of another size than the model's, through a tiny ViT's preprocessor_config.json
@@ -33,6 +34,11 @@ import pytest
 ROOT = Path(__file__).parents[2]
 BUILD = ROOT / "build" / "cpp-tests"
 TOLERANCE = 1e-4
+# An XLM-R-style SentencePiece Unigram tokenizer (2,000 pieces, nmt_nfkc Precompiled normaliser, Metaspace),
+# trained with sentencepiece on the packaged demo tweets' training split and converted with `tokenizers`'
+# SentencePieceUnigramTokenizer.from_spm, then given XLM-R's specials and template: committed, since
+# sentencepiece is not a dependency and no hub is reachable.
+UNIGRAM_TOKENIZER = Path(__file__).parent / "data" / "unigram-tweets"
 MAX_LENGTH = 128
 
 pytestmark = pytest.mark.skipif(
@@ -170,6 +176,7 @@ def references(tmp_path_factory: pytest.TempPathFactory, parity_texts: list[str]
     _write(data / "cpu_labels.json", {"model": str(data / "calibrate"), "max_length": MAX_LENGTH,
                                       "texts": cpu_texts, "labels": run_labels})
     _write(data / "tokens-bpe.json", _bpe_references(data, parity_texts))
+    _write(data / "tokens-unigram.json", _token_reference(UNIGRAM_TOKENIZER, parity_texts))
     _image_references(data)
     _embedding_references(data, minilm_dir, texts[:40])
     return data
@@ -199,8 +206,6 @@ def _bpe_references(data: Path, texts: list[str]) -> dict[str, Any]:
     from tokenizers import AddedToken, Tokenizer, decoders, models, pre_tokenizers, processors, trainers
     from transformers import PreTrainedTokenizerFast
 
-    from trt_edge.runtime.text import TASK
-
     tok = Tokenizer(models.BPE())
     tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
     tok.decoder = decoders.ByteLevel()
@@ -212,6 +217,13 @@ def _bpe_references(data: Path, texts: list[str]) -> dict[str, Any]:
     folder = data / "bpe-tokenizer"
     PreTrainedTokenizerFast(tokenizer_object=tok, bos_token="<s>", eos_token="</s>", unk_token="<unk>",
                             pad_token="<pad>", mask_token="<mask>").save_pretrained(str(folder))
+    return _token_reference(folder, texts)
+
+
+def _token_reference(folder: Path, texts: list[str]) -> dict[str, Any]:
+    """The ids of the Hugging Face tokenizer in `folder`, loaded the way the kit loads one."""
+    from trt_edge.runtime.text import TASK
+
     loaded = TASK.spec.preprocessor.load(folder)
     enc = [loaded(t, truncation=True, max_length=MAX_LENGTH) for t in texts]
     return {"tokenizer": str(folder / "tokenizer.json"), "max_length": MAX_LENGTH, "texts": texts,
@@ -294,7 +306,8 @@ def _ctest_output(result: subprocess.CompletedProcess[str], name: str) -> str:
     return "\n".join(lines) or result.stdout[-4000:]
 
 
-@pytest.mark.parametrize("name", ["tokenizer_parity", "bpe_tokenizer_parity", "logits_parity", "cpu_artifact_labels",
+@pytest.mark.parametrize("name", ["tokenizer_parity", "bpe_tokenizer_parity", "unigram_tokenizer_parity",
+                                  "logits_parity", "cpu_artifact_labels",
                                   "image_labels", "image_labels_bicubic", "embed_parity", "checksum_refusal"])
 def test_ctest(ctest: subprocess.CompletedProcess[str], name: str) -> None:
     assert "Test #" in ctest.stdout and name in ctest.stdout, ctest.stdout[-3000:] + ctest.stderr[-2000:]
@@ -357,14 +370,14 @@ def _bad_case(name: str, references: Path, tmp: Path) -> tuple[list[str], str]:
         (tmp / "m").mkdir()
         shutil.copy(student / "model.onnx", tmp / "m" / "model.onnx")
         return [str(tmp / "m"), "--text", "hi"], "no tokenizer.json or preprocessor_config.json"
-    if name == "unigram-tokenizer":
+    if name == "wordlevel-tokenizer":
         shutil.copytree(student, tmp / "m")
         (tmp / "m" / "SHA256SUMS").unlink()
         tok = tmp / "m" / "preprocessor" / "tokenizer.json"
         doc = json.loads(tok.read_text())
-        doc["model"] = {"type": "Unigram", "unk_id": 0, "vocab": [["<unk>", 0.0]]}
+        doc["model"] = {"type": "WordLevel", "unk_token": "[UNK]", "vocab": {"[UNK]": 0}}
         tok.write_text(json.dumps(doc))
-        return [str(tmp / "m"), "--text", "hi"], "tokenizer model Unigram is not implemented"
+        return [str(tmp / "m"), "--text", "hi"], "tokenizer model WordLevel is not implemented"
     if name == "bad-sums-line":
         shutil.copytree(student, tmp / "m")
         (tmp / "m" / "SHA256SUMS").write_text("not a checksum line\n")
@@ -394,7 +407,7 @@ def _bad_case(name: str, references: Path, tmp: Path) -> tuple[list[str], str]:
     raise ValueError(name)
 
 
-@pytest.mark.parametrize("name", ["no-folder", "no-model", "no-preprocessor", "unigram-tokenizer", "bad-sums-line",
+@pytest.mark.parametrize("name", ["no-folder", "no-model", "no-preprocessor", "wordlevel-tokenizer", "bad-sums-line",
                                   "swapped-model",
                                   "not-an-image", "truncated-png", "image-to-text-model", "text-to-image-model",
                                   "tensorrt-without-tensorrt", "unknown-backend"])
