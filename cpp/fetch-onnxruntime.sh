@@ -5,9 +5,10 @@
 # ORT_VERSION downloaded with pip. The C API headers are vendored in cpp/third_party/onnxruntime.
 #   bash cpp/fetch-onnxruntime.sh [PYTHON]       # PYTHON defaults to .venv/bin/python, then python3
 set -euo pipefail
-cd "$(dirname "$0")/.."
 PYTHON="${1:-}"
-[ -z "$PYTHON" ] && { [ -x .venv/bin/python ] && PYTHON=.venv/bin/python || PYTHON=python3; }
+case "$PYTHON" in */*) PYTHON="$(cd "$(dirname "$PYTHON")" && pwd)/$(basename "$PYTHON")" ;; esac  # before cd
+cd "$(dirname "$0")/.."
+[ -z "$PYTHON" ] && { [ -x .venv/bin/python ] && PYTHON="$PWD/.venv/bin/python" || PYTHON=python3; }
 DEST=.cache/onnxruntime
 mkdir -p "$DEST/lib"
 capi="$("$PYTHON" -c 'import onnxruntime, os; print(os.path.join(os.path.dirname(onnxruntime.__file__), "capi"))' 2>/dev/null || true)"
