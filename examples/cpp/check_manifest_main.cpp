@@ -4,7 +4,7 @@
 #include <iostream>
 #include <string>
 
-#include "manifest.hpp"
+#include "../../cpp/src/manifest.hpp"
 
 int main(int argc, char** argv) {
     if (argc < 2) {

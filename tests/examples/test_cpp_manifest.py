@@ -19,7 +19,8 @@ pytestmark = pytest.mark.skipif(shutil.which("g++") is None, reason="needs g++ t
 def checker(tmp_path_factory: pytest.TempPathFactory) -> Path:
     exe = tmp_path_factory.mktemp("cpp") / "trt_edge_check_manifest"
     subprocess.run(["g++", "-std=c++17", "-Wall", "-Wextra", "-Werror", "-O1", "-o", str(exe),
-                    str(ROOT / "manifest.cpp"), str(ROOT / "check_manifest_main.cpp")], check=True)
+                    str(ROOT.parents[1] / "cpp" / "src" / "manifest.cpp"), str(ROOT / "check_manifest_main.cpp")],
+                   check=True)
     return exe
 
 

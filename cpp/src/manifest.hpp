@@ -1,6 +1,7 @@
 // Reading and checking a trt-edge engine manifest (model.plan.json) before a plan is deserialized.
 // Self-contained: a small JSON reader and SHA-256, so the check builds without TensorRT and is tested on
-// the build machine (tests/examples/test_cpp_manifest.py); main.cpp adds the TensorRT part.
+// the build machine (tests/examples/test_cpp_manifest.py). libtrt_edge uses the same reader for manifest.json,
+// SHA256SUMS, tokenizer.json and preprocessor_config.json; its TensorRT backend adds the TensorRT part.
 #pragma once
 
 #include <cstdint>
