@@ -116,6 +116,9 @@ class TaskSpec:
     # Parity of a pooled output: the least cosine between each PyTorch and ONNX vector (None: not judged).
     # Argmax agreement means nothing for a vector and is judged only for class scores (`pooled` False).
     min_cosine: float | None = None
+    # Outputs besides `output` (name, axis names): a detector's boxes. A task that has them carries them
+    # beside `output` in its adapter's per-example outputs (`tasks/object_detection.py`).
+    extra_outputs: tuple[tuple[str, tuple[str, ...]], ...] = ()
 
     @property
     def input_names(self) -> tuple[str, ...]:
@@ -257,8 +260,30 @@ SEMANTIC_SEGMENTATION = TaskSpec(
     bundle_dir=PREPROCESSOR_DIR,
 )
 
+# Pixels in, one fixed set of predictions per image out (DETR, YOLOS: `queries` object slots), each a class
+# distribution over the classes plus "no object" (`logits`) and a box (`pred_boxes`: normalised cx, cy, w, h,
+# as transformers' DETR and YOLOS give it). The image size is fixed by the processor (the exported graph's
+# height and width). The adapter (tasks/object_detection.py) carries both as one array per image (the
+# logits and the box side by side on the last axis) so a stage that keeps one output per example keeps
+# both; the boxes are decoded to the image's pixels and scored by COCO mAP@[.5:.95] (`map`; `map_50` too).
+OBJECT_DETECTION = TaskSpec(
+    name="object-detection",
+    modality="image",
+    inputs=IMAGE_CLASSIFICATION.inputs,
+    output="logits",
+    output_axes=(BATCH_AXIS, "queries", "classes_and_no_object"),
+    preprocessor=IMAGE_CLASSIFICATION.preprocessor,
+    adapter_module="trt_edge.tasks.object_detection",
+    auto_model="AutoModelForObjectDetection",
+    metric="map",
+    atol=1e-3,
+    min_argmax_agreement=0.99,
+    bundle_dir=PREPROCESSOR_DIR,
+    extra_outputs=(("pred_boxes", (BATCH_AXIS, "queries", "box")),),
+)
+
 TASKS: dict[str, TaskSpec] = {s.name: s for s in (TEXT_CLASSIFICATION, IMAGE_CLASSIFICATION, SENTENCE_EMBEDDING,
-                                                  SEMANTIC_SEGMENTATION)}
+                                                  SEMANTIC_SEGMENTATION, OBJECT_DETECTION)}
 # The task of a call or a stage record that names none: everything written before image tasks was
 # text classification. The only place a task is a default; stages call `task_spec`/`task_for_record`.
 DEFAULT_TASK = TEXT_CLASSIFICATION
