@@ -75,9 +75,9 @@ def _perfect(labels: Any, k: int, queries: int = 6) -> np.ndarray:
 def test_spec_entry_declares_pixels_in_and_logits_and_boxes_out() -> None:
     spec = TASKS[TASK]
     assert spec is OBJECT_DETECTION
-    assert spec.input_names == ("pixel_values",) and spec.output == "logits"
+    assert spec.input_names == ("pixel_values",) and spec.output == "detections"
     assert spec.output_axes[:2] == ("batch", "queries") and len(spec.output_axes) == 3
-    assert spec.extra_outputs == (("pred_boxes", ("batch", "queries", "box")),)
+    assert spec.packed_outputs == (("logits", None), ("pred_boxes", 4))  # joined on the last axis
     assert spec.metric == "map" and spec.auto_model == "AutoModelForObjectDetection"
     assert adapter_for(spec).spec is spec and adapter_for(spec).uses_labels
 
@@ -190,7 +190,7 @@ def test_output_loss_is_the_set_loss_plus_matched_distillation(data: Any) -> Non
 
     import torch
 
-    from trt_edge.tasks.object_detection import collate, pack
+    from trt_edge.tasks.object_detection import collate
 
     adapter = task_adapter(TASK)
     k = data.num_labels
@@ -224,7 +224,9 @@ def test_output_loss_is_the_set_loss_plus_matched_distillation(data: Any) -> Non
     _, parts_u = adapter.output_loss(out(random)[0], unlabelled["labels"], unlabelled["teacher_logits"], alpha=0.5,
                                      temperature=2.0)
     assert set(parts_u) == {"kd"}
-    assert pack(teacher[..., :-4], teacher[..., -4:]).shape == teacher.shape
+    joined = OBJECT_DETECTION.model_output(SimpleNamespace(logits=teacher[..., :-4], pred_boxes=teacher[..., -4:]))
+    assert torch.equal(joined, teacher)
+    assert OBJECT_DETECTION.class_scores(teacher.numpy()).shape == (len(labels), k + 1, teacher.shape[1])
 
 
 # --- models -------------------------------------------------------------------------------------------
@@ -286,13 +288,20 @@ def test_a_processor_without_one_fixed_size_is_refused_in_one_line(tmp_path: Pat
         load_classifier(folder, data.label_names, task=TASK)
 
 
-def test_postprocessing_travels_beside_the_processor_and_is_checked(tmp_path: Path, data: Any) -> None:
-    from trt_edge.tasks.object_detection import POSTPROCESSING_FILE, postprocessing
+def test_postprocessing_travels_in_the_processor_config_and_is_checked(tmp_path: Path, data: Any) -> None:
+    """The settings are a key of preprocessor_config.json that the processor keeps through load and save (so
+    every stage's copy carries it); bad values are one line."""
+    from transformers import AutoImageProcessor
+
+    from trt_edge.tasks.object_detection import POSTPROCESSING_KEY, postprocessing, write_postprocessing
 
     folder = write_detection_model(tmp_path / "yolos", "yolos", data.label_names)
-    assert postprocessing(folder) == {"threshold": 0.5, "top_k": 100}
-    (folder / POSTPROCESSING_FILE).write_text(json.dumps({"threshold": 0.3, "top_k": 5}))
-    assert postprocessing(folder) == {"threshold": 0.3, "top_k": 5}
-    (folder / POSTPROCESSING_FILE).write_text(json.dumps({"threshold": 2}))
+    assert postprocessing(AutoImageProcessor.from_pretrained(folder)) == {"threshold": 0.5, "top_k": 100}
+    write_postprocessing(folder, {"threshold": 0.3, "top_k": 5})
+    AutoImageProcessor.from_pretrained(folder).save_pretrained(tmp_path / "copy")
+    assert postprocessing(AutoImageProcessor.from_pretrained(tmp_path / "copy")) == {"threshold": 0.3, "top_k": 5}
+    config = json.loads((folder / "preprocessor_config.json").read_text())
+    config[POSTPROCESSING_KEY] = {"threshold": 2}
+    (folder / "preprocessor_config.json").write_text(json.dumps(config))
     with pytest.raises(TrtEdgeError, match=r"threshold must be a number in \[0, 1\], got 2"):
-        postprocessing(folder)
+        postprocessing(AutoImageProcessor.from_pretrained(folder))

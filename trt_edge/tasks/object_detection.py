@@ -13,8 +13,9 @@ example, the ONNX and runtime feeds. What differs:
   transformers' detection losses take, and they are unchanged by the processor's resize: the processor
   must resize the whole image to one fixed size (no crop; `check_processor`), so a box means the same
   pixels before and after;
-* a model's output for one image is ONE array [Q, K+1+4]: the logits and the box side by side (`pack`), so
-  every stage that keeps one output per example (predictions, gates, calibration candidates) keeps both;
+* a model's output for one image is ONE array [Q, K+1+4]: the logits and the box side by side (the spec's
+  packed `detections`, also the exported graph's one output), so every stage that keeps one output per
+  example (predictions, gates, calibration candidates, the bundle) keeps both;
 * scoring decodes them as transformers' `post_process_object_detection` does (softmax, the best real class
   per query, cx/cy/w/h to x1/y1/x2/y2 scaled to the image's own pixels: `decode`), keeps the `MAX_DETECTIONS`
   best per image and asks pycocotools for COCO mAP@[.5:.95] (`map`, also `score`) and mAP@.5 (`map_50`)
@@ -27,9 +28,9 @@ example, the ONNX and runtime feeds. What differs:
   matcher, plus T^2 x KL between the teacher's and the student's softened class distributions on the
   matched pairs: (1 - alpha) x gold + alpha x KD. A transfer-set image (no gold) trains on the KD term alone.
 
-Post-processing travels with the model: `postprocessing.json` beside the processor's
-`preprocessor_config.json` (`threshold`, `top_k`), copied with it to every stage's folder and the bundle,
-read by `trt-edge run --image` (`postprocessing`).
+Post-processing travels with the model: the `trt_edge_postprocessing` key (`threshold`, `top_k`) of its
+`preprocessor_config.json`, which transformers' image processors keep through every load and save, so each
+stage's copy and the on-device bundle carry it; `trt-edge run --image` reads it (`postprocessing`).
 """
 
 from __future__ import annotations
@@ -54,10 +55,11 @@ from trt_edge.tasks.spec import TaskSpec
 log = get_logger("data")
 
 LABELS = "labels"
-BOXES = SPEC.extra_outputs[0][0]  # "pred_boxes"
-BOX_SIZE = 4
+LOGITS, BOXES = (name for name, _ in SPEC.packed_outputs)  # the model's "logits" and "pred_boxes"
+BOX_SIZE = int(SPEC.packed_outputs[1][1] or 0)  # the last 4 columns of a packed output
 # One gold object: class index, cx, cy, w, h (normalised to the image), iscrowd.
 OBJECT_COLUMNS = 6
+PAD = -1.0  # the class of a padding row (`Objects.to_array`)
 # COCO's maxDets: the best detections per image that mAP counts.
 MAX_DETECTIONS = 100
 # The teacher's predictions that become distillation targets: best real-class probability at least this.
@@ -66,7 +68,8 @@ KD_CONFIDENCE = 0.5
 # costs, the "no object" class weight, the loss weights.
 SET_LOSS = {"class_cost": 1.0, "bbox_cost": 5.0, "giou_cost": 2.0, "eos_coefficient": 0.1,
             "bbox_loss_coefficient": 5.0, "giou_loss_coefficient": 2.0}
-POSTPROCESSING_FILE = "postprocessing.json"
+POSTPROCESSING_KEY = "trt_edge_postprocessing"  # in preprocessor_config.json
+PREPROCESSOR_FILE = SPEC.preprocessor.files[0]  # preprocessor_config.json
 DEFAULT_POSTPROCESSING = {"threshold": 0.5, "top_k": MAX_DETECTIONS}
 
 
@@ -81,6 +84,27 @@ class Objects(list):  # type: ignore[type-arg]
         super().__init__(rows)
         self.sizes = list(sizes)
         self.class_names = list(class_names)
+
+    def __getitem__(self, index: Any) -> Any:
+        """A slice stays `Objects` (the stages take the first n of a split), with its sizes."""
+        if isinstance(index, slice):
+            return Objects(list.__getitem__(self, index), self.sizes[index], self.class_names)
+        return list.__getitem__(self, index)
+
+    def to_array(self) -> np.ndarray:
+        """One float32 array [images, most objects, 6] (`stats.save_predictions`): each image's rows, padded
+        with rows of -1 (`rows` drops them when the array is scored)."""
+        most = max((len(r) for r in self), default=0)
+        out = np.full((len(self), most, OBJECT_COLUMNS), PAD, dtype=np.float32)
+        for i, r in enumerate(self):
+            out[i, :len(r)] = np.asarray(r, dtype=np.float32).reshape(-1, OBJECT_COLUMNS)
+        return out
+
+
+def rows(labels: Any) -> np.ndarray:
+    """One image's object rows [n, 6], padding rows (a saved array's, class -1) dropped."""
+    r = np.asarray(labels, dtype=np.float64).reshape(-1, OBJECT_COLUMNS)
+    return r[r[:, 0] >= 0]
 
 
 # --- data -------------------------------------------------------------------------------------------
@@ -161,47 +185,40 @@ def check_processor(processor: Any, source: str = "the model") -> None:
                            '{"height": H, "width": W} in preprocessor_config.json')
 
 
-def postprocessing(folder: Path | None) -> dict[str, Any]:
-    """The post-processing that travels with the model (`postprocessing.json` beside its processor, else the
-    defaults): `threshold` (least score a printed box has) and `top_k` (most boxes per image), checked."""
+def postprocessing(processor: Any, source: str = "the model") -> dict[str, Any]:
+    """The post-processing that travels with the model: the `trt_edge_postprocessing` key of its
+    preprocessor_config.json (kept by transformers' processors through every load and save, so every stage's
+    copy and the bundle carry it), else the defaults: `threshold` (least score a printed box has) and `top_k`
+    (most boxes per image), checked."""
     out: dict[str, Any] = dict(DEFAULT_POSTPROCESSING)
-    path = None if folder is None else Path(folder) / POSTPROCESSING_FILE
-    if path is None or not path.is_file():
+    raw = getattr(processor, POSTPROCESSING_KEY, None)
+    if raw is None:
         return out
-    from trt_edge.guard import load_json
-
-    raw = load_json(path, "post-processing JSON")
+    where = f"{source}: preprocessor_config.json {POSTPROCESSING_KEY}"
     if not isinstance(raw, dict) or set(raw) - set(out):
-        raise TrtEdgeError(f"{path}: must be an object with keys {sorted(out)}")
+        raise TrtEdgeError(f"{where} must be an object with keys {sorted(out)}, got {raw!r}")
     out.update(raw)
     threshold, top_k = out["threshold"], out["top_k"]
     if isinstance(threshold, bool) or not isinstance(threshold, (int, float)) or not 0.0 <= threshold <= 1.0:
-        raise TrtEdgeError(f"{path}: threshold must be a number in [0, 1], got {threshold!r}")
+        raise TrtEdgeError(f"{where}: threshold must be a number in [0, 1], got {threshold!r}")
     if isinstance(top_k, bool) or not isinstance(top_k, int) or top_k < 1:
-        raise TrtEdgeError(f"{path}: top_k must be a whole number >= 1, got {top_k!r}")
+        raise TrtEdgeError(f"{where}: top_k must be a whole number >= 1, got {top_k!r}")
     return out
 
 
 def write_postprocessing(folder: Path, settings: dict[str, Any] | None = None) -> None:
-    """Write `postprocessing.json` (the defaults unless `settings`), never over a file already there."""
-    path = Path(folder) / POSTPROCESSING_FILE
-    if path.exists():
-        return
+    """Set `trt_edge_postprocessing` (the defaults updated by `settings`) in the folder's
+    preprocessor_config.json (written by this kit: `write_processor_config`), atomically."""
     from trt_edge.files import atomic_write_text
+    from trt_edge.guard import load_json
 
-    atomic_write_text(path, json.dumps({**DEFAULT_POSTPROCESSING, **(settings or {})}, indent=2) + "\n")
+    path = Path(folder) / PREPROCESSOR_FILE
+    config = load_json(path, "image processor config")
+    config[POSTPROCESSING_KEY] = {**DEFAULT_POSTPROCESSING, **(settings or {})}
+    atomic_write_text(path, json.dumps(config, indent=2, sort_keys=True) + "\n")
 
 
 # --- outputs -----------------------------------------------------------------------------------------
-
-def pack(logits: Any, boxes: Any) -> Any:
-    """One output per image: [.., Q, K+1] logits and [.., Q, 4] boxes side by side (torch or numpy)."""
-    if isinstance(logits, np.ndarray):
-        return np.concatenate([logits, boxes], axis=-1)
-    import torch
-
-    return torch.cat([logits, boxes.to(logits.dtype)], dim=-1)
-
 
 def unpack(outputs: Any) -> tuple[Any, Any]:
     """(logits [.., Q, K+1], boxes [.., Q, 4]) of packed outputs."""
@@ -236,8 +253,8 @@ def _golds(labels: Sequence[Any]) -> tuple[list[Any], list[tuple[int, int]], lis
 
     sizes = getattr(labels, "sizes", None) or [(1000, 1000)] * len(labels)
     golds = []
-    for i, (rows, (height, width)) in enumerate(zip(labels, sizes, strict=True)):
-        r = np.asarray(rows, dtype=np.float64).reshape(-1, OBJECT_COLUMNS)
+    for i, (objects, (height, width)) in enumerate(zip(labels, sizes, strict=True)):
+        r = rows(objects)
         cx, cy, w, h = r[:, 1] * width, r[:, 2] * height, r[:, 3] * width, r[:, 4] * height
         boxes = np.stack([cx - w / 2, cy - h / 2, cx + w / 2, cy + h / 2], -1) if len(r) else np.zeros((0, 4))
         golds.append(GoldBoxes(i, int(width), int(height), boxes, r[:, 0].astype(np.int64), r[:, 5] > 0.5, w * h))
@@ -267,17 +284,17 @@ def targets(labels: Any) -> list[dict[str, Any] | None]:
     import torch
 
     out: list[dict[str, Any] | None] = []
-    for rows in labels:
-        rows = torch.as_tensor(rows)
-        if rows.dim() == 0:
-            if int(rows) != UNLABELLED:
+    for label in labels:
+        given = torch.as_tensor(label)
+        if given.dim() == 0:
+            if int(given) != UNLABELLED:
                 raise TrtEdgeError(f"a detection example's label must be its objects [n, {OBJECT_COLUMNS}], "
-                                   f"got {rows!r}")
+                                   f"got {given!r}")
             out.append(None)
             continue
-        rows = rows.reshape(-1, OBJECT_COLUMNS).float()
-        rows = rows[rows[:, 5] < 0.5]
-        out.append({"class_labels": rows[:, 0].long(), "boxes": rows[:, 1:5]})
+        r = given.reshape(-1, OBJECT_COLUMNS).float()
+        r = r[(r[:, 0] >= 0) & (r[:, 5] < 0.5)]
+        out.append({"class_labels": r[:, 0].long(), "boxes": r[:, 1:5]})
     return out
 
 
@@ -296,8 +313,9 @@ def collate(features: Sequence[dict[str, Any]], pad_token_id: int = 0) -> dict[s
 
 
 class Packed:
-    """A detector seen as a one-output model: `forward(...).detections` is `pack(logits, pred_boxes)`, so the
-    shared prediction loop (`text_classification.predict_logits`) collects both."""
+    """A detector seen as a one-output model: `forward(...).detections` is the spec's packed output
+    (`TaskSpec.model_output`), so the shared prediction loop (`text_classification.predict_logits`) collects
+    logits and boxes together."""
 
     def __init__(self, model: Any) -> None:
         self.model = model
@@ -318,8 +336,7 @@ class Packed:
     def __call__(self, **inputs: Any) -> Any:
         from types import SimpleNamespace
 
-        out = self.model(**inputs)
-        return SimpleNamespace(detections=pack(getattr(out, SPEC.output), getattr(out, BOXES)))
+        return SimpleNamespace(**{SPEC.output: SPEC.model_output(self.model(**inputs))})
 
 
 def _set_loss(logits: Any, boxes: Any, goals: list[dict[str, Any]]) -> tuple[Any, Any]:
@@ -392,7 +409,7 @@ class ObjectDetectionAdapter:
         """The packed outputs [N, queries, classes + 1 + 4] (`pack`)."""
         from trt_edge.tasks.text_classification import predict_logits as predict
 
-        return predict(Packed(model), encoded, batch_size, device, collate_fn=collate, output="detections")
+        return predict(Packed(model), encoded, batch_size, device, collate_fn=collate, output=SPEC.output)
 
     def score(self, outputs: np.ndarray, labels: Sequence[Any], num_labels: int,
               reference: np.ndarray | None = None) -> dict[str, float]:
@@ -432,7 +449,7 @@ class ObjectDetectionAdapter:
         """(1 - alpha) x the set loss on the gold boxes (images with gold only) + alpha x the distillation
         term (`detection_kd_loss`) to the teacher's packed outputs. No neighbour term."""
         del neighbour_weight
-        logits = getattr(student_out, SPEC.output).float()
+        logits = getattr(student_out, LOGITS).float()
         boxes = getattr(student_out, BOXES).float()
         goals = targets(labels)
         rows = [i for i, g in enumerate(goals) if g is not None]
@@ -467,8 +484,8 @@ class ObjectDetectionAdapter:
         return image.preflight_model(folder, preprocessor, trust_remote_code)
 
     def write_processor_config(self, folder: Path, model_config: Any) -> None:
-        """The image task's processor (a fixed resize to the model's size, mean/std 0.5) and the default
-        `postprocessing.json` beside it."""
+        """The image task's processor (a fixed resize to the model's size, mean/std 0.5) with the default
+        post-processing (`trt_edge_postprocessing`) in it."""
         image.write_processor_config(folder, model_config)
         write_postprocessing(folder)
 
