@@ -77,7 +77,8 @@ def blend_mask(image: np.ndarray, classes: np.ndarray) -> np.ndarray:
         raise ValueError(f"class map {classes.shape} is not the image's size {rgb.shape[:2]}")
     palette = np.asarray([colour(i) for i in range(int(classes.max()) + 1)], dtype=np.float32)
     out = (1 - MASK_ALPHA) * rgb + MASK_ALPHA * palette[classes]
-    return np.clip(np.rint(out), 0, 255).astype(np.uint8)
+    blended: np.ndarray = np.clip(np.rint(out), 0, 255).astype(np.uint8)
+    return blended
 
 
 def write_png(path: Path, pixels: np.ndarray) -> None:
