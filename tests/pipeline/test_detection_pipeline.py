@@ -198,3 +198,24 @@ def test_run_image_prints_boxes_in_the_inputs_pixels_and_draws_them(det_run: tup
     # An overlay is never replaced: a second call into the same folder is refused before inference.
     code, again, err = _run(args, capsys)
     assert code == 2 and not again and "already exists" in err and "Traceback" not in err
+
+
+def test_width_pruning_yolos(tmp_path: Path) -> None:
+    """`prune --method width` on YOLOS (a plain ViT: the kit's ViT machinery applies): heads and neurons removed,
+    recovery on the boxes, the per-image AP gate, and the exported detections pass parity."""
+    from trt_edge.sparsity.width_stage import run
+    from trt_edge.stage import StageRecord
+
+    (tmp_path / "scenes").mkdir()
+    write_scenes(tmp_path / "scenes", "detection", 20, SIZE, 0, source=write_fashion_mnist(tmp_path / "fmnist"))
+    root = tmp_path / "distilled"
+    write_detection_model(root / "model", "yolos", NAMES, SIZE)
+    shutil.copytree(root / "model", root / "teacher")
+    StageRecord(stage="distill", config={}, artifacts={"model": "model", "teacher": "teacher"}).write(root)
+    raw = {"task": {"type": TASK, "eval_batch_size": 16, "data": {"source": str(tmp_path / "scenes")}},
+           "width": {"keep_heads": 0.5, "keep_ffn": 0.5, "steps": 1, "calibration_samples": 8,
+                     "train": {"epochs": 1, "batch_size": 8, "max_steps": 2, "learning_rate": 1e-3}}}
+    m = run(RunConfig(raw), root, tmp_path / "width").metrics
+    assert (m["structure"]["heads"], m["structure"]["ffn"]) == (1, m["dense_structure"]["ffn"] // 2)
+    assert m["parity_max_abs_diff"] < 1e-4
+    assert "per-image AP" in json.dumps(m["gate"])
