@@ -305,3 +305,24 @@ def test_postprocessing_travels_in_the_processor_config_and_is_checked(tmp_path:
     (folder / "preprocessor_config.json").write_text(json.dumps(config))
     with pytest.raises(TrtEdgeError, match=r"threshold must be a number in \[0, 1\], got 2"):
         postprocessing(AutoImageProcessor.from_pretrained(folder))
+
+
+def test_a_detr_layer_subset_cuts_the_encoder_and_keeps_the_decoder(tmp_path: Path, data: Any) -> None:
+    """`distill.student.layers` on DETR keeps the listed encoder layers and the whole decoder; the student saves
+    and reloads as the same model."""
+    import torch
+
+    from trt_edge.distill.student import student_from_teacher
+    from trt_edge.modeling.folder import save_classifier
+    from trt_edge.tasks.models import load_classifier
+
+    teacher = load_classifier(write_detection_model(tmp_path / "detr", "detr", data.label_names, encoder_layers=4),
+                              data.label_names, task=TASK)
+    student, kept = student_from_teacher(teacher.model, [0, 2])
+    assert kept == [0, 2] and (student.config.encoder_layers, student.config.decoder_layers) == (2, 2)
+    assert student.model.encoder.layers[1] is not teacher.model.model.encoder.layers[1]
+    save_classifier(student, teacher.preprocessor, tmp_path / "student")
+    again = load_classifier(tmp_path / "student", data.label_names, task=TASK)
+    pixels = torch.randn(1, 3, 32, 32)
+    with torch.no_grad():
+        assert torch.allclose(student(pixel_values=pixels).pred_boxes, again.model(pixel_values=pixels).pred_boxes)
