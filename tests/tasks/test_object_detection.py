@@ -160,6 +160,9 @@ def test_score_is_coco_map_and_perfect_boxes_score_one(data: Any) -> None:
     metrics = adapter.score(perfect, labels, data.num_labels)
     assert metrics["map"] == pytest.approx(1.0) and metrics["map_50"] == pytest.approx(1.0)
     assert metrics["score"] == metrics["map"]
+    assert adapter.score(perfect, labels, 6) == metrics  # the classes are the head's, whatever a caller passes
+    saved = adapter.score(perfect, labels.to_array(), data.num_labels)  # padded rows, as a stage saves them
+    assert saved["map"] == pytest.approx(1.0)
     shifted = perfect.copy()
     shifted[:, :, -4:-2] += 0.08  # every box moved: lower mAP@[.5:.95]
     worse = adapter.score(shifted, labels, data.num_labels)

@@ -270,8 +270,12 @@ def _scores(outputs: np.ndarray, labels: Sequence[Any], num_labels: int) -> Any:
     if len(outputs) != len(labels):
         raise ValueError(f"{len(outputs)} outputs for {len(labels)} images")
     golds, sizes, names = _golds(labels)
-    classes = num_labels or outputs.shape[-1] - BOX_SIZE - 1
-    categories = {k: (names[k] if names else str(k)) for k in range(classes)}
+    # The classes are the model's head's (the last axis less the box and "no object"), whatever `num_labels`
+    # a caller passes (the CPU target passes an axis size); the names when the labels know as many.
+    del num_labels
+    classes = outputs.shape[-1] - BOX_SIZE - 1
+    named = names is not None and len(names) == classes
+    categories = {k: (names[k] if named and names else str(k)) for k in range(classes)}
     found = [Detections(b, s, c) for b, s, c in decode(outputs, sizes)]
     return detection_scores(golds, found, categories)
 
