@@ -35,6 +35,7 @@ stage's copy and the on-device bundle carry it; `trt-edge run --image` reads it 
 
 from __future__ import annotations
 
+import functools
 import json
 from collections.abc import Sequence
 from pathlib import Path
@@ -64,10 +65,10 @@ PAD = -1.0  # the class of a padding row (`Objects.to_array`)
 MAX_DETECTIONS = 100
 # The teacher's predictions that become distillation targets: best real-class probability at least this.
 KD_CONFIDENCE = 0.5
-# The set loss of DETR (Carion et al. 2020) as transformers' DetrConfig/YolosConfig default it: matching
-# costs, the "no object" class weight, the loss weights.
-SET_LOSS = {"class_cost": 1.0, "bbox_cost": 5.0, "giou_cost": 2.0, "eos_coefficient": 0.1,
-            "bbox_loss_coefficient": 5.0, "giou_loss_coefficient": 2.0}
+# The set loss's matching costs, "no object" class weight and loss weights: DETR's (Carion et al. 2020), read
+# from transformers' DetrConfig defaults (YolosConfig's are the same) by `set_loss_weights`.
+SET_LOSS_KEYS = ("class_cost", "bbox_cost", "giou_cost", "eos_coefficient", "bbox_loss_coefficient",
+                 "giou_loss_coefficient")
 POSTPROCESSING_KEY = "trt_edge_postprocessing"  # in preprocessor_config.json
 PREPROCESSOR_FILE = SPEC.preprocessor.files[0]  # preprocessor_config.json
 DEFAULT_POSTPROCESSING = {"threshold": 0.5, "top_k": MAX_DETECTIONS}
@@ -343,19 +344,30 @@ class Packed:
         return SimpleNamespace(**{SPEC.output: SPEC.model_output(self.model(**inputs))})
 
 
+@functools.cache
+def set_loss_weights() -> dict[str, float]:
+    """DETR's matching costs and loss weights: the defaults of transformers' `DetrConfig` (no config is built)."""
+    import inspect
+
+    from transformers import DetrConfig
+
+    params = inspect.signature(DetrConfig.__init__).parameters
+    return {key: float(params[key].default) for key in SET_LOSS_KEYS}
+
+
 def _set_loss(logits: Any, boxes: Any, goals: list[dict[str, Any]]) -> tuple[Any, Any]:
     """transformers' own DETR set loss (Hungarian matching, CE with the "no object" weight, L1, GIoU) of
     [B, Q, K+1] logits and [B, Q, 4] boxes against `goals`; returns (weighted loss, the matched indices)."""
     from transformers.loss.loss_for_object_detection import HungarianMatcher, ImageLoss
 
-    matcher = HungarianMatcher(class_cost=SET_LOSS["class_cost"], bbox_cost=SET_LOSS["bbox_cost"],
-                               giou_cost=SET_LOSS["giou_cost"])
+    w = set_loss_weights()
+    matcher = HungarianMatcher(class_cost=w["class_cost"], bbox_cost=w["bbox_cost"], giou_cost=w["giou_cost"])
     criterion = ImageLoss(matcher=matcher, num_classes=int(logits.shape[-1]) - 1,
-                          eos_coef=SET_LOSS["eos_coefficient"],  # type: ignore[no-untyped-call]
+                          eos_coef=w["eos_coefficient"],  # type: ignore[no-untyped-call]
                           losses=["labels", "boxes"]).to(logits.device)
     parts = criterion({"logits": logits, "pred_boxes": boxes}, goals)
-    loss = parts["loss_ce"] + SET_LOSS["bbox_loss_coefficient"] * parts["loss_bbox"] \
-        + SET_LOSS["giou_loss_coefficient"] * parts["loss_giou"]
+    loss = parts["loss_ce"] + w["bbox_loss_coefficient"] * parts["loss_bbox"] \
+        + w["giou_loss_coefficient"] * parts["loss_giou"]
     return loss, matcher({"logits": logits, "pred_boxes": boxes}, goals)
 
 
