@@ -256,7 +256,7 @@ def test_a_few_steps_on_the_set_loss_fit_one_batch(detector: Any, data: Any) -> 
     model.train()
     optimizer = torch.optim.AdamW(model.parameters(), lr=1e-3)
     losses = []
-    for _ in range(15):
+    for _ in range(8):
         loss, _ = adapter.output_loss(model(**adapter.model_inputs(batch)), batch["labels"], None, alpha=0.0,
                                       temperature=1.0)
         optimizer.zero_grad()
