@@ -125,7 +125,8 @@ def test_calibration_bundle_and_report(det_run: tuple[str, Path]) -> None:
 
 def test_cross_attention_is_left_unfused_with_its_reason(det_run: tuple[str, Path]) -> None:
     """DETR's decoder cross-attention (6 queries over 16 image tokens) is refused by length, its reason in the
-    lint and the build record; its self-attention and the encoder's are matched. YOLOS has none."""
+    lint, the build record and the report's warnings; its self-attention and the encoder's are matched. YOLOS
+    has none."""
     import onnx
 
     from trt_edge.onnxgraph.attention_match import CROSS_ATTENTION_REASON, find_attention_candidates
@@ -139,6 +140,8 @@ def test_cross_attention_is_left_unfused_with_its_reason(det_run: tuple[str, Pat
     assert len(found) == 2 and reasons == [CROSS_ATTENTION_REASON]
     assert "encoder_attn" in rejected[0]["layer"]
     assert "another sequence than the queries" in (run_dir / "build" / STAGE_FILE).read_text(encoding="utf-8")
+    html = (run_dir / "report" / "report.html").read_text(encoding="utf-8")
+    assert "another sequence than the queries" in html.split("Warnings")[1]  # the report says so too
 
 
 def _run(args: list[str], capsys: pytest.CaptureFixture[str]) -> tuple[int, list[dict[str, Any]], str]:
