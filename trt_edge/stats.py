@@ -406,6 +406,16 @@ def judge_scores(gate: str, compares: str, ref_scores: Sequence[float] | np.ndar
 PREDICTIONS_FILE = "test_predictions.npz"
 
 
+def label_array(labels: Any) -> np.ndarray:
+    """A split's labels as one array: int64 classes or masks, or, for labels that are not one class or mask
+    per example (a detector's object rows, of varying count), the array they say they are saved as
+    (`to_array`: padded float rows; the task's adapter scores either form)."""
+    to_array = getattr(labels, "to_array", None)
+    if callable(to_array):
+        return np.asarray(to_array())
+    return np.asarray(labels, dtype=np.int64)
+
+
 def save_predictions(folder: Any, labels: Any, **logits: Any) -> str:
     """Write per-example test logits of each named model and the labels (`test_predictions.npz`).
 
@@ -415,7 +425,7 @@ def save_predictions(folder: Any, labels: Any, **logits: Any) -> str:
     """
     from pathlib import Path
 
-    arrays = {"labels": np.asarray(labels, dtype=np.int64)}
+    arrays = {"labels": label_array(labels)}
     for name, value in logits.items():
         arr = np.asarray(value)
         # outputs (class logits, vectors, per-pixel logits [N, K, h, w]) as floats; 1-D predicted classes as ints

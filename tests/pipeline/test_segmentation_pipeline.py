@@ -192,3 +192,35 @@ def test_width_pruning_a_segmenter(family: str, tmp_path: Path) -> None:
     assert (m["structure"]["heads"], m["structure"]["ffn"]) == (1, m["dense_structure"]["ffn"] // 2)
     assert m["parity_max_abs_diff"] < 1e-4
     assert "per-image mIoU" in json.dumps(m["gate"])
+
+
+def test_run_image_overlay_blends_the_class_mask(seg_run: tuple[str, Path], tmp_path: Path,
+                                                 capsys: pytest.CaptureFixture[str]) -> None:
+    """`run --image FILE --overlay DIR` on a segmenter: the class areas line as before, and a PNG of the input's
+    own size (not the model's) with the predicted class map blended over it."""
+    import numpy as np
+    from PIL import Image
+
+    from trt_edge.cli import main
+
+    family, run_dir = seg_run
+    if family == "dpt":
+        pytest.skip("the overlay is drawn once (on SegFormer): both families give per-pixel logits")
+    pixels = np.random.default_rng(0).integers(0, 255, size=(40, 56, 3), dtype=np.uint8)
+    Image.fromarray(pixels).save(tmp_path / "scene.png")
+    main(["run", "--onnx", str(run_dir / "export" / "model.onnx"), "--image", str(tmp_path / "scene.png"),
+          "--overlay", str(tmp_path / "overlays")])
+    (line,) = [json.loads(x) for x in capsys.readouterr().out.splitlines() if x.startswith("{")]
+    assert sum(line["areas"].values()) == pytest.approx(1.0, abs=1e-4)
+    drawn = np.asarray(Image.open(tmp_path / "overlays" / "scene.png").convert("RGB"))
+    assert drawn.shape == pixels.shape and np.mean(np.any(drawn != pixels, axis=-1)) > 0.5
+
+
+def test_overlay_is_refused_for_a_classifier_before_inference(tmp_path: Path) -> None:
+    from trt_edge.runtime.image import ImageClassifier
+    from trt_edge.tasks.spec import IMAGE_CLASSIFICATION
+
+    classifier = ImageClassifier(None, None, ["a", "b"], spec=IMAGE_CLASSIFICATION)  # type: ignore[arg-type]
+    with pytest.raises(TrtEdgeError, match="--overlay draws a detector's boxes or a segmenter's mask"):
+        classifier.classify([tmp_path / "x.png"], tmp_path / "overlays")
+    assert not (tmp_path / "overlays").exists()

@@ -171,3 +171,51 @@ def write_segmentation_model(folder: Path, kind: str, labels: list[str], image_s
     model.save_pretrained(folder, safe_serialization=True)
     ADAPTER.write_processor_config(folder, config)
     return folder
+
+
+DETECTORS = ("yolos", "detr")
+
+
+def detection_config(kind: str, labels: list[str], image_size: int = 32, queries: int = 6) -> Any:
+    """A tiny random detector config: YOLOS (a plain 4-layer ViT with `queries` detection tokens: the kit's
+    ViT machinery applies; `layers: [0, 2]` is a half-depth student) or DETR (a 2-block ResNet from
+    transformers, no timm and no hub weights, + a 2-layer encoder and 2-layer decoder with `queries` object
+    queries)."""
+    import transformers
+
+    common: dict[str, Any] = {"num_labels": len(labels), "id2label": dict(enumerate(labels)),
+                              "label2id": {n: i for i, n in enumerate(labels)}}
+    if kind == "yolos":
+        return transformers.YolosConfig(
+            hidden_size=32, num_hidden_layers=4, num_attention_heads=2, intermediate_size=64,
+            image_size=[image_size, image_size], patch_size=8, num_detection_tokens=queries,
+            use_mid_position_embeddings=False, **common)
+    if kind == "detr":
+        backbone = transformers.ResNetConfig(num_channels=3, embedding_size=8, hidden_sizes=[8, 16], depths=[1, 1],
+                                             layer_type="basic", out_features=["stage2"])
+        return transformers.DetrConfig(
+            use_timm_backbone=False, backbone_config=backbone, use_pretrained_backbone=False, backbone=None,
+            d_model=32, encoder_layers=2, decoder_layers=2, encoder_attention_heads=2, decoder_attention_heads=2,
+            encoder_ffn_dim=64, decoder_ffn_dim=64, num_queries=queries, auxiliary_loss=False,
+            image_size=image_size, **common)
+    raise ValueError(kind)
+
+
+def write_detection_model(folder: Path, kind: str, labels: list[str], image_size: int = 32,
+                          **overrides: Any) -> Path:
+    """A random-weight `AutoModelForObjectDetection` folder (safetensors) with the processor the kit writes
+    for a model built from a config (resize to image_size, mean/std 0.5) and the default
+    postprocessing.json; `overrides` change the config (`encoder_layers=1`: a shallower DETR student)."""
+    import torch
+    import transformers
+
+    from trt_edge.tasks.object_detection import ADAPTER
+
+    torch.manual_seed(0)
+    config = detection_config(kind, labels, image_size)
+    for key, value in overrides.items():
+        setattr(config, key, value)
+    model = transformers.AutoModelForObjectDetection.from_config(config)
+    model.save_pretrained(folder, safe_serialization=True)
+    ADAPTER.write_processor_config(folder, config)
+    return folder

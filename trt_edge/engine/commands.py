@@ -101,7 +101,7 @@ class EngineCommands:
 
     def run(self, text: Any = "", engine: str = "", onnx: str = "", tokenizer: str = "", max_length: Any = None,
             providers: str = "", allow_host_code: bool = False, cuda_graph: bool = False, text_file: str = "",
-            lines: bool = False, image: Any = "", top: Any = None, corpus: str = "") -> None:
+            lines: bool = False, image: Any = "", top: Any = None, corpus: str = "", overlay: str = "") -> None:
         """Run a TensorRT plan or an ONNX model end to end, printing one JSON line per input: a classifier's
         label and probabilities, or a sentence-embedding model's vector (or, with --top K --corpus FILE,
         the K corpus lines nearest each text, best first, with their cosine).
@@ -119,8 +119,12 @@ class EngineCommands:
           cuda_graph: replay the TensorRT enqueue from a CUDA graph.
           text_file: read the text from this UTF-8 file instead (for long input); `-` reads standard input.
           lines: with --text-file, classify (or embed, or search with) each non-empty line as its own text.
-          image: a PNG/JPEG file, or a folder of them (its own files, by name), for an image-classification
-            model.
+          image: a PNG/JPEG file, or a folder of them (its own files, by name), for an image model: a
+            classifier prints label and probabilities, a segmenter the share of each class, a detector its
+            boxes (label, score, xyxy in the image's pixels) after the threshold and top-k in the model's
+            preprocessor_config.json (`trt_edge_postprocessing`).
+          overlay: with --image, a folder that gets one PNG per image (same name, .png) with a detector's
+            boxes or a segmenter's class mask drawn on it; files already there are never replaced.
           top: with --corpus, a sentence-embedding model prints the K corpus lines nearest each text.
           corpus: a UTF-8 text file, one entry per non-empty line, searched with --top K. Its embeddings
             are computed once and cached in FILE.trt-edge-embeddings/ (keyed by the model's and the file's
@@ -133,6 +137,8 @@ class EngineCommands:
         images = _image_paths(image)
         if images and (text_file or text not in ("", None) or lines):
             raise TrtEdgeError("give --text (or --text-file) or --image, not both")
+        if overlay and not images:
+            raise TrtEdgeError("--overlay DIR draws on the --image inputs; give --image FILE or FOLDER")
         texts = [] if images else run_texts(text, text_file, lines)
         k = _search_top(top, corpus)
         asked = max_length not in (None, "")
@@ -178,8 +184,9 @@ class EngineCommands:
                 from trt_edge.runtime.image import ImageClassifier, image_files
 
                 files = image_files(images)
-                classifier_i = ImageClassifier.from_model_file(runner, model_file, tokenizer or None, batch_size)
-                for record in classifier_i.classify(files):
+                classifier_i = ImageClassifier.from_model_file(runner, model_file, tokenizer or None, batch_size,
+                                                               spec)
+                for record in classifier_i.classify(files, overlay or None):
                     print(json.dumps(record))
             elif spec is not None and spec.pooled:
                 _embed(runner, model_file, tokenizer or None, length, asked, batch_size, texts, k, corpus)

@@ -116,12 +116,10 @@ def model_input_names(model: Any, preprocessor: Any, spec: TaskSpec) -> list[str
 
 def _wrapper(model: Any, names: list[str], int32_inputs: bool, spec: TaskSpec) -> Any:
     """A module whose positional inputs are the contract's names and whose one output is the spec's
-    (`logits`, or `sentence_embedding` of a pooled model), read from the model's output by that name."""
+    (`logits`, `sentence_embedding` of a pooled model, a detector's packed `detections`: `model_output`)."""
     import torch
 
     integer = {i.name for i in spec.inputs if i.dtype.startswith("int")}
-
-    output = spec.output
 
     class LogitsOnly(torch.nn.Module):
         """Returns the spec's output tensor only; casts int32 integer inputs to the int64 embeddings need."""
@@ -133,7 +131,7 @@ def _wrapper(model: Any, names: list[str], int32_inputs: bool, spec: TaskSpec) -
         def forward(self, x0: Any, x1: Any = None, x2: Any = None) -> Any:
             given = dict(zip(names, (x0, x1, x2), strict=False))
             feeds = {n: (v.to(torch.int64) if int32_inputs and n in integer else v) for n, v in given.items()}
-            return getattr(self.inner(**feeds, return_dict=True), output)
+            return spec.model_output(self.inner(**feeds, return_dict=True))
 
     if len(names) > 3:
         raise RuntimeError(f"the export wrapper takes at most 3 inputs, the spec lists {names}")
@@ -262,10 +260,13 @@ def _fix_io(model: Any, names: list[str], int32_inputs: bool, num_labels: int,
     traced = [int(d.dim_value) if d.HasField("dim_value") else None for d in shape.dim]
     del shape.dim[:]
     shape.dim.add().dim_param = spec.output_axes[0]
-    shape.dim.add().dim_value = num_labels
-    # Axes after the classes (a segmenter's output height and width): the traced size (fixed by the fixed
-    # image size), else the spec's axis name.
-    for i, axis in enumerate(spec.output_axes[2:], start=2):
+    first = 1
+    if not spec.packed_outputs:  # axis 1 is the classes (a packed output's are its last axis, traced)
+        shape.dim.add().dim_value = num_labels
+        first = 2
+    # Axes after the classes (a segmenter's output height and width; a detector's queries and columns): the
+    # traced size (fixed by the fixed image size), else the spec's axis name.
+    for i, axis in enumerate(spec.output_axes[first:], start=first):
         dim = shape.dim.add()
         if i < len(traced) and traced[i]:
             dim.dim_value = traced[i]

@@ -17,11 +17,14 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from trt_edge.errors import GateError, TrtEdgeError
+
+if TYPE_CHECKING:
+    from trt_edge.tasks.spec import TaskSpec
 
 
 @dataclass
@@ -157,30 +160,38 @@ def image_parity_cases(processor: Any, images: Sequence[Any], input_names: Seque
     return cases
 
 
-def torch_logits(model: Any, feeds: dict[str, np.ndarray], output_name: str = "logits") -> np.ndarray:
+def torch_logits(model: Any, feeds: dict[str, np.ndarray], output_name: str = "logits",
+                 spec: TaskSpec | None = None) -> np.ndarray:
     """The PyTorch model's fp32 output `output_name` (the logits, or a pooled model's `sentence_embedding`)
-    for int64 (token) or float32 (pixel) feeds."""
+    for int64 (token) or float32 (pixel) feeds; with `spec`, the spec's output (`TaskSpec.model_output`:
+    a detector's logits and boxes packed as its exported graph gives them)."""
     import torch
 
     with torch.inference_mode():
         out = model(**{k: torch.from_numpy(np.ascontiguousarray(v)) for k, v in feeds.items()})
-    return np.asarray(getattr(out, output_name).float().cpu().numpy())
+    value = spec.model_output(out) if spec is not None else getattr(out, output_name)
+    return np.asarray(value.float().cpu().numpy())
 
 
 def compare(model: Any, runner: Any, cases: Sequence[ParityCase], texts: Sequence[str] | None = None,
-            output_name: str = "logits") -> ParityReport:
+            output_name: str = "logits", spec: TaskSpec | None = None) -> ParityReport:
     """Run every case through PyTorch `model` and an active `runner`; collect all figures.
 
-    Feeds are cast to the dtype each runner input declares (int32 exports take int32).
+    Feeds are cast to the dtype each runner input declares (int32 exports take int32). With `spec`, its
+    output is compared (`output_name` is ignored) and argmax agreement is over its class scores
+    (`TaskSpec.class_scores`: a detector's classes per query, not its boxes).
     """
+    if spec is not None:
+        output_name = spec.output
+    classes = spec.class_scores if spec is not None else (lambda x: x)
     report = ParityReport()
     dtypes = {meta.name: meta.dtype for meta in runner.inputs()}
     torch_pred: dict[int, int] = {}
     onnx_pred: dict[int, int] = {}
-    dense: dict[int, tuple[np.ndarray, np.ndarray]] = {}
+    dense: dict[int, tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]] = {}  # outputs, then class scores
     worst = -1.0
     for case in cases:
-        expected = torch_logits(model, case.feeds, output_name)
+        expected = torch_logits(model, case.feeds, output_name, spec)
         feed = {k: v.astype(dtypes.get(k, v.dtype), copy=False) for k, v in case.feeds.items() if k in dtypes}
         got = np.asarray(runner.infer(feed)[output_name], dtype=np.float32)
         if got.shape != expected.shape:
@@ -195,7 +206,8 @@ def compare(model: Any, runner: Any, cases: Sequence[ParityCase], texts: Sequenc
         report.min_cosine = min(report.min_cosine, _least_cosine(expected, got))
         shape = next(iter(case.feeds.values())).shape
         batch, seq = shape[0], (shape[1] if len(shape) == 2 else 0)  # images have no sequence axis
-        agree = float(np.mean(got.argmax(axis=1) == expected.argmax(axis=1))) if len(got) else 1.0
+        got_classes, expected_classes = classes(got), classes(expected)
+        agree = float(np.mean(got_classes.argmax(axis=1) == expected_classes.argmax(axis=1))) if len(got) else 1.0
         report.shapes.append({"case": case.label, "batch": int(batch), "sequence": int(seq),
                               "max_abs_diff": case_abs, "argmax_agreement": agree, "grid": case.grid})
         report.max_abs_diff = max(report.max_abs_diff, case_abs)
@@ -213,13 +225,13 @@ def compare(model: Any, runner: Any, cases: Sequence[ParityCase], texts: Sequenc
         if not case.grid:
             for r, example in enumerate(case.example_ids):
                 if expected.ndim > 2:
-                    dense[example] = (expected[r], got[r])
+                    dense[example] = (expected[r], got[r], expected_classes[r], got_classes[r])
                 else:
                     torch_pred[example] = int(expected[r].argmax())
                     onnx_pred[example] = int(got[r].argmax())
     if dense:
         ids = sorted(dense)
-        shares = [float(np.mean(dense[i][0].argmax(0) == dense[i][1].argmax(0))) for i in ids]
+        shares = [float(np.mean(dense[i][2].argmax(0) == dense[i][3].argmax(0))) for i in ids]
         report.examples = len(ids)
         report.disagreements = sum(share < 1.0 for share in shares)
         report.argmax_agreement = float(np.mean(shares))
@@ -275,9 +287,10 @@ def task_parity_cases(task: str, preprocessor: Any, examples: Sequence[Any], inp
 
 
 def run_parity(model: Any, onnx_path: Any, cases: Sequence[ParityCase], texts: Sequence[str] | None = None,
-               providers: Sequence[str] | None = None, output_name: str = "logits") -> ParityReport:
+               providers: Sequence[str] | None = None, output_name: str = "logits",
+               spec: TaskSpec | None = None) -> ParityReport:
     """`compare` against ONNX Runtime (CPU unless `providers` says otherwise) on an ONNX file."""
     from trt_edge.runtime.ort import OnnxRuntimeRunner
 
     with OnnxRuntimeRunner(onnx_path, providers=providers) as runner:
-        return compare(model, runner, cases, texts, output_name)
+        return compare(model, runner, cases, texts, output_name, spec)

@@ -224,7 +224,7 @@ def run(config: RunConfig, model_dir: str | Path, out: str | Path) -> StageRecor
             fusion = _fuse_attention(onnx_path, tmp / "model.fused.onnx", feeds, cfg.fuse_attention_strict,
                                      attention_trt)
         shown = adapter_for(spec).display_examples(texts)
-        report = run_parity(loaded.model, onnx_path, cases, shown, output_name=spec.output)
+        report = run_parity(loaded.model, onnx_path, cases, shown, spec=spec)
         log.info("parity: max |diff| %.3g, argmax agreement %.4f, least cosine %.6f on %d %s examples",
                  report.max_abs_diff, report.argmax_agreement, report.min_cosine, report.examples, cfg.parity_split)
         parity: dict[str, Any] = {"fp32": report.to_dict()}
@@ -286,7 +286,7 @@ def run(config: RunConfig, model_dir: str | Path, out: str | Path) -> StageRecor
         if cfg.fp16:
             fp16_path = tmp / "model.fp16.onnx"
             _fp16_variant(onnx_path, fp16_path)
-            fp16_report = run_parity(loaded.model, fp16_path, cases, shown, output_name=spec.output)
+            fp16_report = run_parity(loaded.model, fp16_path, cases, shown, spec=spec)
             parity["fp16"] = fp16_report.to_dict()
             check(fp16_report, atol=cfg.fp16_atol, rtol=None,
                   min_argmax_agreement=0.0 if spec.pooled else cfg.fp16_min_argmax_agreement, what="model.fp16.onnx")

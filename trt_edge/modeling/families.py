@@ -52,6 +52,7 @@ _ROTARY = "rotary position embedding"
 _DISENTANGLED = "content-dependent position scores"
 _VISION_TESTS = "tests/tasks/test_image_classification.py, tests/sparsity/test_width.py"
 _SEGMENTATION_TESTS = "tests/tasks/test_semantic_segmentation.py, tests/pipeline/test_segmentation_pipeline.py"
+_DETECTION_TESTS = "tests/tasks/test_object_detection.py, tests/pipeline/test_detection_pipeline.py"
 
 FAMILIES: tuple[Family, ...] = (
     Family("bert", "BERT", "Bert"),
@@ -79,6 +80,11 @@ FAMILIES: tuple[Family, ...] = (
     Family("dpt", "DPT", "DPT", matrix=False, tests=_SEGMENTATION_TESTS,
            notes="semantic segmentation; a layer-subset student keeps the layers its neck reads "
                  "(backbone_out_indices)"),
+    Family("yolos", "YOLOS", "Yolos", matrix=False, tests=_DETECTION_TESTS,
+           notes="object detection; a plain ViT with detection tokens: layer-subset students, width pruning"),
+    Family("detr", "DETR", "Detr", matrix=False, tests=_DETECTION_TESTS,
+           notes="object detection; a layer subset cuts the encoder (the decoder stays whole); the decoder's "
+                 "cross-attention is left unfused; its zero queries stay out of Q/DQ"),
 )
 BY_MODEL_TYPE: Mapping[str, Family] = MappingProxyType({f.model_type: f for f in FAMILIES})
 

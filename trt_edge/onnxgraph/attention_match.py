@@ -230,6 +230,28 @@ REDUCED_KEYS_REASON = ("keys and values from a spatially reduced sequence (a str
                        "fused kernel does not take")
 
 
+CROSS_ATTENTION_REASON = ("keys and values from another sequence than the queries (an encoder-decoder's "
+                          "cross-attention: DETR's decoder queries read the encoder's image tokens): the query and "
+                          "key lengths differ, which the fused kernel does not take")
+
+
+def _static_lengths(model: Any, names: set[str]) -> dict[str, int]:
+    """The sequence length (the second-to-last axis) of each tensor in `names` that ONNX shape inference
+    gives a fixed size ({} when inference fails: a model too large to infer in memory)."""
+    import onnx
+
+    try:
+        inferred = onnx.shape_inference.infer_shapes(model)
+    except (onnx.shape_inference.InferenceError, ValueError):
+        return {}
+    out: dict[str, int] = {}
+    for value in [*inferred.graph.value_info, *inferred.graph.input, *inferred.graph.output]:
+        dims = value.type.tensor_type.shape.dim
+        if value.name in names and len(dims) >= 2 and dims[-2].HasField("dim_value"):
+            out[value.name] = int(dims[-2].dim_value)
+    return out
+
+
 def _weight(g: GraphIndex, name: str) -> bool:
     """A constant, or (a Q/DQ model) a DequantizeLinear of a constant or of a QuantizeLinear of one."""
     if g.constant(name) is not None:
@@ -312,7 +334,13 @@ def find_attention_candidates(model: Any) -> tuple[list[AttentionCandidate], lis
             rejected.append({"layer": node.name or node.output[0], "reason": reason})
         else:
             found.append(cand)
-    return found, rejected
+    # Cross-attention matches the pattern, but its keys are another sequence of another length (known once
+    # the image size is fixed): refused with its reason, as reduced keys are.
+    lengths = _static_lengths(model, {n for c in found for n in (c.q_src, c.k_src)}) if found else {}
+    crossed = [c for c in found if c.q_src in lengths and c.k_src in lengths and lengths[c.q_src] != lengths[c.k_src]]
+    for cand in crossed:
+        rejected.append({"layer": cand.layer, "reason": CROSS_ATTENTION_REASON})
+    return [c for c in found if c not in crossed], rejected
 
 
 

@@ -590,10 +590,17 @@ def _target_accuracy(t: Target) -> str:
 
 def _verdict(root: Path, stages: dict[str, dict[str, Any]], comparison: dict[str, Any]) -> Verdict:
     """The verdict plus the warnings the calibrate stage recorded (a CPU candidate lost to an unexpected
-    exception): a bug that cost the user the fastest artifact belongs in the report, not only in a log."""
+    exception): a bug that cost the user the fastest artifact belongs in the report, not only in a log; and
+    the build's lint of attention blocks left unfused, with their reasons (a decoder's cross-attention,
+    SegFormer's reduced keys): what the engine will not fuse is part of what the user gets."""
     v = build_verdict(root, stages, comparison)
     recorded = stages.get("calibrate", {}).get("metrics", {}).get("warnings") or []
     v.warnings.extend(f"calibrate: {w}" for w in recorded if isinstance(w, str))
+    built = stages.get("build", {}).get("metrics", {}).get("warnings") or []
+    from trt_edge.export.lint.attention import FUSION_LINT_CODE
+
+    fusion = f"lint {FUSION_LINT_CODE}:"  # how the build records a lint warning (`engine.onnxinfo`)
+    v.warnings.extend(f"build: {w}" for w in built if isinstance(w, str) and w.startswith(fusion))
     return v
 
 

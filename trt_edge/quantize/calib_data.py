@@ -19,6 +19,7 @@ from typing import Any
 
 import numpy as np
 
+from trt_edge import stats
 from trt_edge.errors import TrtEdgeError
 from trt_edge.files import atomic_write_bytes, sha256_file
 from trt_edge.log import get_logger
@@ -70,7 +71,8 @@ class CalibrationSet:
         """Write the set atomically as `.npz` (no pickled objects); return its sha256."""
         buffer = io.BytesIO()
         arrays: dict[str, Any] = {f"input.{k}": _stored(v) for k, v in self.inputs.items()}
-        np.savez(buffer, lengths=self.lengths.astype(np.int64), labels=self.labels.astype(np.int64),
+        labels = self.labels if self.labels.dtype.kind == "f" else self.labels.astype(np.int64)  # detection: rows
+        np.savez(buffer, lengths=self.lengths.astype(np.int64), labels=labels,
                  meta=np.frombuffer(json.dumps(self.meta, sort_keys=True).encode(), dtype=np.uint8), **arrays)
         atomic_write_bytes(path, buffer.getvalue())
         return sha256_file(path)
@@ -144,7 +146,10 @@ def draw_calibration_set(texts: Sequence[Any], labels: Sequence[int], tokenizer:
     arrays, lengths = prepare(tokenizer, chosen, max_length, input_names, task)
     meta = {"split": recipe.split, "samples": recipe.samples, "seed": seed, "max_length": max_length,
             "indices_sha256": _sha_ints(order), **(source or {})}
-    label_array = np.asarray([labels[i] for i in order], dtype=np.int64)
+    if hasattr(labels, "to_array"):  # object rows of varying count (detection): the split's padded array
+        label_array = stats.label_array(labels)[np.asarray(order, dtype=np.int64)]
+    else:
+        label_array = np.asarray([labels[i] for i in order], dtype=np.int64)
     spec = task_spec(task)
     log.info("calibration set: %d %s examples, %s", len(order), recipe.split,
              spec.describe_examples(np.asarray(arrays[spec.inputs[0].name]).shape, lengths.tolist()))

@@ -334,8 +334,9 @@ def select_cpu_artifact(candidates: list[CpuCandidate], arrays: dict[str, np.nda
                                    target if by_reference else None)
             cand.predictions = lg
             cand.accuracy = float(scored[adapter.spec.metric])
+            classes = adapter.spec.class_scores  # a detector's class part, classes on axis 1
             cand.agreement = scored.get("mean_cosine") if by_reference else \
-                float((lg.argmax(1) == logits[0].argmax(1)).mean())
+                float((classes(lg).argmax(1) == classes(logits[0]).argmax(1)).mean())
             cand.passed = (ref_acc - cand.accuracy) * 100 <= budget_points
             return
         pred = lg.argmax(-1)

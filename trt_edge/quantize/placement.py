@@ -123,10 +123,22 @@ def _excluded(name: str, patterns: Iterable[str]) -> str | None:
     return None
 
 
+def _broadcast_constant(node: Any, consts: dict[str, Any]) -> bool:
+    """Whether `node` (a tensor's producer) only broadcasts a constant to a shape (Expand / Tile of a constant,
+    ConstantOfShape): its values never depend on the input, so there is no activation range to calibrate
+    (DETR's decoder starts from zeros of its queries' shape; a zero range is refused)."""
+    if node is None:
+        return False
+    if node.op_type == "ConstantOfShape":
+        return True
+    return node.op_type in ("Expand", "Tile") and node.input[0] in consts
+
+
 def plan_placement(model: Any, cfg: PlacementConfig) -> Placement:
     """Decide, for every MatMul/Gemm, whether and how it is quantized (nothing is changed yet)."""
     consts = constant_tensors(model)
     mask = mask_path_tensors(model)
+    producers = {out: node for node in model.graph.node for out in node.output if out}
     plan = Placement()
     for index, node in enumerate(model.graph.node):
         if node.op_type not in ("MatMul", "Gemm"):
@@ -142,6 +154,10 @@ def plan_placement(model: Any, cfg: PlacementConfig) -> Placement:
         a, b = node.input[0], node.input[1]
         if a in consts:
             plan.skipped[name] = "first input is constant (not an activation x weight product)"
+            continue
+        if _broadcast_constant(producers.get(a), consts):
+            plan.skipped[name] = ("first input is a constant broadcast to a shape (e.g. DETR's zero decoder "
+                                  "queries): no activation range to calibrate")
             continue
         if any(t in mask for t in (a, b)):
             plan.skipped[name] = "on the attention-mask path"

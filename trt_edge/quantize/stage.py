@@ -275,7 +275,7 @@ def run(config: RunConfig, onnx: str | Path, out: str | Path) -> StageRecord:
         if "cpu" in cfg.targets:
             cpu_artifacts, cpu_metrics, cpu_pred = _cpu_artifact(
                 tmp, onnx_path, calib, names, evaluate.input_dtypes(fp32_sess), tokenizer, test.texts, test_arrays,
-                test_lengths, np.asarray(test.labels), cfg, fp32_logits=fp32_logits, task_type=task.type,
+                test_lengths, stats.label_array(test.labels), cfg, fp32_logits=fp32_logits, task_type=task.type,
                 adapter=adapter, teacher=teacher)
             artifacts.update(cpu_artifacts)
             metrics.update(cpu_metrics)
@@ -360,7 +360,7 @@ def _run_cpu_only(task: Any, cfg: CalibrateConfig, onnx_path: Path, names: list[
         data_sha = calib.save(tmp / DATA_FILE)
         artifacts, metrics, cpu_pred = _cpu_artifact(tmp, onnx_path, calib, names, evaluate.input_dtypes(fp32_sess),
                                                      tokenizer, test.texts, test_arrays, test_lengths,
-                                                     np.asarray(test.labels), cfg, task_type=task.type,
+                                                     stats.label_array(test.labels), cfg, task_type=task.type,
                                                      adapter=adapter, teacher=teacher)
         artifacts[PREDICTIONS] = stats.save_predictions(tmp, test.labels, cpu=cpu_pred)
         fp32 = next(c for c in metrics["cpu_candidates"] if c["name"] == "fp32")

@@ -21,6 +21,7 @@ from trt_edge.runtime.base import Runner, logits_in_chunks
 from trt_edge.runtime.text import class_names, softmax
 from trt_edge.tasks.adapter import TaskAdapter
 from trt_edge.tasks.image_classification import ADAPTER
+from trt_edge.tasks.spec import TaskSpec
 
 TASK: TaskAdapter = ADAPTER  # the task this runtime classifies for
 
@@ -62,23 +63,30 @@ class ImageClassifier:
     """
 
     def __init__(self, runner: Runner, processor: Any, label_names: Sequence[str] | None = None,
-                 batch_size: int = 32) -> None:
+                 batch_size: int = 32, spec: TaskSpec | None = None) -> None:
         self.runner = runner
         self.processor = processor
         self.label_names = list(label_names) if label_names is not None else None
         self.batch_size = batch_size
+        self.spec = spec  # the model's task where it says (a detector's packed output is decoded to boxes)
         self._label_folder: Path | None = None
 
     @classmethod
     def from_model_file(cls, runner: Runner, model_file: str | os.PathLike[str],
-                        processor_dir: str | os.PathLike[str] | None = None, batch_size: int = 32) -> ImageClassifier:
+                        processor_dir: str | os.PathLike[str] | None = None, batch_size: int = 32,
+                        spec: TaskSpec | None = None) -> ImageClassifier:
         """The image processor (and the label names in its folder's `config.json`) for `model_file`."""
         from trt_edge.tasks.spec import preprocessor_dir
 
         folder = preprocessor_dir(model_file, processor_dir)
-        classifier = cls(runner, TASK.spec.preprocessor.load(folder), None, batch_size)
+        classifier = cls(runner, TASK.spec.preprocessor.load(folder), None, batch_size, spec)
         classifier._label_folder = folder
         return classifier
+
+    @property
+    def detects(self) -> bool:
+        """Whether the model is a detector (its output packs class logits and boxes: `TaskSpec.packed_outputs`)."""
+        return self.spec is not None and bool(self.spec.packed_outputs)
 
     def _feed(self, files: Sequence[Path]) -> dict[str, np.ndarray]:
         from trt_edge.tasks.image_classification import decode_image
@@ -93,15 +101,30 @@ class ImageClassifier:
         return logits_in_chunks(self.runner, list(files), self.batch_size,
                                 self._feed, TASK.spec.output)
 
-    def classify(self, files: Sequence[Path]) -> list[dict[str, Any]]:
+    def classify(self, files: Sequence[Path], overlay: str | os.PathLike[str] | None = None) -> list[dict[str, Any]]:
         """One record per image: its path, the label, the label's index and every class's probability; for a
         segmenter (per-pixel logits [classes, h, w] per image), the share of pixels each predicted class
-        covers (`areas`, classes with none left out), the largest as `label`, and the mask's size."""
+        covers (`areas`, classes with none left out), the largest as `label`, and the mask's size; for a
+        detector, its boxes (`detect`). `overlay`: a folder that gets one PNG per image with the boxes or the
+        class map drawn on it (`runtime.overlay`; a classifier has nothing to draw: refused in one line)."""
+        from trt_edge.runtime import overlay as drawing
+
+        if overlay is not None and self.spec is not None and not self.detects and len(self.spec.output_axes) < 3:
+            raise TrtEdgeError(f"--overlay draws a detector's boxes or a segmenter's mask; this is an "
+                               f"{self.spec.name} model (one label per image)")
+        targets = drawing.check_targets(overlay, files) if overlay is not None else None
         logits = self.logits(files)
+        if self.detects:
+            return self.detect(files, logits, targets)
         dense = logits.ndim > 2
+        if targets is not None and not dense:
+            raise TrtEdgeError("--overlay draws a detector's boxes or a segmenter's mask; this model gives one "
+                               "label per image")
         self.label_names = class_names(self.label_names, self._label_folder, logits.shape[1 if dense else -1])
         out = []
         if dense:
+            if targets is not None:
+                self._draw_masks(files, logits, targets)
             for file, maps in zip(files, logits, strict=True):
                 counts = np.bincount(maps.argmax(0).ravel(), minlength=maps.shape[0])
                 shares = counts / max(int(counts.sum()), 1)
@@ -116,3 +139,38 @@ class ImageClassifier:
             out.append({"image": str(file), "label": self.label_names[index], "index": index,
                         "probabilities": {n: round(float(p), 6) for n, p in zip(self.label_names, row, strict=True)}})
         return out
+
+    def detect(self, files: Sequence[Path], outputs: np.ndarray, targets: Sequence[Path] | None = None
+               ) -> list[dict[str, Any]]:
+        """A detector's record per image: its boxes, best first, each {label, index, score, xyxy} with xyxy
+        in the input image's pixels (decoded as transformers' post-processing does:
+        `object_detection.decode`), after the score threshold and top-k that travel with the model
+        (`object_detection.postprocessing`), and the image's size; the overlays drawn when `targets`."""
+        from trt_edge.runtime import overlay as drawing
+        from trt_edge.tasks.image_classification import decode_image, image_size
+        from trt_edge.tasks.object_detection import BOX_SIZE, decode, postprocessing
+
+        self.label_names = class_names(self.label_names, self._label_folder, outputs.shape[-1] - BOX_SIZE - 1)
+        settings = postprocessing(self.processor, str(self._label_folder or "the model"))
+        sizes = [image_size(f)[::-1] for f in files]  # (width, height) -> (height, width)
+        out = []
+        found = decode(outputs, sizes, float(settings["threshold"]), int(settings["top_k"]))
+        for i, (file, (boxes, scores, classes)) in enumerate(zip(files, found, strict=True)):
+            items = [{"label": self.label_names[int(c)], "index": int(c), "score": round(float(s), 6),
+                      "xyxy": [round(float(v), 2) for v in box]} for box, s, c in zip(boxes, scores, classes,
+                                                                                          strict=True)]
+            out.append({"image": str(file), "boxes": items, "image_size": [int(sizes[i][0]), int(sizes[i][1])]})
+            if targets is not None:
+                drawing.write_png(targets[i], drawing.draw_boxes(decode_image(file), items))
+        return out
+
+    def _draw_masks(self, files: Sequence[Path], logits: np.ndarray, targets: Sequence[Path]) -> None:
+        """A segmenter's overlays: each image's logits upsampled to its own size, argmax, blended over it."""
+        from trt_edge.runtime import overlay as drawing
+        from trt_edge.tasks.image_classification import decode_image
+        from trt_edge.tasks.semantic_segmentation import predicted_masks
+
+        for file, maps, target in zip(files, logits, targets, strict=True):
+            pixels = decode_image(file)
+            (classes,) = predicted_masks(maps[None], [(int(pixels.shape[0]), int(pixels.shape[1]))])
+            drawing.write_png(target, drawing.blend_mask(pixels, classes))

@@ -389,16 +389,20 @@ def random_inputs(model: torch.nn.Module, batch: int = 4, length: int = 24, seed
 
 
 def model_outputs(model: torch.nn.Module, inputs: dict[str, torch.Tensor]) -> torch.Tensor:
-    """The last hidden state and the task output (logits, a sentence embedding) of `model` on `inputs`,
-    flattened into one tensor."""
+    """The last hidden state (an encoder-decoder detector's: the decoder's, and the encoder's last) and the task
+    output (logits, a detector's boxes, a sentence embedding) of `model` on `inputs`, flattened into one
+    tensor."""
     was = model.training
     model.eval()
     device = next(model.parameters()).device
     with torch.no_grad():
         out = model(**{k: v.to(device) for k, v in inputs.items()}, output_hidden_states=True)
     model.train(was)
-    parts = [out.hidden_states[-1].float().flatten()]
-    for name in ("logits", "sentence_embedding"):  # a classifier's scores, an embedding model's vector
+    states = getattr(out, "hidden_states", None) or getattr(out, "decoder_hidden_states", None)
+    if states is None:
+        raise TypeError(f"{type(out).__name__} has no hidden states to compare")
+    parts = [states[-1].float().flatten()]
+    for name in ("encoder_last_hidden_state", "logits", "pred_boxes", "sentence_embedding"):
         if getattr(out, name, None) is not None:
             parts.append(getattr(out, name).float().flatten())
     return torch.cat(parts).cpu()

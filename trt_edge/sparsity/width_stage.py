@@ -327,7 +327,7 @@ def run(config: RunConfig, model_dir: str | Path, out: str | Path) -> StageRecor
                                   batch_sizes=export_cfg.parity_batch_sizes,
                                   sequence_lengths=export_cfg.parity_sequence_lengths)
         report = run_parity(reloaded.model, info.onnx_path, cases, adapter_for(spec).display_examples(shown),
-                            output_name=spec.output)
+                            spec=spec)
         check(report, atol=export_cfg.atol, rtol=export_cfg.rtol,
               min_argmax_agreement=0.0 if spec.pooled else export_cfg.min_argmax_agreement, min_cosine=spec.min_cosine)
         metrics.update({"onnx_bytes": info.onnx_bytes, "weight_bytes": weight_bytes(tmp / "model"),

@@ -88,16 +88,16 @@ class DataConfig(ConfigBase):
 class TaskConfig(ConfigBase):
     """The task: its type, its data and how its inputs are shaped.
 
-    type (str): `text-classification`, `image-classification`, `sentence-embedding` or
-        `semantic-segmentation` (see trt_edge/tasks/spec.py and docs/tasks.md). Defaults to
-        `text-classification`.
+    type (str): `text-classification`, `image-classification`, `sentence-embedding`,
+        `semantic-segmentation` or `object-detection` (see trt_edge/tasks/spec.py and docs/tasks.md).
+        Defaults to `text-classification`.
     data (DataConfig): the labelled examples.
     max_length (int): tokens per example after truncation. Defaults to 128.
     eval_batch_size (int): batch size for evaluation. Defaults to 64.
     """
 
     type: Literal["text-classification", "image-classification", "sentence-embedding",
-                  "semantic-segmentation"] = "text-classification"
+                  "semantic-segmentation", "object-detection"] = "text-classification"
     data: DataConfig = field(default_factory=DataConfig)
     max_length: int = 128
     eval_batch_size: int = 64

@@ -139,8 +139,11 @@ class ClassificationData:
 
     def majority_accuracy(self, split: str = "test") -> float:
         """The accuracy of always predicting the most frequent class: of examples, or, where the labels
-        are masks (segmentation), of labelled pixels (the classes' indices; 255 is the ignore index)."""
+        are masks (segmentation), of labelled pixels (the classes' indices; 255 is the ignore index); 0.0 for
+        a detector's boxes (no majority class to predict)."""
         labels = self.split(split).labels
+        if labels and np.asarray(labels[0]).dtype.kind == "f":  # a detector's object rows: no class to repeat
+            return 0.0  # (predicting no object scores 0 mAP)
         if labels and not isinstance(labels[0], (int, np.integer)):
             counts = np.bincount(np.concatenate([np.asarray(m).ravel() for m in labels]), minlength=256)[:255]
             return float(counts.max() / counts.sum()) if counts.sum() else 0.0

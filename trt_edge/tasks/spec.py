@@ -116,6 +116,32 @@ class TaskSpec:
     # Parity of a pooled output: the least cosine between each PyTorch and ONNX vector (None: not judged).
     # Argmax agreement means nothing for a vector and is judged only for class scores (`pooled` False).
     min_cosine: float | None = None
+    # A packed output (object detection): `output` is the model's outputs of these names joined on their last
+    # axis, in order (name, its width on that axis; None for the one part whose width is the rest: the class
+    # scores, listed first). Empty: `output` is the model's own output of that name (`model_output`).
+    packed_outputs: tuple[tuple[str, int | None], ...] = ()
+
+    def model_output(self, out: Any) -> Any:
+        """The spec's output (a torch tensor) of a transformers model's output: the attribute named `output`,
+        or the `packed_outputs` joined on the last axis. The exporter traces this, parity and prediction
+        read it, so the graph's one output and PyTorch's agree by construction."""
+        if not self.packed_outputs:
+            return getattr(out, self.output)
+        import torch
+
+        parts = [getattr(out, name) for name, _ in self.packed_outputs]
+        return torch.cat([p.to(parts[0].dtype) for p in parts], dim=-1)
+
+    def class_scores(self, outputs: Any) -> Any:
+        """Outputs [batch, ...] (numpy) as class scores with the classes on axis 1, what argmax agreement
+        compares: the outputs themselves, or a packed output's class part with its last axis moved to 1
+        (a detector's [batch, queries, classes + 1 + 4] -> [batch, classes + 1, queries])."""
+        if not self.packed_outputs:
+            return outputs
+        import numpy as np
+
+        fixed = sum(width or 0 for _, width in self.packed_outputs)
+        return np.moveaxis(outputs[..., :outputs.shape[-1] - fixed], -1, 1)
 
     @property
     def input_names(self) -> tuple[str, ...]:
@@ -257,8 +283,32 @@ SEMANTIC_SEGMENTATION = TaskSpec(
     bundle_dir=PREPROCESSOR_DIR,
 )
 
+# Pixels in, one fixed set of predictions per image out (DETR, YOLOS: `queries` object slots), each a class
+# distribution over the classes plus "no object" (the model's `logits` [batch, queries, classes + 1]) and a box
+# (its `pred_boxes` [batch, queries, 4]: normalised cx, cy, w, h, as transformers' DETR and YOLOS give them).
+# The exported graph's one output `detections` [batch, queries, classes + 1 + 4] is the two side by side
+# (`packed_outputs`), so every stage and runtime that carries one output per model (parity, calibration,
+# the bundle, `run`) carries both; the last 4 columns are the box. The image size is fixed by the processor
+# (the graph's height and width). The adapter (tasks/object_detection.py) decodes boxes to the image's pixels
+# and scores COCO mAP@[.5:.95] (`map`; `map_50` too).
+OBJECT_DETECTION = TaskSpec(
+    name="object-detection",
+    modality="image",
+    inputs=IMAGE_CLASSIFICATION.inputs,
+    output="detections",
+    output_axes=(BATCH_AXIS, "queries", "classes_no_object_box"),
+    preprocessor=IMAGE_CLASSIFICATION.preprocessor,
+    adapter_module="trt_edge.tasks.object_detection",
+    auto_model="AutoModelForObjectDetection",
+    metric="map",
+    atol=1e-3,
+    min_argmax_agreement=0.99,
+    bundle_dir=PREPROCESSOR_DIR,
+    packed_outputs=(("logits", None), ("pred_boxes", 4)),
+)
+
 TASKS: dict[str, TaskSpec] = {s.name: s for s in (TEXT_CLASSIFICATION, IMAGE_CLASSIFICATION, SENTENCE_EMBEDDING,
-                                                  SEMANTIC_SEGMENTATION)}
+                                                  SEMANTIC_SEGMENTATION, OBJECT_DETECTION)}
 # The task of a call or a stage record that names none: everything written before image tasks was
 # text classification. The only place a task is a default; stages call `task_spec`/`task_for_record`.
 DEFAULT_TASK = TEXT_CLASSIFICATION

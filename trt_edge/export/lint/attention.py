@@ -17,6 +17,9 @@ _SCORE_OPS = ("Add", "Sub", "Mul", "Div", "Where", "Cast", "Identity")
 _PROB_OPS = ("Cast", "Where", "Dropout", "Identity")
 _QKV_PASS = ("Mul", "Div", "Cast", "Identity")
 
+# The lint code of the fused-attention findings (the report lists its warnings: blocks left unfused and why).
+FUSION_LINT_CODE = "plugin-fusion"
+
 
 def _walk_up(g: GraphIndex, name: str, allowed: tuple[str, ...], limit: int = 8) -> tuple[Any, list[Any]]:
     """Follow the non-constant input upwards through `allowed` ops; return (first other node, path)."""
@@ -157,9 +160,9 @@ def check_plugin_attention(model: Any, blocks: list[dict[str, Any]], findings: l
         block["plugin_candidate"] = not reason
         block["plugin_reason"] = reason
     if rejected:
-        findings.append(Finding("warning", "plugin-fusion", f"{len(rejected)} attention blocks cannot take the fused "
+        findings.append(Finding("warning", FUSION_LINT_CODE, f"{len(rejected)} attention blocks cannot take the fused "
                                 f"attention plugin: {summarize(rejected)}", [r["layer"] for r in rejected]))
     if candidates:
-        findings.append(Finding("info", "plugin-fusion", f"{len(candidates)} attention blocks match the fused "
+        findings.append(Finding("info", FUSION_LINT_CODE, f"{len(candidates)} attention blocks match the fused "
                                 "attention plugin's pattern (scores + additive terms); `export --fuse-attention` "
                                 "checks each numerically", [c.layer for c in candidates]))
