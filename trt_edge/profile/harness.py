@@ -70,7 +70,7 @@ def make_feed(inputs: Sequence[TensorMeta], batch: int, seq: int, texts: TextSou
     for accuracy (the profile labels them).
     """
     feed: dict[str, np.ndarray] = {}
-    if any(len(meta.shape) > 2 for meta in inputs):  # images: the fixed C, H, W of the model, random pixels
+    if not sequence_inputs(inputs):  # images, audio: the model's fixed C, H, W (samples, mel x frames), random values
         rng = np.random.default_rng(seed)
         for meta in inputs:
             fixed = [d if isinstance(d, int) and d > 0 else 1 for d in meta.shape[1:]]
@@ -104,13 +104,27 @@ def make_feed(inputs: Sequence[TensorMeta], batch: int, seq: int, texts: TextSou
     return feed
 
 
+def sequence_inputs(inputs: Sequence[TensorMeta]) -> bool:
+    """Whether the inputs are [batch, sequence] tokens (a padding mask among them, or a dynamic second axis
+    of a rank-2 input), not fixed-size examples (pixels [batch, C, H, W], audio [batch, samples] or
+    [batch, frames, mel], whose axes after the batch are fixed)."""
+    from trt_edge.tasks.spec import padding_mask_input
+
+    if any(len(meta.shape) > 2 for meta in inputs):
+        return False
+    if padding_mask_input([meta.name for meta in inputs]) is not None:
+        return True
+    return not all(isinstance(d, int) and d > 0 for meta in inputs for d in meta.shape[1:])
+
+
 def check_shape(runner: Runner, batch: int, seq: int) -> None:
     """Refuse a sweep point outside what the model accepts: fixed axes, and an engine's optimization
     profile when the runner tells it (`profile_shapes(name) -> (min, opt, max)`, the TensorRT runner)."""
     problems = []
+    tokens = sequence_inputs(runner.inputs())
     for meta in runner.inputs():
-        # A [batch, sequence] token input takes both; a pixel input [batch, C, H, W] only the batch.
-        want = (batch, seq)[: len(meta.shape)] if len(meta.shape) <= 2 else (batch,)
+        # A [batch, sequence] token input takes both; a pixel or audio input only the batch.
+        want = (batch, seq)[: len(meta.shape)] if tokens else (batch,)
         for axis, (dim, value) in enumerate(zip(meta.shape, want, strict=False)):
             if isinstance(dim, int) and dim >= 0 and dim != value:
                 problems.append(f"{meta.name} axis {axis} is fixed at {dim}")
@@ -209,10 +223,13 @@ def benchmark(runner: Runner, feed: Mapping[str, np.ndarray], *, warmup: int = 1
 
 
 def _shape_of(feed: Mapping[str, np.ndarray]) -> tuple[int, int]:
+    from trt_edge.tasks.spec import padding_mask_input
+
     first = np.asarray(next(iter(feed.values())))
-    # seq is 0 for inputs without a sequence axis (pixels [batch, C, H, W])
+    # seq is 0 for inputs without a sequence axis (pixels [batch, C, H, W], audio [batch, samples])
+    sequence = first.ndim == 2 and padding_mask_input(feed) is not None
     return (int(first.shape[0]) if first.ndim > 0 else 1,
-            int(first.shape[1]) if first.ndim == 2 else (0 if first.ndim > 2 else 1))
+            int(first.shape[1]) if sequence else (0 if first.ndim >= 2 else 1))
 
 
 def _bar(progress: bool, iterations: int | None, duration_s: float | None, label: str) -> Any:

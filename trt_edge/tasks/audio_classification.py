@@ -238,21 +238,36 @@ def model_inputs(batch: dict[str, Any]) -> dict[str, Any]:
     return {k: v for k, v in batch.items() if k in SPEC.input_names}
 
 
+def config_input(model_config: Any) -> tuple[str, tuple[int, ...]]:
+    """(input name, shape of one example) a model config implies, for callers with no extractor (the 2:4
+    permutation's probe): Whisper's [mel, 2 x positions], AST's [max_length, mel], else a waveform of
+    `DEFAULT_CLIP_SECONDS` at 16 kHz."""
+    kind = getattr(model_config, "model_type", "")
+    if kind == "whisper":
+        return "input_features", (int(model_config.num_mel_bins), 2 * int(model_config.max_source_positions))
+    if kind == "audio-spectrogram-transformer":
+        return "input_values", (int(model_config.max_length), int(model_config.num_mel_bins))
+    return "input_values", (round(DEFAULT_CLIP_SECONDS * 16000),)
+
+
 def example_inputs(model_config: Any, names: Sequence[str], int32_inputs: bool, seed: int = 0,
                    preprocessor: Any = None) -> dict[str, Any]:
-    """A traced example: batch 2 of the extractor's features of seeded noise clips (the model's one input
-    shape)."""
+    """A traced example, batch 2: the extractor's features of seeded noise clips (the model's one input
+    shape); without an extractor, seeded normal values of the shape the model config implies. Only the
+    model's own input among `names` is returned."""
     import torch
 
-    del model_config, int32_inputs
-    if preprocessor is None:
-        raise TrtEdgeError("an audio model is traced from its feature extractor's features; none was given")
-    rate = sampling_rate(preprocessor)
-    length = clip_samples(preprocessor) or rate
+    del int32_inputs
     rng = np.random.default_rng(seed)
-    clips = [Clip(0.1 * rng.standard_normal(length), rate) for _ in range(2)]
-    values = torch.from_numpy(extract(preprocessor, clips))
-    return {n: values for n in names}
+    if preprocessor is None:
+        name, shape = config_input(model_config)
+        values = torch.from_numpy(rng.standard_normal((2, *shape)).astype(np.float32))
+    else:
+        name, rate = input_name(preprocessor), sampling_rate(preprocessor)
+        length = clip_samples(preprocessor) or rate
+        clips = [Clip(0.1 * rng.standard_normal(length), rate) for _ in range(2)]
+        values = torch.from_numpy(extract(preprocessor, clips))
+    return {n: values for n in names if n == name}
 
 
 def feeds(extractor: Any, clips: Sequence[Clip],
