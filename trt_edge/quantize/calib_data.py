@@ -152,7 +152,7 @@ def draw_calibration_set(texts: Sequence[Any], labels: Sequence[int], tokenizer:
     label_array = np.asarray([labels[i] for i in order], dtype=np.int64)
     spec = task_spec(task)
     log.info("calibration set: %d %s examples, %s", len(order), recipe.split,
-             spec.describe_examples(np.asarray(arrays[spec.inputs[0].name]).shape, lengths.tolist()))
+             spec.describe_examples(np.asarray(arrays[spec.first_fed(arrays)]).shape, lengths.tolist()))
     return CalibrationSet(arrays, lengths, label_array, meta)
 
 

@@ -156,6 +156,20 @@ def clip_samples(extractor: Any) -> int | None:
     return round(seconds * sampling_rate(extractor))
 
 
+def example_seconds(extractor: Any) -> float:
+    """The seconds of audio one model input holds: a waveform model's clip, Whisper's chunk (`n_samples`), AST's
+    `max_length` frames at its 10 ms shift plus one 25 ms window (Kaldi fbank framing)."""
+    rate = sampling_rate(extractor)
+    length = clip_samples(extractor)
+    if length is not None:
+        return length / rate
+    n_samples = getattr(extractor, "n_samples", None)
+    if isinstance(n_samples, int) and n_samples > 0:
+        return n_samples / rate
+    frames = int(getattr(extractor, "max_length", 0) or 0)
+    return (frames - 1) * 0.010 + FRAME_SECONDS if frames > 0 else DEFAULT_CLIP_SECONDS
+
+
 def frame_seconds(extractor: Any) -> float:
     """One analysis window of the extractor (Whisper's `n_fft`, else 25 ms)."""
     n_fft = getattr(extractor, "n_fft", None)
@@ -355,6 +369,9 @@ class AudioClassificationAdapter(ClassificationOutputs):
 
     def write_processor_config(self, folder: Path, model_config: Any) -> None:
         write_processor_config(folder, model_config)
+
+    def example_seconds(self, preprocessor: Any) -> float | None:
+        return example_seconds(preprocessor)
 
     def runtime_feed(self, preprocessor: Any, examples: Sequence[Any], runner_inputs: Sequence[Any],
                      max_length: int, source: str = "the model") -> dict[str, np.ndarray]:

@@ -200,6 +200,12 @@ class TaskSpec:
         size = self.fixed_size(shape)
         return f"{size[0]}x{size[1]} images" if size else f"inputs of shape {list(shape)}"
 
+    def first_fed(self, names: Iterable[str]) -> str:
+        """The first of the spec's inputs among `names` (a feed's keys): the example's own values (token ids,
+        pixels, audio), whichever of a task's optional inputs the model takes (Whisper: `input_features`)."""
+        present = set(names)
+        return next((i.name for i in self.inputs if i.name in present), self.inputs[0].name)
+
     def input(self, name: str) -> InputSpec:
         for i in self.inputs:
             if i.name == name:
@@ -464,7 +470,7 @@ def describe_feed(feed: dict[str, Any], batch: int, sequence: int) -> str:
         spec = task_for_inputs(list(feed), "the timed model")
     except TrtEdgeError:
         return f"b{batch} s{sequence}"
-    return spec.describe_shape(batch, sequence, feed[spec.inputs[0].name].shape)
+    return spec.describe_shape(batch, sequence, feed[spec.first_fed(feed)].shape)
 
 
 def padding_mask_input(input_names: Iterable[str]) -> str | None:
