@@ -397,7 +397,8 @@ def sparsity_table(stages: dict[str, dict[str, Any]]) -> tuple[list[str], list[l
     if convolutions:  # one row for all of them: left dense, and why
         names = sorted(convolutions)
         shown = ", ".join(names[:3]) + (f" and {len(names) - 3} more" if len(names) > 3 else "")
-        body.append([f"{len(names)} convolution{"s" if len(names) > 1 else ""} ({shown})", "dense", "–", str(convolutions[names[0]])])
+        plural = "s" if len(names) > 1 else ""
+        body.append([f"{len(names)} convolution{plural} ({shown})", "dense", "–", str(convolutions[names[0]])])
     return head, body
 
 
