@@ -103,7 +103,7 @@ def test_the_export_takes_the_extractors_input_with_a_dynamic_batch(audio_run: t
     assert export["argmax_agreement"] == 1.0 and export["max_abs_diff"] < 1e-3
 
 
-def test_2_4_prunes_the_transformer_and_leaves_the_convolutions_dense_with_a_reason(audio_run: tuple[str, Path]) -> None:
+def test_2_4_prunes_the_transformer_and_leaves_the_convolutions_dense(audio_run: tuple[str, Path]) -> None:
     from trt_edge.sparsity.onnx_check import check_onnx_sparsity
 
     family, run_dir = audio_run
@@ -196,9 +196,9 @@ def test_an_audio_model_refuses_text_and_a_text_model_refuses_audio(audio_run: t
     result = _run("--onnx", onnx, "--text", "hello")
     assert result.returncode == 2 and "audio-classification model: it takes audio" in result.stderr
     assert len(result.stderr.strip().splitlines()) == 1
-    with pytest.raises(TrtEdgeError, match="model for audio-classification.*the task is text-classification"):
+    with pytest.raises(TrtEdgeError, match=r"model for audio-classification.*the task is text-classification"):
         load_classifier(run_dir / "distill" / "model", LABELS, task="text-classification")
-    with pytest.raises(TrtEdgeError, match="text-classification.*the task is audio-classification"):
+    with pytest.raises(TrtEdgeError, match=r"text-classification.*the task is audio-classification"):
         load_classifier(tiny_bert_dir, LABELS, task="audio-classification")
 
 

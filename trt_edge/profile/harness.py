@@ -70,7 +70,8 @@ def make_feed(inputs: Sequence[TensorMeta], batch: int, seq: int, texts: TextSou
     for accuracy (the profile labels them).
     """
     feed: dict[str, np.ndarray] = {}
-    if not sequence_inputs(inputs):  # images, audio: the model's fixed C, H, W (samples, mel x frames), random values
+    # images, audio (no texts given): the model's fixed C, H, W (samples, mel x frames), random values
+    if any(len(meta.shape) > 2 for meta in inputs) or (texts is None and not sequence_inputs(inputs)):
         rng = np.random.default_rng(seed)
         for meta in inputs:
             fixed = [d if isinstance(d, int) and d > 0 else 1 for d in meta.shape[1:]]
@@ -105,16 +106,17 @@ def make_feed(inputs: Sequence[TensorMeta], batch: int, seq: int, texts: TextSou
 
 
 def sequence_inputs(inputs: Sequence[TensorMeta]) -> bool:
-    """Whether the inputs are [batch, sequence] tokens (a padding mask among them, or a dynamic second axis
-    of a rank-2 input), not fixed-size examples (pixels [batch, C, H, W], audio [batch, samples] or
-    [batch, frames, mel], whose axes after the batch are fixed)."""
-    from trt_edge.tasks.spec import padding_mask_input
+    """Whether the inputs are [batch, sequence] tokens, not fixed-size examples (pixels [batch, C, H, W], audio
+    [batch, samples] or [batch, frames, mel]): the task whose inputs they are says (its sequence axis); inputs of
+    no known task are tokens when every one has rank 2 or less."""
+    from trt_edge.tasks.spec import task_for_inputs
 
     if any(len(meta.shape) > 2 for meta in inputs):
         return False
-    if padding_mask_input([meta.name for meta in inputs]) is not None:
+    try:
+        return task_for_inputs([meta.name for meta in inputs], "the timed model").has_sequence_axis
+    except TrtEdgeError:
         return True
-    return not all(isinstance(d, int) and d > 0 for meta in inputs for d in meta.shape[1:])
 
 
 def check_shape(runner: Runner, batch: int, seq: int) -> None:
@@ -223,11 +225,14 @@ def benchmark(runner: Runner, feed: Mapping[str, np.ndarray], *, warmup: int = 1
 
 
 def _shape_of(feed: Mapping[str, np.ndarray]) -> tuple[int, int]:
-    from trt_edge.tasks.spec import padding_mask_input
+    from trt_edge.tasks.spec import task_for_inputs
 
     first = np.asarray(next(iter(feed.values())))
     # seq is 0 for inputs without a sequence axis (pixels [batch, C, H, W], audio [batch, samples])
-    sequence = first.ndim == 2 and padding_mask_input(feed) is not None
+    try:
+        sequence = first.ndim == 2 and task_for_inputs(list(feed), "the timed model").has_sequence_axis
+    except TrtEdgeError:  # inputs of no known task: a rank-2 input is tokens
+        sequence = first.ndim == 2
     return (int(first.shape[0]) if first.ndim > 0 else 1,
             int(first.shape[1]) if sequence else (0 if first.ndim >= 2 else 1))
 

@@ -58,7 +58,7 @@ class CalibrationSet:
         # Only a task with a padding mask has token arrays to trim; pixels and audio ([batch, samples] too)
         # are fed whole.
         sequence = padding_mask_input(self.inputs) is not None
-        edges = [*sorted({b for b in buckets if b < self.max_length}), self.max_length] if sequence else [self.max_length]
+        edges = [*sorted({b for b in buckets if b < self.max_length and sequence}), self.max_length]
         which = np.searchsorted(np.asarray(edges), self.lengths, side="left")
         for bucket_index, width in enumerate(edges):
             idx = np.flatnonzero(which == bucket_index)
