@@ -113,9 +113,11 @@ class EngineCommands:
 
         images = _image_paths(image)
         clips = _audio_request(audio, stream, window, hop, threshold)
-        given = [bool(images), bool(text_file or text not in ("", None) or lines), clips is not None]
-        if sum(given) > 1:
-            raise TrtEdgeError("give one of --text (or --text-file), --image, or --audio/--stream")
+        textual = bool(text_file or text not in ("", None) or lines)
+        if images and textual:
+            raise TrtEdgeError("give --text (or --text-file) or --image, not both")
+        if clips is not None and (images or textual):
+            raise TrtEdgeError("give --audio/--stream or --text/--image, not both")
         texts = [] if images or clips is not None else run_texts(text, text_file, lines)
         k = _search_top(top, corpus)
         asked = max_length not in (None, "")
