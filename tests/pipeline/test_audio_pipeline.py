@@ -214,3 +214,28 @@ def test_a_wav2vec2_head_is_not_taken_for_a_text_head(tmp_path: Path) -> None:
     assert load_classifier(folder, LABELS, task=TASK).head_trained
     with pytest.raises(TrtEdgeError, match="audio-classification"):
         load_classifier(folder, LABELS, task="text-classification")
+
+
+@pytest.mark.parametrize("family", ["wav2vec2", "whisper"])
+def test_width_pruning_an_audio_model(family: str, tmp_path: Path) -> None:
+    """`prune --method width` on an audio transformer: half the heads and neurons removed, recovery on the clips,
+    the classification gate, and the exported logits pass parity (the conv stem untouched)."""
+    import shutil
+
+    from trt_edge.sparsity.width_stage import run
+    from trt_edge.stage import StageRecord
+
+    write_speech_folder(tmp_path / "data", voices=5, per_voice=1, noise=False)
+    root = tmp_path / "distilled"
+    write_audio_model(root / "model", family)
+    shutil.copytree(root / "model", root / "teacher")
+    StageRecord(stage="distill", config={}, artifacts={"model": "model", "teacher": "teacher"}).write(root)
+    raw = {"task": {"type": TASK, "eval_batch_size": 16,
+                    "data": {"source": str(tmp_path / "data"), "clip_seconds": CLIP, "test_size": 1,
+                             "validation_size": 1}},
+           "width": {"keep_heads": 0.5, "keep_ffn": 0.5, "steps": 1, "calibration_samples": 8,
+                     "train": {"epochs": 1, "batch_size": 8, "max_steps": 2, "learning_rate": 1e-3}}}
+    m = run(RunConfig(raw), root, tmp_path / "width").metrics
+    assert (m["structure"]["heads"], m["structure"]["ffn"]) == (1, m["dense_structure"]["ffn"] // 2)
+    assert m["parity_max_abs_diff"] < 1e-4
+    assert m["gate"]["n"] == len(LABELS) and "table" in m["gate"]
