@@ -12,7 +12,8 @@ LABELS = ["high", "low", "mid"]
 RATE = 16000
 CLIP = 0.5  # seconds
 FAMILIES = ("wav2vec2", "ast", "whisper")
-AUDIO_MODEL_TYPES = {"wav2vec2": "wav2vec2", "audio-spectrogram-transformer": "ast", "whisper": "whisper"}  # by model_type
+# config.json model_type -> the family name audio_config takes
+AUDIO_MODEL_TYPES = {"wav2vec2": "wav2vec2", "audio-spectrogram-transformer": "ast", "whisper": "whisper"}
 _FREQ = {"high": 2400.0, "low": 300.0, "mid": 900.0}
 
 
