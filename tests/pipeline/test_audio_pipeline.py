@@ -186,6 +186,23 @@ def test_run_audio_prints_one_line_per_clip_and_stream_finds_the_windows(audio_r
         [(e["label"], pytest.approx(e["start"]), pytest.approx(e["end"])) for e in expected]
 
 
+@pytest.mark.parametrize("audio_run", ["wav2vec2"], indirect=True)
+def test_the_profile_command_gives_clips_per_second_and_the_real_time_factor(audio_run: tuple[str, Path],
+                                                                               tmp_path: Path) -> None:
+    """`trt-edge profile --onnx` with the run's audio task: random inputs at the model's shape, throughput in
+    clips/s and the real-time factor (throughput x the seconds one clip holds, from the extractor)."""
+    from trt_edge.profile.stage import run
+
+    _, run_dir = audio_run
+    raw = {"task": {"type": TASK, "data": {"source": str(run_dir.parent / "data"), "clip_seconds": CLIP}},
+           "profile": {"iterations": 20, "warmup": 2, "layers": False, "plots": False, "progress": False,
+                       "roofline": False, "power": {"source": "off"}}}
+    metrics = run(RunConfig(raw), run_dir / "export" / "model.onnx", tmp_path / "profile").metrics
+    (point,) = metrics["points"]
+    assert metrics["inputs"] == "random" and point["throughput_ips"] > 0
+    assert point["real_time_factor"] == pytest.approx(point["throughput_ips"] * CLIP, rel=0.01)
+
+
 @pytest.mark.parametrize("audio_run", ["ast"], indirect=True)  # the refusals are the task's: one family
 def test_an_audio_model_refuses_text_and_a_text_model_refuses_audio(audio_run: tuple[str, Path],
                                                                      tiny_bert_dir: Path) -> None:
