@@ -66,10 +66,15 @@ def espeak() -> str:
     return path
 
 
+# The variants used: espeak-ng's numbered male/female voices and its Klatt-synthesiser voices. The named ones
+# also include robots, whispers, croaks and a "Demonic" voice: speech no command set should be judged on.
+HUMAN_VARIANT = re.compile(r"^(m\d+|f\d+|klatt\d*)$")
+
+
 def variants(exe: str) -> list[str]:
-    """espeak-ng's voice variants (`espeak-ng --voices=variant`: m1..m7, f1..f5, and named ones)."""
+    """espeak-ng's human-sounding voice variants (`espeak-ng --voices=variant`, filtered by HUMAN_VARIANT)."""
     out = subprocess.run([exe, "--voices=variant"], capture_output=True, text=True, timeout=60, check=False)
-    names = sorted({m.group(1) for m in re.finditer(r"!v/(\S+)", out.stdout)})
+    names = sorted({m.group(1) for m in re.finditer(r"!v/(\S+)", out.stdout) if HUMAN_VARIANT.match(m.group(1))})
     if not names:
         raise TrtEdgeError(f"{exe} lists no voice variants (`{ESPEAK} --voices=variant`); reinstall: {INSTALL_ESPEAK}")
     return names
