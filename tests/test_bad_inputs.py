@@ -908,6 +908,53 @@ def _(c: Ctx) -> list[str]:
     return _pipeline(c, "--from", "nope")
 
 
+# audio (issue 30) -------------------------------------------------------------------------------------
+def _wav(path: Path, seconds: float = 0.3, rate: int = 16000) -> Path:
+    import numpy as np
+    import soundfile as sf
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    sf.write(str(path), (0.1 * np.sin(np.arange(int(seconds * rate)) / 5)).astype(np.float32), rate)
+    return path
+
+
+def _speech(c: Ctx) -> Path:
+    for word in ("yes", "no"):
+        for voice in range(3):
+            _wav(c.work / "speech" / word / f"v{voice}_nohash_0.wav")
+    return c.work / "speech"
+
+
+@case("audio-truncated-wav", "truncated WAV file")
+def _(c: Ctx) -> list[str]:
+    good = _wav(c.work / "good.wav")
+    (_speech(c) / "yes" / "v9_nohash_0.wav").write_bytes(good.read_bytes()[:2000])
+    return ["check-data", str(c.work / "speech"), "--kind", "audio"]
+
+
+@case("audio-no-voice-in-names", "split by voice, never by file")
+def _(c: Ctx) -> list[str]:
+    for word in ("yes", "no"):
+        _wav(c.work / "anon" / word / "clip.wav")
+    return ["check-data", str(c.work / "anon"), "--kind", "audio"]
+
+
+@case("audio-rate-not-resamplable", "sample rate 2000 Hz is outside")
+def _(c: Ctx) -> list[str]:
+    _wav(_speech(c) / "no" / "v5_nohash_0.wav", rate=2000)
+    return ["check-data", str(c.work / "speech"), "--kind", "audio"]
+
+
+@case("audio-for-a-text-model", "it takes text, not audio")
+def _(c: Ctx) -> list[str]:
+    return ["run", "--onnx", str(c.onnx), "--audio", str(_wav(c.work / "a.wav"))]
+
+
+@case("audio-hop-not-a-number", "--hop 'fast'")
+def _(c: Ctx) -> list[str]:
+    return ["run", "--onnx", str(c.onnx), "--stream", str(_wav(c.work / "a.wav")), "--hop", "fast"]
+
+
 @pytest.fixture(scope="module")
 def shared(tmp_path_factory: pytest.TempPathFactory, tiny_bert_dir: Path, tiny_bert_onnx: Path) -> dict[str, Path]:
     root = tmp_path_factory.mktemp("bad-inputs-shared")

@@ -67,8 +67,14 @@ def _tiny(model_type: str) -> Any:
 
         config = getattr(transformers, f"{family.classes}Config")(**FAMILIES[model_type](120))
         return getattr(transformers, f"{family.classes}ForSequenceClassification")(config).eval()
-    from tests.tasks.vision_helpers import SEGMENTERS, segmentation_config, vision_config
+    from tests.tasks.audio_helpers import AUDIO_MODEL_TYPES, audio_config
+    from tests.tasks.vision_helpers import DETECTORS, SEGMENTERS, detection_config, segmentation_config, vision_config
 
+    if model_type in AUDIO_MODEL_TYPES:
+        return transformers.AutoModelForAudioClassification.from_config(
+            audio_config(AUDIO_MODEL_TYPES[model_type])).eval()
+    if model_type in DETECTORS:
+        return transformers.AutoModelForObjectDetection.from_config(detection_config(model_type, ["thing"])).eval()
     if model_type in SEGMENTERS:
         config = segmentation_config(model_type, ["background", "thing"])
         return transformers.AutoModelForSemanticSegmentation.from_config(config).eval()

@@ -213,10 +213,13 @@ def teacher_train_logits(cfg: DistillConfig, teacher: LoadedClassifier, teacher_
                          encoded: Any, batch_size: int, task: TaskConfig | None = None) -> tuple[np.ndarray, str]:
     """Teacher logits on the training split, cached on disk by teacher and data hashes."""
     features: Any = encoded.features
-    if features and not isinstance(next(iter(features[0].values())), list):  # images: hash the pixels
+    if features and not isinstance(next(iter(features[0].values())), list):  # arrays (pixels, audio): hash them
         import hashlib
 
-        features = hashlib.sha256(np.ascontiguousarray(encoded.pixels).tobytes()).hexdigest()
+        stacked = getattr(encoded, "pixels", None)
+        if stacked is None:
+            stacked = np.stack([np.asarray(next(iter(f.values()))) for f in features])
+        features = hashlib.sha256(np.ascontiguousarray(stacked).tobytes()).hexdigest()
     key = sha256_json({"teacher": sha256_tree(teacher_dir), "features": features})[:24]
     path = cache_root(cfg) / "teacher_logits" / f"{key}.npy"
     if path.is_file():

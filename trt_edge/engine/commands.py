@@ -101,7 +101,8 @@ class EngineCommands:
 
     def run(self, text: Any = "", engine: str = "", onnx: str = "", tokenizer: str = "", max_length: Any = None,
             providers: str = "", allow_host_code: bool = False, cuda_graph: bool = False, text_file: str = "",
-            lines: bool = False, image: Any = "", top: Any = None, corpus: str = "", overlay: str = "") -> None:
+            lines: bool = False, image: Any = "", top: Any = None, corpus: str = "", overlay: str = "",
+            audio: Any = "", stream: str = "", window: Any = None, hop: Any = 0.25, threshold: Any = 0.5) -> None:
         """Run a TensorRT plan or an ONNX model end to end, printing one JSON line per input: a classifier's
         label and probabilities, or a sentence-embedding model's vector (or, with --top K --corpus FILE,
         the K corpus lines nearest each text, best first, with their cosine).
@@ -125,6 +126,14 @@ class EngineCommands:
             preprocessor_config.json (`trt_edge_postprocessing`).
           overlay: with --image, a folder that gets one PNG per image (same name, .png) with a detector's
             boxes or a segmenter's class mask drawn on it; files already there are never replaced.
+          audio: a WAV/FLAC/OGG file, or a folder of them (recursively, by path), for an audio-classification
+            model: one line per clip with its label and probability.
+          stream: one long recording for an audio-classification model: a window slides over it by --hop
+            seconds and each detection (consecutive windows agreeing on a class with probability at least
+            --threshold) prints one line with its start and end in seconds, as an always-on spotter would.
+          window: --stream window in seconds. Defaults to the clip length the model takes.
+          hop: --stream hop in seconds. Defaults to 0.25.
+          threshold: --stream: the least probability of a detection. Defaults to 0.5.
           top: with --corpus, a sentence-embedding model prints the K corpus lines nearest each text.
           corpus: a UTF-8 text file, one entry per non-empty line, searched with --top K. Its embeddings
             are computed once and cached in FILE.trt-edge-embeddings/ (keyed by the model's and the file's
@@ -135,11 +144,15 @@ class EngineCommands:
         from trt_edge.tasks.spec import TaskSpec, check_run_input
 
         images = _image_paths(image)
-        if images and (text_file or text not in ("", None) or lines):
+        clips = _audio_request(audio, stream, window, hop, threshold)
+        textual = bool(text_file or text not in ("", None) or lines)
+        if images and textual:
             raise TrtEdgeError("give --text (or --text-file) or --image, not both")
         if overlay and not images:
             raise TrtEdgeError("--overlay DIR draws on the --image inputs; give --image FILE or FOLDER")
-        texts = [] if images else run_texts(text, text_file, lines)
+        if clips is not None and (images or textual):
+            raise TrtEdgeError("give --audio/--stream or --text/--image, not both")
+        texts = [] if images or clips is not None else run_texts(text, text_file, lines)
         k = _search_top(top, corpus)
         asked = max_length not in (None, "")
         length = _positive_int(max_length, "max-length", minimum=2) if asked else 128
@@ -170,7 +183,7 @@ class EngineCommands:
             model_file = str(model_path)
             spec = onnx_task(model_path)
             runner = OnnxRuntimeRunner(model_path, providers=[p for p in providers.split(",") if p] or None)
-        modality = "image" if images else "text"
+        modality = "image" if images else "audio" if clips is not None else "text"
         try:
             if spec is None:  # the model does not say: its preprocessor tells the modality, its I/O the task
                 _check_modality(model_file, tokenizer or None, modality)
@@ -180,7 +193,9 @@ class EngineCommands:
                     runner.activate()
                     spec = task_for_io([i.name for i in runner.inputs()], [o.name for o in runner.outputs()])
             check_run_input(spec, modality, model_file, search=k is not None)
-            if images:
+            if clips is not None:
+                _listen(runner, model_file, tokenizer or None, batch_size, clips)
+            elif images:
                 from trt_edge.runtime.image import ImageClassifier, image_files
 
                 files = image_files(images)
@@ -194,6 +209,50 @@ class EngineCommands:
                 _classify(runner, model_file, tokenizer or None, length, asked, batch_size, texts)
         finally:
             runner.deactivate()
+
+
+def _audio_request(audio: Any, stream: Any, window: Any, hop: Any, threshold: Any) -> dict[str, Any] | None:
+    """`run`'s audio arguments, checked before any model loads: None when neither --audio nor --stream."""
+    from trt_edge.errors import TrtEdgeError
+
+    files = [] if audio in ("", None, False) else list(audio) if isinstance(audio, (list, tuple)) else [audio]
+    if not files and stream in ("", None, False):
+        return None
+    if files and stream not in ("", None, False):
+        raise TrtEdgeError("give --audio FILE|FOLDER or --stream FILE, not both")
+    if not all(isinstance(f, str) and f for f in files) or (stream and not isinstance(stream, str)):
+        raise TrtEdgeError("--audio takes a WAV/FLAC/OGG file or a folder of them; --stream one recording")
+
+    def seconds(value: Any, name: str) -> float:
+        try:
+            number = float(value)
+        except (TypeError, ValueError):
+            raise TrtEdgeError(f"--{name} {value!r}: give a number of seconds") from None
+        if not 0 < number <= 600:
+            raise TrtEdgeError(f"--{name} {value!r}: give more than 0 and at most 600 seconds")
+        return number
+
+    try:
+        least = float(threshold)
+    except (TypeError, ValueError):
+        raise TrtEdgeError(f"--threshold {threshold!r}: give a probability between 0 and 1") from None
+    if not 0 <= least <= 1:
+        raise TrtEdgeError(f"--threshold {threshold!r}: give a probability between 0 and 1")
+    return {"files": files, "stream": stream or None, "hop": seconds(hop, "hop"), "threshold": least,
+            "window": None if window in (None, "") else seconds(window, "window")}
+
+
+def _listen(runner: Any, model_file: str, extractor: str | None, batch_size: int, request: dict[str, Any]) -> None:
+    """`run` for an audio classifier: one JSON line per clip (--audio), or per detection (--stream)."""
+    from trt_edge.runtime.audio import AudioClassifier
+
+    classifier = AudioClassifier.from_model_file(runner, model_file, extractor, batch_size)
+    if request["stream"] is None:
+        for record in classifier.classify(request["files"]):
+            print(json.dumps(record))
+        return
+    for detection in classifier.stream(request["stream"], request["window"], request["hop"], request["threshold"]):
+        print(json.dumps({"stream": request["stream"], **detection.to_dict()}))
 
 
 def _classify(runner: Any, model_file: str, tokenizer: str | None, length: int, asked: bool, batch_size: int,

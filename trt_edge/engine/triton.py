@@ -293,7 +293,9 @@ def _preprocessing(model: TritonModel, model_file: Path, spec: TaskSpec | None, 
     if folder is not None:
         model.preprocessor, model.preprocessor_name = folder, spec.bundle_dir
         model.parameters["trt_edge.preprocessor"] = spec.bundle_dir
-    if spec.modality == "text":
+    from trt_edge.tasks.adapter import adapter_for
+
+    if adapter_for(spec).text_examples:
         how = (f"tokenize with the {spec.preprocessor.kind} in {spec.bundle_dir}/ (transformers AutoTokenizer, or "
                "the app's own tokenizer reading tokenizer.json)" if folder is not None else
                "tokenize with the model's own tokenizer (none was carried with the model)")
@@ -303,10 +305,13 @@ def _preprocessing(model: TritonModel, model_file: Path, spec: TaskSpec | None, 
         if max_length:
             model.parameters["trt_edge.max_length"] = str(max_length)
     else:
+        loader = spec.preprocessor.loader.rsplit(":", 1)[-1]
+        feeds = ", ".join(f"{t.name} {t.data_type.removeprefix('TYPE_').lower()}" for t in model.inputs)
         model.parameters["trt_edge.preprocessing"] = (
-            f"resize, rescale and normalise with the {spec.preprocessor.kind} in {spec.bundle_dir}/ "
-            "(preprocessor_config.json, transformers AutoImageProcessor), NCHW float32"
-            if folder is not None else "prepare the image as the model's image processor does (none was carried)")
+            f"prepare each input with the {spec.preprocessor.kind} in {spec.bundle_dir}/ "
+            f"({', '.join(spec.preprocessor.files)}, transformers {loader}); feed {feeds}"
+            if folder is not None else
+            f"prepare each input as the model's {spec.preprocessor.kind} does (none was carried with the model)")
     out = next((t for t in model.outputs if t.name == spec.output), None)
     if spec.pooled:
         model.parameters["trt_edge.postprocessing"] = f"{spec.output} is the sentence vector (pooling in the graph)"

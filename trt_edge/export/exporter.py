@@ -174,8 +174,8 @@ def _export_dynamo(wrapper: Any, args: tuple[Any, ...], names: list[str], opset:
     import torch
 
     dims = {axis: torch.export.Dim(axis) for axis in spec.dynamic_axes}
-    dynamic_shapes = {f"x{k}": {i: dims[a] for i, a in enumerate(spec.input(n).axes) if a in spec.input(n).dynamic}
-                      for k, n in enumerate(names)}
+    dynamic_shapes = {f"x{k}": {i: dims[a] for i, a in enumerate(spec.input(n).axes_for(args[k].dim()))
+                                if a in spec.input(n).dynamic} for k, n in enumerate(names)}
     with _quiet():
         program = torch.onnx.export(wrapper, args, None, dynamo=True, input_names=list(names),
                                     output_names=[spec.output], opset_version=opset,
@@ -191,8 +191,8 @@ def _export_torchscript(wrapper: Any, args: tuple[Any, ...], names: list[str], o
     import onnx
     import torch
 
-    axes: dict[str, dict[int, str]] = {n: {i: a for i, a in enumerate(spec.input(n).axes) if a in spec.input(n).dynamic}
-                                       for n in names}
+    axes: dict[str, dict[int, str]] = {n: {i: a for i, a in enumerate(spec.input(n).axes_for(args[k].dim()))
+                                           if a in spec.input(n).dynamic} for k, n in enumerate(names)}
     axes[spec.output] = {0: spec.output_axes[0]}
     path = tmp / "torchscript.onnx"
     export_kwargs: dict[str, Any] = {"input_names": list(names), "output_names": [spec.output],
@@ -242,9 +242,10 @@ def _fix_io(model: Any, names: list[str], int32_inputs: bool, num_labels: int,
             raise RuntimeError(f"input {value.name} has ONNX type {value.type.tensor_type.elem_type}, "
                                f"expected {dtype}")
         dims = value.type.tensor_type.shape.dim
-        if len(dims) != len(declared.axes):
-            raise RuntimeError(f"input {value.name} has rank {len(dims)}, expected {len(declared.axes)}")
-        for dim, axis in zip(dims, declared.axes, strict=True):
+        axes = declared.axes_for(len(dims))  # the layout of this rank (AST's input_values vs wav2vec2's)
+        if len(dims) != len(axes):
+            raise RuntimeError(f"input {value.name} has rank {len(dims)}, expected {len(axes)}")
+        for dim, axis in zip(dims, axes, strict=True):
             if axis in declared.dynamic:
                 dim.Clear()
                 dim.dim_param = axis

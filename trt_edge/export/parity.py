@@ -140,22 +140,19 @@ def parity_cases(tokenizer: Any, texts: Sequence[str], input_names: Sequence[str
     return cases
 
 
-def image_parity_cases(processor: Any, images: Sequence[Any], input_names: Sequence[str], model_config: Any, *,
-                       batch_size: int = 64, batch_sizes: Sequence[int] = (1, 8)) -> list[ParityCase]:
-    """Batches of real images through the model's processor, and a grid of batch sizes (the one dynamic
-    axis of an image model)."""
-    from trt_edge.tasks.image_classification import feeds as image_feeds
-
-    if not images:
+def fixed_size_parity_cases(arrays: dict[str, np.ndarray], count: int, input_names: Sequence[str], *,
+                            batch_size: int = 64, batch_sizes: Sequence[int] = (1, 8)) -> list[ParityCase]:
+    """Batches of real fixed-size examples (images, audio clips: `arrays`, the task adapter's feeds of
+    `count` examples), and a grid of batch sizes (the one dynamic axis of such a model)."""
+    if not count:
         raise TrtEdgeError("parity needs at least one example; the chosen split is empty")
-    arrays, _ = image_feeds(processor, images, model_config)
     cases = []
-    for start in range(0, len(images), batch_size):
-        ids = list(range(start, min(start + batch_size, len(images))))
-        cases.append(ParityCase(f"split batch {start // batch_size} ({len(ids)} images)",
+    for start in range(0, count, batch_size):
+        ids = list(range(start, min(start + batch_size, count)))
+        cases.append(ParityCase(f"split batch {start // batch_size} ({len(ids)} examples)",
                                 {n: arrays[n][ids] for n in input_names}, ids, False))
     for batch in batch_sizes:
-        ids = [i % len(images) for i in range(batch)]
+        ids = [i % count for i in range(batch)]
         cases.append(ParityCase(f"batch {batch}", {n: arrays[n][ids] for n in input_names}, ids, True))
     return cases
 
@@ -279,9 +276,13 @@ def task_parity_cases(task: str, preprocessor: Any, examples: Sequence[Any], inp
     stage's parity check picks between the two."""
     from trt_edge.tasks.adapter import task_adapter
 
-    if not task_adapter(task).text_examples:
-        return image_parity_cases(preprocessor, examples, input_names, model_config, batch_size=batch_size,
-                                  batch_sizes=batch_sizes)
+    adapter = task_adapter(task)
+    if not adapter.text_examples:
+        if not examples:
+            raise TrtEdgeError("parity needs at least one example; the chosen split is empty")
+        arrays, _ = adapter.feeds(preprocessor, examples, max_length, input_names)
+        return fixed_size_parity_cases(arrays, len(examples), input_names, batch_size=batch_size,
+                                       batch_sizes=batch_sizes)
     return parity_cases(preprocessor, examples, input_names, max_length=max_length, batch_size=batch_size,
                         batch_sizes=batch_sizes, sequence_lengths=sequence_lengths)
 

@@ -50,6 +50,7 @@ class Family:
 
 _ROTARY = "rotary position embedding"
 _DISENTANGLED = "content-dependent position scores"
+_AUDIO_TESTS = "tests/pipeline/test_audio_pipeline.py"
 _VISION_TESTS = "tests/tasks/test_image_classification.py, tests/sparsity/test_width.py"
 _SEGMENTATION_TESTS = "tests/tasks/test_semantic_segmentation.py, tests/pipeline/test_segmentation_pipeline.py"
 _DETECTION_TESTS = "tests/tasks/test_object_detection.py, tests/pipeline/test_detection_pipeline.py"
@@ -85,6 +86,15 @@ FAMILIES: tuple[Family, ...] = (
     Family("detr", "DETR", "Detr", matrix=False, tests=_DETECTION_TESTS,
            notes="object detection; a layer subset cuts the encoder (the decoder stays whole); the decoder's "
                  "cross-attention is left unfused; its zero queries stay out of Q/DQ"),
+    Family("wav2vec2", "wav2vec2", "Wav2Vec2", matrix=False, tests=_AUDIO_TESTS,
+           notes="audio classification on the raw waveform; the convolutional feature encoder stays dense under "
+                 "2:4; a fixed clip length (clip_seconds in the feature extractor)"),
+    Family("audio-spectrogram-transformer", "AST", "AST", matrix=False, tests=_AUDIO_TESTS,
+           notes="audio classification on log-mel frames (its extractor's max_length); the patch embedding "
+                 "stays dense under 2:4"),
+    Family("whisper", "Whisper encoder", "Whisper", matrix=False, tests=_AUDIO_TESTS,
+           notes="audio classification with WhisperForAudioClassification (the encoder and a head; no decoder); "
+                 "the two stem convolutions stay dense under 2:4"),
 )
 BY_MODEL_TYPE: Mapping[str, Family] = MappingProxyType({f.model_type: f for f in FAMILIES})
 

@@ -108,9 +108,16 @@ def run(config: RunConfig, run_dir: Path, out: str | Path) -> StageRecord:
     if sequence:
         comparison["max_length"] = max_length  # the report says where the engine's sequence profile ends
     metrics: dict[str, Any] = {}
+    seconds = example_seconds(config, models)
     for point in results:
         for label, ratio in point["speedup_vs_first"].items():
             metrics[f"speedup[{label}][{shape_label(point)}]"] = ratio
+        if seconds:
+            add_throughput(point, seconds)
+            for label, rtf in point["real_time_factor"].items():
+                metrics[f"real_time_factor[{label}][{shape_label(point)}]"] = rtf
+    if seconds:
+        comparison["example_seconds"] = seconds
     record = StageRecord(stage="profile", config={"pipeline": cfg.to_dict(), "task": config.raw.get("task")},
                          inputs={label: sha256_file(path) for label, path in models},
                          metrics=metrics, artifacts={COMPARISON: "comparison.json"})
@@ -118,6 +125,30 @@ def run(config: RunConfig, run_dir: Path, out: str | Path) -> StageRecord:
         atomic_write_json(tmp / "comparison.json", comparison)
         record.write(tmp, declared=STAGE.produces)
     return record
+
+
+def example_seconds(config: RunConfig, models: list[tuple[str, Path]]) -> float | None:
+    """The seconds of signal one example holds, from the task's adapter and the compared models' preprocessor
+    (audio clips); None for texts and images."""
+    from trt_edge.tasks.adapter import adapter_for
+    from trt_edge.tasks.spec import preprocessor_dir
+
+    spec = get_task(config.section("task").type)
+    adapter = adapter_for(spec)
+    if not models or adapter.text_examples:
+        return None
+    return adapter.example_seconds(spec.preprocessor.load(preprocessor_dir(models[0][1])))
+
+
+def add_throughput(point: dict[str, Any], seconds: float) -> None:
+    """Per model of a timed shape: examples per second (`clips_per_s`: the batch over the median latency) and
+    the real-time factor (`real_time_factor`: seconds of audio processed per second of compute)."""
+    batch = int(point.get("batch") or 1)
+    point["clips_per_s"], point["real_time_factor"] = {}, {}
+    for label, stats in point["latency_ms"].items():
+        median_s = float(stats["median"]) / 1000.0
+        point["clips_per_s"][label] = round(batch / median_s, 2) if median_s > 0 else None
+        point["real_time_factor"][label] = round(batch * seconds / median_s, 1) if median_s > 0 else None
 
 
 def _threads() -> int:

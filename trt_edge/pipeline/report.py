@@ -385,13 +385,20 @@ def data_table(stages: dict[str, dict[str, Any]]) -> tuple[list[str], list[list[
 
 
 def sparsity_table(stages: dict[str, dict[str, Any]]) -> tuple[list[str], list[list[str]]] | None:
-    layers = stages.get("prune", {}).get("metrics", {}).get("layers")
+    metrics = stages.get("prune", {}).get("metrics", {})
+    layers = metrics.get("layers")
     if not layers:
         return None
     head = ["layer (2:4)", "kept magnitude", "without permutation", "input channels permuted"]
     body = [[name, f"{100 * float(d.get('kept_magnitude', 0)):.1f}%",
              f"{100 * float(d.get('kept_magnitude_without_permutation', 0)):.1f}%",
              str(d.get("input_channels_permuted") or "–")] for name, d in layers.items()]
+    convolutions = metrics.get("dense_convolutions") or {}
+    if convolutions:  # one row for all of them: left dense, and why
+        names = sorted(convolutions)
+        shown = ", ".join(names[:3]) + (f" and {len(names) - 3} more" if len(names) > 3 else "")
+        plural = "s" if len(names) > 1 else ""
+        body.append([f"{len(names)} convolution{plural} ({shown})", "dense", "–", str(convolutions[names[0]])])
     return head, body
 
 
@@ -488,7 +495,15 @@ def _speedup_table(comparison: dict[str, Any]) -> tuple[str, list[str], list[lis
     labels = [m["label"] for m in comparison["models"]]
     rows = [[shape_label(p), *(f"{p['speedup_vs_first'][label]:.2f}×" for label in labels)]
             for p in comparison["shapes"]]
+    for p in comparison["shapes"]:  # audio: clips per second and the real-time factor of each model
+        if p.get("real_time_factor"):
+            rows.append([f"{shape_label(p)} clips/s, real-time factor",
+                         *(f"{p['clips_per_s'][label]:g}/s, {p['real_time_factor'][label]:g}× real time"
+                           for label in labels)])
     caption = f"Speed-up against {comparison.get('reference')} (median latency ratio, same run, at each shape"
+    if comparison.get("example_seconds"):
+        caption += f"; clips of {comparison['example_seconds']:g} s: real-time factor = audio seconds per compute " \
+                   "second"
     if comparison.get("max_length"):
         caption += f"; batch b, sequence s up to task.max_length {comparison['max_length']}, where the engine's " \
                    "profile ends"

@@ -60,7 +60,8 @@ class ProfileCommands:
         from trt_edge.config import load_config
         from trt_edge.profile.stage import run, run_trtexec
 
-        keys = ("median_ms", "p90_ms", "p99_ms", "throughput_ips", "mj_per_inference", "power", "inputs", "points")
+        keys = ("median_ms", "p90_ms", "p99_ms", "throughput_ips", "real_time_factor", "mj_per_inference", "power",
+                "inputs", "points")
         if trtexec_log or export_profile or export_times or layer_info:
             if engine or onnx:
                 raise TrtEdgeError("give either a model to time (--engine/--onnx) or trtexec files, not both")

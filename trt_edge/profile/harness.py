@@ -70,7 +70,9 @@ def make_feed(inputs: Sequence[TensorMeta], batch: int, seq: int, texts: TextSou
     for accuracy (the profile labels them).
     """
     feed: dict[str, np.ndarray] = {}
-    if any(len(meta.shape) > 2 for meta in inputs):  # images: the fixed C, H, W of the model, random pixels
+    # images, audio (no texts given): the model's fixed C, H, W (samples, mel x frames), random values
+    no_texts = texts is None or not texts.texts  # the pipeline's comparison passes an empty source for them
+    if any(len(meta.shape) > 2 for meta in inputs) or (no_texts and not sequence_inputs(inputs)):
         rng = np.random.default_rng(seed)
         for meta in inputs:
             fixed = [d if isinstance(d, int) and d > 0 else 1 for d in meta.shape[1:]]
@@ -104,13 +106,28 @@ def make_feed(inputs: Sequence[TensorMeta], batch: int, seq: int, texts: TextSou
     return feed
 
 
+def sequence_inputs(inputs: Sequence[TensorMeta]) -> bool:
+    """Whether the inputs are [batch, sequence] tokens, not fixed-size examples (pixels [batch, C, H, W], audio
+    [batch, samples] or [batch, frames, mel]): the task whose inputs they are says (its sequence axis); inputs of
+    no known task are tokens when every one has rank 2 or less."""
+    from trt_edge.tasks.spec import task_for_inputs
+
+    if any(len(meta.shape) > 2 for meta in inputs):
+        return False
+    try:
+        return task_for_inputs([meta.name for meta in inputs], "the timed model").has_sequence_axis
+    except TrtEdgeError:
+        return True
+
+
 def check_shape(runner: Runner, batch: int, seq: int) -> None:
     """Refuse a sweep point outside what the model accepts: fixed axes, and an engine's optimization
     profile when the runner tells it (`profile_shapes(name) -> (min, opt, max)`, the TensorRT runner)."""
     problems = []
+    tokens = sequence_inputs(runner.inputs())
     for meta in runner.inputs():
-        # A [batch, sequence] token input takes both; a pixel input [batch, C, H, W] only the batch.
-        want = (batch, seq)[: len(meta.shape)] if len(meta.shape) <= 2 else (batch,)
+        # A [batch, sequence] token input takes both; a pixel or audio input only the batch.
+        want = (batch, seq)[: len(meta.shape)] if tokens else (batch,)
         for axis, (dim, value) in enumerate(zip(meta.shape, want, strict=False)):
             if isinstance(dim, int) and dim >= 0 and dim != value:
                 problems.append(f"{meta.name} axis {axis} is fixed at {dim}")
@@ -209,10 +226,16 @@ def benchmark(runner: Runner, feed: Mapping[str, np.ndarray], *, warmup: int = 1
 
 
 def _shape_of(feed: Mapping[str, np.ndarray]) -> tuple[int, int]:
+    from trt_edge.tasks.spec import task_for_inputs
+
     first = np.asarray(next(iter(feed.values())))
-    # seq is 0 for inputs without a sequence axis (pixels [batch, C, H, W])
+    # seq is 0 for inputs without a sequence axis (pixels [batch, C, H, W], audio [batch, samples])
+    try:
+        sequence = first.ndim == 2 and task_for_inputs(list(feed), "the timed model").has_sequence_axis
+    except TrtEdgeError:  # inputs of no known task: a rank-2 input is tokens
+        sequence = first.ndim == 2
     return (int(first.shape[0]) if first.ndim > 0 else 1,
-            int(first.shape[1]) if first.ndim == 2 else (0 if first.ndim > 2 else 1))
+            int(first.shape[1]) if sequence else (0 if first.ndim >= 2 else 1))
 
 
 def _bar(progress: bool, iterations: int | None, duration_s: float | None, label: str) -> Any:

@@ -73,7 +73,13 @@ def text_source(config: RunConfig, cfg: ProfileConfig, model_file: Path, folder:
         return None, {"kind": "random", "description": "random token ids (latency only: never for accuracy)"}
     if "task" in config.raw and not task_adapter(config.section("task").type).text_examples:
         # Latency does not depend on pixel values: the sweep feeds random pixels at the model's size.
-        return None, {"kind": "random", "description": "random pixels at the model's input size (latency only)"}
+        info: dict[str, Any] = {"kind": "random",
+                                "description": "random pixels at the model's input size (latency only)"}
+        seconds = _example_seconds(config, cfg, model_file)
+        if seconds:  # audio: the throughput is clips/s, and a real-time factor follows from it
+            info["description"] = "random values at the model's input size (latency only)"
+            info["example_seconds"] = seconds
+        return None, info
     from trt_edge.tasks.spec import preprocessor_dir
 
     has_task = "task" in config.raw
@@ -107,6 +113,18 @@ def text_source(config: RunConfig, cfg: ProfileConfig, model_file: Path, folder:
         "kind": "texts", "tokenizer": str(tok_dir), "source": task.data.source, "split": cfg.split,
         "texts": len(texts),
         "description": f"real {cfg.split} texts of {task.data.source}, tokenized and padded/truncated to each length"}
+
+
+def _example_seconds(config: RunConfig, cfg: ProfileConfig, model_file: Path) -> float | None:
+    """The seconds of signal one example holds (audio: from the extractor beside the model), None when the task's
+    examples are not signals or no preprocessor is found."""
+    from trt_edge.tasks.spec import preprocessor_dir
+
+    adapter = task_adapter(config.section("task").type)
+    try:
+        return adapter.example_seconds(adapter.spec.preprocessor.load(preprocessor_dir(model_file, cfg.tokenizer)))
+    except TrtEdgeError:
+        return None
 
 
 def run(config: RunConfig, target: str | Path, out: str | Path) -> StageRecord:
@@ -222,16 +240,20 @@ def run(config: RunConfig, target: str | Path, out: str | Path) -> StageRecord:
 def summary_metrics(profile: dict[str, Any]) -> dict[str, Any]:
     """The figures of stage.json: per sweep point median/p90/p99, throughput, energy; power status."""
     points = []
+    seconds = (profile.get("inputs") or {}).get("example_seconds")
     for r in profile.get("runs") or []:
         s = r.get("latency_ms") or {}
         points.append({"batch": r.get("batch"), "seq": r.get("seq"), "median_ms": s.get("median"),
                        "p90_ms": s.get("p90"), "p99_ms": s.get("p99"),
                        "throughput_ips": r.get("throughput_ips", r.get("throughput_qps")),
                        "mj_per_inference": (r.get("energy") or {}).get("mj_per_inference")})
+        if seconds and points[-1]["throughput_ips"]:  # audio seconds per compute second
+            points[-1]["real_time_factor"] = round(float(points[-1]["throughput_ips"]) * float(seconds), 1)
     first = points[0] if points else {}
     layers = profile.get("layers") or {}
     return {"median_ms": first.get("median_ms"), "p90_ms": first.get("p90_ms"), "p99_ms": first.get("p99_ms"),
             "throughput_ips": first.get("throughput_ips"), "mj_per_inference": first.get("mj_per_inference"),
+            **({"real_time_factor": first["real_time_factor"]} if "real_time_factor" in first else {}),
             "points": points, "power": bool((profile.get("power") or {}).get("available")),
             "inputs": (profile.get("inputs") or {}).get("kind"),
             "top_layer": (layers.get("layers") or [{}])[0].get("name") if layers.get("layers") else None}

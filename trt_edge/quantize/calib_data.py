@@ -53,8 +53,13 @@ class CalibrationSet:
                 dtypes: dict[str, Any] | None = None) -> Iterator[dict[str, np.ndarray]]:
         """Feeds for ONNX Runtime: examples grouped by the smallest bucket that holds them, each batch
         trimmed to that bucket's length (right padding is masked, so trimming it changes nothing)."""
+        from trt_edge.tasks.spec import padding_mask_input
+
         names = list(names or self.inputs)
-        edges = [*sorted({b for b in buckets if b < self.max_length}), self.max_length]
+        # Only a task with a padding mask has token arrays to trim; pixels and audio ([batch, samples] too)
+        # are fed whole.
+        sequence = padding_mask_input(self.inputs) is not None
+        edges = [*sorted({b for b in buckets if b < self.max_length and sequence}), self.max_length]
         which = np.searchsorted(np.asarray(edges), self.lengths, side="left")
         for bucket_index, width in enumerate(edges):
             idx = np.flatnonzero(which == bucket_index)
@@ -62,8 +67,8 @@ class CalibrationSet:
                 part = idx[start:start + batch_size]
                 feed = {}
                 for name in names:
-                    # Only [batch, sequence] token arrays have a length to trim; pixels are fed whole.
-                    array = self.inputs[name][part, :width] if self.inputs[name].ndim == 2 else self.inputs[name][part]
+                    array = self.inputs[name][part, :width] if sequence and self.inputs[name].ndim == 2 \
+                        else self.inputs[name][part]
                     feed[name] = array.astype((dtypes or {}).get(name, array.dtype), copy=False)
                 yield feed
 
@@ -152,7 +157,7 @@ def draw_calibration_set(texts: Sequence[Any], labels: Sequence[int], tokenizer:
         label_array = np.asarray([labels[i] for i in order], dtype=np.int64)
     spec = task_spec(task)
     log.info("calibration set: %d %s examples, %s", len(order), recipe.split,
-             spec.describe_examples(np.asarray(arrays[spec.inputs[0].name]).shape, lengths.tolist()))
+             spec.describe_examples(np.asarray(arrays[spec.first_fed(arrays)]).shape, lengths.tolist()))
     return CalibrationSet(arrays, lengths, label_array, meta)
 
 

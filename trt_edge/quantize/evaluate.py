@@ -15,7 +15,7 @@ import numpy as np
 
 from trt_edge.errors import TrtEdgeError
 from trt_edge.lazy import lazy_import
-from trt_edge.tasks.spec import task_for_inputs, task_spec
+from trt_edge.tasks.spec import padding_mask_input, task_for_inputs, task_spec
 
 _ORT_DTYPES = {"tensor(int64)": np.int64, "tensor(int32)": np.int32, "tensor(float)": np.float32}
 
@@ -111,12 +111,13 @@ def predict(sess: Any, arrays: dict[str, np.ndarray], lengths: np.ndarray, batch
     """Logits for every example; batches of similar length, each trimmed to its longest example."""
     dtypes = input_dtypes(sess)
     order = np.argsort(lengths, kind="stable")
+    sequence = padding_mask_input(arrays) is not None  # token arrays to trim; pixels and audio are fed whole
     chunks = []
     for start in range(0, len(order), batch_size):
         idx = order[start:start + batch_size]
         width = max(int(lengths[idx].max()), 1)
-        feed = {n: (arrays[n][idx, :width] if arrays[n].ndim == 2 else arrays[n][idx]).astype(dtypes.get(n, np.int64))
-                for n in dtypes}
+        feed = {n: (arrays[n][idx, :width] if sequence and arrays[n].ndim == 2 else arrays[n][idx])
+                .astype(dtypes.get(n, np.int64)) for n in dtypes}
         chunks.append(sess.run([output_name(sess)], feed)[0])
     logits = np.concatenate(chunks) if chunks else np.zeros((0, 0), dtype=np.float32)
     result = np.empty_like(logits)

@@ -168,6 +168,20 @@ def select_layers(model: torch.nn.Module, include: Sequence[str], exclude: Seque
     return LayerSelection(chosen, skipped)
 
 
+CONVOLUTION_DENSE = ("a convolution (a waveform feature encoder, a patch or mel-frame stem): trt-edge's 2:4 covers the "
+                     "transformer's Linear layers; the stem sees the raw signal, the first layer of a waveform "
+                     "encoder has one input channel (no group of 4 to prune), and its error reaches every token, "
+                     "so it is left dense")
+
+
+def dense_convolutions(model: torch.nn.Module) -> dict[str, str]:
+    """The model's convolutions, each with why 2:4 leaves it dense (recorded by the prune stage, shown by the
+    report): wav2vec2's/HuBERT's feature encoder, Whisper's two stem convolutions, AST's and ViT's patch
+    embedding."""
+    return {f"{name}.weight": CONVOLUTION_DENSE for name, mod in model.named_modules()
+            if isinstance(mod, torch.nn.Conv1d | torch.nn.Conv2d)}
+
+
 TOKEN_INDEPENDENT = ("its input does not depend on the tokens (e.g. DeBERTa's relative position projections): the "
                      "export folds it into a constant, so 2:4 would cost accuracy and speed nothing; left dense")
 

@@ -375,8 +375,8 @@ def random_inputs(model: torch.nn.Module, batch: int = 4, length: int = 24, seed
     spec = get_task(task) if task is not None else task_for_model_config(config)  # callers that do not say
     if not spec.has_sequence_axis:
         # seeded: two draws must differ, or every layer looks token-independent (masks.token_independent_linears)
-        example: dict[str, torch.Tensor] = adapter_for(spec).example_inputs(config, spec.required_inputs, False,
-                                                                        seed=seed)
+        example: dict[str, torch.Tensor] = adapter_for(spec).example_inputs(config, spec.input_names, False,
+                                                                        seed=seed)  # the model's own among them
         return example
     vocab = int(getattr(config, "vocab_size", 1000))
     gen = torch.Generator().manual_seed(seed)

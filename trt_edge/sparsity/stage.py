@@ -219,6 +219,7 @@ def run(config: RunConfig, model_dir: str | Path, out: str | Path) -> StageRecor
         Sparse24Config,
         apply_masks,
         compute_masks,
+        dense_convolutions,
         token_independent_linears,
     )
     from trt_edge.sparsity.permutation import max_output_change, model_outputs, permute_model_, random_inputs
@@ -343,6 +344,7 @@ def run(config: RunConfig, model_dir: str | Path, out: str | Path) -> StageRecor
         "accuracy_drop_points": accuracy_drop,
         "kept_magnitude": kept, "kept_magnitude_without_permutation": kept_plain,
         "sparse_layers": len(masks), "skipped_layers": len(masks.skipped), "skipped": dict(masks.skipped),
+        "dense_convolutions": dense_convolutions(model),
         "permuted_layers": len(permutations), "permutation_skipped": permutation_skipped,
         "permutation_max_output_change": max_change,
         "permutation_seconds": sum(p.seconds for p in permutations),

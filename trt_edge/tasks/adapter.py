@@ -146,6 +146,12 @@ class TaskAdapter(Protocol):
         """Write the preprocessor of a model built from a config (only where `builds_from_config`)."""
         ...
 
+    def example_seconds(self, preprocessor: Any) -> float | None:
+        """The seconds of signal one example holds (an audio clip as the feature extractor feeds it), for
+        clips/s and the real-time factor (audio seconds per compute second); None where examples are not
+        signals in time (texts, images)."""
+        ...
+
     # --- runtime (`trt-edge run`) ---
     def runtime_feed(self, preprocessor: Any, examples: Sequence[Any], runner_inputs: Sequence[Any],
                      max_length: int, source: str = "the model") -> dict[str, np.ndarray]:

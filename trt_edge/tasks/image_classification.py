@@ -550,6 +550,11 @@ class ImageClassificationAdapter(ClassificationOutputs):
     def write_processor_config(self, folder: Path, model_config: Any) -> None:
         write_processor_config(folder, model_config)
 
+    def example_seconds(self, preprocessor: Any) -> float | None:
+        """None: images are not signals in time."""
+        del preprocessor
+        return None
+
     def runtime_feed(self, preprocessor: Any, examples: Sequence[Any], runner_inputs: Sequence[Any],
                      max_length: int, source: str = "the model") -> dict[str, np.ndarray]:
         return runtime_feed(preprocessor, examples, runner_inputs, source)

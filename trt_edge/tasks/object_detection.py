@@ -505,6 +505,11 @@ class ObjectDetectionAdapter:
         image.write_processor_config(folder, model_config)
         write_postprocessing(folder)
 
+    def example_seconds(self, preprocessor: Any) -> float | None:
+        """None: images are not signals in time."""
+        del preprocessor
+        return None
+
     def runtime_feed(self, preprocessor: Any, examples: Sequence[Any], runner_inputs: Sequence[Any],
                      max_length: int, source: str = "the model") -> dict[str, np.ndarray]:
         check_processor(preprocessor, source)

@@ -47,6 +47,14 @@ class InputSpec:
     dynamic: tuple[str, ...]
     optional: bool = False
     pad: str | int = 0
+    # Other axis layouts the same input name has in other model families of the task (AST's `input_values`
+    # are [batch, frames, mel], wav2vec2's [batch, samples]): `axes_for(rank)` picks the one of a graph's rank.
+    layouts: tuple[tuple[str, ...], ...] = ()
+
+    def axes_for(self, rank: int) -> tuple[str, ...]:
+        """The axis names of this input in a graph (or tensor) of `rank` dimensions: `axes`, or the layout of
+        that rank; `axes` when none has it (the caller's rank check then says so)."""
+        return next((layout for layout in (self.axes, *self.layouts) if len(layout) == rank), self.axes)
 
 
 @dataclass(frozen=True)
@@ -56,9 +64,23 @@ class PreprocessorSpec:
     kind: str
     files: tuple[str, ...]
     loader: str  # "module:attribute" with `from_pretrained`
+    # Two kinds share `preprocessor_config.json` (image processors, audio feature extractors): a key of that
+    # JSON tells them apart (`sampling_rate`: a feature extractor's). `requires_key`: the file must have it;
+    # `refuses_key`: the file must not.
+    requires_key: str | None = None
+    refuses_key: str | None = None
 
     def present(self, folder: Path) -> bool:
-        return folder.is_dir() and any((folder / name).is_file() for name in self.files)
+        if not folder.is_dir():
+            return False
+        found = [folder / name for name in self.files if (folder / name).is_file()]
+        if not found:
+            return False
+        if self.requires_key is None and self.refuses_key is None:
+            return True
+        keys = _json_keys(found[0])
+        return (self.requires_key is None or self.requires_key in keys) and \
+            (self.refuses_key is None or self.refuses_key not in keys)
 
     def load(self, folder: Path, trust_remote_code: bool = False) -> Any:
         """Load it from `folder` (local files only), or say in one line what is missing. transformers is
@@ -86,6 +108,17 @@ class PreprocessorSpec:
                     and item.name != "stage.json":
                 shutil.copyfile(item, dst / item.name)
         return dst
+
+
+def _json_keys(file: Path) -> set[str]:
+    """The top-level keys of a preprocessor JSON file (empty when it is not a JSON object)."""
+    import json
+
+    try:
+        data = json.loads(file.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return set()
+    return set(data) if isinstance(data, dict) else set()
 
 
 @dataclass(frozen=True)
@@ -142,6 +175,10 @@ class TaskSpec:
 
         fixed = sum(width or 0 for _, width in self.packed_outputs)
         return np.moveaxis(outputs[..., :outputs.shape[-1] - fixed], -1, 1)
+    # transformers' name mapping (in `transformers.models.auto.modeling_auto`) of the task's head classes, when
+    # a head's class name does not end as the auto class does (wav2vec2's audio head is
+    # `Wav2Vec2ForSequenceClassification`, which the text task's suffix would claim).
+    head_mapping: str | None = None
 
     @property
     def input_names(self) -> tuple[str, ...]:
@@ -188,6 +225,12 @@ class TaskSpec:
             return f"lengths {ordered[0]}-{ordered[-1]} (median {int(median)})"
         size = self.fixed_size(shape)
         return f"{size[0]}x{size[1]} images" if size else f"inputs of shape {list(shape)}"
+
+    def first_fed(self, names: Iterable[str]) -> str:
+        """The first of the spec's inputs among `names` (a feed's keys): the example's own values (token ids,
+        pixels, audio), whichever of a task's optional inputs the model takes (Whisper: `input_features`)."""
+        present = set(names)
+        return next((i.name for i in self.inputs if i.name in present), self.inputs[0].name)
 
     def input(self, name: str) -> InputSpec:
         for i in self.inputs:
@@ -240,7 +283,7 @@ IMAGE_CLASSIFICATION = TaskSpec(
     output="logits",
     output_axes=(BATCH_AXIS, "classes"),
     preprocessor=PreprocessorSpec("image processor", ("preprocessor_config.json",),
-                                  "transformers:AutoImageProcessor"),
+                                  "transformers:AutoImageProcessor", refuses_key="sampling_rate"),
     adapter_module="trt_edge.tasks.image_classification",
     auto_model="AutoModelForImageClassification",
     bundle_dir=PREPROCESSOR_DIR,
@@ -307,8 +350,32 @@ OBJECT_DETECTION = TaskSpec(
     packed_outputs=(("logits", None), ("pred_boxes", 4)),
 )
 
+# Audio in, class logits out (tasks/audio_classification.py). The input is what the model's feature extractor
+# makes, and its name says which: `input_values` raw waveform [batch, samples] (wav2vec2, HuBERT) or log-mel
+# frames [batch, frames, mel] (AST), `input_features` log-mel [batch, mel, frames] (Whisper's encoder). Both
+# are optional: a model takes the one its extractor lists and its forward accepts. Clips have one length
+# (`task.data.clip_seconds`), so only the batch axis is dynamic.
+AUDIO_CLASSIFICATION = TaskSpec(
+    name="audio-classification",
+    modality="audio",
+    inputs=(
+        InputSpec("input_values", "float32", (BATCH_AXIS, "samples"), (BATCH_AXIS,), optional=True,
+                  layouts=((BATCH_AXIS, "frames", "mel"),)),
+        InputSpec("input_features", "float32", (BATCH_AXIS, "mel", "frames"), (BATCH_AXIS,), optional=True),
+    ),
+    output="logits",
+    output_axes=(BATCH_AXIS, "classes"),
+    preprocessor=PreprocessorSpec("feature extractor", ("preprocessor_config.json",),
+                                  "transformers:AutoFeatureExtractor", requires_key="sampling_rate"),
+    adapter_module="trt_edge.tasks.audio_classification",
+    auto_model="AutoModelForAudioClassification",
+    atol=1e-3,
+    bundle_dir=PREPROCESSOR_DIR,
+    head_mapping="MODEL_FOR_AUDIO_CLASSIFICATION_MAPPING_NAMES",
+)
+
 TASKS: dict[str, TaskSpec] = {s.name: s for s in (TEXT_CLASSIFICATION, IMAGE_CLASSIFICATION, SENTENCE_EMBEDDING,
-                                                  SEMANTIC_SEGMENTATION, OBJECT_DETECTION)}
+                                                  SEMANTIC_SEGMENTATION, OBJECT_DETECTION, AUDIO_CLASSIFICATION)}
 # The task of a call or a stage record that names none: everything written before image tasks was
 # text classification. The only place a task is a default; stages call `task_spec`/`task_for_record`.
 DEFAULT_TASK = TEXT_CLASSIFICATION
@@ -337,6 +404,8 @@ def task_for_record(record: dict[str, Any] | None) -> TaskSpec | None:
 def task_for_model_config(config: Any) -> TaskSpec:
     """The task a bare model config suggests, for callers that name none: an image model's config has an
     image size and no vocabulary; anything else is the default task."""
+    if hasattr(config, "num_mel_bins") or hasattr(config, "conv_dim"):  # AST, Whisper; wav2vec2's conv encoder
+        return AUDIO_CLASSIFICATION
     image = hasattr(config, "image_size") and not hasattr(config, "vocab_size")
     return IMAGE_CLASSIFICATION if image else DEFAULT_TASK
 
@@ -346,6 +415,10 @@ def task_for_architectures(architectures: Iterable[str] | None) -> TaskSpec | No
     names the head (`AutoModelForSemanticSegmentation` -> `...ForSemanticSegmentation`); None when no
     architecture names one (a bare encoder, an unknown head, a config without the list). Two image tasks
     share a preprocessor, so the head is what tells a segmenter from a classifier."""
+    names = [str(a) for a in architectures or ()]
+    for spec in TASKS.values():  # heads named in transformers' mapping first: they may end like another task's
+        if spec.head_mapping and names and any(a in _head_classes(spec.head_mapping) for a in names):
+            return spec
     prefix = "AutoModel"
     for spec in TASKS.values():
         suffix = spec.auto_model[len(prefix):] if spec.auto_model.startswith(prefix) else ""
@@ -354,15 +427,25 @@ def task_for_architectures(architectures: Iterable[str] | None) -> TaskSpec | No
     return None
 
 
+def _head_classes(mapping: str) -> set[str]:
+    """The class names of one of transformers' auto-model name mappings (imported only when asked)."""
+    module = importlib.import_module("transformers.models.auto.modeling_auto")
+    table = getattr(module, mapping, None) or {}
+    return {str(v) for v in table.values()}
+
+
+RUN_FLAGS = {"text": '--text "..."', "image": "--image FILE", "audio": "--audio FILE|FOLDER or --stream FILE"}
+
+
 def check_run_input(spec: TaskSpec | None, asked: str, source: str, search: bool = False) -> None:
     """Refuse, in one line, `trt-edge run` input the model's task (`spec`, None when nothing says) does not
-    take: another modality (`asked`: "text" for --text, "image" for --image), or a corpus search
-    (`search`: --top/--corpus) with a model whose output is not a vector. The line names the task and
+    take: another modality (`asked`: "text" for --text, "image" for --image, "audio" for --audio/--stream), or a
+    corpus search (`search`: --top/--corpus) with a model whose output is not a vector. The line names the task and
     what it takes."""
     if spec is None:
         return
     article = "an" if spec.name[0] in "aeiou" else "a"
-    takes = "--image FILE" if spec.modality == "image" else '--text "..."'
+    takes = RUN_FLAGS.get(spec.modality, '--text "..."')
     if spec.pooled:
         takes += " (it prints the vector; --top K --corpus FILE searches a corpus)"
     if spec.modality != asked:
@@ -437,7 +520,7 @@ def describe_feed(feed: dict[str, Any], batch: int, sequence: int) -> str:
         spec = task_for_inputs(list(feed), "the timed model")
     except TrtEdgeError:
         return f"b{batch} s{sequence}"
-    return spec.describe_shape(batch, sequence, feed[spec.inputs[0].name].shape)
+    return spec.describe_shape(batch, sequence, feed[spec.first_fed(feed)].shape)
 
 
 def padding_mask_input(input_names: Iterable[str]) -> str | None:

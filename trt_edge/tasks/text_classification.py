@@ -226,6 +226,11 @@ class TextClassificationAdapter(ClassificationOutputs):
     def write_processor_config(self, folder: Path, model_config: Any) -> None:
         raise TrtEdgeError("a text model needs a tokenizer: it cannot be built from a bare config")
 
+    def example_seconds(self, preprocessor: Any) -> float | None:
+        """None: texts are not signals in time."""
+        del preprocessor
+        return None
+
     def runtime_feed(self, preprocessor: Any, examples: Sequence[Any], runner_inputs: Sequence[Any],
                      max_length: int, source: str = "the model") -> dict[str, np.ndarray]:
         return runtime_feed(preprocessor, examples, runner_inputs, max_length, source)
