@@ -164,9 +164,7 @@ def test_run_image_prints_boxes_in_the_inputs_pixels_and_draws_them(det_run: tup
     a PNG of the input's size that differs from it along a printed box."""
     from PIL import Image
 
-    family, run_dir = det_run
-    if family == "detr":
-        pytest.skip("run --image is exercised once (on YOLOS): the same code reads both families' outputs")
+    _, run_dir = det_run
     export = tmp_path / "export"
     shutil.copytree(run_dir / "export", export)
     config_file = export / "preprocessor" / "preprocessor_config.json"

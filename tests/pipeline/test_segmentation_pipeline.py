@@ -203,9 +203,7 @@ def test_run_image_overlay_blends_the_class_mask(seg_run: tuple[str, Path], tmp_
 
     from trt_edge.cli import main
 
-    family, run_dir = seg_run
-    if family == "dpt":
-        pytest.skip("the overlay is drawn once (on SegFormer): both families give per-pixel logits")
+    _, run_dir = seg_run
     pixels = np.random.default_rng(0).integers(0, 255, size=(40, 56, 3), dtype=np.uint8)
     Image.fromarray(pixels).save(tmp_path / "scene.png")
     main(["run", "--onnx", str(run_dir / "export" / "model.onnx"), "--image", str(tmp_path / "scene.png"),
