@@ -236,7 +236,8 @@ def openvino_peer(name: str, ov_model: Any, threads: int, inputs: list[str], not
     # On a CPU with AMX or AVX-512 BF16, OpenVINO's default precision for float layers is bf16, not fp32:
     # that default is what a user gets, so it is kept and named.
     precision = compiled_for(None).get_property("INFERENCE_PRECISION_HINT")
-    note = f"{note}; float layers run in {str(precision).lower()}"
+    name_of = getattr(precision, "get_type_name", None)
+    note = f"{note}; float layers run in {name_of() if callable(name_of) else precision}"
 
     def timed(feed: dict[str, np.ndarray]) -> Callable[[], object]:
         run = infer_fn(compiled_for(tuple(feed[inputs[0]].shape)) if static else compiled_for(None))
@@ -477,6 +478,7 @@ def markdown(result: dict[str, Any]) -> str:
                                                        if s else ""))
         lines.append(f"| {peer['name']} | {peer['runtime']} | {peer['accuracy']:.4f} | {peer['macro_f1']:.4f} | "
                      + " | ".join(cells) + " |")
+    lines += [""] + [f"- {p['name']}: {p['note']}" for p in result["peers"] if not p["error"]]
     return "\n".join(lines) + "\n"
 
 
