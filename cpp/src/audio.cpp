@@ -185,6 +185,7 @@ Audio Audio::decode_file(const std::string& path) {
     Audio out;
     out.rate = static_cast<int>(rate);
     out.channels = channels;
+    out.source = path;
     out.samples.assign(frames, 0.0f);
     const char* p = d.data() + data_at;
     for (std::size_t i = 0; i < frames; ++i) {
@@ -319,18 +320,19 @@ double AudioProcessor::frame_seconds() const {
 }
 
 std::vector<float> AudioProcessor::prepare(const Audio& audio) const {
-    if (audio.rate <= 0 || audio.samples.empty()) throw Error("the audio has no samples");
+    const std::string who = audio.source.empty() ? std::string("the audio") : audio.source;
+    if (audio.rate <= 0 || audio.samples.empty()) throw Error(who + ": no samples");
     if (audio.seconds() < frame_seconds()) {
         char ms[64];
         std::snprintf(ms, sizeof ms, "(%.1f ms) is shorter than one model frame (%.1f ms)", audio.seconds() * 1000, frame_seconds() * 1000);
-        throw Error(std::to_string(audio.samples.size()) + " samples " + ms);
+        throw Error(who + ": " + std::to_string(audio.samples.size()) + " samples " + ms);
     }
     std::vector<float> x = audio.samples;
     if (audio.rate != sampling_rate) {
         const int g = std::gcd(audio.rate, sampling_rate);
         const int up = sampling_rate / g, down = audio.rate / g;
         if (std::max(up, down) > kMaxResampleFactor)
-            throw Error("cannot resample " + std::to_string(audio.rate) + " Hz to the feature extractor's " +
+            throw Error(who + ": cannot resample " + std::to_string(audio.rate) + " Hz to the feature extractor's " +
                         std::to_string(sampling_rate) + " Hz (a " + std::to_string(up) + "/" + std::to_string(down) +
                         " polyphase filter); convert the file to a usual rate (8, 16, 22.05, 44.1, 48 kHz) first");
         x = fit_length(resample_poly(x, up, down),

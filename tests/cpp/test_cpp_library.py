@@ -447,6 +447,18 @@ def test_the_example_app_on_the_installed_library(app: Path, references: Path) -
     assert out.returncode == 0 and out.stdout.split("\t")[0] == image["labels"][0], out.stderr
 
 
+def test_the_example_app_classifies_audio(app: Path, references: Path) -> None:
+    """`--audio FILE` on the installed library: the labels `trt-edge run --audio` printed (a 44.1 kHz stereo
+    float WAV, a 48 kHz 6-channel PCM-32 one, an 8 kHz mono one), for each family."""
+    for family in AUDIO_FAMILIES:
+        ref = json.loads((references / f"audio_{family}.json").read_text())
+        picks = [1, 3, 4]
+        out = subprocess.run([str(app), ref["model"], *[a for i in picks for a in ("--audio", ref["files"][i])]],
+                             capture_output=True, text=True, timeout=60)
+        assert out.returncode == 0, out.stderr
+        assert [line.split("\t")[0] for line in out.stdout.splitlines()] == [ref["labels"][i] for i in picks]
+
+
 def _bad_case(name: str, references: Path, tmp: Path) -> tuple[list[str], str]:
     """(app arguments, the text the one-line error must hold) for bad input `name`."""
     student, vit = references / "student", references / "vit"
@@ -490,6 +502,37 @@ def _bad_case(name: str, references: Path, tmp: Path) -> tuple[list[str], str]:
         return [str(student), "--image", str(next((references / "image_labels").glob("*.png")))], "a text model"
     if name == "text-to-image-model":
         return [str(vit), "--text", "hi"], "an image model"
+    audio, clip = references / "audio-wav2vec2", str(next((references / "audio-clips").glob("00-*.wav")))
+    if name == "audio-to-text-model":
+        return [str(student), "--audio", clip], "a text model: classify a text, not audio"
+    if name == "text-to-audio-model":
+        return [str(audio), "--text", "hi"], "an audio model: classify audio, not a text"
+    if name == "flac-audio":
+        (tmp / "x.flac").write_bytes(b"fLaC" + bytes(60))
+        return [str(audio), "--audio", str(tmp / "x.flac")], "FLAC/OGG is not decoded by libtrt_edge"
+    if name == "not-a-wav":
+        (tmp / "x.wav").write_text("hello there, not audio")
+        return [str(audio), "--audio", str(tmp / "x.wav")], "not a WAV file"
+    if name == "truncated-wav":
+        data = Path(clip).read_bytes()
+        (tmp / "t.wav").write_bytes(data[: len(data) // 2])
+        return [str(audio), "--audio", str(tmp / "t.wav")], "truncated WAV file"
+    if name == "too-short-audio":
+        from tests.tasks.audio_helpers import write_clip
+
+        write_clip(tmp / "s.wav", np.zeros(100, dtype=np.float32), 16000)
+        return [str(audio), "--audio", str(tmp / "s.wav")], "shorter than one model frame"
+    if name == "odd-rate-audio":
+        from tests.tasks.audio_helpers import write_clip
+
+        write_clip(tmp / "r.wav", np.zeros(4411, dtype=np.float32), 44101)
+        return [str(audio), "--audio", str(tmp / "r.wav")], "cannot resample 44101 Hz"
+    if name == "unknown-extractor":
+        shutil.copytree(audio, tmp / "m")
+        (tmp / "m" / "SHA256SUMS").unlink()
+        file = tmp / "m" / "preprocessor" / "preprocessor_config.json"
+        file.write_text(json.dumps({**json.loads(file.read_text()), "feature_extractor_type": "ClapFeatureExtractor"}))
+        return [str(tmp / "m"), "--audio", clip], "feature extractor ClapFeatureExtractor is not implemented"
     if name == "tensorrt-without-tensorrt":
         return [str(student), "--backend", "tensorrt", "--text", "hi"], "no model.plan"
     if name == "unknown-backend":
@@ -500,7 +543,9 @@ def _bad_case(name: str, references: Path, tmp: Path) -> tuple[list[str], str]:
 @pytest.mark.parametrize("name", ["no-folder", "no-model", "no-preprocessor", "wordlevel-tokenizer", "bad-sums-line",
                                   "swapped-model",
                                   "not-an-image", "truncated-png", "image-to-text-model", "text-to-image-model",
-                                  "tensorrt-without-tensorrt", "unknown-backend"])
+                                  "tensorrt-without-tensorrt", "unknown-backend", "audio-to-text-model",
+                                  "text-to-audio-model", "flac-audio", "not-a-wav", "truncated-wav",
+                                  "too-short-audio", "odd-rate-audio", "unknown-extractor"])
 def test_bad_input_is_one_line_and_exit_2(name: str, app: Path, references: Path, tmp_path: Path) -> None:
     args, expected = _bad_case(name, references, tmp_path)
     out = subprocess.run([str(app), *args], capture_output=True, text=True, timeout=60)

@@ -97,6 +97,7 @@ struct Audio {
     int rate = 0;
     int channels = 1;
     std::vector<float> samples;
+    std::string source;  // the file it was decoded from (named in errors about it)
     double seconds() const;
     // Decodes a WAV file: PCM 8/16/24/32-bit or float 32/64, any channel count (WAVE_FORMAT_EXTENSIBLE too);
     // FLAC/OGG and a WAV cut short are refused in one line.
