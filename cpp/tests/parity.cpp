@@ -7,6 +7,7 @@
 //   trt_edge_parity images REF     the same for images (pixel and logit differences are printed)
 //   trt_edge_parity audio REF      the same for audio files (feature differences within REF.feature_tolerance,
 //                                  logits within REF.tolerance)
+//   trt_edge_parity features REF   AudioProcessor features of REF.processor within REF.feature_tolerance
 //   trt_edge_parity resample REF   resample_poly within REF.tolerance of scipy's on every case
 //   trt_edge_parity embed REF      embed() within REF.tolerance of the Python TextEmbedder's vectors
 //   trt_edge_parity refuse REF     loading a tampered folder fails with the expected one-line message
@@ -148,6 +149,24 @@ int audio(const Json& ref) {
                    worst_logit <= ref["tolerance"].number ? 0 : 1;
 }
 
+int features(const Json& ref) {
+    const auto processor = trt_edge::AudioProcessor::from_file(ref["processor"].str());
+    const auto& files = ref["files"].array;
+    double worst = 0.0;
+    for (std::size_t i = 0; i < files.size(); ++i) {
+        const trt_edge::Tensor got = processor.preprocess(trt_edge::Audio::decode_file(files[i].str()));
+        const Json& want = ref["features"].at(i);
+        if (want.array.size() != got.floats.size()) {
+            std::cout << files[i].str() << ": " << got.floats.size() << " values, python " << want.array.size() << "\n";
+            return 1;
+        }
+        for (std::size_t k = 0; k < got.floats.size(); ++k) worst = std::max(worst, std::fabs(got.floats[k] - want.at(k).number));
+    }
+    std::cout << "features (" << ref["processor"].str() << "): max |c++ - python| = " << worst << " over " << files.size()
+              << " files (tolerance " << ref["feature_tolerance"].number << ")\n";
+    return worst <= ref["feature_tolerance"].number && !files.empty() ? 0 : 1;
+}
+
 int resample(const Json& ref) {
     double worst = 0.0;
     const auto& cases = ref["cases"].array;
@@ -202,7 +221,7 @@ int refuse(const Json& ref) {
 
 int main(int argc, char** argv) {
     if (argc != 3) {
-        std::cerr << "usage: " << argv[0] << " tokens|logits|labels|images|audio|resample|embed|refuse REFERENCE.json\n";
+        std::cerr << "usage: " << argv[0] << " tokens|logits|labels|images|audio|features|resample|embed|refuse REFERENCE.json\n";
         return 2;
     }
     try {
@@ -214,6 +233,7 @@ int main(int argc, char** argv) {
         if (what == "images") return images(ref);
         if (what == "audio") return audio(ref);
         if (what == "resample") return resample(ref);
+        if (what == "features") return features(ref);
         if (what == "refuse") return refuse(ref);
         if (what == "embed") return embed(ref);
         std::cerr << "unknown check " << what << "\n";

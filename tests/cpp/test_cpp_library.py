@@ -238,6 +238,7 @@ def _audio_references(data: Path) -> None:
             "model": str(model), "files": [str(f) for f in files], "features": [x.ravel().tolist() for x in features],
             "logits": [np.asarray(x).tolist() for x in logits], "labels": [printed[str(f)] for f in files],
             "tolerance": TOLERANCE, "feature_tolerance": AUDIO_FEATURE_TOLERANCE})
+    _full_size_extractor_references(data)
     cases = []
     for rate in sorted({r for r, _, _, _ in AUDIO_CLIPS} - {16000}):
         up, down = resample_factors(rate, 16000)
@@ -245,6 +246,27 @@ def _audio_references(data: Path) -> None:
         y = resample_poly(x.astype(np.float64), up, down).astype(np.float32)
         cases.append({"up": up, "down": down, "x": x.tolist(), "y": y.tolist()})
     _write(data / "resample.json", {"cases": cases, "tolerance": 1e-6})
+
+
+def _full_size_extractor_references(data: Path) -> None:
+    """The extractors at the size real checkpoints use (transformers' defaults: Whisper's 80 mel bins over a 30 s
+    chunk, AST's 128 bins over 1024 frames), which the tiny models do not reach: the Python features of a 3 s
+    44.1 kHz stereo clip and a 12 s 16 kHz one (longer than AST's 10.24 s: truncated)."""
+    from transformers import ASTFeatureExtractor, WhisperFeatureExtractor
+
+    from tests.tasks.audio_helpers import tone, write_clip
+    from trt_edge.tasks.audio_classification import extract
+    from trt_edge.tasks.audio_data import decode_audio
+
+    files = [write_clip(data / "audio-long" / "a.wav", tone("mid", 3.0, 44100, seed=1, channels=2), 44100, "PCM_16"),
+             write_clip(data / "audio-long" / "b.wav", tone("high", 12.0, 16000, seed=2), 16000, "FLOAT")]
+    clips = [decode_audio(f)[0] for f in files]
+    for name, extractor in (("whisper", WhisperFeatureExtractor()), ("ast", ASTFeatureExtractor())):
+        extractor.save_pretrained(str(data / f"extractor-{name}"))  # type: ignore[no-untyped-call]
+        _write(data / f"features_{name}.json", {
+            "processor": str(data / f"extractor-{name}" / "preprocessor_config.json"), "files": [str(f) for f in files],
+            "features": [extract(extractor, [c])[0].ravel().tolist() for c in clips],
+            "feature_tolerance": AUDIO_FEATURE_TOLERANCE})
 
 
 def _spread_head(folder: Path, clips: list[Any]) -> None:
@@ -398,7 +420,8 @@ def _ctest_output(result: subprocess.CompletedProcess[str], name: str) -> str:
                                   "logits_parity", "cpu_artifact_labels",
                                   "image_labels", "image_labels_bicubic", "embed_parity", "checksum_refusal",
                                   "audio_labels_wav2vec2", "audio_labels_whisper", "audio_labels_ast",
-                                  "audio_resample_parity"])
+                                  "audio_resample_parity", "audio_features_whisper_full_size",
+                                  "audio_features_ast_full_size"])
 def test_ctest(ctest: subprocess.CompletedProcess[str], name: str) -> None:
     assert "Test #" in ctest.stdout and name in ctest.stdout, ctest.stdout[-3000:] + ctest.stderr[-2000:]
     passed = [line for line in ctest.stdout.splitlines() if name in line and "Passed" in line]
