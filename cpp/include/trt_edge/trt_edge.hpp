@@ -1,7 +1,7 @@
 // libtrt_edge: run a trt-edge model (an on-device bundle, a built plan folder, or a stage folder with an ONNX
 // file such as calibrate's CPU artifact) from a C++ application, with the preprocessing that travels with
-// the model: the tokenizer read from tokenizer.json, the image processor from preprocessor_config.json, and
-// the labels from config.json. Two backends behind one interface: ONNX Runtime's C API (CPU; built and run
+// the model: the tokenizer read from tokenizer.json, the image processor or the audio feature extractor from
+// preprocessor_config.json, and the labels from config.json. Two backends behind one interface: ONNX Runtime's C API (CPU; built and run
 // in CI) and TensorRT (the device; compiled against the public headers in CI, never run there).
 //
 //   auto model = trt_edge::Model::load("bundle/");           // checks SHA256SUMS, picks the backend
