@@ -127,6 +127,7 @@ struct Model::Impl {
     std::vector<TensorInfo> inputs, outputs;
     std::unique_ptr<Tokenizer> tokenizer;
     std::unique_ptr<ImageProcessor> processor;
+    std::unique_ptr<AudioProcessor> audio;
     std::vector<std::string> labels;
 
     std::string output_name(const std::string& preferred) const {
@@ -135,7 +136,7 @@ struct Model::Impl {
     }
 
     Tensors text_feed(const std::string& text) const {
-        if (!tokenizer) throw Error(model_file + ": an image model: classify an image, not a text");
+        if (!tokenizer) throw Error(model_file + ": " + what() + ", not a text");
         const Encoding enc = tokenizer->encode(text, options.max_length);
         Tensors feed;
         const int64_t n = static_cast<int64_t>(enc.input_ids.size());
@@ -151,6 +152,12 @@ struct Model::Impl {
             feed[meta.name] = std::move(t);
         }
         return feed;
+    }
+
+    // What the model classifies, for the one-line refusal of another input.
+    std::string what() const {
+        return tokenizer ? "a text model: classify a text" : audio ? "an audio model: classify audio"
+                                                                    : "an image model: classify an image";
     }
 
     std::vector<float> row(const Tensors& out, const std::string& preferred) const {
@@ -214,7 +221,12 @@ Model Model::load(const std::string& folder, const LoadOptions& options) {
     if (is_file(join(pre, "tokenizer.json"))) {
         m.tokenizer = Tokenizer::from_file(join(pre, "tokenizer.json"));
     } else if (is_file(join(pre, "preprocessor_config.json"))) {
-        m.processor = std::make_unique<ImageProcessor>(ImageProcessor::from_file(join(pre, "preprocessor_config.json")));
+        // An audio feature extractor states its sampling_rate; an image processor never does.
+        const std::string file = join(pre, "preprocessor_config.json");
+        if (!read_json(file, "preprocessor config")["sampling_rate"].is_null())
+            m.audio = std::make_unique<AudioProcessor>(AudioProcessor::from_file(file));
+        else
+            m.processor = std::make_unique<ImageProcessor>(ImageProcessor::from_file(file));
     } else {
         throw Error(folder + ": no tokenizer.json or preprocessor_config.json in " + pre +
                     " (the preprocessing travels with the model: export it with trt-edge)");
@@ -253,27 +265,44 @@ std::vector<float> Model::logits(const std::string& text) const {
 }
 
 std::vector<float> Model::logits(const Image& image) const {
-    if (!impl_->processor) throw Error(impl_->model_file + ": a text model: classify a text, not an image");
+    if (!impl_->processor) throw Error(impl_->model_file + ": " + impl_->what() + ", not an image");
     Tensors feed;
     feed["pixel_values"] = impl_->processor->preprocess(image);
     return impl_->row(infer(feed), "logits");
 }
 
+std::vector<float> Model::logits(const Audio& audio) const {
+    if (!impl_->audio) throw Error(impl_->model_file + ": " + impl_->what() + ", not audio");
+    const AudioProcessor& p = *impl_->audio;
+    if (impl_->inputs.size() != 1 || impl_->inputs.front().name != p.input)
+        throw Error(impl_->model_file + ": the model wants inputs other than " + p.input +
+                    ", which its feature extractor makes; is it an audio model?");
+    Tensors feed;
+    feed[p.input] = p.preprocess(audio);
+    return impl_->row(infer(feed), "logits");
+}
+
 std::vector<Score> Model::classify(const std::string& text) const { return impl_->scores(logits(text)); }
 std::vector<Score> Model::classify(const Image& image) const { return impl_->scores(logits(image)); }
+std::vector<Score> Model::classify(const Audio& audio) const { return impl_->scores(logits(audio)); }
 
 std::vector<float> Model::embed(const std::string& text) const {
     return impl_->row(impl_->backend->infer(impl_->text_feed(text)), "sentence_embedding");
 }
 
 const Tokenizer& Model::tokenizer() const {
-    if (!impl_->tokenizer) throw Error(impl_->model_file + ": an image model has no tokenizer");
+    if (!impl_->tokenizer) throw Error(impl_->model_file + ": " + impl_->what() + "; it has no tokenizer");
     return *impl_->tokenizer;
 }
 
 const ImageProcessor& Model::image_processor() const {
-    if (!impl_->processor) throw Error(impl_->model_file + ": a text model has no image processor");
+    if (!impl_->processor) throw Error(impl_->model_file + ": " + impl_->what() + "; it has no image processor");
     return *impl_->processor;
+}
+
+const AudioProcessor& Model::audio_processor() const {
+    if (!impl_->audio) throw Error(impl_->model_file + ": " + impl_->what() + "; it has no feature extractor");
+    return *impl_->audio;
 }
 
 const std::vector<std::string>& Model::labels() const { return impl_->labels; }

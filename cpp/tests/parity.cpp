@@ -5,6 +5,10 @@
 //   trt_edge_parity logits REF     logits within REF.tolerance, the same top label
 //   trt_edge_parity labels REF     classify() gives the label `trt-edge run` printed, text by text
 //   trt_edge_parity images REF     the same for images (pixel and logit differences are printed)
+//   trt_edge_parity audio REF      the same for audio files (feature differences within REF.feature_tolerance,
+//                                  logits within REF.tolerance)
+//   trt_edge_parity features REF   AudioProcessor features of REF.processor within REF.feature_tolerance
+//   trt_edge_parity resample REF   resample_poly within REF.tolerance of scipy's on every case
 //   trt_edge_parity embed REF      embed() within REF.tolerance of the Python TextEmbedder's vectors
 //   trt_edge_parity refuse REF     loading a tampered folder fails with the expected one-line message
 #include <cmath>
@@ -114,6 +118,78 @@ int images(const Json& ref) {
     return same == files.size() && !files.empty() && worst_pixel <= ref["pixel_tolerance"].number ? 0 : 1;
 }
 
+int audio(const Json& ref) {
+    const auto model = trt_edge::Model::load(ref["model"].str(), options(ref));
+    const auto& files = ref["files"].array;
+    std::size_t same = 0;
+    double worst_feature = 0.0, worst_logit = 0.0;
+    for (std::size_t i = 0; i < files.size(); ++i) {
+        const trt_edge::Audio clip = trt_edge::Audio::decode_file(files[i].str());
+        const trt_edge::Tensor features = model.audio_processor().preprocess(clip);
+        const Json& want = ref["features"].at(i);
+        if (want.array.size() != features.floats.size()) {
+            std::cout << "audio " << files[i].str() << ": " << features.floats.size() << " feature values, python "
+                      << want.array.size() << "\n";
+            return 1;
+        }
+        for (std::size_t k = 0; k < features.floats.size(); ++k)
+            worst_feature = std::max(worst_feature, std::fabs(features.floats[k] - want.at(k).number));
+        const std::vector<float> got = model.logits(clip);
+        for (std::size_t k = 0; k < got.size(); ++k)
+            worst_logit = std::max(worst_logit, std::fabs(got[k] - ref["logits"].at(i).at(k).number));
+        const std::string label = model.classify(clip).front().label;
+        if (label == ref["labels"].at(i).str()) ++same;
+        else std::cout << "DIFF audio " << files[i].str() << ": c++ " << label << "\n";
+    }
+    std::cout << "audio (" << model.audio_processor().input << "): max |feature c++ - python| = " << worst_feature
+              << " (tolerance " << ref["feature_tolerance"].number << "), max |logit diff| = " << worst_logit
+              << " (tolerance " << ref["tolerance"].number << "); the label of trt-edge run on " << same << "/"
+              << files.size() << "\n";
+    return same == files.size() && !files.empty() && worst_feature <= ref["feature_tolerance"].number &&
+                   worst_logit <= ref["tolerance"].number ? 0 : 1;
+}
+
+int features(const Json& ref) {
+    const auto processor = trt_edge::AudioProcessor::from_file(ref["processor"].str());
+    const auto& files = ref["files"].array;
+    double worst = 0.0;
+    for (std::size_t i = 0; i < files.size(); ++i) {
+        const trt_edge::Tensor got = processor.preprocess(trt_edge::Audio::decode_file(files[i].str()));
+        const Json& want = ref["features"].at(i);
+        if (want.array.size() != got.floats.size()) {
+            std::cout << files[i].str() << ": " << got.floats.size() << " values, python " << want.array.size() << "\n";
+            return 1;
+        }
+        for (std::size_t k = 0; k < got.floats.size(); ++k) worst = std::max(worst, std::fabs(got.floats[k] - want.at(k).number));
+    }
+    std::cout << "features (" << ref["processor"].str() << "): max |c++ - python| = " << worst << " over " << files.size()
+              << " files (tolerance " << ref["feature_tolerance"].number << ")\n";
+    return worst <= ref["feature_tolerance"].number && !files.empty() ? 0 : 1;
+}
+
+int resample(const Json& ref) {
+    double worst = 0.0;
+    const auto& cases = ref["cases"].array;
+    for (const Json& c : cases) {
+        std::vector<float> x;
+        for (const Json& v : c["x"].array) x.push_back(static_cast<float>(v.number));
+        const std::vector<float> y = trt_edge::resample_poly(x, static_cast<int>(c["up"].number), static_cast<int>(c["down"].number));
+        if (y.size() != c["y"].array.size()) {
+            std::cout << "resample " << c["up"].number << "/" << c["down"].number << ": " << y.size() << " samples, scipy "
+                      << c["y"].array.size() << "\n";
+            return 1;
+        }
+        double here = 0.0;
+        for (std::size_t k = 0; k < y.size(); ++k) here = std::max(here, std::fabs(y[k] - c["y"].at(k).number));
+        std::cout << "resample " << c["up"].number << "/" << c["down"].number << " (" << x.size() << " -> " << y.size()
+                  << " samples): max |c++ - scipy| = " << here << "\n";
+        worst = std::max(worst, here);
+    }
+    std::cout << "resample: max |c++ - scipy| = " << worst << " over " << cases.size() << " cases (tolerance "
+              << ref["tolerance"].number << ")\n";
+    return worst <= ref["tolerance"].number && !cases.empty() ? 0 : 1;
+}
+
 int embed(const Json& ref) {
     const auto model = trt_edge::Model::load(ref["model"].str(), options(ref));
     const auto& texts = ref["texts"].array;
@@ -145,7 +221,7 @@ int refuse(const Json& ref) {
 
 int main(int argc, char** argv) {
     if (argc != 3) {
-        std::cerr << "usage: " << argv[0] << " tokens|logits|labels|images|embed|refuse REFERENCE.json\n";
+        std::cerr << "usage: " << argv[0] << " tokens|logits|labels|images|audio|features|resample|embed|refuse REFERENCE.json\n";
         return 2;
     }
     try {
@@ -155,6 +231,9 @@ int main(int argc, char** argv) {
         if (what == "logits") return logits(ref);
         if (what == "labels") return labels(ref);
         if (what == "images") return images(ref);
+        if (what == "audio") return audio(ref);
+        if (what == "resample") return resample(ref);
+        if (what == "features") return features(ref);
         if (what == "refuse") return refuse(ref);
         if (what == "embed") return embed(ref);
         std::cerr << "unknown check " << what << "\n";

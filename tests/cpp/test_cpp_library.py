@@ -25,6 +25,7 @@ import json
 import shutil
 import subprocess
 import sys
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -178,8 +179,121 @@ def references(tmp_path_factory: pytest.TempPathFactory, parity_texts: list[str]
     _write(data / "tokens-bpe.json", _bpe_references(data, parity_texts))
     _write(data / "tokens-unigram.json", _token_reference(UNIGRAM_TOKENIZER, parity_texts))
     _image_references(data)
+    _audio_references(data)
     _embedding_references(data, minilm_dir, texts[:40])
     return data
+
+
+# Generated clips: (rate, channels, soundfile subtype, seconds). Every decoder path (PCM 8/16/24/32-bit, float
+# 32/64, WAVE_FORMAT_EXTENSIBLE for 6 channels), the resampler up and down (8, 11.025, 22.05, 32, 44.1, 48 kHz
+# to 16 kHz), the downmix, and clips shorter and longer than each model's input (padded, cropped, truncated).
+AUDIO_CLIPS = [(16000, 1, "PCM_16", 0.5), (8000, 1, "PCM_16", 0.45), (22050, 2, "PCM_24", 0.4),
+               (44100, 2, "FLOAT", 0.7), (48000, 6, "PCM_32", 0.5), (11025, 1, "PCM_U8", 0.6),
+               (16000, 2, "DOUBLE", 0.3), (32000, 1, "PCM_16", 1.3)]
+AUDIO_FAMILIES = ("wav2vec2", "whisper", "ast")
+# float32 features: the C++ extractors compute in double and round where Python rounds, so what is left is
+# float32 rounding (of the resampled samples, numpy's float32 mean/variance, torch's float32 STFT).
+AUDIO_FEATURE_TOLERANCE = 1e-4
+
+
+def _audio_references(data: Path) -> None:
+    """For each tiny random audio classifier (wav2vec2, Whisper, AST) exported to ONNX in a bundle-style folder,
+    the clips of AUDIO_CLIPS (tones and noise) written as WAV files: the Python features (`extract`), their ONNX
+    logits, and the labels `trt-edge run --audio` prints. Also scipy's resample_poly on noise for each rate pair."""
+    from scipy.signal import resample_poly
+
+    from tests.tasks.audio_helpers import LABELS, tone, write_audio_model, write_clip
+    from trt_edge.export.exporter import export_onnx
+    from trt_edge.runtime.ort import OnnxRuntimeRunner
+    from trt_edge.tasks.audio_classification import extract
+    from trt_edge.tasks.audio_data import decode_audio, resample_factors
+    from trt_edge.tasks.spec import AUDIO_CLASSIFICATION
+
+    rng = np.random.default_rng(0)
+    folder = data / "audio-clips"
+    files = []
+    for i, (rate, channels, subtype, seconds) in enumerate(AUDIO_CLIPS):
+        if i % 4 == 3:  # noise, no tone
+            samples = (0.3 * rng.standard_normal((int(seconds * rate), channels))).clip(-1, 1).astype(np.float32)
+        else:
+            samples = tone(LABELS[i % len(LABELS)], seconds, rate, seed=i, channels=channels)
+        name = f"{i:02d}-{rate}hz-{channels}ch-{subtype.lower()}.wav"
+        files.append(write_clip(folder / name, samples, rate, subtype))
+    clips = [decode_audio(f)[0] for f in files]
+    for family in AUDIO_FAMILIES:
+        source = write_audio_model(data / f"audio-{family}-model", family)
+        _spread_head(source, clips)
+        export = data / f"audio-{family}-export"
+        export.mkdir()
+        export_onnx(source, export / "model.onnx", dynamo=False, task=AUDIO_CLASSIFICATION.name)
+        model = _bundle(data / f"audio-{family}", export / "model.onnx", source)
+        extractor = AUDIO_CLASSIFICATION.preprocessor.load(model / "preprocessor")
+        features = [extract(extractor, [clip])[0] for clip in clips]
+        with OnnxRuntimeRunner(model / "model.onnx") as runner:
+            name = runner.inputs()[0].name
+            logits = [runner.infer({name: x[None]})["logits"][0] for x in features]
+        run = _trt_edge(["run", "--onnx", str(model / "model.onnx"), "--audio", str(folder)])
+        printed = {json.loads(line)["audio"]: json.loads(line)["label"] for line in run.splitlines()
+                   if line.startswith("{")}
+        _write(data / f"audio_{family}.json", {
+            "model": str(model), "files": [str(f) for f in files], "features": [x.ravel().tolist() for x in features],
+            "logits": [np.asarray(x).tolist() for x in logits], "labels": [printed[str(f)] for f in files],
+            "tolerance": TOLERANCE, "feature_tolerance": AUDIO_FEATURE_TOLERANCE})
+    _full_size_extractor_references(data)
+    cases = []
+    for rate in sorted({r for r, _, _, _ in AUDIO_CLIPS} - {16000}):
+        up, down = resample_factors(rate, 16000)
+        x = (0.5 * rng.standard_normal(rate // 10)).astype(np.float32)
+        y = resample_poly(x.astype(np.float64), up, down).astype(np.float32)
+        cases.append({"up": up, "down": down, "x": x.tolist(), "y": y.tolist()})
+    _write(data / "resample.json", {"cases": cases, "tolerance": 1e-6})
+
+
+def _full_size_extractor_references(data: Path) -> None:
+    """The extractors at the size real checkpoints use (transformers' defaults: Whisper's 80 mel bins over a 30 s
+    chunk, AST's 128 bins over 1024 frames), which the tiny models do not reach: the Python features of a 3 s
+    44.1 kHz stereo clip and a 12 s 16 kHz one (longer than AST's 10.24 s: truncated)."""
+    from transformers import ASTFeatureExtractor, WhisperFeatureExtractor
+
+    from tests.tasks.audio_helpers import tone, write_clip
+    from trt_edge.tasks.audio_classification import extract
+    from trt_edge.tasks.audio_data import decode_audio
+
+    files = [write_clip(data / "audio-long" / "a.wav", tone("mid", 3.0, 44100, seed=1, channels=2), 44100, "PCM_16"),
+             write_clip(data / "audio-long" / "b.wav", tone("high", 12.0, 16000, seed=2), 16000, "FLOAT")]
+    clips = [decode_audio(f)[0] for f in files]
+    with warnings.catch_warnings():  # transformers' own default AST bank has an all-zero filter; it says so
+        warnings.simplefilter("ignore", UserWarning)
+        ast = ASTFeatureExtractor()  # type: ignore[no-untyped-call]
+    for name, extractor in (("whisper", WhisperFeatureExtractor()), ("ast", ast)):  # type: ignore[no-untyped-call]
+        extractor.save_pretrained(str(data / f"extractor-{name}"))  # type: ignore[no-untyped-call]
+        _write(data / f"features_{name}.json", {
+            "processor": str(data / f"extractor-{name}" / "preprocessor_config.json"), "files": [str(f) for f in files],
+            "features": [extract(extractor, [c])[0].ravel().tolist() for c in clips],
+            "feature_tolerance": AUDIO_FEATURE_TOLERANCE})
+
+
+def _spread_head(folder: Path, clips: list[Any]) -> None:
+    """Rescale and centre a random model's classification layer on `clips`: a random tiny audio model gives
+    every clip nearly the same logits (the same label), so the label comparison would prove nothing. The last
+    linear layer becomes k * (logits - their mean over the clips), k bringing their spread to about 1: the
+    labels then differ from clip to clip and follow the features."""
+    import torch
+    import transformers
+
+    from trt_edge.tasks.audio_classification import extract, input_name
+    from trt_edge.tasks.spec import AUDIO_CLASSIFICATION
+
+    model = transformers.AutoModelForAudioClassification.from_pretrained(str(folder)).eval()
+    extractor = AUDIO_CLASSIFICATION.preprocessor.load(folder)
+    classes = model.config.num_labels
+    head = [m for m in model.modules() if isinstance(m, torch.nn.Linear) and m.out_features == classes][-1]
+    with torch.no_grad():
+        logits = model(**{input_name(extractor): torch.from_numpy(extract(extractor, clips))}).logits
+        k = 1.0 / float(logits.std(0).mean())
+        head.weight.mul_(k)
+        head.bias.copy_(k * (head.bias - logits.mean(0)))
+    model.save_pretrained(str(folder), safe_serialization=True)
 
 
 def _embedding_references(data: Path, minilm_dir: Path, texts: list[str]) -> None:
@@ -308,7 +422,10 @@ def _ctest_output(result: subprocess.CompletedProcess[str], name: str) -> str:
 
 @pytest.mark.parametrize("name", ["tokenizer_parity", "bpe_tokenizer_parity", "unigram_tokenizer_parity",
                                   "logits_parity", "cpu_artifact_labels",
-                                  "image_labels", "image_labels_bicubic", "embed_parity", "checksum_refusal"])
+                                  "image_labels", "image_labels_bicubic", "embed_parity", "checksum_refusal",
+                                  "audio_labels_wav2vec2", "audio_labels_whisper", "audio_labels_ast",
+                                  "audio_resample_parity", "audio_features_whisper_full_size",
+                                  "audio_features_ast_full_size"])
 def test_ctest(ctest: subprocess.CompletedProcess[str], name: str) -> None:
     assert "Test #" in ctest.stdout and name in ctest.stdout, ctest.stdout[-3000:] + ctest.stderr[-2000:]
     passed = [line for line in ctest.stdout.splitlines() if name in line and "Passed" in line]
@@ -357,6 +474,18 @@ def test_the_example_app_on_the_installed_library(app: Path, references: Path) -
     assert out.returncode == 0 and out.stdout.split("\t")[0] == image["labels"][0], out.stderr
 
 
+def test_the_example_app_classifies_audio(app: Path, references: Path) -> None:
+    """`--audio FILE` on the installed library: the labels `trt-edge run --audio` printed (a 44.1 kHz stereo
+    float WAV, a 48 kHz 6-channel PCM-32 one, an 8 kHz mono one), for each family."""
+    for family in AUDIO_FAMILIES:
+        ref = json.loads((references / f"audio_{family}.json").read_text())
+        picks = [1, 3, 4]
+        out = subprocess.run([str(app), ref["model"], *[a for i in picks for a in ("--audio", ref["files"][i])]],
+                             capture_output=True, text=True, timeout=60)
+        assert out.returncode == 0, out.stderr
+        assert [line.split("\t")[0] for line in out.stdout.splitlines()] == [ref["labels"][i] for i in picks]
+
+
 def _bad_case(name: str, references: Path, tmp: Path) -> tuple[list[str], str]:
     """(app arguments, the text the one-line error must hold) for bad input `name`."""
     student, vit = references / "student", references / "vit"
@@ -400,6 +529,37 @@ def _bad_case(name: str, references: Path, tmp: Path) -> tuple[list[str], str]:
         return [str(student), "--image", str(next((references / "image_labels").glob("*.png")))], "a text model"
     if name == "text-to-image-model":
         return [str(vit), "--text", "hi"], "an image model"
+    audio, clip = references / "audio-wav2vec2", str(next((references / "audio-clips").glob("00-*.wav")))
+    if name == "audio-to-text-model":
+        return [str(student), "--audio", clip], "a text model: classify a text, not audio"
+    if name == "text-to-audio-model":
+        return [str(audio), "--text", "hi"], "an audio model: classify audio, not a text"
+    if name == "flac-audio":
+        (tmp / "x.flac").write_bytes(b"fLaC" + bytes(60))
+        return [str(audio), "--audio", str(tmp / "x.flac")], "FLAC/OGG is not decoded by libtrt_edge"
+    if name == "not-a-wav":
+        (tmp / "x.wav").write_text("hello there, not audio")
+        return [str(audio), "--audio", str(tmp / "x.wav")], "not a WAV file"
+    if name == "truncated-wav":
+        data = Path(clip).read_bytes()
+        (tmp / "t.wav").write_bytes(data[: len(data) // 2])
+        return [str(audio), "--audio", str(tmp / "t.wav")], "truncated WAV file"
+    if name == "too-short-audio":
+        from tests.tasks.audio_helpers import write_clip
+
+        write_clip(tmp / "s.wav", np.zeros(100, dtype=np.float32), 16000)
+        return [str(audio), "--audio", str(tmp / "s.wav")], "shorter than one model frame"
+    if name == "odd-rate-audio":
+        from tests.tasks.audio_helpers import write_clip
+
+        write_clip(tmp / "r.wav", np.zeros(4411, dtype=np.float32), 44101)
+        return [str(audio), "--audio", str(tmp / "r.wav")], "cannot resample 44101 Hz"
+    if name == "unknown-extractor":
+        shutil.copytree(audio, tmp / "m")
+        (tmp / "m" / "SHA256SUMS").unlink()
+        file = tmp / "m" / "preprocessor" / "preprocessor_config.json"
+        file.write_text(json.dumps({**json.loads(file.read_text()), "feature_extractor_type": "ClapFeatureExtractor"}))
+        return [str(tmp / "m"), "--audio", clip], "feature extractor ClapFeatureExtractor is not implemented"
     if name == "tensorrt-without-tensorrt":
         return [str(student), "--backend", "tensorrt", "--text", "hi"], "no model.plan"
     if name == "unknown-backend":
@@ -410,7 +570,9 @@ def _bad_case(name: str, references: Path, tmp: Path) -> tuple[list[str], str]:
 @pytest.mark.parametrize("name", ["no-folder", "no-model", "no-preprocessor", "wordlevel-tokenizer", "bad-sums-line",
                                   "swapped-model",
                                   "not-an-image", "truncated-png", "image-to-text-model", "text-to-image-model",
-                                  "tensorrt-without-tensorrt", "unknown-backend"])
+                                  "tensorrt-without-tensorrt", "unknown-backend", "audio-to-text-model",
+                                  "text-to-audio-model", "flac-audio", "not-a-wav", "truncated-wav",
+                                  "too-short-audio", "odd-rate-audio", "unknown-extractor"])
 def test_bad_input_is_one_line_and_exit_2(name: str, app: Path, references: Path, tmp_path: Path) -> None:
     args, expected = _bad_case(name, references, tmp_path)
     out = subprocess.run([str(app), *args], capture_output=True, text=True, timeout=60)

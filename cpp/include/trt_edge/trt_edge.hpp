@@ -1,7 +1,7 @@
 // libtrt_edge: run a trt-edge model (an on-device bundle, a built plan folder, or a stage folder with an ONNX
 // file such as calibrate's CPU artifact) from a C++ application, with the preprocessing that travels with
-// the model: the tokenizer read from tokenizer.json, the image processor from preprocessor_config.json, and
-// the labels from config.json. Two backends behind one interface: ONNX Runtime's C API (CPU; built and run
+// the model: the tokenizer read from tokenizer.json, the image processor or the audio feature extractor from
+// preprocessor_config.json, and the labels from config.json. Two backends behind one interface: ONNX Runtime's C API (CPU; built and run
 // in CI) and TensorRT (the device; compiled against the public headers in CI, never run there).
 //
 //   auto model = trt_edge::Model::load("bundle/");           // checks SHA256SUMS, picks the backend
@@ -91,6 +91,47 @@ public:
     bool convert_rgb = true;
 };
 
+// Decoded audio: mono float samples at `rate` Hz, as soundfile gives them to the Python runtime (PCM scaled to
+// [-1, 1), a multi-channel file averaged to mono; `channels` is the file's count before the downmix).
+struct Audio {
+    int rate = 0;
+    int channels = 1;
+    std::vector<float> samples;
+    std::string source;  // the file it was decoded from (named in errors about it)
+    double seconds() const;
+    // Decodes a WAV file: PCM 8/16/24/32-bit or float 32/64, any channel count (WAVE_FORMAT_EXTENSIBLE too);
+    // FLAC/OGG and a WAV cut short are refused in one line.
+    static Audio decode_file(const std::string& path);
+};
+
+// scipy.signal.resample_poly(x, up, down) with its default Kaiser (beta 5) filter, as float32.
+std::vector<float> resample_poly(const std::vector<float>& x, int up, int down);
+
+// The feature extractor of preprocessor_config.json: resample to its sampling_rate, fix the length, featurise.
+class AudioProcessor {
+public:
+    // Waveform: Wav2Vec2FeatureExtractor (wav2vec2, HuBERT); Whisper: WhisperFeatureExtractor's log-mel;
+    // Kaldi: ASTFeatureExtractor's fbank.
+    enum class Kind { Waveform, Whisper, Kaldi };
+    static AudioProcessor from_file(const std::string& path);
+    // The model input: waveform [1, samples] / AST [1, frames, mel] (input_values), Whisper [1, mel, frames]
+    // (input_features).
+    Tensor preprocess(const Audio& audio) const;
+    // The mono samples the extractor featurises: resampled to sampling_rate (duration kept), a waveform model's
+    // clip centre-cropped or zero-padded to clip_samples.
+    std::vector<float> prepare(const Audio& audio) const;
+    double frame_seconds() const;  // clips shorter than one analysis window are refused
+    Kind kind = Kind::Waveform;
+    std::string input = "input_values";
+    int sampling_rate = 16000;
+    bool do_normalize = true;
+    double clip_seconds = 1.0;  // the audio one model input holds
+    int clip_samples = 16000;   // waveform: the clip; Whisper: the chunk (n_samples)
+    int n_fft = 400, hop_length = 160, num_mel_bins = 0, max_length = 0;
+    double mean = 0.0, std = 1.0;  // AST's normalisation
+    std::vector<std::vector<double>> mel_filters;  // [frequency bin][mel]
+};
+
 struct Score {
     std::string label;
     int index = 0;
@@ -133,12 +174,15 @@ public:
     Tensors infer(const Tensors& feeds) const;          // the raw model
     std::vector<Score> classify(const std::string& text) const;  // best first
     std::vector<Score> classify(const Image& image) const;       // best first
+    std::vector<Score> classify(const Audio& audio) const;       // best first
     std::vector<float> logits(const std::string& text) const;
     std::vector<float> logits(const Image& image) const;
+    std::vector<float> logits(const Audio& audio) const;
     std::vector<float> embed(const std::string& text) const;     // the graph's pooled (and normalised) vector
 
     const Tokenizer& tokenizer() const;                 // throws Error for an image model
-    const ImageProcessor& image_processor() const;      // throws Error for a text model
+    const ImageProcessor& image_processor() const;      // throws Error for a text or audio model
+    const AudioProcessor& audio_processor() const;      // throws Error for a text or image model
     const std::vector<std::string>& labels() const;
     const std::vector<TensorInfo>& inputs() const;
     std::string backend() const;
