@@ -81,6 +81,14 @@ def _check_models(config: RunConfig) -> None:
     if spec.has_sequence_axis:
         check_positions(config.section("task").max_length, teacher, teacher_tok)
     layers = _config_layers(teacher)
+    if cfg.student.config is not None:  # a config student: the teacher's family and inputs, nothing to cut
+        from pathlib import Path
+
+        from trt_edge.distill.student import student_config
+        from trt_edge.guard import load_json
+
+        student_config(cfg.student.config, load_json(Path(teacher) / "config.json", "model config"))
+        return
     if not cfg.student.model and cfg.student.layers and layers is not None:
         wrong = [i for i in cfg.student.layers if not 0 <= i < layers]
         if wrong:

@@ -55,3 +55,26 @@ def test_subset_layer_map_ends_on_the_teachers_last_layer() -> None:
     assert subset_layer_map([0, 2, 4], 6) == [(0, 1), (1, 3), (2, 5)]
     assert subset_layer_map([1, 2], 6) == [(0, 1), (1, 5)]
     assert subset_layer_map([0, 1, 2], 3) == [(0, 0), (1, 1), (2, 2)]
+
+
+def test_a_config_student_takes_the_teachers_inputs() -> None:
+    """`distill.student.config` (any task): what it leaves out of the inputs is the teacher's (model_type,
+    vocabulary, positions), its own sizes stay; an input key that differs or labels that are not the task's are
+    refused in one line; nothing here builds a model."""
+    from transformers import BertConfig
+
+    from trt_edge.distill.student import student_config
+
+    teacher = BertConfig(vocab_size=1000, hidden_size=32, num_hidden_layers=4, num_attention_heads=4,
+                         intermediate_size=64, max_position_embeddings=96)
+    out = student_config({"num_hidden_layers": 1, "hidden_size": 16}, teacher, ["a", "b"])
+    assert (out["model_type"], out["vocab_size"], out["max_position_embeddings"]) == ("bert", 1000, 96)
+    assert (out["num_hidden_layers"], out["hidden_size"]) == (1, 16) and "num_labels" not in out
+    assert student_config({"max_position_embeddings": 64}, teacher)["max_position_embeddings"] == 64
+    with pytest.raises(TrtEdgeError, match=r"vocab_size is 500, the teacher's is 1000"):
+        student_config({"vocab_size": 500}, teacher)
+    with pytest.raises(TrtEdgeError, match=r"model_type is 'roberta', the teacher's is 'bert'"):
+        student_config({"model_type": "roberta"}, teacher.to_dict())  # config.json's dict works too
+    with pytest.raises(TrtEdgeError, match=r"not the task's 2 classes"):
+        student_config({"id2label": {"0": "a", "1": "c"}}, teacher, ["a", "b"])
+    assert "id2label" not in student_config({"id2label": {"0": "a", "1": "b"}}, teacher, ["a", "b"])

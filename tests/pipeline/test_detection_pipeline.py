@@ -220,3 +220,10 @@ def test_width_pruning_yolos(tmp_path: Path) -> None:
     assert (m["structure"]["heads"], m["structure"]["ffn"]) == (1, m["dense_structure"]["ffn"] // 2)
     assert m["parity_max_abs_diff"] < 1e-4
     assert "per-image AP" in json.dumps(m["gate"])
+
+
+def test_report_shows_teacher_and_final_overlays(det_run: tuple[str, Path]) -> None:
+    """The report draws the first test images with the teacher's and the final model's boxes, side by side."""
+    from vision_helpers import assert_report_overlays
+
+    assert_report_overlays(det_run[1])

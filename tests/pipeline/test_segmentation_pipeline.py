@@ -222,3 +222,19 @@ def test_overlay_is_refused_for_a_classifier_before_inference(tmp_path: Path) ->
     with pytest.raises(TrtEdgeError, match="--overlay draws a detector's boxes or a segmenter's mask"):
         classifier.classify([tmp_path / "x.png"], tmp_path / "overlays")
     assert not (tmp_path / "overlays").exists()
+
+
+def test_report_shows_teacher_and_final_overlays(seg_run: tuple[str, Path]) -> None:
+    """The report draws the first test images with the teacher's and the final model's class maps, side by side."""
+    from vision_helpers import assert_report_overlays
+
+    assert_report_overlays(seg_run[1])
+
+
+def test_a_classification_run_has_no_overlays(tmp_path: Path) -> None:
+    """One label per image: nothing to draw, no overlay section and no note (classification reports keep their
+    content)."""
+    from trt_edge.pipeline.overlays import make_overlays
+
+    for task in ("image-classification", "text-classification", "sentence-embedding"):
+        assert make_overlays(tmp_path, {"distill": {"config": {"task": {"type": task}}}}) == ([], None)

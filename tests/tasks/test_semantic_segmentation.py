@@ -284,3 +284,70 @@ def test_a_segformer_teacher_can_be_built_from_a_config(data: Any, tmp_path: Pat
     loaded = load_classifier(folder, data.label_names, task=TASK)
     assert type(loaded.model).__name__ == "SegformerForSemanticSegmentation"
     assert input_size(loaded.model.config, loaded.preprocessor) == (32, 32)
+
+
+TINY_SEGFORMER = {"model_type": "segformer", "num_encoder_blocks": 2, "depths": [2, 2], "sr_ratios": [2, 1],
+                  "hidden_sizes": [16, 32], "patch_sizes": [7, 3], "strides": [4, 2], "num_attention_heads": [1, 2],
+                  "mlp_ratios": [2, 2], "decoder_hidden_size": 32, "image_size": 32}
+
+
+def test_a_config_student_of_a_from_scratch_segformer_teacher(scenes: Path, tmp_path: Path) -> None:
+    """`distill.student.config`: a smaller SegFormer (one block per stage, narrower) with random weights, trained
+    by distillation from a SegFormer teacher built from a config: the saved student has the config's shape,
+    the teacher's labels, input size and processor, and is scored by the task's metric."""
+    from trt_edge.config import RunConfig
+    from trt_edge.distill.stage import run
+    from trt_edge.tasks.models import load_classifier
+
+    student = {"model_type": "segformer", "depths": [1, 1], "hidden_sizes": [8, 16], "decoder_hidden_size": 16,
+               "num_encoder_blocks": 2, "sr_ratios": [2, 1], "patch_sizes": [7, 3], "strides": [4, 2],
+               "num_attention_heads": [1, 1], "mlp_ratios": [2, 2]}
+    budget = {"epochs": 1, "batch_size": 8, "max_steps": 2, "learning_rate": 1e-3}
+    raw = {"task": {"type": TASK, "eval_batch_size": 16, "data": {"source": str(scenes)}},
+           "distill": {"teacher": {"config": TINY_SEGFORMER}, "teacher_train": budget, "train": budget,
+                       "student": {"config": student}, "ablation": False, "cache_dir": str(tmp_path / "cache")}}
+    record = run(RunConfig(raw), tmp_path / "distill")
+    m = record.metrics
+    assert m["student_source"] == "distill.student.config (random weights)" and m["student_layers"] == 2
+    assert 0.0 <= m["student_miou"] <= 1.0 and m["student_params"] < m["teacher_params"]
+    names = json.loads((scenes / "classes.json").read_text())["names"]
+    loaded = load_classifier(tmp_path / "distill" / "model", names, task=TASK)
+    config = loaded.model.config
+    assert (config.model_type, list(config.depths), list(config.hidden_sizes)) == ("segformer", [1, 1], [8, 16])
+    teacher = json.loads((tmp_path / "distill" / "teacher" / "config.json").read_text())
+    assert config.id2label == {int(k): v for k, v in teacher["id2label"].items()}
+    assert config.image_size == teacher["image_size"] == 32 and config.num_channels == teacher["num_channels"]
+    assert json.loads((tmp_path / "distill" / "model" / "preprocessor_config.json").read_text()) == \
+        json.loads((tmp_path / "distill" / "teacher" / "preprocessor_config.json").read_text())
+
+
+@pytest.mark.parametrize(("change", "message"), [
+    ({"model_type": "dpt"}, r"model_type is 'dpt', the teacher's is 'segformer'"),
+    ({"image_size": 64}, r"image_size is 64, the teacher's is 32"),
+    ({"num_channels": 1}, r"num_channels is 1, the teacher's is 3"),
+    ({"num_labels": 3}, r"labels \(3\) are not the task's 11 classes"),
+])
+def test_a_config_student_that_cannot_take_the_teachers_inputs_is_refused(
+        change: dict[str, Any], message: str, scenes: Path, tmp_path: Path) -> None:
+    """One line, before the teacher trains (a teacher folder: the preflight; a config teacher: as it is built)."""
+    from trt_edge.config import RunConfig
+    from trt_edge.distill.stage import run
+    from trt_edge.preflight import _check_models
+
+    teacher = write_segmentation_model(tmp_path / "teacher", "segformer", json.loads(
+        (scenes / "classes.json").read_text())["names"], 32)
+    raw = {"task": {"type": TASK, "data": {"source": str(scenes)}},
+           "distill": {"teacher": str(teacher), "student": {"config": {"depths": [1, 1], **change}}}}
+    with pytest.raises(TrtEdgeError, match=message) if "num_labels" not in change else _no_error():
+        _check_models(RunConfig(raw))  # labels are the data's: checked where the data is loaded
+    raw["distill"] = {"teacher": {"config": TINY_SEGFORMER}, "teacher_train": {"max_steps": 1, "batch_size": 8},
+                      "student": {"config": {"depths": [1, 1], **change}}, "cache_dir": str(tmp_path / "cache")}
+    with pytest.raises(TrtEdgeError, match=message):
+        run(RunConfig(raw), tmp_path / "distill")
+    assert not (tmp_path / "cache" / "teachers").exists()  # refused before any fine-tuning
+
+
+def _no_error() -> Any:
+    import contextlib
+
+    return contextlib.nullcontext()

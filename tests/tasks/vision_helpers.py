@@ -219,3 +219,48 @@ def write_detection_model(folder: Path, kind: str, labels: list[str], image_size
     model.save_pretrained(folder, safe_serialization=True)
     ADAPTER.write_processor_config(folder, config)
     return folder
+
+
+def assert_report_overlays(run_dir: Path, count: int = 4) -> None:
+    """A segmentation or detection run's report (issue 28): the first `count` test images drawn with the
+    teacher's and the final model's predictions, PNGs of the image's own size next to report.md, referenced by
+    it and inline in report.html; the teacher's drawing is `runtime.overlay`'s of the teacher's saved test
+    outputs on test image 0 (the images and the saved outputs are paired in order)."""
+    from PIL import Image
+
+    from trt_edge import stats
+    from trt_edge.config import RunConfig
+    from trt_edge.runtime import overlay as drawing
+    from trt_edge.stage import read_stage
+    from trt_edge.tasks.adapter import load_task_data
+
+    report = run_dir / "report"
+    md = (report / "report.md").read_text(encoding="utf-8")
+    page = (report / "report.html").read_text(encoding="utf-8")
+    assert "## Predictions on test images" in md and "Predictions on test images" in page
+    task = RunConfig({"task": read_stage(run_dir / "distill")["config"]["task"]}).section("task")
+    data = load_task_data(task)
+    images = data.test.examples[:count]
+    count = len(images)  # the first 4, or every test image of a smaller split
+    assert count >= 1
+    for i, image in enumerate(images):
+        for which in ("teacher", "final"):
+            name = f"overlay_{i}_{which}.png"
+            with Image.open(report / name) as png:
+                assert png.size == (image.shape[1], image.shape[0]) and png.mode == "RGB", name
+            assert f"]({name})" in md and f'data-file="{name}"' in page, name
+    assert not (report / f"overlay_{count}_teacher.png").exists()
+    teacher = stats.load_predictions(run_dir / "distill" / stats.PREDICTIONS_FILE)["teacher"]
+    with Image.open(report / "overlay_0_teacher.png") as png:
+        drawn = np.asarray(png)
+    if teacher.ndim == 4:  # per-pixel logits: the blended class map
+        expected = drawing.segmentation_overlay(np.asarray(images[0]), teacher[0])
+    else:
+        import json
+
+        settings = json.loads((run_dir / "calibrate" / "preprocessor" / "preprocessor_config.json").read_text())
+        post = settings["trt_edge_postprocessing"]
+        (boxes,) = drawing.detection_boxes(teacher[:1], [images[0].shape[:2]], data.label_names,
+                                           post["threshold"], post["top_k"])
+        expected = drawing.draw_boxes(np.asarray(images[0]), boxes)
+    assert np.array_equal(drawn, expected)

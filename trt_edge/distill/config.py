@@ -57,13 +57,25 @@ class StudentConfig(ConfigBase):
     """How the student is made.
 
     layers (list[int] | None): teacher layers to keep (0-based). Defaults to every other layer
-        (0, 2, 4, ...), as DistilBERT does. Ignored when `model` is given.
+        (0, 2, 4, ...), as DistilBERT does. Ignored when `model` or `config` is given.
     model (str | None): a separate, smaller pretrained model folder (`demo:NAME` or a path). Its hidden
         width may differ from the teacher's: hidden-state losses then go through a learned projection.
+    config (dict | None): a student of the teacher's family described by a config, `{model_type: segformer,
+        depths: [1, 1], ...}`, built with random weights and trained by distillation alone: the smaller
+        student of a teacher no layer subset can cut (SegFormer's hierarchical encoder) or of one trained
+        from scratch (`teacher: {config: ...}`). It takes the teacher's preprocessor: `model_type` (default
+        the teacher's), and the image size, channels, vocabulary or mel bins and labels where given, must
+        equal the teacher's (each is refused in one line, before any training); those it leaves out are
+        the teacher's. Any task. Defaults to None.
     """
 
     layers: list[int] | None = None
     model: str | None = None
+    config: dict[str, Any] | None = None
+
+    def __post_init__(self) -> None:
+        if self.model and self.config is not None:
+            raise ValueError("give one of student.model (a folder) and student.config (an architecture), not both")
 
 
 @dataclass

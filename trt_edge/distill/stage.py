@@ -121,6 +121,10 @@ def prepare_teacher(cfg: DistillConfig, task: TaskConfig, data: TextClassificati
     teacher given as `{config: {...}}` is built with random weights and trained from scratch."""
     teacher_ref = teacher_folder(cfg, task, data)
     loaded = load_classifier(teacher_ref, data.label_names, cfg.trust_remote_code, task.type)
+    if cfg.student.config is not None:  # refused before the teacher trains, not after
+        from trt_edge.distill.student import student_config
+
+        student_config(cfg.student.config, loaded.model.config, data.label_names)
     if not isinstance(cfg.teacher, str):  # random weights: its head (and everything else) must be trained
         loaded.head_trained = False
         loaded.head_note = "random weights from distill.teacher.config: trained from scratch"
@@ -171,9 +175,6 @@ def teacher_folder(cfg: DistillConfig, task: TaskConfig, data: ClassificationDat
         return cfg.teacher
     import json
 
-    import torch
-    import transformers
-
     spec = get_task(task.type)
     if not adapter_for(spec).builds_from_config:
         raise TrtEdgeError("distill.teacher as {config: ...} (trained from scratch) is supported for image tasks "
@@ -183,19 +184,7 @@ def teacher_folder(cfg: DistillConfig, task: TaskConfig, data: ClassificationDat
     folder = cache_root(cfg) / "scratch" / key
     if (folder / "config.json").is_file() and (folder / "preprocessor_config.json").is_file():
         return folder
-    model_type = str(raw.pop("model_type", "vit"))
-    try:
-        config = transformers.AutoConfig.for_model(model_type, **raw)
-    except (ValueError, TypeError) as exc:
-        raise TrtEdgeError(f"distill.teacher.config: not a {model_type} config ({str(exc).splitlines()[0]})") from exc
-    config.num_labels = len(data.label_names)
-    config.id2label = dict(enumerate(data.label_names))
-    config.label2id = {n: i for i, n in enumerate(data.label_names)}
-    torch.manual_seed(cfg.seed)
-    try:
-        model = getattr(transformers, spec.auto_model).from_config(config)
-    except ValueError as exc:
-        raise TrtEdgeError(f"distill.teacher.config: {model_type} has no {task.type} model ({exc})") from exc
+    model, config = random_model(raw, data.label_names, task.type, cfg.seed, "distill.teacher.config")
     folder.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{key}.", dir=folder.parent))
     model.save_pretrained(tmp, safe_serialization=True)
@@ -207,6 +196,33 @@ def teacher_folder(cfg: DistillConfig, task: TaskConfig, data: ClassificationDat
     log.info("teacher: a %s built from distill.teacher.config with random weights (trained from scratch)",
              type(model).__name__)
     return folder
+
+
+def random_model(raw: dict[str, Any], label_names: list[str], task_type: str, seed: int, what: str,
+                 default_type: str = "vit") -> tuple[Any, Any]:
+    """(model, config): the task's head model of the architecture `raw` describes (`model_type` + sizes;
+    `default_type` when it names none) with the task's labels and random weights drawn with `seed`. The one
+    builder of a model from a config: a from-scratch teacher (`distill.teacher.config`) and a config student
+    (`distill.student.config`). A config transformers refuses is one line naming `what`."""
+    import torch
+    import transformers
+
+    spec = get_task(task_type)
+    raw = dict(raw)
+    model_type = str(raw.pop("model_type", default_type))
+    try:
+        config = transformers.AutoConfig.for_model(model_type, **raw)
+    except (ValueError, TypeError) as exc:
+        raise TrtEdgeError(f"{what}: not a {model_type} config ({str(exc).splitlines()[0]})") from exc
+    config.num_labels = len(label_names)
+    config.id2label = dict(enumerate(label_names))
+    config.label2id = {n: i for i, n in enumerate(label_names)}
+    torch.manual_seed(seed)
+    try:
+        model = getattr(transformers, spec.auto_model).from_config(config)
+    except ValueError as exc:
+        raise TrtEdgeError(f"{what}: {model_type} has no {task_type} model ({exc})") from exc
+    return model, config
 
 
 def teacher_train_logits(cfg: DistillConfig, teacher: LoadedClassifier, teacher_dir: Path,
@@ -274,6 +290,8 @@ def build_student(cfg: DistillConfig, teacher: LoadedClassifier,
     from trt_edge.modeling.anatomy import num_layers
 
     torch.manual_seed(cfg.seed)
+    if cfg.student.config is not None:
+        return config_student(cfg, teacher, data, task_type)
     if cfg.student.model:
         # Same tokenizer as the teacher: checked by `check_student_tokenizer` before any work.
         loaded = load_classifier(cfg.student.model, data.label_names, cfg.trust_remote_code,
@@ -282,6 +300,26 @@ def build_student(cfg: DistillConfig, teacher: LoadedClassifier,
                                                 "student_layers": num_layers(loaded.model)}
     student, keep = student_from_teacher(teacher.model, cfg.student.layers)
     return student, teacher.tokenizer, {"student_source": "teacher layers", "student_layers": keep}
+
+
+def config_student(cfg: DistillConfig, teacher: LoadedClassifier, data: TextClassificationData,
+                   task_type: str | None) -> tuple[Any, Any, dict[str, Any]]:
+    """The student `distill.student.config` describes (`student.student_config`: the teacher's family and
+    inputs), random weights, saved with the teacher's preprocessor and loaded back through the task's own
+    loader (`load_classifier`: whatever a task wraps around a model, as for a folder student)."""
+    from trt_edge.distill.student import student_config
+    from trt_edge.modeling.anatomy import num_layers
+
+    spec = task_spec(task_type)
+    raw = student_config(cfg.student.config or {}, teacher.model.config, data.label_names)
+    model, _ = random_model(raw, data.label_names, spec.name, cfg.seed, "distill.student.config")
+    with tempfile.TemporaryDirectory(prefix="trt-edge-student-") as folder:
+        save_classifier(model, teacher.tokenizer, Path(folder))
+        loaded = load_classifier(folder, data.label_names, cfg.trust_remote_code, spec.name)
+    log.info("student: a %s built from distill.student.config with random weights (%d parameters)",
+             type(loaded.model).__name__, sum(p.numel() for p in loaded.model.parameters()))
+    return loaded.model, loaded.tokenizer, {"student_source": "distill.student.config (random weights)",
+                                            "student_layers": num_layers(loaded.model)}
 
 
 def distill_student(cfg: DistillConfig, task: TaskConfig, data: TextClassificationData, teacher: LoadedClassifier,

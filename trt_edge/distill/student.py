@@ -1,8 +1,10 @@
-"""Building a student: a subset of the teacher's layers, or a separate smaller pretrained model."""
+"""Building a student: a subset of the teacher's layers, a separate smaller pretrained model, or a config of the
+teacher's family with random weights (`distill.student.config`)."""
 
 from __future__ import annotations
 
 import copy
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import torch
@@ -40,6 +42,52 @@ def student_from_teacher(teacher: Any, layers: list[int] | None) -> tuple[Any, l
             if hasattr(module, "layer_idx"):
                 module.layer_idx = new_index
     return student, keep
+
+
+# Config keys that fix what a model takes in (the preprocessor's output): a config student must agree with the
+# teacher on each the teacher's config has, since both see every example through the teacher's preprocessor.
+INTERFACE_KEYS = ("model_type", "image_size", "num_channels", "vocab_size", "type_vocab_size", "pad_token_id",
+                  "num_mel_bins", "max_length")
+# Keys a config student takes from the teacher when it leaves them out (a shorter position table is the
+# student's choice, but no default should be shorter than what the teacher was given).
+INHERITED_KEYS = ("max_position_embeddings",)
+
+
+def _value(config: Any, key: str) -> Any:
+    value = config.get(key) if isinstance(config, Mapping) else getattr(config, key, None)
+    return list(value) if isinstance(value, tuple) else value
+
+
+def student_config(raw: Mapping[str, Any], teacher_config: Any, label_names: Sequence[str] | None = None
+                   ) -> dict[str, Any]:
+    """`distill.student.config` completed from the teacher's config (a transformers config or its config.json
+    dict): `model_type` and the keys that fix the inputs (`INTERFACE_KEYS`) the student leaves out are the
+    teacher's; one that differs, or labels that are not the task's, is refused in one line (the student is
+    trained on the teacher's preprocessor outputs and logits, so it must take the same inputs and classes)."""
+    out = dict(raw)
+    for key in INTERFACE_KEYS:
+        theirs = _value(teacher_config, key)
+        if theirs is None:
+            continue
+        if key in out and _value(out, key) != theirs:
+            raise TrtEdgeError(f"distill.student.config.{key} is {out[key]!r}, the teacher's is {theirs!r}: a config "
+                               "student is the teacher's family and takes the teacher's preprocessor; give a "
+                               "folder in distill.student.model for another")
+        out[key] = theirs
+    for key in INHERITED_KEYS:
+        if key not in out and _value(teacher_config, key) is not None:
+            out[key] = _value(teacher_config, key)
+    if label_names is not None:
+        names = list(label_names)
+        given = out.get("id2label")
+        if out.get("num_labels") not in (None, len(names)) or (
+                given is not None and [str(given[k]) for k in sorted(given, key=int)] != names):
+            raise TrtEdgeError(f"distill.student.config: its labels ({out.get('num_labels', given)}) are not the "
+                               f"task's {len(names)} classes {names}; leave num_labels and id2label out (the "
+                               "student takes the task's)")
+        for key in ("num_labels", "id2label", "label2id"):
+            out.pop(key, None)
+    return out
 
 
 def uniform_layer_map(student_layers: int, teacher_layers: int) -> list[tuple[int, int]]:

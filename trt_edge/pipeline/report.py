@@ -11,6 +11,9 @@ A task judged against a reference model rather than labels (`TaskAdapter.uses_la
 embeddings) has no classes: its Models table shows each model's scores against the teacher's saved test
 outputs (`Verdict.scores`: recall@10 of the teacher's neighbours, mean cosine, kNN accuracy on labels
 where the data has them), its plots the task's metric, and no confusion tables.
+
+A segmentation or detection run also shows its first test images with the teacher's and the final model's
+predictions drawn side by side (`pipeline.overlays`: PNGs next to report.md, inline in the HTML).
 """
 
 from __future__ import annotations
@@ -31,6 +34,9 @@ from trt_edge.config import RunConfig
 from trt_edge.errors import TrtEdgeError
 from trt_edge.files import atomic_write_bytes, atomic_write_text
 from trt_edge.pipeline.compare import shape_key, shape_label
+from trt_edge.pipeline.overlays import html_section as overlay_html
+from trt_edge.pipeline.overlays import make_overlays
+from trt_edge.pipeline.overlays import markdown as overlay_markdown
 from trt_edge.pipeline.verdict import Target, Verdict, build_verdict, confusion
 from trt_edge.stage import STAGE_FILE, StageRecord, read_stage, stage_output
 from trt_edge.tasks.spec import task_for_record
@@ -424,7 +430,8 @@ def precision_table(run_dir: Path, stages: dict[str, dict[str, Any]]) -> tuple[l
 
 def _markdown(run_dir: Path, v: Verdict, head: list[str], body: list[list[str]], stages: dict[str, dict[str, Any]],
               comparison: dict[str, Any], images: dict[str, str], extra_tables: list[tuple[str, list[str],
-                                                                                          list[list[str]]]]) -> str:
+                                                                                          list[list[str]]]],
+              overlay_lines: list[str] | None = None) -> str:
     lines = [f"# trt-edge report: {run_dir.name}", "", f"**{v.headline}**", ""]
     t_head, t_body = target_table(v)
     lines += _md_table(t_head, t_body)
@@ -437,6 +444,7 @@ def _markdown(run_dir: Path, v: Verdict, head: list[str], body: list[list[str]],
     lines += _md_table(head, body)
     lines += [_latency_note(comparison), ""]
     lines += _speedups(comparison)
+    lines += overlay_lines or []
     for caption, e_head, e_body in extra_tables:
         lines += [f"## {caption}", ""]
         lines += _md_table(e_head, e_body)
@@ -531,6 +539,8 @@ td.text { text-align: left; }
 th { background: #f0f3f8; }
 figure { display: inline-block; margin: 0.5rem 0.5rem 0.5rem 0; max-width: 100%; }
 img { max-width: 100%; height: auto; }
+.overlays .pair { display: flex; flex-wrap: wrap; gap: 0.5rem; }
+.overlays img { image-rendering: pixelated; min-width: 160px; }
 details summary { cursor: pointer; font-weight: 600; margin: 0.8rem 0 0.3rem; }
 """
 
@@ -546,7 +556,7 @@ def _html_table(head: list[str], body: list[list[str]], text_columns: tuple[int,
 
 def _html(title: str, v: Verdict, head: list[str], body: list[list[str]], notes: list[str],
           images: dict[str, str], speedups: tuple[str, list[str], list[list[str]]] | None,
-          extra_tables: list[tuple[str, list[str], list[list[str]]]]) -> str:
+          extra_tables: list[tuple[str, list[str], list[list[str]]]], overlay_html: str = "") -> str:
     esc = html.escape
     cards = "".join(
         f'<div class="target"><b>{esc(t.target)}</b>deploy <code>{esc(t.artifact)}</code> '
@@ -589,6 +599,7 @@ def _html(title: str, v: Verdict, head: list[str], body: list[list[str]], notes:
 {para}
 {speed}
 <div class="plots">{figs}</div>
+{overlay_html}
 {extra}
 </body></html>
 """
@@ -656,16 +667,20 @@ def write_report(run_dir: str | Path, out: str | Path) -> tuple[Path, Path]:
             extra_tables.append((caption, *maker))
     folder = Path(out)
     folder.mkdir(parents=True, exist_ok=True)
-    md = _markdown(root, v, head, body, stages, comparison, images, extra_tables)
+    drawn, overlay_note = make_overlays(root, stages)
+    md = _markdown(root, v, head, body, stages, comparison, images, extra_tables, overlay_markdown(drawn, overlay_note))
     for name, data in images.items():
         atomic_write_bytes(folder / f"{name}.png", base64.b64decode(data))
+    for o in drawn:
+        atomic_write_bytes(folder / o.teacher_file, o.teacher_png)
+        atomic_write_bytes(folder / o.final_file, o.final_png)
     md_path = atomic_write_text(folder / "report.md", md)
     notes = [_latency_note(comparison)]
     if "build" in stages:
         notes.append(_engine_note(stages["build"]))
     html_path = atomic_write_text(folder / "report.html", _html(f"trt-edge report: {root.name}", v, head, body,
                                                                  notes, images, _speedup_table(comparison),
-                                                                 extra_tables))
+                                                                 extra_tables, overlay_html(drawn, overlay_note)))
     return md_path, html_path
 
 

@@ -148,17 +148,15 @@ class ImageClassifier:
         (`object_detection.postprocessing`), and the image's size; the overlays drawn when `targets`."""
         from trt_edge.runtime import overlay as drawing
         from trt_edge.tasks.image_classification import decode_image, image_size
-        from trt_edge.tasks.object_detection import BOX_SIZE, decode, postprocessing
+        from trt_edge.tasks.object_detection import BOX_SIZE, postprocessing
 
         self.label_names = class_names(self.label_names, self._label_folder, outputs.shape[-1] - BOX_SIZE - 1)
         settings = postprocessing(self.processor, str(self._label_folder or "the model"))
         sizes = [image_size(f)[::-1] for f in files]  # (width, height) -> (height, width)
         out = []
-        found = decode(outputs, sizes, float(settings["threshold"]), int(settings["top_k"]))
-        for i, (file, (boxes, scores, classes)) in enumerate(zip(files, found, strict=True)):
-            items = [{"label": self.label_names[int(c)], "index": int(c), "score": round(float(s), 6),
-                      "xyxy": [round(float(v), 2) for v in box]} for box, s, c in zip(boxes, scores, classes,
-                                                                                          strict=True)]
+        found = drawing.detection_boxes(outputs, sizes, self.label_names, float(settings["threshold"]),
+                                        int(settings["top_k"]))
+        for i, (file, items) in enumerate(zip(files, found, strict=True)):
             out.append({"image": str(file), "boxes": items, "image_size": [int(sizes[i][0]), int(sizes[i][1])]})
             if targets is not None:
                 drawing.write_png(targets[i], drawing.draw_boxes(decode_image(file), items))
@@ -168,9 +166,6 @@ class ImageClassifier:
         """A segmenter's overlays: each image's logits upsampled to its own size, argmax, blended over it."""
         from trt_edge.runtime import overlay as drawing
         from trt_edge.tasks.image_classification import decode_image
-        from trt_edge.tasks.semantic_segmentation import predicted_masks
 
         for file, maps, target in zip(files, logits, targets, strict=True):
-            pixels = decode_image(file)
-            (classes,) = predicted_masks(maps[None], [(int(pixels.shape[0]), int(pixels.shape[1]))])
-            drawing.write_png(target, drawing.blend_mask(pixels, classes))
+            drawing.write_png(target, drawing.segmentation_overlay(decode_image(file), maps))

@@ -81,6 +81,27 @@ def blend_mask(image: np.ndarray, classes: np.ndarray) -> np.ndarray:
     return blended
 
 
+def detection_boxes(outputs: np.ndarray, sizes: Sequence[tuple[int, int]], label_names: Sequence[str],
+                    threshold: float, top_k: int) -> list[list[dict[str, Any]]]:
+    """Each image's boxes ({label, index, score, xyxy}, best first, xyxy in its pixels) from a detector's packed
+    outputs [images, queries, classes + 1 + 4] and the images' (height, width): what `run --image` prints and
+    both it and the report draw (`object_detection.decode` after the threshold and top-k)."""
+    from trt_edge.tasks.object_detection import decode
+
+    return [[{"label": label_names[int(c)], "index": int(c), "score": round(float(s), 6),
+              "xyxy": [round(float(v), 2) for v in box]} for box, s, c in zip(boxes, scores, classes, strict=True)]
+            for boxes, scores, classes in decode(outputs, sizes, threshold, top_k)]
+
+
+def segmentation_overlay(image: np.ndarray, maps: np.ndarray) -> np.ndarray:
+    """A segmenter's drawing of one image: its logits [classes, h, w] upsampled to the image's size
+    (`semantic_segmentation.predicted_masks`, as the metrics do), argmax, blended over it (`blend_mask`)."""
+    from trt_edge.tasks.semantic_segmentation import predicted_masks
+
+    (classes,) = predicted_masks(np.asarray(maps)[None], [(int(image.shape[0]), int(image.shape[1]))])
+    return blend_mask(image, classes)
+
+
 def write_png(path: Path, pixels: np.ndarray) -> None:
     """Write an RGB uint8 array as a PNG, atomically."""
     from PIL import Image
