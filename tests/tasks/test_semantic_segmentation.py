@@ -351,3 +351,25 @@ def _no_error() -> Any:
     import contextlib
 
     return contextlib.nullcontext()
+
+
+def test_multi_head_reduced_keys_are_named_as_segformer_s_not_a_decoder_s(tmp_path: Path) -> None:
+    """A SegFormer stage with several heads and sr_ratio 2 matches the attention pattern, then fails on its
+    key length: the reason must be the spatially reduced sequence (a Conv feeds the keys), not DETR-style
+    cross-attention (the demo's 4-stage SegFormer was reported as a decoder)."""
+    import onnx
+
+    from trt_edge.export.exporter import export_onnx
+    from trt_edge.onnxgraph.attention_match import (
+        CROSS_ATTENTION_REASON,
+        REDUCED_KEYS_REASON,
+        find_attention_candidates,
+    )
+
+    folder = write_segmentation_model(tmp_path / "segformer", "segformer", ["background", "thing"],
+                                      num_attention_heads=[2, 2])
+    export_onnx(folder, tmp_path / "model.onnx", task="semantic-segmentation")
+    found, rejected = find_attention_candidates(onnx.load(str(tmp_path / "model.onnx")))
+    reasons = [r["reason"] for r in rejected]
+    assert reasons and set(reasons) == {REDUCED_KEYS_REASON} and CROSS_ATTENTION_REASON not in reasons
+    assert len(found) == 2  # the sr_ratio-1 stage's two blocks

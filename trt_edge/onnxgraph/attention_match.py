@@ -267,7 +267,13 @@ def _weight(g: GraphIndex, name: str) -> bool:
 def _reduced_keys(g: GraphIndex, qk: Any) -> bool:
     """Whether K of the Q.Kᵀ MatMul `qk` is projected from a Conv's output through only reshapes, a norm, the
     projection and its bias (SegFormer's spatial reduction); a residual Add (two activations) ends the walk."""
-    name, steps = qk.input[1], 0
+    return _from_conv(g, qk.input[1])
+
+
+def _from_conv(g: GraphIndex, name: str) -> bool:
+    """Whether the tensor `name` comes from a Conv's output through only reshapes, a norm, a projection and
+    its bias (`_reduced_keys`' walk, from any tensor on the key path)."""
+    steps = 0
     while steps < 16:
         node = g.producer.get(name)
         if node is None:
@@ -338,8 +344,9 @@ def find_attention_candidates(model: Any) -> tuple[list[AttentionCandidate], lis
     # the image size is fixed): refused with its reason, as reduced keys are.
     lengths = _static_lengths(model, {n for c in found for n in (c.q_src, c.k_src)}) if found else {}
     crossed = [c for c in found if c.q_src in lengths and c.k_src in lengths and lengths[c.q_src] != lengths[c.k_src]]
-    for cand in crossed:
-        rejected.append({"layer": cand.layer, "reason": CROSS_ATTENTION_REASON})
+    for cand in crossed:  # keys from a Conv-reduced sequence of the same tokens are SegFormer's, not a decoder's
+        reason = REDUCED_KEYS_REASON if _from_conv(g, cand.k_src) else CROSS_ATTENTION_REASON
+        rejected.append({"layer": cand.layer, "reason": reason})
     return [c for c in found if c not in crossed], rejected
 
 
