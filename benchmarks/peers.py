@@ -122,20 +122,6 @@ def optimum_isa(flags: set[str]) -> str:
     return "avx2"
 
 
-def ort_session(path: Path, threads: int, hint: bool) -> Any:
-    """An ONNX Runtime CPU session with `threads` intra-op threads: with the kit's session hint (the
-    model's metadata) or plain (no optimizer disabled)."""
-    import onnxruntime as ort
-
-    from trt_edge.runtime.ort import create_session
-
-    options = ort.SessionOptions()
-    options.log_severity_level = 3
-    options.intra_op_num_threads = threads
-    options.inter_op_num_threads = 1
-    return create_session(str(path), options, ["CPUExecutionProvider"], None if hint else [])
-
-
 def ort_timed(sess: Any) -> Callable[[dict[str, np.ndarray]], Callable[[], object]]:
     from trt_edge.quantize.evaluate import input_dtypes, output_name
 
@@ -269,6 +255,7 @@ def build_peers(args: argparse.Namespace, run: Path, work: Path, inputs: list[st
                 calib: dict[str, np.ndarray]) -> list[Peer]:
     import onnxruntime
 
+    from trt_edge.quantize import evaluate
     from trt_edge.stage import read_stage
 
     wanted = set(args.peers.split(",")) if args.peers else set(PEERS)
@@ -292,7 +279,8 @@ def build_peers(args: argparse.Namespace, run: Path, work: Path, inputs: list[st
             print(f"peer {key}: not built: {peers[-1].error}", flush=True)
 
     def ort_peer(name: str, path: Path, hint: bool, note: str) -> Peer:
-        sess = ort_session(path, args.threads, hint)
+        # The kit's one session builder: its disabled-optimizer hint honoured (None) or every optimizer on ([]).
+        sess = evaluate.session(str(path), args.threads, None if hint else [])
         return Peer(name, ort_rt, note, sess, ort_timed(sess), path=path)
 
     attempt("trt-edge", lambda: ort_peer("trt-edge CPU artifact", cpu_art, True,
