@@ -32,6 +32,7 @@ ONNX = "onnx"  # the ONNX graph a later stage reads (export: fp32; width: its pa
 ONNX_DATA = "onnx_data"  # external weights of a >2 GB graph
 ONNX_FP16 = "onnx_fp16"
 ONNX_FUSED = "onnx_fused"  # the graph with the attention plugin spliced in
+ONNX_QAT = "onnx_qat"  # the QAT Q/DQ model, whether deployed or not (qat)
 ONNX_CPU = "onnx_cpu"  # the chosen ONNX Runtime CPU candidate (calibrate)
 CPU_CANDIDATES = "cpu_candidates"  # every CPU candidate measured (calibrate)
 PARITY = "parity"  # torch vs ONNX comparison (export)

@@ -29,6 +29,7 @@ SECTIONS: dict[str, str] = {
     "width": "trt_edge.sparsity.config:WidthConfig",
     "export": "trt_edge.export.config:ExportConfig",
     "calibrate": "trt_edge.quantize.config:CalibrateConfig",
+    "qat": "trt_edge.quantize.config:QatConfig",
     "build": "trt_edge.engine.config:BuildConfig",
     "profile": "trt_edge.profile.config:ProfileConfig",
     "pipeline": "trt_edge.pipeline.config:PipelineConfig",

@@ -10,6 +10,7 @@ from dataclasses import dataclass, field
 from typing import Literal
 
 from trt_edge.configbase import ConfigBase
+from trt_edge.distill.config import TrainConfig, check_kd_weights
 
 # The CPU candidates `cpu_target` knows how to make, in the order it makes them. Written here, in the config
 # module, so the config can check `cpu.candidates` without importing the stage code above it.
@@ -204,3 +205,54 @@ class CalibrateConfig(ConfigBase):
             raise ValueError(f"latency_runs must not be negative, got {self.latency_runs}")
         if not self.targets or len(set(self.targets)) != len(self.targets):
             raise ValueError(f"targets must be distinct targets (tensorrt, cpu), at least one; got {self.targets}")
+
+
+@dataclass
+class QatTrainConfig(TrainConfig):
+    """The QAT fine-tune's budget: the training keys of `TrainConfig`, with defaults for a short fine-tune
+    of a trained model (1 epoch, learning rate 1e-5, no warm-up, embeddings frozen)."""
+
+    epochs: int = 1
+    learning_rate: float = 1e-5
+    warmup_ratio: float = 0.0
+    freeze_embeddings: bool = True
+
+
+@dataclass
+class QatConfig(ConfigBase):
+    """Quantization-aware distillation after calibration (section `qat`, stage `qat`).
+
+    The model is fake-quantized exactly where the calibrate stage put Q/DQ (every planned layer, no float
+    fallback), starting from its ranges, and fine-tuned to match its own fp32 outputs (the fp32 model is
+    the teacher: QAD); the result is exported as Q/DQ ONNX like PTQ's. See docs/quantize.md.
+
+    when (str): `auto` runs it when post-training INT8 needs it: its drop against fp32 exceeds `trigger`,
+        or it kept layers in float to pass its gate; `always` runs it; `never` passes PTQ's model on.
+        Defaults to `auto`.
+    trigger (float): PTQ drop, in points against its fp32 input (before the float fallback), above which
+        `auto` runs QAT. Defaults to 0.5.
+    learn_scales (bool): learn the activation scales (LSQ) from their PTQ values; off keeps PTQ's ranges
+        and trains the weights only. Defaults to True.
+    train (TrainConfig): the fine-tuning budget: short and at a low learning rate, since it starts from a
+        trained model. Defaults to 1 epoch at 1e-5, no warm-up, embeddings frozen.
+    alpha (float): weight of the distillation term against the fp32 model's logits (the task loss on the
+        labels gets 1 - alpha). Defaults to 1.0.
+    temperature (float): distillation temperature. Defaults to 1.0.
+    budget (float): largest accepted loss of the QAT INT8 model against its fp32 input on the test split,
+        in points; the deployed model is QAT's when it passes with every layer INT8. Defaults to 1.0.
+    seed (int): shuffling seed of the fine-tune. Defaults to 0.
+    """
+
+    when: Literal["auto", "always", "never"] = "auto"
+    trigger: float = 0.5
+    learn_scales: bool = True
+    train: QatTrainConfig = field(default_factory=QatTrainConfig)
+    alpha: float = 1.0
+    temperature: float = 1.0
+    budget: float = 1.0
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        check_kd_weights(self.temperature, self.alpha)
+        if self.trigger < 0 or self.budget < 0:
+            raise ValueError("qat.trigger and qat.budget must not be negative")
