@@ -209,8 +209,20 @@ class CalibrateConfig(ConfigBase):
 
 @dataclass
 class QatTrainConfig(TrainConfig):
-    """The QAT fine-tune's budget: the training keys of `TrainConfig`, with defaults for a short fine-tune
-    of a trained model (1 epoch, learning rate 1e-5, no warm-up, embeddings frozen)."""
+    """The QAT fine-tune's budget: `TrainConfig`'s keys, with defaults for a short fine-tune of a trained
+    model.
+
+    epochs (int): passes over the training split. Defaults to 1.
+    batch_size (int): examples per optimizer step. Defaults to 32.
+    learning_rate (float): peak AdamW learning rate, of the weights and of the learned scales. Defaults to 1e-5.
+    weight_decay (float): AdamW decoupled weight decay (not on biases, LayerNorm and scales). Defaults to 0.01.
+    warmup_ratio (float): share of steps with a linear warm-up; then linear decay to 0. Defaults to 0.
+    max_grad_norm (float): gradient clipping norm; 0 turns it off. Defaults to 1.0.
+    early_stop_patience (int): epochs without a better validation score before stopping; 0 is off.
+    max_steps (int | None): stop after this many optimizer steps (for smoke runs). Defaults to None.
+    group_by_length (bool): batch examples of similar length together (less padding). Defaults to True.
+    freeze_embeddings (bool): keep the token embedding table fixed. Defaults to True.
+    """
 
     epochs: int = 1
     learning_rate: float = 1e-5
