@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -42,3 +43,20 @@ def test_reported_loss_carries_across_epochs() -> None:
     assert len(result.history) == 3 and len(seen) == 9
     for epoch in result.history:
         assert min(seen) - 1e-6 <= epoch["train_loss"] <= max(seen) + 1e-6
+
+
+def test_freezing_embeddings_of_a_model_without_token_embeddings_is_a_no_op(tmp_path: Path) -> None:
+    """SegFormer has no token embedding table and transformers raises NotImplementedError for it: the
+    `freeze_embeddings` setting (the QAT default) must leave such a model trainable, not crash."""
+    import sys
+
+    from trt_edge.distill.train import _freeze_word_embeddings
+
+    sys.path.insert(0, str(Path(__file__).parents[1] / "tasks"))
+    from transformers import AutoModelForSemanticSegmentation
+    from vision_helpers import write_segmentation_model
+
+    folder = write_segmentation_model(tmp_path / "seg", "segformer", ["background", "thing"], 32)
+    model = AutoModelForSemanticSegmentation.from_pretrained(folder)
+    assert _freeze_word_embeddings(model) == []
+    assert all(p.requires_grad for p in model.parameters())
