@@ -135,3 +135,22 @@ def test_qat_needs_export_and_calibrate_in_the_stages() -> None:
     with pytest.raises(ValueError, match=r"qat .* needs export and calibrate"):
         PipelineConfig(stages=["distill", "export", "qat"])
     assert "qat" in PipelineConfig().stages  # in the default list: `auto` costs a copy when PTQ needs no help
+
+
+def test_qat_composes_with_width_pruning_and_2to4(tiny_bert_dir: Path, demo_data_config: Any,
+                                                  tmp_path: Path) -> None:
+    """Heads and neurons removed, then 2:4, then QAT: the binding follows the pruned shapes, the masks hold."""
+    raw = tiny_raw(tiny_bert_dir, demo_data_config, tmp_path / "cache")
+    raw["name"] = "tiny-width-qat"
+    raw["width"] = {"keep_heads": 0.5, "keep_ffn": 0.5, "steps": 1, "calibration_samples": 16,
+                    "train": {"epochs": 1, "batch_size": 32, "max_steps": 2}}
+    raw["qat"] = {"when": "always", "train": {"max_steps": 2, "batch_size": 32}, "budget": 100.0}
+    raw["pipeline"]["stages"] = ["distill", "width", "prune", "export", "calibrate", "qat"]
+    run_pipeline(RunConfig(raw), tmp_path / "run")
+    width = read_stage(tmp_path / "run" / "width")["metrics"]
+    assert width["structure"]["ffn"] < width["dense_structure"]["ffn"]
+    m = read_stage(tmp_path / "run" / "qat")["metrics"]
+    assert m["qat_ran"] and m["qat_float_layers"] == [] and m["quantized_nodes"] > 0
+    assert m["sparse_pattern_intact"] and m["sparse_tensors_listed"] > 0
+    preds = load_predictions(tmp_path / "run" / "qat" / "test_predictions.npz")
+    assert np.isfinite(preds["qat"]).all() and preds["qat"].shape == preds["fp32"].shape
