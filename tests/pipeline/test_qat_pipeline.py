@@ -106,6 +106,10 @@ def test_auto_passes_ptq_on_and_a_rerun_skips_everything(
     ptq = (run_dir / "calibrate" / "model.int8.onnx").read_bytes()
     assert (run_dir / "qat" / "model.int8.onnx").read_bytes() == ptq
     assert not (run_dir / "qat" / "model.qat.onnx").exists()
+    cal_preds, qat_preds = (load_predictions(run_dir / s / "test_predictions.npz") for s in ("calibrate", "qat"))
+    assert qat_preds["labels"].dtype == cal_preds["labels"].dtype  # carried on as saved, not re-cast
+    assert np.array_equal(qat_preds["labels"], cal_preds["labels"])
+    assert np.array_equal(qat_preds["ptq"], cal_preds["int8"]) and np.array_equal(qat_preds["int8"], cal_preds["int8"])
     labels = {x["label"] for x in json.loads((run_dir / "profile" / "comparison.json").read_text())["models"]}
     assert QAT_LABEL not in labels
     md = (run_dir / "report" / "report.md").read_text()

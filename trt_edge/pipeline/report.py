@@ -12,6 +12,10 @@ embeddings) has no classes: its Models table shows each model's scores against t
 outputs (`Verdict.scores`: recall@10 of the teacher's neighbours, mean cosine, kNN accuracy on labels
 where the data has them), its plots the task's metric, and no confusion tables.
 
+A run with the qat stage also times QAT's Q/DQ model beside PTQ's, shows fp32, PTQ and QAT side by side
+(each INT8 model's paired interval against fp32, the layers each leaves in float) and names in the verdict
+the INT8 model the stage deployed and why (`verdict.deploy_choice`).
+
 A segmentation or detection run also shows its first test images with the teacher's and the final model's
 predictions drawn side by side (`pipeline.overlays`: PNGs next to report.md, inline in the HTML).
 """

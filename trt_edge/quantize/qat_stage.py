@@ -379,6 +379,17 @@ def _write_cache(path: Path, cal_dir: Path, ranges_doc: dict[str, Any], learned:
     write_cache(path, scales, str(trt_version))
 
 
+class _Saved:
+    """Labels read back from calibrate's predictions file, saved again as they are: `stats.label_array` would
+    cast a detector's padded float object rows to int64 (and the report would find another test split)."""
+
+    def __init__(self, array: Any) -> None:
+        self.array = array
+
+    def to_array(self) -> Any:
+        return self.array
+
+
 def _carry_calibration_data(cal_dir: Path, cal_record: dict[str, Any], tmp: Path) -> dict[str, str]:
     """Calibrate's calibration set, copied: the build stage reads it from the folder it builds from (the
     implicit-INT8 calibrator, the bundle's Polygraphy check), and stages talk through their own folders."""
@@ -409,7 +420,7 @@ def _pass_on(cal_dir: Path, cal_record: dict[str, Any], cfg: QatConfig, reason: 
         arrays = {k: v for k, v in saved.items() if k in ("fp32", "int8", "teacher")}
         if "int8" in arrays:
             arrays["ptq"] = arrays["int8"]
-        artifacts[PREDICTIONS] = stats.save_predictions(tmp, labels, **arrays)
+        artifacts[PREDICTIONS] = stats.save_predictions(tmp, _Saved(labels), **arrays)
         metrics = {k: v for k, v in cal.items() if k.startswith(("fp32_", "int8_"))}
         metrics.update({f"ptq_{k[5:]}": v for k, v in cal.items() if k.startswith("int8_")})
         metrics.update({"qat_ran": False, "reason": reason, "deployed": "ptq",
