@@ -42,3 +42,29 @@ def test_reported_loss_carries_across_epochs() -> None:
     assert len(result.history) == 3 and len(seen) == 9
     for epoch in result.history:
         assert min(seen) - 1e-6 <= epoch["train_loss"] <= max(seen) + 1e-6
+
+
+def test_embedding_freeze_skips_a_model_without_a_token_table() -> None:
+    """transformers raises NotImplementedError from `get_input_embeddings` for wav2vec2, SegFormer and DETR
+    (no token table); `freeze_embeddings` (on by default for QAT) must then freeze nothing, not stop."""
+    from trt_edge.distill.train import _freeze_word_embeddings
+
+    class NoTable(torch.nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.proj = torch.nn.Linear(4, 4)
+
+        def get_input_embeddings(self) -> torch.nn.Module:
+            raise NotImplementedError("not auto-handled")
+
+    class Table(torch.nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.embed = torch.nn.Embedding(10, 4)
+
+        def get_input_embeddings(self) -> torch.nn.Module:
+            return self.embed
+
+    assert _freeze_word_embeddings(NoTable()) == []
+    table = Table()
+    assert _freeze_word_embeddings(table) == [table.embed.weight] and not table.embed.weight.requires_grad

@@ -97,7 +97,10 @@ def _freeze_word_embeddings(model: torch.nn.Module) -> list[torch.nn.Parameter]:
     """Freeze the token embedding table: half of a small encoder's parameters, a dense gradient and
     AdamW state on every step, and little to gain from tuning it on a few thousand examples."""
     get = getattr(model, "get_input_embeddings", None)
-    embedding = get() if callable(get) else None
+    try:
+        embedding = get() if callable(get) else None
+    except NotImplementedError:  # transformers raises it for models with no token table (wav2vec2, SegFormer, DETR)
+        embedding = None
     if not isinstance(embedding, torch.nn.Embedding) or not embedding.weight.requires_grad:  # ViT: patches
         return []
     weight: torch.nn.Parameter = embedding.weight  # type: ignore[assignment]
