@@ -94,6 +94,35 @@ def test_report_shows_fp32_ptq_and_qat_and_names_the_deployed_model(
     _check_rendered(html, tmp_path / "report.png")
 
 
+def test_a_run_that_deploys_qat_says_so_everywhere(qat_run: tuple[dict[str, Any], Path, dict[str, str]],
+                                                  tmp_path: Path) -> None:
+    """The same run as if QAT had won (tiny random models tie, so the record is edited): the verdict, the
+    TensorRT target's figures, the gate table, the side-by-side table and the confusion table all follow
+    QAT's model; an implicit-INT8 build of QAT's model is refused in one line."""
+    import shutil
+
+    from trt_edge.config import load_config
+    from trt_edge.engine.stage import run as build
+    from trt_edge.errors import TrtEdgeError
+    from trt_edge.pipeline.report import write_report
+
+    _, source, _ = qat_run
+    run_dir = tmp_path / "run"
+    shutil.copytree(source, run_dir, ignore=shutil.ignore_patterns("report"))
+    record = json.loads((run_dir / "qat" / "stage.json").read_text())
+    assert record["metrics"]["qat_ran"]  # runs before the `auto` test below turns the stage into a copy
+    record["metrics"].update(deployed="qat", deployed_reason="lost 0.10 points, PTQ 0.90")
+    (run_dir / "qat" / "stage.json").write_text(json.dumps(record))
+    md = write_report(run_dir, tmp_path / "report")[0].read_text()
+    assert "QAT's INT8 model deployed: lost 0.10 points, PTQ 0.90." in md.splitlines()[2]
+    assert "| qat.gate |" in md  # QAT's own gate is listed once its model is the deployed one
+    assert "yes: lost 0.10 points" in md.split(f"## {QAT_CAPTION}", 1)[1].split("\n## ", 1)[0]
+    assert f"## Confusion: {QAT_LABEL}" in md and "## Per-layer precision of PTQ's model" in md
+    with pytest.raises(TrtEdgeError, match="build it with precision int8-qdq"):
+        build(load_config(None, {"build.precision": "int8-cache"}, "build"), run_dir / "qat", tmp_path / "b")
+    assert not (tmp_path / "b").exists()
+
+
 def test_auto_passes_ptq_on_and_a_rerun_skips_everything(
         qat_run: tuple[dict[str, Any], Path, dict[str, str]]) -> None:
     raw, run_dir, _ = qat_run
@@ -158,3 +187,4 @@ def test_qat_composes_with_width_pruning_and_2to4(tiny_bert_dir: Path, demo_data
     assert m["sparse_pattern_intact"] and m["sparse_tensors_listed"] > 0
     preds = load_predictions(tmp_path / "run" / "qat" / "test_predictions.npz")
     assert np.isfinite(preds["qat"]).all() and preds["qat"].shape == preds["fp32"].shape
+
