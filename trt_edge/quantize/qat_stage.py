@@ -209,9 +209,9 @@ def quantization_aware(config: RunConfig, calibrate_dir: str | Path, model_dir: 
         qmodel, qat_amax = qat.qdq_model(reexported, new_plan, learned)
         float_path.unlink()
         onnx_lib.save(qmodel, str(tmp / QAT_ONNX))
-        from trt_edge.quantize.stage import _check_sparsity
+        from trt_edge.quantize.stage import check_qdq_sparsity
 
-        sparse = _check_sparsity(tmp / QAT_ONNX, onnx_path)
+        sparse = check_qdq_sparsity(tmp / QAT_ONNX, onnx_path)
 
         # ---- the test split: fp32, PTQ (as calibrate deployed it) and QAT, paired -------------------
         from trt_edge.quantize import calib_data
@@ -272,10 +272,10 @@ def quantization_aware(config: RunConfig, calibrate_dir: str | Path, model_dir: 
         artifacts[PREDICTIONS] = stats.save_predictions(
             tmp, test.labels, fp32=fp32_out, ptq=ptq_out, qat=qat_out,
             int8=qat_out if deployed == "qat" else ptq_out, **({"teacher": teacher} if teacher is not None else {}))
-        from trt_edge.quantize.stage import _carry_preprocessor
+        from trt_edge.quantize.stage import carry_preprocessor
         from trt_edge.tasks.spec import preprocessor_dir
 
-        artifacts[PREPROCESSOR] = _carry_preprocessor(preprocessor_dir(onnx_path, cal_cfg.tokenizer), tmp)
+        artifacts[PREPROCESSOR] = carry_preprocessor(preprocessor_dir(onnx_path, cal_cfg.tokenizer), tmp)
         desc = placement.describe(qmodel)
         metrics = {
             **_prefixed("fp32", fp32_m), **_prefixed("ptq", ptq_m), **_prefixed("qat", qat_m),
