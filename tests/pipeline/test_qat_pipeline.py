@@ -188,3 +188,24 @@ def test_qat_composes_with_width_pruning_and_2to4(tiny_bert_dir: Path, demo_data
     preds = load_predictions(tmp_path / "run" / "qat" / "test_predictions.npz")
     assert np.isfinite(preds["qat"]).all() and preds["qat"].shape == preds["fp32"].shape
 
+
+
+def test_qat_command_on_a_runs_folders(qat_run: tuple[dict[str, Any], Path, dict[str, str]], tmp_path: Path) -> None:
+    """`trt-edge qat` alone, in a subprocess, on the run's calibrate, prune and export folders (the task comes
+    from the model's stage record): one JSON summary, the stage folder, and the ONNX build would read."""
+    import subprocess
+    import sys
+
+    from .test_pipeline import ENV
+
+    _, run_dir, _ = qat_run
+    out = tmp_path / "qat"
+    proc = subprocess.run([sys.executable, "-m", "trt_edge", "qat", "--calibrate", str(run_dir / "calibrate"),
+                           "--model", str(run_dir / "prune"), "--onnx", str(run_dir / "export"), "--out", str(out),
+                           "--when=always", "--train.max_steps=1"],
+                          capture_output=True, text=True, env=ENV, timeout=600)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    summary = json.loads(proc.stdout)
+    assert summary["qat_ran"] and summary["deployed"] in ("qat", "ptq") and summary["ptq_float_layers"] == []
+    assert {"model.int8.onnx", "model.qat.onnx", "stage.json"} <= {p.name for p in out.iterdir()}
+    assert read_stage(out)["metrics"]["train"]["steps"] == 1
