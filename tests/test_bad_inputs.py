@@ -492,6 +492,51 @@ def _(c: Ctx) -> list[str]:
     return ["export", "--model", str(c.work / "st"), "--out", c.out()]
 
 
+# the qat stage: every input checked before the data is loaded or a step is trained -------------------
+def _calibrate_folder(c: Ctx, artifacts: dict[str, str], onnx_sha: str = "0" * 64) -> str:
+    """A calibrate stage record (no real calibration needed: the qat stage refuses before reading more)."""
+    for name in artifacts.values():
+        c.file(f"cal/{name}", "{}")
+    c.file("cal/stage.json", json.dumps({"stage": "calibrate", "artifacts": artifacts, "metrics": {},
+                                         "inputs": {"onnx": onnx_sha}}))
+    return str(c.work / "cal")
+
+
+@case("qat-no-calibrate", "qat needs --calibrate")
+def _(c: Ctx) -> list[str]:
+    return ["qat", "--model", str(c.model), "--out", c.out()]
+
+
+@case("qat-calibrate-missing", "not a finished calibrate stage folder")
+def _(c: Ctx) -> list[str]:
+    return ["qat", "--calibrate", str(c.work / "none"), "--model", str(c.model), "--out", c.out()]
+
+
+@case("qat-model-missing", "model folder not found")
+def _(c: Ctx) -> list[str]:
+    cal = _calibrate_folder(c, {"onnx": "model.int8.onnx", "ranges": "calibration.json"})
+    return ["qat", "--calibrate", cal, "--model", str(c.work / "none"), "--out", c.out()]
+
+
+@case("qat-calibrate-without-qdq", "not a calibrate stage with a TensorRT Q/DQ model")
+def _(c: Ctx) -> list[str]:
+    cal = _calibrate_folder(c, {"onnx_cpu": "model.cpu.onnx"})  # calibrate.targets: [cpu]
+    return ["qat", "--calibrate", cal, "--model", str(c.model), "--out", c.out()]
+
+
+@case("qat-onnx-not-the-calibrated-one", "sha256 differs")
+def _(c: Ctx) -> list[str]:
+    cal = _calibrate_folder(c, {"onnx": "model.int8.onnx", "ranges": "calibration.json"})
+    return ["qat", "--calibrate", cal, "--model", str(c.model), "--onnx", str(c.onnx), "--out", c.out()]
+
+
+@case("qat-onnx-missing", "give it with --onnx")
+def _(c: Ctx) -> list[str]:
+    cal = _calibrate_folder(c, {"onnx": "model.int8.onnx", "ranges": "calibration.json"})
+    return ["qat", "--calibrate", cal, "--model", str(c.model), "--onnx", str(c.work / "none.onnx"), "--out",
+            c.out()]
+
+
 # manifests ------------------------------------------------------------------------------------------
 def _engine(c: Ctx, manifest: str | None) -> list[str]:
     plan = c.file("e/model.plan", b"not a plan")

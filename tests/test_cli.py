@@ -45,6 +45,14 @@ def test_every_command_has_help() -> None:
         assert doc.splitlines()[0][:40] in result.stdout + result.stderr, name
 
 
+def test_qat_help_lists_its_config_keys() -> None:
+    result = _run("qat", "--help")
+    assert result.returncode == 0, result.stderr
+    assert "--calibrate" in result.stdout + result.stderr  # Fire's part of the help
+    for key in ("qat.when", "qat.trigger", "qat.learn_scales", "qat.train.max_steps", "qat.budget"):
+        assert key in result.stdout, key
+
+
 def test_help_flag_is_moved_past_overrides() -> None:
     assert _fire_argv(["distill", "--help"]) == ["distill", "--", "--help"]
     assert _fire_argv(["distill", "-h", "--x=1"]) == ["distill", "--x=1", "--", "--help"]
@@ -57,6 +65,8 @@ def test_help_flag_is_moved_past_overrides() -> None:
         (("distill", "--config", "missing.yaml"), "config file not found: missing.yaml"),
         (("distill", "--distill.temprature=3"), "did you mean 'temperature'"),
         (("distill", "--task.data.source=/no/such.csv"), "dataset not found"),
+        (("qat", "--model", "m"), "qat needs --calibrate"),
+        (("qat", "--calibrate", "/no/such/calibrate", "--model", "."), "not a finished calibrate stage folder"),
     ],
 )
 def test_user_errors_are_one_line_exit_2(tmp_path: Path, args: tuple[str, ...], message: str) -> None:

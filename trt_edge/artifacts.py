@@ -63,7 +63,8 @@ class StageDescriptor:
     run: the stage function, `run(config, out)` when `reads` is empty, else `run(config, input, out)`.
     reads: the stages whose output it reads, in preference order: the pipeline hands it the first of
         them that is configured (e.g. prune reads width when listed, else distill). Empty: it reads no
-        stage (the first stage). Every stage named here must come earlier in the pipeline.
+        stage (the first stage). Every stage named here must come earlier in the pipeline. For a stage
+        that `reads_run`, the earlier stages its input hash covers (empty: every earlier stage).
     consumes: the artifacts it needs from the stage it reads; each must be one that stage writes.
     produces: the artifacts every record of this stage carries: a record without one is refused when it
         is written (`StageRecord.write(..., declared=produces)`).

@@ -27,7 +27,7 @@ class TrtEdge(DistillCommands, PruneCommands, ExportCommands, CalibrateCommands,
               ProfileCommands, PipelineCommands, DataCommands):
     """trt-edge: Hugging Face transformer to a small, fast, verified TensorRT engine for Jetson.
 
-    Stages: distill, prune, export, calibrate, build, profile; `pipeline` runs them all, `report` shows a
+    Stages: distill, prune, export, calibrate, qat, build, profile; `pipeline` runs them all, `report` shows a
     run. Each stage reads files and writes a folder with `stage.json`. `scenes` writes the synthetic
     segmentation/detection demo data, `check-data` checks such a data set. Use `trt-edge COMMAND --help`.
     """

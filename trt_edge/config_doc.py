@@ -24,6 +24,7 @@ COMMAND_SECTIONS: dict[str, tuple[str, ...]] = {
     "prune": ("task", "prune", "width"),  # `width` with --method width
     "export": ("task", "export"),
     "calibrate": ("task", "calibrate"),
+    "qat": ("task", "qat"),
     "build": ("build",),
     "profile": ("task", "profile"),
     "pipeline": tuple(SECTIONS),

@@ -27,7 +27,7 @@ from trt_edge.stage import STAGE_FILE, read_stage
 sys.path.insert(0, str(Path(__file__).parents[1] / "tasks"))
 from audio_helpers import CLIP, LABELS, RATE, tone, write_audio_model, write_clip, write_speech_folder
 
-STAGES = ("distill", "prune", "export", "export-teacher", "calibrate", "build", "profile", "report")
+STAGES = ("distill", "prune", "export", "export-teacher", "calibrate", "qat", "build", "profile", "report")
 TASK = "audio-classification"
 INPUTS = {"wav2vec2": ("input_values", [int(CLIP * RATE)]), "ast": ("input_values", [48, 32]),
           "whisper": ("input_features", [16, 100])}

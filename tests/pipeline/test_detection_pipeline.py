@@ -28,7 +28,7 @@ from trt_edge.tasks.scenes import coco_categories, write_scenes
 sys.path.insert(0, str(Path(__file__).parents[1] / "tasks"))
 from vision_helpers import write_detection_model, write_fashion_mnist
 
-STAGES = ("distill", "prune", "export", "export-teacher", "calibrate", "build", "profile", "report")
+STAGES = ("distill", "prune", "export", "export-teacher", "calibrate", "qat", "build", "profile", "report")
 TASK = "object-detection"
 SIZE = 32
 QUERIES = 6

@@ -23,7 +23,7 @@ from trt_edge.pipeline.runner import run_pipeline
 from trt_edge.stage import STAGE_FILE, read_stage
 
 FAMILIES = ("bert", "mpnet", "xlm-roberta")
-STAGES = ("distill", "prune", "export", "export-teacher", "calibrate", "build", "profile", "report")
+STAGES = ("distill", "prune", "export", "export-teacher", "calibrate", "qat", "build", "profile", "report")
 TASK = "sentence-embedding"
 
 

@@ -9,6 +9,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 import pytest
 import yaml
@@ -23,9 +24,17 @@ ENV = {**os.environ, "PAGER": "cat", "HF_HUB_OFFLINE": "1"}
 
 @pytest.fixture(scope="module")
 def tiny_config(tiny_bert_dir: Path, demo_data_config, tmp_path_factory: pytest.TempPathFactory) -> Path:  # type: ignore[no-untyped-def]
+    raw = tiny_raw(tiny_bert_dir, demo_data_config, tmp_path_factory.mktemp("cache"))
+    path = tmp_path_factory.mktemp("cfg") / "tiny.yaml"
+    path.write_text(yaml.safe_dump(raw))
+    return path
+
+
+def tiny_raw(tiny_bert_dir: Path, demo_data_config: Any, cache: Path) -> dict[str, Any]:
+    """The tiny pipeline's config (a 2-layer random BERT teacher, a 1-layer student, 240 tweets), shared
+    with the other pipeline tests."""
     data = demo_data_config.replace(max_examples=240, train_size=160, validation_size=40, test_size=40).to_dict()
-    cache = tmp_path_factory.mktemp("cache")
-    raw = {
+    return {
         "version": 1,
         "name": "tiny-pipeline",
         "task": {"max_length": 32, "eval_batch_size": 64, "data": data},
@@ -39,9 +48,6 @@ def tiny_config(tiny_bert_dir: Path, demo_data_config, tmp_path_factory: pytest.
         "pipeline": {"gates": {"distill": 100.0, "prune": 100.0, "calibrate": 100.0},
                      "compare_shapes": [[1, 16]], "compare_rounds": 1, "compare_runs": 2},
     }
-    path = tmp_path_factory.mktemp("cfg") / "tiny.yaml"
-    path.write_text(yaml.safe_dump(raw))
-    return path
 
 
 def _check_rendered(html: Path, png: Path) -> None:

@@ -25,7 +25,7 @@ from trt_edge.tasks.scenes import class_names, write_scenes
 sys.path.insert(0, str(Path(__file__).parents[1] / "tasks"))
 from vision_helpers import write_fashion_mnist, write_segmentation_model
 
-STAGES = ("distill", "prune", "export", "export-teacher", "calibrate", "build", "profile", "report")
+STAGES = ("distill", "prune", "export", "export-teacher", "calibrate", "qat", "build", "profile", "report")
 TASK = "semantic-segmentation"
 SIZE = 32
 

@@ -18,13 +18,15 @@ from trt_edge.stage import STAGE_FILE, StageRecord, stage_output
 # The graph the pipeline had when it was written by hand (bfff7c0): the descriptors must give the same one,
 # or runs written before would read another parent.
 _OLD_PARENTS = {"distill": (), "width": ("distill",), "export-teacher": ("distill",), "prune": ("width", "distill"),
-                "export": ("prune", "width", "distill"), "calibrate": ("export",), "build": ("calibrate", "export")}
+                "export": ("prune", "width", "distill"), "calibrate": ("export",),
+                "build": ("qat", "calibrate", "export")}  # qat (issue 31) joined build's sources first
 # ... and the config sections each stage hashed: a change would rerun every finished stage of an old run.
 _OLD_SECTIONS = {
     "distill": ("task", "distill"), "width": ("task", "distill", "width", "export"),
     "prune": ("task", "distill", "prune"), "export": ("task", "target", "export"),
     "export-teacher": ("task", "target", "export"), "calibrate": ("task", "target", "calibrate"),
     "build": ("target", "build"), "profile": ("task", "profile"), "report": ("pipeline",),
+    "qat": ("task", "target", "calibrate", "qat"),
 }
 
 _STAGE_LISTS = [
@@ -33,11 +35,12 @@ _STAGE_LISTS = [
     ["distill", "export", "calibrate", "build", "report"],
     ["distill", "width", "export", "build"],
     ["distill", "prune", "export", "export-teacher", "profile"],
+    ["distill", "export", "calibrate", "qat", "build", "report"],
 ]
 
 
 def _expected_parent(name: str, stages: list[str], root: Path) -> Path | None:
-    if name in ("profile", "report"):
+    if name in ("profile", "report", "qat"):  # they read the whole run folder
         return root
     candidates = _OLD_PARENTS[name]
     if not candidates:

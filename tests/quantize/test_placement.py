@@ -184,14 +184,14 @@ def test_sparse_weights_keep_their_pattern(tiny_bert_onnx: Path, tmp_path: Path)
     # The stage's own check: a sparsity.json next to the fp32 export lists the tensors that must survive.
     import json
 
-    from trt_edge.quantize.stage import _check_sparsity
+    from trt_edge.quantize.stage import check_qdq_sparsity
     from trt_edge.sparsity.report import SPARSITY_FORMAT
 
     export = tmp_path / "export"
     export.mkdir()
     (export / "sparsity.json").write_text(json.dumps({"format": SPARSITY_FORMAT,
                                                       "tensors": {n: {"pattern": "2:4"} for n in sparse}}))
-    facts = _check_sparsity(path, export / "model.onnx")
+    facts = check_qdq_sparsity(path, export / "model.onnx")
     assert facts["sparse_pattern_intact"] and facts["sparse_tensors_listed"] == len(sparse)
     assert facts["weights_2to4"] >= len(sparse)
     broken = next(iter(sparse))
@@ -200,4 +200,4 @@ def test_sparse_weights_keep_their_pattern(tiny_bert_onnx: Path, tmp_path: Path)
             init.CopyFrom(numpy_helper.from_array(np.ones_like(sparse[broken]), broken))
     onnx.save(qmodel, str(path))
     with pytest.raises(RuntimeError, match="broke the 2:4 pattern"):
-        _check_sparsity(path, export / "model.onnx")
+        check_qdq_sparsity(path, export / "model.onnx")

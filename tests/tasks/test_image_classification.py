@@ -155,8 +155,9 @@ def test_cli_error_is_one_line_exit_2(images: Path, tiny_bert_dir: Path, tmp_pat
 
 @pytest.mark.parametrize("kind", ["vit", "deit", "dinov2"])
 def test_whole_chain_on_a_tiny_model(kind: str, images: Path, tmp_path: Path) -> None:
-    """distill -> 2:4 prune -> export -> calibrate (Q/DQ, cache, CPU artifact) -> bundle -> comparison ->
-    report, on a random-weight teacher folder fine-tuned for a few steps."""
+    """distill -> 2:4 prune -> export -> calibrate (Q/DQ, cache, CPU artifact) -> qat -> bundle -> comparison
+    -> report, on a random-weight teacher folder fine-tuned for a few steps."""
+    from trt_edge.files import sha256_file
     from trt_edge.pipeline.runner import run_pipeline
     from trt_edge.sparsity.onnx_check import check_onnx_sparsity
     from trt_edge.stage import read_stage
@@ -176,11 +177,16 @@ def test_whole_chain_on_a_tiny_model(kind: str, images: Path, tmp_path: Path) ->
         "calibrate": {"targets": ["tensorrt", "cpu"], "data": {"samples": 8}, "latency_runs": 2,
                       "gate": {"budget": 100.0, "mixed_precision": False},
                       "cpu": {"runs": 2, "budget": 100.0, "candidates": ["fp32", "dynamic-int8"]}},
+        # QAT (issue 31) on images: two fake-quantized steps, re-export as Q/DQ, fp32/PTQ/QAT paired
+        "qat": {"when": "always", "train": {"max_steps": 2, "batch_size": 8}, "budget": 100.0},
         "pipeline": {"gates": {"distill": 100.0, "prune": 100.0, "calibrate": 100.0},
                      "compare_shapes": [[1, 1]], "compare_rounds": 1, "compare_runs": 2},
     }
     run_dir = tmp_path / "run"
     run_pipeline(RunConfig(raw), run_dir)
+    qat = read_stage(run_dir / "qat")["metrics"]
+    assert qat["qat_ran"] and qat["qat_float_layers"] == [] and qat["sparse_pattern_intact"]
+    assert read_stage(run_dir / "build")["inputs"]["onnx"] == sha256_file(run_dir / "qat" / "model.int8.onnx")
     prune = read_stage(run_dir / "prune")
     assert prune["metrics"]["sparse_layers"] > 0 and prune["metrics"]["permuted_layers"] > 0
     assert check_onnx_sparsity(run_dir / "export" / "model.onnx").ok

@@ -99,7 +99,7 @@ def _freeze_word_embeddings(model: torch.nn.Module) -> list[torch.nn.Parameter]:
     get = getattr(model, "get_input_embeddings", None)
     try:
         embedding = get() if callable(get) else None
-    except NotImplementedError:  # transformers raises it for models without token embeddings (SegFormer, DETR)
+    except NotImplementedError:  # transformers raises it for models with no token table (wav2vec2, SegFormer, DETR)
         embedding = None
     if not isinstance(embedding, torch.nn.Embedding) or not embedding.weight.requires_grad:  # ViT: patches
         return []

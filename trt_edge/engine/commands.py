@@ -34,8 +34,8 @@ class EngineCommands:
         """Build a TensorRT plan (+ manifest), or, without TensorRT, an on-device build bundle.
 
         Args:
-          onnx: an ONNX file, or an export/calibrate stage folder (a calibrate folder brings its Q/DQ
-            ONNX and calibration cache).
+          onnx: an ONNX file, or an export/calibrate/qat stage folder (a calibrate or qat folder brings its
+            Q/DQ ONNX, calibration cache and calibration set).
           out: output folder: `model.plan`, `model.plan.json`, `model.layers.json`, `build.log`, or
             `bundle/`; plus `stage.json`.
           config: YAML config (sections `task` and `build`); empty for the defaults.

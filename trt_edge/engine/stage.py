@@ -43,13 +43,14 @@ log = get_logger("build")
 
 def resolve_input(onnx: str | os.PathLike[str]) -> tuple[Path, Path | None, dict[str, Any] | None]:
     """(ONNX file, calibration cache or None, the input stage's record or None) for a file or a stage
-    folder (export -> `onnx`; calibrate -> its Q/DQ `onnx` and `calibration_cache`)."""
+    folder (export -> `onnx`; calibrate or qat -> its Q/DQ `onnx` and `calibration_cache`)."""
     model, cache, _, record = resolve_inputs(onnx)
     return model, cache, record
 
 
 def resolve_inputs(onnx: str | os.PathLike[str]) -> tuple[Path, Path | None, Path | None, dict[str, Any] | None]:
-    """`resolve_input` plus the calibrate stage's `calibration_data` (the .npz its cache came from)."""
+    """`resolve_input` plus the calibrate stage's `calibration_data` (the .npz its cache came from; the qat
+    stage carries it on)."""
     path = Path(onnx)
     if path.is_file():
         return path, None, None, None
@@ -155,7 +156,11 @@ def run(config: RunConfig, onnx: str | os.PathLike[str], out: str | os.PathLike[
 
     cfg = effective_build_config(config)
     model, cache, calib_data, record = resolve_inputs(onnx)
-    if cfg.precision == "int8-cache" and record is not None and record.get("stage") == "calibrate":
+    if cfg.precision == "int8-cache" and record is not None and record.get("stage") in ("calibrate", "qat"):
+        if (record.get("metrics") or {}).get("deployed") == "qat":
+            # The cache's learned scales belong to the QAT-trained weights, which only the Q/DQ model holds.
+            raise TrtEdgeError(f"{onnx}: the qat stage deployed its quantization-aware model, which exists only as "
+                               "Q/DQ ONNX: build it with precision int8-qdq (the default), not int8-cache")
         model = _fp32_source(Path(onnx), model)
     if cfg.calibration_cache:
         cache = Path(cfg.calibration_cache)
@@ -257,5 +262,5 @@ def _polygraphy(folder: Path, model: Path, plan: BuildPlan, calib_data: Path | N
 # known only when it runs, so each record is checked against its own kind.
 _BUILT = (PLAN, MANIFEST, BUILD_LOG)
 _BUNDLED = (BUNDLE,)
-STAGE = StageDescriptor("build", ("target", "build"), run, reads=("calibrate", "export"), consumes=(ONNX,),
+STAGE = StageDescriptor("build", ("target", "build"), run, reads=("qat", "calibrate", "export"), consumes=(ONNX,),
                         may_produce=(*_BUILT, *_BUNDLED, PREPROCESSOR, LAYERS))

@@ -21,7 +21,7 @@ class PipelineCommands:
           from_: first stage to run (`--from prune`); earlier stages must have finished in OUT.
           to: last stage to run (`--to export`).
           force: rerun the selected stages even when their config and inputs are unchanged.
-          **overrides: `--distill.train.epochs=1`, `--pipeline.gates.calibrate=2`, ...
+          **overrides: `--distill.train.epochs=1`, `--pipeline.gates.calibrate=2`, `--qat.when=always`, ...
         """
         from trt_edge.config import load_config
         from trt_edge.pipeline.runner import run_pipeline, summary_rows

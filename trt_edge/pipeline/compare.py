@@ -11,7 +11,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from trt_edge.artifacts import COMPARISON, ONNX, ONNX_CPU, StageDescriptor
+from trt_edge.artifacts import COMPARISON, ONNX, ONNX_CPU, ONNX_QAT, StageDescriptor
 from trt_edge.config import RunConfig
 from trt_edge.errors import TrtEdgeError
 from trt_edge.files import atomic_write_json, sha256_file
@@ -30,6 +30,7 @@ MODELS = (
     ("student width-pruned fp32", "width", ONNX),
     ("student fp32", "export", ONNX),
     ("student INT8 Q/DQ (TensorRT)", "calibrate", ONNX),
+    ("student INT8 Q/DQ (QAT)", "qat", ONNX_QAT),  # only when QAT ran (the qat stage's own Q/DQ file)
     ("student INT8 (CPU)", "calibrate", ONNX_CPU),
 )
 

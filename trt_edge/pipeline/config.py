@@ -6,10 +6,11 @@ from dataclasses import dataclass, field
 
 from trt_edge.configbase import ConfigBase
 
-STAGES = ("distill", "width", "prune", "export", "export-teacher", "calibrate", "build", "profile", "report")
+STAGES = ("distill", "width", "prune", "export", "export-teacher", "calibrate", "qat", "build", "profile",
+          "report")
 # Opt-in stages: not in the default list (width pruning changes the model's shape; a config asks for it).
 OPTIONAL_STAGES = ("width",)
-GATED = ("distill", "width", "prune", "calibrate")
+GATED = ("distill", "width", "prune", "calibrate", "qat")
 
 
 @dataclass
@@ -18,12 +19,15 @@ class PipelineConfig(ConfigBase):
 
     stages (list[str]): stages in order; drop one to skip it (e.g. without `prune` the dense student is
         exported). `width` (heads and feed-forward neurons removed, before 2:4) runs only when listed.
-        Defaults to: distill, prune, export, export-teacher, calibrate, build, profile, report.
+        `qat` (quantization-aware distillation after calibration) needs `export` and `calibrate`; with
+        `qat.when: auto` it trains only when PTQ needs help, else it passes PTQ's model on (a file copy).
+        Defaults to: distill, prune, export, export-teacher, calibrate, qat, build, profile, report.
     gates (dict[str, float]): largest accuracy drop allowed at a stage, in points of test accuracy, against
         the stage's own reference: distill (student vs teacher), width (width-pruned vs dense student),
         prune (sparse vs its input), calibrate
-        (INT8 vs fp32 ONNX). A stage past its budget stops the run and is named. Defaults to
-        distill 3.0, prune 1.5, calibrate 1.0.
+        (INT8 vs fp32 ONNX), qat (the INT8 model the qat stage deploys, QAT's or PTQ's, vs the fp32 ONNX;
+        no default: the qat stage judges itself with `qat.budget`). A stage past its budget stops the run
+        and is named. Defaults to distill 3.0, prune 1.5, calibrate 1.0.
     overall_budget (float | None): largest drop of the final INT8 student against the teacher, in points;
         None reports it without gating. Defaults to None.
     compare_shapes (list[list[int]] | None): [batch, sequence] points of the side-by-side ONNX Runtime
@@ -55,6 +59,9 @@ class PipelineConfig(ConfigBase):
             raise ValueError(f"stages must be distinct and in pipeline order ({', '.join(STAGES)})")
         if "distill" not in self.stages:
             raise ValueError("the pipeline starts from distill; run the other stages alone otherwise")
+        if "qat" in self.stages and not {"export", "calibrate"} <= set(self.stages):
+            raise ValueError("stage qat fine-tunes what calibrate quantized: it needs export and calibrate in "
+                             "pipeline.stages")
         bad = [k for k in self.gates if k not in GATED]
         if bad:
             raise ValueError(f"no accuracy gate for stage {bad[0]!r} (gated: {', '.join(GATED)})")

@@ -25,7 +25,11 @@ from trt_edge.tasks.spec import TaskSpec, task_for_record, task_spec
 _PAIRED_MODELS = {"distill": ("teacher", "student", "student vs teacher"),
                   "width": ("dense", "width", "width-pruned vs dense student"),
                   "prune": ("dense", "sparse", "sparse vs dense student"),
-                  "calibrate": ("fp32", "int8", "INT8 vs fp32")}
+                  "calibrate": ("fp32", "int8", "INT8 vs fp32"),
+                  "qat": ("fp32", "int8", "deployed INT8 (qat stage) vs fp32")}
+# The stages whose `int8` predictions are the run's final INT8 model, first found first: the qat stage's
+# deployed one (QAT's or PTQ's carried on) when it ran, else calibrate's.
+FINAL_INT8_STAGES = ("qat", "calibrate")
 
 
 def pairs(metric: str = "accuracy") -> dict[str, tuple[str, str, str]]:
@@ -69,7 +73,7 @@ def stage_verdict(name: str, metrics: dict[str, Any], cfg: PipelineConfig,
         return None
     default = PipelineConfig().gates.get(name)
     budget = cfg.gates[name]
-    stored = metrics.get("gate")
+    stored = deployed_gate(metrics) if name == "qat" else metrics.get("gate")
     if stats.is_gate_record(stored):  # a paired table (Newcombe) or a stored bootstrap interval
         return stats.rejudge(stored, budget, default, gate=f"pipeline.gates.{name}")
     ref_key, new_key, _ = pairs(metric)[name]
@@ -78,12 +82,25 @@ def stage_verdict(name: str, metrics: dict[str, Any], cfg: PipelineConfig,
     return None
 
 
+def deployed_gate(metrics: dict[str, Any]) -> Any:
+    """The paired table of the model a qat stage record deploys against its fp32 input: QAT's own gate
+    (`gate`) when QAT's model is deployed, PTQ's (`ptq_gate`) when PTQ's is (QAT did worse, failed its
+    budget, or did not run)."""
+    return metrics.get("gate") if metrics.get("deployed") == "qat" else metrics.get("ptq_gate")
+
+
+def final_int8_stage(run_dir: Path) -> str | None:
+    """The stage folder holding the run's final INT8 model and its test predictions (`FINAL_INT8_STAGES`)."""
+    return next((s for s in FINAL_INT8_STAGES if (run_dir / s / STAGE_FILE).is_file()), None)
+
+
 def overall_verdict(run_dir: Path, cfg: PipelineConfig) -> stats.GateVerdict | None:
     """Teacher against the final INT8 model, paired on the test split (from the saved outputs), judged by
     the task's adapter: Newcombe's interval on the correct examples (classification), a bootstrap
     interval on the INT8 model's recall@10 of the teacher's neighbours (sentence embedding)."""
+    stage = final_int8_stage(run_dir)
     teacher = _predictions(run_dir / "distill")
-    final = _predictions(run_dir / "calibrate")
+    final = _predictions(run_dir / stage) if stage is not None else None
     if teacher is None or final is None or "teacher" not in teacher or "int8" not in final:
         return None
     if teacher["labels"].shape != final["labels"].shape or (teacher["labels"] != final["labels"]).any():
@@ -131,6 +148,10 @@ def all_verdicts(run_dir: Path, stages: dict[str, dict[str, Any]], cfg: Pipeline
         for key in ("gate", "cpu_gate", "ablation_gate"):
             own = metrics.get(key)
             if not stats.is_gate_record(own):
+                continue
+            if name == "qat" and (key != "gate" or metrics.get("deployed") != "qat"):
+                # PTQ's model deployed: its gate is calibrate's row; QAT's own verdict, not deployed, is
+                # shown beside it in the report's PTQ-vs-QAT table, not as a gate that could stop the run
                 continue
             if key == "gate" and verdict is not None and own.get("budget_points") is None:
                 continue  # the stage only recorded the table; the pipeline's verdict above judges it

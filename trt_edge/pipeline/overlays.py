@@ -3,7 +3,7 @@ side (a detector's boxes, a segmenter's blended class map), so a user sees what 
 the output before flashing a device, not only a metric.
 
 Nothing is re-run: the predictions are the test outputs the stages saved (`test_predictions.npz`: the
-teacher's from distill, the final model's from calibrate, else the latest stage that saved the student's),
+teacher's from distill, the final model's from qat or calibrate, else the latest stage that saved the student's),
 and the images are the test split's first few, loaded by the task's adapter from the data the distill stage
 recorded (the saved labels must equal the loaded split's, else the split changed and no overlay is drawn).
 The drawing is `runtime.overlay`'s, the one `trt-edge run --image --overlay` uses. Tasks with one label or
@@ -21,13 +21,13 @@ import numpy as np
 
 from trt_edge import stats
 from trt_edge.errors import TrtEdgeError
-from trt_edge.pipeline.verdict import MODELS
+from trt_edge.pipeline.verdict import MODELS, deployed_label
 
 OVERLAY_IMAGES = 4  # test images shown
 TEACHER = ("distill", "teacher")
 # The final model's saved outputs, most deployed first: the INT8 Q/DQ graph, the CPU artifact, then the
 # student before quantization when the run stopped earlier.
-FINAL = (("calibrate", "int8"), ("calibrate", "cpu"), ("prune", "sparse"), ("width", "width"),
+FINAL = (("qat", "int8"), ("calibrate", "int8"), ("calibrate", "cpu"), ("prune", "sparse"), ("width", "width"),
          ("distill", "student"))
 
 
@@ -86,7 +86,7 @@ def make_overlays(run_dir: Path, stages: dict[str, dict[str, Any]], count: int =
     for stage, key in FINAL:
         final = _saved(run_dir, stage, key)
         if final is not None:
-            final_name = MODELS[(stage, key)]
+            final_name = MODELS.get((stage, key)) or deployed_label(stages)  # qat's int8: QAT's or PTQ's
             break
     if teacher is None or final is None:
         return [], "no overlays: the teacher's or the final model's test outputs were not saved"

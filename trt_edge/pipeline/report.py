@@ -12,6 +12,10 @@ embeddings) has no classes: its Models table shows each model's scores against t
 outputs (`Verdict.scores`: recall@10 of the teacher's neighbours, mean cosine, kNN accuracy on labels
 where the data has them), its plots the task's metric, and no confusion tables.
 
+A run with the qat stage also times QAT's Q/DQ model beside PTQ's, shows fp32, PTQ and QAT side by side
+(each INT8 model's paired interval against fp32, the layers each leaves in float) and names in the verdict
+the INT8 model the stage deployed and why (`verdict.deploy_choice`).
+
 A segmentation or detection run also shows its first test images with the teacher's and the final model's
 predictions drawn side by side (`pipeline.overlays`: PNGs next to report.md, inline in the HTML).
 """
@@ -29,7 +33,7 @@ from typing import Any
 import numpy as np
 
 from trt_edge import stats
-from trt_edge.artifacts import BUNDLE, COMPARISON, HTML, MANIFEST, ONNX, PLAN, RANGES, REPORT, StageDescriptor
+from trt_edge.artifacts import BUNDLE, COMPARISON, HTML, MANIFEST, ONNX, ONNX_QAT, PLAN, RANGES, REPORT, StageDescriptor
 from trt_edge.config import RunConfig
 from trt_edge.errors import TrtEdgeError
 from trt_edge.files import atomic_write_bytes, atomic_write_text
@@ -37,7 +41,7 @@ from trt_edge.pipeline.compare import shape_key, shape_label
 from trt_edge.pipeline.overlays import html_section as overlay_html
 from trt_edge.pipeline.overlays import make_overlays
 from trt_edge.pipeline.overlays import markdown as overlay_markdown
-from trt_edge.pipeline.verdict import Target, Verdict, build_verdict, confusion
+from trt_edge.pipeline.verdict import QAT_LABEL, Target, Verdict, build_verdict, confusion
 from trt_edge.stage import STAGE_FILE, StageRecord, read_stage, stage_output
 from trt_edge.tasks.spec import task_for_record
 
@@ -132,6 +136,15 @@ def collect(run_dir: Path) -> tuple[list[Row], dict[str, Any], dict[str, dict[st
             rows.append(Row("student INT8 (CPU)", "calibrate", c.get("cpu_accuracy"), c.get("cpu_macro_f1"), None,
                             c.get("cpu_onnx_bytes"), "onnx", "student INT8 (CPU)",
                             note=f"chosen CPU artifact: {c.get('cpu_artifact', '')}"))
+    qat = stages.get("qat")
+    if qat is not None and qat.get("metrics", {}).get("qat_ran") and ONNX_QAT in qat.get("artifacts", {}):
+        q = qat["metrics"]
+        path = run_dir / "qat" / qat["artifacts"][ONNX_QAT]
+        fate = "deployed" if q.get("deployed") == "qat" else "not deployed"
+        rows.append(Row(QAT_LABEL, "qat", q.get("qat_accuracy"), _first(q, "qat_macro_f1"), None,
+                        path.stat().st_size if path.is_file() else None, "onnx", QAT_LABEL,
+                        note=f"quantization-aware distillation, every planned layer INT8; {fate}: "
+                             f"{q.get('deployed_reason', '')}"))
     for point in comparison.get("shapes", []):
         key = shape_key(point)
         for row in rows:
@@ -343,8 +356,9 @@ def confusion_tables(v: Verdict) -> list[tuple[str, list[str], list[list[str]]]]
     if v.labels is None or not v.uses_labels:
         return []
     names = v.label_names or [str(i) for i in range(int(v.labels.max()) + 1)]
-    final = next((m for m in ("student INT8 Q/DQ (TensorRT)", "student INT8 (CPU)", "sparse student (2:4)",
-                              "width-pruned student", "student (distilled)") if m in v.predictions), None)
+    final = next((m for m in (v.int8_model, "student INT8 Q/DQ (TensorRT)", "student INT8 (CPU)",
+                              "sparse student (2:4)", "width-pruned student", "student (distilled)")
+                  if m in v.predictions), None)
     out = []
     for model in [m for m in ("teacher", final) if m and m in v.predictions]:
         matrix = confusion(v.labels, v.predictions[model], len(names))
@@ -405,6 +419,40 @@ def sparsity_table(stages: dict[str, dict[str, Any]]) -> tuple[list[str], list[l
         shown = ", ".join(names[:3]) + (f" and {len(names) - 3} more" if len(names) > 3 else "")
         plural = "s" if len(names) > 1 else ""
         body.append([f"{len(names)} convolution{plural} ({shown})", "dense", "–", str(convolutions[names[0]])])
+    return head, body
+
+
+QAT_CAPTION = "INT8 side by side: fp32, PTQ (calibrate) and QAT (qat stage)"
+
+
+def qat_table(stages: dict[str, dict[str, Any]], metric: str = "accuracy",
+              metric_words: str = "accuracy") -> tuple[list[str], list[list[str]]] | None:
+    """The qat stage's three models on one test split: the fp32 ONNX, PTQ's INT8 and QAT's INT8, each INT8
+    one with its paired interval against fp32, the layers it leaves in higher precision, and which one is
+    deployed and why. None without a qat stage. Read from the qat record alone (it pairs all three)."""
+    m = (stages.get("qat") or {}).get("metrics")
+    if not m:
+        return None
+    deployed = m.get("deployed")
+    head = ["model", f"test {metric_words}", "drop vs fp32, 95% CI (points)", "n",
+            "layers left in higher precision", "deployed"]
+    floats = m.get("ptq_float_layers") or []
+    ptq_gate = m.get("ptq_gate") if stats.is_gate_record(m.get("ptq_gate")) else None
+    body = [["student ONNX fp32", _fmt(m.get(f"fp32_{metric}"), "acc"), "reference", "–", "all (fp32)", ""],
+            ["PTQ INT8 Q/DQ (calibrate)", _fmt(m.get(f"ptq_{metric}"), "acc"), _ci(ptq_gate),
+             f"{ptq_gate['n']:,}" if ptq_gate else "–",
+             f"{len(floats)}: {', '.join(floats)}" if floats else "none",
+             f"yes: {m.get('deployed_reason', '')}" if deployed == "ptq" else "no"]]
+    if m.get("qat_ran"):
+        gate = m.get("gate") if stats.is_gate_record(m.get("gate")) else None
+        qat_floats = m.get("qat_float_layers") or []
+        body.append(["QAT INT8 Q/DQ (qat stage)", _fmt(m.get(f"qat_{metric}"), "acc"), _ci(gate),
+                     f"{gate['n']:,}" if gate else "–",
+                     f"{len(qat_floats)}: {', '.join(qat_floats)}" if qat_floats else "none",
+                     f"yes: {m.get('deployed_reason', '')}" if deployed == "qat" else
+                     f"no: {m.get('deployed_reason', '')}"])
+    else:
+        body.append(["QAT INT8 Q/DQ (qat stage)", "–", "–", "–", "–", f"did not run: {m.get('reason', '')}"])
     return head, body
 
 
@@ -574,7 +622,8 @@ def _html(title: str, v: Verdict, head: list[str], body: list[list[str]], notes:
         speed = f"<h2>{esc(caption)}</h2>" + _html_table(s_head, s_rows)
     figs = "\n".join(f'<figure><img alt="{esc(k)}" src="data:image/png;base64,{d}">'
                      f'<figcaption>{esc(k.replace("_", " "))}</figcaption></figure>' for k, d in images.items())
-    extra = "".join(f"<details{' open' if caption.startswith('Confusion') else ''}><summary>{esc(caption)}"
+    opened = ("Confusion", QAT_CAPTION)  # shown unfolded: the final model's errors, the PTQ/QAT choice
+    extra = "".join(f"<details{' open' if caption.startswith(opened) else ''}><summary>{esc(caption)}"
                     f"</summary>{_html_table(e_head, e_body, (0,) if caption.startswith('Confusion') else (0, 1, 3))}"
                     "</details>" for caption, e_head, e_body in extra_tables)
     para = "\n".join(f"<p>{esc(p)}</p>" for p in notes if p)
@@ -661,8 +710,12 @@ def write_report(run_dir: str | Path, out: str | Path) -> tuple[Path, Path]:
                                                                          strict=True)})
     images = plots(rows, shapes, comparison, v.metric_words)
     extra_tables = confusion_tables(v)
-    for caption, maker in (("Data", data_table(stages)), ("Per-layer 2:4 sparsity", sparsity_table(stages)),
-                           ("Per-layer precision", precision_table(root, stages))):
+    precision = "Per-layer precision"
+    if v.int8_model == QAT_LABEL:
+        precision += " of PTQ's model (QAT's, deployed, has every planned layer INT8)"
+    for caption, maker in ((QAT_CAPTION, qat_table(stages, v.metric, v.metric_words)), ("Data", data_table(stages)),
+                           ("Per-layer 2:4 sparsity", sparsity_table(stages)),
+                           (precision, precision_table(root, stages))):
         if maker is not None:
             extra_tables.append((caption, *maker))
     folder = Path(out)

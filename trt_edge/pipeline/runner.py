@@ -25,8 +25,9 @@ from trt_edge.guard import writes_output
 from trt_edge.log import get_logger, report_repeats
 from trt_edge.pipeline import compare, report
 from trt_edge.pipeline.config import STAGES, PipelineConfig
-from trt_edge.pipeline.gates import overall_verdict, pairs, stage_verdict
+from trt_edge.pipeline.gates import FINAL_INT8_STAGES, overall_verdict, pairs, stage_verdict
 from trt_edge.preflight import preflight
+from trt_edge.quantize import qat_stage
 from trt_edge.quantize import stage as calibrate_stage
 from trt_edge.sparsity import stage as prune_stage
 from trt_edge.sparsity import width_stage
@@ -40,7 +41,7 @@ RUN_FILE = "pipeline.json"
 # sections hashed and the artifacts passed on all come from these descriptors.
 DESCRIPTORS: tuple[StageDescriptor, ...] = (
     distill_stage.STAGE, width_stage.STAGE, prune_stage.STAGE, export_stage.STAGE, export_stage.TEACHER_STAGE,
-    calibrate_stage.STAGE, build_stage.STAGE, compare.STAGE, report.STAGE,
+    calibrate_stage.STAGE, qat_stage.STAGE, build_stage.STAGE, compare.STAGE, report.STAGE,
 )
 SPECS: dict[str, StageDescriptor] = {d.name: d for d in DESCRIPTORS}
 check_descriptors(DESCRIPTORS)
@@ -221,9 +222,12 @@ def _remove_stale_partials(root: Path) -> None:
 def _input_hash(name: str, parent: Path | None, stages: list[str], root: Path) -> str:
     if parent is None:
         return ""
-    if parent == root:  # profile/report read every earlier stage, its metrics included
+    if parent == root:  # profile/report read every earlier stage, its metrics included; qat the ones it names
         parts = {}
+        covered = SPECS[name].reads
         for s in stages[: stages.index(name)]:
+            if covered and s not in covered:
+                continue
             if (root / s / STAGE_FILE).is_file():
                 stage = read_stage(root / s, None)
                 parts[s] = [stage.get("outputs_sha256"), sha256_json(stage.get("metrics", {}))]
@@ -258,9 +262,10 @@ def _overall(results: list[StageResult], cfg: PipelineConfig, root: Path, metric
     keys = pairs(metric)
     ref_key, new_key = keys["distill"][0], keys["calibrate"][1]
     teacher = metrics.get("distill", {}).get(ref_key)
-    final = metrics.get("calibrate", {}).get(new_key)
+    stage = next((s for s in FINAL_INT8_STAGES if s in metrics), "calibrate")  # qat's deployed INT8, else PTQ's
+    final = metrics.get(stage, {}).get(new_key)
     verdict = overall_verdict(root, cfg)
-    if teacher is None and verdict is not None and "calibrate" in metrics:
+    if teacher is None and verdict is not None and stage in metrics:
         # the stages record no teacher figure (each child against its own parent): the paired verdict's
         teacher, final = verdict.ref_accuracy, verdict.new_accuracy
         new_key += "_vs_teacher"  # calibrate's own int8 figure is against its fp32 input
@@ -280,7 +285,7 @@ def _overall(results: list[StageResult], cfg: PipelineConfig, root: Path, metric
 def summary_rows(results: list[StageResult], metric: str = "accuracy") -> list[dict[str, Any]]:
     """One row per stage for the CLI: status, seconds and the stage's figures on the task's `metric`."""
     keys = (f"student_{metric}", f"width_{metric}", f"sparse_{metric}", "argmax_agreement", f"int8_{metric}",
-            f"teacher_{metric}")
+            "deployed", f"teacher_{metric}")
     rows = []
     for r in results:
         shown = {k: r.metrics[k] for k in keys if k in r.metrics}

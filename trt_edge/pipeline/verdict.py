@@ -28,6 +28,7 @@ ONE_CLASS_SHARE = 0.8
 ONE_CLASS_MARGIN = 0.1
 # comparison.json labels of the deployable artifacts
 TRT_LABEL = "student INT8 Q/DQ (TensorRT)"
+QAT_LABEL = "student INT8 Q/DQ (QAT)"  # the qat stage's quantization-aware model (TRT_LABEL is PTQ's)
 CPU_LABEL = "student INT8 (CPU)"
 TEACHER_LABEL = "teacher fp32"
 # saved predictions: (stage folder, array name) -> what the report calls that model
@@ -35,7 +36,7 @@ MODELS = {("distill", "teacher"): "teacher", ("distill", "student"): "student (d
           ("distill", "hard_label"): "student, hard labels only (ablation)",
           ("width", "width"): "width-pruned student", ("prune", "sparse"): "sparse student (2:4)",
           ("calibrate", "int8"): "student INT8 Q/DQ (TensorRT)",
-          ("calibrate", "cpu"): "student INT8 (CPU)"}
+          ("calibrate", "cpu"): "student INT8 (CPU)", ("qat", "qat"): QAT_LABEL}
 # Saved outputs scored against the teacher's for a task judged against a reference model (an embedding's
 # vectors): the models above plus the fp32 ONNX, whose vectors the calibrate stage saves as its parent's.
 SCORED = {**MODELS, ("calibrate", "fp32"): "student ONNX fp32"}
@@ -73,6 +74,7 @@ class Verdict:
     # report name -> the adapter's `score` of the model's saved test outputs against the teacher's (a
     # task judged against a reference model only: recall@10, mean cosine, kNN accuracy for embeddings)
     scores: dict[str, dict[str, float]] = field(default_factory=dict)
+    int8_model: str = TRT_LABEL  # the report name of the INT8 Q/DQ model to deploy (`deployed_label`)
 
 
 def pipeline_config(run_dir: Path) -> PipelineConfig:
@@ -160,8 +162,12 @@ def deploy_targets(run_dir: Path, stages: dict[str, dict[str, Any]], comparison:
         return verdict.to_dict()
 
     cal = stages.get("calibrate")
-    if cal is not None and ONNX in cal.get("artifacts", {}):
-        qdq = f"calibrate/{cal['artifacts'][ONNX]}"
+    qat = stages.get("qat")
+    # The TensorRT model: the qat stage's deployed one (QAT's, or PTQ's carried on) when it ran, else PTQ's.
+    source = ("qat", qat) if qat is not None and ONNX in qat.get("artifacts", {}) else ("calibrate", cal)
+    int8_label = deployed_label(stages)
+    if source[1] is not None and ONNX in source[1].get("artifacts", {}):
+        qdq = f"{source[0]}/{source[1]['artifacts'][ONNX]}"
         build = stages.get("build", {}).get("artifacts", {})
         if PLAN in build:
             artifact, how = f"build/{build[PLAN]}", "TensorRT plan built on this machine"
@@ -173,9 +179,12 @@ def deploy_targets(run_dir: Path, stages: dict[str, dict[str, Any]], comparison:
             size = _size(run_dir / qdq)
         else:
             artifact, how, size = qdq, "Q/DQ ONNX for TensorRT (no build stage in this run)", _size(run_dir / qdq)
-        targets.append(Target("TensorRT (Jetson)", artifact, size, how, _speedups(comparison, TRT_LABEL),
+        choice = deploy_choice(stages)
+        if choice:
+            how += f"; {choice}"
+        targets.append(Target("TensorRT (Jetson)", artifact, size, how, _speedups(comparison, int8_label),
                               "ONNX Runtime CPU speed of the Q/DQ file, not a TensorRT figure: profile the engine "
-                              "on the device", against_teacher(TRT_LABEL)))
+                              "on the device", against_teacher(int8_label)))
     if cal is not None and ONNX_CPU in cal.get("artifacts", {}):
         path = f"calibrate/{cal['artifacts'][ONNX_CPU]}"
         m = cal.get("metrics", {})
@@ -185,6 +194,23 @@ def deploy_targets(run_dir: Path, stages: dict[str, dict[str, Any]], comparison:
                               "ONNX Runtime on this machine's CPU, interleaved with the teacher",
                               against_teacher(CPU_LABEL)))
     return targets
+
+
+def deployed_label(stages: dict[str, dict[str, Any]]) -> str:
+    """The report's name of the INT8 Q/DQ model to deploy: QAT's when the qat stage deployed it, else PTQ's
+    (calibrate's, or the one the qat stage carried on)."""
+    return QAT_LABEL if (stages.get("qat") or {}).get("metrics", {}).get("deployed") == "qat" else TRT_LABEL
+
+
+def deploy_choice(stages: dict[str, dict[str, Any]]) -> str:
+    """The qat stage's choice between PTQ and QAT in one sentence (empty without a qat stage)."""
+    m = (stages.get("qat") or {}).get("metrics")
+    if not m:
+        return ""
+    which = "QAT's" if m.get("deployed") == "qat" else "PTQ's"
+    if not m.get("qat_ran"):
+        return f"{which} INT8 model deployed: QAT did not run ({m.get('reason', '')})"
+    return f"{which} INT8 model deployed: {m.get('deployed_reason', '')}"
 
 
 def model_warnings(predictions: dict[str, np.ndarray], labels: np.ndarray | None,
@@ -341,8 +367,11 @@ def build_verdict(run_dir: Path, stages: dict[str, dict[str, Any]], comparison: 
     warnings = [*model_warnings(predictions, labels, label_names), *teacher_warnings(predictions, labels),
                 *gate_warnings(gates), *parity_warnings(stages), *sparsity_target_warnings(run_dir, stages)]
     text, ready = headline(gates, targets)
+    choice = deploy_choice(stages)
+    if choice and targets:  # which INT8 model the TensorRT target is, PTQ's or QAT's, and why
+        text += f" {choice[:1].upper()}{choice[1:]}."
     return Verdict(text, ready, targets, gates, warnings, predictions, labels, label_names, adapter.uses_labels,
-                   spec.metric, METRIC_WORDS.get(spec.metric, spec.metric), scores)
+                   spec.metric, METRIC_WORDS.get(spec.metric, spec.metric), scores, deployed_label(stages))
 
 
 def confusion(labels: np.ndarray, pred: np.ndarray, num_classes: int) -> np.ndarray:

@@ -27,6 +27,7 @@ import numpy as np
 from trt_edge import stats
 from trt_edge.artifacts import (
     CALIBRATION_CACHE,
+    CALIBRATION_DATA,
     MODEL,
     ONNX,
     ONNX_QAT,
@@ -48,6 +49,7 @@ QAT_ONNX = "model.qat.onnx"
 DEPLOY_ONNX = "model.int8.onnx"
 RANGES_FILE = "qat.json"
 CACHE_FILE = "calibration.cache"
+DATA_FILE = "calibration.npz"  # calibrate's calibration set, carried on: build's calibrator and Polygraphy read it
 MODEL_DIR = "model"
 MODEL_STAGES = ("prune", "width", "distill")  # where a run keeps the PyTorch model export read, in export's order
 
@@ -128,13 +130,16 @@ def quantization_aware(config: RunConfig, calibrate_dir: str | Path, model_dir: 
     started = time.perf_counter()
     cfg: QatConfig = config.section("qat")
     cal_dir = Path(calibrate_dir)
+    if not Path(model_dir).exists():
+        raise TrtEdgeError(f"model folder not found: {model_dir} (give the prune, width or distill stage folder, "
+                           "or the model folder, that the calibrated ONNX was exported from)")
     if not (cal_dir / STAGE_FILE).is_file():
         raise TrtEdgeError(f"{cal_dir}: not a finished calibrate stage folder (no {STAGE_FILE})")
     cal_record = read_stage(cal_dir)
     if cal_record.get("stage") != "calibrate" or ONNX not in cal_record.get("artifacts", {}):
         raise TrtEdgeError(f"{cal_dir}: not a calibrate stage with a TensorRT Q/DQ model (calibrate.targets must "
                            "include tensorrt)")
-    cal = cal_record["metrics"]
+    cal = cal_record.get("metrics") or {}
     ptq_onnx = stage_artifact(cal_dir, ONNX)
     ranges_doc = json.loads(stage_artifact(cal_dir, RANGES).read_text(encoding="utf-8"))
     onnx_path = _fp32_onnx(cal_dir, onnx)
@@ -204,9 +209,9 @@ def quantization_aware(config: RunConfig, calibrate_dir: str | Path, model_dir: 
         qmodel, qat_amax = qat.qdq_model(reexported, new_plan, learned)
         float_path.unlink()
         onnx_lib.save(qmodel, str(tmp / QAT_ONNX))
-        from trt_edge.quantize.stage import _check_sparsity
+        from trt_edge.quantize.stage import check_qdq_sparsity
 
-        sparse = _check_sparsity(tmp / QAT_ONNX, onnx_path)
+        sparse = check_qdq_sparsity(tmp / QAT_ONNX, onnx_path)
 
         # ---- the test split: fp32, PTQ (as calibrate deployed it) and QAT, paired -------------------
         from trt_edge.quantize import calib_data
@@ -251,6 +256,7 @@ def quantization_aware(config: RunConfig, calibrate_dir: str | Path, model_dir: 
             shutil.copyfile(ptq_onnx, tmp / DEPLOY_ONNX)
         artifacts[ONNX] = DEPLOY_ONNX
         artifacts[ONNX_QAT] = QAT_ONNX
+        artifacts.update(_carry_calibration_data(cal_dir, cal_record, tmp))
         if CALIBRATION_CACHE in cal_record.get("artifacts", {}):
             _write_cache(tmp / CACHE_FILE, cal_dir, ranges_doc, qat_amax if deployed == "qat" else {},
                          cal_cfg.trt_version)
@@ -266,10 +272,10 @@ def quantization_aware(config: RunConfig, calibrate_dir: str | Path, model_dir: 
         artifacts[PREDICTIONS] = stats.save_predictions(
             tmp, test.labels, fp32=fp32_out, ptq=ptq_out, qat=qat_out,
             int8=qat_out if deployed == "qat" else ptq_out, **({"teacher": teacher} if teacher is not None else {}))
-        from trt_edge.quantize.stage import _carry_preprocessor
+        from trt_edge.quantize.stage import carry_preprocessor
         from trt_edge.tasks.spec import preprocessor_dir
 
-        artifacts[PREPROCESSOR] = _carry_preprocessor(preprocessor_dir(onnx_path, cal_cfg.tokenizer), tmp)
+        artifacts[PREPROCESSOR] = carry_preprocessor(preprocessor_dir(onnx_path, cal_cfg.tokenizer), tmp)
         desc = placement.describe(qmodel)
         metrics = {
             **_prefixed("fp32", fp32_m), **_prefixed("ptq", ptq_m), **_prefixed("qat", qat_m),
@@ -373,19 +379,40 @@ def _write_cache(path: Path, cal_dir: Path, ranges_doc: dict[str, Any], learned:
     write_cache(path, scales, str(trt_version))
 
 
+class _Saved:
+    """Labels read back from calibrate's predictions file, saved again as they are: `stats.label_array` would
+    cast a detector's padded float object rows to int64 (and the report would find another test split)."""
+
+    def __init__(self, array: Any) -> None:
+        self.array = array
+
+    def to_array(self) -> Any:
+        return self.array
+
+
+def _carry_calibration_data(cal_dir: Path, cal_record: dict[str, Any], tmp: Path) -> dict[str, str]:
+    """Calibrate's calibration set, copied: the build stage reads it from the folder it builds from (the
+    implicit-INT8 calibrator, the bundle's Polygraphy check), and stages talk through their own folders."""
+    if CALIBRATION_DATA not in cal_record.get("artifacts", {}):
+        return {}
+    shutil.copyfile(stage_artifact(cal_dir, CALIBRATION_DATA), tmp / DATA_FILE)
+    return {CALIBRATION_DATA: DATA_FILE}
+
+
 def _pass_on(cal_dir: Path, cal_record: dict[str, Any], cfg: QatConfig, reason: str, out: str | Path,
              started: float) -> StageRecord:
     """QAT not needed: PTQ's Q/DQ model (and cache, ranges, predictions, preprocessor) carried on as this
     stage's, so build reads one folder whichever ran."""
     from trt_edge.artifacts import stage_predictions
 
-    cal = cal_record["metrics"]
+    cal = cal_record.get("metrics") or {}
     with stage_output(out) as tmp:
         artifacts: dict[str, str] = {}
         for art, name in ((ONNX, DEPLOY_ONNX), (CALIBRATION_CACHE, CACHE_FILE), (RANGES, RANGES_FILE)):
             if art in cal_record.get("artifacts", {}):
                 shutil.copyfile(stage_artifact(cal_dir, art), tmp / name)
                 artifacts[art] = name
+        artifacts.update(_carry_calibration_data(cal_dir, cal_record, tmp))
         shutil.copytree(stage_artifact(cal_dir, PREPROCESSOR), tmp / "preprocessor")
         artifacts[PREPROCESSOR] = "preprocessor"
         saved = stage_predictions(cal_dir)
@@ -393,7 +420,7 @@ def _pass_on(cal_dir: Path, cal_record: dict[str, Any], cfg: QatConfig, reason: 
         arrays = {k: v for k, v in saved.items() if k in ("fp32", "int8", "teacher")}
         if "int8" in arrays:
             arrays["ptq"] = arrays["int8"]
-        artifacts[PREDICTIONS] = stats.save_predictions(tmp, labels, **arrays)
+        artifacts[PREDICTIONS] = stats.save_predictions(tmp, _Saved(labels), **arrays)
         metrics = {k: v for k, v in cal.items() if k.startswith(("fp32_", "int8_"))}
         metrics.update({f"ptq_{k[5:]}": v for k, v in cal.items() if k.startswith("int8_")})
         metrics.update({"qat_ran": False, "reason": reason, "deployed": "ptq",
@@ -413,6 +440,9 @@ def _pass_on(cal_dir: Path, cal_record: dict[str, Any], cfg: QatConfig, reason: 
 
 # The deployable Q/DQ model always (QAT's or PTQ's carried on), its predictions and preprocessor; the QAT
 # model, its own Q/DQ file and ranges only when QAT ran; the cache where calibrate wrote one.
+# It reads the run folder (calibrate, export and the model's stage); `reads` names those stages so its input
+# hash covers them alone: a rerun of export-teacher or a later stage does not retrain it.
 STAGE = StageDescriptor("qat", ("task", "target", "calibrate", "qat"), run, reads_run=True,
+                        reads=("calibrate", "export", *MODEL_STAGES),
                         produces=(ONNX, PREDICTIONS, PREPROCESSOR),
-                        may_produce=(MODEL, RANGES, CALIBRATION_CACHE, ONNX_QAT))
+                        may_produce=(MODEL, RANGES, CALIBRATION_CACHE, CALIBRATION_DATA, ONNX_QAT))

@@ -76,8 +76,9 @@ def load_onnx(path: Path) -> Any:
         raise TrtEdgeError(f"{path}: not a readable ONNX model ({str(exc).splitlines()[0][:160]})") from exc
 
 
-def _carry_preprocessor(src: Path, tmp: Path) -> str:
-    """Copy the preprocessor beside this stage's ONNX files, so build, profile and run read it here."""
+def carry_preprocessor(src: Path, tmp: Path) -> str:
+    """Copy the preprocessor beside this stage's ONNX files, so build, profile and run read it here (public:
+    the qat stage carries it the same way)."""
     from trt_edge.tasks.spec import task_for_model_folder, task_spec
 
     (task_for_model_folder(src) or task_spec(None)).preprocessor.copy(src, tmp / PREPROCESSOR_DIR)
@@ -230,7 +231,7 @@ def run(config: RunConfig, onnx: str | Path, out: str | Path) -> StageRecord:
         import onnx as onnx_lib
 
         onnx_lib.save(qmodel, str(tmp / INT8_ONNX))
-        sparse = _check_sparsity(tmp / INT8_ONNX, onnx_path)
+        sparse = check_qdq_sparsity(tmp / INT8_ONNX, onnx_path)
         data_sha = calib.save(tmp / DATA_FILE)
         artifacts = {ONNX: INT8_ONNX, CALIBRATION_DATA: DATA_FILE, RANGES: RANGES_FILE}
         cache_scales: dict[str, float] = {}
@@ -284,7 +285,7 @@ def run(config: RunConfig, onnx: str | Path, out: str | Path) -> StageRecord:
         if not write_cache_file:
             metrics["calibration_cache_note"] = (f"TensorRT {cfg.trt_version} removed implicit calibration: "
                                                  "no cache written; model.int8.onnx carries the scales")
-        artifacts[PREPROCESSOR] = _carry_preprocessor(tok_dir, tmp)
+        artifacts[PREPROCESSOR] = carry_preprocessor(tok_dir, tmp)
         record = StageRecord(stage="calibrate", config={"task": task.to_dict(), "calibrate": cfg.to_dict()},
                              inputs=inputs, metrics=metrics, artifacts=artifacts)
         record.write(tmp, declared=STAGE.produces)
@@ -369,16 +370,17 @@ def _run_cpu_only(task: Any, cfg: CalibrateConfig, onnx_path: Path, names: list[
         record = StageRecord(stage="calibrate", config={"task": task.to_dict(), "calibrate": cfg.to_dict()},
                              inputs=inputs, metrics=metrics,
                              artifacts={**artifacts, CALIBRATION_DATA: DATA_FILE,
-                                        PREPROCESSOR: _carry_preprocessor(tok_dir, tmp)})
+                                        PREPROCESSOR: carry_preprocessor(tok_dir, tmp)})
         record.write(tmp, declared=STAGE.produces)
     log.info("CPU artifact %s: accuracy %.4f (fp32 %.4f); written to %s", metrics["cpu_artifact"],
              metrics["cpu_accuracy"], metrics["fp32_accuracy"], out)
     return record
 
 
-def _check_sparsity(int8_path: Path, onnx_path: Path) -> dict[str, Any]:
+def check_qdq_sparsity(int8_path: Path, onnx_path: Path) -> dict[str, Any]:
     """2:4 weights of the Q/DQ model, read the way TensorRT reads them (through Q -> DQ). With the export
-    stage's `sparsity.json` next to the fp32 ONNX, every tensor it lists must still hold the pattern."""
+    stage's `sparsity.json` next to the fp32 ONNX, every tensor it lists must still hold the pattern (public:
+    the qat stage checks its own Q/DQ model with it)."""
     try:
         from trt_edge.sparsity.onnx_check import check_onnx_sparsity
         from trt_edge.sparsity.report import find_sparsity_json
