@@ -209,3 +209,31 @@ def test_qat_command_on_a_runs_folders(qat_run: tuple[dict[str, Any], Path, dict
     assert summary["qat_ran"] and summary["deployed"] in ("qat", "ptq") and summary["ptq_float_layers"] == []
     assert {"model.int8.onnx", "model.qat.onnx", "stage.json"} <= {p.name for p in out.iterdir()}
     assert read_stage(out)["metrics"]["train"]["steps"] == 1
+
+
+def test_a_missed_calibrate_budget_is_handed_to_qat_when_it_follows() -> None:
+    """The gate decides: with a qat stage that may train, PTQ over its budget is QAT's cue (calibrate writes
+    its folder instead of raising; the pipeline gate waits for qat, whose deployed model meets the same
+    budget); without one, the run stops at calibrate as before."""
+    from trt_edge.errors import GateError
+
+    cfg = PipelineConfig(gates={"calibrate": 1.0})
+    missed = {"fp32_accuracy": 0.90, "int8_accuracy": 0.88}
+    with pytest.raises(GateError, match="calibrate"):
+        runner._judge("calibrate", missed, cfg, "accuracy", False, None)
+    verdict, deferred = runner._judge("calibrate", missed, cfg, "accuracy", True, None)
+    assert verdict is None and deferred == 1.0
+    handed = cfg.replace(gates={**cfg.gates, "qat": deferred})
+    with pytest.raises(GateError, match="qat"):
+        runner._judge("qat", {**missed, "deployed": "ptq"}, handed, "accuracy", True, deferred)
+    kept = {"fp32_accuracy": 0.90, "int8_accuracy": 0.895, "deployed": "qat"}
+    assert runner._judge("qat", kept, handed, "accuracy", True, deferred)[1] == deferred
+
+    raw: dict[str, Any] = {"calibrate": {"gate": {"budget": 0.5}}, "qat": {"when": "auto"}}
+    config = RunConfig(raw)
+    assert runner.qat_follows(config, ["calibrate", "qat"])
+    assert not runner.qat_follows(RunConfig({"qat": {"when": "never"}}), ["calibrate", "qat"])
+    assert not runner.qat_follows(config, ["calibrate"])
+    deferring = runner._calibrate_deferring(config)
+    assert deferring.section("calibrate").gate.fail is False and deferring.section("calibrate").gate.budget == 0.5
+    assert raw["calibrate"]["gate"] == {"budget": 0.5}  # the run's own config is not changed

@@ -9,6 +9,7 @@ through `stage_output`, so an interrupted stage leaves nothing behind and the ne
 
 from __future__ import annotations
 
+import copy
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -164,8 +165,13 @@ def _run_stages(config: RunConfig, cfg: PipelineConfig, root: Path, record: dict
                 first: int, last: int, start: str | None, force: bool) -> list[StageResult]:
     results: list[StageResult] = []
     metric = get_task(config.section("task").type).metric
+    defers = qat_follows(config, stages)
+    deferred: float | None = None
     for index, name in enumerate(stages):
         spec = SPECS[name]
+        stage_config = _calibrate_deferring(config) if defers and name == "calibrate" else config
+        gates = cfg.replace(gates={**cfg.gates, "qat": deferred}) if (
+            name == "qat" and deferred is not None and "qat" not in cfg.gates) else cfg
         folder = root / name
         parent = parent_of(name, stages, root)
         if index < first:
@@ -174,7 +180,7 @@ def _run_stages(config: RunConfig, cfg: PipelineConfig, root: Path, record: dict
             continue
         if index > last:
             break
-        config_hash = sha256_json({s: config.raw.get(s) for s in spec.sections})
+        config_hash = sha256_json({s: stage_config.raw.get(s) for s in spec.sections})
         input_hash = _input_hash(name, parent, stages, root)
         previous = record["stages"].get(name, {})
         reason = _rerun_reason(folder, previous, config_hash, input_hash)
@@ -182,13 +188,14 @@ def _run_stages(config: RunConfig, cfg: PipelineConfig, root: Path, record: dict
             stage = read_stage(folder, None)
             log.info("%s: up to date, skipped", name)
             results.append(StageResult(name, "skipped", 0.0, stage.get("metrics", {})))
-            _record_gate(record, name, _gate(name, stage.get("metrics", {}), cfg, metric), root)
+            verdict, deferred = _judge(name, stage.get("metrics", {}), gates, metric, defers, deferred)
+            _record_gate(record, name, verdict, root)
             continue
         if reason and previous:
             log.info("%s: %s; running it", name, reason)
         log.info("== %s (stage %d of %d)", name, index + 1, len(stages))
         started = time.perf_counter()
-        result = spec.call(config, parent, folder)
+        result = spec.call(stage_config, parent, folder)
         seconds = time.perf_counter() - started
         stage = read_stage(folder, None)
         record["stages"][name] = {"config_sha256": config_hash, "input_sha256": input_hash,
@@ -196,9 +203,40 @@ def _run_stages(config: RunConfig, cfg: PipelineConfig, root: Path, record: dict
                                   "finished": stage.get("finished")}
         atomic_write_json(root / RUN_FILE, record)
         results.append(StageResult(name, "ran", seconds, result.metrics))
-        _record_gate(record, name, _gate(name, result.metrics, cfg, metric), root)
+        verdict, deferred = _judge(name, result.metrics, gates, metric, defers, deferred)
+        _record_gate(record, name, verdict, root)
     _overall(results, cfg, root, metric)
     return results
+
+
+def qat_follows(config: RunConfig, stages: list[str]) -> bool:
+    """Whether a qat stage that may train follows calibrate: then PTQ missing its budget is QAT's cue, not
+    the end of the run (the issue's "the gate decides")."""
+    return "qat" in stages and "calibrate" in stages and config.section("qat").when != "never"
+
+
+def _calibrate_deferring(config: RunConfig) -> RunConfig:
+    """The run config with `calibrate.gate.fail` off: calibrate records a missed budget instead of raising,
+    so its folder exists for the qat stage to start from."""
+    raw = copy.deepcopy(config.raw)
+    section = raw.setdefault("calibrate", {}) or {}
+    raw["calibrate"] = section
+    section["gate"] = {**(section.get("gate") or {}), "fail": False}
+    return RunConfig(raw, source=config.source)
+
+
+def _judge(name: str, metrics: dict[str, Any], cfg: PipelineConfig, metric: str, defers: bool,
+           deferred: float | None) -> tuple[dict[str, Any] | None, float | None]:
+    """The stage's pipeline gate; a failed calibrate gate, when QAT follows, is handed on: the qat stage's
+    deployed model is then judged against the same budget (unless `pipeline.gates.qat` sets its own)."""
+    try:
+        return _gate(name, metrics, cfg, metric), deferred
+    except GateError as exc:
+        if not (defers and name == "calibrate"):
+            raise
+        log.warning("%s; the qat stage runs next and its deployed model is judged against the same budget",
+                    str(exc).split("; the run stopped here")[0])
+        return None, cfg.gates["calibrate"]
 
 
 def _record_gate(record: dict[str, Any], name: str, verdict: dict[str, Any] | None, root: Path) -> None:
