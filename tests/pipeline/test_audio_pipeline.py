@@ -60,6 +60,8 @@ def audio_run(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathF
     write_speech_folder(root / "data", voices=5, per_voice=1)
     teacher = write_audio_model(root / "teacher", family)
     raw = _config(root / "data", teacher, root / "cache", cpu=family == "wav2vec2")
+    if family == "wav2vec2":  # one family per task trains QAT (the others pass PTQ on with `auto`)
+        raw["qat"] = {"when": "always", "train": {"max_steps": 2, "batch_size": 8}}
     results = run_pipeline(RunConfig(raw), root / "run")
     assert [r.name for r in results] == list(STAGES)
     return family, root / "run"
@@ -256,3 +258,18 @@ def test_width_pruning_an_audio_model(family: str, tmp_path: Path) -> None:
     assert (m["structure"]["heads"], m["structure"]["ffn"]) == (1, m["dense_structure"]["ffn"] // 2)
     assert m["parity_max_abs_diff"] < 1e-4
     assert m["gate"]["n"] == len(LABELS) and "table" in m["gate"]
+
+
+def test_qat_trains_on_this_task_where_asked(audio_run: tuple[str, Path]) -> None:
+    """Quantization-aware distillation runs on this task's model: every planned layer INT8 in the QAT
+    Q/DQ file, the 2:4 pattern intact, fp32/PTQ/QAT paired on one test split; `auto` elsewhere."""
+    from trt_edge.stats import load_predictions
+
+    family, run_dir = audio_run
+    m = read_stage(run_dir / "qat")["metrics"]
+    assert m["qat_ran"] is (family == "wav2vec2")
+    if m["qat_ran"]:
+        assert m["quantized_nodes"] > 0 and m["qat_float_layers"] == [] and m["sparse_pattern_intact"]
+        assert (run_dir / "qat" / "model.qat.onnx").is_file()
+        preds = load_predictions(run_dir / "qat" / "test_predictions.npz")
+        assert {"fp32", "ptq", "qat", "int8"} <= set(preds)

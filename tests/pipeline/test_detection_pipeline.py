@@ -67,6 +67,8 @@ def det_run(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFac
         student = {"model": str(write_detection_model(root / "student", family, NAMES, SIZE,
                                                       encoder_layers=1, decoder_layers=1))}
     raw = _config(root / "scenes", teacher, student, root / "cache", cpu=family == "yolos")
+    if family == "detr":  # one family per task trains QAT (the others pass PTQ on with `auto`)
+        raw["qat"] = {"when": "always", "train": {"max_steps": 2, "batch_size": 8}}
     results = run_pipeline(RunConfig(raw), root / "run")
     assert [r.name for r in results] == list(STAGES)
     return family, root / "run"
@@ -227,3 +229,18 @@ def test_report_shows_teacher_and_final_overlays(det_run: tuple[str, Path]) -> N
     from vision_helpers import assert_report_overlays
 
     assert_report_overlays(det_run[1])
+
+
+def test_qat_trains_on_this_task_where_asked(det_run: tuple[str, Path]) -> None:
+    """Quantization-aware distillation runs on this task's model: every planned layer INT8 in the QAT
+    Q/DQ file, the 2:4 pattern intact, fp32/PTQ/QAT paired on one test split; `auto` elsewhere."""
+    from trt_edge.stats import load_predictions
+
+    family, run_dir = det_run
+    m = read_stage(run_dir / "qat")["metrics"]
+    assert m["qat_ran"] is (family == "detr")
+    if m["qat_ran"]:
+        assert m["quantized_nodes"] > 0 and m["qat_float_layers"] == [] and m["sparse_pattern_intact"]
+        assert (run_dir / "qat" / "model.qat.onnx").is_file()
+        preds = load_predictions(run_dir / "qat" / "test_predictions.npz")
+        assert {"fp32", "ptq", "qat", "int8"} <= set(preds)

@@ -54,6 +54,8 @@ def embedding_run(request: pytest.FixtureRequest, minilm_dir: Path, demo_data_co
     teacher = write_st_folder(family, minilm_dir, root / "teacher", mode="mean", normalize=True)
     data = demo_data_config.replace(max_examples=240, train_size=160, validation_size=40, test_size=40).to_dict()
     raw = _config(teacher, data, root / "cache", cpu=family == "bert")
+    if family == "bert":  # one family per task trains QAT (the others pass PTQ on with `auto`)
+        raw["qat"] = {"when": "always", "train": {"max_steps": 2, "batch_size": 32}}
     run_dir = root / "run"
     results = run_pipeline(RunConfig(raw), run_dir)
     assert [r.name for r in results] == list(STAGES)
@@ -165,3 +167,18 @@ def test_side_by_side_timing_covers_every_onnx_model(embedding_run: tuple[str, P
     assert set(point["latency_ms"]) == set(labels)
     assert all(np.isfinite(point["speedup_vs_first"][label]) and point["speedup_vs_first"][label] > 0
                for label in labels)
+
+
+def test_qat_trains_on_this_task_where_asked(embedding_run: tuple[str, Path, Path]) -> None:
+    """Quantization-aware distillation runs on this task's model: every planned layer INT8 in the QAT
+    Q/DQ file, the 2:4 pattern intact, fp32/PTQ/QAT paired on one test split; `auto` elsewhere."""
+    from trt_edge.stats import load_predictions
+
+    family, _, run_dir = embedding_run
+    m = read_stage(run_dir / "qat")["metrics"]
+    assert m["qat_ran"] is (family == "bert")
+    if m["qat_ran"]:
+        assert m["quantized_nodes"] > 0 and m["qat_float_layers"] == [] and m["sparse_pattern_intact"]
+        assert (run_dir / "qat" / "model.qat.onnx").is_file()
+        preds = load_predictions(run_dir / "qat" / "test_predictions.npz")
+        assert {"fp32", "ptq", "qat", "int8"} <= set(preds)

@@ -62,6 +62,8 @@ def seg_run(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFac
     else:
         student = {"layers": [1, 3, 5, 7]}  # the layers DPT's neck reads (backbone_out_indices)
     raw = _config(root / "scenes", teacher, student, root / "cache", cpu=family == "segformer")
+    if family == "segformer":  # one family per task trains QAT (the others pass PTQ on with `auto`)
+        raw["qat"] = {"when": "always", "train": {"max_steps": 2, "batch_size": 8}}
     results = run_pipeline(RunConfig(raw), root / "run")
     assert [r.name for r in results] == list(STAGES)
     return family, root / "run"
@@ -238,3 +240,18 @@ def test_a_classification_run_has_no_overlays(tmp_path: Path) -> None:
 
     for task in ("image-classification", "text-classification", "sentence-embedding"):
         assert make_overlays(tmp_path, {"distill": {"config": {"task": {"type": task}}}}) == ([], None)
+
+
+def test_qat_trains_on_this_task_where_asked(seg_run: tuple[str, Path]) -> None:
+    """Quantization-aware distillation runs on this task's model: every planned layer INT8 in the QAT
+    Q/DQ file, the 2:4 pattern intact, fp32/PTQ/QAT paired on one test split; `auto` elsewhere."""
+    from trt_edge.stats import load_predictions
+
+    family, run_dir = seg_run
+    m = read_stage(run_dir / "qat")["metrics"]
+    assert m["qat_ran"] is (family == "segformer")
+    if m["qat_ran"]:
+        assert m["quantized_nodes"] > 0 and m["qat_float_layers"] == [] and m["sparse_pattern_intact"]
+        assert (run_dir / "qat" / "model.qat.onnx").is_file()
+        preds = load_predictions(run_dir / "qat" / "test_predictions.npz")
+        assert {"fp32", "ptq", "qat", "int8"} <= set(preds)
