@@ -24,8 +24,8 @@ def test_demo_kd_is_the_demo_with_its_documented_distillation_budget() -> None:
     demo-kd.yaml's header says, or the figures stop describing the quick demo's recipe."""
     configs = Path(__file__).parents[1] / "configs"
     overrides = {"name": "demo-minilm-tweets-kd", "task.data.max_examples": 12000, "task.data.test_size": 7500,
-                 "distill.teacher_train.epochs": 6,
-                 "distill.transfer": {"source": "unused", "max_examples": 20000}}
+                 "distill.teacher_train.epochs": 6, "distill.teacher_train.learning_rate": 5e-5,
+                 "distill.transfer.max_examples": 20000}
     expected = load_config(configs / "demo.yaml", overrides)
     actual = load_config(configs / "demo-kd.yaml")
     assert actual.to_dict() == expected.to_dict()
