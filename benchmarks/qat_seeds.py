@@ -35,6 +35,11 @@ def _correct(outputs: np.ndarray, labels: np.ndarray) -> np.ndarray:
     return np.asarray(outputs.argmax(-1) == labels, dtype=np.float64)
 
 
+def _negated(summary: dict[str, Any]) -> dict[str, Any]:
+    lo, hi = summary["interval_points"]
+    return {**summary, "mean_points": -summary["mean_points"], "interval_points": [-hi, -lo]}
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--run", required=True, help="a finished pipeline run folder (calibrate stage done)")
@@ -91,7 +96,7 @@ def main() -> None:
                 "sparse_pattern_intact": m.get("sparse_pattern_intact")})
             for name, rows in correct.items():
                 qat = np.stack(rows)
-                drop = seed_average(base["fp32"][None], qat)
+                drop = _negated(seed_average(qat, base["fp32"][None]))  # fp32 - QAT, seeds counted from QAT's
                 ptq = seed_average(base["fp32"][None], base["ptq"][None])
                 closed = (ptq["mean_points"] - drop["mean_points"]) / ptq["mean_points"] \
                     if ptq["mean_points"] > 0 else None
