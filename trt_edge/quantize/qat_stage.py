@@ -42,6 +42,7 @@ from trt_edge.files import atomic_write_json, sha256_file
 from trt_edge.log import get_logger
 from trt_edge.quantize.config import CalibrateConfig, QatConfig
 from trt_edge.stage import STAGE_FILE, StageRecord, read_stage, stage_artifact, stage_output
+from trt_edge.tasks.metrics import prefixed
 
 log = get_logger("qat")
 
@@ -168,13 +169,12 @@ def quantization_aware(config: RunConfig, calibrate_dir: str | Path, model_dir: 
     masks = _train_masks(model, onnx_path)
 
     # ---- QAD: the fp32 model teaches its own fake-quantized copy -------------------------------------
-    from trt_edge.distill.stage import training_features, validation_eval_fn
+    from trt_edge.distill.stage import describe_metrics, training_features, validation_eval_fn
     from trt_edge.sparsity.recovery import recover
 
     encode = adapter.encode
     train_enc = encode(tokenizer, data.train.texts, task.max_length)
     val_enc = encode(tokenizer, data.validation.texts, task.max_length)
-    test_enc = encode(tokenizer, data.test.texts, task.max_length)
     fp32_train = adapter.predict_logits(model, train_enc, task.eval_batch_size).astype(np.float32)
     reference = None
     if not adapter.uses_labels:  # judged against a model: the fp32 model's own validation outputs
@@ -183,7 +183,7 @@ def quantization_aware(config: RunConfig, calibrate_dir: str | Path, model_dir: 
                                  reference)
     fq = qat.attach(model, fp32_graph, plan, amax, learn_scales=cfg.learn_scales)
     start_metrics = eval_fn(model)
-    log.info("fake-quantized before training: %s", _describe(start_metrics))
+    log.info("fake-quantized before training: %s", describe_metrics(start_metrics))
     result = recover(model, masks, training_features(train_enc, data.train.labels), train_enc.pad_token_id,
                      cfg.train, eval_fn=eval_fn, teacher_logits=fp32_train, alpha=cfg.alpha,
                      temperature=cfg.temperature, seed=cfg.seed, desc="quantization-aware distillation",
@@ -192,7 +192,6 @@ def quantization_aware(config: RunConfig, calibrate_dir: str | Path, model_dir: 
     learned_tensors = fq.amax_by_tensor()
     bindings = [b.to_dict() for b in fq.bindings]
     fq.remove()
-    del test_enc
 
     with stage_output(out) as tmp:
         from trt_edge.export.exporter import export_onnx
@@ -278,8 +277,8 @@ def quantization_aware(config: RunConfig, calibrate_dir: str | Path, model_dir: 
         artifacts[PREPROCESSOR] = carry_preprocessor(preprocessor_dir(onnx_path, cal_cfg.tokenizer), tmp)
         desc = placement.describe(qmodel)
         metrics = {
-            **_prefixed("fp32", fp32_m), **_prefixed("ptq", ptq_m), **_prefixed("qat", qat_m),
-            **_prefixed("int8", qat_m if deployed == "qat" else ptq_m),
+            **prefixed("fp32", fp32_m), **prefixed("ptq", ptq_m), **prefixed("qat", qat_m),
+            **prefixed("int8", qat_m if deployed == "qat" else ptq_m),
             "qat_ran": True, "reason": reason, "deployed": deployed, "deployed_reason": why,
             "primary_metric": primary,
             "accuracy_drop_points": round(qat_v.drop_points, 3), "gate_budget_points": cfg.budget,
@@ -325,16 +324,6 @@ def _load_model(config: RunConfig, model_dir: Path) -> dict[str, Any]:
 
 def _opset(model: Any) -> int:
     return max((o.version for o in model.opset_import if o.domain in ("", "ai.onnx")), default=17)
-
-
-def _describe(metrics: dict[str, float]) -> str:
-    return ", ".join(f"{k} {v:.4f}" for k, v in sorted(metrics.items()) if isinstance(v, float))
-
-
-def _prefixed(prefix: str, metrics: dict[str, float]) -> dict[str, float]:
-    from trt_edge.tasks.metrics import prefixed
-
-    return prefixed(prefix, metrics)
 
 
 def _ptq_predictions(cal_dir: Path, ptq_onnx: Path, arrays: dict[str, np.ndarray], lengths: np.ndarray,
