@@ -43,6 +43,19 @@ def qat_run(tiny_bert_dir: Path, demo_data_config: Any,
     return raw, root / "run", {r.name: r.status for r in results}
 
 
+def check_qat_where_asked(run_dir: Path, trained: bool) -> None:
+    """The task pipelines' QAT check: where the config asked (`qat.when: always`) QAT trained with every
+    planned layer INT8, the 2:4 pattern intact and fp32/PTQ/QAT paired on one test split; elsewhere `auto`
+    passed PTQ on."""
+    m = read_stage(run_dir / "qat")["metrics"]
+    assert m["qat_ran"] is trained
+    if m["qat_ran"]:
+        assert m["quantized_nodes"] > 0 and m["qat_float_layers"] == [] and m["sparse_pattern_intact"]
+        assert (run_dir / "qat" / "model.qat.onnx").is_file()
+        preds = load_predictions(run_dir / "qat" / "test_predictions.npz")
+        assert {"fp32", "ptq", "qat", "int8"} <= set(preds)
+
+
 def test_qat_runs_in_the_pipeline_and_build_takes_the_deployed_model(
         qat_run: tuple[dict[str, Any], Path, dict[str, str]]) -> None:
     _, run_dir, status = qat_run
